@@ -1,0 +1,120 @@
+"""Exceptions of the gateway, each carrying its SMTP reply, RFC 3463 enhanced code and transient flag."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose.
+
+    Each subclass states what it means on the wire: the SMTP reply code, the RFC 3463
+    enhanced status code and whether the sender may try again. The SMTP reply, the desk
+    notice and the audit line are all derived from these attributes.
+    """
+
+    smtp_code: ClassVar[int] = 451
+    enhanced: ClassVar[str] = "4.3.0"
+    transient: ClassVar[bool] = True
+    summary: ClassVar[str] = "local error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.summary)
+        self.detail = detail or self.summary
+
+    def smtp_reply(self) -> str:
+        """The reply line an SMTP server sends for this error, e.g. ``550 5.6.0 ...``."""
+        text = " ".join(self.detail.split())  # never a CR or LF inside a reply line
+        return f"{self.smtp_code} {self.enhanced} {text}"
+
+
+class ConfigError(GatewayError):
+    """The configuration (or a file it names) is unusable; the gateway refuses to start."""
+
+    smtp_code = 451
+    enhanced = "4.3.5"
+    transient = True
+    summary = "configuration error"
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        self.source = source
+        self.key = key
+        self.reason = reason
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {reason}")
+
+
+class SchemaSetError(ConfigError):
+    """A schema set failed to load: a missing file or import, or an XSD that does not compile."""
+
+
+class RejectedError(GatewayError):
+    """Base of the permanent refusals of a message: the sender must not send it again as is."""
+
+    smtp_code = 550
+    enhanced = "5.7.0"
+    transient = False
+    summary = "message refused"
+
+
+class TLSRequired(RejectedError):
+    smtp_code = 530
+    enhanced = "5.7.0"
+    summary = "must issue a STARTTLS command first"
+
+
+class UnknownSender(RejectedError):
+    smtp_code = 550
+    enhanced = "5.7.1"
+    summary = "sender is not a known partner"
+
+
+class RelayDenied(RejectedError):
+    smtp_code = 550
+    enhanced = "5.7.1"
+    summary = "relaying denied"
+
+
+class MessageTooBig(RejectedError):
+    smtp_code = 552
+    enhanced = "5.3.4"
+    summary = "message too big"
+
+
+class CannotDecrypt(RejectedError):
+    smtp_code = 550
+    enhanced = "5.7.5"
+    summary = "cannot decrypt the message"
+
+
+class BadSignature(RejectedError):
+    smtp_code = 550
+    enhanced = "5.7.7"
+    summary = "bad or unexpected signature"
+
+
+class ConflictingReference(RejectedError):
+    smtp_code = 550
+    enhanced = "5.7.1"
+    summary = "reference already received with other content"
+
+
+class InvalidForm(RejectedError):
+    """The document is not a valid form: not XML, hostile XML, unknown form or schema errors."""
+
+    smtp_code = 550
+    enhanced = "5.6.0"
+    summary = "invalid form"
+
+
+class StoreUnavailable(GatewayError):
+    smtp_code = 451
+    enhanced = "4.3.0"
+    transient = True
+    summary = "cannot store the message now, try again later"
+
+
+class StorageFull(StoreUnavailable):
+    smtp_code = 452
+    enhanced = "4.3.1"
+    summary = "insufficient system storage, try again later"
