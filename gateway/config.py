@@ -2,8 +2,348 @@
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from gateway.errors import ConfigError
+from gateway.forms import CHANNELS, PRIORITIES
+from gateway.tomlread import Table, load_toml
+from gateway.xmlforms import SchemaSetSpec, XmlLimits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUILTIN_XSD = PROJECT_ROOT / "xsd"
 BUILTIN_FORMS = PROJECT_ROOT / "forms"
+BUILTIN_SET = "builtin"
+ENV_VAR = "GATEWAY_CONFIG"
+DEFAULT_LOCATION = Path("config") / "gateway.toml"
+
+PARTNER_CHANNELS = tuple(channel for channel in CHANNELS if channel != "any")
+_COUNTRY = r"[A-Z]{2}"
+_BUREAU = r"[A-Z]{2}-[A-Z][A-Z0-9]{1,15}"
+_ADDRESS = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?"
+_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[?[0-9A-Fa-f:.]+\]?"
+_FINGERPRINT = r"[0-9A-F]{40}|[0-9A-F]{64}"
+_NAME = r"[a-z][a-z0-9_-]{0,31}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who we are: our country, our e-mail address, and our bureau code on each channel."""
+
+    country: str
+    address: str
+    bureaux: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Paths:
+    gnupg_home: Path
+    spool: Path
+
+
+@dataclass(frozen=True)
+class Listen:
+    """The inbound SMTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = 2525
+    hostname: str = "gateway.invalid"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_message_bytes: int = 10 * 1024 * 1024
+    max_sessions: int = 50
+
+
+@dataclass(frozen=True)
+class Relay:
+    """An optional smarthost for outbound mail; partners are otherwise reached directly."""
+
+    host: str
+    port: int = 25
+    require_tls: bool = True
+
+
+@dataclass(frozen=True)
+class Partner:
+    """A foreign bureau: where it is reached and the OpenPGP key pinned to it."""
+
+    code: str
+    channel: str
+    country: str
+    address: str
+    smtp_host: str
+    smtp_port: int
+    fingerprint: str
+    require_tls: bool = True
+    receipt_window: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Desk:
+    """A national handlers' desk: its Maildir and, optionally, an e-mail address for notices."""
+
+    name: str
+    maildir: Path
+    email: str | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which desk gets a message; an unset field matches anything. The first matching route wins."""
+
+    desk: str
+    channel: str | None = None
+    form: str | None = None
+    priority: str | None = None
+    partner: str | None = None
+
+    def matches(self, channel: str, form: str, priority: str, partner: str) -> bool:
+        return all(
+            wanted is None or wanted == actual
+            for wanted, actual in (
+                (self.channel, channel), (self.form, form),
+                (self.priority, priority), (self.partner, partner),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Config:
+    identity: Identity
+    paths: Paths
+    database_url: str
+    listen: Listen
+    relay: Relay | None
+    partners: tuple[Partner, ...]
+    desks: tuple[Desk, ...]
+    routes: tuple[Route, ...]
+    schema_sets: tuple[SchemaSetSpec, ...]
+    form_folders: tuple[tuple[Path, str], ...]
+    xml: XmlLimits = field(default_factory=XmlLimits)
+    source: Path | None = None
+
+    def partner(self, code: str) -> Partner:
+        for partner in self.partners:
+            if partner.code == code:
+                return partner
+        raise KeyError(f"unknown partner {code!r}")
+
+    def partner_by_address(self, address: str) -> Partner | None:
+        wanted = address.lower()
+        return next((p for p in self.partners if p.address.lower() == wanted), None)
+
+    def desk(self, name: str) -> Desk:
+        for desk in self.desks:
+            if desk.name == name:
+                return desk
+        raise KeyError(f"unknown desk {name!r}")
+
+
+def locate(explicit: str | None) -> Path | None:
+    """The configuration file: ``-c``, then $GATEWAY_CONFIG, then ./config/gateway.toml."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return DEFAULT_LOCATION if DEFAULT_LOCATION.is_file() else None
+
+
+def builtin_schema_sets() -> tuple[tuple[SchemaSetSpec, ...], tuple[tuple[Path, str], ...]]:
+    """The schema set and form folder shipped with the gateway."""
+    builtin = SchemaSetSpec(BUILTIN_SET, BUILTIN_XSD, bounded_depth=True)
+    return (builtin,), ((BUILTIN_FORMS, BUILTIN_SET),)
+
+
+def load(path: Path) -> Config:
+    """Read and check a configuration file; any problem is a ConfigError naming file and key."""
+    table = load_toml(path)
+    base = path.resolve().parent
+    identity = _identity(table.table("identity", required=True))
+    paths_table = table.table("paths")
+    paths = Paths(
+        gnupg_home=paths_table.path("gnupg_home", base, base / "var" / "gnupg"),
+        spool=paths_table.path("spool", base, base / "spool"),
+    )
+    paths_table.finish()
+    database = table.table("database")
+    database_url = database.text(
+        "url", f"sqlite:///{paths.spool / 'ledger.db'}", pattern=r"(sqlite|postgresql)(\+\w+)?://.*",
+        hint="an SQLAlchemy URL, sqlite:///FILE or postgresql+psycopg://...",
+    )
+    database.finish()
+    smtp = table.table("smtp")
+    listen = _listen(smtp.table("listen"), base)
+    relay = _relay(smtp.table("relay")) if smtp.has("relay") else None
+    smtp.finish()
+    partners = tuple(_partner(item) for item in table.tables("partners"))
+    desks = tuple(_desk(item, base) for item in table.tables("desks"))
+    routes = tuple(_route(item) for item in table.tables("routes"))
+    schema_sets, form_folders = builtin_schema_sets()
+    for item in table.tables("schema_sets"):
+        spec, forms = _schema_set(item, base)
+        schema_sets += (spec,)
+        if forms is not None:
+            form_folders += ((forms, spec.name),)
+    xml = _xml_limits(table.table("xml"))
+    table.finish()
+    _check_unique(table, "partners", "code", [p.code for p in partners])
+    _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
+    _check_unique(table, "desks", "name", [d.name for d in desks])
+    _check_unique(table, "schema_sets", "name", [s.name for s in schema_sets])
+    partner_codes = {p.code for p in partners}
+    desk_names = {d.name for d in desks}
+    for index, route in enumerate(routes):
+        if route.desk not in desk_names:
+            table.fail(f"routes[{index}].desk", f"unknown desk {route.desk!r}")
+        if route.partner is not None and route.partner not in partner_codes:
+            table.fail(f"routes[{index}].partner", f"unknown partner {route.partner!r}")
+    return Config(
+        identity=identity, paths=paths, database_url=database_url, listen=listen, relay=relay,
+        partners=partners, desks=desks, routes=routes, schema_sets=schema_sets,
+        form_folders=form_folders, xml=xml, source=path,
+    )
+
+
+def _identity(table: Table) -> Identity:
+    identity = Identity(
+        country=table.text("country", pattern=_COUNTRY, hint="an ISO 3166-1 alpha-2 code"),
+        address=table.text("address", pattern=_ADDRESS, hint="an e-mail address"),
+        bureaux=_bureaux(table.table("bureaux", required=True)),
+    )
+    table.finish()
+    for channel, code in identity.bureaux.items():
+        if not code.startswith(identity.country + "-"):
+            table.fail(f"bureaux.{channel}", f"{code!r} does not start with our country code")
+    return identity
+
+
+def _bureaux(table: Table) -> dict[str, str]:
+    bureaux = {
+        channel: table.text(channel, pattern=_BUREAU, hint="a bureau code such as RO-SIRENE")
+        for channel in PARTNER_CHANNELS
+        if table.has(channel)
+    }
+    table.finish()
+    if not bureaux:
+        table.fail("", f"name our bureau code on at least one channel ({', '.join(PARTNER_CHANNELS)})")
+    return bureaux
+
+
+def _listen(table: Table, base: Path) -> Listen:
+    defaults = Listen()
+    listen = Listen(
+        host=table.text("host", defaults.host, pattern=_HOST, hint="a host name or IP address"),
+        port=table.integer("port", defaults.port, minimum=0, maximum=65535),
+        hostname=table.text("hostname", defaults.hostname, pattern=_HOST, hint="a host name"),
+        tls_cert=table.path("tls_cert", base, None),
+        tls_key=table.path("tls_key", base, None),
+        max_message_bytes=table.integer(
+            "max_message_bytes", defaults.max_message_bytes, minimum=1024, maximum=1 << 30
+        ),
+        max_sessions=table.integer("max_sessions", defaults.max_sessions, minimum=1, maximum=10000),
+    )
+    table.finish()
+    if (listen.tls_cert is None) != (listen.tls_key is None):
+        table.fail("tls_key" if listen.tls_key is None else "tls_cert", "tls_cert and tls_key go together")
+    return listen
+
+
+def _relay(table: Table) -> Relay:
+    relay = Relay(
+        host=table.text("host", pattern=_HOST, hint="a host name or IP address"),
+        port=table.integer("port", 25, minimum=1, maximum=65535),
+        require_tls=table.boolean("require_tls", True),
+    )
+    table.finish()
+    return relay
+
+
+def _partner(table: Table) -> Partner:
+    partner = Partner(
+        code=table.text("code", pattern=_BUREAU, hint="a bureau code such as NO-SIRENE"),
+        channel=table.text("channel", choices=PARTNER_CHANNELS),
+        country=table.text("country", pattern=_COUNTRY, hint="an ISO 3166-1 alpha-2 code"),
+        address=table.text("address", pattern=_ADDRESS, hint="an e-mail address"),
+        smtp_host=table.text("smtp_host", pattern=_HOST, hint="a host name or IP address"),
+        smtp_port=table.integer("smtp_port", 25, minimum=1, maximum=65535),
+        fingerprint=_fingerprint(table),
+        require_tls=table.boolean("require_tls", True),
+        receipt_window=table.duration("receipt_window", timedelta(minutes=15)),
+    )
+    table.finish()
+    if not partner.code.startswith(partner.country + "-"):
+        table.fail("code", f"{partner.code!r} does not start with the partner's country {partner.country}")
+    return partner
+
+
+def _fingerprint(table: Table) -> str:
+    if not table.has("fingerprint"):
+        table.fail("fingerprint", "missing: the partner's pinned OpenPGP primary-key fingerprint")
+    value = table.text("fingerprint").replace(" ", "").upper()
+    if not re.fullmatch(_FINGERPRINT, value):
+        table.fail("fingerprint", "must be the 40 (v4) or 64 (v5/v6) hex digits of the primary key")
+    return value
+
+
+def _desk(table: Table, base: Path) -> Desk:
+    desk = Desk(
+        name=table.text("name", pattern=_NAME, hint="lower-case letters, digits, - and _"),
+        maildir=table.path("maildir", base),
+        email=table.text("email", None, pattern=_ADDRESS, hint="an e-mail address"),
+    )
+    table.finish()
+    return desk
+
+
+def _route(table: Table) -> Route:
+    route = Route(
+        desk=table.text("desk"),
+        channel=table.text("channel", None, choices=PARTNER_CHANNELS),
+        form=table.text("form", None),
+        priority=table.text("priority", None, choices=PRIORITIES),
+        partner=table.text("partner", None),
+    )
+    table.finish()
+    return route
+
+
+def _schema_set(table: Table, base: Path) -> tuple[SchemaSetSpec, Path | None]:
+    name = table.text("name", pattern=_NAME, hint="lower-case letters, digits, - and _")
+    if name == BUILTIN_SET:
+        table.fail("name", f"{BUILTIN_SET!r} is the gateway's own set and cannot be redefined")
+    folder = table.path("path", base)
+    catalog = table.path("catalog", folder, None)
+    if catalog is None and (folder / "catalog.xml").is_file():
+        catalog = folder / "catalog.xml"
+    spec = SchemaSetSpec(name=name, path=folder, catalog=catalog, schemas=table.str_list("schemas", ()))
+    forms = table.path("forms", base, None)
+    table.finish()
+    if not spec.schemas and forms is None:
+        table.fail("schemas", "name the entry schemas of the set, or a forms folder that does")
+    return spec, forms
+
+
+def _xml_limits(table: Table) -> XmlLimits:
+    defaults = XmlLimits()
+    limits = XmlLimits(
+        max_bytes=table.integer("max_bytes", defaults.max_bytes, minimum=1024, maximum=64 << 20),
+        max_depth=table.integer("max_depth", defaults.max_depth, minimum=4, maximum=200),
+        max_text_bytes=table.integer(
+            "max_text_bytes", defaults.max_text_bytes, minimum=256, maximum=64 << 20
+        ),
+        max_errors=table.integer("max_errors", defaults.max_errors, minimum=1, maximum=1000),
+    )
+    table.finish()
+    return limits
+
+
+def _check_unique(table: Table, section: str, key: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            table.fail(f"{section}[{index}].{key}", f"{value!r} appears twice")
+        seen.add(value)

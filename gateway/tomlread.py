@@ -36,10 +36,10 @@ class Table:
         self._data = data
         self._seen: set[str] = set()
         self.source = source
-        self.path = path
+        self.prefix = path
 
     def where(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+        return ".".join(part for part in (self.prefix, key) if part)
 
     def fail(self, key: str, reason: str) -> NoReturn:
         raise ConfigError(self.source, self.where(key), reason)

@@ -23,6 +23,7 @@ _UTF8_NAMES = {"utf-8", "utf8"}
 _FOREIGN_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 _NAMESPACE_IN_REASON = re.compile(r"\{[^{}\s]*\}")
 _COUNT_CAP = 1000
+_PYTHON_CLASS = re.compile(r"<class '[\w.]*\.(\w+?)(?:10)?'>")
 _LONG_CHOICE = re.compile(r"value must be one of \[([^\]]*)\]")
 
 
@@ -44,6 +45,9 @@ class SchemaSetSpec:
     path: Path
     catalog: Path | None = None
     schemas: tuple[str, ...] = ()
+    # True when no type of the set contains itself, so a valid document is no deeper than the
+    # schema allows: the depth limit then only needs checking on documents that fail validation.
+    bounded_depth: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,12 +226,15 @@ class _EntrySchema:
 
 
 def _schema_error(file: Path, log: Any, refused: Sequence[str]) -> SchemaSetError:
-    entry = next(iter(log), None)
-    where = f"{entry.filename}:{entry.line}" if entry is not None else str(file)
+    entries = list(log)
+    # libxml2 logs a failed load first, without a place; the schema line that asked for it follows
+    placed = [e for e in entries if e.line > 0 and e.filename and e.filename != "<string>"]
+    entry = placed[0] if placed else (entries[0] if entries else None)
+    where = f"{entry.filename}:{entry.line}" if entry is not None and entry.line > 0 else str(file)
     reason = entry.message if entry is not None else "the schema does not compile"
     if refused:
         reason += (
-            f" ({', '.join(refused)} is not mapped by the catalog to a local file "
+            f" ({', '.join(dict.fromkeys(refused))} is not mapped by the catalog to a local file "
             "of the schema set, and schemas are never fetched from the network)"
         )
     return SchemaSetError(where, "", reason)
@@ -291,6 +298,10 @@ class FormValidator:
                 entries.append(_EntrySchema(schema_set, file, resolver))
         return cls(entries, catalogue, limits or XmlLimits())
 
+    def with_limits(self, limits: XmlLimits) -> FormValidator:
+        """The same compiled schemas under other limits."""
+        return FormValidator(dict.fromkeys(self._by_root.values()), self.catalogue, limits)
+
     @property
     def roots(self) -> list[str]:
         return sorted(self._by_root)
@@ -307,28 +318,31 @@ class FormValidator:
         if failure is not None:
             return Validation(errors=[failure])
         try:
-            tree = etree.ElementTree(etree.fromstring(data, self._parser()))
+            root = etree.fromstring(data, self._parser())
         except etree.XMLSyntaxError as exc:
-            line = exc.lineno if exc.lineno else None
-            return Validation(errors=[FormError(line, "", f"not well-formed XML: {exc.msg}")])
-        root = tree.getroot()
+            return Validation(errors=[_syntax_error(data, exc)])
+        tree = root.getroottree()
         if tree.docinfo.doctype:
             return Validation(errors=[FormError(1, "", _DOCTYPE_REFUSED)])
-        entry = self._by_root.get(root.tag)
+        tag = root.tag
+        entry = self._by_root.get(tag)
         if entry is None:
-            return Validation(root=root.tag, errors=[self._unknown_root(root)])
-        form = self.catalogue.by_root(root.tag)
-        limit_error = self._check_limits(tree, len(data))
+            return Validation(root=tag, errors=[self._unknown_root(root)])
+        form = self.catalogue.by_root(tag)
+        bounded = entry.schema_set.bounded_depth
+        limit_error = self._check_limits(tree, len(data), depth=not bounded)
+        if limit_error is None and entry.lxml.validate(tree):
+            return Validation(root=tag, form=form, tree=tree)
+        if limit_error is None and bounded:
+            limit_error = self._check_limits(tree, 0, depth=True)
         if limit_error is not None:
-            return Validation(root=root.tag, form=form, errors=[limit_error])
-        if entry.lxml.validate(tree):
-            return Validation(root=root.tag, form=form, tree=tree)
+            return Validation(root=tag, form=form, errors=[limit_error])
         errors, count = self._explain(entry, tree)
-        return Validation(root=root.tag, form=form, errors=errors, error_count=count)
+        return Validation(root=tag, form=form, errors=errors, error_count=count)
 
     def _check_raw(self, data: bytes) -> FormError | None:
         """What can be refused from the bytes alone: size, encoding, any DTD."""
-        if not data.strip():
+        if not data or data.isspace():
             return FormError(None, "", "empty document")
         if len(data) > self.limits.max_bytes:
             return FormError(
@@ -340,19 +354,14 @@ class FormValidator:
         if declared and declared.group(1).decode("ascii").lower() not in _UTF8_NAMES:
             name = declared.group(1).decode("ascii")
             return FormError(1, "", f"the XML declaration says encoding {name!r}; forms must be UTF-8")
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            return FormError(line, "", f"not valid UTF-8 at byte {exc.start}")
         doctype = data.find(b"<!DOCTYPE")
         if doctype >= 0 or b"<!ENTITY" in data:
             at = doctype if doctype >= 0 else data.find(b"<!ENTITY")
             return FormError(data.count(b"\n", 0, at) + 1, "", _DOCTYPE_REFUSED)
         return None
 
-    def _check_limits(self, tree: Any, size: int) -> FormError | None:
-        """Depth and text-size limits; cheap for a small form, which cannot exceed them."""
+    def _check_limits(self, tree: Any, size: int, *, depth: bool) -> FormError | None:
+        """Text-size limit (only a document larger than it can break it) and, if asked, depth."""
         limits = self.limits
         if size > limits.max_text_bytes:
             for element in tree.iter():
@@ -362,7 +371,7 @@ class FormValidator:
                             element.sourceline, _path(element),
                             f"text over the limit of {limits.max_text_bytes} bytes",
                         )
-        if size > 2 * limits.max_depth:  # a document this small cannot be this deep
+        if depth:
             deep = _depth_probe(limits.max_depth)(tree)
             if deep:
                 element = deep[0]
@@ -430,6 +439,16 @@ def read_catalog(path: Path, _seen: frozenset[Path] = frozenset()) -> XmlCatalog
 _DOCTYPE_REFUSED = "DOCTYPE and ENTITY declarations are not allowed in forms (no DTDs, no entities)"
 
 
+def _syntax_error(data: bytes, exc: Any) -> FormError:
+    """Why a document did not parse; bytes that are not UTF-8 are named as such."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        line = data.count(b"\n", 0, bad.start) + 1
+        return FormError(line, "", f"not valid UTF-8 at byte {bad.start}; forms must be UTF-8")
+    return FormError(exc.lineno or None, "", f"not well-formed XML: {exc.msg}")
+
+
 def _depth_probe(depth: int) -> Any:
     return _DEPTH_PROBES.setdefault(depth, etree.XPath("/*" + "/*" * depth))
 
@@ -444,6 +463,8 @@ def _from_xmlschema(error: Any, namespace: str) -> FormError:
         str(error.reason or error.message),
     )
     reason = _LONG_CHOICE.sub(_shorten_choices, reason)
+    reason = _PYTHON_CLASS.sub(lambda match: "xs:" + match.group(1)[0].lower() + match.group(1)[1:],
+                               reason)
     if element is None or not hasattr(element, "sourceline"):
         return FormError(None, error.path or "", reason)
     line = element.sourceline
@@ -457,7 +478,7 @@ def _shorten_choices(match: re.Match[str]) -> str:
     choices = match.group(1).split(", ")
     if len(choices) <= 12:
         return match.group(0)
-    return f"value must be one of the {len(choices)} codes {', '.join(choices[:3])}, ... (ISO lists)"
+    return f"value must be one of the {len(choices)} codes {', '.join(choices[:3])}, ..."
 
 
 def _path(element: Any) -> str:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import BUILTIN_FORMS, BUILTIN_XSD
+from gateway.config import BUILTIN_FORMS, builtin_schema_sets
 from gateway.forms import FormCatalogue
-from gateway.xmlforms import FormValidator, SchemaSetSpec
+from gateway.xmlforms import FormValidator
 
 PROJECT = Path(__file__).resolve().parent.parent
 SAMPLES = BUILTIN_FORMS / "samples"
@@ -21,4 +21,5 @@ def catalogue() -> FormCatalogue:
 
 @pytest.fixture(scope="session")
 def validator(catalogue: FormCatalogue) -> FormValidator:
-    return FormValidator.load([SchemaSetSpec("builtin", BUILTIN_XSD)], catalogue)
+    schema_sets, _ = builtin_schema_sets()
+    return FormValidator.load(schema_sets, catalogue)

@@ -1,0 +1,135 @@
+"""The `gateway` command: one small function per subcommand; exit 0 ok, 1 rejected input, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from gateway import __version__
+from gateway import config as configuration
+from gateway.errors import ConfigError
+from gateway.forms import FormCatalogue
+from gateway.progress import Progress
+from gateway.xmlforms import FormValidator, Validation, XmlLimits
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.run(args)
+    except ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Secure gateway for standardized police-cooperation forms over SMTP.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "-c", "--config", metavar="FILE",
+        help=f"configuration file (default: ${configuration.ENV_VAR}, "
+        f"then ./{configuration.DEFAULT_LOCATION})",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate", help="validate forms against their XSD",
+        description="Validate form files (or - for standard input) against the schema of their "
+        "root element. Exit 0 when all are valid, 1 when any is not, 2 on usage errors.",
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE", help="form files, or - for stdin")
+    validate.add_argument("--json", action="store_true", help="print one JSON array of results")
+    validate.set_defaults(run=cmd_validate)
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> configuration.Config | None:
+    """The configuration named by -c, $GATEWAY_CONFIG or the default place; None if there is none."""
+    path = configuration.locate(args.config)
+    return configuration.load(path) if path is not None else None
+
+
+def load_validator(config: configuration.Config | None) -> FormValidator:
+    if config is None:
+        schema_sets, folders = configuration.builtin_schema_sets()
+        return FormValidator.load(schema_sets, FormCatalogue.load(folders), XmlLimits())
+    catalogue = FormCatalogue.load(config.form_folders)
+    return FormValidator.load(config.schema_sets, catalogue, config.xml)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    validator = load_validator(load_config(args))
+    results: list[tuple[str, Validation]] = []
+    unreadable = False
+    progress = Progress(len(args.files), sys.stderr)
+    for name in args.files:
+        progress.step(name)
+        try:
+            data = _read_input(name, validator.limits.max_bytes)
+        except OSError as exc:
+            progress.clear()
+            print(f"gateway: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+            unreadable = True
+            continue
+        result = validator.validate(data)
+        results.append(("<stdin>" if name == "-" else name, result))
+        if not args.json:
+            progress.clear()
+            _print_result(results[-1][0], result, sys.stdout)
+    progress.done()
+    if args.json:
+        json.dump([_as_json(name, result) for name, result in results], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    if unreadable:
+        return EXIT_USAGE
+    return EXIT_OK if all(result.valid for _, result in results) else EXIT_REJECTED
+
+
+def _read_input(name: str, limit: int) -> bytes:
+    """At most one byte over the limit: enough to refuse an oversized file without holding it."""
+    if name == "-":
+        return sys.stdin.buffer.read(limit + 1)
+    with Path(name).open("rb") as handle:
+        return handle.read(limit + 1)
+
+
+def _print_result(name: str, result: Validation, out: IO[str]) -> None:
+    form = result.form.code if result.form else (result.root or "?")
+    if result.valid:
+        print(f"{name}: valid {form}", file=out)
+        return
+    for error in result.errors:
+        line = f"{error.line}:" if error.line is not None else ""
+        print(f"{name}:{line} {error.path or '/'}: {error.reason}", file=out)
+    hidden = result.error_count - len(result.errors)
+    more = f", {hidden} not shown" if hidden else ""
+    print(f"{name}: invalid {form}: {result.error_count} error(s){more}", file=out)
+
+
+def _as_json(name: str, result: Validation) -> dict[str, object]:
+    return {
+        "file": name,
+        "valid": result.valid,
+        "form": result.form.code if result.form else None,
+        "error_count": result.error_count,
+        "errors": [
+            {"line": error.line, "path": error.path, "reason": error.reason}
+            for error in result.errors
+        ],
+    }

@@ -1,0 +1,198 @@
+"""The configuration: one frozen Config from TOML; every mistake names the file, the key and why."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway import config as configuration
+from gateway.cli import main
+from gateway.errors import ConfigError
+
+EXAMPLE = configuration.PROJECT_ROOT / "config" / "gateway.example.toml"
+MINIMAL = """
+[identity]
+country = "RO"
+address = "gateway@ro.example"
+bureaux = { sirene = "RO-SIRENE" }
+
+[[partners]]
+code = "NO-SIRENE"
+channel = "sirene"
+country = "NO"
+address = "sirene@no.example"
+smtp_host = "127.0.0.1"
+smtp_port = 2525
+fingerprint = "0123 4567 89ab cdef 0123 4567 89ab cdef 0123 4567"
+
+[[desks]]
+name = "sirene"
+maildir = "desks/sirene"
+
+[[routes]]
+desk = "sirene"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def failure(tmp_path: Path, text: str) -> ConfigError:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        configuration.load(path)
+    assert caught.value.source == str(path)
+    return caught.value
+
+
+def test_example_is_complete_and_valid() -> None:
+    config = configuration.load(EXAMPLE)
+    assert config.identity.bureaux == {
+        "sirene": "RO-SIRENE", "interpol": "RO-NCB", "europol": "RO-ENU"
+    }
+    assert [p.code for p in config.partners] == ["NO-SIRENE", "RS-NCB"]
+    assert config.partner("RS-NCB").require_tls
+    assert config.desk("duty").maildir == (EXAMPLE.parent / "../spool/desks/duty").resolve()
+    assert config.routes[0].matches("sirene", "G", "urgent", "NO-SIRENE")
+    assert not config.routes[1].matches("interpol", "IP-MSG", "normal", "RS-NCB")
+
+
+def test_example_comments_every_line() -> None:
+    for number, line in enumerate(EXAMPLE.read_text().splitlines(), 1):
+        stripped = line.strip()
+        if "=" in stripped and not stripped.startswith("#") and not stripped.startswith("["):
+            continue  # a value: its comment may be on a line above when the row is a repeat
+        assert stripped == "" or stripped.startswith(("#", "[")), f"line {number}: {line}"
+    values = [line for line in EXAMPLE.read_text().splitlines()
+              if "=" in line and not line.lstrip().startswith("#")]
+    commented = [line for line in values if "#" in line]
+    assert len(commented) >= len(values) * 0.6
+
+
+def test_minimal_defaults(tmp_path: Path) -> None:
+    config = configuration.load(write(tmp_path, MINIMAL))
+    partner = config.partner("NO-SIRENE")
+    assert partner.fingerprint == "0123456789ABCDEF0123456789ABCDEF01234567"
+    assert partner.require_tls is True
+    assert partner.receipt_window == timedelta(minutes=15)
+    assert config.database_url == f"sqlite:///{tmp_path.resolve() / 'spool' / 'ledger.db'}"
+    assert config.listen.max_message_bytes == 10 * 1024 * 1024
+    assert config.partner_by_address("SIRENE@no.example") is partner
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.database_url = "x"  # type: ignore[misc]
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL.replace('smtp_port = 2525', 'smtp_prot = 2525'))
+    assert error.key == "partners[0].smtp_prot"
+    assert "unknown key (did you mean 'smtp_port'?)" in error.reason
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL + "\n[smtp.lisen]\nport = 25\n")
+    assert error.key == "smtp.lisen"
+
+
+def test_missing_partner_fingerprint(tmp_path: Path) -> None:
+    text = "\n".join(line for line in MINIMAL.splitlines() if "fingerprint" not in line)
+    error = failure(tmp_path, text)
+    assert error.key == "partners[0].fingerprint"
+    assert "pinned OpenPGP primary-key fingerprint" in error.reason
+
+
+def test_malformed_fingerprint(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL.replace("0123 4567 89ab", "XYZ"))
+    assert error.key == "partners[0].fingerprint"
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-1", '"25"'])
+def test_bad_partner_port(tmp_path: Path, port: str) -> None:
+    error = failure(tmp_path, MINIMAL.replace("smtp_port = 2525", f"smtp_port = {port}"))
+    assert error.key == "partners[0].smtp_port"
+
+
+def test_bad_listen_port(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL + "\n[smtp.listen]\nport = 123456\n")
+    assert (error.key, error.reason) == ("smtp.listen.port", "123456 is above the maximum 65535")
+
+
+def test_boolean_is_not_an_integer(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL.replace("smtp_port = 2525", "smtp_port = true"))
+    assert error.reason == "must be an integer, not a boolean"
+
+
+def test_bad_channel(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL.replace('channel = "sirene"', 'channel = "sis"'))
+    assert error.key == "partners[0].channel"
+    assert "not one of sirene, europol, interpol" in error.reason
+
+
+def test_partner_country_must_match_code(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL.replace('country = "NO"', 'country = "SE"'))
+    assert error.key == "partners[0].code"
+
+
+def test_duplicate_partner(tmp_path: Path) -> None:
+    block = MINIMAL[MINIMAL.index("[[partners]]"):MINIMAL.index("[[desks]]")]
+    error = failure(tmp_path, MINIMAL + block)
+    assert error.key == "partners[1].code"
+
+
+def test_route_to_unknown_desk(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL.replace('desk = "sirene"', 'desk = "nobody"'))
+    assert (error.key, error.reason) == ("routes[0].desk", "unknown desk 'nobody'")
+
+
+def test_bad_duration(tmp_path: Path) -> None:
+    text = MINIMAL.replace('smtp_port = 2525', 'smtp_port = 2525\nreceipt_window = "P1M"')
+    error = failure(tmp_path, text)
+    assert error.key == "partners[0].receipt_window"
+    assert "months are not allowed" in error.reason
+
+
+def test_tls_cert_without_key(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL + '\n[smtp.listen]\ntls_cert = "a.pem"\n')
+    assert error.key == "smtp.listen.tls_key"
+
+
+def test_identity_is_required(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL.replace("[identity]", "[identiti]"))
+    assert error.key == "identity"
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    error = failure(tmp_path, "this is = = not toml")
+    assert "not valid TOML" in error.reason
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        configuration.load(tmp_path / "absent.toml")
+
+
+def test_cli_exits_2_with_file_key_and_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, MINIMAL.replace("smtp_port = 2525", "smtp_port = 99999"))
+    sample = configuration.BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml"
+    assert main(["-c", str(path), "validate", str(sample)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: partners[0].smtp_port: 99999 is above the maximum 65535" in err
+
+
+def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(configuration.ENV_VAR, raising=False)
+    assert configuration.locate(None) is None
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "gateway.toml").write_text(MINIMAL)
+    assert configuration.locate(None) == Path("config/gateway.toml")
+    monkeypatch.setenv(configuration.ENV_VAR, "/from/env.toml")
+    assert configuration.locate(None) == Path("/from/env.toml")
+    assert configuration.locate("explicit.toml") == Path("explicit.toml")
