@@ -1,4 +1,4 @@
-"""The `gateway` command: one small function per subcommand; exit 0 ok, 1 rejected input, 2 usage."""
+"""The `gateway` command: one small function per subcommand; exit 0 ok, 1 rejected, 2 usage."""
 
 from __future__ import annotations
 
@@ -42,14 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "-c", "--config", metavar="FILE",
+        "-c",
+        "--config",
+        metavar="FILE",
         help=f"configuration file (default: ${configuration.ENV_VAR}, "
         f"then ./{configuration.DEFAULT_LOCATION})",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     validate = commands.add_parser(
-        "validate", help="validate forms against their XSD",
+        "validate",
+        help="validate forms against their XSD",
         description="Validate form files (or - for standard input) against the schema of their "
         "root element. Exit 0 when all are valid, 1 when any is not, 2 on usage errors.",
     )
@@ -60,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> configuration.Config | None:
-    """The configuration named by -c, $GATEWAY_CONFIG or the default place; None if there is none."""
+    """The configuration named by -c, $GATEWAY_CONFIG or the default place; None if none."""
     path = configuration.locate(args.config)
     return configuration.load(path) if path is not None else None
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from gateway.errors import ConfigError
 from gateway.forms import CHANNELS, PRIORITIES
 from gateway.tomlread import Table, load_toml
 from gateway.xmlforms import SchemaSetSpec, XmlLimits
@@ -105,8 +104,10 @@ class Route:
         return all(
             wanted is None or wanted == actual
             for wanted, actual in (
-                (self.channel, channel), (self.form, form),
-                (self.priority, priority), (self.partner, partner),
+                (self.channel, channel),
+                (self.form, form),
+                (self.priority, priority),
+                (self.partner, partner),
             )
         )
 
@@ -171,7 +172,9 @@ def load(path: Path) -> Config:
     paths_table.finish()
     database = table.table("database")
     database_url = database.text(
-        "url", f"sqlite:///{paths.spool / 'ledger.db'}", pattern=r"(sqlite|postgresql)(\+\w+)?://.*",
+        "url",
+        f"sqlite:///{paths.spool / 'ledger.db'}",
+        pattern=r"(sqlite|postgresql)(\+\w+)?://.*",
         hint="an SQLAlchemy URL, sqlite:///FILE or postgresql+psycopg://...",
     )
     database.finish()
@@ -202,9 +205,18 @@ def load(path: Path) -> Config:
         if route.partner is not None and route.partner not in partner_codes:
             table.fail(f"routes[{index}].partner", f"unknown partner {route.partner!r}")
     return Config(
-        identity=identity, paths=paths, database_url=database_url, listen=listen, relay=relay,
-        partners=partners, desks=desks, routes=routes, schema_sets=schema_sets,
-        form_folders=form_folders, xml=xml, source=path,
+        identity=identity,
+        paths=paths,
+        database_url=database_url,
+        listen=listen,
+        relay=relay,
+        partners=partners,
+        desks=desks,
+        routes=routes,
+        schema_sets=schema_sets,
+        form_folders=form_folders,
+        xml=xml,
+        source=path,
     )
 
 
@@ -229,7 +241,9 @@ def _bureaux(table: Table) -> dict[str, str]:
     }
     table.finish()
     if not bureaux:
-        table.fail("", f"name our bureau code on at least one channel ({', '.join(PARTNER_CHANNELS)})")
+        table.fail(
+            "", f"name our bureau code on at least one channel ({', '.join(PARTNER_CHANNELS)})"
+        )
     return bureaux
 
 
@@ -248,7 +262,9 @@ def _listen(table: Table, base: Path) -> Listen:
     )
     table.finish()
     if (listen.tls_cert is None) != (listen.tls_key is None):
-        table.fail("tls_key" if listen.tls_key is None else "tls_cert", "tls_cert and tls_key go together")
+        table.fail(
+            "tls_key" if listen.tls_key is None else "tls_cert", "tls_cert and tls_key go together"
+        )
     return listen
 
 
@@ -276,7 +292,9 @@ def _partner(table: Table) -> Partner:
     )
     table.finish()
     if not partner.code.startswith(partner.country + "-"):
-        table.fail("code", f"{partner.code!r} does not start with the partner's country {partner.country}")
+        table.fail(
+            "code", f"{partner.code!r} does not start with the partner's country {partner.country}"
+        )
     return partner
 
 
@@ -286,7 +304,7 @@ def _fingerprint(table: Table) -> str:
     value = table.text("fingerprint").replace(" ", "").upper()
     if not re.fullmatch(_FINGERPRINT, value):
         table.fail("fingerprint", "must be the 40 (v4) or 64 (v5/v6) hex digits of the primary key")
-    return value
+    return str(value)
 
 
 def _desk(table: Table, base: Path) -> Desk:
@@ -319,7 +337,9 @@ def _schema_set(table: Table, base: Path) -> tuple[SchemaSetSpec, Path | None]:
     catalog = table.path("catalog", folder, None)
     if catalog is None and (folder / "catalog.xml").is_file():
         catalog = folder / "catalog.xml"
-    spec = SchemaSetSpec(name=name, path=folder, catalog=catalog, schemas=table.str_list("schemas", ()))
+    spec = SchemaSetSpec(
+        name=name, path=folder, catalog=catalog, schemas=table.str_list("schemas", ())
+    )
     forms = table.path("forms", base, None)
     table.finish()
     if not spec.schemas and forms is None:

@@ -1,4 +1,4 @@
-"""Exceptions of the gateway, each carrying its SMTP reply, RFC 3463 enhanced code and transient flag."""
+"""Exceptions of the gateway, each with its SMTP reply, RFC 3463 code and transient flag."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""The form catalogue: one FormSpec per forms/*.toml, with its schema, reply rules and deadline policy."""
+"""The form catalogue: one FormSpec per forms/*.toml with its schema, reply rules and deadlines."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -88,7 +88,8 @@ class FormCatalogue:
             ):
                 if taken in index:
                     raise ConfigError(
-                        str(form.source), key,
+                        str(form.source),
+                        key,
                         f"{taken!r} is already declared by {index[taken].source}",
                     )
                 index[taken] = form
@@ -99,7 +100,7 @@ class FormCatalogue:
                         str(form.source), "reply.answered_by", f"unknown form {answer!r}"
                     )
 
-    def __iter__(self) -> Iterable[FormSpec]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[FormSpec]:
         return iter(sorted(self._by_code.values(), key=lambda form: form.code))
 
     def __len__(self) -> int:
@@ -154,7 +155,9 @@ def _reply_policy(table: Table) -> ReplyPolicy:
     table.finish()
     if expected:
         if not answered_by:
-            table.fail("answered_by", "a form that expects a reply must name the forms that answer it")
+            table.fail(
+                "answered_by", "a form that expects a reply must name the forms that answer it"
+            )
         if not rules:
             table.fail("deadline", "a form that expects a reply needs at least one deadline rule")
     elif answered_by or rules:

@@ -1,4 +1,4 @@
-"""A one-line progress bar on a terminal, for commands that go through many files; silent elsewhere."""
+"""A one-line progress bar on a terminal for commands that take many files; silent elsewhere."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ class CatalogEntry:
 
 @dataclass
 class XmlCatalog:
-    """Exact mappings first, then the longest matching prefix rewrite, as the OASIS spec orders them."""
+    """Exact mappings first, then the longest matching prefix rewrite, as OASIS orders them."""
 
     exact: dict[str, str] = field(default_factory=dict)
     prefixes: list[tuple[str, str]] = field(default_factory=list)
@@ -41,7 +41,9 @@ class XmlCatalog:
         catalog = cls()
         for entry in entries:
             if entry.kind not in SUPPORTED:
-                raise ValueError(f"line {entry.line}: catalog entry <{entry.kind}> is not supported")
+                raise ValueError(
+                    f"line {entry.line}: catalog entry <{entry.kind}> is not supported"
+                )
             if entry.kind in _EXACT:
                 match, target = _EXACT[entry.kind]
                 catalog.exact.setdefault(

@@ -1,11 +1,11 @@
-"""Typed, strict reading of TOML tables: every value checked, every unknown key refused with its path."""
+"""Strict, typed reading of TOML tables: every value checked, every unknown key refused by path."""
 
 from __future__ import annotations
 
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -81,7 +81,11 @@ class Table:
         return value
 
     def integer(
-        self, key: str, default: Any = _MISSING, *, minimum: int | None = None,
+        self,
+        key: str,
+        default: Any = _MISSING,
+        *,
+        minimum: int | None = None,
         maximum: int | None = None,
     ) -> Any:
         value = self._get(key, default, int, "an integer")
@@ -118,7 +122,7 @@ class Table:
         return tuple(values)
 
     def duration(self, key: str, default: Any = _MISSING) -> Any:
-        text = self._get(key, default, str, "an ISO 8601 duration string such as \"PT12H\"")
+        text = self._get(key, default, str, 'an ISO 8601 duration string such as "PT12H"')
         if key not in self._data:
             return default
         try:
@@ -168,14 +172,17 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _toml_type(value: object) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
-             list: "an array", dict: "a table"}
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }
     return names.get(type(value), type(value).__name__)
 
 
 def _did_you_mean(key: str, known: set[str]) -> str:
-    from difflib import get_close_matches
-
     close = get_close_matches(key, sorted(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-

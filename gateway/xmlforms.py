@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,7 +142,7 @@ def _text(parent: Any, path: str, default: Any = ...) -> Any:
 
 
 class _SetResolver(etree.Resolver):  # type: ignore[misc]
-    """Loads what a schema imports or includes: catalog-mapped or local files only, never the network."""
+    """Loads what a schema imports or includes: catalog-mapped or local files, never the network."""
 
     def __init__(self, catalog: XmlCatalog | None, roots: Sequence[Path]) -> None:
         super().__init__()
@@ -184,7 +184,7 @@ def _hardened_parser(resolver: etree.Resolver | None = None) -> etree.XMLParser:
 
 
 class _EntrySchema:
-    """One compiled entry schema: lxml for the fast check, xmlschema (built on demand) to explain."""
+    """One compiled entry schema: lxml for the fast check, xmlschema (built on demand) explains."""
 
     def __init__(self, schema_set: SchemaSetSpec, file: Path, resolver: _SetResolver) -> None:
         self.schema_set = schema_set
@@ -286,8 +286,10 @@ class FormValidator:
             catalog = read_catalog(schema_set.catalog) if schema_set.catalog else None
             resolver = _SetResolver(catalog, [schema_set.path])
             files = dict.fromkeys(
-                [*schema_set.schemas,
-                 *(form.schema for form in catalogue if form.schema_set == schema_set.name)]
+                [
+                    *schema_set.schemas,
+                    *(form.schema for form in catalogue if form.schema_set == schema_set.name),
+                ]
             )
             if not files:
                 raise SchemaSetError(str(schema_set.path), "", "the set names no entry schema")
@@ -346,14 +348,20 @@ class FormValidator:
             return FormError(None, "", "empty document")
         if len(data) > self.limits.max_bytes:
             return FormError(
-                None, "", f"document is {len(data)} bytes, over the limit of {self.limits.max_bytes}"
+                None,
+                "",
+                f"document is {len(data)} bytes, over the limit of {self.limits.max_bytes}",
             )
         if data.startswith(_FOREIGN_BOMS):
-            return FormError(1, "", "forms must be encoded in UTF-8 (found a UTF-16/32 byte order mark)")
+            return FormError(
+                1, "", "forms must be encoded in UTF-8 (found a UTF-16/32 byte order mark)"
+            )
         declared = _DECLARED_ENCODING.match(data.removeprefix(b"\xef\xbb\xbf"))
         if declared and declared.group(1).decode("ascii").lower() not in _UTF8_NAMES:
             name = declared.group(1).decode("ascii")
-            return FormError(1, "", f"the XML declaration says encoding {name!r}; forms must be UTF-8")
+            return FormError(
+                1, "", f"the XML declaration says encoding {name!r}; forms must be UTF-8"
+            )
         doctype = data.find(b"<!DOCTYPE")
         if doctype >= 0 or b"<!ENTITY" in data:
             at = doctype if doctype >= 0 else data.find(b"<!ENTITY")
@@ -368,7 +376,8 @@ class FormValidator:
                 for text in (element.text, element.tail, *element.attrib.values()):
                     if text is not None and len(text.encode("utf-8")) > limits.max_text_bytes:
                         return FormError(
-                            element.sourceline, _path(element),
+                            element.sourceline,
+                            _path(element),
                             f"text over the limit of {limits.max_text_bytes} bytes",
                         )
         if depth:
@@ -376,7 +385,8 @@ class FormValidator:
             if deep:
                 element = deep[0]
                 return FormError(
-                    element.sourceline, _path(element),
+                    element.sourceline,
+                    _path(element),
                     f"elements nested deeper than the limit of {limits.max_depth}",
                 )
         return None
@@ -405,7 +415,9 @@ class FormValidator:
         # The two engines disagree: report what libxml2 saw rather than pass the document.
         with entry._lock:
             entry.lxml.validate(tree)
-            log = [FormError(item.line, item.path or "", item.message) for item in entry.lxml.error_log]
+            log = [
+                FormError(item.line, item.path or "", item.message) for item in entry.lxml.error_log
+            ]
         return log[: self.limits.max_errors], max(len(log), 1)
 
 
@@ -463,8 +475,9 @@ def _from_xmlschema(error: Any, namespace: str) -> FormError:
         str(error.reason or error.message),
     )
     reason = _LONG_CHOICE.sub(_shorten_choices, reason)
-    reason = _PYTHON_CLASS.sub(lambda match: "xs:" + match.group(1)[0].lower() + match.group(1)[1:],
-                               reason)
+    reason = _PYTHON_CLASS.sub(
+        lambda match: "xs:" + match.group(1)[0].lower() + match.group(1)[1:], reason
+    )
     if element is None or not hasattr(element, "sourceline"):
         return FormError(None, error.path or "", reason)
     line = element.sourceline
@@ -488,10 +501,9 @@ def _path(element: Any) -> str:
         name = etree.QName(element).localname
         parent = element.getparent()
         if parent is not None:
-            same = [sibling for sibling in parent.iterchildren(element.tag)]
+            same = list(parent.iterchildren(element.tag))
             if len(same) > 1:
                 name += f"[{same.index(element) + 1}]"
         steps.append(name)
         element = parent
     return "/" + "/".join(reversed(steps))
-

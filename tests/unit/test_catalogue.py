@@ -14,8 +14,24 @@ from gateway.xmlforms import FormValidator
 
 SAMPLES = BUILTIN_FORMS / "samples"
 FORM_FILES = sorted(BUILTIN_FORMS.glob("*.toml"))
-CATALOGUE = ("A", "F", "G", "H", "I", "J", "M", "Q", "EU-RFI", "EU-INFO", "IP-MSG", "IP-DIFF",
-             "IP-NOTICE", "IP-QUERY", "IP-QUERY-RESULT", "ACK")
+CATALOGUE = (
+    "A",
+    "F",
+    "G",
+    "H",
+    "I",
+    "J",
+    "M",
+    "Q",
+    "EU-RFI",
+    "EU-INFO",
+    "IP-MSG",
+    "IP-DIFF",
+    "IP-NOTICE",
+    "IP-QUERY",
+    "IP-QUERY-RESULT",
+    "ACK",
+)
 
 
 def _samples(kind: str) -> list[Path]:
@@ -38,7 +54,9 @@ def test_form_has_samples(path: Path) -> None:
     form = load_form(path)
     folder = SAMPLES / form.code
     assert len(list(folder.glob("valid-*.xml"))) >= 2, f"{form.code}: fewer than 2 valid samples"
-    assert len(list(folder.glob("invalid-*.xml"))) >= 3, f"{form.code}: fewer than 3 invalid samples"
+    assert len(list(folder.glob("invalid-*.xml"))) >= 3, (
+        f"{form.code}: fewer than 3 invalid samples"
+    )
     declared = tomllib.loads((folder / "expected.toml").read_text("utf-8"))
     for name in declared:
         assert (folder / name).is_file(), f"{folder}/expected.toml names a missing sample {name}"
@@ -53,7 +71,9 @@ def test_reply_policy_is_complete(path: Path, catalogue: FormCatalogue) -> None:
             assert catalogue.get(answer).channel in (form.channel, "any")
 
 
-@pytest.mark.parametrize("sample", _samples("valid"), ids=lambda path: f"{path.parent.name}/{path.name}")
+@pytest.mark.parametrize(
+    "sample", _samples("valid"), ids=lambda path: f"{path.parent.name}/{path.name}"
+)
 def test_valid_sample_is_valid(sample: Path, validator: FormValidator) -> None:
     result = validator.validate(sample.read_bytes())
     assert result.errors == ()
@@ -62,7 +82,9 @@ def test_valid_sample_is_valid(sample: Path, validator: FormValidator) -> None:
     assert header.reference and header.sender and header.recipient
 
 
-@pytest.mark.parametrize("sample", _samples("valid"), ids=lambda path: f"{path.parent.name}/{path.name}")
+@pytest.mark.parametrize(
+    "sample", _samples("valid"), ids=lambda path: f"{path.parent.name}/{path.name}"
+)
 def test_both_engines_accept_valid_sample(sample: Path, validator: FormValidator) -> None:
     """xmlschema, which explains rejections, agrees with lxml, which decides them."""
     result = validator.validate(sample.read_bytes())

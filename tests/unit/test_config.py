@@ -54,7 +54,9 @@ def failure(tmp_path: Path, text: str) -> ConfigError:
 def test_example_is_complete_and_valid() -> None:
     config = configuration.load(EXAMPLE)
     assert config.identity.bureaux == {
-        "sirene": "RO-SIRENE", "interpol": "RO-NCB", "europol": "RO-ENU"
+        "sirene": "RO-SIRENE",
+        "interpol": "RO-NCB",
+        "europol": "RO-ENU",
     }
     assert [p.code for p in config.partners] == ["NO-SIRENE", "RS-NCB"]
     assert config.partner("RS-NCB").require_tls
@@ -69,8 +71,11 @@ def test_example_comments_every_line() -> None:
         if "=" in stripped and not stripped.startswith("#") and not stripped.startswith("["):
             continue  # a value: its comment may be on a line above when the row is a repeat
         assert stripped == "" or stripped.startswith(("#", "[")), f"line {number}: {line}"
-    values = [line for line in EXAMPLE.read_text().splitlines()
-              if "=" in line and not line.lstrip().startswith("#")]
+    values = [
+        line
+        for line in EXAMPLE.read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    ]
     commented = [line for line in values if "#" in line]
     assert len(commented) >= len(values) * 0.6
 
@@ -89,7 +94,7 @@ def test_minimal_defaults(tmp_path: Path) -> None:
 
 
 def test_unknown_key(tmp_path: Path) -> None:
-    error = failure(tmp_path, MINIMAL.replace('smtp_port = 2525', 'smtp_prot = 2525'))
+    error = failure(tmp_path, MINIMAL.replace("smtp_port = 2525", "smtp_prot = 2525"))
     assert error.key == "partners[0].smtp_prot"
     assert "unknown key (did you mean 'smtp_port'?)" in error.reason
 
@@ -139,7 +144,7 @@ def test_partner_country_must_match_code(tmp_path: Path) -> None:
 
 
 def test_duplicate_partner(tmp_path: Path) -> None:
-    block = MINIMAL[MINIMAL.index("[[partners]]"):MINIMAL.index("[[desks]]")]
+    block = MINIMAL[MINIMAL.index("[[partners]]") : MINIMAL.index("[[desks]]")]
     error = failure(tmp_path, MINIMAL + block)
     assert error.key == "partners[1].code"
 
@@ -150,7 +155,7 @@ def test_route_to_unknown_desk(tmp_path: Path) -> None:
 
 
 def test_bad_duration(tmp_path: Path) -> None:
-    text = MINIMAL.replace('smtp_port = 2525', 'smtp_port = 2525\nreceipt_window = "P1M"')
+    text = MINIMAL.replace("smtp_port = 2525", 'smtp_port = 2525\nreceipt_window = "P1M"')
     error = failure(tmp_path, text)
     assert error.key == "partners[0].receipt_window"
     assert "months are not allowed" in error.reason

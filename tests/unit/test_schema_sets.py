@@ -1,4 +1,4 @@
-"""External schema sets: multi-file, multi-namespace sets resolved through an XML catalog, offline."""
+"""External schema sets: multi-file, multi-namespace, resolved through an XML catalog, offline."""
 
 from __future__ import annotations
 
@@ -95,8 +95,15 @@ def test_depth_limit_applies_to_valid_documents_of_a_recursive_set(
 
 
 def test_cli_validates_with_the_set(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["-c", str(ACME / "gateway.toml"), "validate",
-                 str(ACME / "instances" / "report.xml"), str(ACME / "instances" / "notice.xml")])
+    code = main(
+        [
+            "-c",
+            str(ACME / "gateway.toml"),
+            "validate",
+            str(ACME / "instances" / "report.xml"),
+            str(ACME / "instances" / "notice.xml"),
+        ]
+    )
     assert code == 0
     assert "valid ACME-REPORT" in capsys.readouterr().out
 
@@ -146,8 +153,11 @@ def test_schema_that_does_not_compile(acme: Path) -> None:
 
 def test_unsupported_catalog_entry(acme: Path) -> None:
     catalog = acme / "schemas" / "catalog.xml"
-    catalog.write_text(catalog.read_text().replace(
-        "<group>", '<delegateSystem systemIdStartString="x" catalog="y"/><group>'))
+    catalog.write_text(
+        catalog.read_text().replace(
+            "<group>", '<delegateSystem systemIdStartString="x" catalog="y"/><group>'
+        )
+    )
     with pytest.raises(SchemaSetError, match="delegateSystem> is not supported"):
         load_validator(configuration.load(acme / "gateway.toml"))
 
@@ -159,9 +169,11 @@ def test_form_naming_an_unknown_set() -> None:
 
 
 def test_two_sets_declaring_the_same_root(acme: Path) -> None:
-    twin = SchemaSetSpec("twin", acme / "schemas", acme / "schemas" / "catalog.xml",
-                         ("exchange.xsd",))
-    first = SchemaSetSpec("acme", ACME / "schemas", ACME / "schemas" / "catalog.xml",
-                          ("exchange.xsd",))
+    twin = SchemaSetSpec(
+        "twin", acme / "schemas", acme / "schemas" / "catalog.xml", ("exchange.xsd",)
+    )
+    first = SchemaSetSpec(
+        "acme", ACME / "schemas", ACME / "schemas" / "catalog.xml", ("exchange.xsd",)
+    )
     with pytest.raises(SchemaSetError, match=r"\{urn:acme:exchange:2\}Report is also declared"):
         FormValidator.load([first, twin], FormCatalogue([]))

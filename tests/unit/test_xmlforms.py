@@ -1,4 +1,4 @@
-"""Hostile and broken documents: each refused with a clear error, without touching files or network."""
+"""Hostile and broken documents: each refused with a clear error, touching no file or network."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from lxml import etree
 
 from gateway.config import BUILTIN_FORMS
 from gateway.errors import InvalidForm
@@ -20,7 +22,7 @@ SIRENE = "urn:ipc-gateway:sirene:1"
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         self.hits.append(self.path)
@@ -120,8 +122,6 @@ def test_xxe_network(validator: FormValidator, web: tuple[str, list[str]]) -> No
 
 def test_parser_itself_resolves_nothing(secret_file: Path, web: tuple[str, list[str]]) -> None:
     """Defence in depth: even past the DOCTYPE refusal, the parser expands no external entity."""
-    from lxml import etree
-
     url, hits = web
     data = (
         f'<!DOCTYPE r [<!ENTITY f SYSTEM "file://{secret_file}"><!ENTITY n SYSTEM "{url}/n">'
@@ -145,9 +145,7 @@ def test_billion_laughs(validator: FormValidator) -> None:
 
 def test_quadratic_blowup(validator: FormValidator) -> None:
     big = "A" * 50_000
-    data = (
-        f'<!DOCTYPE FormG [<!ENTITY a "{big}">]><FormG xmlns="{SIRENE}">{"&a;" * 10_000}</FormG>'
-    )
+    data = f'<!DOCTYPE FormG [<!ENTITY a "{big}">]><FormG xmlns="{SIRENE}">{"&a;" * 10_000}</FormG>'
     assert "DOCTYPE" in _reasons(replace_limits(validator, max_bytes=64 << 20), data.encode())
 
 
@@ -183,8 +181,9 @@ def test_nesting_over_depth_limit(validator: FormValidator) -> None:
 
 def test_nesting_beyond_the_parser_limit(validator: FormValidator) -> None:
     deep = b"<a>" * 5000 + b"</a>" * 5000
-    assert "not well-formed XML" in _reasons(validator, f'<FormG xmlns="{SIRENE}">'.encode()
-                                             + deep + b"</FormG>")
+    assert "not well-formed XML" in _reasons(
+        validator, f'<FormG xmlns="{SIRENE}">'.encode() + deep + b"</FormG>"
+    )
 
 
 def test_document_over_size_limit(validator: FormValidator) -> None:
@@ -255,8 +254,9 @@ def test_raise_for_errors_carries_the_smtp_meaning(validator: FormValidator) -> 
     assert caught.value.smtp_reply().startswith("550 5.6.0 5: /FormG/Header/Reference:")
 
 
-def test_deadline_values_come_from_the_document(catalogue: FormCatalogue,
-                                                validator: FormValidator) -> None:
+def test_deadline_values_come_from_the_document(
+    catalogue: FormCatalogue, validator: FormValidator
+) -> None:
     result = validator.validate(VALID_G)
     assert result.values(["Hit/Place/Country", "Hit/Missing"]) == {"Hit/Place/Country": "NO"}
 
