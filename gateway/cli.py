@@ -121,8 +121,9 @@ def _print_result(name: str, result: Validation, out: IO[str]) -> None:
         line = f"{error.line}:" if error.line is not None else ""
         print(f"{name}:{line} {error.path or '/'}: {error.reason}", file=out)
     hidden = result.error_count - len(result.errors)
+    count = f"{result.error_count} error" + ("s" if result.error_count != 1 else "")
     more = f", {hidden} not shown" if hidden else ""
-    print(f"{name}: invalid {form}: {result.error_count} error(s){more}", file=out)
+    print(f"{name}: invalid {form}: {count}{more}", file=out)
 
 
 def _as_json(name: str, result: Validation) -> dict[str, object]:

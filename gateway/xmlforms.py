@@ -23,6 +23,7 @@ _UTF8_NAMES = {"utf-8", "utf8"}
 _FOREIGN_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 _NAMESPACE_IN_REASON = re.compile(r"\{[^{}\s]*\}")
 _COUNT_CAP = 1000
+_PYTHON_OBJECT = re.compile(r"\s*for <[\w.]+ object at 0x[0-9a-f]+>")
 _PYTHON_CLASS = re.compile(r"<class '[\w.]*\.(\w+?)(?:10)?'>")
 _LONG_CHOICE = re.compile(r"value must be one of \[([^\]]*)\]")
 
@@ -474,7 +475,7 @@ def _from_xmlschema(error: Any, namespace: str) -> FormError:
         lambda match: "" if match.group(0) == f"{{{namespace}}}" else match.group(0),
         str(error.reason or error.message),
     )
-    reason = _LONG_CHOICE.sub(_shorten_choices, reason)
+    reason = _LONG_CHOICE.sub(_shorten_choices, _PYTHON_OBJECT.sub("", reason))
     reason = _PYTHON_CLASS.sub(
         lambda match: "xs:" + match.group(1)[0].lower() + match.group(1)[1:], reason
     )

@@ -7,10 +7,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
+from gateway import config as configuration
 from gateway.config import BUILTIN_FORMS
 from gateway.forms import FormCatalogue, load_form
-from gateway.xmlforms import FormValidator
+from gateway.xmlforms import FormValidator, XmlLimits
 
 SAMPLES = BUILTIN_FORMS / "samples"
 FORM_FILES = sorted(BUILTIN_FORMS.glob("*.toml"))
@@ -104,3 +106,55 @@ def test_invalid_sample_fails_as_declared(sample: Path, validator: FormValidator
     for (line, path, reason), want in zip(got, expected, strict=True):
         assert (line, path) == (want["line"], want["path"]), f"{sample.name}: got {got}"
         assert str(want["reason"]) in reason, f"{sample.name}: got {got}"
+
+
+def _schema_depths() -> dict[str, int]:
+    """The deepest instance each built-in root element allows, by walking the schemas' types.
+
+    Types are keyed by local name across all files (a conservative merge), so a cycle anywhere
+    shows up as a RecursionError rather than passing unnoticed.
+    """
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    types: dict[str, list[etree._Element]] = {}
+    roots: dict[str, etree._Element] = {}
+    for path in sorted(configuration.BUILTIN_XSD.glob("**/*.xsd")):
+        schema = etree.parse(str(path)).getroot()
+        for definition in schema.iterchildren(f"{xs}complexType", f"{xs}simpleType"):
+            types.setdefault(definition.get("name"), []).append(definition)
+        for element in schema.iterchildren(f"{xs}element"):
+            roots[element.get("name")] = element
+
+    def local(name: str | None) -> str:
+        return (name or "").rpartition(":")[2]
+
+    def depth_of_type(name: str, seen: tuple[str, ...]) -> int:
+        if name in seen:
+            raise RecursionError(" -> ".join((*seen, name)))
+        return max((depth_of_content(d, (*seen, name)) for d in types.get(name, [])), default=0)
+
+    def depth_of_content(node: etree._Element, seen: tuple[str, ...]) -> int:
+        deepest = 0
+        for child in node.iterdescendants(f"{xs}element", f"{xs}extension", f"{xs}restriction"):
+            if child.tag == f"{xs}element" and child.getparent() is not None:
+                # an element one level down: its own type, inline or named
+                inline = 1 + max(
+                    (depth_of_content(c, seen) for c in child.iterchildren(f"{xs}complexType")),
+                    default=0,
+                )
+                named = 1 + depth_of_type(local(child.get("type")), seen)
+                deepest = max(deepest, inline, named)
+            elif child.get("base"):
+                deepest = max(deepest, depth_of_type(local(child.get("base")), seen))
+        return deepest
+
+    return {name: 1 + depth_of_content(element, ()) for name, element in roots.items()}
+
+
+def test_builtin_schemas_bound_the_depth() -> None:
+    """The built-in set is marked bounded_depth: no type contains itself, and no valid form is
+    deeper than the default depth limit, so valid forms can skip the depth check."""
+    schema_sets, _ = configuration.builtin_schema_sets()
+    assert schema_sets[0].bounded_depth
+    depths = _schema_depths()
+    assert len(depths) >= 16
+    assert max(depths.values()) <= XmlLimits().max_depth, depths
