@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from gateway import __version__
+from gateway import __version__, cli_keys
 from gateway import config as configuration
-from gateway.errors import ConfigError
-from gateway.forms import FormCatalogue
+from gateway.errors import ConfigError, KeyUnusable
 from gateway.progress import Progress
-from gateway.xmlforms import FormValidator, Validation, XmlLimits
+from gateway.runtime import load_validator
+from gateway.xmlforms import Validation
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyUnusable as exc:
+        print(f"gateway: {exc.detail}", file=sys.stderr)
+        return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130
     return code
@@ -59,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE", help="form files, or - for stdin")
     validate.add_argument("--json", action="store_true", help="print one JSON array of results")
     validate.set_defaults(run=cmd_validate)
+    cli_keys.register(commands)
     return parser
 
 
@@ -66,14 +70,6 @@ def load_config(args: argparse.Namespace) -> configuration.Config | None:
     """The configuration named by -c, $GATEWAY_CONFIG or the default place; None if none."""
     path = configuration.locate(args.config)
     return configuration.load(path) if path is not None else None
-
-
-def load_validator(config: configuration.Config | None) -> FormValidator:
-    if config is None:
-        schema_sets, folders = configuration.builtin_schema_sets()
-        return FormValidator.load(schema_sets, FormCatalogue.load(folders), XmlLimits())
-    catalogue = FormCatalogue.load(config.form_folders)
-    return FormValidator.load(config.schema_sets, catalogue, config.xml)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

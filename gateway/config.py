@@ -45,6 +45,17 @@ class Paths:
 
 
 @dataclass(frozen=True)
+class OpenPGPSettings:
+    """Our signing key and how it is protected. The passphrase itself never sits in this file."""
+
+    fingerprint: str | None = None
+    passphrase_file: Path | None = None
+    passphrase_env: str | None = None
+    s2k_count: int | None = None
+    key_algorithm: str = "ed25519"
+
+
+@dataclass(frozen=True)
 class Listen:
     """The inbound SMTP server."""
 
@@ -116,6 +127,7 @@ class Route:
 class Config:
     identity: Identity
     paths: Paths
+    openpgp: OpenPGPSettings
     database_url: str
     listen: Listen
     relay: Relay | None
@@ -170,6 +182,7 @@ def load(path: Path) -> Config:
         spool=paths_table.path("spool", base, base / "spool"),
     )
     paths_table.finish()
+    openpgp = _openpgp(table.table("openpgp"), base)
     database = table.table("database")
     database_url = database.text(
         "url",
@@ -207,6 +220,7 @@ def load(path: Path) -> Config:
     return Config(
         identity=identity,
         paths=paths,
+        openpgp=openpgp,
         database_url=database_url,
         listen=listen,
         relay=relay,
@@ -245,6 +259,22 @@ def _bureaux(table: Table) -> dict[str, str]:
             "", f"name our bureau code on at least one channel ({', '.join(PARTNER_CHANNELS)})"
         )
     return bureaux
+
+
+def _openpgp(table: Table, base: Path) -> OpenPGPSettings:
+    settings = OpenPGPSettings(
+        fingerprint=_optional_fingerprint(table, "fingerprint"),
+        passphrase_file=table.path("passphrase_file", base, None),
+        passphrase_env=table.text(
+            "passphrase_env", None, pattern=r"[A-Za-z_][A-Za-z0-9_]*", hint="a variable name"
+        ),
+        s2k_count=table.integer("s2k_count", None, minimum=1024, maximum=65011712),
+        key_algorithm=table.text("key_algorithm", "ed25519", choices=("ed25519", "rsa3072")),
+    )
+    table.finish()
+    if settings.passphrase_file is not None and settings.passphrase_env is not None:
+        table.fail("passphrase_env", "name the passphrase file or the variable, not both")
+    return settings
 
 
 def _listen(table: Table, base: Path) -> Listen:
@@ -301,9 +331,16 @@ def _partner(table: Table) -> Partner:
 def _fingerprint(table: Table) -> str:
     if not table.has("fingerprint"):
         table.fail("fingerprint", "missing: the partner's pinned OpenPGP primary-key fingerprint")
-    value = table.text("fingerprint").replace(" ", "").upper()
+    return str(_optional_fingerprint(table, "fingerprint"))
+
+
+def _optional_fingerprint(table: Table, key: str) -> str | None:
+    value = table.text(key, None)
+    if value is None:
+        return None
+    value = value.replace(" ", "").upper()
     if not re.fullmatch(_FINGERPRINT, value):
-        table.fail("fingerprint", "must be the 40 (v4) or 64 (v5/v6) hex digits of the primary key")
+        table.fail(key, "must be the 40 (v4) or 64 (v5/v6) hex digits of the primary key")
     return str(value)
 
 

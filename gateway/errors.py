@@ -93,6 +93,14 @@ class BadSignature(RejectedError):
     summary = "bad or unexpected signature"
 
 
+class NotPgpMime(RejectedError):
+    """Not a PGP/MIME message as RFC 3156 defines it: inline PGP, cleartext parts, wrong layout."""
+
+    smtp_code = 550
+    enhanced = "5.6.1"
+    summary = "message must be PGP/MIME multipart/encrypted"
+
+
 class ConflictingReference(RejectedError):
     smtp_code = 550
     enhanced = "5.7.1"
@@ -105,6 +113,17 @@ class InvalidForm(RejectedError):
     smtp_code = 550
     enhanced = "5.6.0"
     summary = "invalid form"
+
+
+class KeyUnusable(RejectedError):
+    """A key cannot be used: ours to sign, or a partner's to encrypt to (missing, expired, revoked).
+
+    Raised before anything is sent; nothing is ever signed with another key or sent in clear.
+    """
+
+    smtp_code = 554
+    enhanced = "5.7.0"
+    summary = "key unusable"
 
 
 class StoreUnavailable(GatewayError):

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from gateway import config as configuration
-from gateway.cli import load_validator, main
+from gateway.cli import main
 from gateway.errors import SchemaSetError
 from gateway.forms import FormCatalogue
+from gateway.runtime import load_validator
 from gateway.xmlforms import FormValidator, SchemaSetSpec
 
 ACME = Path(__file__).resolve().parent.parent / "data" / "acme"

@@ -1,0 +1,402 @@
+"""OpenPGP through GnuPG: keys, sign+encrypt, decrypt+verify failing closed; sole gnupg user."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gnupg
+
+from gateway.errors import BadSignature, CannotDecrypt, KeyUnusable
+from gateway.pgpstatus import StatusLog
+
+# Options on every call: never reach a keyserver, never consult the web of trust (authorisation
+# is by pinned fingerprint only), and never ask a question.
+_ALWAYS = [
+    "--no-auto-key-locate",
+    "--no-auto-key-retrieve",
+    "--keyserver-options",
+    "no-auto-key-retrieve",
+    "--trust-model",
+    "always",
+    "--no-greeting",
+    "--no-tty",
+]
+# A signing or encryption subkey, or a primary that can sign: what gpg reports in key listings.
+_REVOKED, _EXPIRED = "r", "e"
+
+# Splits a decrypted entity into (signed bytes, detached signature), or None if it is not signed.
+DetachedSplitter = Callable[[bytes], tuple[bytes, bytes] | None]
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A public key in the keyring: primary fingerprint, user ids, expiry, state, subkeys."""
+
+    fingerprint: str
+    uids: tuple[str, ...]
+    created: datetime
+    expires: datetime | None
+    revoked: bool
+    expired: bool
+    secret: bool
+    subkeys: tuple[str, ...]
+
+    def usable_at(self, instant: datetime) -> bool:
+        if self.revoked:
+            return False
+        return self.expires is None or instant < self.expires
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A message that passed every check: its plaintext, who signed it and when."""
+
+    plaintext: bytes
+    signer: str  # the pinned primary-key fingerprint
+    signing_key: str  # the (sub)key that made the signature
+    signed_at: datetime
+
+
+class KeyProtection:
+    """How our secret key is protected: its passphrase and the cost of the key derivation."""
+
+    def __init__(self, passphrase: str | None, s2k_count: int | None = None) -> None:
+        self.passphrase = passphrase
+        self.s2k_count = s2k_count
+
+    @classmethod
+    def from_sources(
+        cls,
+        *,
+        passphrase_file: Path | None,
+        passphrase_env: str | None,
+        s2k_count: int | None = None,
+    ) -> KeyProtection:
+        """Read the passphrase from a file or an environment variable (never the configuration)."""
+        if passphrase_file is not None:
+            try:
+                text = passphrase_file.read_text("utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise KeyUnusable(f"cannot read the passphrase file: {exc.strerror}") from None
+            return cls(text, s2k_count)
+        if passphrase_env is not None:
+            if passphrase_env not in os.environ:
+                raise KeyUnusable(f"the environment variable {passphrase_env} is not set")
+            return cls(os.environ[passphrase_env], s2k_count)
+        return cls(None, s2k_count)
+
+
+class GnuPG:
+    """One GnuPG home, our signing key in it, and the partners' public keys."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        fingerprint: str | None = None,
+        protection: KeyProtection | None = None,
+        binary: str = "gpg",
+    ) -> None:
+        self.home = home
+        self.fingerprint = fingerprint.upper() if fingerprint else None
+        self.protection = protection or KeyProtection(None)
+        _prepare_home(home, self.protection)
+        self._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home), options=list(_ALWAYS))
+        self._gpg.encoding = "utf-8"
+        self._own_keys: frozenset[str] | None = None
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- keys
+
+    def generate(
+        self, uid_name: str, email: str, *, algorithm: str = "ed25519", expire: str = "2y"
+    ) -> str:
+        """Create our bureau's key: ed25519 signing + cv25519 encryption, or RSA 3072 for both."""
+        params: dict[str, str | int]
+        if algorithm == "ed25519":
+            params = {
+                "key_type": "EDDSA",
+                "key_curve": "ed25519",
+                "key_usage": "sign",
+                "subkey_type": "ECDH",
+                "subkey_curve": "cv25519",
+                "subkey_usage": "encrypt",
+            }
+        elif algorithm == "rsa3072":
+            params = {
+                "key_type": "RSA",
+                "key_length": 3072,
+                "key_usage": "sign",
+                "subkey_type": "RSA",
+                "subkey_length": 3072,
+                "subkey_usage": "encrypt",
+            }
+        else:
+            raise ValueError(f"unknown algorithm {algorithm!r}: use ed25519 or rsa3072")
+        passphrase = self.protection.passphrase
+        spec = self._gpg.gen_key_input(
+            name_real=uid_name,
+            name_email=email,
+            expire_date=expire,
+            passphrase=passphrase,
+            no_protection=passphrase is None,
+            **params,
+        )
+        result = self._gpg.gen_key(spec)
+        if not result.fingerprint:
+            raise KeyUnusable(f"key generation failed: {_gpg_error(result)}")
+        self.fingerprint = str(result.fingerprint).upper()
+        self._own_keys = None
+        return self.fingerprint
+
+    def export_public(self, fingerprint: str | None = None) -> str:
+        wanted = fingerprint or self._require_own()
+        armored = self._gpg.export_keys(wanted, armor=True, minimal=False)
+        if not armored:
+            raise KeyUnusable(f"no public key {wanted} in {self.home}")
+        return str(armored)
+
+    def scan(self, data: bytes) -> list[KeyInfo]:
+        """The keys a file holds, without importing them."""
+        return [_key_info(entry, secret=False) for entry in self._gpg.scan_keys_mem(data)]
+
+    def import_partner_key(self, data: bytes) -> KeyInfo:
+        """Import one partner's public key; refuse secret keys, several keys, unusable keys."""
+        if b"PRIVATE KEY BLOCK" in data:
+            raise KeyUnusable("the file holds a secret key: import only the partner's public key")
+        keys = self.scan(data)
+        if len(keys) != 1:
+            raise KeyUnusable(f"the file must hold exactly one public key, it holds {len(keys)}")
+        key = keys[0]
+        if key.revoked:
+            raise KeyUnusable(f"key {key.fingerprint} is revoked")
+        if key.expired:
+            raise KeyUnusable(f"key {key.fingerprint} has expired")
+        result = self._gpg.import_keys(data)
+        if key.fingerprint not in [str(fpr).upper() for fpr in result.fingerprints]:
+            raise KeyUnusable(f"import of {key.fingerprint} failed: {_gpg_error(result)}")
+        return key
+
+    def list_keys(self, *, secret: bool = False) -> list[KeyInfo]:
+        return [_key_info(entry, secret=secret) for entry in self._gpg.list_keys(secret=secret)]
+
+    def key(self, fingerprint: str) -> KeyInfo | None:
+        wanted = fingerprint.upper()
+        return next((key for key in self.list_keys() if key.fingerprint == wanted), None)
+
+    def _require_own(self) -> str:
+        if not self.fingerprint:
+            raise KeyUnusable("no signing key configured: run `gateway keys generate`")
+        return self.fingerprint
+
+    def _own_key_ids(self) -> frozenset[str]:
+        """Our primary fingerprint and its subkeys' (a signature may come from either)."""
+        with self._lock:
+            if self._own_keys is None:
+                own = self._require_own()
+                secret = [key for key in self.list_keys(secret=True) if key.fingerprint == own]
+                if not secret:
+                    raise KeyUnusable(f"our secret key {own} is not in {self.home}")
+                self._own_keys = frozenset({own, *secret[0].subkeys})
+            return self._own_keys
+
+    # ---------------------------------------------------------------- messages
+
+    def sign_encrypt(self, data: bytes, recipient: str) -> bytes:
+        """Sign with our key (and only ours) and encrypt to the recipient's pinned key, armored."""
+        own = self._require_own()
+        own_ids = self._own_key_ids()
+        result = self._gpg.encrypt(
+            data,
+            [recipient.upper()],
+            sign=own,
+            always_trust=True,
+            armor=True,
+            passphrase=self.protection.passphrase,
+            extra_args=["--local-user", own, "--force-mdc"],
+        )
+        status = StatusLog.parse(result.stderr)
+        if status.has("INV_SGNR") or status.has("NO_SGNR"):
+            raise KeyUnusable(f"our signing key {own} is unusable ({status.reason('INV_SGNR')})")
+        if status.has("INV_RECP") or status.has("NO_RECP"):
+            raise KeyUnusable(f"the recipient key {recipient} {self._why_unusable(recipient)}")
+        created = status.fields("SIG_CREATED")
+        if len(created) != 1 or created[0][-1].upper() not in own_ids:
+            signer = created[0][-1] if created else "nobody"
+            raise KeyUnusable(f"gpg signed with {signer}, not with our key {own}: refusing to send")
+        if not (result.ok and result.returncode == 0 and status.has("END_ENCRYPTION")):
+            raise KeyUnusable(f"sign and encrypt failed: {_gpg_error(result)}")
+        return bytes(result.data)
+
+    def _why_unusable(self, fingerprint: str) -> str:
+        key = self.key(fingerprint)
+        if key is None:
+            return "is not in our keyring"
+        if key.revoked:
+            return "is revoked"
+        if key.expired or not key.usable_at(datetime.now(UTC)):
+            return "has expired"
+        return "cannot encrypt (no usable encryption subkey)"
+
+    def decrypt_verify(
+        self, data: bytes, pinned: str, *, detached: DetachedSplitter | None = None
+    ) -> Verified:
+        """Decrypt and verify one message; return the plaintext only if every check holds.
+
+        Checks, in order: decrypted with our key; integrity protected (MDC or AEAD); exactly one
+        signature; good; by a key whose primary is ``pinned``; that key neither expired nor revoked;
+        and gpg's own verdict (ok, valid, exit code 0). The plaintext is dropped otherwise.
+
+        A message signed and encrypted in one OpenPGP message carries its signature inside. One
+        that was signed first (RFC 3156 nested multipart/signed) carries none: ``detached`` then
+        splits the plaintext into the signed bytes and the signature, which are verified instead.
+        """
+        result = self._gpg.decrypt(data, passphrase=self.protection.passphrase)
+        status = StatusLog.parse(result.stderr)
+        self._check_decryption(status)
+        if detached is not None and not status.count("NEWSIG"):
+            if result.returncode != 0:
+                raise CannotDecrypt("the ciphertext is damaged (gpg reported an error)")
+            parts = detached(bytes(result.data))
+            if parts is None:
+                raise BadSignature("the message is not signed")
+            return self.verify_detached(parts[0], parts[1], pinned)
+        signature = _one_signature(status, pinned)
+        if not (result.ok and result.valid and result.returncode == 0):
+            raise CannotDecrypt(
+                "the ciphertext is damaged (gpg reported an error after decrypting)"
+            )
+        return Verified(
+            plaintext=bytes(result.data),
+            signer=pinned.upper(),
+            signing_key=signature[0].upper(),
+            signed_at=datetime.fromtimestamp(int(signature[2]), UTC),
+        )
+
+    def verify_detached(self, content: bytes, signature: bytes, pinned: str) -> Verified:
+        """Verify a detached signature (multipart/signed) over exactly ``content``."""
+        sig_path = self.home / f"detached-{threading.get_ident()}-{os.getpid()}.sig"
+        sig_path.write_bytes(signature)
+        try:
+            result = self._gpg.verify_data(str(sig_path), content)
+        finally:
+            sig_path.unlink(missing_ok=True)
+        status = StatusLog.parse(result.stderr)
+        found = _one_signature(status, pinned)
+        if not (result.valid and result.returncode == 0):
+            raise BadSignature("the signature does not verify")
+        return Verified(
+            plaintext=content,
+            signer=pinned.upper(),
+            signing_key=found[0].upper(),
+            signed_at=datetime.fromtimestamp(int(found[2]), UTC),
+        )
+
+    @staticmethod
+    def _check_decryption(status: StatusLog) -> None:
+        if not status.has("DECRYPTION_OKAY") or status.has("DECRYPTION_FAILED"):
+            if status.has("NO_SECKEY") and not status.has("DECRYPTION_KEY"):
+                raise CannotDecrypt("the message is not encrypted to our key")
+            if status.has("DECRYPTION_INFO") and not _integrity_protected(status):
+                raise CannotDecrypt("the message is not integrity protected (no MDC or AEAD)")
+            if not status.has("BEGIN_DECRYPTION") and not status.has("ENC_TO"):
+                raise CannotDecrypt("the ciphertext is damaged or is not OpenPGP encrypted data")
+            raise CannotDecrypt("decryption failed: the ciphertext is damaged")
+        if not _integrity_protected(status):
+            raise CannotDecrypt("the message is not integrity protected (no MDC or AEAD)")
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Stop the gpg-agent of this home: it would outlive the gateway otherwise."""
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )
+
+    def __enter__(self) -> GnuPG:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _integrity_protected(status: StatusLog) -> bool:
+    """DECRYPTION_INFO <mdc_method> <sym_algo> [<aead_algo>]: MDC (non-zero) or AEAD (non-zero)."""
+    for info in status.fields("DECRYPTION_INFO"):
+        mdc = info[0] if info else "0"
+        aead = info[2] if len(info) > 2 else "0"
+        if mdc != "0" or aead != "0":
+            return True
+    return False
+
+
+def _one_signature(status: StatusLog, pinned: str) -> list[str]:
+    """The VALIDSIG fields of the one good signature by the pinned key; BadSignature otherwise."""
+    count = status.count("NEWSIG")
+    if count == 0:
+        raise BadSignature("the message is not signed")
+    if count > 1:
+        raise BadSignature(f"the message carries {count} signatures; exactly one is required")
+    for keyword, reason in (
+        ("BADSIG", "the signature does not match the signed content"),
+        ("REVKEYSIG", "the signing key is revoked"),
+        ("EXPKEYSIG", "the signing key has expired"),
+        ("EXPSIG", "the signature has expired"),
+        ("ERRSIG", "the signature was made by an unknown key or cannot be checked"),
+    ):
+        if status.has(keyword):
+            raise BadSignature(reason)
+    valid = status.fields("VALIDSIG")
+    if not status.has("GOODSIG") or len(valid) != 1 or len(valid[0]) < 10:
+        raise BadSignature("no good signature")
+    primary = valid[0][9].upper()
+    if primary != pinned.upper():
+        raise BadSignature(f"signed by key {primary}, not by the key pinned for this partner")
+    if status.has("KEYREVOKED"):
+        raise BadSignature("the signing key is revoked")
+    return valid[0]
+
+
+def _prepare_home(home: Path, protection: KeyProtection) -> None:
+    """A GnuPG home of mode 0700 whose agent accepts loopback passphrases and caches none."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    home.chmod(0o700)
+    lines = ["allow-loopback-pinentry"]
+    if protection.passphrase is not None:
+        lines += ["default-cache-ttl 0", "max-cache-ttl 0"]
+    if protection.s2k_count is not None:
+        lines.append(f"s2k-count {protection.s2k_count}")
+    (home / "gpg-agent.conf").write_text("\n".join(lines) + "\n")
+
+
+def _key_info(entry: dict[str, Any], *, secret: bool) -> KeyInfo:
+    validity = entry.get("trust", "")
+    expires = entry.get("expires") or ""
+    return KeyInfo(
+        fingerprint=str(entry["fingerprint"]).upper(),
+        uids=tuple(entry.get("uids", ())),
+        created=datetime.fromtimestamp(int(entry.get("date") or 0), UTC),
+        expires=datetime.fromtimestamp(int(expires), UTC) if expires else None,
+        revoked=validity == _REVOKED,
+        expired=validity == _EXPIRED,
+        secret=secret,
+        subkeys=tuple(str(sub[2]).upper() for sub in entry.get("subkeys", ()) if len(sub) > 2),
+    )
+
+
+def _gpg_error(result: Any) -> str:
+    status = StatusLog.parse(getattr(result, "stderr", "") or "")
+    failures = status.fields("FAILURE") + status.fields("ERROR")
+    if failures:
+        return " ".join(" ".join(fields) for fields in failures)
+    return str(getattr(result, "status", "") or "gpg failed")

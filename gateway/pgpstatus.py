@@ -1,0 +1,56 @@
+"""GnuPG's machine-readable status lines ([GNUPG:] KEYWORD ARGS), the ground truth of a gpg run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_PREFIX = "[GNUPG:] "
+
+
+@dataclass(frozen=True)
+class StatusLog:
+    """The status lines of one gpg run, in order, as (keyword, arguments)."""
+
+    lines: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @classmethod
+    def parse(cls, stderr: str) -> StatusLog:
+        lines = []
+        for raw in stderr.splitlines():
+            if raw.startswith(_PREFIX):
+                keyword, *args = raw[len(_PREFIX) :].split(" ")
+                lines.append((keyword, tuple(args)))
+        return cls(tuple(lines))
+
+    def has(self, keyword: str) -> bool:
+        return any(name == keyword for name, _ in self.lines)
+
+    def count(self, keyword: str) -> int:
+        return sum(1 for name, _ in self.lines if name == keyword)
+
+    def fields(self, keyword: str) -> list[list[str]]:
+        return [list(args) for name, args in self.lines if name == keyword]
+
+    def reason(self, keyword: str) -> str:
+        """gpg's reason code for INV_RECP / INV_SGNR, in words (see doc/DETAILS of GnuPG)."""
+        codes = {
+            "0": "no specific reason",
+            "1": "not found",
+            "2": "ambiguous",
+            "3": "wrong key usage",
+            "4": "key revoked",
+            "5": "key expired",
+            "6": "no CRL known",
+            "7": "CRL too old",
+            "8": "policy mismatch",
+            "9": "not a secret key",
+            "10": "key not trusted",
+            "11": "missing certificate",
+            "12": "missing issuer certificate",
+            "13": "key disabled",
+            "14": "syntax error in specification",
+        }
+        found = self.fields(keyword)
+        if not found or not found[0]:
+            return "no reason given"
+        return codes.get(found[0][0], f"reason {found[0][0]}")
