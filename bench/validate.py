@@ -21,7 +21,7 @@ from pathlib import Path
 from lxml import etree
 
 from gateway import config as configuration
-from gateway.cli import load_validator
+from gateway.runtime import load_validator
 from gateway.xmlforms import FormValidator
 
 ROOT = Path(__file__).resolve().parent.parent
