@@ -24,6 +24,9 @@ _FOREIGN_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 _NAMESPACE_IN_REASON = re.compile(r"\{[^{}\s]*\}")
 _COUNT_CAP = 1000
 _PYTHON_OBJECT = re.compile(r"\s*for <[\w.]+ object at 0x[0-9a-f]+>")
+_ABSTRACT = re.compile(r"XsdComplexType\(name='(?:\w+:)?(\w+)'\) is abstract")
+_UNIQUE = re.compile(r"duplicated value \((.*?),?\) for XsdUnique\(name='(?:\w+:)?(\w+)'\)")
+_PREFIXED_TAG = re.compile(r"'[A-Za-z_][\w.-]*:([A-Za-z_][\w.-]*)'")
 _PYTHON_CLASS = re.compile(r"<class '[\w.]*\.(\w+?)(?:10)?'>")
 _LONG_CHOICE = re.compile(r"value must be one of \[([^\]]*)\]")
 
@@ -476,6 +479,9 @@ def _from_xmlschema(error: Any, namespace: str) -> FormError:
         str(error.reason or error.message),
     )
     reason = _LONG_CHOICE.sub(_shorten_choices, _PYTHON_OBJECT.sub("", reason))
+    reason = _ABSTRACT.sub(r"type '\1' is abstract: name the kind with xsi:type", reason)
+    reason = _UNIQUE.sub(r"value \1 appears twice (constraint \2)", reason)
+    reason = _PREFIXED_TAG.sub(r"'\1'", reason)
     reason = _PYTHON_CLASS.sub(
         lambda match: "xs:" + match.group(1)[0].lower() + match.group(1)[1:], reason
     )
