@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import encodings.utf_8
 import os
 import subprocess
 import threading
@@ -30,6 +32,34 @@ _ALWAYS = [
 ]
 # A signing or encryption subkey, or a primary that can sign: what gpg reports in key listings.
 _REVOKED, _EXPIRED = "r", "e"
+
+# gpg writes some status values raw (Sequoia's salt notation: 32 random bytes). python-gnupg
+# decodes gpg's stderr strictly, and its reader thread dies on such a line, losing the status.
+# This codec is UTF-8 that replaces what is not UTF-8; only status text is decoded with it.
+_STATUS_CODEC = "ipc_gateway_status_utf_8"
+
+
+class _LenientReader(encodings.utf_8.StreamReader):
+    def __init__(self, stream: Any, errors: str = "replace") -> None:
+        super().__init__(stream, "replace")
+
+
+def _find_codec(name: str) -> codecs.CodecInfo | None:
+    if name.replace("-", "_") != _STATUS_CODEC:
+        return None
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(
+        name=_STATUS_CODEC,
+        encode=utf8.encode,
+        decode=lambda data, errors="replace": codecs.utf_8_decode(data, "replace", True),
+        streamreader=_LenientReader,
+        streamwriter=utf8.streamwriter,
+        incrementalencoder=utf8.incrementalencoder,
+        incrementaldecoder=utf8.incrementaldecoder,
+    )
+
+
+codecs.register(_find_codec)
 
 # Splits a decrypted entity into (signed bytes, detached signature), or None if it is not signed.
 DetachedSplitter = Callable[[bytes], tuple[bytes, bytes] | None]
@@ -109,7 +139,8 @@ class GnuPG:
         self.protection = protection or KeyProtection(None)
         _prepare_home(home, self.protection)
         self._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home), options=list(_ALWAYS))
-        self._gpg.encoding = "utf-8"
+        self._gpg.encoding = _STATUS_CODEC
+        self._gpg.decode_errors = "replace"
         self._own_keys: frozenset[str] | None = None
         self._lock = threading.Lock()
 

@@ -126,6 +126,35 @@ class Validation:
             alert=_text(head, "AlertRef", None),
         )
 
+    def outline(self) -> list[tuple[int, str, str]]:
+        """The form as (depth, element name, text) rows in document order, for a readable view.
+
+        Attributes come as rows of their own named ``@name`` one level deeper; namespaces are
+        dropped. Text is stripped; elements without text have "".
+        """
+        if self._tree is None:
+            raise ValueError("only a parsed form has an outline")
+        rows: list[tuple[int, str, str]] = []
+
+        def walk(element: Any, depth: int) -> None:
+            rows.append((depth, etree.QName(element).localname, (element.text or "").strip()))
+            for name, value in element.attrib.items():
+                rows.append((depth + 1, "@" + etree.QName(name).localname, value))
+            for child in element.iterchildren("{*}*"):
+                walk(child, depth + 1)
+
+        walk(self._tree.getroot(), 0)
+        return rows
+
+    def attachment_refs(self) -> list[tuple[str, str, str]]:
+        """(FileName, MediaType, SHA256) of every Attachment the form lists."""
+        if self._tree is None:
+            raise ValueError("only a parsed form lists attachments")
+        return [
+            (_text(item, "FileName"), _text(item, "MediaType"), _text(item, "SHA256"))
+            for item in self._tree.getroot().iterchildren("{*}Attachment")
+        ]
+
     def values(self, paths: Iterable[str]) -> dict[str, str]:
         """The text of the elements at these paths (local names below the root), where present."""
         found = {}
