@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
     Column,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     UniqueConstraint,
     create_engine,
     event,
+    insert,
+    select,
+    update,
 )
+
+from gateway.clock import Clock
 
 metadata = MetaData()
 
@@ -137,3 +146,161 @@ def make_engine(url: str, **options: Any) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: int
+    direction: str
+    partner: str
+    channel: str
+    form: str
+    reference: str
+    in_reply_to: str | None
+    message_id: str
+    priority: str
+    content_sha256: str
+    raw_sha256: str
+    spool_key: str | None
+    desk: str | None
+    state: str
+    signer: str | None
+    signed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What the ledger records when a message is received or queued."""
+
+    direction: str
+    partner: str
+    channel: str
+    form: str
+    reference: str
+    message_id: str
+    priority: str
+    content_sha256: str
+    raw_sha256: str
+    state: str
+    in_reply_to: str | None = None
+    spool_key: str | None = None
+    desk: str | None = None
+    signer: str | None = None
+    signed_at: datetime | None = None
+
+
+class Ledger:
+    """Reads and writes of the ledger. Methods named ``*_in`` join the caller's transaction."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def find(self, direction: str, partner: str, reference: str) -> MessageRow | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(messages).where(
+                    messages.c.direction == direction,
+                    messages.c.partner == partner,
+                    messages.c.reference == reference,
+                )
+            ).first()
+        return _message(row) if row else None
+
+    def get(self, message_id: int) -> MessageRow:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(messages).where(messages.c.id == message_id)).first()
+        if row is None:
+            raise KeyError(f"no message {message_id}")
+        return _message(row)
+
+    def by_reference(self, reference: str) -> list[MessageRow]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(messages).where(messages.c.reference == reference).order_by(messages.c.id)
+            ).all()
+        return [_message(row) for row in rows]
+
+    def in_state(self, direction: str, state: str) -> list[MessageRow]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(messages)
+                .where(messages.c.direction == direction, messages.c.state == state)
+                .order_by(messages.c.id)
+            ).all()
+        return [_message(row) for row in rows]
+
+    def record_in(self, connection: Connection, new: NewMessage, event_detail: str = "") -> int:
+        """Insert a message and its first event. A second message with the same (direction,
+        partner, reference) raises IntegrityError: the caller decides duplicate or conflict."""
+        now = self.clock.now()
+        values = {**asdict(new), "created_at": now, "updated_at": now}
+        key = connection.execute(insert(messages).values(**values)).inserted_primary_key
+        if key is None:
+            raise RuntimeError("the database returned no id for the new message")
+        message_id = int(key[0])
+        self.event_in(connection, message_id, new.state, event_detail)
+        return message_id
+
+    def event_in(
+        self, connection: Connection, message_id: int, kind: str, detail: str = ""
+    ) -> None:
+        connection.execute(
+            insert(events).values(
+                message_id=message_id, at=self.clock.now(), kind=kind, detail=detail[:500]
+            )
+        )
+
+    def set_state(
+        self, message_id: int, state: str, detail: str = "", *, expected: str | None = None
+    ) -> bool:
+        """Move a message to ``state`` and record the event; with ``expected``, only from there
+        (so that two workers cannot both make the same move). Returns whether it moved."""
+        with self.engine.begin() as connection:
+            condition = messages.c.id == message_id
+            if expected is not None:
+                condition = condition & (messages.c.state == expected)
+            moved = connection.execute(
+                update(messages).where(condition).values(state=state, updated_at=self.clock.now())
+            ).rowcount
+            if moved:
+                self.event_in(connection, message_id, state, detail)
+        return bool(moved)
+
+    def events_of(self, message_id: int) -> list[tuple[datetime, str, str]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(events.c.at, events.c.kind, events.c.detail)
+                .where(events.c.message_id == message_id)
+                .order_by(events.c.id)
+            ).all()
+        return [(_utc(row.at), row.kind, row.detail) for row in rows]
+
+    def next_reference_in(self, connection: Connection, country: str, year: int) -> str:
+        """The next Reference our country assigns, e.g. RO-2026-000124: gap-free, never reused."""
+        name = f"{country}-{year}"
+        updated = connection.execute(
+            update(sequences)
+            .where(sequences.c.name == name)
+            .values(value=sequences.c.value + 1)
+            .returning(sequences.c.value)
+        ).scalar()
+        if updated is None:
+            connection.execute(insert(sequences).values(name=name, value=1))
+            updated = 1
+        return f"{name}-{int(updated):06d}"
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they were stored in UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _message(row: Row[Any]) -> MessageRow:
+    data = dict(row._mapping)
+    for key in ("signed_at", "created_at", "updated_at"):
+        if data[key] is not None:
+            data[key] = _utc(data[key])
+    return MessageRow(**data)
