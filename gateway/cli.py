@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from gateway import __version__, cli_keys
+from gateway import __version__, cli_audit, cli_keys, cli_serve
 from gateway import config as configuration
 from gateway.errors import ConfigError, KeyUnusable
 from gateway.progress import Progress
@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print one JSON array of results")
     validate.set_defaults(run=cmd_validate)
     cli_keys.register(commands)
+    cli_serve.register(commands)
+    cli_audit.register(commands)
     return parser
 
 

@@ -66,6 +66,8 @@ class Listen:
     tls_key: Path | None = None
     max_message_bytes: int = 10 * 1024 * 1024
     max_sessions: int = 50
+    idle_timeout: timedelta = timedelta(seconds=60)
+    session_timeout: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,8 @@ def _listen(table: Table, base: Path) -> Listen:
             "max_message_bytes", defaults.max_message_bytes, minimum=1024, maximum=1 << 30
         ),
         max_sessions=table.integer("max_sessions", defaults.max_sessions, minimum=1, maximum=10000),
+        idle_timeout=table.duration("idle_timeout", defaults.idle_timeout),
+        session_timeout=table.duration("session_timeout", defaults.session_timeout),
     )
     table.finish()
     if (listen.tls_cert is None) != (listen.tls_key is None):

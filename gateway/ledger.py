@@ -276,7 +276,7 @@ class Ledger:
                 .where(events.c.message_id == message_id)
                 .order_by(events.c.id)
             ).all()
-        return [(_utc(row.at), row.kind, row.detail) for row in rows]
+        return [(as_utc(row.at), row.kind, row.detail) for row in rows]
 
     def next_reference_in(self, connection: Connection, country: str, year: int) -> str:
         """The next Reference our country assigns, e.g. RO-2026-000124: gap-free, never reused."""
@@ -293,7 +293,7 @@ class Ledger:
         return f"{name}-{int(updated):06d}"
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: they were stored in UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
@@ -302,5 +302,5 @@ def _message(row: Row[Any]) -> MessageRow:
     data = dict(row._mapping)
     for key in ("signed_at", "created_at", "updated_at"):
         if data[key] is not None:
-            data[key] = _utc(data[key])
+            data[key] = as_utc(data[key])
     return MessageRow(**data)

@@ -187,6 +187,8 @@ def parse_entity(entity: bytes) -> Payload:
     kind = message.get_content_type()
     if kind in {"application/xml", "text/xml"}:
         return Payload(form=_bytes(message), attachments=())
+    if kind == "multipart/report":
+        return _receipt(message)
     if kind != "multipart/mixed":
         raise NotPgpMime(
             f"the signed content must be multipart/mixed or application/xml, not {kind}"
@@ -203,6 +205,16 @@ def parse_entity(entity: bytes) -> Payload:
             raise NotPgpMime("every attachment needs a file name")
         attachments.append(Attachment(filename, part.get_content_type(), _bytes(part)))
     return Payload(form=_bytes(parts[0]), attachments=tuple(attachments))
+
+
+def _receipt(message: Message) -> Payload:
+    """An RFC 8098 receipt: its form is the ACK carried as the application/xml part."""
+    if message.get_param("report-type") != "disposition-notification":
+        raise NotPgpMime("a multipart/report must be a disposition notification (RFC 8098)")
+    forms = [part for part in _parts(message) if part.get_content_type() == "application/xml"]
+    if len(forms) != 1:
+        raise NotPgpMime("a receipt carries exactly one ACK form (application/xml)")
+    return Payload(form=_bytes(forms[0]), attachments=())
 
 
 def split_multipart(body: bytes, boundary: bytes) -> list[bytes]:

@@ -1,0 +1,1 @@
+"""The inbound flow: the SMTP server and the pipeline that runs inside DATA."""

@@ -1,0 +1,254 @@
+"""After the 250: hand each received message to its desk exactly once, and queue its receipt."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import format_datetime
+
+from sqlalchemy import select
+
+from gateway import pgpmime
+from gateway.audit import AuditLog
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.desks import Delivery, deliver, render
+from gateway.errors import GatewayError
+from gateway.ledger import Ledger, MessageRow, NewMessage, as_utc, deadlines, messages
+from gateway.openpgp import GnuPG
+from gateway.spool import Spool, SpoolItem
+from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
+from gateway.xmlforms import FormValidator
+
+log = logging.getLogger("gateway.desks")
+ORPHAN_AFTER = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A received item of the inbound spool, split back into its two parts."""
+
+    raw: bytes
+    entity: bytes
+
+    @classmethod
+    def of(cls, item: SpoolItem) -> Spooled:
+        payload = item.payload()
+        length = int(item.meta["raw_length"])
+        return cls(payload[:length], payload[length:])
+
+
+class Handoff:
+    """Works through the inbound spool: desk delivery, receipt, then the item is done.
+
+    Every step is idempotent, so a crash anywhere only means the item is claimed again after
+    recovery: the Maildir name and the receipt's spool key are fixed by the ledger id.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        gpg: GnuPG,
+        validator: FormValidator,
+        ledger: Ledger,
+        inbound: Spool,
+        outbound: Spool,
+        audit: AuditLog,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.gpg = gpg
+        self.validator = validator
+        self.ledger = ledger
+        self.inbound = inbound
+        self.outbound = outbound
+        self.audit = audit
+        self.clock = clock
+
+    def run_once(self) -> int:
+        """Hand off everything waiting; returns how many items were done."""
+        done = 0
+        released: set[str] = set()
+        while (item := self.inbound.claim()) is not None:
+            if item.key in released:  # back to an item that is not due yet: stop for now
+                self.inbound.release(item)
+                break
+            try:
+                handled = self.handle(item)
+            except (GatewayError, OSError, LookupError) as error:
+                log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
+                self.inbound.defer(item, f"{type(error).__name__}: {error}"[:200])
+                continue
+            if handled:
+                self.inbound.finish(item)
+                done += 1
+            else:
+                released.add(item.key)
+        return done
+
+    def handle(self, item: SpoolItem) -> bool:
+        """Deliver and receipt one item; False when it is not due (its ledger row is not there)."""
+        row = self._row(item.key)
+        if row is None:
+            # Spooled a moment ago and its ledger commit is on its way, or it never came (the
+            # sender got no 250). Never delete here: wait, then set it aside for an operator.
+            received = datetime.fromisoformat(str(item.meta["received_at"]))
+            if self.clock.now() - received < ORPHAN_AFTER:
+                self.inbound.release(item)
+                return False
+            log.error("setting aside %s: spooled but never recorded", item.key)
+            self.inbound.set_aside(item)
+            return False
+        spooled = Spooled.of(item)
+        if row.state == "received":
+            self._deliver(row, spooled)
+        self.queue_receipt(row)
+        return True
+
+    def _row(self, spool_key: str) -> MessageRow | None:
+        with self.ledger.engine.connect() as connection:
+            found = connection.execute(
+                select(messages.c.id).where(messages.c.spool_key == spool_key)
+            ).scalar()
+        return self.ledger.get(int(found)) if found is not None else None
+
+    def _deliver(self, row: MessageRow, spooled: Spooled) -> None:
+        payload = pgpmime.parse_entity(spooled.entity)
+        validation = self.validator.validate(payload.form)
+        validation.raise_for_errors()
+        form = self.validator.catalogue.get(row.form)
+        partner = self.config.partner(row.partner)
+        desk = self.config.desk(row.desk or "")
+        message = render(
+            Delivery(
+                partner=partner.code,
+                partner_address=partner.address,
+                channel=row.channel,
+                form=form.code,
+                title=form.title,
+                header=validation.header(),
+                outline=tuple(validation.outline()),
+                form_xml=payload.form,
+                attachments=payload.attachments,
+                reply_due=self._reply_due(row.id),
+                received_at=row.created_at,
+                desk=desk.name,
+                desk_email=desk.email,
+            )
+        )
+        path = deliver(desk.maildir, f"{row.id}.{row.reference}", message)
+        if self.ledger.set_state(row.id, "delivered", f"desk {desk.name}", expected="received"):
+            self.audit.append(
+                "delivered",
+                partner=row.partner,
+                form=row.form,
+                reference=row.reference,
+                reason=f"desk {desk.name}",
+            )
+        log.info("delivered %s %s to desk %s (%s)", row.form, row.reference, desk.name, path.name)
+
+    def _reply_due(self, ledger_id: int) -> datetime | None:
+        with self.ledger.engine.connect() as connection:
+            due = connection.execute(
+                select(deadlines.c.due).where(
+                    deadlines.c.message_id == ledger_id, deadlines.c.kind == "reply"
+                )
+            ).scalar()
+        return as_utc(due) if due is not None else None
+
+    def queue_receipt(self, row: MessageRow) -> str:
+        """Seal the receipt for ``row`` and put it in the outbound queue, once. Its ledger row is
+        committed first and its spool key and Message-ID are fixed by the received message, so
+        a retry after a crash rebuilds the same receipt rather than a second one."""
+        key = f"receipt.{row.id}"
+        if self.outbound.exists(key):
+            return key
+        partner = self.config.partner(row.partner)
+        now = self.clock.now()
+        existing = self._receipt_row(row)
+        if existing is None:
+            with self.ledger.engine.begin() as connection:
+                reference = self.ledger.next_reference_in(
+                    connection, self.config.identity.country, now.year
+                )
+                self.ledger.record_in(
+                    connection,
+                    NewMessage(
+                        direction="outbound",
+                        partner=partner.code,
+                        channel=row.channel,
+                        form="ACK",
+                        reference=reference,
+                        in_reply_to=row.reference,
+                        message_id=f"<receipt.{row.id}.{reference}@{self.config.listen.hostname}>",
+                        priority="normal",
+                        content_sha256="",
+                        raw_sha256="",
+                        state="queued",
+                        spool_key=key,
+                    ),
+                    f"receipt for {row.reference}",
+                )
+            existing = self._receipt_row(row)
+            if existing is None:
+                raise LookupError(f"the receipt for {row.reference} was not recorded")
+        facts = ReceiptFacts(
+            our_bureau=self.config.identity.bureaux[row.channel],
+            partner_bureau=partner.code,
+            our_address=self.config.identity.address,
+            our_host=self.config.listen.hostname,
+            reference=existing.reference,
+            original_reference=row.reference,
+            original_message_id=row.message_id,
+            content_sha256=row.content_sha256,
+            received_at=row.created_at,
+            created=existing.created_at,
+        )
+        ack = ack_form(facts)
+        self.validator.validate(ack).raise_for_errors()
+        envelope = pgpmime.Envelope(
+            sender=self.config.identity.address,
+            recipient=partner.address,
+            subject=pgpmime.subject("any", "ACK", existing.reference),
+            message_id=existing.message_id,
+            date=format_datetime(now),
+        )
+        sealed = pgpmime.wrap_encrypted(
+            self.gpg.sign_encrypt(mdn_entity(facts, ack), partner.fingerprint), envelope
+        )
+        self.outbound.put(
+            key,
+            sealed,
+            {
+                "to": partner.address,
+                "partner": partner.code,
+                "reference": existing.reference,
+                "kind": "receipt",
+                "message_id": existing.message_id,
+            },
+        )
+        log.info("receipt %s queued for %s %s", existing.reference, row.partner, row.reference)
+        return existing.reference
+
+    def resend_receipt(self, row: MessageRow) -> None:
+        """A duplicate arrived: queue the same receipt once more (same bytes, same Message-ID)."""
+        original = self.outbound.get(f"receipt.{row.id}")
+        for attempt in range(1, 1000):
+            key = f"receipt.{row.id}.again.{attempt}"
+            if not self.outbound.exists(key):
+                self.outbound.put(key, original.payload(), original.meta)
+                return
+
+    def _receipt_row(self, row: MessageRow) -> MessageRow | None:
+        with self.ledger.engine.connect() as connection:
+            found = connection.execute(
+                select(messages.c.id).where(
+                    messages.c.direction == "outbound",
+                    messages.c.form == "ACK",
+                    messages.c.partner == row.partner,
+                    messages.c.in_reply_to == row.reference,
+                )
+            ).scalar()
+        return self.ledger.get(int(found)) if found is not None else None

@@ -1,0 +1,244 @@
+"""The inbound stages inside the SMTP transaction, in order: open, validate, dedupe, commit."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, exc
+
+from gateway.audit import AuditLog
+from gateway.clock import Clock
+from gateway.config import Config, Partner
+from gateway.desks import choose_desk
+from gateway.errors import (
+    BadSignature,
+    ConflictingReference,
+    GatewayError,
+    InvalidForm,
+    StoreUnavailable,
+    UnknownSender,
+)
+from gateway.forms import FormSpec
+from gateway.ledger import Ledger, NewMessage, deadlines
+from gateway.openpgp import GnuPG
+from gateway.sealing import Opened, open_message
+from gateway.spool import Spool
+from gateway.xmlforms import FormHeader, FormValidator, Validation
+
+log = logging.getLogger("gateway.inbound")
+_SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message we took responsibility for: on disk and in the ledger (or already there)."""
+
+    ledger_id: int
+    reference: str
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class _Checked:
+    partner: Partner
+    opened: Opened
+    validation: Validation
+    form: FormSpec
+    header: FormHeader
+
+
+class Pipeline:
+    """Everything that must hold before we answer 250. Blocking: run it off the event loop."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        gpg: GnuPG,
+        validator: FormValidator,
+        ledger: Ledger,
+        spool: Spool,
+        audit: AuditLog,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.gpg = gpg
+        self.validator = validator
+        self.ledger = ledger
+        self.spool = spool
+        self.audit = audit
+        self.clock = clock
+
+    def accept(self, mail_from: str, raw: bytes) -> Accepted:
+        """Run every stage. Raise the GatewayError that is the SMTP reply, audited, or return once
+        the message is durable; nothing of a refused message is kept."""
+        raw_sha256 = hashlib.sha256(raw).hexdigest()
+        partner = self.config.partner_by_address(mail_from)
+        if partner is None:
+            self.audit.append("rejected", digest=raw_sha256, reason=UnknownSender.summary)
+            raise UnknownSender()
+        try:
+            checked = self._check(partner, raw)
+            return self._commit(checked, raw, raw_sha256)
+        except GatewayError as error:
+            self.audit.append(
+                "rejected",
+                partner=partner.code,
+                digest=raw_sha256,
+                reason=f"{error.enhanced} {type(error).__name__}",
+            )
+            log.info("refused from %s: %s %s", partner.code, error.enhanced, type(error).__name__)
+            raise
+
+    # ------------------------------------------------------------------ the stages
+
+    def _check(self, partner: Partner, raw: bytes) -> _Checked:
+        opened = open_message(self.gpg, normalise_line_ends(raw), partner.fingerprint)
+        validation = self.validator.validate(opened.payload.form)
+        validation.raise_for_errors()
+        form = validation.form
+        if form is None:
+            raise InvalidForm(f"{validation.root} is not a form of the catalogue")
+        header = validation.header()
+        if form.channel not in (partner.channel, "any"):
+            raise InvalidForm(f"form {form.code} is not exchanged on the {partner.channel} channel")
+        if header.sender != partner.code:
+            raise BadSignature(
+                f"the form says it is from {header.sender}, signed by {partner.code}"
+            )
+        ours = self.config.identity.bureaux.get(partner.channel)
+        if header.recipient != ours:
+            raise InvalidForm(f"the form is addressed to {header.recipient}, we are {ours}")
+        listed = sorted((name, sha) for name, _, sha in validation.attachment_refs())
+        attached = sorted((item.filename, item.sha256) for item in opened.payload.attachments)
+        if listed != attached:
+            raise InvalidForm("the attachments do not match the form's Attachment list")
+        return _Checked(partner, opened, validation, form, header)
+
+    def _commit(self, checked: _Checked, raw: bytes, raw_sha256: str) -> Accepted:
+        partner, header = checked.partner, checked.header
+        duplicate = self._dedupe(checked)
+        if duplicate is not None:
+            return duplicate
+        desk = choose_desk(
+            self.config.routes, partner.channel, checked.form.code, header.priority, partner.code
+        )
+        now = self.clock.now()
+        key = f"{partner.code}.{_SAFE_KEY.sub('_', header.reference)[:32]}.{raw_sha256[:16]}"
+        # The raw message as received (our proof of what the partner sent) and the verified
+        # entity, in one durable write: delivery must not depend on verifying again later,
+        # when the partner's key may have expired.
+        self.spool.put(
+            key,
+            raw + checked.opened.entity,
+            {
+                "partner": partner.code,
+                "reference": header.reference,
+                "form": checked.form.code,
+                "content_sha256": checked.opened.content_sha256,
+                "received_at": now.isoformat(),
+                "raw_length": len(raw),
+            },
+        )
+        try:
+            with self.ledger.engine.begin() as connection:
+                ledger_id = self.ledger.record_in(
+                    connection,
+                    NewMessage(
+                        direction="inbound",
+                        partner=partner.code,
+                        channel=partner.channel,
+                        form=checked.form.code,
+                        reference=header.reference,
+                        in_reply_to=header.in_reply_to,
+                        message_id=checked.opened.envelope.message_id[:255],
+                        priority=header.priority,
+                        content_sha256=checked.opened.content_sha256,
+                        raw_sha256=raw_sha256,
+                        state="received",
+                        spool_key=key,
+                        desk=desk,
+                        signer=checked.opened.verified.signer,
+                        signed_at=checked.opened.verified.signed_at,
+                    ),
+                    f"spooled {key}",
+                )
+                self._open_reply_deadline(connection, ledger_id, checked, now)
+                self.audit.append_in(
+                    connection,
+                    "received",
+                    partner=partner.code,
+                    form=checked.form.code,
+                    reference=header.reference,
+                    digest=checked.opened.content_sha256,
+                )
+        except exc.IntegrityError:
+            self.spool.discard(key)
+            raced = self._dedupe(checked)  # another session recorded it a moment ago
+            if raced is None:
+                raise StoreUnavailable() from None
+            return raced
+        except exc.SQLAlchemyError as error:
+            self.spool.discard(key)
+            log.error("ledger unavailable: %s", type(error).__name__)
+            raise StoreUnavailable() from None
+        log.info("received %s %s from %s", checked.form.code, header.reference, partner.code)
+        return Accepted(ledger_id, header.reference, duplicate=False)
+
+    def _dedupe(self, checked: _Checked) -> Accepted | None:
+        """The same signed content again is a duplicate; the same Reference with other content
+        is a conflict, refused and audited as an alert."""
+        existing = self.ledger.find("inbound", checked.partner.code, checked.header.reference)
+        if existing is None:
+            return None
+        if existing.content_sha256 != checked.opened.content_sha256:
+            self.audit.append(
+                "alert.conflict",
+                partner=checked.partner.code,
+                form=checked.form.code,
+                reference=checked.header.reference,
+                digest=checked.opened.content_sha256,
+                reason="same Reference, other content",
+            )
+            raise ConflictingReference(
+                f"{checked.header.reference} was already received with other content"
+            )
+        with self.ledger.engine.begin() as connection:
+            self.ledger.event_in(connection, existing.id, "duplicate", "same content again")
+        return Accepted(existing.id, existing.reference, duplicate=True)
+
+    def _open_reply_deadline(
+        self, connection: Connection, ledger_id: int, checked: _Checked, received_at: datetime
+    ) -> None:
+        """The reply our desk owes, as a fixed UTC instant from the form's policy."""
+        rule = checked.form.reply.deadline(
+            checked.header.priority, checked.validation.values(checked.form.reply.condition_paths)
+        )
+        if rule is None:
+            return
+        due = received_at + rule.within
+        connection.execute(
+            deadlines.insert().values(
+                message_id=ledger_id,
+                kind="reply",
+                owed_by="desk",
+                opened_at=received_at,
+                due=due,
+                state="open",
+                reminders_sent=0,
+                escalations=0,
+                next_action_at=received_at + rule.within * rule.reminders[0]
+                if rule.reminders
+                else due,
+            )
+        )
+
+
+def normalise_line_ends(raw: bytes) -> bytes:
+    """Bare CR and bare LF become CRLF: aiosmtpd passes them through (only CRLF.CRLF ends DATA).
+    The signed content is inside the ciphertext, so this never touches what is verified."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")

@@ -1,0 +1,198 @@
+"""The SMTP server partners deliver to: session policy on aiosmtpd, the pipeline inside DATA."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway import __version__
+from gateway.config import Config
+from gateway.errors import GatewayError, MessageTooBig, RelayDenied, TLSRequired, UnknownSender
+from gateway.inbound.pipeline import Accepted, Pipeline
+
+log = logging.getLogger("gateway.smtp")
+
+IDENT = f"IPC Gateway {__version__}"
+MAX_RECIPIENTS = 1
+_TOO_BIG = MessageTooBig().smtp_reply()
+
+
+class Limits:
+    """Per-server session limits and the count of sessions that are open or inside DATA."""
+
+    def __init__(self, *, max_sessions: int, idle_timeout: float, session_timeout: float) -> None:
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        self.session_timeout = session_timeout
+        self.open = 0
+        self.in_data = 0
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP with our replies and limits: concurrent sessions, session time, size."""
+
+    def __init__(self, handler: Handler, limits: Limits, **kwargs: Any) -> None:
+        super().__init__(handler, timeout=limits.idle_timeout, **kwargs)
+        self.limits = limits
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.limits.open += 1
+        super().connection_made(transport)
+        if self.limits.open > self.limits.max_sessions:
+            log.warning("too many sessions (%d): refusing one", self.limits.open)
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.write(b"421 4.7.0 too many sessions, try again later\r\n")
+            transport.close()
+            return
+        self._deadline = self.loop.call_later(self.limits.session_timeout, self._session_over)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.limits.open -= 1
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(error)
+
+    def _session_over(self) -> None:
+        """A session that outlives the limit (a client trickling DATA) is cut off."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            log.warning("session time limit reached: closing")
+            transport.write(b"421 4.4.2 session time limit reached\r\n")
+            transport.close()
+
+    async def push(self, status: AnyStr) -> None:
+        # aiosmtpd's own size refusals carry no enhanced status code; ours do.
+        if isinstance(status, str) and status.startswith("552 Error"):
+            await super().push(_TOO_BIG)
+            return
+        await super().push(status)
+
+
+class Handler:
+    """The aiosmtpd handler: who may send, to whom, and what happens to the data."""
+
+    def __init__(
+        self,
+        config: Config,
+        pipeline: Pipeline,
+        executor: Executor,
+        after: Callable[[Accepted], None],
+        limits: Limits,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.executor = executor
+        self.after = after
+        self.limits = limits
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        partner = self.config.partner_by_address(address)
+        if partner is None:
+            log.info("refused MAIL from an unknown sender")
+            return UnknownSender().smtp_reply()
+        if partner.require_tls and session.ssl is None:
+            return TLSRequired().smtp_reply()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address.lower() != self.config.identity.address.lower():
+            return RelayDenied().smtp_reply()
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if len(raw) > self.config.listen.max_message_bytes:
+            return _TOO_BIG
+        self.limits.in_data += 1
+        self.limits.drained.clear()
+        started = time.perf_counter()
+        try:
+            loop = asyncio.get_running_loop()
+            accepted = await loop.run_in_executor(
+                self.executor, self.pipeline.accept, envelope.mail_from or "", raw
+            )
+        except GatewayError as error:
+            return error.smtp_reply()
+        except Exception:
+            log.exception("unexpected failure in the pipeline")
+            return "451 4.3.0 local error, try again later"
+        finally:
+            self.limits.in_data -= 1
+            if self.limits.in_data == 0:
+                self.limits.drained.set()
+        log.info(
+            "250 for %s in %.0f ms", accepted.reference, (time.perf_counter() - started) * 1000
+        )
+        self.after(accepted)
+        status = "duplicate, already accepted" if accepted.duplicate else "accepted"
+        return f"250 2.0.0 {status} {accepted.reference}"
+
+
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """The server's STARTTLS context from the configured certificate, TLS 1.2 at least."""
+    listen = config.listen
+    if listen.tls_cert is None or listen.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(listen.tls_cert), str(listen.tls_key))
+    return context
+
+
+def protocol_factory(config: Config, handler: Handler, limits: Limits) -> Callable[[], SMTP]:
+    context = tls_context(config)
+    listen = config.listen
+
+    def make() -> SMTP:
+        return GatewaySMTP(
+            handler,
+            limits,
+            data_size_limit=listen.max_message_bytes,
+            hostname=listen.hostname,
+            ident=IDENT,
+            tls_context=context,
+            enable_SMTPUTF8=False,
+            decode_data=False,
+        )
+
+    return make

@@ -1,0 +1,138 @@
+"""`gateway serve`: wire the parts from one Config, run SMTP and the hand-off, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from gateway.audit import AuditLog
+from gateway.clock import Clock, SystemClock
+from gateway.config import Config
+from gateway.inbound.handoff import Handoff
+from gateway.inbound.pipeline import Accepted, Pipeline
+from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
+from gateway.ledger import Ledger, create_schema, make_engine
+from gateway.runtime import load_validator, open_gnupg
+from gateway.spool import Spool
+
+log = logging.getLogger("gateway.server")
+DRAIN_SECONDS = 30.0
+HANDOFF_INTERVAL = 1.0
+
+
+class Gateway:
+    """All the long-lived parts of a running gateway."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        config.paths.spool.mkdir(parents=True, exist_ok=True)
+        self.validator = load_validator(config)
+        self.gpg = open_gnupg(config)
+        self.engine = make_engine(config.database_url)
+        create_schema(self.engine)
+        self.ledger = Ledger(self.engine, self.clock)
+        self.audit = AuditLog(self.engine, self.clock)
+        self.inbound = Spool(config.paths.spool / "inbound")
+        self.outbound = Spool(config.paths.spool / "outbound")
+        self.pipeline = Pipeline(
+            config=config,
+            gpg=self.gpg,
+            validator=self.validator,
+            ledger=self.ledger,
+            spool=self.inbound,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.handoff = Handoff(
+            config=config,
+            gpg=self.gpg,
+            validator=self.validator,
+            ledger=self.ledger,
+            inbound=self.inbound,
+            outbound=self.outbound,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway")
+        self.limits = Limits(
+            max_sessions=config.listen.max_sessions,
+            idle_timeout=config.listen.idle_timeout.total_seconds(),
+            session_timeout=config.listen.session_timeout.total_seconds(),
+        )
+        self._wake = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the gateway is not listening")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Recover what a previous run left, then listen."""
+        for spool in (self.inbound, self.outbound):
+            recovered = spool.recover()
+            if recovered.requeued or recovered.stale_tmp:
+                log.warning("recovered %s: %s", spool.root.name, recovered)
+        loop = asyncio.get_running_loop()
+        handler = Handler(self.config, self.pipeline, self.executor, self._after, self.limits)
+        self._server = await loop.create_server(
+            protocol_factory(self.config, handler, self.limits),
+            host=self.config.listen.host,
+            port=self.config.listen.port,
+        )
+        self._worker = asyncio.create_task(self._handoff_loop())
+        log.info("listening on %s:%d", self.config.listen.host, self.port)
+
+    def _after(self, accepted: Accepted) -> None:
+        if accepted.duplicate:
+            row = self.ledger.get(accepted.ledger_id)
+            asyncio.get_running_loop().run_in_executor(
+                self.executor, self.handoff.resend_receipt, row
+            )
+        self._wake.set()
+
+    async def _handoff_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), HANDOFF_INTERVAL)
+            self._wake.clear()
+            try:
+                await loop.run_in_executor(self.executor, self.handoff.run_once)
+            except Exception:
+                log.exception("hand-off failed; retrying")
+
+    async def stop(self) -> None:
+        """Stop accepting, let sessions inside DATA finish, hand off what is left, release all."""
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self.limits.drained.wait(), DRAIN_SECONDS)
+            except TimeoutError:
+                log.error("sessions still in DATA after %.0f s", DRAIN_SECONDS)
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.handoff.run_once)
+        self.executor.shutdown(wait=True)
+        self.gpg.close()
+        self.engine.dispose()
+
+
+async def run(config: Config) -> None:
+    gateway = Gateway(config)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await gateway.stop()

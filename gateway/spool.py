@@ -1,0 +1,304 @@
+"""The durable spool: an item is whole on disk once put() returns, or it is not in the queue at all.
+
+Folders (0700): tmp/ (being written), new/ (waiting, oldest first), cur/ (claimed), done/ (handled;
+the raw message is our proof and stays until purge()), quarantine/ (out of attempts, or unreadable).
+An item is one file ``<key>.msg``: a line of compact JSON metadata, then the payload verbatim.
+Every move is one rename(2), so an item is in exactly one folder and several processes may claim
+from one spool: the loser of a race gets ENOENT and tries the next. Nothing is edited in place: a
+new version goes through tmp/, fsync and rename. Modelled on Mailman's switchboard, without pickle.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import StorageFull, StoreUnavailable
+
+log = logging.getLogger("gateway.spool")
+
+KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SUFFIX = ".msg"
+FOLDERS = ("tmp", "new", "cur", "done", "quarantine")
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@dataclass(frozen=True)
+class SpoolItem:
+    """One item where it was found; the payload is read only when asked for."""
+
+    key: str
+    path: Path
+    meta: dict[str, Any] = field(hash=False)
+
+    def payload(self) -> bytes:
+        """The payload bytes exactly as put (the file after its metadata line)."""
+        with self.path.open("rb") as file:
+            file.readline()
+            return file.read()
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What recover() did: cur/ items put back in new/ or quarantined, tmp/ files deleted."""
+
+    requeued: int
+    quarantined: int
+    stale_tmp: int
+
+
+class Spool:
+    """A directory queue with put, claim, finish, defer (then quarantine), get, purge, recover."""
+
+    def __init__(self, root: Path, max_attempts: int = 5) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.root = root
+        self.max_attempts = max_attempts
+        root.parent.mkdir(parents=True, exist_ok=True)
+        for path in (root, *(root / name for name in FOLDERS)):
+            with suppress(FileExistsError):
+                path.mkdir(mode=0o700)
+                path.chmod(0o700)  # mkdir's mode went through the umask
+        _fsync_dir(root)
+        self.tmp, self.new, self.cur, self.done, self.quarantine = (root / n for n in FOLDERS)
+
+    def put(self, key: str, payload: bytes, meta: Mapping[str, Any]) -> SpoolItem:
+        """Store a new item in new/; only when this returns is it durable.
+
+        ValueError: bad key; TypeError: metadata not JSON with str keys; FileExistsError: key in
+        new/, cur/ or done/ (a guard, not a lock: callers dedupe first); StorageFull (452): disk or
+        quota full; StoreUnavailable (451): any other I/O error. After an error nothing is stored.
+        """
+        name = _filename(key)
+        header = _encode_meta(meta)
+        try:
+            held = [f.name for f in (self.new, self.cur, self.done) if (f / name).exists()]
+        except OSError as exc:
+            raise _store_error(exc, name) from exc
+        if held:
+            raise FileExistsError(errno.EEXIST, f"already spooled in {held[0]}/", key)
+        path = self._write(self.new, name, header, payload, undo=True)
+        log.info("spooled %s (%d bytes)", key, len(payload))
+        return SpoolItem(key, path, json.loads(header))
+
+    def claim(self) -> SpoolItem | None:
+        """Move the oldest item of new/ to cur/ and return it; None when new/ is empty."""
+        for path in _oldest_first(self.new):
+            target = self.cur / path.name
+            try:
+                path.rename(target)
+            except FileNotFoundError:
+                continue  # another claimer took it first
+            try:
+                return _load(target)
+            except ValueError as exc:
+                log.error("quarantined %s: %s", target.name, exc)
+                self._move(target, self.quarantine)
+        return None
+
+    def finish(self, item: SpoolItem) -> SpoolItem:
+        """Move a claimed item to done/, where it is kept until purge()."""
+        path = self._move(self._claimed(item), self.done)
+        return SpoolItem(item.key, path, item.meta)
+
+    def defer(self, item: SpoolItem, reason: str) -> bool:
+        """Put a claimed item back into new/ with ``attempts`` + 1 and ``last_error`` = reason.
+
+        Returns False when that was the last attempt allowed: the item went to quarantine/.
+        """
+        claimed = self._claimed(item)
+        attempts = int(item.meta.get("attempts", 0)) + 1
+        meta = {**item.meta, "attempts": attempts, "last_error": reason}
+        payload = item.payload()
+        self._write(self.cur, claimed.name, _encode_meta(meta), payload, undo=False)
+        if attempts >= self.max_attempts:
+            self._move(claimed, self.quarantine)
+            log.warning("quarantined %s after %d attempts: %s", item.key, attempts, reason)
+            return False
+        self._move(claimed, self.new)
+        log.info("deferred %s (attempt %d): %s", item.key, attempts, reason)
+        return True
+
+    def recover(self) -> Recovery:
+        """At start-up, while no other process uses the spool: requeue cur/, empty tmp/.
+
+        As in Mailman's .bak recovery, an item left in cur/ by a crash counts as a failed attempt
+        (defer), so an item that kills the gateway every time ends in quarantine/, not in a loop.
+        """
+        stale = 0
+        for path in self.tmp.iterdir():
+            path.unlink(missing_ok=True)
+            stale += 1
+        requeued = quarantined = 0
+        for path in _oldest_first(self.cur):
+            try:
+                item = _load(path)
+            except ValueError as exc:
+                log.error("quarantined %s: %s", path.name, exc)
+                self._move(path, self.quarantine)
+                quarantined += 1
+                continue
+            if self.defer(item, "interrupted: recovered at start-up"):
+                requeued += 1
+            else:
+                quarantined += 1
+        return Recovery(requeued, quarantined, stale)
+
+    def get(self, key: str) -> SpoolItem:
+        """The item with this key, from new/, cur/ or done/; KeyError if none holds it."""
+        name = _filename(key)
+        for _ in range(2):  # look twice: an item may move between folders while we look
+            for folder in (self.new, self.cur, self.done):
+                with suppress(FileNotFoundError):
+                    return _load(folder / name)
+        raise KeyError(key)
+
+    def exists(self, key: str) -> bool:
+        """Whether new/, cur/ or done/ holds this key."""
+        name = _filename(key)
+        return any((folder / name).exists() for folder in (self.new, self.cur, self.done))
+
+    def release(self, item: SpoolItem) -> SpoolItem:
+        """Put a claimed item back into new/ untouched: not a failure, it is simply not due yet."""
+        path = self._move(self._claimed(item), self.new)
+        return SpoolItem(item.key, path, item.meta)
+
+    def set_aside(self, item: SpoolItem) -> None:
+        """Move a claimed item to quarantine/ for an operator to look at; nothing is deleted."""
+        self._move(self._claimed(item), self.quarantine)
+        log.warning("set aside %s in quarantine/", item.key)
+
+    def discard(self, key: str) -> bool:
+        """Remove an item that was put but must not stay (its ledger commit failed, so no 250
+        was given); from new/ or, if a worker holds it, cur/. False if neither has it."""
+        name = _filename(key)
+        for folder in (self.new, self.cur):
+            try:
+                (folder / name).unlink()
+            except FileNotFoundError:
+                continue
+            _fsync_dir(folder)
+            return True
+        return False
+
+    def purge(self, key: str) -> bool:
+        """Delete a handled item from done/ (the retention purge); False if it was not there."""
+        try:
+            (self.done / _filename(key)).unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(self.done)
+        return True
+
+    def _claimed(self, item: SpoolItem) -> Path:
+        path = self.cur / _filename(item.key)
+        if item.path != path:
+            raise ValueError(f"{item.key}: not a claimed item of this spool")
+        return path
+
+    def _move(self, path: Path, folder: Path) -> Path:
+        target = folder / path.name
+        try:
+            path.rename(target)
+            _fsync_dir(folder)
+        except OSError as exc:
+            raise _store_error(exc, path.name) from exc
+        return target
+
+    def _write(self, folder: Path, name: str, header: bytes, payload: bytes, *, undo: bool) -> Path:
+        """tmp/ (O_EXCL), write all, fsync, rename into folder, fsync folder.
+
+        On failure the tmp file (and, with ``undo``, the renamed one) is removed: a failed fsync
+        is never retried on the same file; the caller starts again with a new one.
+        """
+        tmp = self.tmp / f"{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        target = folder / name
+        fd, placed = -1, False
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            _write_all(fd, header + b"\n")
+            _write_all(fd, payload)
+            os.fsync(fd)
+            closing, fd = fd, -1  # never close twice: the number may already be reused
+            os.close(closing)
+            tmp.rename(target)
+            placed = True
+            _fsync_dir(folder)
+        except OSError as exc:
+            if fd >= 0:
+                with suppress(OSError):
+                    os.close(fd)
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            if placed and undo:
+                with suppress(OSError):
+                    target.unlink(missing_ok=True)
+            raise _store_error(exc, name) from exc
+        return target
+
+
+def _filename(key: str) -> str:
+    if not KEY_PATTERN.fullmatch(key) or not key.strip("."):
+        raise ValueError(f"bad spool key {key[:80]!r}: 1-64 of A-Z a-z 0-9 . _ -, not only dots")
+    return key + SUFFIX
+
+
+def _encode_meta(meta: Mapping[str, Any]) -> bytes:
+    if not all(isinstance(k, str) for k in meta):
+        raise TypeError("spool metadata keys must be str")
+    try:
+        text = json.dumps(dict(meta), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode()
+    except ValueError as exc:  # NaN, infinity, a lone surrogate
+        raise TypeError(f"spool metadata is not JSON: {exc}") from exc
+
+
+def _load(path: Path) -> SpoolItem:
+    """Read an item's metadata line; ValueError if it is not a JSON object ended by a newline."""
+    with path.open("rb") as file:
+        line = file.readline()
+    if not line.endswith(b"\n"):
+        raise ValueError("no metadata line")
+    meta = json.loads(line)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    if not isinstance(meta, dict):
+        raise ValueError("metadata is not a JSON object")
+    return SpoolItem(path.name.removesuffix(SUFFIX), path, meta)
+
+
+def _oldest_first(folder: Path) -> list[Path]:
+    found: list[tuple[int, str]] = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.endswith(SUFFIX):
+                with suppress(FileNotFoundError):  # claimed by someone else meanwhile
+                    found.append((entry.stat().st_mtime_ns, entry.name))
+    return [folder / name for _, name in sorted(found)]
+
+
+def _store_error(exc: OSError, name: str) -> StoreUnavailable:
+    log.error("spool I/O failed for %s: %s", name, exc.strerror or exc)
+    return StorageFull() if exc.errno in _DISK_FULL else StoreUnavailable()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

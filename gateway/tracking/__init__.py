@@ -1,0 +1,1 @@
+"""Tracking what was exchanged: receipts, and later deadlines and their scheduler."""
