@@ -233,8 +233,12 @@ class Handoff:
         return existing.reference
 
     def resend_receipt(self, row: MessageRow) -> None:
-        """A duplicate arrived: queue the same receipt once more (same bytes, same Message-ID)."""
-        original = self.outbound.get(f"receipt.{row.id}")
+        """A duplicate arrived: queue the same receipt once more (same bytes, same Message-ID).
+        If the first receipt is not queued yet, the pending hand-off queues it: nothing to do."""
+        try:
+            original = self.outbound.get(f"receipt.{row.id}")
+        except KeyError:
+            return
         for attempt in range(1, 1000):
             key = f"receipt.{row.id}.again.{attempt}"
             if not self.outbound.exists(key):

@@ -132,18 +132,20 @@ class Pipeline:
         # The raw message as received (our proof of what the partner sent) and the verified
         # entity, in one durable write: delivery must not depend on verifying again later,
         # when the partner's key may have expired.
-        self.spool.put(
-            key,
-            raw + checked.opened.entity,
-            {
-                "partner": partner.code,
-                "reference": header.reference,
-                "form": checked.form.code,
-                "content_sha256": checked.opened.content_sha256,
-                "received_at": now.isoformat(),
-                "raw_length": len(raw),
-            },
-        )
+        meta = {
+            "partner": partner.code,
+            "reference": header.reference,
+            "form": checked.form.code,
+            "content_sha256": checked.opened.content_sha256,
+            "received_at": now.isoformat(),
+            "raw_length": len(raw),
+        }
+        try:
+            self.spool.put(key, raw + checked.opened.entity, meta)
+        except FileExistsError:  # the very same message, in another session, a moment ago
+            raise StoreUnavailable(
+                "the same message is being received in another session"
+            ) from None
         try:
             with self.ledger.engine.begin() as connection:
                 ledger_id = self.ledger.record_in(
@@ -209,6 +211,13 @@ class Pipeline:
             )
         with self.ledger.engine.begin() as connection:
             self.ledger.event_in(connection, existing.id, "duplicate", "same content again")
+        self.audit.append(
+            "duplicate",
+            partner=checked.partner.code,
+            form=checked.form.code,
+            reference=checked.header.reference,
+            digest=checked.opened.content_sha256,
+        )
         return Accepted(existing.id, existing.reference, duplicate=True)
 
     def _open_reply_deadline(
