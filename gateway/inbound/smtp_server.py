@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -43,11 +44,34 @@ class GatewaySMTP(SMTP):
     def __init__(self, handler: Handler, limits: Limits, **kwargs: Any) -> None:
         super().__init__(handler, timeout=limits.idle_timeout, **kwargs)
         self.limits = limits
+        self._counted = False
+        self._in_greeting = False
         self._deadline: asyncio.TimerHandle | None = None
 
+    def _cb_client_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        super()._cb_client_connected(reader, writer)
+        # aiosmtpd restarts its idle timer on command lines only: a sender that keeps sending
+        # DATA lines is not idle. Every line read restarts it.
+        read_line = reader.readuntil
+
+        async def readuntil(separator: bytes = b"\n") -> bytes:
+            line: bytes = await read_line(separator)
+            self._reset_timeout()
+            return line
+
+        setattr(reader, "readuntil", readuntil)  # noqa: B010
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.limits.open += 1
+        # aiosmtpd calls this again with the TLS transport after STARTTLS: count a session once.
+        first = not self._counted
+        if first:
+            self._counted = True
+            self.limits.open += 1
         super().connection_made(transport)
+        if not first:
+            return
         if self.limits.open > self.limits.max_sessions:
             log.warning("too many sessions (%d): refusing one", self.limits.open)
             if isinstance(transport, asyncio.WriteTransport):
@@ -57,10 +81,34 @@ class GatewaySMTP(SMTP):
         self._deadline = self.loop.call_later(self.limits.session_timeout, self._session_over)
 
     def connection_lost(self, error: Exception | None) -> None:
-        self.limits.open -= 1
+        if self._counted:
+            self._counted = False
+            self.limits.open -= 1
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
+
+    def _timeout_cb(self) -> None:
+        """Idle too long: say so (aiosmtpd closes without a word)."""
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            log.info("idle timeout: closing")
+            transport.write(b"421 4.4.2 idle too long, closing\r\n")
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
+    async def smtp_EHLO(self, arg: str) -> None:
+        self._in_greeting = True  # RFC 2034: no enhanced codes in EHLO and HELO replies
+        try:
+            await super().smtp_EHLO(arg)
+        finally:
+            self._in_greeting = False
+
+    async def smtp_HELO(self, arg: str) -> None:
+        self._in_greeting = True
+        try:
+            await super().smtp_HELO(arg)
+        finally:
+            self._in_greeting = False
 
     def _session_over(self) -> None:
         """A session that outlives the limit (a client trickling DATA) is cut off."""
@@ -71,11 +119,39 @@ class GatewaySMTP(SMTP):
             transport.close()
 
     async def push(self, status: AnyStr) -> None:
-        # aiosmtpd's own size refusals carry no enhanced status code; ours do.
-        if isinstance(status, str) and status.startswith("552 Error"):
-            await super().push(_TOO_BIG)
+        # aiosmtpd's own replies carry no RFC 3463 code; every reply of ours does.
+        if isinstance(status, str) and not self._in_greeting:
+            await super().push(with_enhanced_code(status))
             return
         await super().push(status)
+
+
+def with_enhanced_code(status: str) -> str:
+    """Add the RFC 3463 code a reply of aiosmtpd's lacks (ours carry theirs already)."""
+    if status.startswith("552 Error"):
+        return _TOO_BIG
+    code, separator, text = status.partition(" ")
+    if separator != " " or code not in _ENHANCED or _HAS_ENHANCED.match(text):
+        return status
+    return f"{code} {_ENHANCED[code]} {text}"
+
+
+_ENHANCED = {
+    "221": "2.0.0",
+    "250": "2.0.0",
+    "421": "4.3.2",
+    "451": "4.3.0",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "535": "5.7.8",
+    "550": "5.0.0",
+    "554": "5.0.0",
+}
+_HAS_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}( |$)")
 
 
 class Handler:
@@ -103,8 +179,10 @@ class Handler:
         hostname: str,
         responses: list[str],
     ) -> list[str]:
+        """Advertise enhanced status codes; no AUTH: partners are known by address and key."""
         session.host_name = hostname
-        return responses
+        kept = [line for line in responses if not line[4:].upper().startswith("AUTH")]
+        return [*kept[:-1], "250-ENHANCEDSTATUSCODES", kept[-1]]
 
     async def handle_MAIL(
         self,
