@@ -29,6 +29,9 @@ _ALWAYS = [
     "always",
     "--no-greeting",
     "--no-tty",
+    # libgcrypt serialises processes on the random_seed file of the home (seen as stalls of
+    # 250 ms to 1.5 s with two workers); each gpg seeds from the kernel's getrandom() instead.
+    "--no-random-seed-file",
 ]
 # A signing or encryption subkey, or a primary that can sign: what gpg reports in key listings.
 _REVOKED, _EXPIRED = "r", "e"
@@ -172,6 +175,24 @@ class GnuPG:
         else:
             raise ValueError(f"unknown algorithm {algorithm!r}: use ed25519 or rsa3072")
         passphrase = self.protection.passphrase
+        # The agent keeps no passphrase (cache 0): it would forget it between creating the key
+        # and self-signing it, and ask a pinentry that is not there. Allow caching meanwhile.
+        _prepare_home(self.home, self.protection, cache=True)
+        self._reload_agent()
+        try:
+            return self._generate(uid_name, email, params, passphrase, expire)
+        finally:
+            _prepare_home(self.home, self.protection)
+            self._reload_agent()
+
+    def _generate(
+        self,
+        uid_name: str,
+        email: str,
+        params: dict[str, str | int],
+        passphrase: str | None,
+        expire: str,
+    ) -> str:
         spec = self._gpg.gen_key_input(
             name_real=uid_name,
             name_email=email,
@@ -345,6 +366,14 @@ class GnuPG:
 
     # ---------------------------------------------------------------- lifecycle
 
+    def _reload_agent(self) -> None:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(self.home), "--reload", "gpg-agent"],
+            check=False,
+            capture_output=True,
+            timeout=30,
+        )
+
     def close(self) -> None:
         """Stop the gpg-agent of this home: it would outlive the gateway otherwise."""
         subprocess.run(
@@ -398,12 +427,12 @@ def _one_signature(status: StatusLog, pinned: str) -> list[str]:
     return valid[0]
 
 
-def _prepare_home(home: Path, protection: KeyProtection) -> None:
+def _prepare_home(home: Path, protection: KeyProtection, *, cache: bool = False) -> None:
     """A GnuPG home of mode 0700 whose agent accepts loopback passphrases and caches none."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     home.chmod(0o700)
     lines = ["allow-loopback-pinentry"]
-    if protection.passphrase is not None:
+    if protection.passphrase is not None and not cache:
         lines += ["default-cache-ttl 0", "max-cache-ttl 0"]
     if protection.s2k_count is not None:
         lines.append(f"s2k-count {protection.s2k_count}")
