@@ -79,6 +79,9 @@ class Gateway:
             recovered = spool.recover()
             if recovered.requeued or recovered.stale_tmp:
                 log.warning("recovered %s: %s", spool.root.name, recovered)
+        orphans = self.handoff.set_aside_orphans()
+        if orphans:
+            log.warning("set aside %d message(s) spooled but never recorded", orphans)
         loop = asyncio.get_running_loop()
         handler = Handler(self.config, self.pipeline, self.executor, self._after, self.limits)
         self._server = await loop.create_server(

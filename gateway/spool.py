@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,9 +91,13 @@ class Spool:
         log.info("spooled %s (%d bytes)", key, len(payload))
         return SpoolItem(key, path, json.loads(header))
 
-    def claim(self) -> SpoolItem | None:
-        """Move the oldest item of new/ to cur/ and return it; None when new/ is empty."""
+    def claim(self, skip: Collection[str] = ()) -> SpoolItem | None:
+        """Move the oldest item of new/ (but those in ``skip``) to cur/ and return it; None when
+        there is none."""
+        skipped = {_filename(key) for key in skip}
         for path in _oldest_first(self.new):
+            if path.name in skipped:
+                continue
             target = self.cur / path.name
             try:
                 path.rename(target)

@@ -70,23 +70,50 @@ class Handoff:
     def run_once(self) -> int:
         """Hand off everything waiting; returns how many items were done."""
         done = 0
-        released: set[str] = set()
-        while (item := self.inbound.claim()) is not None:
-            if item.key in released:  # back to an item that is not due yet: stop for now
-                self.inbound.release(item)
-                break
+        seen: set[str] = set()  # each item once per run: one that waits never blocks the rest
+        while (item := self.inbound.claim(skip=seen)) is not None:
+            seen.add(item.key)
             try:
                 handled = self.handle(item)
             except (GatewayError, OSError, LookupError) as error:
                 log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
-                self.inbound.defer(item, f"{type(error).__name__}: {error}"[:200])
+                self._put_back(item, error)
                 continue
             if handled:
                 self.inbound.finish(item)
                 done += 1
-            else:
-                released.add(item.key)
         return done
+
+    def _put_back(self, item: SpoolItem, error: Exception) -> None:
+        """A transient failure (a full disk, a database away) costs no attempt; another one
+        counts towards quarantine. A full disk may refuse even the rewrite that counts: then
+        the item goes back untouched, by a rename that needs no space."""
+        transient = isinstance(error, OSError) or (
+            isinstance(error, GatewayError) and error.transient
+        )
+        if transient:
+            self.inbound.release(item)
+            return
+        try:
+            self.inbound.defer(item, f"{type(error).__name__}: {error}"[:200])
+        except GatewayError:
+            self.inbound.release(item)
+
+    def set_aside_orphans(self) -> int:
+        """At start-up, before any session: an inbound item without a ledger row was spooled by
+        a process that died before its commit, so its sender got no 250 and will send again.
+        Set it aside (quarantine keeps it for a look) so that the re-sent message is taken."""
+        orphans = 0
+        seen: set[str] = set()
+        while (item := self.inbound.claim(skip=seen)) is not None:
+            seen.add(item.key)
+            if self._row(item.key) is None:
+                log.warning("setting aside %s: spooled but never recorded", item.key)
+                self.inbound.set_aside(item)
+                orphans += 1
+            else:
+                self.inbound.release(item)
+        return orphans
 
     def handle(self, item: SpoolItem) -> bool:
         """Deliver and receipt one item; False when it is not due (its ledger row is not there)."""
