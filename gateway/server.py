@@ -57,7 +57,10 @@ class Gateway:
             audit=self.audit,
             clock=self.clock,
         )
-        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway")
+        # Sessions inside DATA get their own workers; the hand-off has one thread of its own, so
+        # a backlog of deliveries and receipts never makes a sender wait for its 250.
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-data")
+        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-handoff")
         self.limits = Limits(
             max_sessions=config.listen.max_sessions,
             idle_timeout=config.listen.idle_timeout.total_seconds(),
@@ -96,7 +99,7 @@ class Gateway:
         if accepted.duplicate:
             row = self.ledger.get(accepted.ledger_id)
             asyncio.get_running_loop().run_in_executor(
-                self.executor, self.handoff.resend_receipt, row
+                self.background, self.handoff.resend_receipt, row
             )
         self._wake.set()
 
@@ -107,7 +110,7 @@ class Gateway:
                 await asyncio.wait_for(self._wake.wait(), HANDOFF_INTERVAL)
             self._wake.clear()
             try:
-                await loop.run_in_executor(self.executor, self.handoff.run_once)
+                await loop.run_in_executor(self.background, self.handoff.run_once)
             except Exception:
                 log.exception("hand-off failed; retrying")
 
@@ -123,8 +126,9 @@ class Gateway:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        await asyncio.get_running_loop().run_in_executor(self.executor, self.handoff.run_once)
+        await asyncio.get_running_loop().run_in_executor(self.background, self.handoff.run_once)
         self.executor.shutdown(wait=True)
+        self.background.shutdown(wait=True)
         self.gpg.close()
         self.engine.dispose()
 

@@ -152,7 +152,10 @@ def end_world(world: World) -> None:
 
 
 def gateway_config(
-    world: World, folder: Path, listen: Mapping[str, str | int] | None = None
+    world: World,
+    folder: Path,
+    listen: Mapping[str, str | int] | None = None,
+    database_url: str | None = None,
 ) -> Path:
     """The world's configuration with its spool and desks in ``folder`` and, optionally, other
     ``[smtp.listen]`` settings (strings are written quoted, e.g. ``{"idle_timeout": "PT1S"}``)."""
@@ -163,6 +166,8 @@ def gateway_config(
         for key, value in (listen or {}).items()
     )
     text = text.replace(LISTEN_ANCHOR, LISTEN_ANCHOR + extra)
+    if database_url is not None:
+        text += f'\n[database]\nurl = "{database_url}"\n'
     path = folder / "gateway.toml"
     path.write_text(text)
     return path
@@ -170,10 +175,13 @@ def gateway_config(
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    world: World, folder: Path, listen: Mapping[str, str | int] | None = None
+    world: World,
+    folder: Path,
+    listen: Mapping[str, str | int] | None = None,
+    database_url: str | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway listening on a free port of 127.0.0.1 for the duration of the block."""
-    running = Gateway(configuration.load(gateway_config(world, folder, listen)))
+    running = Gateway(configuration.load(gateway_config(world, folder, listen, database_url)))
     await running.start()
     try:
         yield running
