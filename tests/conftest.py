@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import gpgkit
 import pytest
 from sqlalchemy import Engine, text
 
@@ -17,6 +18,13 @@ from gateway.xmlforms import FormValidator
 
 PROJECT = Path(__file__).resolve().parent.parent
 SAMPLES = BUILTIN_FORMS / "samples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _throwaway_gnupg_homes() -> Iterator[None]:
+    """Every GnuPG home a test made: agents stopped and folders removed at the end."""
+    yield
+    gpgkit.remove_homes()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ GnuPG would send: interop tests rely on that.
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,11 +15,23 @@ from pathlib import Path
 BOUNDARY = "ipc-test-boundary-0123456789"
 
 
+HOMES: list[Path] = []
+
+
 def new_home() -> Path:
-    """A short home path under /tmp: gpg-agent's socket path must stay short."""
+    """A short home path under /tmp: gpg-agent's socket path must stay short. The test session
+    stops its agent and removes it at the end (tests/conftest.py)."""
     home = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))
     home.chmod(0o700)
+    HOMES.append(home)
     return home
+
+
+def remove_homes() -> None:
+    while HOMES:
+        home = HOMES.pop()
+        kill_agent(home)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def gpg(
