@@ -45,19 +45,8 @@ def _anchor(value: str) -> tuple[int, str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _required_config(args: argparse.Namespace) -> configuration.Config:
-    path = configuration.locate(args.config)
-    if path is None:
-        raise ConfigError(
-            str(configuration.DEFAULT_LOCATION),
-            "",
-            "no configuration: copy config/gateway.example.toml there, or use -c FILE",
-        )
-    return configuration.load(path)
-
-
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    config = _required_config(args)
+    config = configuration.load_required(args.config)
     engine = make_engine(config.database_url)
     try:
         create_schema(engine)

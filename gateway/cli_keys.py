@@ -72,17 +72,6 @@ def _host_port(text: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-def _required_config(args: argparse.Namespace) -> configuration.Config:
-    path = configuration.locate(args.config)
-    if path is None:
-        raise ConfigError(
-            str(configuration.DEFAULT_LOCATION),
-            "",
-            "no configuration: copy config/gateway.example.toml there, or use -c FILE",
-        )
-    return configuration.load(path)
-
-
 def _source(config: configuration.Config) -> Path:
     if config.source is None:
         raise ConfigError("(none)", "", "this command edits the configuration file: name one")
@@ -90,7 +79,7 @@ def _source(config: configuration.Config) -> Path:
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
-    config = _required_config(args)
+    config = configuration.load_required(args.config)
     if config.openpgp.fingerprint:
         raise ConfigError(
             str(_source(config)),
@@ -111,7 +100,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_export(args: argparse.Namespace) -> int:
-    config = _required_config(args)
+    config = configuration.load_required(args.config)
     with open_gnupg(config) as gpg:
         armored = gpg.export_public()
     if args.output:
@@ -122,7 +111,7 @@ def cmd_keys_export(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    config = _required_config(args)
+    config = configuration.load_required(args.config)
     pinned = {partner.fingerprint: partner.code for partner in config.partners}
     with open_gnupg(config) as gpg:
         keys = gpg.list_keys()
@@ -148,7 +137,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_import(args: argparse.Namespace) -> int:
-    config = _required_config(args)
+    config = configuration.load_required(args.config)
     try:
         config.partner(args.partner)
     except KeyError:
@@ -165,7 +154,7 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
 
 
 def cmd_partners_add(args: argparse.Namespace) -> int:
-    config = _required_config(args)
+    config = configuration.load_required(args.config)
     with open_gnupg(config) as gpg:
         key = _import(gpg, args.key)
         if key is None:
@@ -189,7 +178,7 @@ def cmd_partners_add(args: argparse.Namespace) -> int:
 
 
 def cmd_partners_list(args: argparse.Namespace) -> int:
-    config = _required_config(args)
+    config = configuration.load_required(args.config)
     with open_gnupg(config) as gpg:
         keys = {key.fingerprint: key for key in gpg.list_keys()}
     now = datetime.now(UTC)

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from gateway import config as configuration
 from gateway import pgpmime, server
 from gateway.clock import SystemClock
-from gateway.errors import ConfigError
 from gateway.inbound.handoff import Spooled
 from gateway.ledger import (
     Ledger,
@@ -48,17 +47,6 @@ def register(commands: Any) -> None:
     status.set_defaults(run=cmd_status)
 
 
-def _config(args: argparse.Namespace) -> configuration.Config:
-    path = configuration.locate(args.config)
-    if path is None:
-        raise ConfigError(
-            str(configuration.DEFAULT_LOCATION),
-            "",
-            "no configuration: copy config/gateway.example.toml, or use -c FILE",
-        )
-    return configuration.load(path)
-
-
 def _ledger(config: configuration.Config) -> Ledger:
     engine = make_engine(config.database_url)
     create_schema(engine)
@@ -66,7 +54,7 @@ def _ledger(config: configuration.Config) -> Ledger:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = configuration.load_required(args.config)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -75,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = configuration.load_required(args.config)
     ledger = _ledger(config)
     query = (
         select(messages, deadlines.c.due)
@@ -125,7 +113,7 @@ def _find(ledger: Ledger, reference: str) -> MessageRow | None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = configuration.load_required(args.config)
     row = _find(_ledger(config), args.reference)
     if row is None or row.direction != "inbound" or row.spool_key is None:
         print(f"gateway: no received message {args.reference}", file=sys.stderr)
@@ -145,7 +133,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = configuration.load_required(args.config)
     ledger = _ledger(config)
     rows = ledger.by_reference(args.reference)
     if not rows:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from gateway.errors import ConfigError
 from gateway.forms import CHANNELS, PRIORITIES
 from gateway.tomlread import Table, load_toml
 from gateway.xmlforms import SchemaSetSpec, XmlLimits
@@ -165,6 +166,18 @@ def locate(explicit: str | None) -> Path | None:
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR])
     return DEFAULT_LOCATION if DEFAULT_LOCATION.is_file() else None
+
+
+def load_required(explicit: str | None) -> Config:
+    """The configuration a command cannot do without; a ConfigError when there is none."""
+    path = locate(explicit)
+    if path is None:
+        raise ConfigError(
+            str(DEFAULT_LOCATION),
+            "",
+            "no configuration: copy config/gateway.example.toml there, or use -c FILE",
+        )
+    return load(path)
 
 
 def builtin_schema_sets() -> tuple[tuple[SchemaSetSpec, ...], tuple[tuple[Path, str], ...]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import email.policy
-import errno
 import logging
 import os
 import re
@@ -17,7 +16,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from gateway.config import Route
-from gateway.errors import StorageFull, StoreUnavailable
+from gateway.durable import fsync_dir, storage_error
 from gateway.pgpmime import FORM_FILENAME, Attachment
 from gateway.xmlforms import FormHeader
 
@@ -28,7 +27,6 @@ log = logging.getLogger("gateway.desks")
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 _WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_FULL_ERRORS = (errno.ENOSPC, errno.EDQUOT)
 # Header fields the body shows in its own summary; anything else under Header is listed after it.
 _SUMMARISED = frozenset(
     {
@@ -156,7 +154,7 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
         _write_new(tmp, message)
         tmp.rename(target)
         try:
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         except OSError:
             with contextlib.suppress(OSError):
                 target.unlink(missing_ok=True)
@@ -165,9 +163,7 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         detail = f"cannot deliver {name} into the Maildir {maildir}: {exc.strerror or exc}"
-        if exc.errno in _FULL_ERRORS:
-            raise StorageFull(detail) from exc
-        raise StoreUnavailable(detail) from exc
+        raise storage_error(exc, detail) from exc
     log.info("%s delivered to %s", name, maildir)
     return target
 
@@ -241,12 +237,12 @@ def _prepare(maildir: Path) -> None:
     """tmp/, new/ and cur/ with mode 0700, each new directory entry made durable."""
     if not maildir.is_dir():
         maildir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _fsync_dir(maildir.parent)
+        fsync_dir(maildir.parent)
     missing = [maildir / sub for sub in ("tmp", "new", "cur") if not (maildir / sub).is_dir()]
     for folder in missing:
         folder.mkdir(mode=0o700, exist_ok=True)
     if missing:
-        _fsync_dir(maildir)
+        fsync_dir(maildir)
 
 
 def _delivered(maildir: Path, name: str) -> Path | None:
@@ -270,11 +266,3 @@ def _write_new(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import StorageFull, StoreUnavailable
+from gateway.durable import fsync_dir, storage_error
+from gateway.errors import StoreUnavailable
 
 log = logging.getLogger("gateway.spool")
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SUFFIX = ".msg"
 FOLDERS = ("tmp", "new", "cur", "done", "quarantine")
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Spool:
             with suppress(FileExistsError):
                 path.mkdir(mode=0o700)
                 path.chmod(0o700)  # mkdir's mode went through the umask
-        _fsync_dir(root)
+        fsync_dir(root)
         self.tmp, self.new, self.cur, self.done, self.quarantine = (root / n for n in FOLDERS)
 
     def put(self, key: str, payload: bytes, meta: Mapping[str, Any]) -> SpoolItem:
@@ -191,7 +191,7 @@ class Spool:
                 (folder / name).unlink()
             except FileNotFoundError:
                 continue
-            _fsync_dir(folder)
+            fsync_dir(folder)
             return True
         return False
 
@@ -201,7 +201,7 @@ class Spool:
             (self.done / _filename(key)).unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(self.done)
+        fsync_dir(self.done)
         return True
 
     def _claimed(self, item: SpoolItem) -> Path:
@@ -214,7 +214,7 @@ class Spool:
         target = folder / path.name
         try:
             path.rename(target)
-            _fsync_dir(folder)
+            fsync_dir(folder)
         except OSError as exc:
             raise _store_error(exc, path.name) from exc
         return target
@@ -237,7 +237,7 @@ class Spool:
             os.close(closing)
             tmp.rename(target)
             placed = True
-            _fsync_dir(folder)
+            fsync_dir(folder)
         except OSError as exc:
             if fd >= 0:
                 with suppress(OSError):
@@ -291,18 +291,10 @@ def _oldest_first(folder: Path) -> list[Path]:
 
 def _store_error(exc: OSError, name: str) -> StoreUnavailable:
     log.error("spool I/O failed for %s: %s", name, exc.strerror or exc)
-    return StorageFull() if exc.errno in _DISK_FULL else StoreUnavailable()
+    return storage_error(exc)
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from dbkit import postgres_schema
 from integration.inboundkit import World, end_world, make_world, running_gateway
-from sqlalchemy import text
 
-from gateway.ledger import make_engine
 from gateway.server import Gateway
-
-POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "")
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +29,6 @@ async def gateway(
         async with running_gateway(world, tmp_path) as running:
             yield running
         return
-    if not POSTGRES_URL:
-        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    try:
+    with postgres_schema() as url:
         async with running_gateway(world, tmp_path, database_url=url) as running:
             yield running
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
