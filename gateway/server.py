@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from gateway.audit import AuditLog
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
+from gateway.errors import ConfigError
 from gateway.inbound.handoff import Handoff
 from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
@@ -27,6 +28,17 @@ class Gateway:
     """All the long-lived parts of a running gateway."""
 
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        source = str(config.source or "configuration")
+        if not config.openpgp.fingerprint:
+            raise ConfigError(
+                source, "openpgp.fingerprint", "no key of ours: run `gateway keys generate` first"
+            )
+        if config.listen.tls_cert is None and any(p.require_tls for p in config.partners):
+            raise ConfigError(
+                source,
+                "smtp.listen.tls_cert",
+                "partners require TLS: configure a certificate and key",
+            )
         self.config = config
         self.clock = clock or SystemClock()
         config.paths.spool.mkdir(parents=True, exist_ok=True)

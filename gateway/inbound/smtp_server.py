@@ -15,7 +15,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway import __version__
 from gateway.config import Config
-from gateway.errors import GatewayError, MessageTooBig, RelayDenied, TLSRequired, UnknownSender
+from gateway.errors import (
+    ConfigError,
+    GatewayError,
+    MessageTooBig,
+    RelayDenied,
+    TLSRequired,
+    UnknownSender,
+)
 from gateway.inbound.pipeline import Accepted, Pipeline
 
 log = logging.getLogger("gateway.smtp")
@@ -253,7 +260,14 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(listen.tls_cert), str(listen.tls_key))
+    try:
+        context.load_cert_chain(str(listen.tls_cert), str(listen.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            str(config.source or "configuration"),
+            "smtp.listen.tls_cert",
+            f"cannot load the certificate and key: {getattr(exc, 'strerror', None) or exc}",
+        ) from None
     return context
 
 

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import gpgkit
 import pytest
-from integration.inboundkit import FORM, World, desk_messages, message, send, settle
+from integration.inboundkit import (
+    FORM,
+    World,
+    desk_messages,
+    gateway_config,
+    message,
+    send,
+    settle,
+)
 from sqlalchemy import select
 
+from gateway import config as configuration
 from gateway import pgpmime
 from gateway.cli import main
+from gateway.errors import ConfigError
 from gateway.ledger import deadlines
 from gateway.server import Gateway
 
@@ -123,3 +135,20 @@ async def test_handlers_commands(
     assert main(["-c", source, "status", "NO-2026-999999"]) == 1
     assert main(["-c", source, "audit", "verify"]) == 0
     assert "intact" in capsys.readouterr().out
+
+
+async def test_serve_refuses_a_configuration_it_cannot_honour(world: World, tmp_path: Path) -> None:
+    path = gateway_config(world, tmp_path)
+    text = path.read_text()
+    no_key = tmp_path / "no-key.toml"
+    no_key.write_text(re.sub(r'fingerprint = "[0-9A-F]{40}"\n\n\[smtp', "\n[smtp", text, count=1))
+    with pytest.raises(ConfigError, match=r"openpgp\.fingerprint: no key of ours"):
+        Gateway(configuration.load(no_key))
+    bad_cert = tmp_path / "bad-cert.toml"
+    bad_cert.write_text(re.sub(r'tls_cert = "[^"]*"', f'tls_cert = "{tmp_path}/missing.crt"', text))
+    running = Gateway(configuration.load(bad_cert))
+    try:
+        with pytest.raises(ConfigError, match=r"smtp\.listen\.tls_cert: cannot load"):
+            await running.start()
+    finally:
+        await running.stop()
