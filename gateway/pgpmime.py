@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
 from email.utils import formatdate, make_msgid
 
 from gateway.errors import NotPgpMime
@@ -21,6 +23,7 @@ FORM_FILENAME = "form.xml"
 # builds header objects), and only content types, parameters, payloads and a few plain ASCII
 # header values are read here.
 _PARSE = email.policy.compat32
+_WRITE = email.policy.compat32.clone(linesep="\r\n")
 _SAFE_HEADER = re.compile(r"[\x20-\x7e]*")
 _CHANNEL_NAMES = {"sirene": "SIRENE", "europol": "EUROPOL", "interpol": "INTERPOL", "any": "IPC"}
 
@@ -96,27 +99,23 @@ def wrap_encrypted(ciphertext: bytes, envelope: Envelope) -> bytes:
     for value in (envelope.sender, envelope.recipient, envelope.subject, envelope.message_id):
         if not _SAFE_HEADER.fullmatch(value):
             raise ValueError("header values must be printable ASCII without CR or LF")
-    outer = EmailMessage(policy=email.policy.SMTP)
+    outer = MIMEMultipart("encrypted", protocol="application/pgp-encrypted")
     outer["From"] = envelope.sender
     outer["To"] = envelope.recipient
     outer["Date"] = envelope.date
     outer["Message-ID"] = envelope.message_id
     outer["Subject"] = envelope.subject
-    outer["MIME-Version"] = "1.0"
-    outer.set_type("multipart/encrypted")
-    outer.set_param("protocol", "application/pgp-encrypted")
-    control = EmailMessage(policy=email.policy.SMTP)
-    control["Content-Type"] = "application/pgp-encrypted"
+    control = MIMEBase("application", "pgp-encrypted")
     control["Content-Description"] = "PGP/MIME version identification"
     control.set_payload("Version: 1\r\n")
-    body = EmailMessage(policy=email.policy.SMTP)
-    body["Content-Type"] = 'application/octet-stream; name="encrypted.asc"'
+    body = MIMEBase("application", "octet-stream", name="encrypted.asc")
     body["Content-Description"] = "OpenPGP encrypted message"
     body["Content-Disposition"] = 'inline; filename="encrypted.asc"'
     body.set_payload(ciphertext.decode("ascii"))
-    outer.attach(control)
-    outer.attach(body)
-    return outer.as_bytes(policy=email.policy.SMTP)
+    for part in (control, body):
+        part["Content-Transfer-Encoding"] = "7bit"
+        outer.attach(part)
+    return outer.as_bytes(policy=_WRITE)
 
 
 def parse_outer(raw: bytes) -> tuple[Envelope, bytes]:
