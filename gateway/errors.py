@@ -101,6 +101,46 @@ class NotPgpMime(RejectedError):
     summary = "message must be PGP/MIME multipart/encrypted"
 
 
+class NotForUs(CannotDecrypt):
+    summary = "the message is not encrypted to our key"
+
+
+class NotIntegrityProtected(CannotDecrypt):
+    summary = "the message is not integrity protected (no MDC or AEAD)"
+
+
+class DamagedCiphertext(CannotDecrypt):
+    summary = "the ciphertext is damaged"
+
+
+class NotSigned(BadSignature):
+    summary = "the message is not signed"
+
+
+class SeveralSignatures(BadSignature):
+    summary = "exactly one signature is required"
+
+
+class SignatureMismatch(BadSignature):
+    summary = "the signature does not match the signed content"
+
+
+class UnknownSigner(BadSignature):
+    summary = "signed by an unknown key"
+
+
+class UnexpectedSigner(BadSignature):
+    summary = "not signed by the key pinned for this partner"
+
+
+class SignerKeyExpired(BadSignature):
+    summary = "the signing key has expired"
+
+
+class SignerKeyRevoked(BadSignature):
+    summary = "the signing key is revoked"
+
+
 class ConflictingReference(RejectedError):
     smtp_code = 550
     enhanced = "5.7.1"

@@ -15,7 +15,20 @@ from typing import Any
 
 import gnupg
 
-from gateway.errors import BadSignature, CannotDecrypt, KeyUnusable
+from gateway.errors import (
+    BadSignature,
+    DamagedCiphertext,
+    KeyUnusable,
+    NotForUs,
+    NotIntegrityProtected,
+    NotSigned,
+    SeveralSignatures,
+    SignatureMismatch,
+    SignerKeyExpired,
+    SignerKeyRevoked,
+    UnexpectedSigner,
+    UnknownSigner,
+)
 from gateway.pgpstatus import StatusLog
 
 # Options on every call: never reach a keyserver, never consult the web of trust (authorisation
@@ -315,14 +328,14 @@ class GnuPG:
         self._check_decryption(status)
         if detached is not None and not status.count("NEWSIG"):
             if result.returncode != 0:
-                raise CannotDecrypt("the ciphertext is damaged (gpg reported an error)")
+                raise DamagedCiphertext("the ciphertext is damaged (gpg reported an error)")
             parts = detached(bytes(result.data))
             if parts is None:
-                raise BadSignature("the message is not signed")
+                raise NotSigned()
             return self.verify_detached(parts[0], parts[1], pinned)
         signature = _one_signature(status, pinned)
         if not (result.ok and result.valid and result.returncode == 0):
-            raise CannotDecrypt(
+            raise DamagedCiphertext(
                 "the ciphertext is damaged (gpg reported an error after decrypting)"
             )
         return Verified(
@@ -343,7 +356,7 @@ class GnuPG:
         status = StatusLog.parse(result.stderr)
         found = _one_signature(status, pinned)
         if not (result.valid and result.returncode == 0):
-            raise BadSignature("the signature does not verify")
+            raise SignatureMismatch("the signature does not verify")
         return Verified(
             plaintext=content,
             signer=pinned.upper(),
@@ -355,14 +368,16 @@ class GnuPG:
     def _check_decryption(status: StatusLog) -> None:
         if not status.has("DECRYPTION_OKAY") or status.has("DECRYPTION_FAILED"):
             if status.has("NO_SECKEY") and not status.has("DECRYPTION_KEY"):
-                raise CannotDecrypt("the message is not encrypted to our key")
+                raise NotForUs()
             if status.has("DECRYPTION_INFO") and not _integrity_protected(status):
-                raise CannotDecrypt("the message is not integrity protected (no MDC or AEAD)")
+                raise NotIntegrityProtected()
             if not status.has("BEGIN_DECRYPTION") and not status.has("ENC_TO"):
-                raise CannotDecrypt("the ciphertext is damaged or is not OpenPGP encrypted data")
-            raise CannotDecrypt("decryption failed: the ciphertext is damaged")
+                raise DamagedCiphertext(
+                    "the ciphertext is damaged or is not OpenPGP encrypted data"
+                )
+            raise DamagedCiphertext("decryption failed: the ciphertext is damaged")
         if not _integrity_protected(status):
-            raise CannotDecrypt("the message is not integrity protected (no MDC or AEAD)")
+            raise NotIntegrityProtected()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -404,26 +419,27 @@ def _one_signature(status: StatusLog, pinned: str) -> list[str]:
     """The VALIDSIG fields of the one good signature by the pinned key; BadSignature otherwise."""
     count = status.count("NEWSIG")
     if count == 0:
-        raise BadSignature("the message is not signed")
+        raise NotSigned()
     if count > 1:
-        raise BadSignature(f"the message carries {count} signatures; exactly one is required")
-    for keyword, reason in (
-        ("BADSIG", "the signature does not match the signed content"),
-        ("REVKEYSIG", "the signing key is revoked"),
-        ("EXPKEYSIG", "the signing key has expired"),
-        ("EXPSIG", "the signature has expired"),
-        ("ERRSIG", "the signature was made by an unknown key or cannot be checked"),
-    ):
+        raise SeveralSignatures(f"the message carries {count} signatures; exactly one is required")
+    refusals: tuple[tuple[str, type[BadSignature], str], ...] = (
+        ("BADSIG", SignatureMismatch, "the signature does not match the signed content"),
+        ("REVKEYSIG", SignerKeyRevoked, "the signing key is revoked"),
+        ("EXPKEYSIG", SignerKeyExpired, "the signing key has expired"),
+        ("EXPSIG", SignerKeyExpired, "the signature has expired"),
+        ("ERRSIG", UnknownSigner, "the signature was made by an unknown key or cannot be checked"),
+    )
+    for keyword, error, reason in refusals:
         if status.has(keyword):
-            raise BadSignature(reason)
+            raise error(reason)
     valid = status.fields("VALIDSIG")
     if not status.has("GOODSIG") or len(valid) != 1 or len(valid[0]) < 10:
         raise BadSignature("no good signature")
     primary = valid[0][9].upper()
     if primary != pinned.upper():
-        raise BadSignature(f"signed by key {primary}, not by the key pinned for this partner")
+        raise UnexpectedSigner(f"signed by key {primary}, not by the key pinned for this partner")
     if status.has("KEYREVOKED"):
-        raise BadSignature("the signing key is revoked")
+        raise SignerKeyRevoked()
     return valid[0]
 
 

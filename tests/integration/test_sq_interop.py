@@ -25,7 +25,7 @@ import pytest
 
 from gateway import pgpmime
 from gateway.config import BUILTIN_FORMS
-from gateway.errors import BadSignature
+from gateway.errors import UnexpectedSigner, UnknownSigner
 from gateway.openpgp import GnuPG
 from gateway.sealing import open_message, seal
 
@@ -137,13 +137,13 @@ def test_sq_detached_signature_then_encryption_is_accepted(world: World) -> None
 
 def test_signed_by_a_stranger_with_sq_is_refused(world: World) -> None:
     raw = sq_message(world, world.xx, gpgkit.entity(FORM))
-    with pytest.raises(BadSignature, match="unknown key"):
+    with pytest.raises(UnknownSigner, match="unknown key"):
         open_message(world.ours, raw, world.no.fingerprint)
 
 
 def test_signed_by_another_partner_with_sq_is_refused(world: World) -> None:
     raw = sq_message(world, world.rs, gpgkit.entity(FORM))
-    with pytest.raises(BadSignature, match="not by the key pinned for this partner"):
+    with pytest.raises(UnexpectedSigner, match="not by the key pinned for this partner"):
         open_message(world.ours, raw, world.no.fingerprint)
 
 

@@ -13,7 +13,20 @@ import pytest
 
 from gateway import pgpmime
 from gateway.config import BUILTIN_FORMS
-from gateway.errors import BadSignature, CannotDecrypt, KeyUnusable, NotPgpMime
+from gateway.errors import (
+    DamagedCiphertext,
+    KeyUnusable,
+    NotForUs,
+    NotIntegrityProtected,
+    NotPgpMime,
+    NotSigned,
+    SeveralSignatures,
+    SignatureMismatch,
+    SignerKeyExpired,
+    SignerKeyRevoked,
+    UnexpectedSigner,
+    UnknownSigner,
+)
 from gateway.openpgp import GnuPG, KeyProtection
 from gateway.pgpmime import Attachment
 from gateway.sealing import open_message, seal
@@ -163,7 +176,7 @@ def _flip_and_open(world: World, position: int) -> str:
         opened = open_message(
             world.ours, from_no(world, gpgkit.flip_byte(ciphertext, position)), world.no
         )
-    except CannotDecrypt as exc:
+    except DamagedCiphertext as exc:
         assert "damaged" in str(exc)
         return "refused"
     assert opened.entity == content, f"forged content accepted (byte {position} of {len(binary)})"
@@ -189,18 +202,18 @@ def test_tampered_armor(world: World) -> None:
     ciphertext = gpgkit.sign_encrypt(world.no_home, [world.no], [world.ro], gpgkit.entity(FORM))
     lines = ciphertext.split(b"\n")
     lines[4] = lines[4][:10] + (b"A" if lines[4][10:11] != b"A" else b"B") + lines[4][11:]
-    with pytest.raises(CannotDecrypt, match="damaged"):
+    with pytest.raises(DamagedCiphertext, match="damaged"):
         open_message(world.ours, from_no(world, b"\n".join(lines)), world.no)
 
 
 def test_signed_by_unknown_key(world: World) -> None:
     raw = cli_message(world, [world.xx], home=world.xx_home)
-    refused(world, raw, BadSignature, "unknown key")
+    refused(world, raw, UnknownSigner, "unknown key")
 
 
 def test_signed_by_another_partner(world: World) -> None:
     raw = cli_message(world, [world.rs], home=world.rs_home)
-    refused(world, raw, BadSignature, "not by the key pinned for this partner")
+    refused(world, raw, UnexpectedSigner, "not by the key pinned for this partner")
 
 
 def test_signed_by_the_partners_expired_key(world: World) -> None:
@@ -216,35 +229,35 @@ def test_signed_by_the_partners_expired_key(world: World) -> None:
         faketime="20200101T120000!",
     ).stdout
     raw = cli_message(world, [], content=gpgkit.multipart_signed(content, signature))
-    with pytest.raises(BadSignature, match="expired"):
+    with pytest.raises(SignerKeyExpired, match="expired"):
         open_message(world.ours, raw, world.no_expired)
 
 
 def test_signed_by_the_partners_revoked_key(world: World) -> None:
     raw = cli_message(world, [world.no_revoked])
-    with pytest.raises(BadSignature, match="revoked"):
+    with pytest.raises(SignerKeyRevoked, match="revoked"):
         open_message(world.ours, raw, world.no_revoked)
 
 
 def test_not_signed(world: World) -> None:
-    refused(world, cli_message(world, []), BadSignature, "not signed")
+    refused(world, cli_message(world, []), NotSigned, "not signed")
 
 
 def test_two_signatures(world: World) -> None:
     gpgkit.import_key(world.no_home, gpgkit.export(world.rs_home, world.rs))
     secret = gpgkit.gpg(world.rs_home, "--armor", "--export-secret-keys", world.rs).stdout
     gpgkit.import_key(world.no_home, secret)
-    refused(world, cli_message(world, [world.no, world.rs]), BadSignature, "2 signatures")
+    refused(world, cli_message(world, [world.no, world.rs]), SeveralSignatures, "2 signatures")
 
 
 def test_encrypted_to_somebody_else(world: World) -> None:
     raw = cli_message(world, [world.no], recipients=[world.xx])
-    refused(world, raw, CannotDecrypt, "not encrypted to our key")
+    refused(world, raw, NotForUs, "not encrypted to our key")
 
 
 def test_no_integrity_protection(world: World) -> None:
     raw = cli_message(world, [world.no], "--rfc2440", "--cipher-algo", "AES")
-    refused(world, raw, CannotDecrypt, "not integrity protected")
+    refused(world, raw, NotIntegrityProtected, "not integrity protected")
 
 
 def test_inline_pgp(world: World) -> None:
@@ -275,7 +288,7 @@ def test_signature_over_other_bytes_than_the_spooled_content(world: World) -> No
     refused(
         world,
         cli_message(world, [], content=signed),
-        BadSignature,
+        SignatureMismatch,
         "does not match the signed content",
     )
 
