@@ -200,13 +200,13 @@ def message(
     ciphertext = gpgkit.sign_encrypt(
         (signer or sender).home,
         [(signer or sender).fingerprint],
-        [_gateway_fpr(world)],
+        [gateway_fingerprint(world)],
         gpgkit.entity(form),
     )
     return gpgkit.pgp_mime(ciphertext, sender.address, "sirene@ro.example", "SIRENE G")
 
 
-def _gateway_fpr(world: World) -> str:
+def gateway_fingerprint(world: World) -> str:
     fingerprint = configuration.load(world.config_path).openpgp.fingerprint
     assert fingerprint is not None
     return fingerprint

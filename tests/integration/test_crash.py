@@ -27,7 +27,6 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import IO
 import aiosmtplib
 import gpgkit
 import pytest
+from integration.inboundkit import World, gateway_config, gateway_fingerprint
 from sqlalchemy import select
 
 from gateway import pgpmime
@@ -43,7 +43,6 @@ from gateway.audit import AuditLog
 from gateway.clock import SystemClock
 from gateway.config import BUILTIN_FORMS
 from gateway.ledger import make_engine, messages
-from gateway.openpgp import GnuPG
 from gateway.spool import SUFFIX, Spool
 
 pytestmark = pytest.mark.slow
@@ -72,101 +71,11 @@ SERVE = (sys.executable, "-X", "faulthandler", "-m", "gateway")
 # ---------------------------------------------------------------------------------- the world
 
 
-@dataclass(frozen=True)
-class Keys:
-    """Our gateway's GnuPG home and key, one partner's (NO-SIRENE), and a TLS certificate."""
-
-    gateway_home: Path
-    gateway_fpr: str
-    partner_home: Path
-    partner_fpr: str
-    tls_cert: Path
-    tls_key: Path
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
-    root = tmp_path_factory.mktemp("crash-keys")
-    cert, key = root / "gateway.crt", root / "gateway.key"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
-            *("-nodes", "-days", "2", "-subj", "/CN=gateway.ro.example"),
-            *("-addext", "subjectAltName=DNS:gateway.ro.example,IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    gateway_home, partner_home = gpgkit.new_home(), gpgkit.new_home()
-    ours = GnuPG(gateway_home)
-    gateway_fpr = ours.generate("RO-SIRENE", GATEWAY_ADDRESS)
-    partner_fpr = gpgkit.make_key(partner_home, f"NO <{SENDER}>")
-    ours.import_partner_key(gpgkit.export(partner_home, partner_fpr))
-    gpgkit.import_key(partner_home, ours.export_public().encode())
-    ours.close()
-    yield Keys(gateway_home, gateway_fpr, partner_home, partner_fpr, cert, key)
-    for home in (gateway_home, partner_home):
-        gpgkit.kill_agent(home)
-
-
-def write_config(keys: Keys, folder: Path, *, spool: Path, desks: Path, ledger: Path) -> Path:
-    path = folder / "gateway.toml"
-    path.write_text(f"""
-[identity]
-country = "RO"
-address = "{GATEWAY_ADDRESS}"
-bureaux = {{ sirene = "RO-SIRENE", interpol = "RO-NCB" }}
-
-[paths]
-gnupg_home = "{keys.gateway_home}"
-spool = "{spool}"
-
-[database]
-url = "sqlite:///{ledger}"
-
-[openpgp]
-fingerprint = "{keys.gateway_fpr}"
-
-[smtp.listen]
-host = "127.0.0.1"
-port = 0
-hostname = "gateway.ro.example"
-tls_cert = "{keys.tls_cert}"
-tls_key = "{keys.tls_key}"
-max_message_bytes = 262144
-
-[[partners]]
-code = "NO-SIRENE"
-channel = "sirene"
-country = "NO"
-address = "{SENDER}"
-smtp_host = "127.0.0.1"
-fingerprint = "{keys.partner_fpr}"
-
-[[desks]]
-name = "sirene"
-maildir = "{desks}/sirene"
-
-[[desks]]
-name = "duty"
-maildir = "{desks}/duty"
-
-[[routes]]
-priority = "urgent"
-desk = "duty"
-
-[[routes]]
-desk = "sirene"
-""")
-    return path
-
-
 def reference(number: int) -> str:
     return f"NO-2026-{number:06d}"
 
 
-def make_messages(keys: Keys, numbers: range) -> dict[str, bytes]:
+def make_messages(world: World, numbers: range) -> dict[str, bytes]:
     """One PGP/MIME message per Reference, each signed and encrypted by the gpg command line."""
     if SAMPLE_REFERENCE not in FORM:
         raise AssertionError("the sample form's Reference changed: update SAMPLE_REFERENCE")
@@ -175,7 +84,7 @@ def make_messages(keys: Keys, numbers: range) -> dict[str, bytes]:
         ref = reference(number)
         form = FORM.replace(SAMPLE_REFERENCE, f"<Reference>{ref}</Reference>".encode())
         ciphertext = gpgkit.sign_encrypt(
-            keys.partner_home, [keys.partner_fpr], [keys.gateway_fpr], gpgkit.entity(form)
+            world.no.home, [world.no.fingerprint], [gateway_fingerprint(world)], gpgkit.entity(form)
         )
         raw = gpgkit.pgp_mime(ciphertext, SENDER, GATEWAY_ADDRESS, f"SIRENE G {ref}")
         return ref, raw.replace(b"<test-1@example.test>", f"<{ref}@no.example>".encode())
@@ -440,13 +349,13 @@ def ledger_rows(ledger: Path) -> tuple[list[Inbound], collections.Counter[str], 
 
 
 async def test_sigkill_while_partners_send_loses_nothing_and_delivers_once(
-    keys: Keys, tmp_path: Path
+    world: World, tmp_path: Path
 ) -> None:
     timings: dict[str, float] = {}
     began = time.monotonic()
     spool, desks, ledger = tmp_path / "spool", tmp_path / "desks", tmp_path / "ledger.db"
-    config = write_config(keys, tmp_path, spool=spool, desks=desks, ledger=ledger)
-    raws = make_messages(keys, range(1, MESSAGES + 1))
+    config = gateway_config(world, tmp_path, database_url=f"sqlite:///{ledger}")
+    raws = make_messages(world, range(1, MESSAGES + 1))
     timings["make messages"] = time.monotonic() - began
 
     rng = random.Random(SEED)  # noqa: S311 - a reproducible schedule, not a secret
@@ -456,7 +365,7 @@ async def test_sigkill_while_partners_send_loses_nothing_and_delivers_once(
     pauses = [rng.uniform(0.0, 0.4) for _ in range(KILLS)]
     served = Served(config, tmp_path / "logs")
     traffic = Traffic(raws, collections.deque(raws))
-    context = ssl.create_default_context(cafile=str(keys.tls_cert))
+    context = ssl.create_default_context(cafile=str(world.tls_cert))
     kills: list[int] = []
     clock = time.monotonic()
     clients: list[asyncio.Task[None]] = []
@@ -640,7 +549,7 @@ async def send_until_full(
 
 
 async def test_disk_full_is_452_and_nothing_half_written_then_recovers(
-    keys: Keys, tmp_path: Path
+    world: World, tmp_path: Path
 ) -> None:
     began = time.monotonic()
     disk = tmp_path / "disk"
@@ -649,15 +558,15 @@ async def test_disk_full_is_452_and_nothing_half_written_then_recovers(
     served: Served | None = None
     try:
         spool, desks, ledger = disk / "spool", disk / "desks", tmp_path / "ledger.db"
-        config = write_config(keys, tmp_path, spool=spool, desks=desks, ledger=ledger)
-        raws = make_messages(keys, range(10_001, 10_061))
+        config = gateway_config(world, disk, database_url=f"sqlite:///{ledger}")
+        raws = make_messages(world, range(10_001, 10_061))
         later = raws.pop(reference(10_060))  # sent only once there is room again
         ballast = disk / "ballast"
         free = os.statvfs(disk)
         _fill(ballast, free.f_bavail * free.f_frsize - 96 * 1024)
         served = Served(config, tmp_path / "logs")
         port = await served.start()
-        context = ssl.create_default_context(cafile=str(keys.tls_cert))
+        context = ssl.create_default_context(cafile=str(world.tls_cert))
 
         replies = await send_until_full(port, raws, context)
         accepted = sorted(ref for ref, (code, _) in replies.items() if code == 250)
