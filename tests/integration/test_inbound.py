@@ -13,6 +13,7 @@ from integration.inboundkit import (
     World,
     desk_messages,
     gateway_config,
+    gateway_fingerprint,
     message,
     send,
     settle,
@@ -90,6 +91,28 @@ async def test_no_relay(world: World, gateway: Gateway) -> None:
 async def test_signed_by_another_partner(world: World, gateway: Gateway) -> None:
     code, text = await send(world, gateway, message(world, signer=world.rs))
     assert (code, text.split()[0]) == (550, "5.7.7")
+
+
+async def test_not_encrypted_to_us(world: World, gateway: Gateway) -> None:
+    ciphertext = gpgkit.sign_encrypt(
+        world.no.home, [world.no.fingerprint], [world.no.fingerprint], gpgkit.entity(FORM)
+    )
+    raw = gpgkit.pgp_mime(ciphertext, world.no.address, "sirene@ro.example", "SIRENE G")
+    code, text = await send(world, gateway, raw)
+    assert (code, text.split()[0]) == (550, "5.7.5")
+
+
+async def test_inline_pgp_is_not_pgp_mime(world: World, gateway: Gateway) -> None:
+    armored = gpgkit.sign_encrypt(
+        world.no.home, [world.no.fingerprint], [gateway_fingerprint(world)], FORM
+    )
+    raw = (
+        b"From: sirene@no.example\r\nTo: sirene@ro.example\r\nSubject: SIRENE G\r\n"
+        b"Content-Type: text/plain\r\n\r\n" + armored.replace(b"\n", b"\r\n")
+    )
+    code, text = await send(world, gateway, raw)
+    assert (code, text.split()[0]) == (550, "5.6.1")
+    assert "inline PGP" in text
 
 
 async def test_invalid_form(world: World, gateway: Gateway) -> None:
