@@ -71,6 +71,9 @@ messages = Table(
 )
 Index("ix_messages_state", messages.c.direction, messages.c.state)
 Index("ix_messages_message_id", messages.c.message_id)
+Index("ix_messages_reference", messages.c.reference)
+Index("ix_messages_spool_key", messages.c.spool_key)  # the hand-off finds its row by it
+Index("ix_messages_in_reply_to", messages.c.partner, messages.c.in_reply_to)
 
 events = Table(
     "events",
