@@ -218,6 +218,24 @@ class Pass:
     child_cpu_ms: float
     drained_rate: float | None = None  # the gateway: until its hand-off has finished too
 
+    @classmethod
+    def measured(
+        cls,
+        latencies: list[float],
+        elapsed: float,
+        cpu_before: tuple[float, float],
+        cpu_after: tuple[float, float],
+        drained_rate: float | None = None,
+    ) -> Pass:
+        per_message = 1000 / len(latencies)
+        return cls(
+            rate=len(latencies) / elapsed,
+            latencies=latencies,
+            python_cpu_ms=(cpu_after[0] - cpu_before[0]) * per_message,
+            child_cpu_ms=(cpu_after[1] - cpu_before[1]) * per_message,
+            drained_rate=drained_rate,
+        )
+
 
 def expect_accepted(message: Message, reply: str) -> None:
     if f"accepted {message.reference}" not in reply or "duplicate" in reply:
@@ -276,14 +294,7 @@ async def smtp_pass(
     cpu_after = cpu_seconds()
     for client in sessions:
         await client.quit()
-    per_message = 1000 / len(messages)
-    return Pass(
-        rate=len(messages) / elapsed,
-        latencies=latencies,
-        python_cpu_ms=(cpu_after[0] - cpu_before[0]) * per_message,
-        child_cpu_ms=(cpu_after[1] - cpu_before[1]) * per_message,
-        drained_rate=drained_rate,
-    )
+    return Pass.measured(latencies, elapsed, cpu_before, cpu_after, drained_rate)
 
 
 class SinkHandler:
@@ -348,13 +359,7 @@ def gpg_pass(world: World, messages: Sequence[Message]) -> Pass:
         latencies = list(pool.map(one, messages))
     elapsed = time.perf_counter() - start
     cpu_after = cpu_seconds()
-    per_message = 1000 / len(messages)
-    return Pass(
-        rate=len(messages) / elapsed,
-        latencies=latencies,
-        python_cpu_ms=(cpu_after[0] - cpu_before[0]) * per_message,
-        child_cpu_ms=(cpu_after[1] - cpu_before[1]) * per_message,
-    )
+    return Pass.measured(latencies, elapsed, cpu_before, cpu_after)
 
 
 # ---------------------------------------------------------------------------------- the run

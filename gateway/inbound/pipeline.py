@@ -50,6 +50,15 @@ class _Checked:
     form: FormSpec
     header: FormHeader
 
+    def audit_fields(self) -> dict[str, str]:
+        """What the audit log records of this message: codes, Reference and digest only."""
+        return {
+            "partner": self.partner.code,
+            "form": self.form.code,
+            "reference": self.header.reference,
+            "digest": self.opened.content_sha256,
+        }
+
 
 class Pipeline:
     """Everything that must hold before we answer 250. Blocking: run it off the event loop."""
@@ -170,14 +179,7 @@ class Pipeline:
                     f"spooled {key}",
                 )
                 self._open_reply_deadline(connection, ledger_id, checked, now)
-                self.audit.append_in(
-                    connection,
-                    "received",
-                    partner=partner.code,
-                    form=checked.form.code,
-                    reference=header.reference,
-                    digest=checked.opened.content_sha256,
-                )
+                self.audit.append_in(connection, "received", **checked.audit_fields())
         except exc.IntegrityError:
             self.spool.discard(key)
             raced = self._dedupe(checked)  # another session recorded it a moment ago
@@ -199,25 +201,14 @@ class Pipeline:
             return None
         if existing.content_sha256 != checked.opened.content_sha256:
             self.audit.append(
-                "alert.conflict",
-                partner=checked.partner.code,
-                form=checked.form.code,
-                reference=checked.header.reference,
-                digest=checked.opened.content_sha256,
-                reason="same Reference, other content",
+                "alert.conflict", reason="same Reference, other content", **checked.audit_fields()
             )
             raise ConflictingReference(
                 f"{checked.header.reference} was already received with other content"
             )
         with self.ledger.engine.begin() as connection:
             self.ledger.event_in(connection, existing.id, "duplicate", "same content again")
-        self.audit.append(
-            "duplicate",
-            partner=checked.partner.code,
-            form=checked.form.code,
-            reference=checked.header.reference,
-            digest=checked.opened.content_sha256,
-        )
+        self.audit.append("duplicate", **checked.audit_fields())
         return Accepted(existing.id, existing.reference, duplicate=True)
 
     def _open_reply_deadline(
