@@ -93,15 +93,67 @@ class Partner:
     fingerprint: str
     require_tls: bool = True
     receipt_window: timedelta = timedelta(minutes=15)
+    # CA certificates (PEM) that its SMTP server's certificate must chain to; None: the system's.
+    tls_ca: Path | None = None
 
 
 @dataclass(frozen=True)
 class Desk:
-    """A national handlers' desk: its Maildir and, optionally, an e-mail address for notices."""
+    """A national handlers' desk: its Maildir, its outbox folder and, optionally, an e-mail
+    address for notices."""
 
     name: str
     maildir: Path
     email: str | None = None
+    # Forms dropped here (*.xml) are sent by `gateway serve`; None: <spool>/outbox/<name>.
+    outbox: Path | None = None
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """How forms leave: retries with exponential backoff and jitter, connections, receipts."""
+
+    retry_first: timedelta = timedelta(minutes=1)
+    retry_max: timedelta = timedelta(hours=1)
+    give_up_after: timedelta = timedelta(days=5)
+    jitter: float = 0.2  # each delay is drawn from [d * (1 - jitter), d * (1 + jitter)]
+    connections_per_partner: int = 2
+    timeout: timedelta = timedelta(minutes=1)  # connect, and each SMTP command
+    receipt_resends: int = 2  # re-sends when the receipt does not come in the partner's window
+
+
+@dataclass(frozen=True)
+class DeadlineSettings:
+    """Reminders and escalation of reply deadlines."""
+
+    duty_desk: str | None = None  # escalations go here; None: the desk that owns the message
+    reminders: tuple[float, ...] = (0.5, 0.9)  # where a form's policy names none
+    escalate_every: timedelta = timedelta(hours=1)  # after the breach, until the deadline closes
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The scheduled jobs of `gateway serve`."""
+
+    sweep_every: timedelta = timedelta(seconds=15)
+    supervisor_desk: str | None = None  # key-expiry warnings and the daily report
+    report_at: str = "06:00"  # UTC time of the daily statistics report
+    key_warning: timedelta = timedelta(days=30)  # warn this long before a partner key expires
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    """How long spooled originals and desk copies are kept; an unset field matches anything.
+    The first matching rule applies; without one, nothing is purged."""
+
+    keep: timedelta
+    channel: str | None = None
+    form: str | None = None
+
+    def matches(self, channel: str, form: str) -> bool:
+        return (self.channel is None or self.channel == channel) and (
+            self.form is None or self.form == form
+        )
 
 
 @dataclass(frozen=True)
@@ -140,6 +192,10 @@ class Config:
     schema_sets: tuple[SchemaSetSpec, ...]
     form_folders: tuple[tuple[Path, str], ...]
     xml: XmlLimits = field(default_factory=XmlLimits)
+    outbound: Outbound = field(default_factory=Outbound)
+    deadlines: DeadlineSettings = field(default_factory=DeadlineSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    retention: tuple[RetentionRule, ...] = ()
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -157,6 +213,17 @@ class Config:
             if desk.name == name:
                 return desk
         raise KeyError(f"unknown desk {name!r}")
+
+    def outbox(self, desk: Desk) -> Path:
+        """The folder whose forms `gateway serve` sends for ``desk``."""
+        return desk.outbox or self.paths.spool / "outbox" / desk.name
+
+    def partner_by_bureau(self, bureau: str) -> Partner | None:
+        return next((p for p in self.partners if p.code == bureau), None)
+
+    def keep_for(self, channel: str, form: str) -> timedelta | None:
+        """How long a message's spooled files are kept; None: for ever."""
+        return next((r.keep for r in self.retention if r.matches(channel, form)), None)
 
 
 def locate(explicit: str | None) -> Path | None:
@@ -210,7 +277,7 @@ def load(path: Path) -> Config:
     listen = _listen(smtp.table("listen"), base)
     relay = _relay(smtp.table("relay")) if smtp.has("relay") else None
     smtp.finish()
-    partners = tuple(_partner(item) for item in table.tables("partners"))
+    partners = tuple(_partner(item, base) for item in table.tables("partners"))
     desks = tuple(_desk(item, base) for item in table.tables("desks"))
     routes = tuple(_route(item) for item in table.tables("routes"))
     schema_sets, form_folders = builtin_schema_sets()
@@ -220,6 +287,10 @@ def load(path: Path) -> Config:
         if forms is not None:
             form_folders += ((forms, spec.name),)
     xml = _xml_limits(table.table("xml"))
+    outbound = _outbound(table.table("outbound"))
+    deadline_settings = _deadline_settings(table.table("deadlines"))
+    scheduler = _scheduler(table.table("scheduler"))
+    retention = tuple(_retention(item) for item in table.tables("retention"))
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -232,6 +303,12 @@ def load(path: Path) -> Config:
             table.fail(f"routes[{index}].desk", f"unknown desk {route.desk!r}")
         if route.partner is not None and route.partner not in partner_codes:
             table.fail(f"routes[{index}].partner", f"unknown partner {route.partner!r}")
+    for key, desk_name in (
+        ("deadlines.duty_desk", deadline_settings.duty_desk),
+        ("scheduler.supervisor_desk", scheduler.supervisor_desk),
+    ):
+        if desk_name is not None and desk_name not in desk_names:
+            table.fail(key, f"unknown desk {desk_name!r}")
     return Config(
         identity=identity,
         paths=paths,
@@ -245,6 +322,10 @@ def load(path: Path) -> Config:
         schema_sets=schema_sets,
         form_folders=form_folders,
         xml=xml,
+        outbound=outbound,
+        deadlines=deadline_settings,
+        scheduler=scheduler,
+        retention=retention,
         source=path,
     )
 
@@ -325,7 +406,7 @@ def _relay(table: Table) -> Relay:
     return relay
 
 
-def _partner(table: Table) -> Partner:
+def _partner(table: Table, base: Path) -> Partner:
     partner = Partner(
         code=table.text("code", pattern=_BUREAU, hint="a bureau code such as NO-SIRENE"),
         channel=table.text("channel", choices=PARTNER_CHANNELS),
@@ -336,6 +417,7 @@ def _partner(table: Table) -> Partner:
         fingerprint=_fingerprint(table),
         require_tls=table.boolean("require_tls", True),
         receipt_window=table.duration("receipt_window", timedelta(minutes=15)),
+        tls_ca=table.path("tls_ca", base, None),
     )
     table.finish()
     if not partner.code.startswith(partner.country + "-"):
@@ -366,6 +448,7 @@ def _desk(table: Table, base: Path) -> Desk:
         name=table.text("name", pattern=_NAME, hint="lower-case letters, digits, - and _"),
         maildir=table.path("maildir", base),
         email=table.text("email", None, pattern=_ADDRESS, hint="an e-mail address"),
+        outbox=table.path("outbox", base, None),
     )
     table.finish()
     return desk
@@ -413,6 +496,72 @@ def _xml_limits(table: Table) -> XmlLimits:
     )
     table.finish()
     return limits
+
+
+def _outbound(table: Table) -> Outbound:
+    defaults = Outbound()
+    jitter = table.integer("jitter_percent", round(defaults.jitter * 100), minimum=0, maximum=90)
+    outbound = Outbound(
+        retry_first=table.duration("retry_first", defaults.retry_first),
+        retry_max=table.duration("retry_max", defaults.retry_max),
+        give_up_after=table.duration("give_up_after", defaults.give_up_after),
+        jitter=jitter / 100,
+        connections_per_partner=table.integer(
+            "connections_per_partner", defaults.connections_per_partner, minimum=1, maximum=100
+        ),
+        timeout=table.duration("timeout", defaults.timeout),
+        receipt_resends=table.integer(
+            "receipt_resends", defaults.receipt_resends, minimum=0, maximum=100
+        ),
+    )
+    table.finish()
+    for key in ("retry_first", "retry_max", "give_up_after", "timeout"):
+        if getattr(outbound, key) <= timedelta(0):
+            table.fail(key, "must be longer than zero")
+    if outbound.retry_max < outbound.retry_first:
+        table.fail("retry_max", "must not be shorter than retry_first")
+    return outbound
+
+
+def _deadline_settings(table: Table) -> DeadlineSettings:
+    defaults = DeadlineSettings()
+    settings = DeadlineSettings(
+        duty_desk=table.text("duty_desk", None),
+        reminders=table.fraction_list("reminders", defaults.reminders),
+        escalate_every=table.duration("escalate_every", defaults.escalate_every),
+    )
+    table.finish()
+    if settings.escalate_every <= timedelta(0):
+        table.fail("escalate_every", "must be longer than zero")
+    return settings
+
+
+def _scheduler(table: Table) -> SchedulerSettings:
+    defaults = SchedulerSettings()
+    settings = SchedulerSettings(
+        sweep_every=table.duration("sweep_every", defaults.sweep_every),
+        supervisor_desk=table.text("supervisor_desk", None),
+        report_at=table.text(
+            "report_at", defaults.report_at, pattern=r"([01][0-9]|2[0-3]):[0-5][0-9]", hint="HH:MM"
+        ),
+        key_warning=table.duration("key_warning", defaults.key_warning),
+    )
+    table.finish()
+    if settings.sweep_every <= timedelta(0):
+        table.fail("sweep_every", "must be longer than zero")
+    return settings
+
+
+def _retention(table: Table) -> RetentionRule:
+    rule = RetentionRule(
+        keep=table.duration("keep"),
+        channel=table.text("channel", None, choices=PARTNER_CHANNELS),
+        form=table.text("form", None),
+    )
+    table.finish()
+    if rule.keep <= timedelta(0):
+        table.fail("keep", "must be longer than zero")
+    return rule
 
 
 def _check_unique(table: Table, section: str, key: str, values: list[str]) -> None:

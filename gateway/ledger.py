@@ -101,6 +101,8 @@ deadlines = Table(
     Column("close_reason", String(200)),
     Column("reminders_sent", Integer, nullable=False, default=0),
     Column("escalations", Integer, nullable=False, default=0),
+    # Receipt deadlines: how many times the message was sent again for want of a receipt.
+    Column("resends", Integer, nullable=False, default=0),
     # The next instant a sweep has something to do for this deadline: the sweep's index.
     Column("next_action_at", DateTime(timezone=True)),
     UniqueConstraint("message_id", "kind", name="uq_deadline_kind"),
@@ -120,6 +122,18 @@ audit = Table(
     Column("reason", String(300), nullable=False, default=""),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# One row per run of a scheduled job and per slot (e.g. the day of a daily job): whoever inserts
+# it first runs the job, so with several gateways on one ledger each run happens once.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(32), primary_key=True),
+    Column("slot", String(64), primary_key=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("node", String(64), nullable=False, default=""),
+    Column("outcome", String(200), nullable=False, default=""),
 )
 
 sequences = Table(
@@ -271,6 +285,88 @@ class Ledger:
             if moved:
                 self.event_in(connection, message_id, state, detail)
         return bool(moved)
+
+    def by_spool_key(self, spool_key: str) -> MessageRow | None:
+        """The message whose spooled item has this key (an inbound original, an outbound form)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(messages).where(messages.c.spool_key == spool_key)
+            ).first()
+        return _message(row) if row else None
+
+    def set_state_in(
+        self,
+        connection: Connection,
+        message_id: int,
+        state: str,
+        detail: str = "",
+        *,
+        expected: tuple[str, ...] | None = None,
+    ) -> bool:
+        """set_state inside the caller's transaction; ``expected``: the states it may move from."""
+        condition = messages.c.id == message_id
+        if expected is not None:
+            condition = condition & messages.c.state.in_(expected)
+        moved = connection.execute(
+            update(messages).where(condition).values(state=state, updated_at=self.clock.now())
+        ).rowcount
+        if moved:
+            self.event_in(connection, message_id, state, detail)
+        return bool(moved)
+
+    def open_deadline_in(
+        self,
+        connection: Connection,
+        message_id: int,
+        *,
+        kind: str,
+        owed_by: str,
+        due: datetime,
+        next_action_at: datetime | None = None,
+    ) -> None:
+        """Open the ``kind`` (receipt | reply) deadline of a message, once: a second call for the
+        same message and kind leaves the first (the unique key holds it)."""
+        exists = connection.execute(
+            select(deadlines.c.id).where(
+                deadlines.c.message_id == message_id, deadlines.c.kind == kind
+            )
+        ).first()
+        if exists is not None:
+            return
+        connection.execute(
+            insert(deadlines).values(
+                message_id=message_id,
+                kind=kind,
+                owed_by=owed_by,
+                opened_at=self.clock.now(),
+                due=due,
+                state="open",
+                reminders_sent=0,
+                escalations=0,
+                resends=0,
+                next_action_at=next_action_at or due,
+            )
+        )
+
+    def close_deadline_in(
+        self, connection: Connection, message_id: int, kind: str, state: str, reason: str = ""
+    ) -> bool:
+        """Close an open deadline as ``met``, ``missed`` or ``closed``; False when none was open."""
+        closed = connection.execute(
+            update(deadlines)
+            .where(
+                deadlines.c.message_id == message_id,
+                deadlines.c.kind == kind,
+                deadlines.c.state == "open",
+            )
+            .values(
+                state=state,
+                closed_at=self.clock.now(),
+                close_reason=reason[:200] or None,
+                next_action_at=None,
+            )
+        ).rowcount
+        return bool(closed)
 
     def events_of(self, message_id: int) -> list[tuple[datetime, str, str]]:
         with self.engine.connect() as connection:
