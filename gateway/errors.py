@@ -177,3 +177,13 @@ class StorageFull(StoreUnavailable):
     smtp_code = 452
     enhanced = "4.3.1"
     summary = "insufficient system storage, try again later"
+
+
+class SubmissionRefused(RejectedError):
+    """A handler's form cannot be sent as it is: unknown partner, a form of another channel, an
+    InReplyTo that names nothing we received, a Reference that is not ours or already used.
+    Nothing was queued; the command exits 1 with this reason."""
+
+    smtp_code = 554
+    enhanced = "5.6.0"
+    summary = "form not sent"

@@ -375,6 +375,36 @@ class FormValidator:
         errors, count = self._explain(entry, tree)
         return Validation(root=tag, form=form, errors=errors, error_count=count)
 
+    def complete_header(self, data: bytes, *, created: str, reference: str) -> bytes:
+        """The form with Created and Reference filled in where the handler left them out (absent
+        or empty), the rest untouched; the document as it was when it cannot be read (validate
+        then says why)."""
+        if self._check_raw(data) is not None:
+            return data
+        try:
+            root = etree.fromstring(data, self._parser())
+        except etree.XMLSyntaxError:
+            return data
+        head = root.find("{*}Header")
+        if head is None or not isinstance(head.tag, str):
+            return data
+        namespace = etree.QName(head).namespace
+        changed = False
+        for index, (name, value) in enumerate((("Created", created), ("Reference", reference))):
+            element = head.find(f"{{{namespace}}}{name}" if namespace else name)
+            if element is None:
+                element = etree.Element(f"{{{namespace}}}{name}" if namespace else name)
+                element.tail = head.text if head.text and head.text.isspace() else None
+                head.insert(index, element)
+            elif (element.text or "").strip():
+                continue
+            element.text = value
+            changed = True
+        if not changed:
+            return data
+        body: bytes = etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+        return body + b"\n"
+
     def _check_raw(self, data: bytes) -> FormError | None:
         """What can be refused from the bytes alone: size, encoding, any DTD."""
         if not data or data.isspace():

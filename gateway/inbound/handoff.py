@@ -19,9 +19,10 @@ from gateway.ledger import Ledger, MessageRow, NewMessage, as_utc, deadlines, me
 from gateway.openpgp import GnuPG
 from gateway.spool import Spool, SpoolItem
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
-from gateway.xmlforms import FormValidator
+from gateway.xmlforms import FormValidator, Validation
 
 log = logging.getLogger("gateway.desks")
+RECEIPT_FORM = "ACK"
 ORPHAN_AFTER = timedelta(minutes=10)
 
 
@@ -129,22 +130,105 @@ class Handoff:
             self.inbound.set_aside(item)
             return False
         spooled = Spooled.of(item)
+        payload = pgpmime.parse_entity(spooled.entity)
+        validation = self.validator.validate(payload.form)
+        validation.raise_for_errors()
+        if row.form == RECEIPT_FORM:
+            # A receipt for a message of ours: matched, never put on a desk, never receipted.
+            if row.state == "received":
+                self._take_receipt(row, validation)
+            return True
         if row.state == "received":
-            self._deliver(row, spooled)
+            self._deliver(row, payload, validation)
+        if row.in_reply_to is not None:
+            self._take_reply(row)
         self.queue_receipt(row)
         return True
 
     def _row(self, spool_key: str) -> MessageRow | None:
-        with self.ledger.engine.connect() as connection:
-            found = connection.execute(
-                select(messages.c.id).where(messages.c.spool_key == spool_key)
-            ).scalar()
-        return self.ledger.get(int(found)) if found is not None else None
+        return self.ledger.by_spool_key(spool_key)
 
-    def _deliver(self, row: MessageRow, spooled: Spooled) -> None:
-        payload = pgpmime.parse_entity(spooled.entity)
-        validation = self.validator.validate(payload.form)
-        validation.raise_for_errors()
+    def _take_receipt(self, row: MessageRow, validation: Validation) -> None:
+        """A partner's receipt: the message it names must be ours, sent to that partner, with
+        the digest of what we signed; then that message is acknowledged. Anything else is
+        audited and dropped. A second receipt changes nothing."""
+        values = validation.values(("OriginalReference", "ContentSHA256"))
+        original_reference = values.get("OriginalReference", "")
+        digest = values.get("ContentSHA256", "")
+        original = self.ledger.find("outbound", row.partner, original_reference)
+        with self.audit.begin() as connection:
+            self.ledger.set_state_in(
+                connection, row.id, "delivered", "receipt processed", expected=("received",)
+            )
+            if original is None or original.content_sha256 != digest:
+                why = "names no message of ours" if original is None else "digest differs"
+                self.ledger.event_in(connection, row.id, "unmatched", f"receipt {why}; dropped")
+                self.audit.append_in(
+                    connection,
+                    "receipt.unmatched",
+                    partner=row.partner,
+                    form=row.form,
+                    reference=row.reference,
+                    digest=row.content_sha256,
+                    reason=f"receipt for {original_reference[:40]} {why}",
+                )
+                log.warning("receipt %s from %s %s", row.reference, row.partner, why)
+                return
+            acknowledged = self.ledger.set_state_in(
+                connection,
+                original.id,
+                "acknowledged",
+                f"receipt {row.reference}",
+                expected=("queued", "sent", "unacknowledged"),
+            )
+            self.ledger.close_deadline_in(
+                connection, original.id, "receipt", "met", f"receipt {row.reference}"
+            )
+            if acknowledged:
+                self.audit.append_in(
+                    connection,
+                    "acknowledged",
+                    partner=row.partner,
+                    form=original.form,
+                    reference=original.reference,
+                    digest=digest,
+                    reason=f"receipt {row.reference}",
+                )
+            else:
+                self.ledger.event_in(connection, original.id, "receipt", f"again: {row.reference}")
+        log.info("%s %s acknowledged by %s", original.form, original.reference, row.partner)
+
+    def _take_reply(self, row: MessageRow) -> None:
+        """A form that answers one of ours: that message is answered and its reply deadline
+        met (a reply also proves receipt). Once: the moves only happen from the states before."""
+        asked = self.ledger.find("outbound", row.partner, row.in_reply_to or "")
+        if asked is None:
+            return
+        with self.audit.begin() as connection:
+            answered = self.ledger.set_state_in(
+                connection,
+                asked.id,
+                "answered",
+                f"reply {row.form} {row.reference}",
+                expected=("queued", "sent", "acknowledged", "unacknowledged"),
+            )
+            if not answered:
+                return
+            for kind in ("reply", "receipt"):
+                self.ledger.close_deadline_in(
+                    connection, asked.id, kind, "met", f"reply {row.reference}"
+                )
+            self.audit.append_in(
+                connection,
+                "answered",
+                partner=row.partner,
+                form=asked.form,
+                reference=asked.reference,
+                reason=f"reply {row.form} {row.reference}",
+            )
+        log.info("%s %s answered by %s %s", asked.form, asked.reference, row.form, row.reference)
+
+    def _deliver(self, row: MessageRow, payload: pgpmime.Payload, validation: Validation) -> None:
         form = self.validator.catalogue.get(row.form)
         partner = self.config.partner(row.partner)
         desk = self.config.desk(row.desk or "")
