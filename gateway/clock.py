@@ -40,3 +40,20 @@ class FakeClock:
             raise ValueError("FakeClock needs a timezone-aware instant")
         self._now = instant.astimezone(UTC)
         return self._now
+
+
+class ShiftedClock:
+    """The wall clock moved forward by an offset that only grows: the demo jumps hours ahead to
+    show reminders and escalations while everything else keeps running in real time."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+    def advance(self, delta: timedelta) -> datetime:
+        if delta < timedelta(0):
+            raise ValueError("a ShiftedClock only moves forward")
+        self._offset += delta
+        return self.now()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -51,6 +52,7 @@ class _Checked:
     attachments: tuple[Attachment, ...]
     created: str  # Created, where the handler left it out
     desk: str  # the desk that sends it (and is told what becomes of it)
+    origin: str = ""
 
 
 class Submitter:
@@ -78,11 +80,17 @@ class Submitter:
         self.clock = clock
 
     def submit(
-        self, form: bytes, attachments: Sequence[Attachment] = (), *, desk: str | None = None
+        self,
+        form: bytes,
+        attachments: Sequence[Attachment] = (),
+        *,
+        desk: str | None = None,
+        origin: str = "",
     ) -> Submitted:
         """Queue ``form`` for its recipient. Raises InvalidForm (every error, one per line),
         SubmissionRefused or KeyUnusable, with nothing queued; StoreUnavailable when the ledger
-        or the disk cannot take it."""
+        or the disk cannot take it. ``origin`` (no personal data: a desk and a digest) goes
+        into the ledger's first event, so that a submission can be found again after a crash."""
         if desk is not None:
             self.config.desk(desk)  # KeyError for an unknown desk: a usage error
         now = self.clock.now()
@@ -91,6 +99,7 @@ class Submitter:
         checked = self._check(
             form, tuple(attachments), created=created, placeholder=placeholder, desk=desk, now=now
         )
+        checked = dataclasses.replace(checked, origin=origin)
         try:
             return self._queue(checked, now)
         except exc.SQLAlchemyError as error:
@@ -246,7 +255,7 @@ class Submitter:
                 spool_key=key,
                 desk=checked.desk,
             ),
-            f"queued for {partner.code}",
+            " ".join(filter(None, (f"queued for {partner.code}", checked.origin))),
         )
         self._open_reply_deadline(connection, ledger_id, form, validation, now)
         self.audit.append_in(

@@ -1,0 +1,1 @@
+"""Outbound: handlers' forms into the queue, and their delivery to partners."""
