@@ -56,6 +56,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"gateway: {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_USAGE
     clock = SystemClock()
+    config.paths.spool.mkdir(parents=True, exist_ok=True)  # the default ledger lives there
     engine = make_engine(config.database_url)
     create_schema(engine)
     gpg = open_gnupg(config)

@@ -390,19 +390,27 @@ class FormValidator:
             return data
         namespace = etree.QName(head).namespace
         changed = False
-        for index, (name, value) in enumerate((("Created", created), ("Reference", reference))):
-            element = head.find(f"{{{namespace}}}{name}" if namespace else name)
+        previous = None
+        for name, value in (("Created", created), ("Reference", reference)):
+            tag = f"{{{namespace}}}{name}" if namespace else name
+            element = head.find(tag)
             if element is None:
-                element = etree.Element(f"{{{namespace}}}{name}" if namespace else name)
-                element.tail = head.text if head.text and head.text.isspace() else None
-                head.insert(index, element)
-            elif (element.text or "").strip():
+                # On the line of what follows it: every element the handler wrote keeps its
+                # line, so that validation errors name the lines of the handler's file.
+                element = etree.Element(tag)
+                if previous is None:
+                    head.insert(0, element)
+                else:
+                    previous.addnext(element)
+            previous = element
+            if (element.text or "").strip():
                 continue
             element.text = value
             changed = True
         if not changed:
             return data
-        body: bytes = etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8")
+        declared = data.removeprefix(b"\xef\xbb\xbf").startswith(b"<?xml")
+        body: bytes = etree.tostring(root.getroottree(), xml_declaration=declared, encoding="UTF-8")
         return body + b"\n"
 
     def _check_raw(self, data: bytes) -> FormError | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,7 @@ class Outbox:
         origin = f"outbox {desk.name} sha256:{hashlib.sha256(form).hexdigest()}"
         if claimed and (reference := self._already_queued(origin)) is not None:
             self._move(path, folder / SENT / f"{reference}.xml")
+            self._move_files(folder, path, folder / SENT / f"{reference}{ATTACHMENTS_SUFFIX}")
             return Outcome(desk.name, path.name, reference, None)
         try:
             attachments = _attachments(folder / (path.stem + ATTACHMENTS_SUFFIX))
@@ -88,6 +90,7 @@ class Outbox:
             self._refuse(folder, path, f"cannot read the attachments: {error.strerror or error}")
             return Outcome(desk.name, path.name, None, str(error))
         self._move(path, folder / SENT / f"{submitted.reference}.xml")
+        self._move_files(folder, path, folder / SENT / f"{submitted.reference}{ATTACHMENTS_SUFFIX}")
         log.info("outbox %s: %s queued as %s", desk.name, path.name, submitted.reference)
         return Outcome(desk.name, path.name, submitted.reference, None)
 
@@ -109,6 +112,17 @@ class Outbox:
         report = folder / REFUSED / f"{path.name}.errors.txt"
         report.write_text(reason.rstrip() + "\n", encoding="utf-8")
         self._move(path, target)
+        files = folder / REFUSED / (path.stem + ATTACHMENTS_SUFFIX)
+        if files.is_dir():  # the files of an earlier refusal of this name
+            shutil.rmtree(files)
+        self._move_files(folder, path, files)
+
+    def _move_files(self, folder: Path, path: Path, target: Path) -> None:
+        """The attachments folder of a handled form goes with it: a later form of the same
+        name must not find them."""
+        files = folder / (path.stem + ATTACHMENTS_SUFFIX)
+        if files.is_dir():
+            self._move(files, target)
 
     @staticmethod
     def _move(path: Path, target: Path) -> None:

@@ -268,6 +268,7 @@ class Submitter:
         )
         # Spooled last inside the transaction: if the commit fails the item is taken back;
         # if the process dies before the commit, delivery finds no row and sets it aside.
+        self._take_spool_key(connection, key, ledger_id)
         self.outbound.put(
             key,
             sealed,
@@ -283,6 +284,22 @@ class Submitter:
             },
         )
         return key
+
+    def _take_spool_key(self, connection: Connection, key: str, ledger_id: int) -> None:
+        """Make room for ``key`` in the outbound spool. Called under the audit chain's lock, so
+        every other submission has committed or not yet spooled: a row of another message with
+        this key is a hand-written Reference queued meanwhile; an item that no row names was
+        left by a submission that never committed (nobody was told it is queued): discarded,
+        it neither blocks this form nor goes out as this form's message."""
+        other = connection.execute(
+            select(messages.c.reference).where(
+                messages.c.spool_key == key, messages.c.id != ledger_id
+            )
+        ).first()
+        if other is not None:
+            raise SubmissionRefused(f"Reference {other.reference} was already used")
+        if self.outbound.discard(key):
+            log.warning("discarded %s, left by a submission that did not commit", key)
 
     def _next_reference(self, connection: Connection, now: datetime) -> str:
         """The next number of our country's sequence that no form of ours carries yet (a
