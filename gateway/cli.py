@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from gateway import __version__, cli_audit, cli_keys, cli_serve
+from gateway import __version__, cli_audit, cli_deadlines, cli_keys, cli_send, cli_serve
 from gateway import config as configuration
 from gateway.errors import ConfigError, KeyUnusable
 from gateway.progress import Progress
@@ -62,10 +62,33 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("files", nargs="+", metavar="FILE", help="form files, or - for stdin")
     validate.add_argument("--json", action="store_true", help="print one JSON array of results")
     validate.set_defaults(run=cmd_validate)
+    demo_command = commands.add_parser(
+        "demo",
+        help="three bureaux on this machine exchange forms, told step by step",
+        description="Make RO-SIRENE, NO-SIRENE and RS-NCB from nothing (keys, certificates, "
+        "configurations, spools), start their gateways on loopback and tell the story of a hit, "
+        "its receipt and answer, an Interpol query, and an urgent request left unanswered.",
+    )
+    demo_command.add_argument(
+        "--dir", type=Path, help="an empty or new folder for it all (default: a new one in /tmp)"
+    )
+    demo_command.set_defaults(run=cmd_demo)
     cli_keys.register(commands)
     cli_serve.register(commands)
+    cli_send.register(commands)
     cli_audit.register(commands)
+    cli_deadlines.register(commands)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway import demo  # noqa: PLC0415 (the demo's imports are only needed here)
+
+    try:
+        return demo.run(args.dir)
+    except ValueError as exc:
+        print(f"gateway demo: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def load_config(args: argparse.Namespace) -> configuration.Config | None:

@@ -16,12 +16,17 @@ from gateway.inbound.handoff import Handoff
 from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
 from gateway.ledger import Ledger, create_schema, make_engine
+from gateway.outbound.delivery import Courier
+from gateway.outbound.outbox import Outbox
+from gateway.outbound.submit import Submitter
 from gateway.runtime import load_validator, open_gnupg
 from gateway.spool import Spool
+from gateway.tracking.scheduler import Schedule
 
 log = logging.getLogger("gateway.server")
 DRAIN_SECONDS = 30.0
 HANDOFF_INTERVAL = 1.0
+OUTBOX_INTERVAL = 1.0
 
 
 class Gateway:
@@ -69,10 +74,40 @@ class Gateway:
             audit=self.audit,
             clock=self.clock,
         )
+        self.submitter = Submitter(
+            config=config,
+            gpg=self.gpg,
+            validator=self.validator,
+            ledger=self.ledger,
+            outbound=self.outbound,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.outbox = Outbox(config, self.submitter)
+        self.courier = Courier(
+            config=config,
+            ledger=self.ledger,
+            spool=self.outbound,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self._outbound_wake = asyncio.Event()
+        self.schedule = Schedule(
+            config=config,
+            ledger=self.ledger,
+            audit=self.audit,
+            clock=self.clock,
+            inbound=self.inbound,
+            outbound=self.outbound,
+            gpg=self.gpg,
+            wake_outbound=self.wake_outbound,
+            outbound_next_due=self.courier.next_due,
+        )
         # Sessions inside DATA get their own workers; the hand-off has one thread of its own, so
         # a backlog of deliveries and receipts never makes a sender wait for its 250.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-data")
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-handoff")
+        self.outbox_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-outbox")
         self.limits = Limits(
             max_sessions=config.listen.max_sessions,
             idle_timeout=config.listen.idle_timeout.total_seconds(),
@@ -81,6 +116,8 @@ class Gateway:
         self._wake = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def port(self) -> int:
@@ -104,8 +141,28 @@ class Gateway:
             host=self.config.listen.host,
             port=self.config.listen.port,
         )
+        self._loop = loop
         self._worker = asyncio.create_task(self._handoff_loop())
+        self._tasks = [
+            asyncio.create_task(self.courier.run(self._outbound_wake)),
+            asyncio.create_task(self._outbox_loop()),
+        ]
+        self.schedule.start()
         log.info("listening on %s:%d", self.config.listen.host, self.port)
+
+    def wake_outbound(self) -> None:
+        """Tell delivery that something is due; safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._outbound_wake.set()
+        else:
+            loop.call_soon_threadsafe(self._outbound_wake.set)
 
     def _after(self, accepted: Accepted) -> None:
         if accepted.duplicate:
@@ -122,9 +179,21 @@ class Gateway:
                 await asyncio.wait_for(self._wake.wait(), HANDOFF_INTERVAL)
             self._wake.clear()
             try:
-                await loop.run_in_executor(self.background, self.handoff.run_once)
+                if await loop.run_in_executor(self.background, self.handoff.run_once):
+                    self._outbound_wake.set()  # receipts were queued
             except Exception:
                 log.exception("hand-off failed; retrying")
+
+    async def _outbox_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                outcomes = await loop.run_in_executor(self.outbox_worker, self.outbox.scan_once)
+                if any(outcome.reference for outcome in outcomes):
+                    self._outbound_wake.set()
+            except Exception:
+                log.exception("outbox scan failed; retrying")
+            await asyncio.sleep(OUTBOX_INTERVAL)
 
     async def stop(self) -> None:
         """Stop accepting, let sessions inside DATA finish, hand off what is left, release all."""
@@ -134,13 +203,16 @@ class Gateway:
                 await asyncio.wait_for(self.limits.drained.wait(), DRAIN_SECONDS)
             except TimeoutError:
                 log.error("sessions still in DATA after %.0f s", DRAIN_SECONDS)
-        if self._worker is not None:
-            self._worker.cancel()
+        await self.schedule.stop()
+        for task in [*self._tasks, *([self._worker] if self._worker is not None else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+                await task
+        self._tasks = []
         await asyncio.get_running_loop().run_in_executor(self.background, self.handoff.run_once)
         self.executor.shutdown(wait=True)
         self.background.shutdown(wait=True)
+        self.outbox_worker.shutdown(wait=True)
         self.gpg.close()
         self.engine.dispose()
 

@@ -1,0 +1,122 @@
+"""Three real gateways exchange forms both ways: the demo's story, checked in every ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gateway import config as configuration
+from gateway import demo
+from gateway.audit import AuditLog
+from gateway.clock import SystemClock
+from gateway.ledger import Ledger, MessageRow, deadlines, make_engine, messages
+
+
+class Bureau:
+    """A bureau the demo made, read back from its own configuration and ledger."""
+
+    def __init__(self, root: Path) -> None:
+        self.config = configuration.load(root / "gateway.toml")
+        self.engine = make_engine(self.config.database_url)
+        self.ledger = Ledger(self.engine, SystemClock())
+
+    def rows(self) -> list[MessageRow]:
+        with self.engine.connect() as connection:
+            ids = connection.execute(select(messages.c.id).order_by(messages.c.id)).scalars()
+            return [self.ledger.get(int(i)) for i in ids]
+
+    def one(self, direction: str, form: str, priority: str = "normal") -> MessageRow:
+        found = [
+            row
+            for row in self.rows()
+            if row.direction == direction and row.form == form and row.priority == priority
+        ]
+        assert len(found) == 1, found
+        return found[0]
+
+    def deadline_states(self, message_id: int) -> dict[str, str]:
+        with self.engine.connect() as connection:
+            return {
+                row.kind: row.state
+                for row in connection.execute(
+                    select(deadlines.c.kind, deadlines.c.state).where(
+                        deadlines.c.message_id == message_id
+                    )
+                )
+            }
+
+    def notices(self, desk: str) -> list[str]:
+        folder = self.config.desk(desk).maildir / "new"
+        return sorted(path.name for path in folder.glob("notice.*"))
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[str], Path]]:
+    folder = tmp_path_factory.mktemp("demo")
+    lines: list[str] = []
+    assert demo.run(folder / "run", say=lines.append) == 0
+    yield lines, folder / "run"
+
+
+def test_the_hit_is_received_receipted_and_answered(story: tuple[list[str], Path]) -> None:
+    _, root = story
+    ro, no = Bureau(root / "ro"), Bureau(root / "no")
+    hit = ro.one("outbound", "G")
+    assert hit.state == "answered"
+    assert ro.deadline_states(hit.id) == {"receipt": "met", "reply": "met"}
+    received = no.one("inbound", "G")
+    assert (received.reference, received.state) == (hit.reference, "answered")
+    assert received.content_sha256 == hit.content_sha256
+    assert no.deadline_states(received.id) == {"reply": "met"}
+    reply = no.one("outbound", "M")
+    assert (reply.in_reply_to, reply.state) == (hit.reference, "acknowledged")
+    assert ro.one("inbound", "M").state == "delivered"
+    # Each receipt went once, and nobody receipted a receipt.
+    receipts = [row for row in no.rows() if row.direction == "outbound" and row.form == "ACK"]
+    assert sorted(row.in_reply_to or "" for row in receipts) == sorted(
+        row.reference for row in no.rows() if row.direction == "inbound" and row.form != "ACK"
+    )
+    assert all(row.state == "sent" for row in receipts)
+    assert all(
+        row.state == "delivered"
+        for row in ro.rows()
+        if row.form == "ACK" and row.direction == "inbound"
+    )
+
+
+def test_the_interpol_query_gets_its_result(story: tuple[list[str], Path]) -> None:
+    _, root = story
+    ro, rs = Bureau(root / "ro"), Bureau(root / "rs")
+    query = ro.one("outbound", "IP-QUERY")
+    assert query.state == "answered"
+    assert rs.one("inbound", "IP-QUERY").state == "answered"
+    result = rs.one("outbound", "IP-QUERY-RESULT")
+    assert result.in_reply_to == query.reference
+    assert ro.one("inbound", "IP-QUERY-RESULT").state == "delivered"
+
+
+def test_the_unanswered_urgent_request_is_reminded_and_escalated_once(
+    story: tuple[list[str], Path],
+) -> None:
+    _, root = story
+    ro, no = Bureau(root / "ro"), Bureau(root / "no")
+    urgent = no.one("inbound", "G", "urgent")
+    assert urgent.desk == "duty"
+    assert no.deadline_states(urgent.id)["reply"] == "open"
+    notices = no.notices("duty")
+    assert sum(".reminder." in name or name.startswith("notice.reminder") for name in notices) == 2
+    assert sum("escalation" in name for name in notices) == 1
+    assert ro.one("outbound", "G", "urgent").state == "acknowledged"
+
+
+def test_every_audit_chain_verifies_and_the_story_is_told(story: tuple[list[str], Path]) -> None:
+    lines, root = story
+    for name in ("ro", "no", "rs"):
+        bureau = Bureau(root / name)
+        assert AuditLog(bureau.engine, SystemClock()).verify() == []
+    text = "\n".join(lines)
+    for step in ("1. ", "2. ", "3. ", "4. ", "Ledger of RO-SIRENE", "Maildirs"):
+        assert step in text
