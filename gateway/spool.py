@@ -30,6 +30,9 @@ log = logging.getLogger("gateway.spool")
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SUFFIX = ".msg"
 FOLDERS = ("tmp", "new", "cur", "done", "quarantine")
+# The outbound queue counts delivery attempts (days of retries) in the same ``attempts`` key that
+# recover() counts crashes in: its items must not go to quarantine after a handful.
+OUTBOUND_MAX_ATTEMPTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class Recovery:
 
 
 class Spool:
-    """A directory queue with put, claim, finish, defer (then quarantine), get, purge, recover."""
+    """A directory queue with put, claim, finish, defer (then quarantine), get, purge, recover;
+    waiting, claim_key and reschedule for a consumer that keeps its own schedule."""
 
     def __init__(self, root: Path, max_attempts: int = 5) -> None:
         if max_attempts < 1:
@@ -110,6 +114,35 @@ class Spool:
                 self._move(target, self.quarantine)
         return None
 
+    def waiting(self) -> list[SpoolItem]:
+        """The items of new/ with their metadata, oldest first, left where they are. Only each
+        file's first line is read. An unreadable item is skipped (claim() quarantines it)."""
+        found: list[SpoolItem] = []
+        for path in _oldest_first(self.new):
+            try:
+                found.append(_load(path))
+            except FileNotFoundError:
+                continue  # claimed by someone else meanwhile
+            except ValueError as exc:
+                log.error("skipping unreadable %s: %s", path.name, exc)
+        return found
+
+    def claim_key(self, key: str) -> SpoolItem | None:
+        """Move the item ``key`` from new/ to cur/ and return it; None when it is not in new/
+        (another claimer took it, or it was never there)."""
+        name = _filename(key)
+        target = self.cur / name
+        try:
+            (self.new / name).rename(target)
+        except FileNotFoundError:
+            return None
+        try:
+            return _load(target)
+        except ValueError as exc:
+            log.error("quarantined %s: %s", name, exc)
+            self._move(target, self.quarantine)
+            return None
+
     def finish(self, item: SpoolItem) -> SpoolItem:
         """Move a claimed item to done/, where it is kept until purge()."""
         path = self._move(self._claimed(item), self.done)
@@ -132,6 +165,16 @@ class Spool:
         self._move(claimed, self.new)
         log.info("deferred %s (attempt %d): %s", item.key, attempts, reason)
         return True
+
+    def reschedule(self, item: SpoolItem, meta: Mapping[str, Any]) -> None:
+        """Put a claimed item back into new/ with ``meta`` as its metadata, written as a new
+        file (tmp/, fsync, rename) like defer(), but counting no attempt and never quarantining:
+        the caller keeps its own count."""
+        claimed = self._claimed(item)
+        header = _encode_meta(meta)
+        self._write(self.cur, claimed.name, header, item.payload(), undo=False)
+        self._move(claimed, self.new)
+        log.info("rescheduled %s", item.key)
 
     def recover(self) -> Recovery:
         """At start-up, while no other process uses the spool: requeue cur/, empty tmp/.

@@ -397,3 +397,151 @@ def test_a_full_disk_gives_storage_full_and_no_half_item(tiny_disk: Path) -> Non
     after = spool.put("after", b"y" * 7_000, {"size": 7_000})
     assert after.payload() == b"y" * 7_000
     assert names(spool.tmp) == []
+
+
+# waiting, claim_key and reschedule: for a consumer (outbound delivery) that keeps its own schedule.
+
+
+def test_waiting_lists_new_oldest_first_without_moving(spool: Spool) -> None:
+    for key, mtime in [("c", 100), ("b", 300), ("a", 300), ("d", 200)]:
+        put = spool.put(key, key.encode() * 1000, {"key": key})
+        os.utime(put.path, ns=(mtime * 10**9, mtime * 10**9))
+    claimed = spool.claim_key("d")
+    assert claimed is not None
+    (spool.new / "bad.msg").write_bytes(b"no metadata line")
+    (spool.new / "other.tmp").write_bytes(b"not an item")
+    waiting = spool.waiting()
+    assert [(item.key, item.meta) for item in waiting] == [
+        ("c", {"key": "c"}),
+        ("a", {"key": "a"}),
+        ("b", {"key": "b"}),
+    ]
+    assert [item.path for item in waiting] == [spool.new / f"{k}.msg" for k in "cab"]
+    assert names(spool.new) == ["a.msg", "b.msg", "bad.msg", "c.msg", "other.tmp"]
+    assert names(spool.cur) == ["d.msg"]
+
+
+def test_waiting_reads_only_the_metadata_line(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool.put("big", b"x" * (4 << 20), {"n": 1})
+    real_open = Path.open
+    reads: list[int] = []
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        file = real_open(self, *args, **kwargs)
+        real_read = file.read
+
+        def read(size: int = -1) -> Any:
+            reads.append(size)
+            return real_read(size)
+
+        file.read = read
+        return file
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    assert [item.meta for item in spool.waiting()] == [{"n": 1}]
+    assert reads == []  # readline() only, never the 4 MiB payload
+
+
+def test_claim_key_takes_that_item_once(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    first, second = Spool(root), Spool(root)
+    first.put("a", b"A", {"to": "x"})
+    first.put("b", b"B", {})
+    item = first.claim_key("a")
+    assert item is not None
+    assert (item.key, item.path, item.meta, item.payload()) == (
+        "a",
+        first.cur / "a.msg",
+        {"to": "x"},
+        b"A",
+    )
+    assert second.claim_key("a") is None  # claimed: not in new/
+    assert second.claim_key("missing") is None
+    assert names(first.new) == ["b.msg"]
+    first.finish(item)
+    assert first.claim_key("a") is None  # done: not in new/ either
+    with pytest.raises(ValueError, match="bad spool key"):
+        first.claim_key("../b")
+
+
+def test_claim_key_races_have_one_winner(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spools = [Spool(root) for _ in range(4)]
+    keys = [f"item-{i:03d}" for i in range(100)]
+    for key in keys:
+        spools[0].put(key, key.encode(), {})
+    start = threading.Barrier(4)
+
+    def worker(spool: Spool) -> list[str]:
+        start.wait()
+        got = []
+        for key in keys:
+            item = spool.claim_key(key)
+            if item is not None:
+                spool.finish(item)  # fails if another worker moved the same file
+                got.append(key)
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(worker, spools))
+    claimed = [key for got in results for key in got]
+    assert sorted(claimed) == keys
+
+
+def test_claim_key_quarantines_an_unreadable_item(spool: Spool) -> None:
+    (spool.new / "bad.msg").write_bytes(b"[1]\npayload")
+    assert spool.claim_key("bad") is None
+    assert names(spool.quarantine) == ["bad.msg"]
+    assert names(spool.new) == names(spool.cur) == []
+
+
+def test_reschedule_rewrites_the_metadata_without_counting(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool", max_attempts=1)
+    spool.put("k", b"payload\r\n", {"to": "a@b", "attempts": 7})
+    for round_ in range(3):
+        item = spool.claim_key("k")
+        assert item is not None
+        inode = item.path.stat().st_ino
+        spool.reschedule(item, {**item.meta, "not_before": f"2026-01-0{round_ + 1}T00:00:00Z"})
+        again = spool.get("k")
+        assert again.path == spool.new / "k.msg"
+        assert again.path.stat().st_ino != inode  # a new file, never edited in place
+        assert again.meta == {
+            "to": "a@b",
+            "attempts": 7,  # reschedule counts nothing: max_attempts=1 does not quarantine
+            "not_before": f"2026-01-0{round_ + 1}T00:00:00Z",
+        }
+        assert again.payload() == b"payload\r\n"
+        assert names(spool.cur) == names(spool.tmp) == names(spool.quarantine) == []
+
+
+def test_reschedule_wants_a_claimed_item_and_json(spool: Spool) -> None:
+    item = spool.put("k", b"x", {})
+    with pytest.raises(ValueError, match="not a claimed item"):
+        spool.reschedule(item, {})
+    claimed = spool.claim_key("k")
+    assert claimed is not None
+    with pytest.raises(TypeError):
+        spool.reschedule(claimed, {"bad": float("nan")})
+    assert names(spool.cur) == ["k.msg"]  # still claimed, untouched
+    assert claimed.payload() == b"x"
+    assert names(spool.tmp) == []
+
+
+def test_a_failed_reschedule_leaves_the_claimed_item(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool.put("k", b"payload", {"a": 1})
+    item = spool.claim_key("k")
+    assert item is not None
+    monkeypatch.setattr(os, "fsync", failing(os.fsync, errno.ENOSPC, on_dir=False))
+    with pytest.raises(StorageFull):
+        spool.reschedule(item, {"a": 2})
+    monkeypatch.undo()
+    assert names(spool.tmp) == names(spool.new) == []
+    assert spool.get("k").meta == {"a": 1}  # the old version, still in cur/
+    assert spool.get("k").payload() == b"payload"
+    spool.release(item)
+    assert names(spool.new) == ["k.msg"]
