@@ -1,0 +1,99 @@
+"""The partner-key check: warn the supervisor desk before a pinned partner key expires.
+
+Each partner's pinned primary key is looked up in our keyring once a day. A key that expires
+within ``[scheduler] key_warning`` (or has expired, or is revoked, or is missing) draws one
+notice per partner, key and day (the notice key holds the day: posting twice leaves one) and
+one audit entry. Only fingerprints, partner codes and instants are written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.audit import AuditLog
+from gateway.config import Config, Partner
+from gateway.notices import Notice, post
+from gateway.openpgp import KeyInfo
+from gateway.tracking.deadline_notices import span_text, utc_text
+from gateway.tracking.recipients import supervisor_desk
+
+log = logging.getLogger("gateway.crypto")
+
+
+@dataclass(frozen=True)
+class KeyWarning:
+    """What is wrong (or soon will be) with one partner's pinned key."""
+
+    partner: str
+    fingerprint: str
+    problem: str  # expires | expired | revoked | missing
+    expires: datetime | None = None
+
+    def sentence(self, now: datetime) -> str:
+        if self.problem == "expires" and self.expires is not None:
+            return (
+                f"the key of {self.partner} expires {utc_text(self.expires)} "
+                f"(in {span_text(self.expires - now)})"
+            )
+        if self.problem == "expired" and self.expires is not None:
+            return f"the key of {self.partner} expired {utc_text(self.expires)}"
+        if self.problem == "revoked":
+            return f"the key of {self.partner} is revoked"
+        return f"the key of {self.partner} is not in our keyring"
+
+
+def warnings(
+    partners: Iterable[Partner], keys: Iterable[KeyInfo], now: datetime, config: Config
+) -> list[KeyWarning]:
+    """The partners whose pinned key needs attention at ``now``: a pure function."""
+    by_fingerprint = {key.fingerprint: key for key in keys}
+    found: list[KeyWarning] = []
+    for partner in partners:
+        key = by_fingerprint.get(partner.fingerprint)
+        if key is None:
+            found.append(KeyWarning(partner.code, partner.fingerprint, "missing"))
+        elif key.revoked:
+            found.append(KeyWarning(partner.code, key.fingerprint, "revoked", key.expires))
+        elif key.expires is not None and key.expires <= now:
+            found.append(KeyWarning(partner.code, key.fingerprint, "expired", key.expires))
+        elif key.expires is not None and key.expires - now <= config.scheduler.key_warning:
+            found.append(KeyWarning(partner.code, key.fingerprint, "expires", key.expires))
+    return found
+
+
+def notify(config: Config, audit: AuditLog, found: list[KeyWarning], now: datetime) -> int:
+    """Tell the supervisor desk of each warning, once per day; returns how many were posted."""
+    desk = supervisor_desk(config)
+    day = now.date().isoformat()
+    for warning in found:
+        sentence = warning.sentence(now)
+        log.warning("partner key: %s (%s)", sentence, warning.fingerprint)
+        if desk is not None:
+            post(
+                config,
+                desk,
+                Notice(
+                    kind="key-expiry",
+                    key=f"key-expiry.{warning.partner}.{warning.fingerprint[-16:]}.{day}",
+                    subject=f"Partner key: {sentence}",
+                    body=(
+                        f"Partner:      {warning.partner}\n"
+                        f"Fingerprint:  {warning.fingerprint}\n"
+                        f"Problem:      {warning.problem}\n"
+                        f"Expires:      {utc_text(warning.expires) if warning.expires else '-'}\n"
+                        f"Checked:      {utc_text(now)}\n\n"
+                        "Ask the partner for its new key, check its fingerprint out of band, "
+                        "and pin it with `gateway keys import`.\n"
+                    ),
+                ),
+                now,
+            )
+        audit.append(
+            "key.warning",
+            partner=warning.partner,
+            reason=f"{warning.problem}: {warning.fingerprint} {sentence}"[:300],
+        )
+    return len(found)

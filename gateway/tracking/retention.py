@@ -1,0 +1,203 @@
+"""The retention purge: delete the spooled originals and desk copies of messages kept long enough.
+
+A message is due when ``created_at + keep <= now``, ``keep`` being the first retention rule
+that matches its channel and form (Config.keep_for; no rule: kept for ever). Its item in the
+inbound or outbound spool (with the re-sent copies of an outbound one) and its copies in the
+desk's Maildir (named ``<ledger id>.<Reference>`` by the hand-off, in new/ or cur/ with a
+``:2,`` flags suffix) are deleted; then an event ``purged`` and an audit entry are recorded in
+one transaction. The ledger row, its digests and its history stay. A purge interrupted before
+that commit is simply done again: deleting what is gone already is no error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exc, exists, not_, or_, select, true
+
+from gateway.audit import AuditLog
+from gateway.config import Config
+from gateway.durable import fsync_dir
+from gateway.durations import format_duration
+from gateway.errors import GatewayError
+from gateway.ledger import Ledger, as_utc, events, messages
+from gateway.spool import Spool
+from gateway.tracking.sweep import resend_key
+
+log = logging.getLogger("gateway.retention")
+
+BATCH = 500
+PURGED = "purged"
+
+
+@dataclass
+class PurgeResult:
+    messages: int = 0
+    spool_items: int = 0
+    desk_copies: int = 0
+    waiting: int = 0  # due, but their spooled item is still being handled: next time
+    failed: int = 0  # left for the next purge after an error
+
+
+class Purger:
+    """Applies the retention rules of the configuration to the spools and desk Maildirs."""
+
+    def __init__(
+        self, *, config: Config, ledger: Ledger, audit: AuditLog, inbound: Spool, outbound: Spool
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.audit = audit
+        self.spools = {"inbound": inbound, "outbound": outbound}
+
+    def purge(self, now: datetime | None = None) -> PurgeResult:
+        """Purge every message due at ``now`` (default: the ledger's clock)."""
+        now = (now or self.ledger.clock.now()).astimezone(UTC)
+        result = PurgeResult()
+        copies = _DeskCopies()
+        for row in self._due(now):
+            try:
+                self._purge(row, now, result, copies)
+            except (GatewayError, OSError, exc.SQLAlchemyError) as error:
+                result.failed += 1
+                log.error("purge of %s %s failed: %r", row.form, row.reference, error)
+        if result.messages:
+            log.info("purged %s", result)
+        return result
+
+    def _purge(self, row: Any, now: datetime, result: PurgeResult, copies: _DeskCopies) -> None:
+        keep = self.config.keep_for(row.channel, row.form)
+        if keep is None or as_utc(row.created_at) + keep > now:
+            return  # the SQL filter and keep_for agree; this is a guard
+        spool = self.spools[row.direction]
+        keys = self._keys(row)
+        items = sum(spool.purge(key) for key in keys[:1])
+        if keys and not items and spool.exists(keys[0]):
+            result.waiting += 1  # still being delivered or handed off: purge when done
+            return
+        items += sum(spool.purge(key) for key in keys[1:])
+        desk_copies = 0
+        if row.desk is not None and row.direction == "inbound":
+            desk_copies = copies.remove(self._maildir(row.desk), f"{row.id}.{row.reference}")
+        detail = (
+            f"kept {format_duration(keep)}: {items} spooled item(s), "
+            f"{desk_copies} desk copy(ies) deleted"
+        )
+        with self.audit.begin() as connection:
+            self.ledger.event_in(connection, row.id, PURGED, detail)
+            self.audit.append_in(
+                connection,
+                "retention.purged",
+                partner=row.partner,
+                form=row.form,
+                reference=row.reference,
+                digest=row.raw_sha256 or "",
+                reason=detail,
+            )
+        result.messages += 1
+        result.spool_items += items
+        result.desk_copies += desk_copies
+
+    def _due(self, now: datetime) -> Iterator[Any]:
+        """Messages past their retention and not purged yet, by id, in batches."""
+        kept = self._past_retention(now)
+        if kept is None:
+            return
+        purged = exists().where(events.c.message_id == messages.c.id, events.c.kind == PURGED)
+        last = 0
+        while True:
+            with self.ledger.engine.connect() as connection:
+                rows = connection.execute(
+                    select(
+                        messages.c.id,
+                        messages.c.direction,
+                        messages.c.partner,
+                        messages.c.channel,
+                        messages.c.form,
+                        messages.c.reference,
+                        messages.c.raw_sha256,
+                        messages.c.spool_key,
+                        messages.c.desk,
+                        messages.c.created_at,
+                    )
+                    .where(messages.c.id > last, kept, not_(purged))
+                    .order_by(messages.c.id)
+                    .limit(BATCH)
+                ).all()
+            yield from rows
+            if len(rows) < BATCH:
+                return
+            last = rows[-1].id
+
+    def _past_retention(self, now: datetime) -> ColumnElement[bool] | None:
+        """SQL for "the first matching rule says it has been kept long enough"."""
+        chosen: list[ColumnElement[bool]] = []
+        earlier: list[ColumnElement[bool]] = []
+        for rule in self.config.retention:
+            conditions: list[ColumnElement[bool]] = []
+            if rule.channel is not None:
+                conditions.append(messages.c.channel == rule.channel)
+            if rule.form is not None:
+                conditions.append(messages.c.form == rule.form)
+            matches = and_(true(), *conditions)
+            chosen.append(
+                and_(matches, messages.c.created_at <= now - rule.keep, *map(not_, earlier))
+            )
+            earlier.append(matches)
+        return or_(*chosen) if chosen else None
+
+    def _keys(self, row: Any) -> list[str]:
+        if row.spool_key is None:
+            return []
+        keys = [row.spool_key]
+        if row.direction == "outbound":
+            resends = range(1, self.config.outbound.receipt_resends + 1)
+            keys += [resend_key(row.spool_key, row.id, number) for number in resends]
+        return keys
+
+    def _maildir(self, desk: str) -> Path | None:
+        try:
+            return self.config.desk(desk).maildir
+        except KeyError:
+            return None
+
+
+class _DeskCopies:
+    """Deletes desk copies by name; each Maildir's cur/ is listed once per purge."""
+
+    def __init__(self) -> None:
+        self._cur: dict[Path, dict[str, list[str]]] = {}
+
+    def remove(self, maildir: Path | None, name: str) -> int:
+        if maildir is None:
+            return 0
+        removed = 0
+        for folder, names in (("new", [name]), ("cur", self._in_cur(maildir, name))):
+            here = 0
+            for entry in names:
+                with contextlib.suppress(FileNotFoundError):
+                    (maildir / folder / entry).unlink()
+                    here += 1
+            if here:
+                fsync_dir(maildir / folder)
+            removed += here
+        return removed
+
+    def _in_cur(self, maildir: Path, name: str) -> list[str]:
+        listing = self._cur.get(maildir)
+        if listing is None:
+            listing = {}
+            cur = maildir / "cur"
+            if cur.is_dir():
+                with os.scandir(cur) as entries:
+                    for entry in entries:
+                        listing.setdefault(entry.name.partition(":")[0], []).append(entry.name)
+            self._cur[maildir] = listing
+        return listing.pop(name, [])

@@ -1,0 +1,275 @@
+"""The scheduled jobs of `gateway serve`: APScheduler is only the timer, the ledger the truth.
+
+Jobs live in memory, defined from the configuration at start; nothing is stored by APScheduler:
+
+- the deadline sweep every ``[scheduler] sweep_every``, and once more at the next instant a
+  deadline has something to do (a one-shot job moved after each sweep);
+- the outbound wake-up at the instant the outbound queue says (``outbound_next_due``);
+- the retention purge, the partner-key check (daily) and the statistics report (daily at
+  ``[scheduler] report_at`` UTC).
+
+Each job's work is a plain synchronous method (``sweep_once`` and the like) that tests drive
+with a FakeClock; the timer runs them in a thread. With several gateways on one ledger, a daily
+job runs once per slot (a row claimed in job_runs) and the sweep relies on its per-deadline
+claims. A gateway that was down does at start what it missed, once (``run_due_now``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from gateway.audit import AuditLog
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.forms import FormCatalogue
+from gateway.ledger import Ledger
+from gateway.notices import post
+from gateway.openpgp import GnuPG
+from gateway.runtime import open_gnupg
+from gateway.spool import Spool
+from gateway.tracking import jobruns, keycheck, reports
+from gateway.tracking.recipients import supervisor_desk
+from gateway.tracking.retention import Purger, PurgeResult
+from gateway.tracking.sweep import Sweeper, SweepResult
+
+log = logging.getLogger("gateway.scheduler")
+
+PURGE_AT = (0, 15)  # UTC hour and minute of the daily retention purge
+KEYS_AT = (0, 30)  # and of the partner-key check
+WAKE_GAP = timedelta(seconds=1)  # never wake the outbound queue more often than this
+JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
+
+T = TypeVar("T")
+
+
+class Schedule:
+    """The timer of `gateway serve` and the jobs it runs."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        ledger: Ledger,
+        audit: AuditLog,
+        clock: Clock,
+        inbound: Spool,
+        outbound: Spool,
+        gpg: GnuPG | None,
+        wake_outbound: Callable[[], None] | None = None,
+        outbound_next_due: Callable[[], datetime | None] | None = None,
+        node: str = "",
+        catalogue: FormCatalogue | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.audit = audit
+        self.clock = clock
+        self.gpg = gpg
+        self.wake_outbound = wake_outbound
+        self.outbound_next_due = outbound_next_due
+        self.node = node or f"{socket.gethostname()}:{os.getpid()}"
+        self.sweeper = Sweeper(
+            config=config,
+            ledger=ledger,
+            audit=audit,
+            catalogue=catalogue or FormCatalogue.load(config.form_folders),
+            outbound=outbound,
+        )
+        self.purger = Purger(
+            config=config, ledger=ledger, audit=audit, inbound=inbound, outbound=outbound
+        )
+        self._timer: AsyncIOScheduler | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._running: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ the jobs
+
+    def sweep_once(self) -> SweepResult:
+        """Handle the deadlines due now."""
+        return self.sweeper.sweep(self.clock.now())
+
+    def purge_once(self) -> PurgeResult | None:
+        """Today's retention purge, unless some gateway did it already (None)."""
+        return self._daily("purge", self._today(), self.purger.purge)
+
+    def check_keys_once(self) -> list[keycheck.KeyWarning] | None:
+        """Today's partner-key check, unless some gateway did it already (None)."""
+        return self._daily("keys", self._today(), self._check_keys)
+
+    def report_once(self) -> Path | None:
+        """The last daily report due by now, unless some gateway sent it already (None)."""
+        day = reports.report_day(self.clock.now(), self.config.scheduler.report_at)
+        return self._daily("report", day.isoformat(), lambda now: self._report(day, now))
+
+    def _daily(self, job: str, slot: str, run: Callable[[datetime], T]) -> T | None:
+        now = self.clock.now()
+        if not jobruns.claim(self.ledger.engine, job, slot, self.node, now):
+            return None
+        try:
+            outcome = run(now)
+        except Exception as error:
+            jobruns.finish(self.ledger.engine, job, slot, f"failed: {type(error).__name__}")
+            raise
+        jobruns.finish(self.ledger.engine, job, slot, f"done: {outcome}")
+        log.info("%s %s done: %s", job, slot, outcome)
+        return outcome
+
+    def _today(self) -> str:
+        return self.clock.now().astimezone(UTC).date().isoformat()
+
+    def _check_keys(self, now: datetime) -> list[keycheck.KeyWarning]:
+        if self.gpg is not None:
+            keys = self.gpg.list_keys()
+        else:
+            with open_gnupg(self.config) as gpg:
+                keys = gpg.list_keys()
+        found = keycheck.warnings(self.config.partners, keys, now, self.config)
+        keycheck.notify(self.config, self.audit, found, now)
+        return found
+
+    def _report(self, day: date, now: datetime) -> Path | None:
+        with self.ledger.engine.connect() as connection:
+            figures = reports.gather(connection, day)
+        desk = supervisor_desk(self.config)
+        if desk is None:
+            log.warning("daily report %s: no desk to send it to", day)
+            return None
+        path = post(self.config, desk, reports.report_notice(figures), now)
+        self.audit.append("report.sent", reason=f"daily report {day} to desk {desk}")
+        return path
+
+    # ------------------------------------------------------------------ the timer
+
+    def start(self) -> None:
+        """Start the timer (inside the running event loop) and catch up at once."""
+        loop = asyncio.get_running_loop()
+        timer = AsyncIOScheduler(event_loop=loop, timezone=UTC, job_defaults=JOB_DEFAULTS)
+        every = self.config.scheduler.sweep_every.total_seconds()
+        timer.add_job(self._sweep_job, IntervalTrigger(seconds=every, timezone=UTC), id="sweep")
+        for job_id, run, (hour, minute) in (
+            ("purge", self.purge_once, PURGE_AT),
+            ("keys", self.check_keys_once, KEYS_AT),
+            ("report", self.report_once, _hour_minute(self.config.scheduler.report_at)),
+        ):
+            timer.add_job(
+                self._job(job_id, run),
+                CronTrigger(hour=hour, minute=minute, timezone=UTC),
+                id=job_id,
+            )
+        timer.start()
+        self._timer = timer
+        self._track(loop.create_task(self.run_due_now()))
+        log.info("scheduler started: sweep every %.0f s", every)
+
+    def shutdown(self) -> None:
+        """Stop the timer; a job already running finishes (``stop`` waits for it)."""
+        if self._timer is not None and self._timer.running:
+            self._timer.shutdown(wait=False)
+        self._timer = None
+
+    async def stop(self) -> None:
+        """Stop the timer and wait for the jobs still running."""
+        self.shutdown()
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    def next_runs(self) -> dict[str, datetime]:
+        """When each timer job fires next (wall clock, UTC); empty when stopped."""
+        if self._timer is None:
+            return {}
+        return {
+            job.id: job.next_run_time.astimezone(UTC)
+            for job in self._timer.get_jobs()
+            if job.next_run_time is not None
+        }
+
+    async def run_due_now(self) -> None:
+        """Everything due now, once: the sweep, today's daily jobs if not done, the outbound."""
+        await self._sweep_job()
+        for job_id, run in (
+            ("purge", self.purge_once),
+            ("keys", self.check_keys_once),
+            ("report", self.report_once),
+        ):
+            await self._job(job_id, run)()
+
+    async def plan_outbound(self) -> None:
+        """Set the outbound wake-up at the instant the queue names (call after queuing)."""
+        if self.outbound_next_due is None or self.wake_outbound is None:
+            return
+        due = await asyncio.to_thread(self.outbound_next_due)
+        if due is None:
+            self._remove("outbound-wake")
+            return
+        self._at("outbound-wake", max(self._wall(due), datetime.now(UTC) + WAKE_GAP), self._wake)
+
+    async def _wake(self) -> None:
+        if self.wake_outbound is not None:
+            self.wake_outbound()
+        await self.plan_outbound()
+
+    async def _sweep_job(self) -> None:
+        result = await self._in_thread("sweep", self.sweep_once)
+        if result is not None and result.resends and self.wake_outbound is not None:
+            self.wake_outbound()
+        due = await asyncio.to_thread(self.sweeper.next_due)
+        if due is not None and due > self.clock.now():
+            self._at("sweep-next", self._wall(due), self._sweep_job)
+        await self.plan_outbound()
+
+    def _job(self, name: str, run: Callable[[], object]) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            await self._in_thread(name, run)
+
+        return job
+
+    async def _in_thread(self, name: str, run: Callable[[], T]) -> T | None:
+        """Run a job's blocking work in a thread, one at a time per job; errors are logged."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._track(task)
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            try:
+                return await asyncio.to_thread(run)
+            except Exception:
+                log.exception("scheduled job %s failed", name)
+                return None
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def _at(self, job_id: str, when: datetime, run: Callable[[], Awaitable[None]]) -> None:
+        if self._timer is None:
+            return
+        self._timer.add_job(
+            run, DateTrigger(run_date=when, timezone=UTC), id=job_id, replace_existing=True
+        )
+
+    def _remove(self, job_id: str) -> None:
+        if self._timer is not None:
+            with contextlib.suppress(LookupError):
+                self._timer.remove_job(job_id)
+
+    def _wall(self, instant: datetime) -> datetime:
+        """The wall-clock instant at which the injected clock will read ``instant``."""
+        return datetime.now(UTC) + (instant - self.clock.now())
+
+
+def _hour_minute(text: str) -> tuple[int, int]:
+    hours, minutes = text.split(":")
+    return int(hours), int(minutes)

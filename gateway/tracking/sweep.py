@@ -1,0 +1,378 @@
+"""The deadline sweep: claim the deadlines due now, do what ``deadlines.plan`` says, record it.
+
+Only the index (state, next_action_at) is read to find work, so a sweep costs what is due, not
+what is open. Each due deadline is handled in a transaction of its own that claims its row
+(PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so several gateways on one ledger never handle
+the same deadline; SQLite: BEGIN IMMEDIATE serialises the writers), posts the notice or queues
+the re-send, stores the new counters and ``next_action_at`` with a guarded UPDATE, and appends
+the audit entry last. A crash before the commit re-does only the notice or the re-send on the
+next sweep, and both are fixed by their key (the Maildir name, the spool key): nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, exc, select, update
+
+from gateway.audit import AuditLog
+from gateway.config import Config
+from gateway.errors import GatewayError
+from gateway.forms import FormCatalogue
+from gateway.ledger import Ledger, as_utc, deadlines, messages
+from gateway.notices import Notice, post
+from gateway.spool import KEY_PATTERN, Spool
+from gateway.tracking import deadline_notices
+from gateway.tracking.deadline_notices import iso_text
+from gateway.tracking.deadlines import (
+    Action,
+    OpenDeadline,
+    Rules,
+    Step,
+    opened_under,
+    plan,
+    rules_for,
+)
+from gateway.tracking.recipients import duty_desk, owner_desk
+
+log = logging.getLogger("gateway.deadlines")
+
+BATCH = 100
+# Spool metadata of a delivery attempt: a re-sent copy starts afresh.
+DELIVERY_KEYS = frozenset({"attempts", "first_attempt_at", "not_before", "last_error"})
+RECEIPT_SETTLED = ("acknowledged", "answered")
+_COUNTERS = {
+    "reminder": "reminders",
+    "escalation": "escalations",
+    "resend": "resends",
+    "unacknowledged": "unacknowledged",
+}
+
+_ROW = (
+    deadlines.c.id,
+    deadlines.c.message_id,
+    deadlines.c.kind,
+    deadlines.c.owed_by,
+    deadlines.c.opened_at,
+    deadlines.c.due,
+    deadlines.c.reminders_sent,
+    deadlines.c.escalations,
+    deadlines.c.resends,
+    deadlines.c.next_action_at,
+    messages.c.direction,
+    messages.c.partner,
+    messages.c.form,
+    messages.c.reference,
+    messages.c.priority,
+    messages.c.desk,
+    messages.c.spool_key,
+    messages.c.state.label("message_state"),
+)
+
+
+@dataclass
+class SweepResult:
+    """What one sweep did."""
+
+    reminders: int = 0
+    escalations: int = 0
+    resends: int = 0
+    unacknowledged: int = 0
+    settled: int = 0  # receipt deadlines found acknowledged already, closed as met
+    failed: int = 0  # deadlines left for the next sweep after an error
+
+    @property
+    def actions(self) -> int:
+        return self.reminders + self.escalations + self.resends + self.unacknowledged
+
+
+class _Lost(Exception):
+    """Another sweeper changed the row first: leave it."""
+
+
+class Sweeper:
+    """Sweeps the open deadlines of one ledger; safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        ledger: Ledger,
+        audit: AuditLog,
+        catalogue: FormCatalogue,
+        outbound: Spool,
+        batch: int = BATCH,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.audit = audit
+        self.catalogue = catalogue
+        self.outbound = outbound
+        self.batch = batch
+
+    def sweep(self, now: datetime | None = None) -> SweepResult:
+        """Handle every deadline due at ``now`` (default: the ledger's clock)."""
+        now = (now or self.ledger.clock.now()).astimezone(UTC)
+        result = SweepResult()
+        seen: set[int] = set()
+        while True:
+            due = self._due(now)
+            fresh = [deadline_id for deadline_id in due if deadline_id not in seen]
+            for deadline_id in fresh:
+                seen.add(deadline_id)
+                try:
+                    self._handle(deadline_id, now, result)
+                except _Lost:
+                    continue
+                except (GatewayError, OSError, LookupError, exc.SQLAlchemyError) as error:
+                    result.failed += 1
+                    log.error("deadline %d left for the next sweep: %r", deadline_id, error)
+            # Rows handled leave the index range; rows another sweeper holds are in ``seen``.
+            if not fresh or len(due) < self.batch:
+                return result
+
+    def next_due(self) -> datetime | None:
+        """The earliest ``next_action_at`` of the open deadlines: when to sweep next."""
+        with self.ledger.engine.connect() as connection:
+            found = connection.execute(
+                select(deadlines.c.next_action_at)
+                .where(deadlines.c.state == "open", deadlines.c.next_action_at.is_not(None))
+                .order_by(deadlines.c.next_action_at)
+                .limit(1)
+            ).scalar()
+        return as_utc(found) if found is not None else None
+
+    def close(self, reference: str, reason: str, actor: str) -> int:
+        """Close every open deadline of the messages with this Reference: see ``close``."""
+        return close(self.ledger, self.audit, reference, reason, actor)
+
+    # ------------------------------------------------------------------ one deadline
+
+    def _due(self, now: datetime) -> list[int]:
+        with self.ledger.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(deadlines.c.id)
+                    .where(deadlines.c.state == "open", deadlines.c.next_action_at <= now)
+                    .order_by(deadlines.c.next_action_at)
+                    .limit(self.batch)
+                ).scalars()
+            )
+
+    def _handle(self, deadline_id: int, now: datetime, result: SweepResult) -> None:
+        with self.audit.begin() as connection:
+            row = connection.execute(
+                select(*_ROW)
+                .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
+                .where(
+                    deadlines.c.id == deadline_id,
+                    deadlines.c.state == "open",
+                    deadlines.c.next_action_at <= now,
+                )
+                .with_for_update(skip_locked=True, of=deadlines)
+            ).first()
+            if row is None:
+                raise _Lost  # handled or closed meanwhile, or held by another gateway
+            deadline = OpenDeadline(
+                id=row.id,
+                kind=row.kind,
+                owed_by=row.owed_by,
+                opened_at=as_utc(row.opened_at),
+                due=as_utc(row.due),
+                reminders_sent=row.reminders_sent,
+                escalations=row.escalations,
+                resends=row.resends,
+                next_action_at=as_utc(row.next_action_at),
+            )
+            if deadline.kind == "receipt" and row.message_state in RECEIPT_SETTLED:
+                self._settle(connection, row, deadline)
+                result.settled += 1
+                return
+            step = plan(deadline, now, self._rules(row))
+            if step.action is not None and step.action.kind == "resend":
+                step = self._resend_or_give_up(row, deadline, step, now)
+            detail = self._act(connection, row, deadline, step, now)
+            self._store(connection, deadline, step)
+            if step.action is None:
+                return
+            if step.action.kind != "unacknowledged":  # that one is recorded by _act
+                self.ledger.event_in(connection, row.message_id, step.action.kind, detail)
+            self.audit.append_in(
+                connection,
+                f"deadline.{step.action.kind}",
+                partner=row.partner,
+                form=row.form,
+                reference=row.reference,
+                reason=f"{deadline.kind} owed by {deadline.owed_by}, due {iso_text(deadline.due)}: "
+                f"{detail}"[:300],
+            )
+        counter = _COUNTERS[step.action.kind]
+        setattr(result, counter, getattr(result, counter) + 1)
+        log.info("%s %s %s: %s", row.form, row.reference, step.action.kind, detail)
+
+    def _rules(self, row: Any) -> Rules:
+        if row.kind == "receipt":
+            try:
+                window = self.config.partner(row.partner).receipt_window
+            except KeyError:
+                window = Rules().receipt_window
+            return Rules(
+                receipt_window=window, receipt_resends=self.config.outbound.receipt_resends
+            )
+        form = self.catalogue.get(row.form) if row.form in self.catalogue else None
+        window = as_utc(row.due) - as_utc(row.opened_at)
+        return rules_for(opened_under(form, row.priority, window), self.config.deadlines)
+
+    def _act(
+        self, connection: Connection, row: Any, deadline: OpenDeadline, step: Step, now: datetime
+    ) -> str:
+        """Do the step's action (before the commit: it is idempotent); the event's detail."""
+        action = step.action
+        if action is None:
+            return ""
+        if action.kind == "resend":
+            key = self._queue_resend(row, action.number)
+            return (
+                f"resend {action.number} of {action.of} as {key}, receipt due {iso_text(step.due)}"
+            )
+        facts = self._facts(row, deadline)
+        if action.kind == "escalation":
+            duty = duty_desk(self.config, row.desk)
+            told = self._post([duty, owner_desk(self.config, row.desk)], facts, action, now, duty)
+            return f"escalation {action.number} to desk {told}"
+        told = self._post([owner_desk(self.config, row.desk)], facts, action, now)
+        if action.kind == "reminder":
+            return f"reminder {action.number} of {action.of} to desk {told}"
+        # unacknowledged: the state move is the message's event; another state keeps its own
+        detail = f"no receipt after {action.number} re-sends, desk {told} told"
+        if not self.ledger.set_state_in(
+            connection, row.message_id, "unacknowledged", detail, expected=("sent",)
+        ):
+            self.ledger.event_in(connection, row.message_id, "receipt-missed", detail)
+        return detail
+
+    def _post(
+        self,
+        desks: list[str | None],
+        facts: deadline_notices.Facts,
+        action: Action,
+        now: datetime,
+        duty: str | None = None,
+    ) -> str:
+        """Post the notice to each distinct desk; their names, or ``none`` without desks."""
+        told: list[str] = []
+        notice: Notice = deadline_notices.notice(facts, action, now, desk=duty or "")
+        for desk in desks:
+            if desk is not None and desk not in told:
+                post(self.config, desk, notice, now)
+                told.append(desk)
+        return ", ".join(told) or "none"
+
+    def _store(self, connection: Connection, deadline: OpenDeadline, step: Step) -> None:
+        values: dict[str, Any] = {
+            "reminders_sent": step.reminders_sent,
+            "escalations": step.escalations,
+            "resends": step.resends,
+            "due": step.due,
+            "next_action_at": step.next_action_at,
+            "state": step.state,
+        }
+        if step.state != "open":
+            values["closed_at"] = self.ledger.clock.now()
+            values["close_reason"] = "no receipt"
+        stored = connection.execute(
+            update(deadlines)
+            .where(
+                deadlines.c.id == deadline.id,
+                deadlines.c.state == "open",
+                deadlines.c.reminders_sent == deadline.reminders_sent,
+                deadlines.c.escalations == deadline.escalations,
+                deadlines.c.resends == deadline.resends,
+            )
+            .values(**values)
+        ).rowcount
+        if stored != 1:
+            raise _Lost
+
+    def _settle(self, connection: Connection, row: Any, deadline: OpenDeadline) -> None:
+        """A receipt deadline whose message was acknowledged but not closed: close it as met."""
+        self.ledger.close_deadline_in(
+            connection, row.message_id, "receipt", "met", f"message {row.message_state}"
+        )
+
+    # ------------------------------------------------------------------ re-sends
+
+    def _resend_or_give_up(
+        self, row: Any, deadline: OpenDeadline, step: Step, now: datetime
+    ) -> Step:
+        """The re-send, or at once the end of waiting when the original is no longer spooled."""
+        if row.spool_key is not None and self.outbound.exists(row.spool_key):
+            return step
+        log.error("%s %s: not in the outbound spool, cannot send it again", row.form, row.reference)
+        return plan(deadline, now, replace(self._rules(row), receipt_resends=deadline.resends))
+
+    def _queue_resend(self, row: Any, number: int) -> str:
+        """Put a copy of the sent message into the outbound queue, once per ``number``."""
+        key = resend_key(row.spool_key, row.message_id, number)
+        if self.outbound.exists(key):
+            return key
+        original = self.outbound.get(row.spool_key)
+        meta = {k: v for k, v in original.meta.items() if k not in DELIVERY_KEYS}
+        meta.update(kind="resend", ledger_id=row.message_id)
+        self.outbound.put(key, original.payload(), meta)
+        return key
+
+    def _facts(self, row: Any, deadline: OpenDeadline) -> deadline_notices.Facts:
+        return deadline_notices.Facts(
+            deadline_id=deadline.id,
+            kind=deadline.kind,
+            owed_by=deadline.owed_by,
+            direction=row.direction,
+            partner=row.partner,
+            form=row.form,
+            reference=row.reference,
+            priority=row.priority,
+            desk=row.desk,
+            opened_at=deadline.opened_at,
+            due=deadline.due,
+        )
+
+
+def close(ledger: Ledger, audit: AuditLog, reference: str, reason: str, actor: str) -> int:
+    """Close every open deadline of the messages with this Reference (a handler's decision that
+    nothing more is owed), each with an event and an audit entry; returns how many were closed."""
+    reason = " ".join(reason.split())
+    with audit.begin() as connection:
+        rows = connection.execute(
+            select(deadlines.c.kind, deadlines.c.message_id, messages.c.partner, messages.c.form)
+            .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
+            .where(messages.c.reference == reference, deadlines.c.state == "open")
+            .order_by(deadlines.c.id)
+        ).all()
+        closed = 0
+        for row in rows:
+            if not ledger.close_deadline_in(connection, row.message_id, row.kind, "closed", reason):
+                continue
+            closed += 1
+            detail = f"{row.kind} deadline closed by {actor}: {reason}"
+            ledger.event_in(connection, row.message_id, "deadline-closed", detail)
+            audit.append_in(
+                connection,
+                "deadline.closed",
+                partner=row.partner,
+                form=row.form,
+                reference=reference,
+                reason=detail[:300],
+            )
+    if closed:
+        log.info("closed %d deadline(s) of %s by %s", closed, reference, actor)
+    return closed
+
+
+def resend_key(spool_key: str, ledger_id: int, number: int) -> str:
+    """``<spool_key>.resend.<n>``; ``resend.<ledger id>.<n>`` when that is too long a key."""
+    key = f"{spool_key}.resend.{number}"
+    return key if KEY_PATTERN.fullmatch(key) else f"resend.{ledger_id}.{number}"
