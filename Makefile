@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/outbound.py
+	$(BIN)/python bench/deadlines.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/results/*.json

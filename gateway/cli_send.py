@@ -17,7 +17,7 @@ from gateway.ledger import Ledger, create_schema, make_engine
 from gateway.outbound.submit import Submitter
 from gateway.pgpmime import Attachment
 from gateway.runtime import load_validator, open_gnupg
-from gateway.spool import Spool
+from gateway.spool import OUTBOUND_MAX_ATTEMPTS, Spool
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -66,7 +66,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             gpg=gpg,
             validator=load_validator(config),
             ledger=Ledger(engine, clock),
-            outbound=Spool(config.paths.spool / "outbound"),
+            outbound=Spool(config.paths.spool / "outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS),
             audit=AuditLog(engine, clock),
             clock=clock,
         )

@@ -20,7 +20,7 @@ from gateway.outbound.delivery import Courier
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.submit import Submitter
 from gateway.runtime import load_validator, open_gnupg
-from gateway.spool import Spool
+from gateway.spool import OUTBOUND_MAX_ATTEMPTS, Spool
 from gateway.tracking.scheduler import Schedule
 
 log = logging.getLogger("gateway.server")
@@ -54,7 +54,7 @@ class Gateway:
         self.ledger = Ledger(self.engine, self.clock)
         self.audit = AuditLog(self.engine, self.clock)
         self.inbound = Spool(config.paths.spool / "inbound")
-        self.outbound = Spool(config.paths.spool / "outbound")
+        self.outbound = Spool(config.paths.spool / "outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS)
         self.pipeline = Pipeline(
             config=config,
             gpg=self.gpg,
@@ -102,6 +102,7 @@ class Gateway:
             gpg=self.gpg,
             wake_outbound=self.wake_outbound,
             outbound_next_due=self.courier.next_due,
+            catalogue=self.validator.catalogue,
         )
         # Sessions inside DATA get their own workers; the hand-off has one thread of its own, so
         # a backlog of deliveries and receipts never makes a sender wait for its 250.

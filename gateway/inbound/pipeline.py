@@ -23,10 +23,11 @@ from gateway.errors import (
     UnknownSender,
 )
 from gateway.forms import FormSpec
-from gateway.ledger import Ledger, NewMessage, deadlines
+from gateway.ledger import Ledger, NewMessage
 from gateway.openpgp import GnuPG
 from gateway.sealing import Opened, open_message
 from gateway.spool import Spool
+from gateway.tracking.deadlines import reply_deadline
 from gateway.xmlforms import FormHeader, FormValidator, Validation
 
 log = logging.getLogger("gateway.inbound")
@@ -215,26 +216,22 @@ class Pipeline:
         self, connection: Connection, ledger_id: int, checked: _Checked, received_at: datetime
     ) -> None:
         """The reply our desk owes, as a fixed UTC instant from the form's policy."""
-        rule = checked.form.reply.deadline(
-            checked.header.priority, checked.validation.values(checked.form.reply.condition_paths)
+        planned = reply_deadline(
+            checked.form,
+            checked.header.priority,
+            checked.validation.values(checked.form.reply.condition_paths),
+            received_at,
+            self.config.deadlines,
         )
-        if rule is None:
+        if planned is None:
             return
-        due = received_at + rule.within
-        connection.execute(
-            deadlines.insert().values(
-                message_id=ledger_id,
-                kind="reply",
-                owed_by="desk",
-                opened_at=received_at,
-                due=due,
-                state="open",
-                reminders_sent=0,
-                escalations=0,
-                next_action_at=received_at + rule.within * rule.reminders[0]
-                if rule.reminders
-                else due,
-            )
+        self.ledger.open_deadline_in(
+            connection,
+            ledger_id,
+            kind="reply",
+            owed_by="desk",
+            due=planned.due,
+            next_action_at=planned.next_action_at,
         )
 
 

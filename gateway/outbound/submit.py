@@ -24,6 +24,7 @@ from gateway.ledger import Ledger, NewMessage, messages
 from gateway.openpgp import GnuPG
 from gateway.pgpmime import Attachment
 from gateway.spool import Spool
+from gateway.tracking.deadlines import reply_deadline
 from gateway.xmlforms import FormHeader, FormValidator, Validation
 
 log = logging.getLogger("gateway.outbound")
@@ -326,13 +327,22 @@ class Submitter:
     ) -> None:
         """The reply the partner owes us, from the form's policy, as a fixed UTC instant."""
         header = validation.header()
-        rule = form.reply.deadline(header.priority, validation.values(form.reply.condition_paths))
-        if rule is None:
+        planned = reply_deadline(
+            form,
+            header.priority,
+            validation.values(form.reply.condition_paths),
+            now,
+            self.config.deadlines,
+        )
+        if planned is None:
             return
-        due = now + rule.within
-        first = now + rule.within * rule.reminders[0] if rule.reminders else due
         self.ledger.open_deadline_in(
-            connection, ledger_id, kind="reply", owed_by="partner", due=due, next_action_at=first
+            connection,
+            ledger_id,
+            kind="reply",
+            owed_by="partner",
+            due=planned.due,
+            next_action_at=planned.next_action_at,
         )
 
 
