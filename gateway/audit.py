@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,11 @@ _DIGEST = re.compile(r"(?:[0-9a-f]{64})?")
 _HASH = re.compile(r"[0-9a-f]{64}")
 _LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 REASON_LIMIT = 300
+# The statements of every append, built once: building and coercing a statement costs several
+# times what executing a built one does (SQLAlchemy caches the compiled form either way).
+_HEAD = select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+_INSERT = insert(audit)
+_ADVISORY_LOCK = text(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
 
 
 @dataclass(frozen=True)
@@ -157,6 +163,10 @@ class AuditLog:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
         self.clock = clock
+        # On SQLite the writers of this process that use ``begin`` take turns here: a writer
+        # that meets another inside SQLite is put to sleep by its busy handler (1, 2, 5, 10 ms
+        # and more), one waiting on this lock goes on the moment the other commits.
+        self._writers = threading.RLock()
 
     # Writing
 
@@ -207,6 +217,84 @@ class AuditLog:
         )
         return self._append_locked(connection, fields)
 
+    def append_many_in(
+        self, connection: Connection, entries: Sequence[tuple[str, Mapping[str, str]]]
+    ) -> list[AuditEntry]:
+        """``append_in`` for several entries, in order, inside the caller's transaction: one
+        lock, one read of the head, one INSERT. ``entries`` are (kind, fields) with the keyword
+        fields of ``append_in`` (partner, form, reference, digest, reason; missing ones empty).
+        Each entry is chained and hashed exactly as ``append_in`` would; a field refused by
+        ``clean_fields`` raises ValueError before anything is written."""
+        cleaned = [
+            clean_fields(
+                kind,
+                partner=fields.get("partner", ""),
+                form=fields.get("form", ""),
+                reference=fields.get("reference", ""),
+                digest=fields.get("digest", ""),
+                reason=fields.get("reason", ""),
+            )
+            for kind, fields in entries
+        ]
+        if not cleaned:
+            return []
+        self._lock(connection)
+        head = connection.execute(
+            select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
+        ).first()
+        seq, prev_hash = (int(head.seq) + 1, str(head.hash)) if head else (1, GENESIS)
+        made: list[AuditEntry] = []
+        for kind, partner, form, reference, digest, reason in cleaned:
+            at = self.clock.now()
+            if at.tzinfo is None:
+                raise ValueError("the clock must answer with a timezone-aware instant")
+            at = at.astimezone(UTC)
+            digest_of_entry = entry_hash(
+                seq,
+                format_instant(at),
+                kind=kind,
+                partner=partner,
+                form=form,
+                reference=reference,
+                digest=digest,
+                reason=reason,
+                prev_hash=prev_hash,
+            )
+            made.append(
+                AuditEntry(
+                    seq=seq,
+                    at=at,
+                    kind=kind,
+                    partner=partner,
+                    form=form,
+                    reference=reference,
+                    digest=digest,
+                    reason=reason,
+                    prev_hash=prev_hash,
+                    hash=digest_of_entry,
+                )
+            )
+            seq, prev_hash = seq + 1, digest_of_entry
+        connection.execute(
+            insert(audit),
+            [
+                {
+                    "seq": entry.seq,
+                    "at": entry.at,
+                    "kind": entry.kind,
+                    "partner": entry.partner,
+                    "form": entry.form,
+                    "reference": entry.reference,
+                    "digest": entry.digest,
+                    "reason": entry.reason,
+                    "prev_hash": entry.prev_hash,
+                    "hash": entry.hash,
+                }
+                for entry in made
+            ],
+        )
+        return made
+
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A write transaction for ``append_in`` and the caller's other writes.
@@ -218,7 +306,7 @@ class AuditLog:
             with self.engine.begin() as connection:
                 yield connection
             return
-        with self.engine.connect() as connection:
+        with self._writers, self.engine.connect() as connection:
             # The driver then leaves transaction control to us: BEGIN IMMEDIATE is ours to say.
             connection.execution_options(isolation_level="AUTOCOMMIT")
             connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -234,9 +322,7 @@ class AuditLog:
         self, connection: Connection, fields: tuple[str, str, str, str, str, str]
     ) -> AuditEntry:
         self._lock(connection)
-        head = connection.execute(
-            select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-        ).first()
+        head = connection.execute(_HEAD).first()
         seq, prev_hash = (int(head.seq) + 1, str(head.hash)) if head else (1, GENESIS)
         at = self.clock.now()
         if at.tzinfo is None:
@@ -267,18 +353,19 @@ class AuditLog:
             hash=digest_of_entry,
         )
         connection.execute(
-            insert(audit).values(
-                seq=entry.seq,
-                at=entry.at,
-                kind=entry.kind,
-                partner=entry.partner,
-                form=entry.form,
-                reference=entry.reference,
-                digest=entry.digest,
-                reason=entry.reason,
-                prev_hash=entry.prev_hash,
-                hash=entry.hash,
-            )
+            _INSERT,
+            {
+                "seq": entry.seq,
+                "at": entry.at,
+                "kind": entry.kind,
+                "partner": entry.partner,
+                "form": entry.form,
+                "reference": entry.reference,
+                "digest": entry.digest,
+                "reason": entry.reason,
+                "prev_hash": entry.prev_hash,
+                "hash": entry.hash,
+            },
         )
         return entry
 
@@ -287,7 +374,7 @@ class AuditLog:
         """Make this transaction the only appender until it ends."""
         dialect = connection.dialect.name
         if dialect == "postgresql":
-            connection.execute(text(f"SELECT pg_advisory_xact_lock({LOCK_KEY})"))
+            connection.execute(_ADVISORY_LOCK)
         elif dialect == "sqlite" and not _sqlite_in_transaction(connection):
             # Nothing written yet (the driver defers BEGIN): take the write lock before reading.
             connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -78,6 +78,8 @@ class Relay:
     host: str
     port: int = 25
     require_tls: bool = True
+    # CA certificates (PEM) that the relay's certificate must chain to; None: the system's.
+    tls_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ def load(path: Path) -> Config:
     database.finish()
     smtp = table.table("smtp")
     listen = _listen(smtp.table("listen"), base)
-    relay = _relay(smtp.table("relay")) if smtp.has("relay") else None
+    relay = _relay(smtp.table("relay"), base) if smtp.has("relay") else None
     smtp.finish()
     partners = tuple(_partner(item, base) for item in table.tables("partners"))
     desks = tuple(_desk(item, base) for item in table.tables("desks"))
@@ -396,11 +398,12 @@ def _listen(table: Table, base: Path) -> Listen:
     return listen
 
 
-def _relay(table: Table) -> Relay:
+def _relay(table: Table, base: Path) -> Relay:
     relay = Relay(
         host=table.text("host", pattern=_HOST, hint="a host name or IP address"),
         port=table.integer("port", 25, minimum=1, maximum=65535),
         require_tls=table.boolean("require_tls", True),
+        tls_ca=table.path("tls_ca", base, None),
     )
     table.finish()
     return relay

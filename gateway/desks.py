@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import email.policy
 import logging
 import os
 import re
@@ -19,11 +18,11 @@ from pathlib import Path
 
 from gateway.config import Route
 from gateway.durable import fsync_dir, storage_error
-from gateway.pgpmime import FORM_FILENAME, Attachment
+from gateway.pgpmime import FORM_FILENAME, WRITE_POLICY, Attachment
 from gateway.xmlforms import FormHeader
 
 PLACEHOLDER_DOMAIN = "gateway.invalid"
-_WRITE = email.policy.compat32.clone(linesep="\r\n")
+_WRITE = WRITE_POLICY
 Row = tuple[int, str, str]
 
 log = logging.getLogger("gateway.desks")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     CheckConstraint,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     insert,
@@ -144,6 +146,23 @@ sequences = Table(
 )
 
 
+# The statements of the hot paths (every message received and handed off), built once: building
+# and coercing a statement costs several times what executing a built one does.
+_FIND = select(messages).where(
+    messages.c.direction == bindparam("direction"),
+    messages.c.partner == bindparam("partner"),
+    messages.c.reference == bindparam("reference"),
+)
+_GET = select(messages).where(messages.c.id == bindparam("id"))
+_BY_SPOOL_KEY = select(messages).where(messages.c.spool_key == bindparam("spool_key"))
+_INSERT_MESSAGE = insert(messages)
+_INSERT_EVENT = insert(events)
+_DEADLINE_OF = select(deadlines.c.id).where(
+    deadlines.c.message_id == bindparam("message_id"), deadlines.c.kind == bindparam("kind")
+)
+_INSERT_DEADLINE = insert(deadlines)
+
+
 def make_engine(url: str, **options: Any) -> Engine:
     """An engine for the ledger. SQLite: WAL journal, synchronous=FULL, foreign keys on."""
     if url.startswith("sqlite"):
@@ -187,6 +206,28 @@ class MessageRow:
     updated_at: datetime
 
 
+class MessageHead(NamedTuple):
+    """The fields of a message that delivery works with: a light MessageRow (no instants, no
+    digests), read by the hundred on every pass."""
+
+    id: int
+    direction: str
+    partner: str
+    channel: str
+    form: str
+    reference: str
+    in_reply_to: str | None
+    desk: str | None
+    state: str
+
+    @classmethod
+    def of(cls, row: MessageRow) -> MessageHead:
+        return cls(*(getattr(row, name) for name in cls._fields))
+
+
+_HEAD_COLUMNS = tuple(messages.c[name] for name in MessageHead._fields)
+
+
 @dataclass(frozen=True)
 class NewMessage:
     """What the ledger records when a message is received or queued."""
@@ -218,17 +259,17 @@ class Ledger:
     def find(self, direction: str, partner: str, reference: str) -> MessageRow | None:
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(messages).where(
-                    messages.c.direction == direction,
-                    messages.c.partner == partner,
-                    messages.c.reference == reference,
-                )
+                _FIND, {"direction": direction, "partner": partner, "reference": reference}
             ).first()
         return _message(row) if row else None
 
     def get(self, message_id: int) -> MessageRow:
         with self.engine.connect() as connection:
-            row = connection.execute(select(messages).where(messages.c.id == message_id)).first()
+            return self.get_in(connection, message_id)
+
+    def get_in(self, connection: Connection, message_id: int) -> MessageRow:
+        """get inside the caller's transaction (it sees the caller's own writes)."""
+        row = connection.execute(_GET, {"id": message_id}).first()
         if row is None:
             raise KeyError(f"no message {message_id}")
         return _message(row)
@@ -253,8 +294,9 @@ class Ledger:
         """Insert a message and its first event. A second message with the same (direction,
         partner, reference) raises IntegrityError: the caller decides duplicate or conflict."""
         now = self.clock.now()
-        values = {**asdict(new), "created_at": now, "updated_at": now}
-        key = connection.execute(insert(messages).values(**values)).inserted_primary_key
+        # vars(), not asdict(): the fields are plain values, and asdict deep-copies each one.
+        values = {**vars(new), "created_at": now, "updated_at": now}
+        key = connection.execute(_INSERT_MESSAGE, values).inserted_primary_key
         if key is None:
             raise RuntimeError("the database returned no id for the new message")
         message_id = int(key[0])
@@ -264,10 +306,10 @@ class Ledger:
     def event_in(
         self, connection: Connection, message_id: int, kind: str, detail: str = ""
     ) -> None:
+        at = self.clock.now()
         connection.execute(
-            insert(events).values(
-                message_id=message_id, at=self.clock.now(), kind=kind, detail=detail[:500]
-            )
+            _INSERT_EVENT,
+            {"message_id": message_id, "at": at, "kind": kind, "detail": detail[:500]},
         )
 
     def set_state(
@@ -289,10 +331,118 @@ class Ledger:
     def by_spool_key(self, spool_key: str) -> MessageRow | None:
         """The message whose spooled item has this key (an inbound original, an outbound form)."""
         with self.engine.connect() as connection:
-            row = connection.execute(
-                select(messages).where(messages.c.spool_key == spool_key)
-            ).first()
+            row = connection.execute(_BY_SPOOL_KEY, {"spool_key": spool_key}).first()
         return _message(row) if row else None
+
+    def heads_by_spool_keys(self, spool_keys: Collection[str]) -> dict[str, MessageHead]:
+        """The heads of the messages whose spooled items have these keys, in one query: {spool
+        key: head} for those found (delivery reads one per message it sends)."""
+        wanted = sorted(set(spool_keys))
+        if not wanted:
+            return {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(messages.c.spool_key, *_HEAD_COLUMNS)
+                .where(messages.c.spool_key.in_(wanted))
+                .order_by(messages.c.id)
+            ).all()
+        found: dict[str, MessageHead] = {}
+        for spool_key, *head in rows:
+            found.setdefault(str(spool_key), MessageHead(*head))
+        return found
+
+    def move_many_in(
+        self,
+        connection: Connection,
+        moves: Sequence[tuple[int, str]],
+        state: str,
+        *,
+        expected: tuple[str, ...],
+    ) -> set[int]:
+        """set_state_in for many messages in one UPDATE ... RETURNING and one INSERT of their
+        events: each (message id, event detail) moves to ``state`` if it is in one of the
+        ``expected`` states. Returns the ids that moved."""
+        if not moves:
+            return set()
+        if not connection.dialect.update_returning:  # an SQLite older than 3.35
+            return {
+                message_id
+                for message_id, detail in moves
+                if self.set_state_in(connection, message_id, state, detail, expected=expected)
+            }
+        moved = {
+            int(found)
+            for found in connection.execute(
+                update(messages)
+                .where(
+                    messages.c.id.in_([message_id for message_id, _ in moves]),
+                    messages.c.state.in_(expected),
+                )
+                .values(state=state, updated_at=self.clock.now())
+                .returning(messages.c.id)
+            ).scalars()
+        }
+        self.events_in(
+            connection,
+            [(message_id, state, detail) for message_id, detail in moves if message_id in moved],
+        )
+        return moved
+
+    def events_in(self, connection: Connection, entries: Sequence[tuple[int, str, str]]) -> None:
+        """event_in for many events in one statement: (message id, kind, detail) each."""
+        if not entries:
+            return
+        at = self.clock.now()
+        connection.execute(
+            insert(events),
+            [
+                {"message_id": message_id, "at": at, "kind": kind, "detail": detail[:500]}
+                for message_id, kind, detail in entries
+            ],
+        )
+
+    def open_deadlines_in(
+        self,
+        connection: Connection,
+        opens: Sequence[tuple[int, datetime]],
+        *,
+        kind: str,
+        owed_by: str,
+    ) -> None:
+        """open_deadline_in for many messages in two statements: each (message id, due) gets
+        its ``kind`` deadline, once (one it already has is left as it is)."""
+        if not opens:
+            return
+        existing = set(
+            connection.execute(
+                select(deadlines.c.message_id).where(
+                    deadlines.c.message_id.in_([message_id for message_id, _ in opens]),
+                    deadlines.c.kind == kind,
+                )
+            ).scalars()
+        )
+        opened_at = self.clock.now()
+        rows = []
+        for message_id, due in opens:
+            if message_id in existing:
+                continue
+            existing.add(message_id)
+            rows.append(
+                {
+                    "message_id": message_id,
+                    "kind": kind,
+                    "owed_by": owed_by,
+                    "opened_at": opened_at,
+                    "due": due,
+                    "state": "open",
+                    "reminders_sent": 0,
+                    "escalations": 0,
+                    "resends": 0,
+                    "next_action_at": due,
+                }
+            )
+        if rows:
+            connection.execute(insert(deadlines), rows)
 
     def set_state_in(
         self,
@@ -326,26 +476,23 @@ class Ledger:
     ) -> None:
         """Open the ``kind`` (receipt | reply) deadline of a message, once: a second call for the
         same message and kind leaves the first (the unique key holds it)."""
-        exists = connection.execute(
-            select(deadlines.c.id).where(
-                deadlines.c.message_id == message_id, deadlines.c.kind == kind
-            )
-        ).first()
+        exists = connection.execute(_DEADLINE_OF, {"message_id": message_id, "kind": kind}).first()
         if exists is not None:
             return
         connection.execute(
-            insert(deadlines).values(
-                message_id=message_id,
-                kind=kind,
-                owed_by=owed_by,
-                opened_at=self.clock.now(),
-                due=due,
-                state="open",
-                reminders_sent=0,
-                escalations=0,
-                resends=0,
-                next_action_at=next_action_at or due,
-            )
+            _INSERT_DEADLINE,
+            {
+                "message_id": message_id,
+                "kind": kind,
+                "owed_by": owed_by,
+                "opened_at": self.clock.now(),
+                "due": due,
+                "state": "open",
+                "reminders_sent": 0,
+                "escalations": 0,
+                "resends": 0,
+                "next_action_at": next_action_at or due,
+            },
         )
 
     def close_deadline_in(

@@ -278,15 +278,12 @@ class GnuPG:
         """Sign with our key (and only ours) and encrypt to the recipient's pinned key, armored."""
         own = self._require_own()
         own_ids = self._own_key_ids()
-        result = self._gpg.encrypt(
-            data,
-            [recipient.upper()],
-            sign=own,
-            always_trust=True,
-            armor=True,
-            passphrase=self.protection.passphrase,
-            extra_args=["--local-user", own, "--force-mdc"],
-        )
+        # python-gnupg's encrypt(data, [recipient], sign=own, always_trust=True, armor=True,
+        # extra_args=[...]) makes exactly this command line.
+        args = ["--encrypt", "--recipient", recipient.upper(), "--armor"]
+        args += ["--sign", "--default-key", own, "--trust-model", "always"]
+        args += ["--local-user", own, "--force-mdc"]
+        result = self._run(args, data)
         status = StatusLog.parse(result.stderr)
         if status.has("INV_SGNR") or status.has("NO_SGNR"):
             raise KeyUnusable(f"our signing key {own} is unusable ({status.reason('INV_SGNR')})")
@@ -323,7 +320,7 @@ class GnuPG:
         that was signed first (RFC 3156 nested multipart/signed) carries none: ``detached`` then
         splits the plaintext into the signed bytes and the signature, which are verified instead.
         """
-        result = self._gpg.decrypt(data, passphrase=self.protection.passphrase)
+        result = self._run(["--decrypt"], data)
         status = StatusLog.parse(result.stderr)
         self._check_decryption(status)
         if detached is not None and not status.count("NEWSIG"):
@@ -363,6 +360,32 @@ class GnuPG:
             signing_key=found[0].upper(),
             signed_at=datetime.fromtimestamp(int(found[2]), UTC),
         )
+
+    def _run(self, args: list[str], data: bytes) -> Any:
+        """One gpg run as python-gnupg's ``_handle_io`` makes it (its command line, our
+        passphrase first on stdin, its result object fed every status line, so ``ok``,
+        ``valid`` and the rest mean what they mean there), but in this thread: subprocess.run
+        moves stdin, stdout and stderr with one poll loop where python-gnupg starts three
+        threads per call, which under load wait for the GIL behind the sessions."""
+        passphrase = self.protection.passphrase
+        if passphrase and not self._gpg.is_valid_passphrase(passphrase):
+            raise ValueError("Invalid passphrase")
+        command = self._gpg.make_args(args, passphrase is not None)
+        prefix = f"{passphrase}\n".encode(self._gpg.encoding) if passphrase else b""
+        done = subprocess.run(
+            command, input=prefix + data, capture_output=True, env=self._gpg.env, check=False
+        )
+        result = self._gpg.result_map["crypt"](self._gpg)
+        lines = done.stderr.decode(_STATUS_CODEC, "replace").splitlines(keepends=True)
+        for line in lines:
+            stripped = line.rstrip()
+            if stripped.startswith("[GNUPG:] "):
+                keyword, *value = stripped[9:].split(None, 1)
+                result.handle_status(keyword, value[0] if value else "")
+        result.stderr = "".join(lines)
+        result.data = done.stdout
+        result.returncode = done.returncode
+        return result
 
     @staticmethod
     def _check_decryption(status: StatusLog) -> None:

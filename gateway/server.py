@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.audit import AuditLog
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.errors import ConfigError
-from gateway.inbound.handoff import Handoff
+from gateway.inbound.handoff import Handoff, Progress
 from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
 from gateway.ledger import Ledger, create_schema, make_engine
@@ -26,6 +27,15 @@ from gateway.tracking.scheduler import Schedule
 log = logging.getLogger("gateway.server")
 DRAIN_SECONDS = 30.0
 HANDOFF_INTERVAL = 1.0
+# The hand-off (rendering, the receipt's signature) waits while a session is inside DATA, or
+# left it less than HANDOFF_QUIET seconds ago, so that it does not take the CPU the sessions'
+# decryption needs; but an item that has waited HANDOFF_MAX_WAIT seconds is handed off anyway,
+# so under sustained load the hand-off keeps up HANDOFF_MAX_WAIT behind and never starves.
+HANDOFF_QUIET = 0.05
+HANDOFF_MAX_WAIT = 5.0
+HANDOFF_POLL = 0.05
+# Hand-off workers side by side (each claims by rename): one's gpg run overlaps the other's Python.
+HANDOFF_WORKERS = 2
 OUTBOX_INTERVAL = 1.0
 
 
@@ -104,10 +114,12 @@ class Gateway:
             outbound_next_due=self.courier.next_due,
             catalogue=self.validator.catalogue,
         )
-        # Sessions inside DATA get their own workers; the hand-off has one thread of its own, so
+        # Sessions inside DATA get their own workers; the hand-off has threads of its own, so
         # a backlog of deliveries and receipts never makes a sender wait for its 250.
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-data")
-        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-handoff")
+        self.background = ThreadPoolExecutor(
+            max_workers=HANDOFF_WORKERS, thread_name_prefix="gateway-handoff"
+        )
         self.outbox_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-outbox")
         self.limits = Limits(
             max_sessions=config.listen.max_sessions,
@@ -115,6 +127,7 @@ class Gateway:
             session_timeout=config.listen.session_timeout.total_seconds(),
         )
         self._wake = asyncio.Event()
+        self._pending_since: float | None = None  # time.time() of the oldest not handed off
         self._server: asyncio.Server | None = None
         self._worker: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -171,7 +184,13 @@ class Gateway:
             asyncio.get_running_loop().run_in_executor(
                 self.background, self.handoff.resend_receipt, row
             )
+        elif self._pending_since is None:
+            self._pending_since = time.time()
         self._wake.set()
+
+    def _hold(self, waited: float) -> bool:
+        """Whether the hand-off leaves an item that has waited ``waited`` seconds for later."""
+        return waited < HANDOFF_MAX_WAIT and self.limits.busy(HANDOFF_QUIET)
 
     async def _handoff_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,11 +198,26 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), HANDOFF_INTERVAL)
             self._wake.clear()
-            try:
-                if await loop.run_in_executor(self.background, self.handoff.run_once):
-                    self._outbound_wake.set()  # receipts were queued
-            except Exception:
-                log.exception("hand-off failed; retrying")
+            # Sessions are busy: wait (on the loop, without touching the spool) until they are
+            # not, or until the oldest message accepted since the last run is due anyway.
+            while self._pending_since is not None and self._hold(time.time() - self._pending_since):
+                await asyncio.sleep(HANDOFF_POLL)
+            self._pending_since = None
+            runs = [
+                loop.run_in_executor(self.background, self.handoff.run, self._hold)
+                for _ in range(HANDOFF_WORKERS)
+            ]
+            outcomes = await asyncio.gather(*runs, return_exceptions=True)
+            progress = [done for done in outcomes if isinstance(done, Progress)]
+            for failed in outcomes:
+                if isinstance(failed, BaseException):
+                    log.error("hand-off failed; retrying", exc_info=failed)
+            if any(done.done for done in progress):
+                self._outbound_wake.set()  # receipts were queued
+            held = [done.held_since for done in progress if done.held_since is not None]
+            if held:
+                self._pending_since = min(*held, self._pending_since or time.time())
+                self._wake.set()
 
     async def _outbox_loop(self) -> None:
         loop = asyncio.get_running_loop()

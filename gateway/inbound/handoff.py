@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from gateway import pgpmime
 from gateway.audit import AuditLog
@@ -24,6 +26,15 @@ from gateway.xmlforms import FormValidator, Validation
 log = logging.getLogger("gateway.desks")
 RECEIPT_FORM = "ACK"
 ORPHAN_AFTER = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one run of the hand-off did: the items done and, when it stopped because it was told
+    to hold, the instant (wall clock, seconds) the item it left was spooled."""
+
+    done: int
+    held_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,20 +81,35 @@ class Handoff:
 
     def run_once(self) -> int:
         """Hand off everything waiting; returns how many items were done."""
+        return self.run().done
+
+    def run(self, hold: Callable[[float], bool] | None = None) -> Progress:
+        """Hand off what is waiting, oldest first. Before each item ``hold`` (if given) is asked
+        with the seconds the item has waited: True leaves it and the rest for a later run."""
         done = 0
         seen: set[str] = set()  # each item once per run: one that waits never blocks the rest
-        while (item := self.inbound.claim(skip=seen)) is not None:
-            seen.add(item.key)
-            try:
-                handled = self.handle(item)
-            except (GatewayError, OSError, LookupError) as error:
-                log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
-                self._put_back(item, error)
-                continue
-            if handled:
-                self.inbound.finish(item)
-                done += 1
-        return done
+        while fresh := [(key, at) for key, at in self.inbound.queued() if key not in seen]:
+            for key, spooled_at in fresh:
+                if hold is not None and hold(time.time() - spooled_at):
+                    return Progress(done, spooled_at)
+                seen.add(key)
+                try:
+                    item = self.inbound.claim_key(key)
+                except ValueError:  # a file whose name is no spool key: not ours to touch
+                    log.error("ignoring %s in the inbound spool: not a spool key", key[:80])
+                    continue
+                if item is None:
+                    continue  # taken by another worker meanwhile
+                try:
+                    handled = self.handle(item)
+                except (GatewayError, OSError, LookupError) as error:
+                    log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
+                    self._put_back(item, error)
+                    continue
+                if handled:
+                    self.inbound.finish(item)
+                    done += 1
+        return Progress(done)
 
     def _put_back(self, item: SpoolItem, error: Exception) -> None:
         """A transient failure (a full disk, a database away) costs no attempt; another one
@@ -138,11 +164,12 @@ class Handoff:
             if row.state == "received":
                 self._take_receipt(row, validation)
             return True
-        if row.state == "received":
-            self._deliver(row, payload, validation)
+        desk = self._deliver(row, payload, validation) if row.state == "received" else None
         if row.in_reply_to is not None:
             self._take_reply(row)
-        self.queue_receipt(row)
+        receipt = self._record(row, desk)
+        if receipt is not None:
+            self._queue_receipt(row, receipt)
         return True
 
     def _row(self, spool_key: str) -> MessageRow | None:
@@ -228,7 +255,8 @@ class Handoff:
             )
         log.info("%s %s answered by %s %s", asked.form, asked.reference, row.form, row.reference)
 
-    def _deliver(self, row: MessageRow, payload: pgpmime.Payload, validation: Validation) -> None:
+    def _deliver(self, row: MessageRow, payload: pgpmime.Payload, validation: Validation) -> str:
+        """The desk's copy into its Maildir (once: the name is fixed by the ledger id)."""
         form = self.validator.catalogue.get(row.form)
         partner = self.config.partner(row.partner)
         desk = self.config.desk(row.desk or "")
@@ -250,15 +278,33 @@ class Handoff:
             )
         )
         path = deliver(desk.maildir, f"{row.id}.{row.reference}", message)
-        if self.ledger.set_state(row.id, "delivered", f"desk {desk.name}", expected="received"):
-            self.audit.append(
-                "delivered",
-                partner=row.partner,
-                form=row.form,
-                reference=row.reference,
-                reason=f"desk {desk.name}",
-            )
         log.info("delivered %s %s to desk %s (%s)", row.form, row.reference, desk.name, path.name)
+        return desk.name
+
+    def _record(self, row: MessageRow, desk: str | None) -> MessageRow | None:
+        """One transaction for what the ledger keeps of the hand-off: the move to delivered
+        (guarded, so two workers cannot both make it) with its audit line, and the receipt's row.
+        Returns the receipt's row, or None when the receipt is queued already."""
+        key = f"receipt.{row.id}"
+        queued = self.outbound.exists(key)
+        receipt = None
+        with self.audit.begin() as connection:
+            if not queued:
+                receipt = self._receipt_row_in(connection, row) or self._new_receipt_in(
+                    connection, row, key
+                )
+            if desk is not None and self.ledger.set_state_in(
+                connection, row.id, "delivered", f"desk {desk}", expected=("received",)
+            ):
+                self.audit.append_in(
+                    connection,
+                    "delivered",
+                    partner=row.partner,
+                    form=row.form,
+                    reference=row.reference,
+                    reason=f"desk {desk}",
+                )
+        return receipt
 
     def _reply_due(self, ledger_id: int) -> datetime | None:
         with self.ledger.engine.connect() as connection:
@@ -276,35 +322,42 @@ class Handoff:
         key = f"receipt.{row.id}"
         if self.outbound.exists(key):
             return key
+        receipt = self._record(row, None)
+        if receipt is None:
+            return key
+        return self._queue_receipt(row, receipt)
+
+    def _new_receipt_in(self, connection: Connection, row: MessageRow, key: str) -> MessageRow:
+        """Number and record the receipt for ``row`` (state queued) in the caller's transaction."""
+        now = self.clock.now()
+        reference = self.ledger.next_reference_in(
+            connection, self.config.identity.country, now.year
+        )
+        receipt_id = self.ledger.record_in(
+            connection,
+            NewMessage(
+                direction="outbound",
+                partner=row.partner,
+                channel=row.channel,
+                form=RECEIPT_FORM,
+                reference=reference,
+                in_reply_to=row.reference,
+                message_id=f"<receipt.{row.id}.{reference}@{self.config.listen.hostname}>",
+                priority="normal",
+                content_sha256="",
+                raw_sha256="",
+                state="queued",
+                spool_key=key,
+            ),
+            f"receipt for {row.reference}",
+        )
+        return self.ledger.get_in(connection, receipt_id)
+
+    def _queue_receipt(self, row: MessageRow, existing: MessageRow) -> str:
+        """Seal the receipt whose ledger row is ``existing`` and put it in the outbound queue."""
+        key = f"receipt.{row.id}"
         partner = self.config.partner(row.partner)
         now = self.clock.now()
-        existing = self._receipt_row(row)
-        if existing is None:
-            with self.ledger.engine.begin() as connection:
-                reference = self.ledger.next_reference_in(
-                    connection, self.config.identity.country, now.year
-                )
-                self.ledger.record_in(
-                    connection,
-                    NewMessage(
-                        direction="outbound",
-                        partner=partner.code,
-                        channel=row.channel,
-                        form="ACK",
-                        reference=reference,
-                        in_reply_to=row.reference,
-                        message_id=f"<receipt.{row.id}.{reference}@{self.config.listen.hostname}>",
-                        priority="normal",
-                        content_sha256="",
-                        raw_sha256="",
-                        state="queued",
-                        spool_key=key,
-                    ),
-                    f"receipt for {row.reference}",
-                )
-            existing = self._receipt_row(row)
-            if existing is None:
-                raise LookupError(f"the receipt for {row.reference} was not recorded")
         facts = ReceiptFacts(
             our_bureau=self.config.identity.bureaux[row.channel],
             partner_bureau=partner.code,
@@ -352,18 +405,21 @@ class Handoff:
             return
         for attempt in range(1, 1000):
             key = f"receipt.{row.id}.again.{attempt}"
-            if not self.outbound.exists(key):
+            if self.outbound.exists(key):
+                continue
+            try:
                 self.outbound.put(key, original.payload(), original.meta)
-                return
+            except FileExistsError:  # another hand-off worker took this number a moment ago
+                continue
+            return
 
-    def _receipt_row(self, row: MessageRow) -> MessageRow | None:
-        with self.ledger.engine.connect() as connection:
-            found = connection.execute(
-                select(messages.c.id).where(
-                    messages.c.direction == "outbound",
-                    messages.c.form == "ACK",
-                    messages.c.partner == row.partner,
-                    messages.c.in_reply_to == row.reference,
-                )
-            ).scalar()
-        return self.ledger.get(int(found)) if found is not None else None
+    def _receipt_row_in(self, connection: Connection, row: MessageRow) -> MessageRow | None:
+        found = connection.execute(
+            select(messages.c.id).where(
+                messages.c.direction == "outbound",
+                messages.c.form == RECEIPT_FORM,
+                messages.c.partner == row.partner,
+                messages.c.in_reply_to == row.reference,
+            )
+        ).scalar()
+        return self.ledger.get_in(connection, int(found)) if found is not None else None

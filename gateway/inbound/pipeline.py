@@ -157,7 +157,9 @@ class Pipeline:
                 "the same message is being received in another session"
             ) from None
         try:
-            with self.ledger.engine.begin() as connection:
+            # The ledger's writer lock is taken up front: concurrent sessions queue for it
+            # rather than meet in SQLite's busy handler, which sleeps.
+            with self.audit.begin() as connection:
                 ledger_id = self.ledger.record_in(
                     connection,
                     NewMessage(

@@ -8,7 +8,7 @@ import email
 import email.policy
 import hashlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -34,6 +34,7 @@ from gateway.ledger import (
     deadlines,
     make_engine,
 )
+from gateway.outbound import delivery
 from gateway.outbound.delivery import Courier
 from gateway.spool import Spool
 
@@ -516,16 +517,16 @@ async def test_an_outcome_is_kept_when_the_ledger_is_away_after_the_250(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger_id = rig.queue_form()
-    real = Ledger.set_state_in
+    real = Ledger.move_many_in
     calls = []
 
-    def away(self: Ledger, *args: Any, **kwargs: Any) -> bool:
+    def away(self: Ledger, *args: Any, **kwargs: Any) -> set[int]:
         calls.append(args)
         if len(calls) == 1:
             raise OperationalError("UPDATE", {}, Exception("database is away"))
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Ledger, "set_state_in", away)
+    monkeypatch.setattr(Ledger, "move_many_in", away)
     courier = rig.courier()
     assert await courier.run_once() == 1
     assert len(rig.partner.received) == 1
@@ -733,6 +734,24 @@ async def test_at_most_connections_per_partner_each_carrying_several_messages(ri
     assert {rig.row(i).state for i in ids} == {"sent"}
 
 
+async def test_small_batches_and_little_room_ahead_still_send_everything_once(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "CLAIM_BATCH", 2)
+    monkeypatch.setattr(delivery, "CLAIM_AHEAD", 2)
+    monkeypatch.setattr(delivery, "CLAIM_AHEAD_BYTES", len(PAYLOAD) + 1)
+    monkeypatch.setattr(delivery, "SETTLE_BATCH", 3)
+    monkeypatch.setattr(delivery, "SETTLE_DELAY", 0.01)
+    rig.partner.data_delay = 0.01
+    ids = [rig.queue_form(f"RO-2026-{n:06d}") for n in range(1, 8)]
+    assert await rig.courier().run_once() == 7
+    assert sorted(r.data for r in rig.partner.received) == [PAYLOAD] * 7
+    assert {rig.row(i).state for i in ids} == {"sent"}
+    assert rig.folders() == {"done": [f"form.RO-2026-{n:06d}.msg" for n in range(1, 8)]}
+    assert [kind for kind, _, _ in rig.audit_kinds()] == ["sent"] * 7
+    assert rig.audit.verify() == []
+
+
 async def test_one_connection_per_partner_when_configured(rig: Rig) -> None:
     rig.configure(connections_per_partner=1)
     rig.partner.fail("rcpt", "452 4.5.3 too many recipients")  # RSET, and the session goes on
@@ -788,13 +807,14 @@ async def test_run_does_not_spin_on_an_item_it_cannot_take(
 ) -> None:
     rig.spool.put("form.RO-2026-000009", PAYLOAD, form_meta("RO-2026-000009", 9, START))
     claims: list[str] = []
-    real = Spool.claim_key
+    real = Spool.claim_read
 
-    def counting(self: Spool, key: str) -> Any:
-        claims.append(key)
-        return real(self, key)
+    def counting(self: Spool, keys: Iterable[str]) -> Any:
+        keys = list(keys)
+        claims.extend(keys)
+        return real(self, keys)
 
-    monkeypatch.setattr(Spool, "claim_key", counting)
+    monkeypatch.setattr(Spool, "claim_read", counting)
     task = asyncio.create_task(rig.courier().run(asyncio.Event(), poll=0.1))
     await asyncio.sleep(0.35)  # a real wait: how often the loop looks, not a deadline
     task.cancel()

@@ -8,13 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.config import Outbound
-from gateway.outbound.delivery import (
-    backoff_delay,
-    gives_up,
-    header_is_clean,
-    not_before,
-    partner_words,
-)
+from gateway.outbound.backoff import backoff_delay, gives_up, not_before
+from gateway.outbound.smtpclient import header_is_clean, partner_words
 
 EXACT = Outbound(
     retry_first=timedelta(minutes=1),

@@ -1,0 +1,283 @@
+"""The SMTP client of outbound delivery, the only importer of aiosmtplib: routes, sessions with
+STARTTLS and verified certificates, one message over a kept session, replies made into Attempts.
+
+A session requires STARTTLS when its route requires TLS, and the server's certificate is verified
+against the route's CA file or the system's store; nothing is said in clear to such a server but
+EHLO. What a try came to is an :class:`Attempt`: 250 is ``sent``; 5xx to MAIL, RCPT or DATA is
+``rejected``; any other reply, a network, TLS or time failure is ``retry``.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosmtplib
+
+from gateway.config import Config
+from gateway.errors import ConfigError
+
+WORDS_LIMIT = 500  # the partner's reply text quoted in a notice
+SUMMARY_LIMIT = 300  # our own one-line account of an attempt (events, audit reasons)
+_ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}(?=\s|$)")
+_ADDRESS = re.compile(r"[\x21-\x7e]{3,254}")
+
+Verdict = Literal["sent", "retry", "rejected", "refused", "failed"]
+FINAL: frozenset[str] = frozenset({"sent", "rejected", "refused", "failed"})
+
+
+def partner_words(text: str, limit: int = WORDS_LIMIT) -> str:
+    """A partner's reply text as a notice may quote it: one line, no control characters."""
+    printable = "".join(char if char.isprintable() else " " for char in text)
+    return " ".join(printable.split())[:limit]
+
+
+def header_is_clean(message: bytes) -> bool:
+    """No bare CR, bare LF or NUL in the header section (up to the first empty line)."""
+    end = message.find(b"\r\n\r\n")
+    head = message if end < 0 else message[: end + 2]
+    rest = head.replace(b"\r\n", b"")
+    return not any(char in rest for char in (b"\r", b"\n", b"\x00"))
+
+
+def address_is_clean(address: object) -> bool:
+    """An envelope address of printable ASCII only: no space, CR, LF or other control."""
+    return isinstance(address, str) and bool(_ADDRESS.fullmatch(address))
+
+
+# ---------------------------------------------------------------------------- what happened
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one try of one item came to. ``summary`` is ours, one line of codes and plain words
+    (no address): it goes to logs, events and the audit. ``words`` is the partner's reply text,
+    cleaned, for the spool's ``last_error`` and the desk's notice only."""
+
+    verdict: Verdict
+    summary: str
+    code: int | None = None
+    words: str = ""
+
+    @property
+    def error(self) -> str:
+        """The ``last_error`` of the item: our summary and, if any, what the partner said."""
+        return f"{self.summary}: {self.words}"[:WORDS_LIMIT] if self.words else self.summary
+
+    def to_meta(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "summary": self.summary,
+            "code": self.code,
+            "words": self.words,
+        }
+
+    @classmethod
+    def from_meta(cls, data: object) -> Attempt | None:
+        if not isinstance(data, dict) or data.get("verdict") not in FINAL:
+            return None
+        code = data.get("code")
+        return cls(
+            verdict=data["verdict"],
+            summary=str(data.get("summary", ""))[:SUMMARY_LIMIT],
+            code=code if isinstance(code, int) else None,
+            words=partner_words(str(data.get("words", ""))),
+        )
+
+
+def _reply(code: int, message: str, stage: str, *, in_transaction: bool) -> Attempt:
+    """An SMTP reply other than success: 5xx inside a transaction is final, the rest transient."""
+    enhanced = _ENHANCED.match(partner_words(message, 20))
+    summary = f"{code} {enhanced.group()}" if enhanced else str(code)
+    verdict: Verdict = "rejected" if in_transaction and 500 <= code < 600 else "retry"
+    return Attempt(verdict, f"{summary} at {stage}", code, partner_words(f"{code} {message}"))
+
+
+def _failure(exc: BaseException, stage: str) -> Attempt:
+    """A failure below the SMTP replies (network, TLS, time): always worth another try."""
+    cause = exc.__cause__ if isinstance(exc, aiosmtplib.SMTPConnectError) else exc
+    if isinstance(cause, ConnectionRefusedError):
+        summary = "connection refused"
+    elif isinstance(exc, TimeoutError | aiosmtplib.SMTPTimeoutError):
+        summary = f"timed out at {stage}"
+    elif isinstance(cause, ssl.SSLCertVerificationError):
+        summary = f"TLS certificate not accepted: {cause.verify_message or cause.reason}"
+    elif isinstance(cause, ssl.SSLError):
+        summary = f"TLS failed: {cause.reason or type(cause).__name__}"
+    elif isinstance(cause, aiosmtplib.SMTPServerDisconnected | ConnectionError):
+        summary = f"connection lost at {stage}"
+    elif isinstance(cause, OSError):
+        summary = f"network error at {stage}: {cause.strerror or type(cause).__name__}"
+    else:
+        summary = f"SMTP error at {stage}: {type(exc).__name__}"
+    return Attempt("retry", partner_words(summary, SUMMARY_LIMIT))
+
+
+class Unreachable(Exception):
+    """No session could be opened: everything queued for that route waits for the next try."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        super().__init__(attempt.summary)
+        self.attempt = attempt
+
+
+# ---------------------------------------------------------------------------- routes
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where mail goes: a partner's own server, or the relay."""
+
+    host: str
+    port: int
+    require_tls: bool
+    context: ssl.SSLContext
+
+
+@dataclass(frozen=True)
+class Routes:
+    """The routes of a configuration: one per partner, and the relay's (notices to desks go
+    only there). Loading a CA store costs ~20 ms, so each CA file gets one SSLContext."""
+
+    partners: dict[str, Route]
+    relay: Route | None
+
+    @classmethod
+    def of(cls, config: Config) -> Routes:
+        """ConfigError when a CA file cannot be loaded."""
+        source = str(config.source or "configuration")
+        contexts: dict[Path | None, ssl.SSLContext] = {}
+
+        def context(cafile: Path | None, key: str) -> ssl.SSLContext:
+            if cafile not in contexts:
+                try:
+                    made = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+                except (OSError, ssl.SSLError) as exc:
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    raise ConfigError(
+                        source, key, f"cannot load the CA certificates: {reason}"
+                    ) from None
+                made.minimum_version = ssl.TLSVersion.TLSv1_2
+                contexts[cafile] = made
+            return contexts[cafile]
+
+        relay = None
+        if config.relay is not None:
+            relay = Route(
+                config.relay.host.strip("[]"),
+                config.relay.port,
+                config.relay.require_tls,
+                context(config.relay.tls_ca, "smtp.relay.tls_ca"),
+            )
+        partners = {}
+        for index, partner in enumerate(config.partners):
+            partners[partner.code] = relay or Route(
+                partner.smtp_host.strip("[]"),
+                partner.smtp_port,
+                partner.require_tls,
+                context(partner.tls_ca, f"partners[{index}].tls_ca"),
+            )
+        return cls(partners, relay)
+
+
+# ---------------------------------------------------------------------------- sessions
+
+
+class Session:
+    """One SMTP session, kept for several messages as an MTA does."""
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self._client = client
+
+    @classmethod
+    async def open(cls, route: Route, local_hostname: str, timeout: float) -> Session:
+        """A session ready for MAIL: greeting, EHLO, and STARTTLS (verified) when offered; when
+        TLS is required and not offered, nothing else is said. Raises Unreachable."""
+        client = aiosmtplib.SMTP(
+            hostname=route.host,
+            port=route.port,
+            local_hostname=local_hostname,
+            start_tls=False,  # we decide below, after EHLO: required means required
+            tls_context=route.context,
+            timeout=timeout,
+        )
+        stage = "connect"
+        try:
+            await client.connect()
+            stage = "EHLO"
+            await _hello(client)
+            if client.supports_extension("starttls"):
+                stage = "STARTTLS"
+                await client.starttls()  # the certificate and host name are checked here
+                if client.get_transport_info("ssl_object") is None:
+                    raise Unreachable(Attempt("retry", "TLS not established"))
+                stage = "EHLO"
+                await _hello(client)
+            elif route.require_tls:
+                raise Unreachable(Attempt("retry", "STARTTLS not offered"))
+        except Unreachable:
+            client.close()
+            raise
+        except aiosmtplib.SMTPResponseException as reply:
+            client.close()
+            attempt = _reply(reply.code, reply.message, stage, in_transaction=False)
+            raise Unreachable(attempt) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
+            raise Unreachable(_failure(exc, stage)) from None
+        return cls(client)
+
+    async def send(self, sender: str, recipient: str, payload: bytes) -> tuple[Attempt, bool, str]:
+        """MAIL, RCPT, DATA: (what came of it, whether the session can carry another message,
+        the stage reached)."""
+        client = self._client
+        stage = "MAIL"
+        try:
+            options = [f"SIZE={len(payload)}"] if client.supports_extension("size") else []
+            await client.mail(sender, options=options)
+            stage = "RCPT"
+            await client.rcpt(recipient)
+            stage = "DATA"
+            response = await client.data(payload)
+        except aiosmtplib.SMTPResponseException as reply:
+            attempt = _reply(reply.code, reply.message, stage, in_transaction=True)
+            if reply.code == 421 or not client.is_connected:
+                return attempt, False, stage
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                return attempt, False, stage
+            return attempt, True, stage
+        except ValueError:  # an address aiosmtplib will not put on a command line
+            return Attempt("refused", "refused: an address not fit for SMTP"), False, stage
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return _failure(exc, stage), False, stage
+        enhanced = _ENHANCED.match(partner_words(response.message, 20))
+        code = f"{response.code} {enhanced.group()}" if enhanced else str(response.code)
+        words = partner_words(f"{response.code} {response.message}")
+        return Attempt("sent", code, response.code, words), True, stage
+
+    async def quit(self) -> None:
+        """QUIT politely; a session that cannot is just closed."""
+        if not self._client.is_connected:
+            return
+        try:
+            await self._client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            self._client.close()
+
+    def close(self) -> None:
+        """Drop the connection at once."""
+        self._client.close()
+
+
+async def _hello(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPHeloError:
+        if not client.is_connected:
+            raise
+        await client.helo()  # no extensions then: no STARTTLS, no SIZE
