@@ -58,6 +58,7 @@ CLAIM_AHEAD_BYTES = 32 << 20  # ... and their payloads' bytes
 SETTLE_BATCH = 512  # outcomes recorded in one ledger transaction (group commit) ...
 SETTLE_BYTES = 32 << 20  # ... and their payloads' bytes
 SETTLE_DELAY = 1.0  # seconds an outcome may wait for a fuller batch while the sessions send
+REPEAT_WARNING_AFTER = 300.0  # seconds before the same unreachable partner is logged again
 
 
 @dataclass
@@ -162,6 +163,7 @@ class Courier:
         self.spool = spool
         self.clock = clock
         self.timeout = config.outbound.timeout.total_seconds()
+        self._warned: dict[str, tuple[str, float]] = {}  # peer -> (what was said, when)
         self._routes = Routes.of(config)
         if config.relay is None and any(desk.email for desk in config.desks):
             log.warning(
@@ -326,6 +328,17 @@ class Courier:
         if worker.session is not None:
             await worker.session.quit()
 
+    def _warn_unreachable(self, peer: str, summary: str) -> None:
+        """A partner that is down is logged once, then again when the reason changes or every
+        few minutes: not once per item and session while the queue for it grows."""
+        now = asyncio.get_running_loop().time()
+        said = self._warned.get(peer)
+        if said is not None and said[0] == summary and now - said[1] < REPEAT_WARNING_AFTER:
+            log.debug("%s unreachable: %s", peer, summary)
+            return
+        self._warned[peer] = (summary, now)
+        log.warning("%s unreachable: %s", peer, summary)
+
     async def _try(self, job: Job, lane: _Lane, worker: _Worker) -> Attempt:
         """Send one message, on the worker's session or a new one."""
         if lane.down is not None:
@@ -342,7 +355,7 @@ class Courier:
                     )
                 except Unreachable as down:
                     lane.down = down.attempt
-                    log.warning("%s unreachable: %s", job.peer, down.attempt.summary)
+                    self._warn_unreachable(job.peer, down.attempt.summary)
                     return down.attempt
             attempt, usable, stage = await worker.session.send(
                 self.config.identity.address, recipient, job.payload

@@ -7,6 +7,7 @@ import asyncio
 import email
 import email.policy
 import hashlib
+import logging
 import random
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, replace
@@ -386,6 +387,22 @@ async def test_a_partner_down_for_a_while(rig: Rig) -> None:
     assert await courier.run_once() == 1
     assert len(rig.partner.received) == 1
     assert rig.row(ledger_id).state == "sent"
+
+
+async def test_a_partner_down_is_logged_once_not_at_every_pass(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.queue_form()
+    await rig.partner.stop()
+    courier = rig.courier()
+    with caplog.at_level(logging.INFO, logger="gateway.delivery"):
+        for _ in range(3):
+            assert await courier.run_once() == 1
+            due = courier.next_due()
+            assert due is not None
+            rig.clock.set(due)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == ["NO-SIRENE unreachable: connection refused"]
 
 
 async def test_an_unreachable_partner_costs_one_connection_per_session_not_per_item(
