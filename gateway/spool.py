@@ -75,6 +75,7 @@ class Spool:
                 path.chmod(0o700)  # mkdir's mode went through the umask
         fsync_dir(root)
         self.tmp, self.new, self.cur, self.done, self.quarantine = (root / n for n in FOLDERS)
+        self._peeked: dict[str, tuple[int, int, dict[str, Any]]] = {}  # peek()'s last reading
 
     def put(self, key: str, payload: bytes, meta: Mapping[str, Any]) -> SpoolItem:
         """Store a new item in new/; only when this returns is it durable.
@@ -144,26 +145,37 @@ class Spool:
         file objects): delivery looks at the whole queue on every pass. The items of new/ with
         their metadata, oldest first, left where they are; an unreadable one is skipped."""
         new = os.fspath(self.new)
-        found: list[tuple[int, str]] = []
+        found: list[tuple[int, str, int]] = []
         with os.scandir(new) as entries:
             for entry in entries:
                 if entry.name.endswith(SUFFIX):
                     with suppress(FileNotFoundError):  # claimed by someone else meanwhile
-                        found.append((entry.stat().st_mtime_ns, entry.name))
+                        found.append((entry.stat().st_mtime_ns, entry.name, entry.inode()))
         found.sort()
+        # A file is never changed in place (a new version is a new file renamed over it), so
+        # the metadata read last time holds while the name, inode and mtime are the same: a
+        # long queue for a partner that is down costs a scan per pass, not a read per item.
+        known = self._peeked
+        seen: dict[str, tuple[int, int, dict[str, Any]]] = {}
         items: list[SpoolItem] = []
-        for _, name in found:
+        for mtime, name, inode in found:
             path = f"{new}/{name}"
-            try:
-                meta = json.loads(_first_line(path))
-                if not isinstance(meta, dict):
-                    raise ValueError("metadata is not a JSON object")
-            except FileNotFoundError:
-                continue  # claimed by someone else meanwhile
-            except ValueError as exc:
-                log.error("skipping unreadable %s: %s", name, exc)
-                continue
-            items.append(SpoolItem(name.removesuffix(SUFFIX), Path(path), meta))
+            cached = known.get(name)
+            if cached is not None and cached[:2] == (inode, mtime):
+                meta = cached[2]
+            else:
+                try:
+                    meta = json.loads(_first_line(path))
+                    if not isinstance(meta, dict):
+                        raise ValueError("metadata is not a JSON object")
+                except FileNotFoundError:
+                    continue  # claimed by someone else meanwhile
+                except ValueError as exc:
+                    log.error("skipping unreadable %s: %s", name, exc)
+                    continue
+            seen[name] = (inode, mtime, meta)
+            items.append(SpoolItem(name.removesuffix(SUFFIX), Path(path), dict(meta)))
+        self._peeked = seen
         return items
 
     def claim_key(self, key: str) -> SpoolItem | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gateway import spool as spool_module
 from gateway.errors import StorageFull, StoreUnavailable
 from gateway.spool import FOLDERS, Recovery, Spool, SpoolItem
 
@@ -545,3 +546,28 @@ def test_a_failed_reschedule_leaves_the_claimed_item(
     assert spool.get("k").payload() == b"payload"
     spool.release(item)
     assert names(spool.new) == ["k.msg"]
+
+
+def test_peek_reads_an_unchanged_item_once_and_a_new_version_again(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool.put("a", b"payload", {"n": 1})
+    spool.put("b", b"payload", {"n": 2})
+    reads: list[str] = []
+    original = spool_module._first_line
+
+    def counting(path: str) -> bytes:
+        reads.append(Path(path).name)
+        return original(path)
+
+    monkeypatch.setattr(spool_module, "_first_line", counting)
+    assert [item.meta["n"] for item in spool.peek()] == [1, 2]
+    assert [item.meta["n"] for item in spool.peek()] == [1, 2]
+    assert sorted(reads) == ["a.msg", "b.msg"]  # the second look read nothing
+    item = spool.claim_key("a")
+    assert item is not None
+    spool.reschedule(item, {"n": 3})
+    assert sorted(item.meta["n"] for item in spool.peek()) == [2, 3]
+    assert sorted(reads) == ["a.msg", "a.msg", "b.msg"]  # only the new version was read
+    spool.peek()[0].meta["n"] = 99  # what a caller does to its copy stays with it
+    assert sorted(item.meta["n"] for item in spool.peek()) == [2, 3]
