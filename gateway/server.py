@@ -27,9 +27,10 @@ from gateway.tracking.scheduler import Schedule
 log = logging.getLogger("gateway.server")
 DRAIN_SECONDS = 30.0
 HANDOFF_INTERVAL = 1.0
-# The hand-off (rendering, the receipt's signature) waits while a session is inside DATA, or
-# left it less than HANDOFF_QUIET seconds ago, so that it does not take the CPU the sessions'
-# decryption needs; but an item that has waited HANDOFF_MAX_WAIT seconds is handed off anyway,
+# The hand-off (rendering, the receipt's signature) waits while a session's message is in the
+# pipeline (decrypting, validating, committing: after the end of DATA, before the reply), or one
+# left it less than HANDOFF_QUIET seconds ago, so that it does not take the CPU that needs;
+# but an item that has waited HANDOFF_MAX_WAIT seconds is handed off anyway,
 # so under sustained load the hand-off keeps up HANDOFF_MAX_WAIT behind and never starves.
 HANDOFF_QUIET = 0.05
 HANDOFF_MAX_WAIT = 5.0

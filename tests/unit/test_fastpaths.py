@@ -1,0 +1,198 @@
+"""The short ways around the email package must answer exactly what the long ways answer.
+
+The MAIL/RCPT address fast path against aiosmtpd's own parser, and the plain-header writer
+against compat32's folding, each on a table of edge cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import random
+from collections.abc import Callable, Iterator
+from email.message import Message
+from typing import cast
+
+import pytest
+from aiosmtpd.smtp import SMTP
+
+from gateway import pgpmime
+from gateway.inbound.smtp_server import GatewaySMTP, Handler, Limits
+
+ADDRESSES = [
+    "<sirene@no.example>",
+    "<sirene@no.example> SIZE=12345",
+    "<sirene@no.example> SIZE=12345 BODY=8BITMIME",
+    "<SIRENE@NO.EXAMPLE>",
+    "<Sirene.Desk+g@Sub.No-Example.org>",
+    "<a_b-c@localhost>",
+    "<a@b>",
+    "<a@1.2.3.4>",
+    "<a@-b.example>",
+    "<a@b-.example>",
+    "<1@2>",
+    "  <sirene@no.example>  ",
+    "\t<sirene@no.example>\tSIZE=1",
+    "<sirene@no.example>SIZE=1",
+    "<sirene@no.example>>",
+    "<sirene@no.example> (a comment)",
+    "<sirene@no.example>(a comment)",
+    "<sirene@no.example> SIZE=1 (comment)",
+    '<"quoted local"@no.example>',
+    '<"a"@no.example>',
+    '<"a\\"b"@no.example>',
+    "<a@[192.0.2.1]>",
+    "<a@[IPv6:2001:db8::1]>",
+    "<>",
+    "<> SIZE=0",
+    "",
+    "<@relay.example:sirene@no.example>",
+    "<@r1.example,@r2.example:sirene@no.example>",
+    "sirene@no.example",
+    "sirene@no.example SIZE=1",
+    "<sirene@no.example",
+    "sirene@no.example>",
+    "<.a@b.example>",
+    "<a.@b.example>",
+    "<a..b@c.example>",
+    "<a@b..example>",
+    "<a@b.example.>",
+    "<a@.b.example>",
+    "<a@>",
+    "<@b.example>",
+    "<a b@c.example>",
+    "<a@b c.example>",
+    "<a@b_c.example>",
+    "<a!#$%&'*/=?^`{|}~@b.example>",
+    "<ü@b.example>",
+    "<a@ü.example>",
+    "<a@@b.example>",
+    "<a@b@c.example>",
+    "<<a@b.example>>",
+    "<a@b.example> <c@d.example>",
+    "<" + "l" * 64 + "@b.example>",
+    "<" + "l" * 65 + "@b.example>",
+    "<" + "l" * 300 + "@b.example>",
+    "<a@" + "d" * 300 + ".example>",
+]
+
+
+@pytest.fixture
+def session() -> Iterator[GatewaySMTP]:
+    loop = asyncio.new_event_loop()
+    try:
+        limits = Limits(max_sessions=1, idle_timeout=60.0, session_timeout=600.0)
+        yield GatewaySMTP(cast(Handler, object()), limits, loop=loop)
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("limit", [0, 64])
+@pytest.mark.parametrize("arg", ADDRESSES)
+def test_address_fast_path_equals_aiosmtpd(session: GatewaySMTP, arg: str, limit: int) -> None:
+    session.local_part_limit = limit
+    assert session._getaddr(arg) == SMTP._getaddr(session, arg)
+
+
+def outcome(parse: Callable[[str], tuple[str | None, str | None]], arg: str) -> object:
+    """What parsing answers, or the class of what it raises (the email package's parser raises
+    IndexError on some malformed input, e.g. ``a@``: both ways must then raise alike)."""
+    try:
+        return parse(arg)
+    except Exception as error:  # compared below
+        return type(error)
+
+
+def test_address_fast_path_on_random_addresses(session: GatewaySMTP) -> None:
+    rng = random.Random(3156)  # noqa: S311 - reproducible cases, not secrets
+    alphabet = 'aZ09._+-@<> \t()"[]:,;!='
+    for _ in range(3000):
+        arg = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14)))
+        for candidate in (arg, f"<{arg}>", f"<a{arg}@b.example>", f"<a@b{arg}>"):
+            ours = outcome(session._getaddr, candidate)
+            assert ours == outcome(lambda arg: SMTP._getaddr(session, arg), candidate), candidate
+
+
+# Header writing
+
+COMPAT32 = email.policy.compat32.clone(linesep="\r\n")
+LONG_WORDS = " ".join(f"word{n}" for n in range(40))
+
+HEADERS = [
+    ("Subject", "SIRENE G RO-2026-000001"),
+    ("Subject", ""),
+    ("Subject", "x"),
+    ("Subject", "a" * 69),  # 78 characters with "Subject: "
+    ("Subject", "a" * 70),
+    ("Subject", "a" * 200),
+    ("Subject", "b " * 34 + "b"),
+    ("Subject", "b " * 35 + "b"),
+    ("Subject", LONG_WORDS),
+    ("To", ", ".join(f"desk{n}@ro.example" for n in range(12))),
+    (
+        "Content-Type",
+        'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="' + "=" * 30 + 'abc"',
+    ),
+    ("Content-Type", 'application/xml; name="form.xml"'),
+    ("Message-ID", "<20261125080000.1234.5678@gateway.ro.example>"),
+    ("Date", "Wed, 25 Nov 2026 08:00:00 +0000"),
+    ("X-Very-Long-Header-Name-That-Takes-Most-Of-The-Line-By-Itself-Already", "value"),
+    ("X-" + "N" * 80, "v"),
+    ("Subject", "two  spaces"),
+    ("Subject", " leading"),
+    ("Subject", "trailing "),
+    ("Subject", "tab\there"),
+    ("Subject", "line\r\n continued"),
+    ("Subject", "=?utf-8?q?encoded?="),
+    ("Subject", "a =? b"),
+    ("Subject", "Zürich"),
+    ("Subject", "Ελλάδα " * 12),
+    ("From", "Jürgen Müller <sirene@de.example>"),
+    ("Subject", "\x7f control"),
+    ("Subject", "semi;colons,and,commas;" * 5),
+    ("Subject", "x" * 30 + " " + "y" * 60),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), HEADERS)
+def test_header_fold_equals_compat32(name: str, value: str) -> None:
+    assert pgpmime.WRITE_POLICY.fold(name, value) == COMPAT32.fold(name, value)
+    assert pgpmime.WRITE_POLICY.fold_binary(name, value) == COMPAT32.fold_binary(name, value)
+
+
+@pytest.mark.parametrize("max_line_length", [None, 0, 40, 78, 100])
+def test_header_fold_equals_compat32_at_other_line_lengths(max_line_length: int | None) -> None:
+    ours = pgpmime.WRITE_POLICY.clone(max_line_length=max_line_length)
+    theirs = COMPAT32.clone(max_line_length=max_line_length)
+    for name, value in HEADERS:
+        assert ours.fold(name, value) == theirs.fold(name, value), (name, value)
+
+
+def test_header_fold_on_random_ascii_values() -> None:
+    rng = random.Random(2034)  # noqa: S311 - reproducible cases, not secrets
+    alphabet = "abcXYZ019 ;,:=?<>\"'()-."
+    for _ in range(3000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 90)))
+        name = rng.choice(["Subject", "To", "X-A", "Content-Type"])
+        assert pgpmime.WRITE_POLICY.fold(name, value) == COMPAT32.fold(name, value), value
+
+
+def test_whole_message_is_written_as_compat32_writes_it() -> None:
+    message = Message()
+    for name, value in HEADERS:
+        message[name] = value
+    message.set_payload("body\r\n")
+    assert message.as_bytes(policy=pgpmime.WRITE_POLICY) == message.as_bytes(policy=COMPAT32)
+
+
+def test_envelope_written_by_the_gateway_equals_compat32() -> None:
+    envelope = pgpmime.new_envelope(
+        "sirene@ro.example",
+        "sirene@no.example",
+        pgpmime.subject("sirene", "G", "RO-2026-000001"),
+        "ro.example",
+    )
+    armored = b"-----BEGIN PGP MESSAGE-----\n\nAAAA\n-----END PGP MESSAGE-----\n"
+    written = pgpmime.wrap_encrypted(armored, envelope)
+    reparsed = email.message_from_bytes(written, policy=email.policy.compat32)
+    assert reparsed.as_bytes(policy=pgpmime.WRITE_POLICY) == reparsed.as_bytes(policy=COMPAT32)

@@ -1,0 +1,112 @@
+"""GnuPG._run (gpg in the calling thread): the same verdicts python-gnupg's own runs gave, the
+same exceptions for gpg's failures, and no thread left behind."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gpgkit
+import pytest
+
+from gateway.errors import DamagedCiphertext, KeyUnusable, NotForUs
+from gateway.openpgp import GnuPG
+
+PLAINTEXT = b"Content-Type: application/xml\r\n\r\n<FormG/>\r\n"
+
+
+@dataclass
+class Pair:
+    ours: GnuPG
+    ro: str
+    partner: GnuPG
+    no: str
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
+    ours = GnuPG(gpgkit.new_home())
+    partner = GnuPG(gpgkit.new_home())
+    try:
+        ro = ours.generate("RO-SIRENE", "sirene@ro.example")
+        no = partner.generate("NO-SIRENE", "sirene@no.example")
+        ours.import_partner_key(partner.export_public().encode())
+        partner.import_partner_key(ours.export_public().encode())
+        yield Pair(ours, ro, partner, no)
+    finally:
+        ours.close()
+        partner.close()
+
+
+GARBAGE = [
+    b"",
+    b"garbage, not OpenPGP at all",
+    bytes(range(256)) * 4,
+    b"-----BEGIN PGP MESSAGE-----\n\nbm90IHJlYWxseQ==\n=AAAA\n-----END PGP MESSAGE-----\n",
+]
+
+
+@pytest.mark.parametrize("data", GARBAGE, ids=["empty", "text", "binary", "armor"])
+def test_decrypting_garbage_is_damaged_ciphertext(pair: Pair, data: bytes) -> None:
+    with pytest.raises(DamagedCiphertext, match="damaged"):
+        pair.ours.decrypt_verify(data, pair.no)
+
+
+@pytest.mark.parametrize("data", GARBAGE, ids=["empty", "text", "binary", "armor"])
+def test_run_on_garbage_reports_what_python_gnupg_reports(pair: Pair, data: bytes) -> None:
+    ours = pair.ours._run(["--decrypt"], data)
+    theirs = pair.ours._gpg.decrypt(data)
+    assert (ours.ok, ours.valid, ours.returncode) == (theirs.ok, theirs.valid, theirs.returncode)
+    assert ours.returncode != 0 and not ours.ok
+    assert bytes(ours.data) == bytes(theirs.data) == b""
+
+
+def test_run_on_a_good_message_reports_what_python_gnupg_reports(pair: Pair) -> None:
+    ciphertext = pair.partner.sign_encrypt(PLAINTEXT, pair.ro)
+    ours = pair.ours._run(["--decrypt"], ciphertext)
+    theirs = pair.ours._gpg.decrypt(ciphertext)
+    for name in ("ok", "valid", "returncode", "status", "fingerprint", "key_id", "trust_level"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert bytes(ours.data) == bytes(theirs.data) == PLAINTEXT
+
+
+def test_message_for_somebody_else_is_not_for_us(pair: Pair) -> None:
+    to_partner = pair.ours.sign_encrypt(PLAINTEXT, pair.no)
+    with pytest.raises(NotForUs):
+        pair.ours.decrypt_verify(to_partner, pair.no)
+
+
+def test_sign_encrypt_to_an_unknown_key_is_refused(pair: Pair) -> None:
+    with pytest.raises(KeyUnusable, match="not in our keyring"):
+        pair.ours.sign_encrypt(PLAINTEXT, "A" * 40)
+
+
+def test_no_thread_is_left_behind(pair: Pair) -> None:
+    pair.ours.sign_encrypt(PLAINTEXT, pair.no)  # warm up: nothing lazily started counts
+    before = threading.active_count()
+    names = {thread.name for thread in threading.enumerate()}
+    for _ in range(3):
+        ciphertext = pair.ours.sign_encrypt(PLAINTEXT, pair.no)
+        verified = pair.partner.decrypt_verify(ciphertext, pair.ro)
+        assert verified.plaintext == PLAINTEXT and verified.signer == pair.ro.upper()
+        with pytest.raises(DamagedCiphertext):
+            pair.partner.decrypt_verify(b"garbage", pair.ro)
+    assert threading.active_count() == before
+    assert {thread.name for thread in threading.enumerate()} == names
+
+
+def test_round_trip_runs_no_thread_while_running(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[str] = []
+    original = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        started.append(thread.name)
+        original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    ciphertext = pair.ours.sign_encrypt(PLAINTEXT, pair.no)
+    pair.partner.decrypt_verify(ciphertext, pair.ro)
+    assert started == []
