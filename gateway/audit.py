@@ -236,12 +236,45 @@ class AuditLog:
             )
             for kind, fields in entries
         ]
+        return self._append_all_locked(connection, cleaned)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A write transaction for ``append_in`` and the caller's other writes.
+
+        On SQLite it starts with BEGIN IMMEDIATE, so that no other writer can come between the
+        reads and the writes inside it (the default deferred transaction would fail instead).
+        """
+        if self.engine.dialect.name != "sqlite":
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        with self._writers, self.engine.connect() as connection:
+            # The driver then leaves transaction control to us: BEGIN IMMEDIATE is ours to say.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                if _sqlite_in_transaction(connection):
+                    connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
+
+    def _append_locked(
+        self, connection: Connection, fields: tuple[str, str, str, str, str, str]
+    ) -> AuditEntry:
+        return self._append_all_locked(connection, [fields])[0]
+
+    def _append_all_locked(
+        self, connection: Connection, cleaned: Sequence[tuple[str, str, str, str, str, str]]
+    ) -> list[AuditEntry]:
+        """Chain ``cleaned`` (fields as clean_fields returns them) after the head, under the
+        chain's lock, in one INSERT."""
         if not cleaned:
             return []
         self._lock(connection)
-        head = connection.execute(
-            select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
-        ).first()
+        head = connection.execute(_HEAD).first()
         seq, prev_hash = (int(head.seq) + 1, str(head.hash)) if head else (1, GENESIS)
         made: list[AuditEntry] = []
         for kind, partner, form, reference, digest, reason in cleaned:
@@ -275,99 +308,9 @@ class AuditLog:
                 )
             )
             seq, prev_hash = seq + 1, digest_of_entry
-        connection.execute(
-            insert(audit),
-            [
-                {
-                    "seq": entry.seq,
-                    "at": entry.at,
-                    "kind": entry.kind,
-                    "partner": entry.partner,
-                    "form": entry.form,
-                    "reference": entry.reference,
-                    "digest": entry.digest,
-                    "reason": entry.reason,
-                    "prev_hash": entry.prev_hash,
-                    "hash": entry.hash,
-                }
-                for entry in made
-            ],
-        )
+        rows = [dict(vars(entry)) for entry in made]
+        connection.execute(_INSERT, rows[0] if len(rows) == 1 else rows)
         return made
-
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A write transaction for ``append_in`` and the caller's other writes.
-
-        On SQLite it starts with BEGIN IMMEDIATE, so that no other writer can come between the
-        reads and the writes inside it (the default deferred transaction would fail instead).
-        """
-        if self.engine.dialect.name != "sqlite":
-            with self.engine.begin() as connection:
-                yield connection
-            return
-        with self._writers, self.engine.connect() as connection:
-            # The driver then leaves transaction control to us: BEGIN IMMEDIATE is ours to say.
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                if _sqlite_in_transaction(connection):
-                    connection.exec_driver_sql("ROLLBACK")
-                raise
-            connection.exec_driver_sql("COMMIT")
-
-    def _append_locked(
-        self, connection: Connection, fields: tuple[str, str, str, str, str, str]
-    ) -> AuditEntry:
-        self._lock(connection)
-        head = connection.execute(_HEAD).first()
-        seq, prev_hash = (int(head.seq) + 1, str(head.hash)) if head else (1, GENESIS)
-        at = self.clock.now()
-        if at.tzinfo is None:
-            raise ValueError("the clock must answer with a timezone-aware instant")
-        at = at.astimezone(UTC)
-        kind, partner, form, reference, digest, reason = fields
-        digest_of_entry = entry_hash(
-            seq,
-            format_instant(at),
-            kind=kind,
-            partner=partner,
-            form=form,
-            reference=reference,
-            digest=digest,
-            reason=reason,
-            prev_hash=prev_hash,
-        )
-        entry = AuditEntry(
-            seq=seq,
-            at=at,
-            kind=kind,
-            partner=partner,
-            form=form,
-            reference=reference,
-            digest=digest,
-            reason=reason,
-            prev_hash=prev_hash,
-            hash=digest_of_entry,
-        )
-        connection.execute(
-            _INSERT,
-            {
-                "seq": entry.seq,
-                "at": entry.at,
-                "kind": entry.kind,
-                "partner": entry.partner,
-                "form": entry.form,
-                "reference": entry.reference,
-                "digest": entry.digest,
-                "reason": entry.reason,
-                "prev_hash": entry.prev_hash,
-                "hash": entry.hash,
-            },
-        )
-        return entry
 
     @staticmethod
     def _lock(connection: Connection) -> None:
