@@ -60,6 +60,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
+import benchkit  # noqa: E402
 import gpgkit  # noqa: E402
 
 GPG_WORKERS = 2
@@ -96,25 +97,10 @@ class World:
 # ---------------------------------------------------------------------------------- set-up
 
 
-def certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed P-256 certificate for 127.0.0.1, as in the integration tests."""
-    cert, key = folder / "gateway.crt", folder / "gateway.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-days", "2", "-subj", "/CN=gateway.ro.example",
-            "-addext", "subjectAltName=DNS:gateway.ro.example,IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 def write_config(
     base: Path, gateway_home: Path, fingerprint: str, partner: str, protection: KeyProtection
 ) -> configuration.Config:
-    cert, key = certificate(base)
+    cert, key = benchkit.certificate(base, "gateway", "gateway.ro.example")
     openpgp = f'fingerprint = "{fingerprint}"\n'
     if protection.passphrase is not None:
         secret = base / "passphrase"

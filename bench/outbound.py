@@ -77,6 +77,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
+import benchkit  # noqa: E402
 import gpgkit  # noqa: E402
 
 SEAL_WORKERS = 2
@@ -129,21 +130,6 @@ class World:
     def numbers(self, count: int) -> list[int]:
         first, self.next_number = self.next_number, self.next_number + count
         return list(range(first, first + count))
-
-
-def certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed P-256 certificate for 127.0.0.1: the sink's, and the partner's tls_ca."""
-    cert, key = folder / "sink.crt", folder / "sink.key"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-days", "2", "-subj", "/CN=mx.no.example",
-            "-addext", "subjectAltName=DNS:mx.no.example,IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 def write_config(
@@ -482,7 +468,7 @@ def report(results: dict[str, Any]) -> None:
 
 
 async def main_async(base: Path, homes: list[Path], args: argparse.Namespace) -> dict[str, Any]:
-    cert, key = certificate(base)
+    cert, key = benchkit.certificate(base, "sink", "mx.no.example")
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(str(cert), str(key))
     sink = Sink()
