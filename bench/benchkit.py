@@ -1,8 +1,11 @@
-"""What the benchmarks share: a throwaway TLS certificate for a server on 127.0.0.1."""
+"""What the SMTP benchmarks share: a throwaway TLS certificate, the versions they ran with."""
 
 from __future__ import annotations
 
+import platform
+import re
 import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 
@@ -19,3 +22,17 @@ def certificate(folder: Path, stem: str, hostname: str) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+def versions() -> dict[str, str]:
+    """Python, gpg and the libraries on the SMTP path, for the results' JSON."""
+    text = subprocess.run(["gpg", "--version"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"^gpg \(GnuPG\) (\S+)", text, re.MULTILINE)
+    return {
+        "python": platform.python_version(),
+        "gpg": found.group(1) if found else "unknown",
+        "aiosmtpd": version("aiosmtpd"),
+        "aiosmtplib": version("aiosmtplib"),
+        "python_gnupg": version("python-gnupg"),
+        "sqlalchemy": version("sqlalchemy"),
+    }

@@ -29,8 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import re
 import resource
 import secrets
 import shutil
@@ -43,7 +41,6 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -468,7 +465,7 @@ def figures(
     mean_bytes = statistics.mean(len(m.raw) for m in world.messages)
     return {
         "benchmark": "inbound",
-        **versions(),
+        **benchkit.versions(),
         "cpus": os.cpu_count(),
         "protection": args.protection,
         "count": args.count,
@@ -517,19 +514,6 @@ def figures(
         "desk_deliveries": delivered,
         "receipts_queued": receipts,
         "handoff_max_wait_s": HANDOFF_MAX_WAIT,
-    }
-
-
-def versions() -> dict[str, str]:
-    text = subprocess.run(["gpg", "--version"], capture_output=True, text=True, check=True).stdout
-    found = re.search(r"^gpg \(GnuPG\) (\S+)", text, re.MULTILINE)
-    return {
-        "python": platform.python_version(),
-        "gpg": found.group(1) if found else "unknown",
-        "aiosmtpd": version("aiosmtpd"),
-        "aiosmtplib": version("aiosmtplib"),
-        "python_gnupg": version("python-gnupg"),
-        "sqlalchemy": version("sqlalchemy"),
     }
 
 

@@ -39,13 +39,11 @@ import asyncio
 import hashlib
 import json
 import os
-import platform
 import re
 import resource
 import shutil
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +52,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -386,7 +383,7 @@ def figures(
     mean_bytes = statistics.mean(len(data) for _, _, data in sink.received)
     return {
         "benchmark": "outbound",
-        **versions(),
+        **benchkit.versions(),
         "cpus": os.cpu_count(),
         "count": args.count,
         "rounds": args.rounds,
@@ -426,19 +423,6 @@ def figures(
         "cpu_ms_per_message": {
             key: round(statistics.median(p.cpu_ms for p in done), 2) for key, done in passes.items()
         },
-    }
-
-
-def versions() -> dict[str, str]:
-    text = subprocess.run(["gpg", "--version"], capture_output=True, text=True, check=True).stdout
-    found = re.search(r"^gpg \(GnuPG\) (\S+)", text, re.MULTILINE)
-    return {
-        "python": platform.python_version(),
-        "gpg": found.group(1) if found else "unknown",
-        "aiosmtpd": version("aiosmtpd"),
-        "aiosmtplib": version("aiosmtplib"),
-        "python_gnupg": version("python-gnupg"),
-        "sqlalchemy": version("sqlalchemy"),
     }
 
 

@@ -428,18 +428,14 @@ class Ledger:
                 continue
             existing.add(message_id)
             rows.append(
-                {
-                    "message_id": message_id,
-                    "kind": kind,
-                    "owed_by": owed_by,
-                    "opened_at": opened_at,
-                    "due": due,
-                    "state": "open",
-                    "reminders_sent": 0,
-                    "escalations": 0,
-                    "resends": 0,
-                    "next_action_at": due,
-                }
+                _new_deadline(
+                    message_id,
+                    kind=kind,
+                    owed_by=owed_by,
+                    opened_at=opened_at,
+                    due=due,
+                    next_action_at=due,
+                )
             )
         if rows:
             connection.execute(insert(deadlines), rows)
@@ -481,18 +477,14 @@ class Ledger:
             return
         connection.execute(
             _INSERT_DEADLINE,
-            {
-                "message_id": message_id,
-                "kind": kind,
-                "owed_by": owed_by,
-                "opened_at": self.clock.now(),
-                "due": due,
-                "state": "open",
-                "reminders_sent": 0,
-                "escalations": 0,
-                "resends": 0,
-                "next_action_at": next_action_at or due,
-            },
+            _new_deadline(
+                message_id,
+                kind=kind,
+                owed_by=owed_by,
+                opened_at=self.clock.now(),
+                due=due,
+                next_action_at=next_action_at or due,
+            ),
         )
 
     def close_deadline_in(
@@ -537,6 +529,30 @@ class Ledger:
             connection.execute(insert(sequences).values(name=name, value=1))
             updated = 1
         return f"{name}-{int(updated):06d}"
+
+
+def _new_deadline(
+    message_id: int,
+    *,
+    kind: str,
+    owed_by: str,
+    opened_at: datetime,
+    due: datetime,
+    next_action_at: datetime,
+) -> dict[str, Any]:
+    """The row of a deadline just opened: no reminder, escalation or re-send yet."""
+    return {
+        "message_id": message_id,
+        "kind": kind,
+        "owed_by": owed_by,
+        "opened_at": opened_at,
+        "due": due,
+        "state": "open",
+        "reminders_sent": 0,
+        "escalations": 0,
+        "resends": 0,
+        "next_action_at": next_action_at,
+    }
 
 
 def as_utc(value: datetime) -> datetime:
