@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway.config import Route
 from gateway.durable import fsync_dir, storage_error
-from gateway.pgpmime import FORM_FILENAME, WRITE_POLICY, Attachment
+from gateway.pgpmime import FORM_FILENAME, WRITE_POLICY, Attachment, new_boundary
 from gateway.xmlforms import FormHeader
 
 PLACEHOLDER_DOMAIN = "gateway.invalid"
@@ -87,7 +87,7 @@ def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
 
     Built with the compat32 classes: the header objects of email.policy.default cost more than
     the rest of the hand-off together, and every header here is plain ASCII."""
-    message = MIMEMultipart("mixed")
+    message = MIMEMultipart("mixed", boundary=new_boundary())
     message["From"] = formataddr((delivery.partner, delivery.partner_address))
     desk_address = delivery.desk_email or f"desk-{delivery.desk}@{domain}"
     message["To"] = formataddr((f"{delivery.desk} desk", desk_address))

@@ -7,6 +7,7 @@ import email.policy
 import hashlib
 import itertools
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
@@ -49,6 +50,15 @@ WRITE_POLICY = _PlainHeaders(linesep="\r\n")
 """How messages are written here (CRLF, compat32 headers); desks.py writes with it too."""
 _WRITE = WRITE_POLICY
 _SAFE_HEADER = re.compile(r"[\x20-\x7e]*")
+
+
+def new_boundary() -> str:
+    """A multipart boundary for the messages written here, whose parts are base64 or armored
+    text: "_" is in neither alphabet, so no line of a part can hold the boundary, and the email
+    package need not search every part for it (a regular expression compiled per message)."""
+    return f"=_{secrets.token_hex(16)}"
+
+
 _CHANNEL_NAMES = {"sirene": "SIRENE", "europol": "EUROPOL", "interpol": "INTERPOL", "any": "IPC"}
 
 
@@ -123,7 +133,9 @@ def wrap_encrypted(ciphertext: bytes, envelope: Envelope) -> bytes:
     for value in (envelope.sender, envelope.recipient, envelope.subject, envelope.message_id):
         if not _SAFE_HEADER.fullmatch(value):
             raise ValueError("header values must be printable ASCII without CR or LF")
-    outer = MIMEMultipart("encrypted", protocol="application/pgp-encrypted")
+    outer = MIMEMultipart(
+        "encrypted", boundary=new_boundary(), protocol="application/pgp-encrypted"
+    )
     outer["From"] = envelope.sender
     outer["To"] = envelope.recipient
     outer["Date"] = envelope.date
