@@ -94,11 +94,21 @@ class KeyInfo:
     expired: bool
     secret: bool
     subkeys: tuple[str, ...]
+    # Until when something can be encrypted to it: the latest expiry of its encryption (sub)keys
+    # that are not revoked, None if one never expires; ``can_encrypt`` False when there is none.
+    encrypts_until: datetime | None = None
+    can_encrypt: bool = True
 
     def usable_at(self, instant: datetime) -> bool:
         if self.revoked:
             return False
         return self.expires is None or instant < self.expires
+
+    def encryption_ends(self) -> datetime | None:
+        """When encrypting to it stops working: the earlier of the key's own expiry and its
+        encryption subkeys' (None: never)."""
+        ends = [when for when in (self.expires, self.encrypts_until) if when is not None]
+        return min(ends, default=None)
 
 
 @dataclass(frozen=True)
@@ -552,17 +562,42 @@ def _stderr_tail(done: subprocess.CompletedProcess[bytes]) -> str:
 
 def _key_info(entry: dict[str, Any], *, secret: bool) -> KeyInfo:
     validity = entry.get("trust", "")
-    expires = entry.get("expires") or ""
+    encrypts_until, can_encrypt = _encryption_expiry(entry)
     return KeyInfo(
         fingerprint=str(entry["fingerprint"]).upper(),
         uids=tuple(entry.get("uids", ())),
         created=datetime.fromtimestamp(int(entry.get("date") or 0), UTC),
-        expires=datetime.fromtimestamp(int(expires), UTC) if expires else None,
+        expires=_instant(entry.get("expires")),
         revoked=validity == _REVOKED,
         expired=validity == _EXPIRED,
         secret=secret,
         subkeys=tuple(str(sub[2]).upper() for sub in entry.get("subkeys", ()) if len(sub) > 2),
+        encrypts_until=encrypts_until,
+        can_encrypt=can_encrypt,
     )
+
+
+def _encryption_expiry(entry: dict[str, Any]) -> tuple[datetime | None, bool]:
+    """The latest expiry among the key's encryption-capable (sub)keys that are not revoked (None
+    if one of them never expires; in the past if all have expired), and whether there is any.
+    gpg's listing gives each (sub)key its own capabilities: a lower-case "e"."""
+    candidates = [entry] if "e" in str(entry.get("cap", "")) else []
+    candidates += list(entry.get("subkey_info", {}).values())
+    usable = [
+        key
+        for key in candidates
+        if "e" in str(key.get("cap", "")) and key.get("trust", "") != _REVOKED
+    ]
+    if not usable:
+        return None, False
+    expiries = [_instant(key.get("expires")) for key in usable]
+    if any(when is None for when in expiries):
+        return None, True
+    return max(when for when in expiries if when is not None), True
+
+
+def _instant(epoch: Any) -> datetime | None:
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch else None
 
 
 def _gpg_error(result: Any) -> str:

@@ -1,9 +1,10 @@
 """The partner-key check: warn the supervisor desk before a pinned partner key expires.
 
 Each partner's pinned primary key is looked up in our keyring once a day. A key that expires
-within ``[scheduler] key_warning`` (or has expired, or is revoked, or is missing) draws one
-notice per partner, key and day (the notice key holds the day: posting twice leaves one) and
-one audit entry. Only fingerprints, partner codes and instants are written.
+within ``[scheduler] key_warning``, or whose last encryption subkey does, or that has expired,
+is revoked, is missing or has no encryption subkey left, draws one notice per partner, key and
+day (the notice key holds the day: posting twice leaves one) and one audit entry. Only
+fingerprints, partner codes and instants are written.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gateway.audit import AuditLog
 from gateway.config import Config, Partner
@@ -29,26 +30,28 @@ class KeyWarning:
 
     partner: str
     fingerprint: str
-    problem: str  # expires | expired | revoked | missing
+    problem: str  # expires | expired | revoked | missing | cannot-encrypt
     expires: datetime | None = None
+    part: str = "key"  # what expires: the key, or its encryption subkey before the key
 
     def sentence(self, now: datetime) -> str:
+        what = f"the {self.part} of {self.partner}"
         if self.problem == "expires" and self.expires is not None:
-            return (
-                f"the key of {self.partner} expires {utc_text(self.expires)} "
-                f"(in {span_text(self.expires - now)})"
-            )
+            return f"{what} expires {utc_text(self.expires)} (in {span_text(self.expires - now)})"
         if self.problem == "expired" and self.expires is not None:
-            return f"the key of {self.partner} expired {utc_text(self.expires)}"
+            return f"{what} expired {utc_text(self.expires)}"
         if self.problem == "revoked":
-            return f"the key of {self.partner} is revoked"
-        return f"the key of {self.partner} is not in our keyring"
+            return f"{what} is revoked"
+        if self.problem == "cannot-encrypt":
+            return f"{what} has no usable encryption subkey"
+        return f"{what} is not in our keyring"
 
 
 def warnings(
-    partners: Iterable[Partner], keys: Iterable[KeyInfo], now: datetime, config: Config
+    partners: Iterable[Partner], keys: Iterable[KeyInfo], now: datetime, warn_within: timedelta
 ) -> list[KeyWarning]:
-    """The partners whose pinned key needs attention at ``now``: a pure function."""
+    """The partners whose pinned key needs attention at ``now``, expiring within
+    ``warn_within`` or worse: a pure function."""
     by_fingerprint = {key.fingerprint: key for key in keys}
     found: list[KeyWarning] = []
     for partner in partners:
@@ -57,10 +60,15 @@ def warnings(
             found.append(KeyWarning(partner.code, partner.fingerprint, "missing"))
         elif key.revoked:
             found.append(KeyWarning(partner.code, key.fingerprint, "revoked", key.expires))
-        elif key.expires is not None and key.expires <= now:
-            found.append(KeyWarning(partner.code, key.fingerprint, "expired", key.expires))
-        elif key.expires is not None and key.expires - now <= config.scheduler.key_warning:
-            found.append(KeyWarning(partner.code, key.fingerprint, "expires", key.expires))
+        elif not key.can_encrypt and (key.expires is None or now < key.expires):
+            found.append(KeyWarning(partner.code, key.fingerprint, "cannot-encrypt"))
+        elif (ends := key.encryption_ends()) is not None:
+            # Forms to the partner stop when either the key or its encryption subkey expires.
+            part = "key" if ends == key.expires else "encryption subkey"
+            if ends <= now:
+                found.append(KeyWarning(partner.code, key.fingerprint, "expired", ends, part))
+            elif ends - now <= warn_within:
+                found.append(KeyWarning(partner.code, key.fingerprint, "expires", ends, part))
     return found
 
 

@@ -136,7 +136,9 @@ class Schedule:
         else:
             with open_gnupg(self.config) as gpg:
                 keys = gpg.list_keys()
-        found = keycheck.warnings(self.config.partners, keys, now, self.config)
+        found = keycheck.warnings(
+            self.config.partners, keys, now, self.config.scheduler.key_warning
+        )
         keycheck.notify(self.config, self.audit, found, now)
         return found
 
