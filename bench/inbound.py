@@ -18,7 +18,9 @@ a partner would, each form with its own Reference), in the same run:
 Each round runs the three sides in turn on a fresh slice of ``--count`` messages (the gateway
 must see new References); rates are medians over the rounds. The time to 250 runs from MAIL FROM
 to the reply to DATA, as the client sees it. A lone message is one sent with one client while the
-gateway is idle (its hand-off has finished the one before), after a warm-up.
+gateway is idle (its hand-off has finished the one before), after a warm-up. CPU per message is
+counted for this process, its gpg children and the gpg-agent of the gateway's home, until the
+last 250 and, for the gateway, until its hand-off is done.
 
     .venv/bin/python bench/inbound.py [--count 400] [--rounds 3] [--clients 4] [--lone 50]
 """
@@ -180,7 +182,6 @@ def build_world(base: Path, homes: list[Path], protection: KeyProtection, total:
     gpgkit.import_key(partner_home, ours.export_public().encode())
     config = write_config(base, gateway_home, fingerprint, partner, protection)
     world = World(base, homes, base / "gateway.crt", config, gateway_home, protection.passphrase)
-    AGENT_HOME[:] = [str(gateway_home)]
     world.messages = make_messages(partner_home, partner, fingerprint, 1, total)
     return world
 
@@ -189,26 +190,30 @@ def build_world(base: Path, homes: list[Path], protection: KeyProtection, total:
 
 
 CPU = tuple[float, float, float]
-AGENT_HOME: list[str] = []  # the gateway's GnuPG home, whose gpg-agent's CPU time is counted
 
 
-def cpu_seconds() -> CPU:
+def cpu_seconds(agent_home: Path) -> CPU:
     """CPU time (user + system) of this process, of its finished children (the gpg runs) and of
     the gpg-agent of the gateway's home (its secret-key operations, for the gateway and for
     plain gpg alike)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, agent_seconds()
+    return (
+        own.ru_utime + own.ru_stime,
+        children.ru_utime + children.ru_stime,
+        agent_seconds(agent_home),
+    )
 
 
-def agent_seconds() -> float:
+def agent_seconds(home: Path) -> float:
+    """CPU time of the gpg-agent serving ``home``, read from /proc."""
     ticks = 0
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             command = (proc / "cmdline").read_bytes().split(b"\0")
-            if not command[0].endswith(b"gpg-agent") or AGENT_HOME[0].encode() not in command:
+            if not command[0].endswith(b"gpg-agent") or str(home).encode() not in command:
                 continue
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
@@ -280,6 +285,7 @@ async def smtp_pass(
     *,
     clients: int,
     check: Callable[[Message, str], None] | None,
+    agent_home: Path,
     drained: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> Pass:
     """``messages`` through ``clients`` connections opened (with STARTTLS) before the clock."""
@@ -297,15 +303,15 @@ async def smtp_pass(
                 check(message, reply)
             latencies.append(latency)
 
-    cpu_before = cpu_seconds()
+    cpu_before = cpu_seconds(agent_home)
     start = time.perf_counter()
     await asyncio.gather(*(worker(client) for client in sessions))
     elapsed = time.perf_counter() - start
-    cpu_at_250 = cpu_seconds()
+    cpu_at_250 = cpu_seconds(agent_home)
     settled = None
     if drained is not None:
         await drained()
-        settled = (len(messages) / (time.perf_counter() - start), cpu_seconds())
+        settled = (len(messages) / (time.perf_counter() - start), cpu_seconds(agent_home))
     for client in sessions:
         await client.quit()
     return Pass.measured(latencies, elapsed, (cpu_before, cpu_at_250), settled)
@@ -367,12 +373,12 @@ def gpg_pass(world: World, messages: Sequence[Message]) -> Pass:
             raise AssertionError(f"gpg --decrypt failed: {done.stderr.decode()[-500:]}")
         return time.perf_counter() - start
 
-    cpu_before = cpu_seconds()
+    cpu_before = cpu_seconds(world.gateway_home)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=GPG_WORKERS) as pool:
         latencies = list(pool.map(one, messages))
     elapsed = time.perf_counter() - start
-    cpu_after = cpu_seconds()
+    cpu_after = cpu_seconds(world.gateway_home)
     return Pass.measured(latencies, elapsed, (cpu_before, cpu_after))
 
 
@@ -418,9 +424,12 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     passes: dict[str, list[Pass]] = {"gateway": [], "sink": [], "gpg": []}
     try:
         # Warm-up: the gateway's agent, caches and first connections; the sink; gpg.
-        await smtp_pass(gateway.port, client_context, warm, clients=1, check=expect_accepted)
+        home = world.gateway_home
+        await smtp_pass(
+            gateway.port, client_context, warm, clients=1, check=expect_accepted, agent_home=home
+        )
         await settle(gateway)
-        await smtp_pass(sink_port, client_context, warm, clients=1, check=None)
+        await smtp_pass(sink_port, client_context, warm, clients=1, check=None, agent_home=home)
         await asyncio.to_thread(gpg_pass, world, warm)
 
         # Lone messages: one client, one connection, the gateway idle before each.
@@ -436,11 +445,12 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
         for number, messages in enumerate(slices, start=1):
             done = await smtp_pass(
                 gateway.port, client_context, messages, clients=args.clients,
-                check=expect_accepted, drained=lambda: settle(gateway),
+                check=expect_accepted, drained=lambda: settle(gateway), agent_home=home,
             )  # fmt: skip
             sunk = await smtp_pass(
-                sink_port, client_context, messages, clients=args.clients, check=None
-            )
+                sink_port, client_context, messages, clients=args.clients, check=None,
+                agent_home=home,
+            )  # fmt: skip
             decrypted = await asyncio.to_thread(gpg_pass, world, messages)
             passes["gateway"].append(done)
             passes["sink"].append(sunk)
