@@ -59,8 +59,9 @@ class Recorder:
         self.rng = rng
 
     def settle_batch(self, batch: list[tuple[Job, Attempt]]) -> None:
-        """Record what came of the attempts: the messages sent in one transaction, the rest
-        one by one. If the shared transaction fails, each is tried on its own."""
+        """Record what came of the attempts: the messages sent in one transaction, the retries'
+        ledger events in one more, the rest one by one. If the shared transaction of the sent
+        ones fails, each is tried on its own."""
         now = self.clock.now()
         decided = [(job, self._decide(job, attempt, now)) for job, attempt in batch]
         sent = [(job, attempt) for job, attempt in decided if attempt.verdict == "sent"]
@@ -71,24 +72,40 @@ class Recorder:
                 together = True
             except (GatewayError, OSError, SQLAlchemyError) as error:
                 log.warning("settling %d sent messages together failed: %s", len(sent), error)
+        deferred: list[tuple[int, str, str]] = []
         for job, attempt in decided:
             if not (together and attempt.verdict == "sent"):
-                self._settle(job, attempt, now)
+                deferred += self._settle(job, attempt, now)
+        self._deferred(deferred)
 
-    def _settle(self, job: Job, attempt: Attempt, now: datetime) -> None:
-        """Record what came of one attempt. When that fails (a database or disk away), a final
-        outcome is kept in the item's metadata so that the next pass settles it without
-        sending again; a retry is simply put back."""
+    def _settle(self, job: Job, attempt: Attempt, now: datetime) -> list[tuple[int, str, str]]:
+        """Record what came of one attempt; a retry's ledger event is returned, for the batch's
+        transaction. When recording fails (a database or disk away), a final outcome is kept in
+        the item's metadata so that the next pass settles it without sending again; a retry is
+        simply put back."""
         try:
             if attempt.verdict == "sent":
                 self._sent([(job, attempt)], now)
             elif attempt.verdict == "retry":
-                self._retry(job, attempt, now)
+                return self._retry(job, attempt, now)
             else:
                 self._closed(job, attempt, now)
         except (GatewayError, OSError, SQLAlchemyError) as error:
             log.error("cannot settle %s (%s): %s", job.item.key, attempt.summary, error)
             self._keep(job, attempt, now)
+        return []
+
+    def _deferred(self, events: list[tuple[int, str, str]]) -> None:
+        """The retries' "deferred" events, in one transaction: with a partner down, a pass puts
+        back every item queued for it. The spool holds the truth of a retry, so a failure here
+        costs the events only."""
+        if not events:
+            return
+        try:
+            with self.ledger.engine.begin() as connection:
+                self.ledger.events_in(connection, events)
+        except SQLAlchemyError as error:
+            log.warning("no deferred events for %d retries: %s", len(events), error)
 
     def _decide(self, job: Job, attempt: Attempt, now: datetime) -> Attempt:
         """A retry past ``give_up_after`` since the first attempt becomes a failure."""
@@ -181,7 +198,8 @@ class Recorder:
         )
         self.ledger.close_deadline_in(connection, int(found), "reply", "met", reason)
 
-    def _retry(self, job: Job, attempt: Attempt, now: datetime) -> None:
+    def _retry(self, job: Job, attempt: Attempt, now: datetime) -> list[tuple[int, str, str]]:
+        """Put the item back with its next attempt's time; the "deferred" event it owes."""
         meta = dict(job.item.meta)
         attempts = attempts_of(meta) + 1
         delay = backoff_delay(attempts, self.config.outbound, self.rng)
@@ -201,13 +219,10 @@ class Recorder:
             delay.total_seconds(),
         )
         subject = job.subject
-        if subject is not None:
-            try:
-                with self.ledger.engine.begin() as connection:
-                    detail = f"attempt {attempts}: {attempt.summary}; next {meta['not_before']}"
-                    self.ledger.event_in(connection, subject.id, "deferred", detail)
-            except SQLAlchemyError as error:  # the spool holds the truth of a retry
-                log.warning("no deferred event for %s: %s", job.item.key, error)
+        if subject is None:
+            return []
+        detail = f"attempt {attempts}: {attempt.summary}; next {meta['not_before']}"
+        return [(subject.id, "deferred", detail)]
 
     def _closed(self, job: Job, attempt: Attempt, now: datetime) -> None:
         """Rejected by the partner, out of time, or refused by us: quarantine, ledger, notice.

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from integration.fakepartner import DROP, FakePartner, Pki, make_pki, server_context
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
 from gateway import config as configuration
@@ -410,7 +410,16 @@ async def test_an_unreachable_partner_costs_one_connection_per_session_not_per_i
 ) -> None:
     rig.partner.fail("connect", "421 4.3.2 too busy", times=100)
     ids = [rig.queue_form(f"RO-2026-{n:06d}") for n in range(1, 6)]
-    assert await rig.courier().run_once() == 5
+    commits: list[object] = []
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(rig.ledger.engine, "commit", committed)
+    try:
+        assert await rig.courier().run_once() == 5
+    finally:
+        event.remove(rig.ledger.engine, "commit", committed)
     # At most one connection per session (connections_per_partner): the rest told at once.
     assert 1 <= rig.partner.connects <= 2
     for n in range(1, 6):
@@ -420,6 +429,10 @@ async def test_an_unreachable_partner_costs_one_connection_per_session_not_per_i
             "421 4.3.2 at connect: 421 4.3.2 too busy",
         )
     assert {rig.row(i).state for i in ids} == {"queued"}
+    # Each item has its deferred event, and the batch wrote them in one transaction.
+    for ledger_id in ids:
+        assert [kind for _, kind, _ in rig.ledger.events_of(ledger_id)] == ["queued", "deferred"]
+    assert len(commits) == 1
 
 
 async def test_a_connection_dropped_in_the_middle_of_data_is_retried(rig: Rig) -> None:
