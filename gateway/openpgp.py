@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import encodings.utf_8
+import logging
 import os
 import subprocess
 import threading
@@ -31,6 +32,8 @@ from gateway.errors import (
     UnknownSigner,
 )
 from gateway.pgpstatus import StatusLog
+
+log = logging.getLogger("gateway.crypto")
 
 # Options on every call: never reach a keyserver, never consult the web of trust (authorisation
 # is by pinned fingerprint only), and never ask a question.
@@ -239,8 +242,8 @@ class GnuPG:
 
         A key made here (or changed with the gpg command line) is stored with its signatures
         marked unchecked, and every later gpg run would verify them again: with our ed25519 key,
-        63 of the 64 million instructions of one decrypt and verify (callgrind). Once recorded,
-        13.5 million. Imported keys are recorded as checked by the import."""
+        one decrypt and verify of a form took 63 million instructions (callgrind), and 13.5
+        million once they are recorded. Imported keys are recorded as checked by the import."""
         if (self.home / "pubring.gpg").stat().st_size:
             # gpg records the results while it updates the trust database, which the "always"
             # trust model of every other call skips; the trust it computes is never used.
@@ -521,9 +524,12 @@ def _use_classic_keyring(home: Path, binary: str) -> None:
     if not keyring.exists():
         if keybox.exists():
             _copy_keybox(home, binary, keyring)
+            log.info("%s: public keys copied from pubring.kbx to pubring.gpg", home)
         else:
             keyring.touch(mode=0o600)
-    if keybox.exists():
+    elif keybox.exists():
+        log.warning("%s: pubring.kbx beside pubring.gpg: pubring.gpg is used", home)
+    if keybox.exists():  # gpg would take it over the keyring: kept aside for an operator
         keybox.rename(home / "pubring.kbx.migrated")
         fsync_dir(home)
 
