@@ -50,6 +50,7 @@ WRITE_POLICY = _PlainHeaders(linesep="\r\n")
 """How messages are written here (CRLF, compat32 headers); desks.py writes with it too."""
 _WRITE = WRITE_POLICY
 _SAFE_HEADER = re.compile(r"[\x20-\x7e]*")
+_CHANNEL_NAMES = {"sirene": "SIRENE", "europol": "EUROPOL", "interpol": "INTERPOL", "any": "IPC"}
 
 
 def new_boundary() -> str:
@@ -57,9 +58,6 @@ def new_boundary() -> str:
     text: "_" is in neither alphabet, so no line of a part can hold the boundary, and the email
     package need not search every part for it (a regular expression compiled per message)."""
     return f"=_{secrets.token_hex(16)}"
-
-
-_CHANNEL_NAMES = {"sirene": "SIRENE", "europol": "EUROPOL", "interpol": "INTERPOL", "any": "IPC"}
 
 
 @dataclass(frozen=True)
