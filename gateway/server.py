@@ -23,6 +23,7 @@ from gateway.outbound.submit import Submitter
 from gateway.runtime import load_validator, open_gnupg
 from gateway.spool import OUTBOUND_MAX_ATTEMPTS, Spool
 from gateway.tracking.scheduler import Schedule
+from gateway.waits import wait_event
 
 log = logging.getLogger("gateway.server")
 DRAIN_SECONDS = 30.0
@@ -196,8 +197,7 @@ class Gateway:
     async def _handoff_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), HANDOFF_INTERVAL)
+            await wait_event(self._wake, HANDOFF_INTERVAL)
             self._wake.clear()
             # Sessions are busy: wait (on the loop, without touching the spool) until they are
             # not, or until the oldest message accepted since the last run is due anyway.
@@ -235,9 +235,7 @@ class Gateway:
         """Stop accepting, let sessions inside DATA finish, hand off what is left, release all."""
         if self._server is not None:
             self._server.close()
-            try:
-                await asyncio.wait_for(self.limits.drained.wait(), DRAIN_SECONDS)
-            except TimeoutError:
+            if not await wait_event(self.limits.drained, DRAIN_SECONDS):
                 log.error("sessions still in DATA after %.0f s", DRAIN_SECONDS)
         await self.schedule.stop()
         for task in [*self._tasks, *([self._worker] if self._worker is not None else [])]:

@@ -45,6 +45,7 @@ from gateway.outbound.jobs import Intake, Job
 from gateway.outbound.outcomes import Recorder
 from gateway.outbound.smtpclient import Attempt, Route, Routes, Session, Unreachable
 from gateway.spool import Spool, SpoolItem
+from gateway.waits import wait_event
 
 log = logging.getLogger("gateway.delivery")
 _NOTICES = "@notices"  # the lane of notices by mail (no partner code looks like it)
@@ -127,8 +128,7 @@ class _Settler:
         while True:
             await self._some.wait()
             if not self._full.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), SETTLE_DELAY)
+                await wait_event(self._full, SETTLE_DELAY)
             self._full.clear()
             if self._waiting:
                 batch = self._waiting[:SETTLE_BATCH]
@@ -229,8 +229,7 @@ class Courier:
                 delay = poll
                 if due is not None and due > self.clock.now():
                     delay = min(poll, (due - self.clock.now()).total_seconds())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), delay)
+                await wait_event(wake, delay)
                 await asyncio.sleep(max(0.0, scanned + PASS_SPACING - loop.time()))
         finally:
             running = list(busy.values())

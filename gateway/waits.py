@@ -1,0 +1,20 @@
+"""Waiting for an asyncio.Event with a time limit, without ever losing a cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until ``event`` is set (True) or ``timeout`` seconds have passed (False).
+
+    asyncio.wait_for on Python 3.11 returns the inner result when a cancellation arrives just as
+    the event is set, and the cancellation is lost: a task told to stop in that instant goes on
+    for ever (seen as a `gateway serve` whose stop never returned). asyncio.timeout counts its
+    own cancellations apart from the caller's, so a stop always gets through."""
+    try:
+        async with asyncio.timeout(max(timeout, 0.0)):
+            await event.wait()
+    except TimeoutError:
+        return event.is_set()
+    return True
