@@ -1,9 +1,10 @@
-"""What the SMTP benchmarks share: a throwaway TLS certificate, the versions they ran with."""
+"""What the SMTP benchmarks share: a throwaway TLS certificate, a free port, the versions."""
 
 from __future__ import annotations
 
 import platform
 import re
+import socket
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
@@ -22,6 +23,14 @@ def certificate(folder: Path, stem: str, hostname: str) -> tuple[Path, Path]:
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, key
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago, for a server that a configuration
+    must name before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def versions() -> dict[str, str]:
