@@ -1,13 +1,19 @@
-"""What the SMTP benchmarks share: a throwaway TLS certificate, a free port, the versions."""
+"""What the SMTP benchmarks share: a throwaway certificate, a free port, a bare STARTTLS server,
+the versions they ran with."""
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import re
 import socket
+import ssl
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
 
 
 def certificate(folder: Path, stem: str, hostname: str) -> tuple[Path, Path]:
@@ -31,6 +37,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def starttls_server(
+    handler: Any, context: ssl.SSLContext, hostname: str, *, port: int = 0, size: int = 1 << 20
+) -> asyncio.Server:
+    """A bare aiosmtpd server on 127.0.0.1 that requires STARTTLS, with ``handler``'s hooks."""
+    return await asyncio.get_running_loop().create_server(
+        lambda: SMTP(
+            handler,
+            hostname=hostname,
+            tls_context=context,
+            require_starttls=True,
+            data_size_limit=size,
+            decode_data=False,
+        ),
+        host="127.0.0.1",
+        port=port,
+    )
 
 
 def versions() -> dict[str, str]:

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
-from aiosmtpd.smtp import SMTP as SinkSMTP
 
 from gateway import config as configuration
 from gateway.config import BUILTIN_FORMS
@@ -435,30 +434,13 @@ async def start_servers(
 ) -> tuple[asyncio.Server, asyncio.Server]:
     """(a) the sink, on a port of its own, and the partner's server that takes the receipts, on
     the port the configuration names; both with the gateway's certificate and STARTTLS."""
-    loop = asyncio.get_running_loop()
     context = tls_context(world.config)
-    sink = await loop.create_server(
-        lambda: SinkSMTP(
-            handler,
-            hostname="sink.ro.example",
-            tls_context=context,
-            require_starttls=True,
-            data_size_limit=world.config.listen.max_message_bytes,
-            decode_data=False,
-        ),
-        host="127.0.0.1",
-        port=0,
-    )
-    partner_server = await loop.create_server(
-        lambda: SinkSMTP(
-            partner,
-            hostname="mx.no.example",
-            tls_context=context,
-            require_starttls=True,
-            decode_data=False,
-        ),
-        host="127.0.0.1",
-        port=world.partner_port,
+    if context is None:
+        raise AssertionError("the benchmark's configuration names a certificate")
+    size = world.config.listen.max_message_bytes
+    sink = await benchkit.starttls_server(handler, context, "sink.ro.example", size=size)
+    partner_server = await benchkit.starttls_server(
+        partner, context, "mx.no.example", port=world.partner_port
     )
     return sink, partner_server
 

@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
-from aiosmtpd.smtp import SMTP as SinkSMTP
 from sqlalchemy import Engine, func, select
 
 from gateway import config as configuration
@@ -456,19 +455,7 @@ async def main_async(base: Path, homes: list[Path], args: argparse.Namespace) ->
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(str(cert), str(key))
     sink = Sink()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SinkSMTP(
-            sink,
-            hostname="mx.no.example",
-            tls_context=server_context,
-            require_starttls=True,
-            data_size_limit=1 << 20,
-            decode_data=False,
-        ),
-        host="127.0.0.1",
-        port=0,
-    )
+    server = await benchkit.starttls_server(sink, server_context, "mx.no.example")
     port = int(server.sockets[0].getsockname()[1])
     world = await asyncio.to_thread(build_world, base, homes, port, args.connections)
     try:
