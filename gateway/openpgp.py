@@ -167,7 +167,8 @@ class GnuPG:
         self.home = home
         self.fingerprint = fingerprint.upper() if fingerprint else None
         self.protection = protection or KeyProtection(None)
-        _prepare_home(home, self.protection, binary=binary)
+        _prepare_home(home, self.protection)
+        _use_classic_keyring(home, binary)
         self._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home), options=list(_ALWAYS))
         self._gpg.encoding = _STATUS_CODEC
         self._gpg.decode_errors = "replace"
@@ -205,12 +206,12 @@ class GnuPG:
         passphrase = self.protection.passphrase
         # The agent keeps no passphrase (cache 0): it would forget it between creating the key
         # and self-signing it, and ask a pinentry that is not there. Allow caching meanwhile.
-        _prepare_home(self.home, self.protection, cache=True, binary=self._gpg.gpgbinary)
+        _prepare_home(self.home, self.protection, cache=True)
         self._reload_agent()
         try:
             return self._generate(uid_name, email, params, passphrase, expire)
         finally:
-            _prepare_home(self.home, self.protection, binary=self._gpg.gpgbinary)
+            _prepare_home(self.home, self.protection)
             self._reload_agent()
 
     def _generate(
@@ -243,13 +244,20 @@ class GnuPG:
         A key made here (or changed with the gpg command line) is stored with its signatures
         marked unchecked, and every later gpg run would verify them again: with our ed25519 key,
         one decrypt and verify of a form took 63 million instructions (callgrind), and 13.5
-        million once they are recorded. Imported keys are recorded as checked by the import."""
-        if (self.home / "pubring.gpg").stat().st_size:
-            # gpg records the results while it updates the trust database, which the "always"
-            # trust model of every other call skips; the trust it computes is never used.
-            args = ["--trust-model", "pgp", "--check-signatures"]
-            command = self._gpg.make_args(args, False)
-            subprocess.run(command, capture_output=True, env=self._gpg.env, check=False)
+        million once they are recorded. Imported keys are recorded as checked by the import.
+
+        Skipped while the keyring is no newer than the last check (``pubring.gpg.checked``), so
+        that opening a home whose keys did not change runs no gpg."""
+        keyring, checked = self.home / "pubring.gpg", self.home / "pubring.gpg.checked"
+        state = keyring.stat()
+        last = checked.stat().st_mtime_ns if checked.exists() else 0
+        if not state.st_size or last > state.st_mtime_ns:
+            return  # no keys, or none changed since the last check (a tie checks again)
+        # gpg records the results while it updates the trust database, which the "always"
+        # trust model of every other call skips; the trust it computes is never used.
+        command = self._gpg.make_args(["--trust-model", "pgp", "--check-signatures"], False)
+        subprocess.run(command, capture_output=True, env=self._gpg.env, check=False)
+        checked.touch()
 
     def export_public(self, fingerprint: str | None = None) -> str:
         wanted = fingerprint or self._require_own()
@@ -496,14 +504,10 @@ def _one_signature(status: StatusLog, pinned: str) -> list[str]:
     return valid[0]
 
 
-def _prepare_home(
-    home: Path, protection: KeyProtection, *, cache: bool = False, binary: str = "gpg"
-) -> None:
-    """A GnuPG home of mode 0700 with a classic keyring, whose agent accepts loopback passphrases
-    and caches none."""
+def _prepare_home(home: Path, protection: KeyProtection, *, cache: bool = False) -> None:
+    """A GnuPG home of mode 0700 whose agent accepts loopback passphrases and caches none."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     home.chmod(0o700)
-    _use_classic_keyring(home, binary)
     lines = ["allow-loopback-pinentry"]
     if protection.passphrase is not None and not cache:
         lines += ["default-cache-ttl 0", "max-cache-ttl 0"]

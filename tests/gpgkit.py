@@ -68,12 +68,15 @@ def gpg(
 def make_key(home: Path, uid: str, *, faketime: str | None = None, expire: str = "2y") -> str:
     """An ed25519 signing primary with a cv25519 encryption subkey; returns the fingerprint."""
     gpg(home, "--quick-gen-key", uid, "ed25519", "sign", expire, faketime=faketime)
-    listing = gpg(home, "--with-colons", "--list-keys", uid).stdout.decode()
-    fingerprint = next(
-        line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
-    )
+    fingerprint = fingerprint_of(home, uid)
     gpg(home, "--quick-add-key", fingerprint, "cv25519", "encr", expire, faketime=faketime)
     return fingerprint
+
+
+def fingerprint_of(home: Path, uid: str) -> str:
+    """The primary fingerprint of the key with ``uid`` in ``home``."""
+    listing = gpg(home, "--with-colons", "--list-keys", uid).stdout.decode()
+    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
 
 def export(home: Path, fingerprint: str) -> bytes:

@@ -32,8 +32,7 @@ def add_key(home: Path, uid: str, expire: str, *subkeys: tuple[str, str | None])
     """A primary made now (or at the faked time given with each subkey) and its subkeys."""
     faketime = subkeys[0][1] if subkeys else None
     gpgkit.gpg(home, "--quick-gen-key", uid, "ed25519", "sign", expire, faketime=faketime)
-    listing = gpgkit.gpg(home, "--with-colons", "--list-keys", uid).stdout.decode()
-    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line[:4] == "fpr:")
+    fingerprint = gpgkit.fingerprint_of(home, uid)
     for subkey_expire, subkey_time in subkeys:
         gpgkit.gpg(
             home, "--quick-add-key", fingerprint, "cv25519", "encr", subkey_expire,
