@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -67,6 +68,11 @@ class Listen:
     tls_key: Path | None = None
     max_message_bytes: int = 10 * 1024 * 1024
     max_sessions: int = 50
+    # Sessions one client address may hold at once, and the sessions only the addresses of
+    # partners (their ``networks``, or any address once a partner has authenticated by MAIL FROM
+    # where it names none) may take: strangers never get the last ones.
+    max_sessions_per_address: int = 10
+    reserved_for_partners: int = 10
     idle_timeout: timedelta = timedelta(seconds=60)
     session_timeout: timedelta = timedelta(minutes=10)
 
@@ -97,6 +103,19 @@ class Partner:
     receipt_window: timedelta = timedelta(minutes=15)
     # CA certificates (PEM) that its SMTP server's certificate must chain to; None: the system's.
     tls_ca: Path | None = None
+    # The client addresses its mail comes from; empty: any. Where set, its MAIL FROM from
+    # elsewhere is refused, and these addresses may use the sessions reserved for partners.
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def sends_from(self, address: str) -> bool:
+        """Whether a client at ``address`` may send as this partner."""
+        if not self.networks:
+            return True
+        try:
+            client = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(client in network for network in self.networks)
 
 
 @dataclass(frozen=True)
@@ -387,10 +406,18 @@ def _listen(table: Table, base: Path) -> Listen:
             "max_message_bytes", defaults.max_message_bytes, minimum=1024, maximum=1 << 30
         ),
         max_sessions=table.integer("max_sessions", defaults.max_sessions, minimum=1, maximum=10000),
+        max_sessions_per_address=table.integer(
+            "max_sessions_per_address", defaults.max_sessions_per_address, minimum=1, maximum=10000
+        ),
+        reserved_for_partners=table.integer(
+            "reserved_for_partners", defaults.reserved_for_partners, minimum=0, maximum=10000
+        ),
         idle_timeout=table.duration("idle_timeout", defaults.idle_timeout),
         session_timeout=table.duration("session_timeout", defaults.session_timeout),
     )
     table.finish()
+    if listen.reserved_for_partners >= listen.max_sessions:
+        table.fail("reserved_for_partners", "must be smaller than max_sessions")
     if (listen.tls_cert is None) != (listen.tls_key is None):
         table.fail(
             "tls_key" if listen.tls_key is None else "tls_cert", "tls_cert and tls_key go together"
@@ -421,6 +448,7 @@ def _partner(table: Table, base: Path) -> Partner:
         require_tls=table.boolean("require_tls", True),
         receipt_window=table.duration("receipt_window", timedelta(minutes=15)),
         tls_ca=table.path("tls_ca", base, None),
+        networks=_networks(table),
     )
     table.finish()
     if not partner.code.startswith(partner.country + "-"):
@@ -428,6 +456,16 @@ def _partner(table: Table, base: Path) -> Partner:
             "code", f"{partner.code!r} does not start with the partner's country {partner.country}"
         )
     return partner
+
+
+def _networks(table: Table) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for index, text in enumerate(table.str_list("networks", ())):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            table.fail(f"networks[{index}]", f"{text!r} is not an address or a CIDR network")
+    return tuple(networks)
 
 
 def _fingerprint(table: Table) -> str:
