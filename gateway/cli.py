@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from sqlalchemy.exc import OperationalError
+
 from gateway import __version__, cli_audit, cli_deadlines, cli_keys, cli_send, cli_serve
 from gateway import config as configuration
-from gateway.errors import ConfigError, KeyUnusable
+from gateway.errors import CannotStart, ConfigError, KeyUnusable
 from gateway.progress import Progress
 from gateway.runtime import load_validator
 from gateway.xmlforms import Validation
@@ -30,8 +32,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyUnusable as exc:
+    except (KeyUnusable, CannotStart) as exc:
         print(f"gateway: {exc.detail}", file=sys.stderr)
+        return EXIT_REJECTED
+    except OperationalError as exc:  # the ledger's database: unreachable, unwritable
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        print(f"gateway: cannot use the ledger (database.url): {reason}", file=sys.stderr)
+        return EXIT_REJECTED
+    except OSError as exc:  # a file or folder an operator can fix: named, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gateway: {where}{(exc.strerror or str(exc)).lower()}", file=sys.stderr)
         return EXIT_REJECTED
     except KeyboardInterrupt:
         return 130

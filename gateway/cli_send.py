@@ -12,6 +12,7 @@ from typing import Any
 from gateway import config as configuration
 from gateway.audit import AuditLog
 from gateway.clock import SystemClock
+from gateway.durable import private_folder
 from gateway.errors import GatewayError, InvalidForm
 from gateway.ledger import Ledger, create_schema, make_engine
 from gateway.outbound.submit import Submitter
@@ -56,7 +57,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"gateway: {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_USAGE
     clock = SystemClock()
-    config.paths.spool.mkdir(parents=True, exist_ok=True)  # the default ledger lives there
+    private_folder(config.paths.spool)  # the default ledger lives there
     engine = make_engine(config.database_url)
     create_schema(engine)
     gpg = open_gnupg(config)

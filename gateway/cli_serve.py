@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import os
 import sys
 from typing import Any
 
 from sqlalchemy import select
 
 from gateway import config as configuration
-from gateway import pgpmime, server
+from gateway import logsetup, pgpmime, preflight, server
 from gateway.clock import SystemClock
 from gateway.inbound.handoff import Spooled
 from gateway.ledger import (
@@ -54,11 +54,16 @@ def _ledger(config: configuration.Config) -> Ledger:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Whatever the process creates (spool, ledger, desk copies, gpg files) is private to its user,
+    # on top of the explicit modes each of them is created with.
+    os.umask(0o077)
     config = configuration.load_required(args.config)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(server.run(config))
+    logsetup.configure(args.log_level)
+    lock = preflight.check(config, SystemClock().now())
+    try:
+        asyncio.run(server.run(config))
+    finally:
+        lock.release()
     return EXIT_OK
 
 

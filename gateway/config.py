@@ -293,6 +293,7 @@ def load(path: Path) -> Config:
         pattern=r"(sqlite|postgresql)(\+\w+)?://.*",
         hint="an SQLAlchemy URL, sqlite:///FILE or postgresql+psycopg://...",
     )
+    database_url = sqlite_url_from(database_url, base)
     database.finish()
     smtp = table.table("smtp")
     listen = _listen(smtp.table("listen"), base)
@@ -349,6 +350,19 @@ def load(path: Path) -> Config:
         retention=retention,
         source=path,
     )
+
+
+def sqlite_url_from(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite file (``sqlite:///var/ledger.db``) taken from ``base``, the
+    configuration file's folder, like every other relative path; anything else as it is
+    (``sqlite:////abs/file``, ``sqlite://`` and ``:memory:``, ``file:`` URIs, PostgreSQL)."""
+    match = re.fullmatch(r"(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?", url, flags=re.DOTALL)
+    if match is None:
+        return url
+    scheme, database, query = match.group(1), match.group(2), match.group(3) or ""
+    if not database or database.startswith(("/", "file:")) or database == ":memory:":
+        return url
+    return f"{scheme}{os.path.normpath(base / database)}{query}"
 
 
 def _identity(table: Table) -> Identity:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -110,8 +111,10 @@ def make_sites(folder: Path, say: Say) -> dict[str, Site]:
 def _prepare_site(site: Site, ca_cert: Path, ca_key: Path) -> None:
     (site.root / "var").mkdir(parents=True, mode=0o700)
     passphrase = site.root / "var" / "passphrase"
-    passphrase.write_text(f"demo passphrase of {site.bureau.name}\n")
-    passphrase.chmod(0o600)
+    # Made 0600 from the start: `gateway serve` refuses a passphrase file others may read.
+    fd = os.open(passphrase, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(f"demo passphrase of {site.bureau.name}\n")
     _server_certificate(site.root / "var", ca_cert, ca_key)
     protection = KeyProtection.from_sources(
         passphrase_file=passphrase, passphrase_env=None, s2k_count=DEMO_S2K_COUNT

@@ -155,7 +155,7 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
     try:
         _prepare(maildir)
         if (found := _delivered(maildir, name)) is not None:
-            log.info("%s already delivered to %s", name, maildir)
+            log.debug("%s already delivered to %s", name, maildir)
             return found
         _write_new(tmp, message)
         tmp.rename(target)
@@ -170,7 +170,7 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
             tmp.unlink(missing_ok=True)
         detail = f"cannot deliver {name} into the Maildir {maildir}: {exc.strerror or exc}"
         raise storage_error(exc, detail) from exc
-    log.info("%s delivered to %s", name, maildir)
+    log.debug("%s delivered to %s", name, maildir)
     return target
 
 

@@ -1,4 +1,5 @@
-"""Durable-write primitives shared by the spool and the desks: directory fsync, storage errors."""
+"""Durable-write primitives shared by the spool, the desks and the ledger: private folders,
+directory fsync, storage errors."""
 
 from __future__ import annotations
 
@@ -26,3 +27,18 @@ def storage_error(exc: OSError, detail: str = "") -> StoreUnavailable:
     if exc.errno in DISK_FULL:
         return StorageFull(detail)
     return StoreUnavailable(detail)
+
+
+def private_folder(folder: Path) -> None:
+    """``folder`` and each missing parent made with mode 0700 (not through the umask): what they
+    will hold is personal data. An existing folder is left as it is. OSError when one cannot be
+    made (a file in the way, no permission)."""
+    missing = [path for path in (folder, *folder.parents) if not path.is_dir()]
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            if not path.is_dir():
+                raise
+            continue  # made meanwhile by someone else
+        path.chmod(0o700)

@@ -166,6 +166,23 @@ class KeyUnusable(RejectedError):
     summary = "key unusable"
 
 
+class BadPassphrase(KeyUnusable):
+    """Our secret key is there but the configured passphrase (or its absence) does not unlock it."""
+
+    summary = "the passphrase does not unlock our key"
+
+
+class CannotStart(GatewayError):
+    """Something outside the configuration keeps the gateway from starting: its SMTP address is
+    taken, another gateway holds the spool, the database cannot be reached. The command exits 1
+    with this one line."""
+
+    smtp_code = 421
+    enhanced = "4.3.0"
+    transient = True
+    summary = "cannot start"
+
+
 class StoreUnavailable(GatewayError):
     smtp_code = 451
     enhanced = "4.3.0"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -25,11 +27,13 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    make_url,
     select,
     update,
 )
 
 from gateway.clock import Clock
+from gateway.durable import private_folder
 
 metadata = MetaData()
 
@@ -166,6 +170,7 @@ _INSERT_DEADLINE = insert(deadlines)
 def make_engine(url: str, **options: Any) -> Engine:
     """An engine for the ledger. SQLite: WAL journal, synchronous=FULL, foreign keys on."""
     if url.startswith("sqlite"):
+        _prepare_sqlite_file(make_url(url).database)
         engine = create_engine(url, connect_args={"timeout": 30}, **options)
 
         @event.listens_for(engine, "connect")
@@ -178,6 +183,18 @@ def make_engine(url: str, **options: Any) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, **options)
+
+
+def _prepare_sqlite_file(database: str | None) -> None:
+    """The SQLite file's folder (each missing one 0700) and the file itself (0600), made before
+    SQLite makes them with the process umask: the ledger holds who sent what to whom. SQLite gives
+    its -wal and -shm files the mode of the database file. OSError when they cannot be made."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_folder(path.parent)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 
 
 def create_schema(engine: Engine) -> None:

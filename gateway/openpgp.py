@@ -18,6 +18,7 @@ import gnupg
 
 from gateway.durable import fsync_dir
 from gateway.errors import (
+    BadPassphrase,
     BadSignature,
     DamagedCiphertext,
     KeyUnusable,
@@ -50,6 +51,9 @@ _ALWAYS = [
     # 250 ms to 1.5 s with two workers); each gpg seeds from the kernel's getrandom() instead.
     "--no-random-seed-file",
 ]
+# gpg's error codes (the low 16 bits of a FAILURE status): a passphrase that unlocks nothing,
+# and none given (empty) for a key that is protected.
+_GPG_ERR_BAD_PASSPHRASE, _GPG_ERR_NO_PASSPHRASE = 11, 177
 # A signing or encryption subkey, or a primary that can sign: what gpg reports in key listings.
 _REVOKED, _EXPIRED = "r", "e"
 
@@ -334,6 +338,38 @@ class GnuPG:
         if not (result.ok and result.returncode == 0 and status.has("END_ENCRYPTION")):
             raise KeyUnusable(f"sign and encrypt failed: {_gpg_error(result)}")
         return bytes(result.data)
+
+    def check_signing(self) -> None:
+        """Sign a few bytes with our key, as every message will be signed: the start-up proof
+        that the secret key is here and the passphrase unlocks it. The passphrase goes by
+        loopback even when none is configured (an empty one), so no pinentry ever opens.
+        BadPassphrase when the passphrase is the fault, KeyUnusable for anything else."""
+        own = self._require_own()
+        own_ids = self._own_key_ids()  # KeyUnusable: no secret key of ours in this home
+        passphrase = self.protection.passphrase
+        if passphrase is not None and not self._gpg.is_valid_passphrase(passphrase):
+            raise BadPassphrase("the passphrase holds a line break: it must be one line")
+        command = self._gpg.make_args(["--sign", "--local-user", own], True)
+        done = subprocess.run(
+            command,
+            input=f"{passphrase or ''}\n".encode(),
+            capture_output=True,
+            env=self._gpg.env,
+            check=False,
+            timeout=60,
+        )
+        status = StatusLog.parse(done.stderr.decode(_STATUS_CODEC, "replace"))
+        created = status.fields("SIG_CREATED")
+        if done.returncode == 0 and len(created) == 1 and created[0][-1].upper() in own_ids:
+            return
+        codes = {int(f[-1]) & 0xFFFF for f in status.fields("FAILURE") if f and f[-1].isdigit()}
+        if _GPG_ERR_NO_PASSPHRASE in codes or status.has("MISSING_PASSPHRASE"):
+            raise BadPassphrase(f"our key {own} is protected by a passphrase, and none is given")
+        if _GPG_ERR_BAD_PASSPHRASE in codes or status.has("BAD_PASSPHRASE"):
+            raise BadPassphrase(f"the passphrase does not unlock our key {own}")
+        failures = status.fields("FAILURE") + status.fields("ERROR")
+        why = "; ".join(" ".join(fields) for fields in failures) or f"gpg exit {done.returncode}"
+        raise KeyUnusable(f"our key {own} cannot sign: {why}")
 
     def _why_unusable(self, fingerprint: str) -> str:
         key = self.key(fingerprint)

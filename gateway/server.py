@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from gateway.audit import AuditLog
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.durable import private_folder
+from gateway.errors import CannotStart, ConfigError
 from gateway.inbound.handoff import Handoff, Progress
 from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
@@ -58,7 +61,7 @@ class Gateway:
             )
         self.config = config
         self.clock = clock or SystemClock()
-        config.paths.spool.mkdir(parents=True, exist_ok=True)
+        private_folder(config.paths.spool)
         self.validator = load_validator(config)
         self.gpg = open_gnupg(config)
         self.engine = make_engine(config.database_url)
@@ -152,11 +155,16 @@ class Gateway:
             log.warning("set aside %d message(s) spooled but never recorded", orphans)
         loop = asyncio.get_running_loop()
         handler = Handler(self.config, self.pipeline, self.executor, self._after, self.limits)
-        self._server = await loop.create_server(
-            protocol_factory(self.config, handler, self.limits),
-            host=self.config.listen.host,
-            port=self.config.listen.port,
-        )
+        listen = self.config.listen
+        try:
+            self._server = await loop.create_server(
+                protocol_factory(self.config, handler, self.limits),
+                host=listen.host,
+                port=listen.port,
+            )
+        except OSError as exc:
+            where = _address(listen.host, listen.port)
+            raise CannotStart(f"cannot listen on {where}: {_why(exc)}") from None
         self._loop = loop
         self._worker = asyncio.create_task(self._handoff_loop())
         self._tasks = [
@@ -251,9 +259,31 @@ class Gateway:
         self.engine.dispose()
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _why(exc: OSError) -> str:
+    """Why a listening socket could not be made, in the words an operator searches for."""
+    reasons = {
+        errno.EADDRINUSE: "address already in use (another server listens there)",
+        errno.EACCES: "permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE)",
+        errno.EADDRNOTAVAIL: "address not available (no interface of this machine has it)",
+    }
+    if exc.errno in reasons:
+        return reasons[exc.errno]
+    # asyncio's own text quotes the address as a Python tuple: the errno's words instead
+    return os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+
+
 async def run(config: Config) -> None:
     gateway = Gateway(config)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except BaseException:
+        gateway.gpg.close()
+        gateway.engine.dispose()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -93,7 +93,7 @@ class Spool:
         if held:
             raise FileExistsError(errno.EEXIST, f"already spooled in {held[0]}/", key)
         path = self._write(self.new, name, header, payload, undo=True)
-        log.info("spooled %s (%d bytes)", key, len(payload))
+        log.debug("spooled %s (%d bytes)", key, len(payload))
         return SpoolItem(key, path, json.loads(header))
 
     def claim(self, skip: Collection[str] = ()) -> SpoolItem | None:
@@ -287,7 +287,7 @@ class Spool:
         header = _encode_meta(meta)
         self._write(self.cur, claimed.name, header, item.payload(), undo=False)
         self._move(claimed, self.new)
-        log.info("rescheduled %s", item.key)
+        log.debug("rescheduled %s", item.key)
 
     def recover(self) -> Recovery:
         """At start-up, while no other process uses the spool: requeue cur/, empty tmp/.

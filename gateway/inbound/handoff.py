@@ -278,7 +278,7 @@ class Handoff:
             )
         )
         path = deliver(desk.maildir, f"{row.id}.{row.reference}", message)
-        log.info("delivered %s %s to desk %s (%s)", row.form, row.reference, desk.name, path.name)
+        log.debug("delivered %s %s to desk %s (%s)", row.form, row.reference, desk.name, path.name)
         return desk.name
 
     def _record(self, row: MessageRow, desk: str | None) -> MessageRow | None:
@@ -393,7 +393,7 @@ class Handoff:
                 "message_id": existing.message_id,
             },
         )
-        log.info("receipt %s queued for %s %s", existing.reference, row.partner, row.reference)
+        log.debug("receipt %s queued for %s %s", existing.reference, row.partner, row.reference)
         return existing.reference
 
     def resend_receipt(self, row: MessageRow) -> None:

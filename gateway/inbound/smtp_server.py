@@ -278,7 +278,7 @@ class Handler:
             self.limits.last_data_end = time.monotonic()
             if self.limits.in_data == 0:
                 self.limits.drained.set()
-        log.info(
+        log.debug(
             "250 for %s in %.0f ms", accepted.reference, (time.perf_counter() - started) * 1000
         )
         self.after(accepted)

@@ -123,8 +123,9 @@ class Schedule:
         except Exception as error:
             jobruns.finish(self.ledger.engine, job, slot, f"failed: {type(error).__name__}")
             raise
-        jobruns.finish(self.ledger.engine, job, slot, f"done: {outcome}")
-        log.info("%s %s done: %s", job, slot, outcome)
+        summary = _summary(outcome)
+        jobruns.finish(self.ledger.engine, job, slot, f"done: {summary}")
+        log.info("%s %s done: %s", job, slot, summary)
         return outcome
 
     def _today(self) -> str:
@@ -270,6 +271,20 @@ class Schedule:
     def _wall(self, instant: datetime) -> datetime:
         """The wall-clock instant at which the injected clock will read ``instant``."""
         return datetime.now(UTC) + (instant - self.clock.now())
+
+
+def _summary(outcome: object) -> str:
+    """A daily job's outcome in words for the log and the ledger: counts, never a Python repr."""
+    if outcome is None:
+        return "nothing to send"
+    if isinstance(outcome, PurgeResult):
+        counts = vars(outcome).items()
+        return ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in counts)
+    if isinstance(outcome, list):
+        return f"{len(outcome)} warning" + ("" if len(outcome) == 1 else "s")
+    if isinstance(outcome, Path):
+        return f"posted {outcome.name}"
+    return type(outcome).__name__
 
 
 def _hour_minute(text: str) -> tuple[int, int]:
