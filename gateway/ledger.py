@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -193,6 +194,8 @@ def _prepare_sqlite_file(database: str | None) -> None:
         return
     path = Path(database)
     private_folder(path.parent)
+    if path.is_dir():  # SQLite would say only "unable to open database file"
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     if not path.exists():
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
 

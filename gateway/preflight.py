@@ -164,7 +164,7 @@ def ledger(config: Config, source: str) -> None:
             engine.dispose()
     except OSError as exc:
         raise ConfigError(
-            source, "database.url", f"cannot create {exc.filename or 'the ledger'}: {_words(exc)}"
+            source, "database.url", f"cannot use {exc.filename or 'the ledger'}: {_words(exc)}"
         ) from None
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

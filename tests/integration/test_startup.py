@@ -467,3 +467,35 @@ def test_a_run_leaves_private_folders_and_files(one_message_run: Run) -> None:
     assert {duty, duty / "cur", duty / "new", duty / "tmp"} <= run.folders.keys()
     assert {str(p): oct(mode) for p, mode in run.folders.items() if mode != 0o700} == {}
     assert {str(p): oct(mode) for p, mode in run.files.items() if mode != 0o600} == {}
+
+
+@pytest.mark.parametrize("command", [["inbox"], ["status", "NO-2026-000001"], ["deadlines"]])
+def test_other_commands_name_a_ledger_they_cannot_open(
+    config: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """Not only serve: a command that reads the ledger says which file is in the way."""
+    (tmp_path / "blocker").write_text("a file where the folder should be\n")
+    edited(config, append='\n[database]\nurl = "sqlite:///blocker/ledger.db"\n')
+    done = subprocess.run(
+        [*GATEWAY, "-c", str(config), *command],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=False,
+        timeout=60,
+    )
+    assert_refused(done, 1, str(tmp_path / "blocker"), "file exists")
+
+
+def test_other_commands_name_a_ledger_sqlite_cannot_open(config: Path, tmp_path: Path) -> None:
+    (tmp_path / "ledger.db").mkdir()  # a folder where the database file should be
+    edited(config, append='\n[database]\nurl = "sqlite:///ledger.db"\n')
+    done = subprocess.run(
+        [*GATEWAY, "-c", str(config), "inbox"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=False,
+        timeout=60,
+    )
+    assert_refused(done, 1, str(tmp_path / "ledger.db"), "is a directory")
