@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.errors import ConfigError
 from gateway.forms import CHANNELS, PRIORITIES
-from gateway.limits import IntakeLimits, MimeLimits, derived_plaintext_cap
+from gateway.limits import MIME_OVERHEAD, IntakeLimits, MimeLimits, derived_plaintext_cap
 from gateway.tomlread import Table, load_toml
 from gateway.xmlforms import SchemaSetSpec, XmlLimits
 
@@ -556,6 +556,7 @@ def _intake_limits(table: Table, listen: Listen, xml: XmlLimits) -> IntakeLimits
         max_expansion=table.integer(
             "max_expansion", defaults.max_expansion, minimum=2, maximum=100_000
         ),
+        expansion_floor=xml.max_bytes + MIME_OVERHEAD,
         mime=MimeLimits(
             max_depth=table.integer("mime_max_depth", mime.max_depth, minimum=2, maximum=100),
             max_parts=table.integer("mime_max_parts", mime.max_parts, minimum=2, maximum=10_000),

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 
 # Room for the MIME around a form and its attachments in the derived plaintext cap.
 MIME_OVERHEAD = 64 * 1024
-# Below this much plaintext the expansion ratio is not applied: a small form compresses well.
-EXPANSION_FLOOR = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -27,12 +25,15 @@ class IntakeLimits:
     (compression bombs), and the MIME structure of the message and of its plaintext."""
 
     max_plaintext_bytes: int = (10 << 20) + (1 << 20) + MIME_OVERHEAD
-    max_expansion: int = 100  # plaintext bytes per ciphertext byte, above EXPANSION_FLOOR
+    max_expansion: int = 100  # plaintext bytes per ciphertext byte, above expansion_floor
+    # Up to this much plaintext the ratio does not apply: a form of the largest size allowed
+    # (xml.max_bytes) with its MIME, which may compress to almost nothing.
+    expansion_floor: int = (1 << 20) + MIME_OVERHEAD
     mime: MimeLimits = field(default_factory=MimeLimits)
 
     def plaintext_cap(self, ciphertext_bytes: int) -> tuple[int, str]:
         """The most plaintext ``ciphertext_bytes`` of ciphertext may decrypt to, and why."""
-        relative = max(EXPANSION_FLOOR, self.max_expansion * ciphertext_bytes)
+        relative = max(self.expansion_floor, self.max_expansion * ciphertext_bytes)
         if relative < self.max_plaintext_bytes:
             return relative, f"expands more than {self.max_expansion} times"
         return self.max_plaintext_bytes, f"exceeds {self.max_plaintext_bytes} bytes"

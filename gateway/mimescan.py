@@ -39,7 +39,8 @@ def check_structure(data: bytes, limits: MimeLimits) -> None:
         boundaries = [boundary for boundary in levels if boundary is not None]
         if not boundaries:
             return
-        found = _DASHES.search(data, position)
+        # From the line end before ``position``: a delimiter may open the very first line.
+        found = _DASHES.search(data, max(position - 1, 0))
         if found is None:
             return  # unclosed multiparts: the parser reports what it finds, depth is known
         start = found.end()
