@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ssl
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
