@@ -51,7 +51,7 @@ def _zeros_through_gpg(size: str, home: Path, gpg_args: list[str]) -> bytes:
     command = f"head -c {size} /dev/zero | gpg --homedir {shlex.quote(str(home))} --batch "
     command += "--yes --no-tty --trust-model always --compress-level 9 --armor "
     command += " ".join(shlex.quote(arg) for arg in gpg_args)
-    done = subprocess.run(["sh", "-c", command], capture_output=True, check=False)  # noqa: S603
+    done = subprocess.run(["sh", "-c", command], capture_output=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.decode(errors="replace"))
     return done.stdout
