@@ -468,7 +468,10 @@ class Handler:
             except Exception:
                 log.exception("cannot audit a refusal")
 
-        self.executor.submit(write)
+        try:
+            self.executor.submit(write)
+        except RuntimeError:  # stopping: the workers are gone
+            log.warning("a refusal during shutdown was not audited: %s", fields.get("reason", ""))
 
 
 def _client(server: SMTP) -> str:
