@@ -101,6 +101,7 @@ class Pipeline:
                 digest=raw_sha256,
                 reason=f"{error.enhanced} {type(error).__name__}",
             )
+            self.ledger.record_refusal(partner.code, raw_sha256, error)  # the duty desk's notice
             log.info("refused from %s: %s %s", partner.code, error.enhanced, type(error).__name__)
             raise
 
