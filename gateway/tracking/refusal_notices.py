@@ -67,9 +67,12 @@ def notify_refusals(config: Config, ledger: Ledger, audit: AuditLog, now: dateti
     desk = first_desk(config, config.deadlines.duty_desk, config.scheduler.supervisor_desk)
     groups = _pending_groups(ledger, hour_of(now))
     posted = told = 0
-    if desk is None and groups:
-        log.warning("%d hour(s) of refusals wait: no desk is configured", len(groups))
-    for (partner, hour), rows in groups.items() if desk is not None else ():
+    if desk is None:
+        if groups:
+            log.warning("%d hour(s) of refusals wait: no desk is configured", len(groups))
+        groups = {}
+        desk = ""
+    for (partner, hour), rows in groups.items():
         _tell(config, ledger, audit, desk=desk, partner=partner, hour=hour, rows=rows, now=now)
         posted += 1
         told += len(rows)
