@@ -125,7 +125,8 @@ def refusal_notice(key: str, partner: str, hour: datetime, rows: Sequence[Refusa
     kinds = Counter(row.reason for row in rows)
     count = f"{len(rows)} refusal" + ("s" if len(rows) != 1 else "")
     lines = [
-        f"The gateway refused {count} of messages from {partner} between "
+        f"The gateway refused {len(rows)} message{'s' if len(rows) != 1 else ''} from {partner} "
+        f"between "
         f"{utc_text(hour)} and {utc_text(hour + HOUR)}. Nothing of them was kept; the partner "
         "got the reply shown with each and must send again once the cause is mended.",
         "",
