@@ -136,7 +136,11 @@ class Queues:
     def retry(self, key: str, reason: str = "") -> QueueItem:
         """An outbound item deferred for a later attempt goes now: its ``not_before`` becomes
         now, and the running gateway's courier takes it at its next pass (a second at most)."""
-        item = self.get(key, "outbound")
+        item = self.get(key)
+        if item.direction != "outbound":
+            raise QueueRefusal(
+                f"{key} is an inbound item: retry is for outbound items waiting for a later attempt"
+            )
         if item.folder == "quarantined":
             raise QueueRefusal(f"{key} is quarantined: `gateway queue release` puts it back")
         if item.folder == "claimed":
