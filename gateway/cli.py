@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from gateway import __version__, cli_audit, cli_deadlines, cli_keys, cli_send, cli_serve
+from gateway import __version__, cli_audit, cli_deadlines, cli_keys, cli_queue, cli_send, cli_serve
 from gateway import config as configuration
 from gateway.errors import ConfigError, KeyUnusable
 from gateway.progress import Progress
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_send.register(commands)
     cli_audit.register(commands)
     cli_deadlines.register(commands)
+    cli_queue.register(commands)
     return parser
 
 

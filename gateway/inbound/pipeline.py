@@ -115,6 +115,7 @@ class Pipeline:
                 digest=raw_sha256,
                 reason=f"{error.enhanced} {type(error).__name__}",
             )
+            self.ledger.record_refusal(partner.code, raw_sha256, error)  # the duty desk's notice
         except Exception as failure:
             log.error("cannot audit a refusal: %s", type(failure).__name__)
             raise StoreUnavailable() from None

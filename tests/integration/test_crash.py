@@ -90,7 +90,7 @@ def make_messages(world: World, numbers: range) -> dict[str, bytes]:
 
 
 def desk_references(desks: Path) -> collections.Counter[str]:
-    """X-IPC-Reference of every message in the desks' Maildirs (new/ and cur/)."""
+    """X-IPC-Reference of every message in the desks' Maildirs (new/ and cur/), not notices."""
     found: collections.Counter[str] = collections.Counter()
     for desk in DESKS:
         for folder in ("new", "cur"):
@@ -99,7 +99,8 @@ def desk_references(desks: Path) -> collections.Counter[str]:
                 continue
             for item in path.iterdir():
                 parsed = email.message_from_bytes(item.read_bytes(), policy=email.policy.default)
-                found[str(parsed["X-IPC-Reference"])] += 1
+                if parsed["X-IPC-Notice"] is None:  # a notice about a message is not a copy
+                    found[str(parsed["X-IPC-Reference"])] += 1
     return found
 
 
