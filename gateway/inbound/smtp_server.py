@@ -295,7 +295,8 @@ class GatewaySMTP(SMTP):
         # aiosmtpd's own replies carry no RFC 3463 code; every reply of ours does.
         if isinstance(status, str) and not self._in_greeting:
             if status.startswith(_AIOSMTPD_DATA_REFUSALS):  # it never calls handle_DATA then
-                self.handler.data_refused(self.client, status)
+                mail_from = self.envelope.mail_from if self.envelope else None
+                self.handler.data_refused(self.client, status, mail_from or "")
             status = with_enhanced_code(status)
             self._last_status = status
         await super().push(status)
@@ -436,16 +437,16 @@ class Handler:
     # ------------------------------------------------------------------ refusals, audited
 
     def _refuse(self, error: GatewayError, client: str, partner: str = "") -> str:
-        """The reply for a refused command, its audit line written off the event loop."""
-        self._audit(
-            "rejected", partner=partner, reason=f"{error.enhanced} {type(error).__name__} {client}"
-        )
+        """The reply for a refused command, its audit line (and, for a partner, the record
+        the duty desk's notice is made from) written off the event loop."""
+        self._audit(error, client, partner)
         return error.smtp_reply()
 
-    def data_refused(self, client: str, status: str) -> None:
+    def data_refused(self, client: str, status: str, mail_from: str) -> None:
         """aiosmtpd refused a DATA by itself (too big, a line too long): audited here."""
         error = MessageTooBig() if status.startswith("552") else MalformedMessage("line too long")
-        self._audit("rejected", reason=f"{error.enhanced} {type(error).__name__} {client}")
+        partner = self.config.partner_by_address(mail_from)
+        self._audit(error, client, partner.code if partner else "")
 
     def session_refused(self, client: str, why: str) -> None:
         """A session refused or cut off: audited at most once a minute per client address,
@@ -459,19 +460,32 @@ class Handler:
             self._session_refusals.clear()
         self._session_refusals[client] = (now, 1)
         more = f" (and {count - 1} more since the last line)" if count > 1 else ""
-        self._audit("session.refused", reason=f"4.7.0 {why} {client}{more}")
+        self._submit(
+            lambda: self.pipeline.audit.append(
+                "session.refused", reason=f"4.7.0 {why} {client}{more}"
+            )
+        )
 
-    def _audit(self, kind: str, **fields: str) -> None:
+    def _audit(self, error: GatewayError, client: str, partner: str) -> None:
         def write() -> None:
+            reason = f"{error.enhanced} {type(error).__name__} {client}"
+            self.pipeline.audit.append("rejected", partner=partner, reason=reason)
+            if partner:
+                self.pipeline.ledger.record_refusal(partner, "", error)
+
+        self._submit(write)
+
+    def _submit(self, write: Callable[[], object]) -> None:
+        def run() -> None:
             try:
-                self.pipeline.audit.append(kind, **fields)
+                write()
             except Exception:
                 log.exception("cannot audit a refusal")
 
         try:
-            self.executor.submit(write)
+            self.executor.submit(run)
         except RuntimeError:  # stopping: the workers are gone
-            log.warning("a refusal during shutdown was not audited: %s", fields.get("reason", ""))
+            log.warning("a refusal during shutdown was not audited")
 
 
 def _client(server: SMTP) -> str:

@@ -140,7 +140,8 @@ def refusal_notice(key: str, partner: str, hour: datetime, rows: Sequence[Refusa
         "Each refusal (instant, SHA-256 of the message as received, reason), with our reply:",
     ]
     for row in rows[:LISTED]:
-        lines += [f"  {iso_text(row.at)}  {row.raw_sha256}  {row.reason}", f"    {row.reply}"]
+        digest = row.raw_sha256 or "(refused before the message was sent)"
+        lines += [f"  {iso_text(row.at)}  {digest}  {row.reason}", f"    {row.reply}"]
     if len(rows) > LISTED:
         lines.append(f"  ... and {len(rows) - LISTED} more (in the ledger's refusals table)")
     return Notice(

@@ -186,7 +186,7 @@ async def test_refusals_at_mail_rcpt_and_data_size_are_audited(
         for entry in gateway.audit.entries()
     )
     assert reasons == [
-        ("5.3.4 MessageTooBig", "rejected", ""),
+        ("5.3.4 MessageTooBig", "rejected", "NO-SIRENE"),
         ("5.7.1 RelayDenied", "rejected", "NO-SIRENE"),
         ("5.7.1 UnknownSender", "rejected", ""),
     ]
