@@ -22,7 +22,9 @@ from gateway.pgpmime import FORM_FILENAME, WRITE_POLICY, Attachment, new_boundar
 from gateway.xmlforms import FormHeader
 
 PLACEHOLDER_DOMAIN = "gateway.invalid"
-_WRITE = WRITE_POLICY
+# Desk copies are files in a Maildir, read by mail clients from disk: lines end in LF there (the
+# Maildir convention; CRLF shows as ^M in mutt). Only what goes over SMTP is written in CRLF.
+DISK_POLICY = WRITE_POLICY.clone(linesep="\n")
 Row = tuple[int, str, str]
 
 log = logging.getLogger("gateway.desks")
@@ -83,7 +85,8 @@ def subject(delivery: Delivery) -> str:
 
 
 def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
-    """The message a desk reads: a text rendering of the form, the form and its attachments.
+    """The message a desk reads: a text rendering of the form, the form and its attachments,
+    with LF line endings (a Maildir file).
 
     Built with the compat32 classes: the header objects of email.policy.default cost more than
     the rest of the hand-off together, and every header here is plain ASCII."""
@@ -107,7 +110,7 @@ def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
         encoders.encode_base64(part)
         part.add_header("Content-Disposition", "attachment", filename=filename)
         message.attach(part)
-    return message.as_bytes(policy=_WRITE)
+    return message.as_bytes(policy=DISK_POLICY)
 
 
 def body(delivery: Delivery) -> str:
