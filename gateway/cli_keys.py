@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway import config as configuration
 from gateway import configedit
+from gateway.clitable import print_table
 from gateway.errors import ConfigError, KeyUnusable
 from gateway.openpgp import GnuPG, KeyInfo
 from gateway.runtime import open_gnupg
@@ -132,7 +133,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _table(rows, ("owner", "fingerprint", "state", "expires"))
+        print_table(rows, ("owner", "fingerprint", "state", "expires"), sys.stdout)
     return EXIT_OK
 
 
@@ -201,7 +202,7 @@ def cmd_partners_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _table(rows, ("code", "channel", "address", "smtp", "key", "key_expires"))
+        print_table(rows, ("code", "channel", "address", "smtp", "key", "key_expires"), sys.stdout)
     return EXIT_OK
 
 
@@ -221,22 +222,3 @@ def _state(key: KeyInfo, now: datetime) -> str:
     if key.expired or (key.expires is not None and key.expires <= now):
         return "expired"
     return "valid"
-
-
-def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [
-        [str(row[column] if row[column] is not None else "-") for column in columns] for row in rows
-    ]
-    widths = [
-        max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)
-    ]
-    print(
-        "  ".join(
-            column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)
-        )
-    )
-    for line in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
