@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gateway.config import Route
 from gateway.durable import fsync_dir, storage_error
+from gateway.formwording import words
 from gateway.pgpmime import FORM_FILENAME, WRITE_POLICY, Attachment, new_boundary
 from gateway.xmlforms import FormHeader
 
@@ -30,7 +31,6 @@ Row = tuple[int, str, str]
 log = logging.getLogger("gateway.desks")
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
-_WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 # Header fields the body shows in its own summary; anything else under Header is listed after it.
 _SUMMARISED = frozenset(
     {
@@ -175,14 +175,6 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
         raise storage_error(exc, detail) from exc
     log.info("%s delivered to %s", name, maildir)
     return target
-
-
-def words(name: str) -> str:
-    """An element name as words: ``DateOfBirth`` -> ``Date of birth``; acronyms stay (``VIN``)."""
-    first, *rest = _WORD_BREAK.sub(" ", name).split() or [""]
-    return " ".join(
-        [first[:1].upper() + first[1:], *(w if w.isupper() else w.lower() for w in rest)]
-    )
 
 
 def _as_utc(instant: datetime) -> datetime:

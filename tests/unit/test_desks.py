@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 
-from gateway import desks
+from gateway import desks, formwording
 from gateway.config import BUILTIN_FORMS, Desk, Route
 from gateway.desks import Delivery, choose_desk, deliver, render
 from gateway.errors import StorageFull, StoreUnavailable
@@ -211,7 +211,7 @@ def test_naive_times_are_utc(validator: FormValidator) -> None:
     ],
 )
 def test_element_names_read_as_words(name: str, label: str) -> None:
-    assert desks.words(name) == label
+    assert formwording.words(name) == label
 
 
 def test_directories_are_private(tmp_path: Path) -> None:
