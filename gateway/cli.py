@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from gateway import __version__, cli_audit, cli_deadlines, cli_keys, cli_send, cli_serve
+from gateway import (
+    __version__,
+    cli_audit,
+    cli_deadlines,
+    cli_keys,
+    cli_partners,
+    cli_send,
+    cli_serve,
+)
 from gateway import config as configuration
 from gateway.errors import ConfigError, KeyUnusable
 from gateway.progress import Progress
@@ -75,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo_command.set_defaults(run=cmd_demo)
     cli_keys.register(commands)
+    cli_partners.register(commands)
     cli_serve.register(commands)
     cli_send.register(commands)
     cli_audit.register(commands)
