@@ -7,6 +7,7 @@ import encodings.utf_8
 import logging
 import os
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -282,8 +283,16 @@ class GnuPG:
         return str(armored)
 
     def scan(self, data: bytes) -> list[KeyInfo]:
-        """The keys a file holds, without importing them."""
-        return [_key_info(entry, secret=False) for entry in self._gpg.scan_keys_mem(data)]
+        """The keys a file holds, without importing them. gpg reads them in a throwaway home
+        with its default trust model: under the "always" model no trust database is ever made,
+        and a dry-run import of an expired key then stops at "can't open trustdb.gpg" and
+        lists nothing."""
+        options = [option for option in _ALWAYS if option not in ("--trust-model", "always")]
+        with tempfile.TemporaryDirectory(prefix="gscan", dir="/tmp") as folder:
+            scanner = gnupg.GPG(gpgbinary=self._gpg.gpgbinary, gnupghome=folder, options=options)
+            scanner.encoding = _STATUS_CODEC
+            scanner.decode_errors = "replace"
+            return [_key_info(entry, secret=False) for entry in scanner.scan_keys_mem(data)]
 
     def import_partner_key(self, data: bytes) -> KeyInfo:
         """Import one partner's public key; refuse secret keys, several keys, unusable keys."""
