@@ -11,14 +11,24 @@ from typing import IO
 
 from sqlalchemy.exc import OperationalError
 
-from gateway import __version__, cli_audit, cli_deadlines, cli_keys, cli_send, cli_serve
+from gateway import (
+    __version__,
+    cli_audit,
+    cli_deadlines,
+    cli_keys,
+    cli_partners,
+    cli_queue,
+    cli_send,
+    cli_serve,
+)
 from gateway import config as configuration
 from gateway.errors import CannotStart, ConfigError, KeyUnusable
 from gateway.progress import Progress
 from gateway.runtime import load_validator
-from gateway.xmlforms import Validation
+from gateway.xmlforms import FormValidator, Validation
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+SEND_FILLS_CREATED = "2000-01-01T00:00:00Z"  # a stand-in: send writes the time it queues the form
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,10 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo_command.set_defaults(run=cmd_demo)
     cli_keys.register(commands)
+    cli_partners.register(commands)
     cli_serve.register(commands)
     cli_send.register(commands)
     cli_audit.register(commands)
     cli_deadlines.register(commands)
+    cli_queue.register(commands)
     return parser
 
 
@@ -108,8 +120,10 @@ def load_config(args: argparse.Namespace) -> configuration.Config | None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    validator = load_validator(load_config(args))
-    results: list[tuple[str, Validation]] = []
+    config = load_config(args)
+    validator = load_validator(config)
+    country = config.identity.country if config else "XX"
+    results: list[tuple[str, Validation, tuple[str, ...]]] = []
     unreadable = False
     progress = Progress(len(args.files), sys.stderr)
     for name in args.files:
@@ -121,18 +135,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"gateway: {name}: cannot read: {exc.strerror or exc}", file=sys.stderr)
             unreadable = True
             continue
-        result = validator.validate(data)
-        results.append(("<stdin>" if name == "-" else name, result))
+        result, filled = _validate_as_send(validator, data, country)
+        results.append(("<stdin>" if name == "-" else name, result, filled))
         if not args.json:
             progress.clear()
-            _print_result(results[-1][0], result, sys.stdout)
+            _print_result(results[-1][0], result, sys.stdout, filled)
     progress.done()
     if args.json:
-        json.dump([_as_json(name, result) for name, result in results], sys.stdout, indent=2)
+        json.dump([_as_json(*entry) for entry in results], sys.stdout, indent=2)
         sys.stdout.write("\n")
     if unreadable:
         return EXIT_USAGE
-    return EXIT_OK if all(result.valid for _, result in results) else EXIT_REJECTED
+    return EXIT_OK if all(result.valid for _, result, _ in results) else EXIT_REJECTED
+
+
+def _validate_as_send(
+    validator: FormValidator, data: bytes, country: str
+) -> tuple[Validation, tuple[str, ...]]:
+    """What `gateway send` would make of the form: Created and Reference, where left out, are
+    filled in (with stand-ins here) before it is checked; returns which were."""
+    filled = validator.left_out(data)
+    if filled:
+        data = validator.complete_header(
+            data, created=SEND_FILLS_CREATED, reference=f"{country}-0000-000000"
+        )
+    return validator.validate(data), filled
 
 
 def _read_input(name: str, limit: int) -> bytes:
@@ -143,10 +170,13 @@ def _read_input(name: str, limit: int) -> bytes:
         return handle.read(limit + 1)
 
 
-def _print_result(name: str, result: Validation, out: IO[str]) -> None:
+def _print_result(
+    name: str, result: Validation, out: IO[str], filled: tuple[str, ...] = ()
+) -> None:
     form = result.form.code if result.form else (result.root or "?")
     if result.valid:
-        print(f"{name}: valid {form}", file=out)
+        note = f" ({' and '.join(filled)} will be filled in by send)" if filled else ""
+        print(f"{name}: valid {form}{note}", file=out)
         return
     for error in result.errors:
         line = f"{error.line}:" if error.line is not None else ""
@@ -157,11 +187,12 @@ def _print_result(name: str, result: Validation, out: IO[str]) -> None:
     print(f"{name}: invalid {form}: {count}{more}", file=out)
 
 
-def _as_json(name: str, result: Validation) -> dict[str, object]:
+def _as_json(name: str, result: Validation, filled: tuple[str, ...]) -> dict[str, object]:
     return {
         "file": name,
         "valid": result.valid,
         "form": result.form.code if result.form else None,
+        "filled_by_send": list(filled),
         "error_count": result.error_count,
         "errors": [
             {"line": error.line, "path": error.path, "reason": error.reason}

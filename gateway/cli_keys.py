@@ -1,4 +1,4 @@
-"""`gateway keys ...` and `gateway partners ...`: our key, partners' keys and their pinning."""
+"""`gateway keys ...`: our key, partners' keys and their pinning."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from gateway import config as configuration
 from gateway import configedit
+from gateway.clitable import print_table
 from gateway.errors import ConfigError, KeyUnusable
 from gateway.openpgp import GnuPG, KeyInfo
 from gateway.runtime import open_gnupg
@@ -40,39 +41,15 @@ def register(commands: Any) -> None:
     imported.add_argument("--partner", required=True, metavar="CODE")
     imported.set_defaults(run=cmd_keys_import)
 
-    partners = commands.add_parser("partners", help="foreign bureaux")
-    partner_commands = partners.add_subparsers(
-        title="partners commands", metavar="COMMAND", required=True
-    )
-    add = partner_commands.add_parser(
-        "add", help="add a partner: import and pin its key, write it into the configuration"
-    )
-    add.add_argument("code", help="bureau code, e.g. NO-SIRENE")
-    add.add_argument("--address", required=True, help="its e-mail address")
-    add.add_argument("--channel", required=True, choices=configuration.PARTNER_CHANNELS)
-    add.add_argument("--country", required=True, help="ISO 3166-1 alpha-2")
-    add.add_argument("--key", required=True, type=Path, help="its public key file")
-    add.add_argument("--smtp", required=True, metavar="HOST:PORT", type=_host_port)
-    add.add_argument(
-        "--no-require-tls",
-        dest="require_tls",
-        action="store_false",
-        help="allow this partner without STARTTLS (not recommended)",
-    )
-    add.set_defaults(run=cmd_partners_add)
-    plist = partner_commands.add_parser("list", help="the partners and the state of their keys")
-    plist.add_argument("--json", action="store_true")
-    plist.set_defaults(run=cmd_partners_list)
 
-
-def _host_port(text: str) -> tuple[str, int]:
+def host_port(text: str) -> tuple[str, int]:
     match = re.fullmatch(r"\[?([^\[\]]+?)\]?:(\d{1,5})", text)
     if not match or not 0 < int(match.group(2)) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
     return match.group(1), int(match.group(2))
 
 
-def _source(config: configuration.Config) -> Path:
+def source_of(config: configuration.Config) -> Path:
     if config.source is None:
         raise ConfigError("(none)", "", "this command edits the configuration file: name one")
     return config.source
@@ -82,7 +59,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     config = configuration.load_required(args.config)
     if config.openpgp.fingerprint:
         raise ConfigError(
-            str(_source(config)),
+            str(source_of(config)),
             "openpgp.fingerprint",
             f"a key is configured already ({config.openpgp.fingerprint}); remove it first",
         )
@@ -94,7 +71,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
             algorithm=config.openpgp.key_algorithm,
             expire=args.expire,
         )
-    configedit.set_own_fingerprint(_source(config), fingerprint)
+    configedit.set_own_fingerprint(source_of(config), fingerprint)
     print(fingerprint)
     return EXIT_OK
 
@@ -125,14 +102,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
             "uids": list(key.uids),
             "created": key.created.isoformat(),
             "expires": key.expires.isoformat() if key.expires else None,
-            "state": _state(key, now),
+            "state": key_state(key, now),
         }
         for key in keys
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _table(rows, ("owner", "fingerprint", "state", "expires"))
+        print_table(rows, ("owner", "fingerprint", "state", "expires"), sys.stdout)
     return EXIT_OK
 
 
@@ -142,66 +119,14 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
         config.partner(args.partner)
     except KeyError:
         raise ConfigError(
-            str(_source(config)), "partners", f"no partner {args.partner!r}"
+            str(source_of(config)), "partners", f"no partner {args.partner!r}"
         ) from None
     with open_gnupg(config) as gpg:
         key = _import(gpg, args.file)
         if key is None:
             return EXIT_REJECTED
-    configedit.pin_partner(_source(config), args.partner, key.fingerprint)
+    configedit.pin_partner(source_of(config), args.partner, key.fingerprint)
     print(f"{args.partner}: pinned {key.fingerprint}")
-    return EXIT_OK
-
-
-def cmd_partners_add(args: argparse.Namespace) -> int:
-    config = configuration.load_required(args.config)
-    with open_gnupg(config) as gpg:
-        key = _import(gpg, args.key)
-        if key is None:
-            return EXIT_REJECTED
-    host, port = args.smtp
-    configedit.add_partner(
-        _source(config),
-        {
-            "code": args.code,
-            "channel": args.channel,
-            "country": args.country,
-            "address": args.address,
-            "smtp_host": host,
-            "smtp_port": port,
-            "fingerprint": key.fingerprint,
-            "require_tls": args.require_tls,
-        },
-    )
-    print(f"{args.code}: added, key {key.fingerprint} pinned")
-    return EXIT_OK
-
-
-def cmd_partners_list(args: argparse.Namespace) -> int:
-    config = configuration.load_required(args.config)
-    with open_gnupg(config) as gpg:
-        keys = {key.fingerprint: key for key in gpg.list_keys()}
-    now = datetime.now(UTC)
-    rows = []
-    for partner in config.partners:
-        key = keys.get(partner.fingerprint)
-        rows.append(
-            {
-                "code": partner.code,
-                "channel": partner.channel,
-                "country": partner.country,
-                "address": partner.address,
-                "smtp": f"{partner.smtp_host}:{partner.smtp_port}",
-                "require_tls": partner.require_tls,
-                "fingerprint": partner.fingerprint,
-                "key": _state(key, now) if key else "missing",
-                "key_expires": key.expires.isoformat() if key and key.expires else None,
-            }
-        )
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        _table(rows, ("code", "channel", "address", "smtp", "key", "key_expires"))
     return EXIT_OK
 
 
@@ -215,28 +140,9 @@ def _import(gpg: GnuPG, path: Path) -> KeyInfo | None:
         return None
 
 
-def _state(key: KeyInfo, now: datetime) -> str:
+def key_state(key: KeyInfo, now: datetime) -> str:
     if key.revoked:
         return "revoked"
     if key.expired or (key.expires is not None and key.expires <= now):
         return "expired"
     return "valid"
-
-
-def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [
-        [str(row[column] if row[column] is not None else "-") for column in columns] for row in rows
-    ]
-    widths = [
-        max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)
-    ]
-    print(
-        "  ".join(
-            column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)
-        )
-    )
-    for line in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))

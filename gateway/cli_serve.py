@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway import config as configuration
-from gateway import logsetup, pgpmime, preflight, server
+from gateway import desks, logsetup, pgpmime, preflight, server
+from gateway.clitable import minute, print_table
 from gateway.clock import SystemClock
-from gateway.inbound.handoff import Spooled
+from gateway.desks import Delivery
+from gateway.inbound.handoff import RECEIPT_FORM, Spooled
 from gateway.ledger import (
     Ledger,
     MessageRow,
@@ -36,6 +38,9 @@ def register(commands: Any) -> None:
     serve.set_defaults(run=cmd_serve)
     inbox = commands.add_parser("inbox", help="what arrived, newest first")
     inbox.add_argument("--desk", help="only this desk")
+    inbox.add_argument(
+        "--receipts", action="store_true", help="list the partners' receipts (ACK) too"
+    )
     inbox.add_argument("--json", action="store_true")
     inbox.set_defaults(run=cmd_inbox)
     show = commands.add_parser("show", help="a received form, rendered, with its attachments")
@@ -82,6 +87,8 @@ def cmd_inbox(args: argparse.Namespace) -> int:
     )
     if args.desk:
         query = query.where(messages.c.desk == args.desk)
+    if not args.receipts:
+        query = query.where(messages.c.form != RECEIPT_FORM)
     with ledger.engine.connect() as connection:
         rows = connection.execute(query).all()
     items = [
@@ -100,15 +107,22 @@ def cmd_inbox(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(items, indent=2))
         return EXIT_OK
-    if not items:
-        print("(nothing received)")
-    for item in items:
-        due = f" reply due {item['reply_due']}" if item["reply_due"] else ""
-        urgent = " URGENT" if item["priority"] == "urgent" else ""
-        print(
-            f"{item['received']}  {item['reference']}  {item['form']:<8} {item['partner']:<12} "
-            f"{item['desk']:<10} {item['state']}{urgent}{due}"
-        )
+    table = [
+        {
+            **item,
+            "received": minute(as_utc(row.created_at)),
+            "priority": "URGENT" if row.priority == "urgent" else row.priority,
+            "reply_due": minute(as_utc(row.due)) if row.due else None,
+        }
+        for item, row in zip(items, rows, strict=True)
+    ]
+    print_table(
+        table,
+        ("received", "reference", "form", "partner", "desk", "priority", "state", "reply_due"),
+        sys.stdout,
+        headings={"partner": "FROM"},
+        empty="(nothing received)",
+    )
     return EXIT_OK
 
 
@@ -118,22 +132,42 @@ def _find(ledger: Ledger, reference: str) -> MessageRow | None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """The form as its desk copy shows it (gateway.desks renders both), under one status line."""
     config = configuration.load_required(args.config)
-    row = _find(_ledger(config), args.reference)
+    ledger = _ledger(config)
+    row = _find(ledger, args.reference)
     if row is None or row.direction != "inbound" or row.spool_key is None:
         print(f"gateway: no received message {args.reference}", file=sys.stderr)
         return EXIT_NOT_FOUND
     item = Spool(config.paths.spool / "inbound").get(row.spool_key)
     payload = pgpmime.parse_entity(Spooled.of(item).entity)
-    result = load_validator(config).validate(payload.form)
-    print(f"{row.form} {row.reference} from {row.partner} ({row.state})")
-    for depth, name, text in result.outline():
-        print(f"{'  ' * depth}{name}{': ' + text if text else ''}")
-    for attachment in payload.attachments:
-        print(
-            f"attachment: {attachment.filename} ({attachment.media_type}, "
-            f"{len(attachment.data)} bytes, sha256 {attachment.sha256})"
-        )
+    validator = load_validator(config)
+    result = validator.validate(payload.form)
+    partner = config.partner_by_bureau(row.partner)
+    desk = row.desk or "-"
+    with ledger.engine.connect() as connection:
+        due = connection.execute(
+            select(deadlines.c.due).where(
+                deadlines.c.message_id == row.id, deadlines.c.kind == "reply"
+            )
+        ).scalar()
+    delivery = Delivery(
+        partner=row.partner,
+        partner_address=partner.address if partner else "",
+        channel=row.channel,
+        form=row.form,
+        title=validator.catalogue.get(row.form).title,
+        header=result.header(),
+        outline=tuple(result.outline()),
+        form_xml=payload.form,
+        received_at=as_utc(row.created_at),
+        desk=desk,
+        attachments=payload.attachments,
+        reply_due=as_utc(due) if due is not None else None,
+    )
+    print(f"{row.form} {row.reference} from {row.partner} ({row.state}, desk {desk})")
+    print()
+    sys.stdout.write(desks.body(delivery))
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.errors import ConfigError
 from gateway.forms import CHANNELS, PRIORITIES
+from gateway.limits import MIME_OVERHEAD, IntakeLimits, MimeLimits, derived_plaintext_cap
 from gateway.tomlread import Table, load_toml
 from gateway.xmlforms import SchemaSetSpec, XmlLimits
 
@@ -72,7 +73,7 @@ class Listen:
     # partners (their ``networks``, or any address once a partner has authenticated by MAIL FROM
     # where it names none) may take: strangers never get the last ones.
     max_sessions_per_address: int = 10
-    reserved_for_partners: int = 10
+    reserved_for_partners: int = 10  # unset in the file: a fifth of max_sessions
     idle_timeout: timedelta = timedelta(seconds=60)
     session_timeout: timedelta = timedelta(minutes=10)
 
@@ -213,6 +214,7 @@ class Config:
     schema_sets: tuple[SchemaSetSpec, ...]
     form_folders: tuple[tuple[Path, str], ...]
     xml: XmlLimits = field(default_factory=XmlLimits)
+    intake: IntakeLimits = field(default_factory=IntakeLimits)
     outbound: Outbound = field(default_factory=Outbound)
     deadlines: DeadlineSettings = field(default_factory=DeadlineSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
@@ -309,6 +311,7 @@ def load(path: Path) -> Config:
         if forms is not None:
             form_folders += ((forms, spec.name),)
     xml = _xml_limits(table.table("xml"))
+    intake = _intake_limits(table.table("limits"), listen, xml)
     outbound = _outbound(table.table("outbound"))
     deadline_settings = _deadline_settings(table.table("deadlines"))
     scheduler = _scheduler(table.table("scheduler"))
@@ -344,6 +347,7 @@ def load(path: Path) -> Config:
         schema_sets=schema_sets,
         form_folders=form_folders,
         xml=xml,
+        intake=intake,
         outbound=outbound,
         deadlines=deadline_settings,
         scheduler=scheduler,
@@ -424,7 +428,10 @@ def _listen(table: Table, base: Path) -> Listen:
             "max_sessions_per_address", defaults.max_sessions_per_address, minimum=1, maximum=10000
         ),
         reserved_for_partners=table.integer(
-            "reserved_for_partners", defaults.reserved_for_partners, minimum=0, maximum=10000
+            "reserved_for_partners",
+            table.integer("max_sessions", defaults.max_sessions) // 5,
+            minimum=0,
+            maximum=10000,
         ),
         idle_timeout=table.duration("idle_timeout", defaults.idle_timeout),
         session_timeout=table.duration("session_timeout", defaults.session_timeout),
@@ -548,6 +555,35 @@ def _xml_limits(table: Table) -> XmlLimits:
             "max_text_bytes", defaults.max_text_bytes, minimum=256, maximum=64 << 20
         ),
         max_errors=table.integer("max_errors", defaults.max_errors, minimum=1, maximum=1000),
+    )
+    table.finish()
+    return limits
+
+
+def _intake_limits(table: Table, listen: Listen, xml: XmlLimits) -> IntakeLimits:
+    defaults, mime = IntakeLimits(), MimeLimits()
+    derived = derived_plaintext_cap(listen.max_message_bytes, xml.max_bytes)
+    limits = IntakeLimits(
+        max_plaintext_bytes=table.integer(
+            "max_plaintext_bytes", derived, minimum=64 << 10, maximum=1 << 31
+        ),
+        max_expansion=table.integer(
+            "max_expansion", defaults.max_expansion, minimum=2, maximum=100_000
+        ),
+        expansion_floor=xml.max_bytes + MIME_OVERHEAD,
+        mime=MimeLimits(
+            max_depth=table.integer("mime_max_depth", mime.max_depth, minimum=2, maximum=100),
+            max_parts=table.integer("mime_max_parts", mime.max_parts, minimum=2, maximum=10_000),
+            max_headers=table.integer(
+                "mime_max_headers", mime.max_headers, minimum=10, maximum=10_000
+            ),
+            max_header_bytes=table.integer(
+                "mime_max_header_bytes", mime.max_header_bytes, minimum=1024, maximum=1 << 24
+            ),
+            max_boundary_length=table.integer(
+                "mime_max_boundary_length", mime.max_boundary_length, minimum=1, maximum=998
+            ),
+        ),
     )
     table.finish()
     return limits

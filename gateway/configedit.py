@@ -37,7 +37,15 @@ def pin_partner(path: Path, code: str, fingerprint: str) -> configuration.Config
     return _edit(path, change)
 
 
-def add_partner(path: Path, fields: dict[str, str | int | bool]) -> configuration.Config:
+Value = str | int | bool | list[str]
+
+
+def add_partner(
+    path: Path, fields: dict[str, Value], *, before_replace: Callable[[], object] | None = None
+) -> configuration.Config:
+    """Append a [[partners]] table; ``before_replace`` runs once the new file has been checked
+    whole and before it replaces the old one (nothing is written if either fails)."""
+
     def change(document: tomlkit.TOMLDocument) -> None:
         partners = document.get("partners")
         if partners is None:
@@ -52,10 +60,14 @@ def add_partner(path: Path, fields: dict[str, str | int | bool]) -> configuratio
             table[key] = value
         partners.append(table)
 
-    return _edit(path, change)
+    return _edit(path, change, before_replace)
 
 
-def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], None]) -> configuration.Config:
+def _edit(
+    path: Path,
+    change: Callable[[tomlkit.TOMLDocument], None],
+    before_replace: Callable[[], object] | None = None,
+) -> configuration.Config:
     """Apply a change, check the result as a whole, then replace the file atomically."""
     try:
         document = tomlkit.parse(path.read_text("utf-8"))
@@ -69,7 +81,13 @@ def _edit(path: Path, change: Callable[[tomlkit.TOMLDocument], None]) -> configu
     except ConfigError as exc:
         candidate.unlink(missing_ok=True)
         raise ConfigError(str(path), exc.key, exc.reason) from None
-    with candidate.open("rb") as handle:
-        os.fsync(handle.fileno())
+    try:
+        if before_replace is not None:
+            before_replace()
+        with candidate.open("rb") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        candidate.unlink(missing_ok=True)
+        raise
     candidate.replace(path)
     return configuration.load(path)

@@ -18,17 +18,19 @@ from pathlib import Path
 
 from gateway.config import Route
 from gateway.durable import fsync_dir, storage_error
+from gateway.formwording import words
 from gateway.pgpmime import FORM_FILENAME, WRITE_POLICY, Attachment, new_boundary
 from gateway.xmlforms import FormHeader
 
 PLACEHOLDER_DOMAIN = "gateway.invalid"
-_WRITE = WRITE_POLICY
+# Desk copies are files in a Maildir, read by mail clients from disk: lines end in LF there (the
+# Maildir convention; CRLF shows as ^M in mutt). Only what goes over SMTP is written in CRLF.
+DISK_POLICY = WRITE_POLICY.clone(linesep="\n")
 Row = tuple[int, str, str]
 
 log = logging.getLogger("gateway.desks")
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
-_WORD_BREAK = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 # Header fields the body shows in its own summary; anything else under Header is listed after it.
 _SUMMARISED = frozenset(
     {
@@ -83,7 +85,8 @@ def subject(delivery: Delivery) -> str:
 
 
 def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
-    """The message a desk reads: a text rendering of the form, the form and its attachments.
+    """The message a desk reads: a text rendering of the form, the form and its attachments,
+    with LF line endings (a Maildir file).
 
     Built with the compat32 classes: the header objects of email.policy.default cost more than
     the rest of the hand-off together, and every header here is plain ASCII."""
@@ -107,7 +110,7 @@ def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
         encoders.encode_base64(part)
         part.add_header("Content-Disposition", "attachment", filename=filename)
         message.attach(part)
-    return message.as_bytes(policy=_WRITE)
+    return message.as_bytes(policy=DISK_POLICY)
 
 
 def body(delivery: Delivery) -> str:
@@ -172,14 +175,6 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
         raise storage_error(exc, detail) from exc
     log.debug("%s delivered to %s", name, maildir)
     return target
-
-
-def words(name: str) -> str:
-    """An element name as words: ``DateOfBirth`` -> ``Date of birth``; acronyms stay (``VIN``)."""
-    first, *rest = _WORD_BREAK.sub(" ", name).split() or [""]
-    return " ".join(
-        [first[:1].upper() + first[1:], *(w if w.isupper() else w.lower() for w in rest)]
-    )
 
 
 def _as_utc(instant: datetime) -> datetime:

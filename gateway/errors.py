@@ -69,6 +69,10 @@ class UnknownSender(RejectedError):
     summary = "sender is not a known partner"
 
 
+class OutsideNetworks(UnknownSender):
+    summary = "the partner does not send from this address"
+
+
 class RelayDenied(RejectedError):
     smtp_code = 550
     enhanced = "5.7.1"
@@ -79,6 +83,32 @@ class MessageTooBig(RejectedError):
     smtp_code = 552
     enhanced = "5.3.4"
     summary = "message too big"
+
+
+class DecryptedTooBig(MessageTooBig):
+    """The decrypted content passes its cap, or expands from the ciphertext more than allowed
+    (a compression bomb): gpg is stopped as soon as it does."""
+
+    summary = "the decrypted content is too big"
+
+
+class MalformedMessage(RejectedError):
+    """The message cannot be taken apart: MIME structure over its limits (depth, parts, headers,
+    boundaries) or a structure the parser cannot read. Input never draws a 4xx."""
+
+    smtp_code = 550
+    enhanced = "5.6.0"
+    summary = "malformed message"
+
+
+class SessionRefused(GatewayError):
+    """A session refused or cut off before any message: too many sessions (from one address, or
+    in all), too many commands that make no progress. The client may come back later."""
+
+    smtp_code = 421
+    enhanced = "4.7.0"
+    transient = True
+    summary = "too many sessions, try again later"
 
 
 class CannotDecrypt(RejectedError):

@@ -35,6 +35,7 @@ from sqlalchemy import (
 
 from gateway.clock import Clock
 from gateway.durable import private_folder
+from gateway.errors import GatewayError
 
 metadata = MetaData()
 
@@ -148,6 +149,38 @@ sequences = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("value", Integer, nullable=False),
+)
+
+# A partner's message refused before the 250, for the duty desk's notice. ``reply`` is the text
+# we gave the partner (it may echo values of its form): it goes into the notice, never into a log
+# line or the audit chain. ``notified``: when the duty desk's notice that tells it was posted.
+REPLY_LIMIT = 500
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("partner", String(32), nullable=False),
+    Column("raw_sha256", String(64), nullable=False),
+    Column("smtp_code", Integer, nullable=False),
+    Column("enhanced", String(16), nullable=False),
+    Column("kind", String(64), nullable=False),  # the error's class name
+    Column("reply", String(REPLY_LIMIT), nullable=False),
+    Column("notified", DateTime(timezone=True)),
+)
+Index("ix_refusals_pending", refusals.c.notified, refusals.c.partner, refusals.c.at)
+Index("ix_refusals_at", refusals.c.at)
+
+# One row per appearance of a spool item in quarantine that the duty desk was told of (the
+# ``releases`` count of the item tells a second appearance from the first): told once each.
+quarantine_notices = Table(
+    "quarantine_notices",
+    metadata,
+    Column("direction", String(8), primary_key=True),
+    Column("spool_key", String(64), primary_key=True),
+    Column("releases", Integer, primary_key=True, autoincrement=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("notified", DateTime(timezone=True)),
 )
 
 
@@ -535,6 +568,26 @@ class Ledger:
                 .order_by(events.c.id)
             ).all()
         return [(as_utc(row.at), row.kind, row.detail) for row in rows]
+
+    def record_refusal(self, partner: str, raw_sha256: str, error: GatewayError) -> int:
+        """Record a partner's message refused before the 250, for the duty desk's notice: the
+        error's codes and class, and the reply the partner got (at most REPLY_LIMIT characters).
+        Returns the row's id."""
+        with self.engine.begin() as connection:
+            key = connection.execute(
+                insert(refusals).values(
+                    at=self.clock.now(),
+                    partner=partner,
+                    raw_sha256=raw_sha256,
+                    smtp_code=error.smtp_code,
+                    enhanced=error.enhanced,
+                    kind=type(error).__name__[:64],
+                    reply=error.smtp_reply()[:REPLY_LIMIT],
+                )
+            ).inserted_primary_key
+        if key is None:
+            raise RuntimeError("the database returned no id for the refusal")
+        return int(key[0])
 
     def next_reference_in(self, connection: Connection, country: str, year: int) -> str:
         """The next Reference our country assigns, e.g. RO-2026-000124: gap-free, never reused."""

@@ -25,7 +25,7 @@ from gateway.spool import KEY_PATTERN, OUTBOUND_MAX_ATTEMPTS, SUFFIX, Spool
 log = logging.getLogger("gateway.notices")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_WRITE_LINESEP = "\r\n"
+_MAIL_LINESEP = "\r\n"  # the copy that goes over SMTP; the Maildir copy ends its lines in LF
 MAIL_KIND = "notice"  # the kind of an outbound spool item that is a notice by mail
 
 
@@ -44,8 +44,11 @@ class Notice:
     reference: str | None = None
 
 
-def render_notice(config: Config, desk: Desk, notice: Notice, at: datetime) -> bytes:
-    """The notice as an RFC 5322 message from the gateway to the desk."""
+def render_notice(
+    config: Config, desk: Desk, notice: Notice, at: datetime, *, linesep: str = _MAIL_LINESEP
+) -> bytes:
+    """The notice as an RFC 5322 message from the gateway to the desk: CRLF for the mail, LF
+    (``linesep="\\n"``) for the Maildir file."""
     domain = config.listen.hostname or PLACEHOLDER_DOMAIN
     message = MIMEText(notice.body, "plain", "utf-8")
     message["From"] = formataddr(("IPC Gateway", config.identity.address))
@@ -56,7 +59,7 @@ def render_notice(config: Config, desk: Desk, notice: Notice, at: datetime) -> b
     message["X-IPC-Notice"] = notice.kind
     if notice.reference:
         message["X-IPC-Reference"] = notice.reference
-    return message.as_bytes(policy=message.policy.clone(linesep=_WRITE_LINESEP))
+    return message.as_bytes(policy=message.policy.clone(linesep=linesep))
 
 
 def post(config: Config, desk_name: str, notice: Notice, at: datetime) -> Path:
@@ -66,10 +69,9 @@ def post(config: Config, desk_name: str, notice: Notice, at: datetime) -> Path:
     spool cannot take it (posting again later leaves one of each)."""
     desk = config.desk(desk_name)
     name = "notice." + _UNSAFE.sub("_", notice.key)[:90]
-    message = render_notice(config, desk, notice, at)
-    path = deliver(desk.maildir, name, message)
+    path = deliver(desk.maildir, name, render_notice(config, desk, notice, at, linesep="\n"))
     if desk.email and config.relay is not None:
-        queue_mail(config, desk, notice, message, at)
+        queue_mail(config, desk, notice, render_notice(config, desk, notice, at), at)
     return path
 
 

@@ -7,6 +7,7 @@ import encodings.utf_8
 import logging
 import os
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from gateway.errors import (
     BadPassphrase,
     BadSignature,
     DamagedCiphertext,
+    DecryptedTooBig,
+    GatewayError,
     KeyUnusable,
+    MalformedMessage,
     NotForUs,
     NotIntegrityProtected,
     NotSigned,
@@ -32,6 +36,7 @@ from gateway.errors import (
     UnexpectedSigner,
     UnknownSigner,
 )
+from gateway.gpgproc import OutputLimitExceeded, RunTimedOut, run_bounded
 from gateway.pgpstatus import StatusLog
 
 log = logging.getLogger("gateway.crypto")
@@ -51,6 +56,17 @@ _ALWAYS = [
     # 250 ms to 1.5 s with two workers); each gpg seeds from the kernel's getrandom() instead.
     "--no-random-seed-file",
 ]
+# The plaintext a message may decrypt to where the caller names no cap: the default message size
+# limit and the default form size limit, with room for the MIME around them.
+DEFAULT_MAX_PLAINTEXT = (10 << 20) + (1 << 20) + (64 << 10)
+# gpg's status and diagnostics for one message: a few KiB; more is a message built to make it talk.
+MAX_STATUS_BYTES = 1 << 20
+# gpg's own --max-output sits this far above our count, so that ours trips first and gpg's is the
+# backstop; gpg cuts its output below its limit and says so on stderr (_OUTPUT_CUT).
+GPG_OUTPUT_SLACK = 1 << 16
+_OUTPUT_CUT = "Provided object is too large"
+# No gpg run takes this long on a message under the size limits; one that does is killed.
+GPG_TIMEOUT = 120.0
 # gpg's error codes (the low 16 bits of a FAILURE status): a passphrase that unlocks nothing,
 # and none given (empty) for a key that is protected.
 _GPG_ERR_BAD_PASSPHRASE, _GPG_ERR_NO_PASSPHRASE = 11, 177
@@ -271,8 +287,16 @@ class GnuPG:
         return str(armored)
 
     def scan(self, data: bytes) -> list[KeyInfo]:
-        """The keys a file holds, without importing them."""
-        return [_key_info(entry, secret=False) for entry in self._gpg.scan_keys_mem(data)]
+        """The keys a file holds, without importing them. gpg reads them in a throwaway home
+        with its default trust model: under the "always" model no trust database is ever made,
+        and a dry-run import of an expired key then stops at "can't open trustdb.gpg" and
+        lists nothing."""
+        options = [option for option in _ALWAYS if option not in ("--trust-model", "always")]
+        with tempfile.TemporaryDirectory(prefix="gscan", dir="/tmp") as folder:
+            scanner = gnupg.GPG(gpgbinary=self._gpg.gpgbinary, gnupghome=folder, options=options)
+            scanner.encoding = _STATUS_CODEC
+            scanner.decode_errors = "replace"
+            return [_key_info(entry, secret=False) for entry in scanner.scan_keys_mem(data)]
 
     def import_partner_key(self, data: bytes) -> KeyInfo:
         """Import one partner's public key; refuse secret keys, several keys, unusable keys."""
@@ -382,7 +406,12 @@ class GnuPG:
         return "cannot encrypt (no usable encryption subkey)"
 
     def decrypt_verify(
-        self, data: bytes, pinned: str, *, detached: DetachedSplitter | None = None
+        self,
+        data: bytes,
+        pinned: str,
+        *,
+        detached: DetachedSplitter | None = None,
+        max_plaintext: int = DEFAULT_MAX_PLAINTEXT,
     ) -> Verified:
         """Decrypt and verify one message; return the plaintext only if every check holds.
 
@@ -393,8 +422,10 @@ class GnuPG:
         A message signed and encrypted in one OpenPGP message carries its signature inside. One
         that was signed first (RFC 3156 nested multipart/signed) carries none: ``detached`` then
         splits the plaintext into the signed bytes and the signature, which are verified instead.
+
+        gpg is stopped, and DecryptedTooBig raised, once the plaintext passes ``max_plaintext``.
         """
-        result = self._run(["--decrypt"], data)
+        result = self._run(["--decrypt"], data, max_output=max_plaintext)
         status = StatusLog.parse(result.stderr)
         self._check_decryption(status)
         if detached is not None and not status.count("NEWSIG"):
@@ -435,20 +466,44 @@ class GnuPG:
             signed_at=datetime.fromtimestamp(int(found[2]), UTC),
         )
 
-    def _run(self, args: list[str], data: bytes) -> Any:
+    def _run(self, args: list[str], data: bytes, *, max_output: int | None = None) -> Any:
         """One gpg run as python-gnupg's ``_handle_io`` makes it (its command line, our
         passphrase first on stdin, its result object fed every status line, so ``ok``,
-        ``valid`` and the rest mean what they mean there), but in this thread: subprocess.run
-        moves stdin, stdout and stderr with one poll loop where python-gnupg starts three
-        threads per call, which under load wait for the GIL behind the sessions."""
+        ``valid`` and the rest mean what they mean there), but in this thread, with one loop
+        moving stdin, stdout and stderr where python-gnupg starts three threads per call (which
+        under load wait for the GIL behind the sessions) and reads all of gpg's output.
+
+        Here every byte gpg writes is counted as it arrives: past ``max_output`` bytes of
+        output (by default what the input can legitimately become) or ``MAX_STATUS_BYTES`` of
+        status, gpg is killed and the run refused; gpg's own ``--max-output`` stands behind."""
         passphrase = self.protection.passphrase
         if passphrase and not self._gpg.is_valid_passphrase(passphrase):
             raise ValueError("Invalid passphrase")
-        command = self._gpg.make_args(args, passphrase is not None)
+        limit = max_output if max_output is not None else 4 * len(data) + (1 << 20)
+        extra = ["--max-output", str(limit + GPG_OUTPUT_SLACK)]
+        command = self._gpg.make_args([*extra, *args], passphrase is not None)
         prefix = f"{passphrase}\n".encode(self._gpg.encoding) if passphrase else b""
-        done = subprocess.run(
-            command, input=prefix + data, capture_output=True, env=self._gpg.env, check=False
-        )
+        try:
+            done = run_bounded(
+                command,
+                (prefix, data),
+                env=self._gpg.env,
+                max_stdout=limit,
+                max_stderr=MAX_STATUS_BYTES,
+                timeout=GPG_TIMEOUT,
+            )
+        except OutputLimitExceeded as exceeded:
+            if exceeded.stream == "stdout":
+                raise DecryptedTooBig(f"the decrypted content exceeds {limit} bytes") from None
+            raise MalformedMessage(
+                f"gpg's report on the message exceeds {MAX_STATUS_BYTES} bytes"
+            ) from None
+        except RunTimedOut:
+            log.error("gpg did not finish in %.0f s: killed", GPG_TIMEOUT)
+            raise GatewayError("gpg did not finish in time, try again later") from None
+        except OSError as error:
+            log.error("gpg cannot run: %s", error.strerror or type(error).__name__)
+            raise GatewayError("cannot run gpg now, try again later") from None
         result = self._gpg.result_map["crypt"](self._gpg)
         lines = done.stderr.decode(_STATUS_CODEC, "replace").splitlines(keepends=True)
         for line in lines:
@@ -457,6 +512,8 @@ class GnuPG:
                 keyword, *value = stripped[9:].split(None, 1)
                 result.handle_status(keyword, value[0] if value else "")
         result.stderr = "".join(lines)
+        if _OUTPUT_CUT in result.stderr:  # gpg's own limit: never a cut plaintext
+            raise DecryptedTooBig(f"the decrypted content exceeds {limit} bytes")
         result.data = done.stdout
         result.returncode = done.returncode
         return result

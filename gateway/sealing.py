@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway import pgpmime
+from gateway.errors import DecryptedTooBig
+from gateway.limits import IntakeLimits
+from gateway.mimescan import check_structure
 from gateway.openpgp import GnuPG, Verified
 from gateway.pgpmime import Attachment, Envelope, Payload
 
@@ -34,10 +37,25 @@ def seal(
     return pgpmime.wrap_encrypted(gpg.sign_encrypt(entity, recipient), envelope)
 
 
-def open_message(gpg: GnuPG, raw: bytes, pinned: str) -> Opened:
-    """Take apart, decrypt and verify a message from the partner whose key is ``pinned``."""
+def open_message(gpg: GnuPG, raw: bytes, pinned: str, limits: IntakeLimits | None = None) -> Opened:
+    """Take apart, decrypt and verify a message from the partner whose key is ``pinned``.
+
+    Nothing is parsed before its MIME structure is checked against ``limits``, the message's
+    and then the plaintext's; gpg is stopped as soon as the plaintext passes its cap."""
+    limits = limits or IntakeLimits()
+    check_structure(raw, limits.mime)
     envelope, ciphertext = pgpmime.parse_outer(raw)
-    verified = gpg.decrypt_verify(ciphertext, pinned, detached=pgpmime.split_signed)
+    cap, why = limits.plaintext_cap(len(ciphertext))
+
+    def split_signed(plaintext: bytes) -> tuple[bytes, bytes] | None:
+        check_structure(plaintext, limits.mime)
+        return pgpmime.split_signed(plaintext)
+
+    try:
+        verified = gpg.decrypt_verify(ciphertext, pinned, detached=split_signed, max_plaintext=cap)
+    except DecryptedTooBig:
+        raise DecryptedTooBig(f"the decrypted content {why}") from None
+    check_structure(verified.plaintext, limits.mime)
     return Opened(
         envelope=envelope,
         entity=verified.plaintext,

@@ -130,6 +130,9 @@ class Gateway:
             max_sessions=config.listen.max_sessions,
             idle_timeout=config.listen.idle_timeout.total_seconds(),
             session_timeout=config.listen.session_timeout.total_seconds(),
+            per_address=config.listen.max_sessions_per_address,
+            reserved=config.listen.reserved_for_partners,
+            partner_networks=[net for p in config.partners for net in p.networks],
         )
         self._wake = asyncio.Event()
         self._pending_since: float | None = None  # time.time() of the oldest not handed off

@@ -360,6 +360,74 @@ class Spool:
         fsync_dir(self.done)
         return True
 
+    def quarantined(self) -> list[SpoolItem]:
+        """The items of quarantine/ with their metadata, oldest first, left where they are. An
+        item whose metadata cannot be read is listed with empty metadata."""
+        found: list[SpoolItem] = []
+        for path in _oldest_first(self.quarantine):
+            try:
+                found.append(_load(path))
+            except FileNotFoundError:
+                continue  # released or dropped meanwhile
+            except ValueError:
+                found.append(SpoolItem(path.name.removesuffix(SUFFIX), path, {}))
+        return found
+
+    def locate(self, key: str) -> SpoolItem | None:
+        """The item with this key in new/, cur/ or quarantine/ (not done/: handled), or None.
+        Its ``path`` names the folder; an unreadable item comes with empty metadata."""
+        name = _filename(key)
+        for _ in range(2):  # look twice: an item may move between folders while we look
+            for folder in (self.new, self.cur, self.quarantine):
+                try:
+                    return _load(folder / name)
+                except FileNotFoundError:
+                    continue
+                except ValueError:
+                    return SpoolItem(key, folder / name, {})
+        return None
+
+    def unquarantine(self, key: str, meta: Mapping[str, Any]) -> SpoolItem:
+        """Put a quarantined item back into new/ with ``meta`` as its metadata (an operator's
+        release): claimed by a rename into cur/, written anew, moved to new/. KeyError when
+        quarantine/ does not hold it (another operator was first)."""
+        name = _filename(key)
+        claimed = self.cur / name
+        try:
+            (self.quarantine / name).rename(claimed)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except OSError as exc:
+            raise _store_error(exc, name) from exc
+        item = SpoolItem(key, claimed, dict(meta))
+        self.reschedule(item, meta)
+        return SpoolItem(key, self.new / name, dict(meta))
+
+    def set_aside_waiting(self, key: str) -> SpoolItem | None:
+        """Move an item from new/ straight to quarantine/ (an operator is about to drop it), so
+        no worker can claim it meanwhile; None when new/ does not hold it (claimed meanwhile)."""
+        name = _filename(key)
+        try:
+            (self.new / name).rename(self.quarantine / name)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _store_error(exc, name) from exc
+        fsync_dir(self.quarantine)
+        try:
+            return _load(self.quarantine / name)
+        except ValueError:
+            return SpoolItem(key, self.quarantine / name, {})
+
+    def delete_quarantined(self, key: str) -> bool:
+        """Remove a quarantined item for good (an operator's drop); False if it was not there."""
+        try:
+            (self.quarantine / _filename(key)).unlink()
+        except FileNotFoundError:
+            return False
+        fsync_dir(self.quarantine)
+        return True
+
     def _claimed(self, item: SpoolItem) -> Path:
         path = self.cur / _filename(item.key)
         if item.path != path:

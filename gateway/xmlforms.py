@@ -15,6 +15,7 @@ from lxml import etree
 
 from gateway.errors import InvalidForm, SchemaSetError
 from gateway.forms import FormCatalogue, FormSpec
+from gateway.formwording import Fault, plain, sentence
 from gateway.schemacatalog import CATALOG_NS, CatalogEntry, XmlCatalog
 
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
@@ -413,6 +414,23 @@ class FormValidator:
         body: bytes = etree.tostring(root.getroottree(), xml_declaration=declared, encoding="UTF-8")
         return body + b"\n"
 
+    def left_out(self, data: bytes) -> tuple[str, ...]:
+        """Which of Created and Reference the form leaves to `gateway send` (absent or empty)."""
+        if self._check_raw(data) is not None:
+            return ()
+        try:
+            root = etree.fromstring(data, self._parser())
+        except etree.XMLSyntaxError:
+            return ()
+        head = root.find("{*}Header")
+        if head is None or not isinstance(head.tag, str):
+            return ()
+        return tuple(
+            name
+            for name in ("Created", "Reference")
+            if not ((found := head.find("{*}" + name)) is not None and (found.text or "").strip())
+        )
+
     def _check_raw(self, data: bytes) -> FormError | None:
         """What can be refused from the bytes alone: size, encoding, any DTD."""
         if not data or data.isspace():
@@ -475,19 +493,34 @@ class FormValidator:
         errors: list[FormError] = []
         count = 0
         namespace = etree.QName(tree.getroot()).namespace or ""
-        for error in entry.explainer().iter_errors(tree, use_location_hints=False):
-            count += 1
-            if len(errors) < self.limits.max_errors:
-                errors.append(_from_xmlschema(error, namespace))
-            if count >= _COUNT_CAP:
-                break
+        previous: FormError | None = None
+        try:
+            for error in entry.explainer().iter_errors(tree, use_location_hints=False):
+                found = _from_xmlschema(error, namespace)
+                if previous is not None and _says_again(previous, found):
+                    continue
+                previous = found
+                count += 1
+                if len(errors) < self.limits.max_errors:
+                    errors.append(found)
+                if count >= _COUNT_CAP:
+                    break
+        except (xmlschema.XMLSchemaException, LookupError, ValueError, TypeError):
+            # xmlschema gives up on some documents (an xsi:type naming no type raises a
+            # KeyError): libxml2, which refused the document already, explains it then.
+            pass
         if count:
             return errors, count
         # The two engines disagree: report what libxml2 saw rather than pass the document.
         with entry._lock:
             entry.lxml.validate(tree)
             log = [
-                FormError(item.line, item.path or "", item.message) for item in entry.lxml.error_log
+                FormError(
+                    item.line,
+                    _lxml_path(tree, item.path),
+                    plain(_NAMESPACE_IN_REASON.sub("", item.message)),
+                )
+                for item in entry.lxml.error_log
             ]
         return log[: self.limits.max_errors], max(len(log), 1)
 
@@ -541,17 +574,7 @@ _DEPTH_PROBES: dict[int, Any] = {}
 
 def _from_xmlschema(error: Any, namespace: str) -> FormError:
     element = error.elem
-    reason = _NAMESPACE_IN_REASON.sub(
-        lambda match: "" if match.group(0) == f"{{{namespace}}}" else match.group(0),
-        str(error.reason or error.message),
-    )
-    reason = _LONG_CHOICE.sub(_shorten_choices, _PYTHON_OBJECT.sub("", reason))
-    reason = _ABSTRACT.sub(r"type '\1' is abstract: name the kind with xsi:type", reason)
-    reason = _UNIQUE.sub(r"value \1 appears twice (constraint \2)", reason)
-    reason = _PREFIXED_TAG.sub(r"'\1'", reason)
-    reason = _PYTHON_CLASS.sub(
-        lambda match: "xs:" + match.group(1)[0].lower() + match.group(1)[1:], reason
-    )
+    reason = sentence(_fault(error, namespace))
     if element is None or not hasattr(element, "sourceline"):
         return FormError(None, error.path or "", reason)
     line = element.sourceline
@@ -559,6 +582,93 @@ def _from_xmlschema(error: Any, namespace: str) -> FormError:
     if isinstance(index, int) and 0 <= index < len(element):
         line = element[index].sourceline or line
     return FormError(line, _path(element), reason)
+
+
+def _lxml_path(tree: Any, path: str | None) -> str:
+    """libxml2's path of an error (``/*/*[2]``) as the readable path of local names."""
+    try:
+        found = tree.xpath(path) if path else []
+    except etree.XPathError:
+        found = []
+    return _path(found[0]) if found and isinstance(found[0], etree._Element) else ""
+
+
+def _says_again(previous: FormError, found: FormError) -> bool:
+    """Two facets of one type refusing the same empty text ("not empty", "not blank") are one
+    error for the handler."""
+    return (
+        (previous.line, previous.path) == (found.line, found.path)
+        and previous.reason.startswith("must not be empty")
+        and found.reason.startswith("must not be empty")
+    )
+
+
+def _fault(error: Any, namespace: str) -> Fault:
+    """What xmlschema found, as plain data for the wording (formwording.py)."""
+    validator = error.validator
+    obj = error.obj
+    value = obj if isinstance(obj, str) else str(obj) if isinstance(obj, int) else None
+    named = getattr(getattr(validator, "parent", None), "name", None) or ""
+    type_name = _local(named)
+    attribute = _ATTRIBUTE.match(str(error.reason or ""))
+    common: dict[str, Any] = {
+        "value": value,
+        "attribute": attribute.group(1) if attribute else None,
+        "type_name": type_name,
+    }
+    if isinstance(error, xmlschema.XMLSchemaChildrenValidationError):
+        expected = tuple(
+            _local(str(getattr(item, "name", "") or "")) for item in (error.expected or ())
+        )
+        expected = tuple(name for name in expected if name)
+        element = _local(str(obj.tag)) if hasattr(obj, "tag") else ""
+        if error.invalid_tag is None:
+            return Fault("incomplete", element=element, expected=expected)
+        return Fault(
+            "unexpected", element=element, tag=_local(str(error.invalid_tag)), expected=expected
+        )
+    kind = type(validator).__name__
+    if kind == "XsdPatternFacets":
+        return Fault("pattern", patterns=tuple(getattr(validator, "regexps", ())), **common)
+    if kind == "XsdEnumerationFacets":
+        choices = tuple(str(item) for item in getattr(validator, "enumeration", ()))
+        return Fault("enumeration", choices=choices, **common)
+    if kind in _LENGTH_FACETS:
+        return Fault(_LENGTH_FACETS[kind], limit=int(validator.value), **common)
+    if kind == "XsdAtomicBuiltin":
+        common["type_name"] = _local(str(getattr(validator, "name", "") or ""))
+        return Fault("builtin", **common)
+    common["attribute"] = None  # the reason below says it already
+    return Fault("other", text=_plain_reason(error, namespace), **common)
+
+
+_ATTRIBUTE = re.compile(r"attribute ([\w.:-]+)=")
+_LENGTH_FACETS = {
+    "XsdMinLengthFacet": "min_length",
+    "XsdMaxLengthFacet": "max_length",
+    "XsdLengthFacet": "length",
+}
+
+
+def _local(name: str) -> str:
+    return name.rpartition("}")[2].rpartition(":")[2] if name else ""
+
+
+def _plain_reason(error: Any, namespace: str) -> str:
+    """xmlschema's reason with namespaces, Python objects and class names taken out."""
+    reason = _NAMESPACE_IN_REASON.sub(
+        lambda match: "" if match.group(0) == f"{{{namespace}}}" else match.group(0),
+        str(error.reason or error.message),
+    )
+    reason = _LONG_CHOICE.sub(_shorten_choices, _PYTHON_OBJECT.sub("", reason))
+    reason = _ABSTRACT.sub(
+        r"\1 does not say which kind it is: name the kind with an xsi:type attribute", reason
+    )
+    reason = _UNIQUE.sub(r"\1 appears twice, where each may appear once (rule \2)", reason)
+    reason = _PREFIXED_TAG.sub(r"'\1'", reason)
+    return _PYTHON_CLASS.sub(
+        lambda match: "xs:" + match.group(1)[0].lower() + match.group(1)[1:], reason
+    )
 
 
 def _shorten_choices(match: re.Match[str]) -> str:

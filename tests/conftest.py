@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gpgkit
 import pytest
-from dbkit import postgres_schema
+from dbkit import POSTGRES_FOUND, POSTGRES_URL, postgres_schema
 from sqlalchemy import Engine
 
 from gateway.config import BUILTIN_FORMS, builtin_schema_sets
@@ -18,6 +18,26 @@ from gateway.xmlforms import FormValidator
 
 PROJECT = Path(__file__).resolve().parent.parent
 SAMPLES = BUILTIN_FORMS / "samples"
+
+
+def pytest_report_header() -> list[str]:
+    return [f"PostgreSQL for the ledger tests: {POSTGRES_FOUND}"]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly, at the end where it is read, what was skipped and why."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not POSTGRES_URL:
+        terminalreporter.write_sep("!", "PostgreSQL variants SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(f"  {POSTGRES_FOUND}: every ledger test ran on SQLite only")
+    if skipped:
+        terminalreporter.write_sep("!", f"{len(skipped)} tests SKIPPED", yellow=True, bold=True)
+        reasons: dict[str, int] = {}
+        for report in skipped:
+            reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else "?"
+            reasons[reason] = reasons.get(reason, 0) + 1
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+            terminalreporter.write_line(f"  {count:4d} x {reason}")
 
 
 @pytest.fixture(scope="session", autouse=True)

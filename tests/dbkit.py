@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -12,15 +13,39 @@ from sqlalchemy import text
 
 from gateway.ledger import make_engine
 
-POSTGRES_URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "")
+ENV_VAR = "GATEWAY_TEST_POSTGRES_URL"
+# Where a PostgreSQL server is looked for when the variable is not set: this machine's own.
+LOCAL_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _find_postgres() -> tuple[str, str]:
+    """The test server's URL ("" for none) and how it was found, for the session's report."""
+    if ENV_VAR in os.environ:
+        url = os.environ[ENV_VAR]
+        return url, f"{ENV_VAR}={url}" if url else f"{ENV_VAR} is set empty"
+    if _reachable("127.0.0.1", 5432):
+        return LOCAL_URL, f"{ENV_VAR} not set; found a server on 127.0.0.1:5432"
+    return "", f"{ENV_VAR} not set and nothing answers on 127.0.0.1:5432"
+
+
+POSTGRES_URL, POSTGRES_FOUND = _find_postgres()
 
 
 @contextlib.contextmanager
 def postgres_schema() -> Iterator[str]:
     """A URL whose connections see only a new, empty schema, dropped afterwards. Skips the test,
-    saying so, when GATEWAY_TEST_POSTGRES_URL does not name a server (CI sets it)."""
+    saying so, when there is no server: GATEWAY_TEST_POSTGRES_URL (CI sets it), or else one
+    answering on 127.0.0.1:5432."""
     if not POSTGRES_URL:
-        pytest.skip("GATEWAY_TEST_POSTGRES_URL is not set")
+        pytest.skip(f"no PostgreSQL: {POSTGRES_FOUND}")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = make_engine(POSTGRES_URL)
     with admin.begin() as connection:

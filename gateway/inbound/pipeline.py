@@ -19,6 +19,7 @@ from gateway.errors import (
     ConflictingReference,
     GatewayError,
     InvalidForm,
+    MalformedMessage,
     StoreUnavailable,
     UnknownSender,
 )
@@ -85,29 +86,60 @@ class Pipeline:
 
     def accept(self, mail_from: str, raw: bytes) -> Accepted:
         """Run every stage. Raise the GatewayError that is the SMTP reply, audited, or return once
-        the message is durable; nothing of a refused message is kept."""
+        the message is durable; nothing of a refused message is kept.
+
+        Whatever the message makes a stage raise is a refusal (5xx): a sender retries a 4xx for
+        days. Only our own trouble (the store, the disk, gpg that cannot run) is a 4xx."""
         raw_sha256 = hashlib.sha256(raw).hexdigest()
         partner = self.config.partner_by_address(mail_from)
         if partner is None:
             self.audit.append("rejected", digest=raw_sha256, reason=UnknownSender.summary)
             raise UnknownSender()
         try:
-            checked = self._check(partner, raw)
+            checked = self._checked(partner, raw)
             return self._commit(checked, raw, raw_sha256)
         except GatewayError as error:
+            self._audit_refusal(partner, raw_sha256, error)
+            raise
+        except Exception:
+            log.exception("unexpected failure while storing a message from %s", partner.code)
+            trouble = StoreUnavailable("local error, try again later")
+            self._audit_refusal(partner, raw_sha256, trouble)
+            raise trouble from None
+
+    def _audit_refusal(self, partner: Partner, raw_sha256: str, error: GatewayError) -> None:
+        try:
             self.audit.append(
                 "rejected",
                 partner=partner.code,
                 digest=raw_sha256,
                 reason=f"{error.enhanced} {type(error).__name__}",
             )
-            log.info("refused from %s: %s %s", partner.code, error.enhanced, type(error).__name__)
+            self.ledger.record_refusal(partner.code, raw_sha256, error)  # the duty desk's notice
+        except Exception as failure:
+            log.error("cannot audit a refusal: %s", type(failure).__name__)
+            raise StoreUnavailable() from None
+        log.info("refused from %s: %s %s", partner.code, error.enhanced, type(error).__name__)
+
+    def _checked(self, partner: Partner, raw: bytes) -> _Checked:
+        """The checks of what the partner sent: anything they raise that is not one of our
+        refusals was caused by the input (a parser's own error), and is refused as malformed."""
+        try:
+            return self._check(partner, raw)
+        except GatewayError:
             raise
+        except Exception as error:  # RecursionError, UnicodeError, ValueError... from parsers
+            log.warning(
+                "malformed message from %s: %s in a parser", partner.code, type(error).__name__
+            )
+            raise MalformedMessage("the message cannot be read") from None
 
     # ------------------------------------------------------------------ the stages
 
     def _check(self, partner: Partner, raw: bytes) -> _Checked:
-        opened = open_message(self.gpg, normalise_line_ends(raw), partner.fingerprint)
+        opened = open_message(
+            self.gpg, normalise_line_ends(raw), partner.fingerprint, self.config.intake
+        )
         validation = self.validator.validate(opened.payload.form)
         validation.raise_for_errors()
         form = validation.form
@@ -239,5 +271,9 @@ class Pipeline:
 
 def normalise_line_ends(raw: bytes) -> bytes:
     """Bare CR and bare LF become CRLF: aiosmtpd passes them through (only CRLF.CRLF ends DATA).
-    The signed content is inside the ciphertext, so this never touches what is verified."""
+    The signed content is inside the ciphertext, so this never touches what is verified. A
+    message with CRLF line ends only (every message from a partner's gateway) is not copied."""
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\n") == crlf and raw.count(b"\r") == crlf:
+        return raw
     return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import ssl
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,14 +155,12 @@ class Routes:
         def context(cafile: Path | None, key: str) -> ssl.SSLContext:
             if cafile not in contexts:
                 try:
-                    made = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+                    contexts[cafile] = tls_context(cafile)
                 except (OSError, ssl.SSLError) as exc:
                     reason = getattr(exc, "strerror", None) or str(exc)
                     raise ConfigError(
                         source, key, f"cannot load the CA certificates: {reason}"
                     ) from None
-                made.minimum_version = ssl.TLSVersion.TLSv1_2
-                contexts[cafile] = made
             return contexts[cafile]
 
         relay = None
@@ -181,6 +180,103 @@ class Routes:
                 context(partner.tls_ca, f"partners[{index}].tls_ca"),
             )
         return cls(partners, relay)
+
+
+def tls_context(cafile: Path | None) -> ssl.SSLContext:
+    """A client context that verifies the server's certificate and host name against ``cafile``
+    (PEM) or the system's store; TLS 1.2 at least. OSError or ssl.SSLError when it cannot load."""
+    made = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    made.minimum_version = ssl.TLSVersion.TLSv1_2
+    return made
+
+
+def ca_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot serve as a partner's ``tls_ca`` (unreadable, not PEM, no
+    certificate in it); None when it can."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    if b"-----BEGIN CERTIFICATE-----" not in text:
+        return "it holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=str(path))
+    except ssl.SSLError as exc:
+        return f"its certificates cannot be read: {exc.reason or exc}"
+    if not context.cert_store_stats().get("x509"):
+        return "it holds no certificate"
+    return None
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class TlsCheck:
+    """What `gateway partners check` found at a partner's SMTP server: whether it answered,
+    offered STARTTLS and completed it with a certificate verified for its host name, until when
+    that certificate is valid; ``problem`` names the first thing that failed."""
+
+    reached: bool = False
+    starttls: bool = False
+    verified: bool = False
+    protocol: str | None = None
+    not_after: datetime | None = None
+    problem: str | None = None
+
+
+async def check_tls(
+    host: str, port: int, context: ssl.SSLContext, local_hostname: str, timeout: float
+) -> TlsCheck:
+    """Connect, EHLO, STARTTLS with the certificate checks delivery makes, EHLO again, QUIT.
+    Nothing is sent beyond that."""
+    client = aiosmtplib.SMTP(
+        hostname=host.strip("[]"),
+        port=port,
+        local_hostname=local_hostname,
+        start_tls=False,
+        tls_context=context,
+        timeout=timeout,
+    )
+    stage, reached, offered = "connect", False, False
+    try:
+        await client.connect()
+        reached, stage = True, "EHLO"
+        await _hello(client)
+        if not client.supports_extension("starttls"):
+            return TlsCheck(reached=True, problem="STARTTLS not offered")
+        offered, stage = True, "STARTTLS"
+        await client.starttls()
+        ssl_object = client.get_transport_info("ssl_object")
+        if ssl_object is None:
+            return TlsCheck(reached=True, starttls=True, problem="TLS not established")
+        peer = ssl_object.getpeercert()
+        not_after = peer.get("notAfter") if peer else None
+        stage = "EHLO"
+        await _hello(client)
+        return TlsCheck(
+            reached=True,
+            starttls=True,
+            verified=True,
+            protocol=ssl_object.version(),
+            not_after=(
+                datetime.fromtimestamp(ssl.cert_time_to_seconds(str(not_after)), UTC)
+                if not_after
+                else None
+            ),
+        )
+    except aiosmtplib.SMTPResponseException as reply:
+        attempt = _reply(reply.code, reply.message, stage, in_transaction=False)
+        return TlsCheck(reached=reached, starttls=offered, problem=attempt.error)
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        return TlsCheck(reached=reached, starttls=offered, problem=_failure(exc, stage).summary)
+    finally:
+        if client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()
 
 
 # ---------------------------------------------------------------------------- sessions

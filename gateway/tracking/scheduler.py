@@ -6,7 +6,9 @@ Jobs live in memory, defined from the configuration at start; nothing is stored 
   deadline has something to do (a one-shot job moved after each sweep);
 - the outbound wake-up at the instant the outbound queue says (``outbound_next_due``);
 - the retention purge, the partner-key check (daily) and the statistics report (daily at
-  ``[scheduler] report_at`` UTC).
+  ``[scheduler] report_at`` UTC);
+- the duty desk's checks every ``sweep_every``: refusals of the hours that are over, items that
+  appeared in quarantine (``refusal_notices``, ``quarantine_notices``).
 
 Each job's work is a plain synchronous method (``sweep_once`` and the like) that tests drive
 with a FakeClock; the timer runs them in a thread. With several gateways on one ledger, a daily
@@ -41,7 +43,9 @@ from gateway.openpgp import GnuPG
 from gateway.runtime import open_gnupg
 from gateway.spool import Spool
 from gateway.tracking import jobruns, keycheck, reports
+from gateway.tracking.quarantine_notices import notify_quarantined
 from gateway.tracking.recipients import supervisor_desk
+from gateway.tracking.refusal_notices import RefusalRun, notify_refusals
 from gateway.tracking.retention import Purger, PurgeResult
 from gateway.tracking.sweep import Sweeper, SweepResult
 
@@ -91,6 +95,7 @@ class Schedule:
         self.purger = Purger(
             config=config, ledger=ledger, audit=audit, inbound=inbound, outbound=outbound
         )
+        self.spools = {"inbound": inbound, "outbound": outbound}
         self._timer: AsyncIOScheduler | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[Any]] = set()
@@ -100,6 +105,12 @@ class Schedule:
     def sweep_once(self) -> SweepResult:
         """Handle the deadlines due now."""
         return self.sweeper.sweep(self.clock.now())
+
+    def desk_checks_once(self) -> tuple[RefusalRun, int]:
+        """The duty desk's notices: refusals of the hours that are over, quarantined items."""
+        now = self.clock.now()
+        refused = notify_refusals(self.config, self.ledger, self.audit, now)
+        return refused, notify_quarantined(self.config, self.ledger, self.spools, now)
 
     def purge_once(self) -> PurgeResult | None:
         """Today's retention purge, unless some gateway did it already (None)."""
@@ -162,6 +173,11 @@ class Schedule:
         timer = AsyncIOScheduler(event_loop=loop, timezone=UTC, job_defaults=JOB_DEFAULTS)
         every = self.config.scheduler.sweep_every.total_seconds()
         timer.add_job(self._sweep_job, IntervalTrigger(seconds=every, timezone=UTC), id="sweep")
+        timer.add_job(
+            self._job("desk-checks", self.desk_checks_once),
+            IntervalTrigger(seconds=every, timezone=UTC),
+            id="desk-checks",
+        )
         for job_id, run, (hour, minute) in (
             ("purge", self.purge_once, PURGE_AT),
             ("keys", self.check_keys_once, KEYS_AT),
@@ -203,6 +219,7 @@ class Schedule:
         """Everything due now, once: the sweep, today's daily jobs if not done, the outbound."""
         await self._sweep_job()
         for job_id, run in (
+            ("desk-checks", self.desk_checks_once),
             ("purge", self.purge_once),
             ("keys", self.check_keys_once),
             ("report", self.report_once),

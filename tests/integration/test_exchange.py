@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +15,7 @@ from sqlalchemy import select
 from gateway import config as configuration
 from gateway import demo
 from gateway.audit import AuditLog
+from gateway.cli import main
 from gateway.clock import SystemClock
 from gateway.ledger import Ledger, MessageRow, deadlines, make_engine, messages
 
@@ -120,3 +125,47 @@ def test_every_audit_chain_verifies_and_the_story_is_told(story: tuple[list[str]
     text = "\n".join(lines)
     for step in ("1. ", "2. ", "3. ", "4. ", "Ledger of RO-SIRENE", "Maildirs"):
         assert step in text
+
+
+def test_the_inbox_has_a_header_row_minutes_and_no_receipts_unless_asked(
+    story: tuple[list[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, root = story
+    ro = Bureau(root / "ro")
+    source = str(ro.config.source)
+    assert main(["-c", source, "inbox"]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split() == [
+        *("RECEIVED", "REFERENCE", "FORM", "FROM", "DESK", "PRIORITY", "STATE", "REPLY", "DUE")
+    ]
+    forms = [line.split()[3] for line in lines]
+    assert sorted(forms) == ["IP-QUERY-RESULT", "M"]  # the receipts (ACK) left out
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\dZ  ", line) for line in lines), lines
+    received_acks = [r for r in ro.rows() if r.direction == "inbound" and r.form == "ACK"]
+    assert received_acks
+    assert main(["-c", source, "inbox", "--receipts"]) == 0
+    _, *with_receipts = capsys.readouterr().out.splitlines()
+    assert len(with_receipts) == len(lines) + len(received_acks)
+    assert main(["-c", source, "inbox", "--receipts", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == len(with_receipts)
+
+
+def test_show_renders_the_form_as_the_desk_copy_does(
+    story: tuple[list[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, root = story
+    ro = Bureau(root / "ro")
+    answer = ro.one("inbound", "M")
+    assert main(["-c", str(ro.config.source), "show", answer.reference]) == 0
+    shown = capsys.readouterr().out
+    status, blank, *body = shown.splitlines()
+    assert status == f"M {answer.reference} from NO-SIRENE (delivered, desk {answer.desk})"
+    assert blank == ""
+    [copy] = (ro.config.desk(answer.desk or "").maildir / "new").glob(f"*{answer.reference}")
+    message = email.message_from_bytes(copy.read_bytes(), policy=email.policy.default)
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert body == text.get_content().splitlines()  # one rendering, with labels
+    assert body[0].startswith("SIRENE form M: ")
+    assert any(line.startswith("Reference:   ") for line in body)
+    assert main(["-c", str(ro.config.source), "show", "RO-2026-999999"]) == 1

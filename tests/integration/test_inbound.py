@@ -150,8 +150,8 @@ async def test_handlers_commands(
     assert inbox[0]["reply_due"]
     assert main(["-c", source, "show", "NO-2026-000123"]) == 0
     shown = capsys.readouterr().out
-    assert shown.startswith("G NO-2026-000123 from NO-SIRENE (delivered)")
-    assert "ActionTaken: Person arrested" in shown
+    assert shown.startswith("G NO-2026-000123 from NO-SIRENE (delivered, desk duty)\n")
+    assert "  Action taken: Person arrested" in shown  # labels, as on the desk copy
     assert main(["-c", source, "status", "NO-2026-000123", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert [event["kind"] for event in status[0]["events"]] == ["received", "delivered"]

@@ -16,7 +16,7 @@ from typing import cast
 
 import pytest
 
-from gateway import desks
+from gateway import desks, formwording
 from gateway.config import BUILTIN_FORMS, Desk, Route
 from gateway.desks import Delivery, choose_desk, deliver, render
 from gateway.errors import StorageFull, StoreUnavailable
@@ -94,9 +94,11 @@ def test_urgent_form_with_deadline(validator: FormValidator, tmp_path: Path) -> 
     due = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
     item = delivery(validator, ARRESTED, "sirene@no.example", reply_due=due)
     raw = render(item)
-    assert b"\r\n" in raw
-    assert b"\n" not in raw.replace(b"\r\n", b"")
     deliver(tmp_path / "sirene", "1.NO-2026-000123", raw)
+    [on_disk] = (tmp_path / "sirene" / "new").iterdir()
+    written = on_disk.read_bytes()
+    assert written == raw and b"\n" in written
+    assert b"\r" not in written  # LF on disk, the Maildir convention: no ^M in mutt
 
     message = read_back(tmp_path / "sirene")
     assert message["Subject"] == (
@@ -209,7 +211,7 @@ def test_naive_times_are_utc(validator: FormValidator) -> None:
     ],
 )
 def test_element_names_read_as_words(name: str, label: str) -> None:
-    assert desks.words(name) == label
+    assert formwording.words(name) == label
 
 
 def test_directories_are_private(tmp_path: Path) -> None:
