@@ -11,8 +11,8 @@ LF; a header block ends at its first line that is not a header field (a blank li
 a line that is a delimiter of an open multipart ends the part it is in, an enclosing multipart's
 delimiter before the innermost one's own; delimiter lines that follow a delimiter (a closing one
 too) are skipped; a part of a multipart/digest without a Content-Type is a message/rfc822; every
-message/* but message/delivery-status holds an entity of its own, and a message/delivery-status
-holds blocks of header fields, one object each.
+message/* but message/delivery-status holds an entity of its own. A message/delivery-status is
+refused: its blocks of header fields are entities again, under rules of their own.
 """
 
 from __future__ import annotations
@@ -62,11 +62,10 @@ def _delimiters(boundaries: tuple[bytes, ...]) -> re.Pattern[bytes]:
 
 def check_structure(data: bytes, limits: MimeLimits) -> None:
     """Raise MimeLimitExceeded (550 5.6.0) if ``data`` has more MIME structure than ``limits``
-    allow: nesting deeper than ``max_depth``, more than ``max_parts`` parts (blocks of a
-    message/delivery-status included), an entity with more than ``max_headers`` header fields or
-    a header block over ``max_header_bytes``, or a multipart boundary that is empty, not ASCII,
-    holds a control character or is longer than ``max_boundary_length``. Linear in the size of
-    ``data``."""
+    allow: nesting deeper than ``max_depth``, more than ``max_parts`` parts, an entity with more
+    than ``max_headers`` header fields or a header block over ``max_header_bytes``, or a
+    multipart boundary that is empty, not ASCII, holds a control character or is longer than
+    ``max_boundary_length``; or a message/delivery-status part. Linear in the size of ``data``."""
     _Scan(data, limits).run()
 
 
@@ -162,7 +161,10 @@ class _Scan:
                 headers.set_default_type("message/rfc822")
             kind = headers.get_content_type()
             if kind == "message/delivery-status":
-                return self._status_blocks(body)
+                # The parser reads its body as blocks of header fields ended by blank lines, one
+                # object each, and a block is an entity again (a multipart in a block nests
+                # without a blank line, without end). No message taken here carries one.
+                raise MimeLimitExceeded("a message/delivery-status part")
             if headers.get_content_maintype() == "message":
                 self._push(_Level(None))  # its body is an entity with headers of its own
                 start, in_digest = body, False
@@ -187,22 +189,6 @@ class _Scan:
         self._check_fields(start, end)
         blank = _BLANK_LINE.match(self.data, end)
         return end, blank.end() if blank else end
-
-    def _status_blocks(self, start: int) -> int:
-        """Count the blocks of a message/delivery-status body (each blank line ends one) as
-        parts, and check each block's header fields; return where the body ends."""
-        found = self._next_delimiter(start)
-        end = found[0] if found is not None else len(self.data)
-        position = start
-        while True:  # the parser makes one block even of an empty body
-            self._count_part()
-            header_end = _HEADER_LINES.match(self.data, position, end).end()  # type: ignore[union-attr]
-            self._check_fields(position, header_end)
-            blank = _BLANK_LINE.search(self.data, header_end, end)
-            if blank is None or blank.end() >= end:
-                break
-            position = blank.end()
-        return end
 
     def _check_fields(self, start: int, end: int) -> None:
         limit = self.limits.max_header_bytes
