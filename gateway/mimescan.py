@@ -8,8 +8,8 @@ what is over a limit first.
 It reads the data as the parser (email.feedparser, any policy) reads it, or the limits could be
 passed by a structure that the scan and the parser see differently: lines end at CRLF, CR or
 LF; a header block ends at its first line that is not a header field (a blank line or any other);
-a line that is a delimiter of an open multipart ends the part it is in, an enclosing multipart's
-delimiter before the innermost one's own; delimiter lines that follow a delimiter (a closing one
+a line that is a delimiter of an open multipart ends the part it is in, and belongs to the
+outermost multipart whose boundary it holds; delimiter lines that follow a delimiter (a closing one
 too) are skipped; a part of a multipart/digest without a Content-Type is a message/rfc822; every
 message/* but message/delivery-status holds an entity of its own. A message/delivery-status is
 refused: its blocks of header fields are entities again, under rules of their own.
@@ -113,20 +113,17 @@ class _Scan:
 
     def _delimiter_of(self, start: int) -> tuple[int, bool] | None:
         """The level whose delimiter the line at ``start`` is, and whether it is the closing one,
-        as the parser decides: the enclosing multiparts first (innermost first), then the
-        innermost multipart itself, whose own loop reads the line only when none of them took
-        it. None if the line is no delimiter."""
+        as the parser decides: the outermost open multipart whose boundary the line holds (a
+        line that an enclosing multipart's boundary matches ends every part inside it before
+        the inner multipart's own loop would read it). None if the line is no delimiter."""
         if not self.data.startswith(b"--", start):
             return None
         end = _LINE_END.search(self.data, start)
         line = self.data[start + 2 : end.start() if end else len(self.data)].rstrip(b" \t")
-        order = [i for i, level in enumerate(self.levels) if level.boundary is not None]
-        if not order:
-            return None
-        order = [*reversed(order[:-1]), order[-1]]
-        for index in order:
-            boundary = self.levels[index].boundary
-            assert boundary is not None  # noqa: S101 (filtered above)
+        for index, level in enumerate(self.levels):
+            boundary = level.boundary
+            if boundary is None:
+                continue
             if line == boundary:
                 return index, False
             if line == boundary + b"--":
@@ -185,6 +182,7 @@ class _Scan:
             raise MimeLimitExceeded(f"a header block over {limit} bytes")
         for dashes in _DASH_LINE.finditer(self.data, start, end):
             if self._delimiter_of(dashes.start()) is not None:
+                self._check_fields(start, dashes.start())
                 return dashes.start(), dashes.start()
         self._check_fields(start, end)
         blank = _BLANK_LINE.match(self.data, end)

@@ -426,3 +426,28 @@ def test_what_the_scan_passes_the_parser_builds_within_the_limits(data: bytes) -
     assert depth <= SMALL.max_depth
     assert parts <= SMALL.max_parts
     assert fields <= SMALL.max_headers
+
+
+def test_a_line_belongs_to_the_outermost_multipart_it_delimits() -> None:
+    """Found by the property above: boundaries "a--", "a", "a--" one inside the other; the line
+    "--a--" closes the middle one for its own loop, but the outermost one reads it first, as a
+    delimiter, and its next part has header fields of its own."""
+    data = (
+        b'Content-Type: multipart/mixed; boundary="a--"\r\n--a--\r\n'
+        b'Content-Type: multipart/mixed; boundary="a"\r\n--a\r\n'
+        b'Content-Type: multipart/mixed; boundary="a--"\r\n--a--\r\n' + headers(101)
+    )
+    assert parsed_shape(data)[2] == 101
+    assert "header fields" in refused(data)
+
+
+def test_header_fields_are_counted_up_to_a_delimiter_that_ends_them() -> None:
+    """Found by the property above: a header block cut short by a delimiter line that looks
+    like a header field is still counted."""
+    data = (
+        b'Content-Type: multipart/mixed; boundary="a:b"\r\n\r\n--a:b\r\n'
+        + headers(101)
+        + b"--a:b--\r\n"
+    )
+    assert parsed_shape(data)[2] == 101
+    assert "header fields" in refused(data)
