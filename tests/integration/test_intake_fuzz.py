@@ -220,7 +220,12 @@ def mutation(draw: st.DrawFn, raw: bytes) -> bytes:
         return raw[:at]
     armored = _armored(raw)
     if kind == "packet" and armored is not None:
-        binary_length = len(gpgkit.dearmor(armored.group(0)))
+        try:
+            binary_length = len(gpgkit.dearmor(armored.group(0)))
+        except ValueError:  # an earlier mutation broke the armor (binascii.Error is one)
+            return raw
+        if binary_length == 0:
+            return raw
         position = draw(st.integers(0, binary_length - 1))
         flipped = gpgkit.flip_byte(armored.group(0), position).replace(b"\n", b"\r\n")
         return raw[: armored.start()] + flipped + raw[armored.end() :]
