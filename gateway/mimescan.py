@@ -2,13 +2,28 @@
 
 The email package's parser recurses once per nesting level (1,000 nested multiparts raise
 RecursionError) and builds an object per part and per header. This scan walks the same structure
-without recursion and without building anything, and refuses what is over a limit first.
+without recursion and without building anything but one entity's headers at a time, and refuses
+what is over a limit first.
+
+It reads the data as the parser (email.feedparser, any policy) reads it, or the limits could be
+passed by a structure that the scan and the parser see differently: lines end at CRLF, CR or
+LF; a header block ends at its first line that is not a header field (a blank line or any other);
+a line that is a delimiter of an open multipart ends the part it is in, and belongs to the
+outermost multipart whose boundary it holds; delimiter lines that follow a delimiter (a closing one
+too) are skipped; a part of a multipart/digest without a Content-Type is a message/rfc822; every
+message/* but message/delivery-status holds an entity of its own. A message/delivery-status is
+refused: its blocks of header fields are entities again, under rules of their own.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
+from dataclasses import dataclass
 from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 
 from gateway.errors import MalformedMessage
 from gateway.limits import MimeLimits
@@ -18,115 +33,187 @@ class MimeLimitExceeded(MalformedMessage):
     summary = "MIME structure over the limits"
 
 
-# The start of a line that may be a delimiter: "--" at the start of the data or after a LF.
-_DASHES = re.compile(rb"(?:\A|\n)--")
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-_FIELD_START = re.compile(rb"(?:\A|\n)(?![ \t\r\n])")
-_CONTENT_TYPE = re.compile(rb"(?:\A|\n)content-type[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)", re.I)
+# A run of header lines as email.feedparser's headerRE takes them, each with its line end.
+_HEADER_LINES = re.compile(rb"(?:(?:From |[\x21-\x39\x3b-\x7e]*:|[ \t])[^\r\n]*(?:\r\n|\r|\n|\Z))*")
+# The first character of a header field (not of a continuation line) at the start of a line.
+_FIELD_START = re.compile(rb"(?:\A|(?<=[\r\n]))[^ \t\r\n]")
+# A line that starts with "--" (a delimiter may be there).
+_DASH_LINE = re.compile(rb"(?:\A|(?<=[\r\n]))--")
+# An empty line: a line end at the start of a line (not the LF of a CRLF).
+_BLANK_LINE = re.compile(rb"(?:\A|(?<=\n)|(?<=\r)(?!\n))(?:\r\n|\r|\n)")
+_LINE_END = re.compile(rb"[\r\n]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class _Level:
+    """An open nesting level: a multipart (its boundary) or a message/* part (boundary None)."""
+
+    boundary: bytes | None
+    digest: bool = False  # a multipart/digest: its parts are message/rfc822 by default
+
+
+@functools.lru_cache(maxsize=256)
+def _delimiters(boundaries: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """A line that is a delimiter or closing delimiter of one of ``boundaries``."""
+    alternatives = b"|".join(re.escape(boundary) for boundary in boundaries)
+    return re.compile(rb"(?:\A|(?<=[\r\n]))--(?:" + alternatives + rb")(?:--)?[ \t]*(?=[\r\n]|\Z)")
 
 
 def check_structure(data: bytes, limits: MimeLimits) -> None:
     """Raise MimeLimitExceeded (550 5.6.0) if ``data`` has more MIME structure than ``limits``
     allow: nesting deeper than ``max_depth``, more than ``max_parts`` parts, an entity with more
-    than ``max_headers`` header fields or a header block over ``max_header_bytes``, or a boundary
-    longer than ``max_boundary_length`` (or empty). Linear in the size of ``data``."""
-    # Open levels, innermost last: the boundary of a multipart, or None for a message/* part
-    # (whose body is itself an entity).
-    levels: list[bytes | None] = []
-    parts = 0
-    position = _entity(data, 0, levels, limits)
-    while levels:
-        boundaries = [boundary for boundary in levels if boundary is not None]
+    than ``max_headers`` header fields or a header block over ``max_header_bytes``, or a
+    multipart boundary that is empty, not ASCII, holds a control character or is longer than
+    ``max_boundary_length``; or a message/delivery-status part. Linear in the size of ``data``."""
+    _Scan(data, limits).run()
+
+
+class _Scan:
+    """One pass over one message; ``levels`` are the open levels, innermost last."""
+
+    def __init__(self, data: bytes, limits: MimeLimits) -> None:
+        self.data = data
+        self.limits = limits
+        self.levels: list[_Level] = []
+        self.parts = 0
+
+    def run(self) -> None:
+        position = self._entity(0, in_digest=False)
+        while True:
+            found = self._next_delimiter(position)
+            if found is None:
+                return  # the end of the data: unclosed multiparts are the parser's concern
+            _, after, level, closing = found
+            del self.levels[level + 1 :]
+            if closing:
+                self.levels.pop()
+                position = after
+                continue
+            position = self._skip_repeated(after, level)
+            self._count_part()
+            position = self._entity(position, in_digest=self.levels[level].digest)
+
+    # ------------------------------------------------------------------ delimiters
+
+    def _next_delimiter(self, position: int) -> tuple[int, int, int, bool] | None:
+        """The next delimiter line of an open multipart: its start, the start of the next line,
+        the level it belongs to and whether it closes that level."""
+        boundaries = tuple(
+            dict.fromkeys(level.boundary for level in self.levels if level.boundary is not None)
+        )
         if not boundaries:
-            return
-        # From the line end before ``position``: a delimiter may open the very first line.
-        found = _DASHES.search(data, max(position - 1, 0))
+            return None
+        found = _delimiters(boundaries).search(self.data, position)
         if found is None:
-            return  # unclosed multiparts: the parser reports what it finds, depth is known
-        start = found.end()
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        line = data[start:end].rstrip(b" \t\r")
-        position = end
-        level = _level_of(line, levels)
-        if level is None:
-            continue  # a body line that happens to start with "--"
-        boundary = levels[level]
-        del levels[level + 1 :]
-        if boundary is not None and line == boundary + b"--":
-            levels.pop()  # the multipart's closing delimiter
-            continue
-        parts += 1
-        if parts > limits.max_parts:
-            raise MimeLimitExceeded(f"more than {limits.max_parts} MIME parts")
-        position = _entity(data, min(end + 1, len(data)), levels, limits)
+            return None
+        match = self._delimiter_of(found.start())
+        assert match is not None  # noqa: S101 (the pattern holds the same boundaries)
+        return found.start(), self._next_line(found.start()), *match
 
+    def _delimiter_of(self, start: int) -> tuple[int, bool] | None:
+        """The level whose delimiter the line at ``start`` is, and whether it is the closing one,
+        as the parser decides: the outermost open multipart whose boundary the line holds (a
+        line that an enclosing multipart's boundary matches ends every part inside it before
+        the inner multipart's own loop would read it). None if the line is no delimiter."""
+        if not self.data.startswith(b"--", start):
+            return None
+        end = _LINE_END.search(self.data, start)
+        line = self.data[start + 2 : end.start() if end else len(self.data)].rstrip(b" \t")
+        for index, level in enumerate(self.levels):
+            boundary = level.boundary
+            if boundary is None:
+                continue
+            if line == boundary:
+                return index, False
+            if line == boundary + b"--":
+                return index, True
+        return None
 
-def _level_of(line: bytes, levels: list[bytes | None]) -> int | None:
-    """The index of the open multipart whose delimiter ``line`` is (after "--"), or None."""
-    for index in range(len(levels) - 1, -1, -1):
-        boundary = levels[index]
-        if boundary is not None and (line == boundary or line == boundary + b"--"):
-            return index
-    return None
-
-
-def _entity(data: bytes, start: int, levels: list[bytes | None], limits: MimeLimits) -> int:
-    """Check the header block of the entity at ``start`` (and of the entities a message/* part
-    opens), push its level, and return where its body starts."""
-    while True:
-        position, content_type = _headers(data, start, limits)
-        kind, boundary = _kind(content_type)
-        if kind.startswith("multipart/"):
-            if not boundary or not boundary.isascii():
-                raise MimeLimitExceeded(f"a {kind} part without a usable boundary")
-            if len(boundary) > limits.max_boundary_length:
-                raise MimeLimitExceeded(
-                    f"a boundary longer than {limits.max_boundary_length} characters"
-                )
-            _push(levels, boundary.encode("ascii"), limits)
-            return position
-        if kind.startswith("message/") and kind != "message/delivery-status":
-            _push(levels, None, limits)  # its body is an entity with headers of its own
-            start = position
-            continue
+    def _skip_repeated(self, position: int, level: int) -> int:
+        """Past the delimiter lines of ``level`` that follow one of its delimiters: the parser
+        skips them all, a closing one too (no empty part, and the multipart goes on)."""
+        while position < len(self.data):
+            match = self._delimiter_of(position)
+            if match is None or match[0] != level:
+                break
+            position = self._next_line(position)
         return position
 
+    def _next_line(self, position: int) -> int:
+        end = _LINE_END.search(self.data, position)
+        if end is None:
+            return len(self.data)
+        return end.start() + (2 if self.data.startswith(b"\r\n", end.start()) else 1)
 
-def _push(levels: list[bytes | None], level: bytes | None, limits: MimeLimits) -> None:
-    levels.append(level)
-    if len(levels) > limits.max_depth:
-        raise MimeLimitExceeded(f"MIME nesting deeper than {limits.max_depth} levels")
+    # ------------------------------------------------------------------ entities
 
+    def _entity(self, start: int, *, in_digest: bool) -> int:
+        """Check the header block of the entity at ``start`` (and of the entities a message/*
+        part opens), push its level, and return where the scan goes on."""
+        while True:
+            block_end, body = self._header_block(start)
+            headers = BytesHeaderParser(policy=compat32).parsebytes(self.data[start:block_end])
+            if in_digest:
+                headers.set_default_type("message/rfc822")
+            kind = headers.get_content_type()
+            if kind == "message/delivery-status":
+                # The parser reads its body as blocks of header fields ended by blank lines, one
+                # object each, and a block is an entity again (a multipart in a block nests
+                # without a blank line, without end). No message taken here carries one.
+                raise MimeLimitExceeded("a message/delivery-status part")
+            if headers.get_content_maintype() == "message":
+                self._push(_Level(None))  # its body is an entity with headers of its own
+                start, in_digest = body, False
+                continue
+            if headers.get_content_maintype() == "multipart":
+                self._push(_Level(self._boundary(headers, kind), kind == "multipart/digest"))
+            return body
 
-def _headers(data: bytes, start: int, limits: MimeLimits) -> tuple[int, bytes | None]:
-    """The end of the header block at ``start`` and its Content-Type value (None: none)."""
-    window_end = start + limits.max_header_bytes + 4
-    if data.startswith(b"\r\n", start) or data.startswith(b"\n", start):
-        return start + (2 if data.startswith(b"\r\n", start) else 1), None
-    blank = _BLANK_LINE.search(data, start, window_end)
-    if blank is None:
-        if len(data) - start > limits.max_header_bytes:
-            raise MimeLimitExceeded(f"a header block over {limits.max_header_bytes} bytes")
-        block_end = body = len(data)
-    else:
-        block_end, body = blank.start(), blank.end()
-        if block_end - start > limits.max_header_bytes:
-            raise MimeLimitExceeded(f"a header block over {limits.max_header_bytes} bytes")
-    block = data[start:block_end]
-    fields = sum(1 for _ in _FIELD_START.finditer(block))
-    if fields > limits.max_headers:
-        raise MimeLimitExceeded(f"more than {limits.max_headers} header fields in one part")
-    found = _CONTENT_TYPE.search(block)
-    return body, found.group(1) if found else None
+    def _header_block(self, start: int) -> tuple[int, int]:
+        """Where the header block at ``start`` ends, and where the body after it starts.
 
+        The block ends at the first line that is not a header field, or that is a delimiter of
+        an open multipart (which ends the entity); an empty line after it is the separator."""
+        limit = self.limits.max_header_bytes
+        window = min(len(self.data), start + limit + 2)
+        end = _HEADER_LINES.match(self.data, start, window).end()  # type: ignore[union-attr]
+        if end - start > limit:
+            raise MimeLimitExceeded(f"a header block over {limit} bytes")
+        for dashes in _DASH_LINE.finditer(self.data, start, end):
+            if self._delimiter_of(dashes.start()) is not None:
+                self._check_fields(start, dashes.start())
+                return dashes.start(), dashes.start()
+        self._check_fields(start, end)
+        blank = _BLANK_LINE.match(self.data, end)
+        return end, blank.end() if blank else end
 
-def _kind(value: bytes | None) -> tuple[str, str | None]:
-    """The content type (lower case, default text/plain) and boundary of a Content-Type value."""
-    if value is None:
-        return "text/plain", None
-    if not value.isascii():
-        raise MimeLimitExceeded("a Content-Type header that is not ASCII")
-    header = Message()
-    header["Content-Type"] = " ".join(value.decode("ascii").split())
-    return header.get_content_type(), header.get_boundary()
+    def _check_fields(self, start: int, end: int) -> None:
+        limit = self.limits.max_header_bytes
+        if end - start > limit:
+            raise MimeLimitExceeded(f"a header block over {limit} bytes")
+        fields = _FIELD_START.finditer(self.data, start, end)
+        if next(itertools.islice(fields, self.limits.max_headers, None), None) is not None:
+            raise MimeLimitExceeded(
+                f"more than {self.limits.max_headers} header fields in one part"
+            )
+
+    def _boundary(self, headers: Message, kind: str) -> bytes:
+        boundary = headers.get_boundary()
+        if not boundary or not boundary.isascii() or _CONTROL.search(boundary):
+            raise MimeLimitExceeded(f"a {kind} part without a usable boundary")
+        if len(boundary) > self.limits.max_boundary_length:
+            raise MimeLimitExceeded(
+                f"a boundary longer than {self.limits.max_boundary_length} characters"
+            )
+        return boundary.encode("ascii")
+
+    def _push(self, level: _Level) -> None:
+        self.levels.append(level)
+        if len(self.levels) > self.limits.max_depth:
+            raise MimeLimitExceeded(f"MIME nesting deeper than {self.limits.max_depth} levels")
+
+    def _count_part(self) -> None:
+        self.parts += 1
+        if self.parts > self.limits.max_parts:
+            raise MimeLimitExceeded(f"more than {self.limits.max_parts} MIME parts")

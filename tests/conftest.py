@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import gpgkit
 import pytest
 from dbkit import POSTGRES_FOUND, POSTGRES_URL, postgres_schema
+from hypothesis import settings
 from sqlalchemy import Engine
 
 from gateway.config import BUILTIN_FORMS, builtin_schema_sets
@@ -17,6 +19,12 @@ from gateway.ledger import create_schema, make_engine
 from gateway.xmlforms import FormValidator
 
 PROJECT = Path(__file__).resolve().parent.parent
+
+# Hypothesis: "ci" (the default) runs the same examples on every run; GATEWAY_FUZZ=long runs
+# twenty times as many, new ones each time.
+settings.register_profile("ci", max_examples=100, deadline=None, derandomize=True)
+settings.register_profile("long", max_examples=2000, deadline=None)
+settings.load_profile(os.environ.get("GATEWAY_FUZZ", "ci"))
 SAMPLES = BUILTIN_FORMS / "samples"
 
 
