@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ _ADDRESS = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}
 _HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[?[0-9A-Fa-f:.]+\]?"
 _FINGERPRINT = r"[0-9A-F]{40}|[0-9A-F]{64}"
 _NAME = r"[a-z][a-z0-9_-]{0,31}"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -106,17 +107,20 @@ class Partner:
     tls_ca: Path | None = None
     # The client addresses its mail comes from; empty: any. Where set, its MAIL FROM from
     # elsewhere is refused, and these addresses may use the sessions reserved for partners.
-    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    networks: tuple[IPNetwork, ...] = ()
 
     def sends_from(self, address: str) -> bool:
         """Whether a client at ``address`` may send as this partner."""
-        if not self.networks:
-            return True
-        try:
-            client = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(client in network for network in self.networks)
+        return not self.networks or in_networks(address, self.networks)
+
+
+def in_networks(address: str, networks: Sequence[IPNetwork]) -> bool:
+    """Whether the IP ``address`` lies in one of ``networks`` (False for what is no address)."""
+    try:
+        client = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(client in network for network in networks)
 
 
 @dataclass(frozen=True)
@@ -479,7 +483,7 @@ def _partner(table: Table, base: Path) -> Partner:
     return partner
 
 
-def _networks(table: Table) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _networks(table: Table) -> tuple[IPNetwork, ...]:
     networks = []
     for index, text in enumerate(table.str_list("networks", ())):
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import re
 import ssl
@@ -16,7 +15,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway import __version__
-from gateway.config import Config
+from gateway.config import Config, IPNetwork, in_networks
 from gateway.errors import (
     ConfigError,
     GatewayError,
@@ -41,7 +40,6 @@ MAX_REFUSED_COMMANDS = 20  # as Postfix's smtpd_hard_error_limit
 LEARNED_ADDRESSES = 4096
 # A client refused sessions again and again gets one audit line a minute, with the count.
 SESSION_AUDIT_EVERY = 60.0
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _TOO_BIG = MessageTooBig().smtp_reply()
 
 
@@ -96,13 +94,7 @@ class Limits:
 
     def is_partner(self, address: str) -> bool:
         """Whether ``address`` is a partner's: in its networks, or one it delivered from."""
-        if address in self._learned:
-            return True
-        try:
-            client = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(client in network for network in self.partner_networks)
+        return address in self._learned or in_networks(address, self.partner_networks)
 
     def learn(self, address: str) -> None:
         """A partner delivered from ``address``: it may use the reserved sessions from now on."""

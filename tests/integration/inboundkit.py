@@ -220,10 +220,17 @@ async def send(
     sender: str = "sirene@no.example",
     recipient: str = "sirene@ro.example",
     tls: bool = True,
+    source_address: str | None = None,
 ) -> tuple[int, str]:
+    """One session, one message; ``source_address``: the client's own address (any of 127/8)."""
     context = ssl.create_default_context(cafile=str(world.tls_cert))
     client = aiosmtplib.SMTP(
-        hostname="127.0.0.1", port=gateway.port, start_tls=False, tls_context=context, timeout=30
+        hostname="127.0.0.1",
+        port=gateway.port,
+        start_tls=False,
+        tls_context=context,
+        timeout=30,
+        source_address=(source_address, 0) if source_address else None,
     )
     await client.connect()
     try:

@@ -13,12 +13,10 @@ import asyncio
 import base64
 import contextlib
 import os
-import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiosmtplib
 import gpgkit
 import pytest
 from integration.inboundkit import (
@@ -218,30 +216,6 @@ async def held_sessions(port: int, count: int, addresses: list[str]) -> AsyncIte
                 await writer.wait_closed()
 
 
-async def send_from(world: World, gateway: Gateway, raw: bytes, address: str) -> tuple[int, str]:
-    context = ssl.create_default_context(cafile=str(world.tls_cert))
-    client = aiosmtplib.SMTP(
-        hostname="127.0.0.1",
-        port=gateway.port,
-        start_tls=False,
-        tls_context=context,
-        timeout=30,
-        source_address=(address, 0),
-    )
-    await client.connect()
-    try:
-        await client.starttls()
-        try:
-            await client.mail(SENDER)
-            await client.rcpt(US)
-            response = await client.data(raw)
-        except aiosmtplib.SMTPResponseException as refused:
-            return refused.code, refused.message
-        return response.code, response.message
-    finally:
-        client.close()
-
-
 async def test_300_sessions_held_from_one_address_do_not_keep_a_partner_out(
     world: World, gateway: Gateway
 ) -> None:
@@ -251,7 +225,7 @@ async def test_300_sessions_held_from_one_address_do_not_keep_a_partner_out(
         assert len(welcomed) == 10, greetings[:12]  # max_sessions_per_address
         assert len(refused) == 290
         assert b"too many sessions from your address" in refused[0]
-        code, text = await send_from(world, gateway, message(world), PARTNER_ADDRESS)
+        code, text = await send(world, gateway, message(world), source_address=PARTNER_ADDRESS)
     assert code == 250, text
     await settle(gateway)
     lines = [entry for entry in gateway.audit.entries() if entry.kind == "session.refused"]
@@ -276,10 +250,12 @@ async def test_strangers_from_many_addresses_never_take_the_partners_sessions(
             strangers = [f"127.0.1.{n}" for n in range(1, 5)]
             async with held_sessions(gateway.port, 10, strangers) as greetings:
                 assert sum(line.startswith(b"220 ") for line in greetings) == 15
-                code, text = await send_from(world, gateway, message(world), PARTNER_ADDRESS)
+                code, text = await send(
+                    world, gateway, message(world), source_address=PARTNER_ADDRESS
+                )
                 assert code == 250, text
                 # The partner's address is in its networks; its MAIL FROM from elsewhere is not.
-            code, text = await send_from(world, gateway, message(world), "127.0.0.3")
+            code, text = await send(world, gateway, message(world), source_address="127.0.0.3")
             assert (code, text.split()[0]) == (550, "5.7.1"), text
             assert "does not send from this address" in text
             await settle(gateway)
