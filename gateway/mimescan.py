@@ -42,6 +42,10 @@ _DASH_LINE = re.compile(rb"(?:\A|(?<=[\r\n]))--")
 # An empty line: a line end at the start of a line (not the LF of a CRLF).
 _BLANK_LINE = re.compile(rb"(?:\A|(?<=\n)|(?<=\r)(?!\n))(?:\r\n|\r|\n)")
 _LINE_END = re.compile(rb"[\r\n]")
+# The first Content-Type field of a header block, with its continuation lines.
+_CONTENT_TYPE = re.compile(
+    rb"(?:\A|(?<=[\r\n]))content-type:[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*", re.IGNORECASE
+)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -57,7 +61,9 @@ class _Level:
 def _delimiters(boundaries: tuple[bytes, ...]) -> re.Pattern[bytes]:
     """A line that is a delimiter or closing delimiter of one of ``boundaries``."""
     alternatives = b"|".join(re.escape(boundary) for boundary in boundaries)
-    return re.compile(rb"(?:\A|(?<=[\r\n]))--(?:" + alternatives + rb")(?:--)?[ \t]*(?=[\r\n]|\Z)")
+    # No look-behind for the start of the line: a pattern that starts with a literal is found by
+    # a fast scan; the caller checks that the match starts a line.
+    return re.compile(rb"--(?:" + alternatives + rb")(?:--)?[ \t]*(?=[\r\n]|\Z)")
 
 
 def check_structure(data: bytes, limits: MimeLimits) -> None:
@@ -104,7 +110,12 @@ class _Scan:
         )
         if not boundaries:
             return None
-        found = _delimiters(boundaries).search(self.data, position)
+        pattern = _delimiters(boundaries)
+        found = pattern.search(self.data, position)
+        while (
+            found is not None and found.start() > 0 and self.data[found.start() - 1] not in b"\r\n"
+        ):
+            found = pattern.search(self.data, found.start() + 1)
         if found is None:
             return None
         match = self._delimiter_of(found.start())
@@ -153,7 +164,10 @@ class _Scan:
         part opens), push its level, and return where the scan goes on."""
         while True:
             block_end, body = self._header_block(start)
-            headers = BytesHeaderParser(policy=compat32).parsebytes(self.data[start:block_end])
+            # Only the first Content-Type field decides (as Message.get does); the parser's own
+            # header code reads it, and it alone: the block's other fields cost nothing here.
+            field = _CONTENT_TYPE.search(self.data, start, block_end)
+            headers = BytesHeaderParser(policy=compat32).parsebytes(field.group() if field else b"")
             if in_digest:
                 headers.set_default_type("message/rfc822")
             kind = headers.get_content_type()
