@@ -11,10 +11,15 @@ from datetime import timedelta
 from pathlib import Path
 
 from gateway.errors import ConfigError
-from gateway.forms import CHANNELS, PRIORITIES
-from gateway.limits import MIME_OVERHEAD, IntakeLimits, MimeLimits, derived_plaintext_cap
+from gateway.forms import CHANNELS, PRIORITIES, SchemaSetSpec
+from gateway.limits import (
+    MIME_OVERHEAD,
+    IntakeLimits,
+    MimeLimits,
+    XmlLimits,
+    derived_plaintext_cap,
+)
 from gateway.tomlread import Table, load_toml
-from gateway.xmlforms import SchemaSetSpec, XmlLimits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BUILTIN_XSD = PROJECT_ROOT / "xsd"

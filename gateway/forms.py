@@ -20,6 +20,19 @@ _CONDITION_PATH = r"[A-Za-z_][\w.\-]*(/[A-Za-z_][\w.\-]*)*"
 
 
 @dataclass(frozen=True)
+class SchemaSetSpec:
+    """A folder of XSDs with an optional OASIS XML catalog, and the entry schemas to compile."""
+
+    name: str
+    path: Path
+    catalog: Path | None = None
+    schemas: tuple[str, ...] = ()
+    # True when no type of the set contains itself, so a valid document is no deeper than the
+    # schema allows: the depth limit then only needs checking on documents that fail validation.
+    bounded_depth: bool = False
+
+
+@dataclass(frozen=True)
 class DeadlineRule:
     """One line of a reply policy: when it applies, and how long the partner has to reply."""
 

@@ -1,4 +1,4 @@
-"""What a message from outside may make us hold: plaintext, expansion, MIME structure."""
+"""What a message from outside may make us hold: plaintext, expansion, MIME structure, XML."""
 
 from __future__ import annotations
 
@@ -6,6 +6,16 @@ from dataclasses import dataclass, field
 
 # Room for the MIME around a form and its attachments in the derived plaintext cap.
 MIME_OVERHEAD = 64 * 1024
+
+
+@dataclass(frozen=True)
+class XmlLimits:
+    """Bounds on a form from outside, checked before anything else looks at it."""
+
+    max_bytes: int = 1024 * 1024
+    max_depth: int = 32
+    max_text_bytes: int = 64 * 1024
+    max_errors: int = 20
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from gateway import config as configuration
 from gateway.forms import FormCatalogue
+from gateway.limits import XmlLimits
 from gateway.openpgp import GnuPG, KeyProtection
-from gateway.xmlforms import FormValidator, XmlLimits
+from gateway.xmlforms import FormValidator
 
 
 def load_validator(config: configuration.Config | None) -> FormValidator:

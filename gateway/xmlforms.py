@@ -14,8 +14,9 @@ import xmlschema
 from lxml import etree
 
 from gateway.errors import InvalidForm, SchemaSetError
-from gateway.forms import FormCatalogue, FormSpec
+from gateway.forms import FormCatalogue, FormSpec, SchemaSetSpec
 from gateway.formwording import Fault, plain, sentence
+from gateway.limits import XmlLimits
 from gateway.schemacatalog import CATALOG_NS, CatalogEntry, XmlCatalog
 
 XSD_NS = "http://www.w3.org/2001/XMLSchema"
@@ -30,29 +31,6 @@ _UNIQUE = re.compile(r"duplicated value \((.*?),?\) for XsdUnique\(name='(?:\w+:
 _PREFIXED_TAG = re.compile(r"'[A-Za-z_][\w.-]*:([A-Za-z_][\w.-]*)'")
 _PYTHON_CLASS = re.compile(r"<class '[\w.]*\.(\w+?)(?:10)?'>")
 _LONG_CHOICE = re.compile(r"value must be one of \[([^\]]*)\]")
-
-
-@dataclass(frozen=True)
-class XmlLimits:
-    """Bounds on a form from outside, checked before anything else looks at it."""
-
-    max_bytes: int = 1024 * 1024
-    max_depth: int = 32
-    max_text_bytes: int = 64 * 1024
-    max_errors: int = 20
-
-
-@dataclass(frozen=True)
-class SchemaSetSpec:
-    """A folder of XSDs with an optional OASIS XML catalog, and the entry schemas to compile."""
-
-    name: str
-    path: Path
-    catalog: Path | None = None
-    schemas: tuple[str, ...] = ()
-    # True when no type of the set contains itself, so a valid document is no deeper than the
-    # schema allows: the depth limit then only needs checking on documents that fail validation.
-    bounded_depth: bool = False
 
 
 @dataclass(frozen=True)

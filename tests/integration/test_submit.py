@@ -46,10 +46,11 @@ from gateway import config as configuration
 from gateway.cli import main
 from gateway.errors import GatewayError, InvalidForm, KeyUnusable, SubmissionRefused
 from gateway.ledger import NewMessage, as_utc, create_schema, deadlines, make_engine, messages
+from gateway.limits import XmlLimits
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.submit import Submitter
 from gateway.pgpmime import Attachment
-from gateway.xmlforms import FormValidator, XmlLimits
+from gateway.xmlforms import FormValidator
 
 THIS_YEAR = f"RO-{NOW.year}"
 PDF = b"%PDF-1.7\n% seizure report of the border police\n%%EOF\n"

@@ -12,7 +12,8 @@ from lxml import etree
 from gateway import config as configuration
 from gateway.config import BUILTIN_FORMS
 from gateway.forms import FormCatalogue, load_form
-from gateway.xmlforms import FormValidator, XmlLimits
+from gateway.limits import XmlLimits
+from gateway.xmlforms import FormValidator
 
 SAMPLES = BUILTIN_FORMS / "samples"
 FORM_FILES = sorted(BUILTIN_FORMS.glob("*.toml"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -201,3 +203,15 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(configuration.ENV_VAR, "/from/env.toml")
     assert configuration.locate(None) == Path("/from/env.toml")
     assert configuration.locate("explicit.toml") == Path("explicit.toml")
+
+
+def test_the_configuration_imports_only_the_standard_library() -> None:
+    """Reading a configuration loads no XML, OpenPGP, SQL or SMTP library: every command reads
+    one, and a mistake in the file must be reported without them."""
+    heavy = ("lxml", "xmlschema", "gnupg", "sqlalchemy", "aiosmtpd", "aiosmtplib", "apscheduler")
+    probe = (
+        "import sys, gateway.config; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -13,9 +13,9 @@ import pytest
 from gateway import config as configuration
 from gateway.cli import main
 from gateway.errors import SchemaSetError
-from gateway.forms import FormCatalogue
+from gateway.forms import FormCatalogue, SchemaSetSpec
 from gateway.runtime import load_validator
-from gateway.xmlforms import FormValidator, SchemaSetSpec
+from gateway.xmlforms import FormValidator
 
 ACME = Path(__file__).resolve().parent.parent / "data" / "acme"
 

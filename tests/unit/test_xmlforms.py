@@ -15,7 +15,8 @@ from lxml import etree
 from gateway.config import BUILTIN_FORMS
 from gateway.errors import InvalidForm
 from gateway.forms import FormCatalogue
-from gateway.xmlforms import FormValidator, XmlLimits, _hardened_parser
+from gateway.limits import XmlLimits
+from gateway.xmlforms import FormValidator, _hardened_parser
 
 VALID_G = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 SIRENE = "urn:ipc-gateway:sirene:1"
