@@ -111,6 +111,23 @@ class SessionRefused(GatewayError):
     summary = "too many sessions, try again later"
 
 
+class IdleTooLong(SessionRefused):
+    enhanced = "4.4.2"
+    summary = "idle too long, closing"
+
+
+class SessionTooLong(SessionRefused):
+    enhanced = "4.4.2"
+    summary = "session time limit reached"
+
+
+class TooManyRecipients(GatewayError):
+    smtp_code = 452
+    enhanced = "4.5.3"
+    transient = True
+    summary = "too many recipients"
+
+
 class CannotDecrypt(RejectedError):
     smtp_code = 550
     enhanced = "5.7.5"

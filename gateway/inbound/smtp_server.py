@@ -19,12 +19,15 @@ from gateway.config import Config, IPNetwork, in_networks
 from gateway.errors import (
     ConfigError,
     GatewayError,
+    IdleTooLong,
     MalformedMessage,
     MessageTooBig,
     OutsideNetworks,
     RelayDenied,
     SessionRefused,
+    SessionTooLong,
     TLSRequired,
+    TooManyRecipients,
     UnknownSender,
 )
 from gateway.inbound.pipeline import Accepted, Pipeline
@@ -157,8 +160,7 @@ class GatewaySMTP(SMTP):
                 super().connection_made(transport)
                 self.handler.session_refused(self.client, refusal)
                 if isinstance(transport, asyncio.WriteTransport):
-                    reply = SessionRefused(f"{refusal}, try again later").smtp_reply()
-                    transport.write(reply.encode("ascii") + b"\r\n")
+                    transport.write(_line(SessionRefused(f"{refusal}, try again later")))
                 transport.close()
                 return
             self._counted = True
@@ -192,7 +194,7 @@ class GatewaySMTP(SMTP):
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             log.info("idle timeout: closing")
-            transport.write(b"421 4.4.2 idle too long, closing\r\n")
+            transport.write(_line(IdleTooLong()))
         super()._timeout_cb()  # type: ignore[no-untyped-call]
 
     async def _no_progress(self) -> bool:
@@ -267,7 +269,7 @@ class GatewaySMTP(SMTP):
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             log.warning("session time limit reached: closing")
-            transport.write(b"421 4.4.2 session time limit reached\r\n")
+            transport.write(_line(SessionTooLong()))
             transport.close()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
@@ -395,7 +397,7 @@ class Handler:
             partner = self.config.partner_by_address(envelope.mail_from or "")
             return self._refuse(RelayDenied(), _client(server), partner.code if partner else "")
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
-            return "452 4.5.3 too many recipients"
+            return TooManyRecipients().smtp_reply()
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -478,6 +480,11 @@ class Handler:
             self.executor.submit(run)
         except RuntimeError:  # stopping: the workers are gone
             log.warning("a refusal during shutdown was not audited")
+
+
+def _line(error: GatewayError) -> bytes:
+    """An error's reply as a line written straight to the transport (outside a command)."""
+    return error.smtp_reply().encode("ascii", "replace") + b"\r\n"
 
 
 def _client(server: SMTP) -> str:
