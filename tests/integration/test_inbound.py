@@ -11,6 +11,7 @@ import pytest
 from integration.inboundkit import (
     FORM,
     World,
+    assert_nothing_stored,
     desk_messages,
     gateway_config,
     gateway_fingerprint,
@@ -129,10 +130,21 @@ async def test_oversize(world: World, gateway: Gateway) -> None:
 
 
 async def test_nothing_refused_is_stored(world: World, gateway: Gateway) -> None:
-    await send(world, gateway, message(world, signer=world.rs))
-    await send(world, gateway, message(world, FORM.replace(b"NO-2026-000123", b"bad")))
+    replies = [
+        await send(world, gateway, message(world, signer=world.rs)),
+        await send(world, gateway, message(world, FORM.replace(b"NO-2026-000123", b"bad"))),
+    ]
+    # Both reached the pipeline and were refused there, for the reasons meant, each audited.
+    assert [(code, text.split()[0]) for code, text in replies] == [(550, "5.7.7"), (550, "5.6.0")]
+    refusals = [e for e in gateway.audit.entries() if e.kind == "rejected"]
+    assert [(e.partner, e.reason) for e in refusals] == [
+        ("NO-SIRENE", "5.7.7 UnexpectedSigner"),
+        ("NO-SIRENE", "5.6.0 InvalidForm"),
+    ]
+    assert all(len(e.digest) == 64 for e in refusals)
     assert list(gateway.inbound.new.iterdir()) == [] and list(gateway.inbound.done.iterdir()) == []
     assert gateway.ledger.in_state("inbound", "received") == []
+    assert_nothing_stored(gateway)
     assert not gateway.audit.verify()
 
 
