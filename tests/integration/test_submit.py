@@ -43,9 +43,10 @@ from integration.submitkit import (
 from sqlalchemy import select
 
 from gateway import config as configuration
+from gateway import schema
 from gateway.cli import main
 from gateway.errors import GatewayError, InvalidForm, KeyUnusable, SubmissionRefused
-from gateway.ledger import NewMessage, as_utc, create_schema, deadlines, make_engine, messages
+from gateway.ledger import NewMessage, as_utc, deadlines, make_engine, messages
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.submit import Submitter
 from gateway.pgpmime import Attachment
@@ -470,7 +471,7 @@ def queued_rows(config: Path) -> list[tuple[str, str, str | None]]:
     loaded = configuration.load(config)
     engine = make_engine(loaded.database_url)
     try:
-        create_schema(engine)
+        schema.upgrade(engine)
         with engine.connect() as connection:
             rows = connection.execute(
                 select(messages.c.partner, messages.c.reference, messages.c.desk).where(
