@@ -31,8 +31,8 @@ def register(commands: Any) -> None:
         "upgrade",
         help="bring the ledger to this gateway's revision (back it up first)",
         description="Create the tables of an empty ledger, adopt one made before schema "
-        "migrations (stamped as the first revision), or run the revisions it lacks, in one "
-        "transaction. Stop the gateways on this ledger and back it up first.",
+        "migrations (stamped as the first revision), or run the revisions it lacks (on "
+        "PostgreSQL in one transaction). Stop the gateways on this ledger and back it up first.",
     )
     upgrade.set_defaults(run=cmd_db_upgrade)
 

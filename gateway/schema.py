@@ -145,7 +145,8 @@ def _refusal(found: SchemaState) -> LedgerOutdated:
 
 
 def upgrade(engine: Engine, scripts: Path = SCRIPTS) -> Upgrade:
-    """Bring the ledger to the head revision in one transaction: create an empty one, stamp one
+    """Bring the ledger to the head revision (one transaction on PostgreSQL; SQLite commits
+    each DDL statement by itself): create an empty one, stamp one
     made before migrations with the first revision, run the revisions it lacks. LedgerOutdated
     when its revision is unknown here or a pre-migration ledger lacks adopted tables."""
     with engine.begin() as connection:
