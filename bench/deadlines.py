@@ -44,11 +44,12 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from gateway import config as configuration
+from gateway import schema as ledger_schema
 from gateway.audit import AuditLog
 from gateway.clock import FakeClock
 from gateway.config import BUILTIN_FORMS
 from gateway.forms import FormCatalogue
-from gateway.ledger import Ledger, NewMessage, create_schema, make_engine
+from gateway.ledger import Ledger, NewMessage, make_engine
 from gateway.openpgp import GnuPG
 from gateway.spool import Spool
 from gateway.tracking.sweep import Sweeper
@@ -376,7 +377,7 @@ def make_ledger(
     folder = base / label
     folder.mkdir()
     engine = make_engine(url)
-    create_schema(engine)
+    ledger_schema.upgrade(engine)
     start = args.start
     seconds = fill(engine, size, args.due, args.rounds, start)
     gnupg_home, ours, partner = keys

@@ -51,8 +51,10 @@ from typing import Any
 import aiosmtplib
 
 from gateway import config as configuration
+from gateway import schema
 from gateway.config import BUILTIN_FORMS
 from gateway.inbound.smtp_server import tls_context
+from gateway.ledger import make_engine
 from gateway.openpgp import GnuPG, KeyProtection
 from gateway.server import HANDOFF_MAX_WAIT, Gateway
 
@@ -445,6 +447,15 @@ async def start_servers(
     return sink, partner_server
 
 
+def upgrade_ledger(url: str) -> None:
+    """What an operator does once before the first serve: `gateway db upgrade`."""
+    engine = make_engine(url)
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     client_context = ssl.create_default_context(cafile=str(world.cert))
     warm = world.messages[: args.warmup]
@@ -452,6 +463,7 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     loaded = world.messages[args.warmup + args.lone :]
     slices = [loaded[r * args.count : (r + 1) * args.count] for r in range(args.rounds)]
 
+    upgrade_ledger(world.config.database_url)
     gateway = Gateway(world.config)
     sink_folder = world.base / "sink"
     sink_folder.mkdir()

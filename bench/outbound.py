@@ -59,11 +59,11 @@ import aiosmtplib
 from sqlalchemy import Engine, func, select
 
 from gateway import config as configuration
-from gateway import pgpmime, sealing
+from gateway import pgpmime, schema, sealing
 from gateway.audit import AuditLog
 from gateway.clock import SystemClock
 from gateway.config import BUILTIN_FORMS
-from gateway.ledger import Ledger, NewMessage, create_schema, make_engine, messages
+from gateway.ledger import Ledger, NewMessage, make_engine, messages
 from gateway.openpgp import GnuPG
 from gateway.outbound import delivery
 from gateway.outbound.delivery import Courier
@@ -182,7 +182,7 @@ def build_world(base: Path, homes: list[Path], port: int, connections: int) -> W
     )
     config.paths.spool.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    schema.upgrade(engine)
     clock = SystemClock()
     return World(
         base=base,

@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from gateway import (
     __version__,
     cli_audit,
+    cli_db,
     cli_deadlines,
     cli_keys,
     cli_partners,
@@ -22,7 +23,7 @@ from gateway import (
     cli_serve,
 )
 from gateway import config as configuration
-from gateway.errors import CannotStart, ConfigError, KeyUnusable
+from gateway.errors import CannotStart, ConfigError, KeyUnusable, LedgerOutdated
 from gateway.progress import Progress
 from gateway.runtime import load_validator
 from gateway.xmlforms import FormValidator, Validation
@@ -41,6 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LedgerOutdated as exc:
+        print(f"gateway: {exc.line(args.config)}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyUnusable, CannotStart) as exc:
         print(f"gateway: {exc.detail}", file=sys.stderr)
@@ -100,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_audit.register(commands)
     cli_deadlines.register(commands)
     cli_queue.register(commands)
+    cli_db.register(commands)
     return parser
 
 

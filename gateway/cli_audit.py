@@ -12,7 +12,8 @@ from gateway import config as configuration
 from gateway.audit import AuditLog, AuditReport, parse_anchor
 from gateway.clock import SystemClock
 from gateway.errors import ConfigError
-from gateway.ledger import create_schema, make_engine
+from gateway.ledger import make_engine
+from gateway.schema import require_current
 
 EXIT_OK, EXIT_REJECTED = 0, 1
 
@@ -49,7 +50,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     config = configuration.load_required(args.config)
     engine = make_engine(config.database_url)
     try:
-        create_schema(engine)
+        require_current(engine)
         report = AuditLog(engine, SystemClock()).check(args.anchor)
     except exc.OperationalError as error:
         # The URL may hold a password: name the setting, not its value.

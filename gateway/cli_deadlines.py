@@ -15,7 +15,8 @@ from sqlalchemy import select
 from gateway import config as configuration
 from gateway.audit import AuditLog
 from gateway.clock import SystemClock
-from gateway.ledger import Ledger, as_utc, create_schema, deadlines, make_engine, messages
+from gateway.ledger import Ledger, as_utc, deadlines, make_engine, messages
+from gateway.schema import require_current
 from gateway.tracking.deadline_notices import iso_text, span_text
 from gateway.tracking.sweep import close
 
@@ -50,7 +51,7 @@ def register(commands: Any) -> None:
 
 def _ledger(config: configuration.Config) -> Ledger:
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    require_current(engine)
     return Ledger(engine, SystemClock())
 
 

@@ -11,8 +11,9 @@ from gateway import config as configuration
 from gateway.audit import AuditLog
 from gateway.cli_deadlines import actor
 from gateway.clock import SystemClock
-from gateway.ledger import Ledger, create_schema, make_engine
+from gateway.ledger import Ledger, make_engine
 from gateway.queues import QueueItem, QueueRefusal, Queues
+from gateway.schema import require_current
 from gateway.tracking.deadline_notices import iso_text, span_text
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -89,7 +90,7 @@ def _reason(parser: argparse.ArgumentParser, *, required: bool) -> None:
 def _queues(args: argparse.Namespace) -> Queues:
     config = configuration.load_required(args.config)
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    require_current(engine)
     clock = SystemClock()
     return Queues(
         config=config,

@@ -14,10 +14,11 @@ from gateway.audit import AuditLog
 from gateway.clock import SystemClock
 from gateway.durable import private_folder
 from gateway.errors import GatewayError, InvalidForm
-from gateway.ledger import Ledger, create_schema, make_engine
+from gateway.ledger import Ledger, make_engine
 from gateway.outbound.submit import Submitter
 from gateway.pgpmime import Attachment
 from gateway.runtime import load_validator, open_gnupg
+from gateway.schema import require_current
 from gateway.spool import OUTBOUND_MAX_ATTEMPTS, Spool
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -59,7 +60,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     clock = SystemClock()
     private_folder(config.paths.spool)  # the default ledger lives there
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    require_current(engine)
     gpg = open_gnupg(config)
     try:
         submitter = Submitter(

@@ -21,12 +21,12 @@ from gateway.ledger import (
     Ledger,
     MessageRow,
     as_utc,
-    create_schema,
     deadlines,
     make_engine,
     messages,
 )
 from gateway.runtime import load_validator
+from gateway.schema import require_current
 from gateway.spool import Spool
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
@@ -54,7 +54,7 @@ def register(commands: Any) -> None:
 
 def _ledger(config: configuration.Config) -> Ledger:
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    require_current(engine)
     return Ledger(engine, SystemClock())
 
 

@@ -25,8 +25,9 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from gateway import config as configuration
+from gateway import schema
 from gateway.clock import ShiftedClock
-from gateway.ledger import MessageRow, messages
+from gateway.ledger import MessageRow, make_engine, messages
 from gateway.openpgp import GnuPG, KeyProtection
 from gateway.server import Gateway
 
@@ -299,9 +300,14 @@ class _Stage:
 
 async def _story(sites: dict[str, Site], say: Say) -> None:
     clock = ShiftedClock()
-    gateways = {
-        name: Gateway(configuration.load(site.config_path), clock) for name, site in sites.items()
-    }
+    configs = {name: configuration.load(site.config_path) for name, site in sites.items()}
+    for config in configs.values():  # what an operator does once: `gateway db upgrade`
+        engine = make_engine(config.database_url)
+        try:
+            schema.upgrade(engine)
+        finally:
+            engine.dispose()
+    gateways = {name: Gateway(config, clock) for name, config in configs.items()}
     async with contextlib.AsyncExitStack() as stack:
         for gateway in gateways.values():
             await gateway.start()

@@ -230,6 +230,27 @@ class CannotStart(GatewayError):
     summary = "cannot start"
 
 
+class LedgerOutdated(GatewayError):
+    """The ledger's schema is not the one this gateway needs (older, never made, or unknown): the
+    command refuses, exit 2, with one line that names the command to run when there is one."""
+
+    smtp_code = 421
+    enhanced = "4.3.0"
+    transient = True
+    summary = "the ledger's schema is not this gateway's"
+
+    def __init__(self, detail: str, *, upgradable: bool) -> None:
+        super().__init__(detail)
+        self.upgradable = upgradable
+
+    def line(self, config_file: str | None) -> str:
+        """The one line: the reason and, when an upgrade is the remedy, the command for it."""
+        if not self.upgradable:
+            return self.detail
+        option = f"-c {config_file} " if config_file else ""
+        return f"{self.detail}: run `gateway {option}db upgrade`"
+
+
 class StoreUnavailable(GatewayError):
     smtp_code = 451
     enhanced = "4.3.0"

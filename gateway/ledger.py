@@ -234,6 +234,8 @@ def _prepare_sqlite_file(database: str | None) -> None:
 
 
 def create_schema(engine: Engine) -> None:
+    """The tables straight from ``metadata``, for throwaway ledgers (tests, benchmarks) only: the
+    gateway's commands require the migrated schema (gateway.schema, `gateway db upgrade`)."""
     metadata.create_all(engine)
 
 

@@ -6,7 +6,7 @@ import logging
 
 # aiosmtpd logs every SMTP command of every session at INFO, with the peer as a Python tuple;
 # APScheduler logs each job it adds and runs. Both are for debugging, not for an operator.
-CHATTY = ("mail.log", "apscheduler")
+CHATTY = ("mail.log", "apscheduler", "alembic")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

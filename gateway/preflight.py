@@ -14,8 +14,9 @@ from gateway.config import Config
 from gateway.durable import private_folder
 from gateway.errors import BadPassphrase, CannotStart, ConfigError, KeyUnusable
 from gateway.inbound.smtp_server import tls_context
-from gateway.ledger import create_schema, make_engine
+from gateway.ledger import make_engine
 from gateway.runtime import open_gnupg
+from gateway.schema import require_current
 from gateway.spoollock import LOCK_NAME, SpoolLock
 
 # The spool's own folders that must be writable (made by the spools when missing).
@@ -153,13 +154,14 @@ def signing_key(config: Config, source: str) -> None:
 
 
 def ledger(config: Config, source: str) -> None:
-    """The ledger opens and has its tables (made when missing)."""
+    """The ledger opens and is at this gateway's schema revision (else LedgerOutdated, exit 2:
+    `gateway db upgrade` is the operator's step, never taken here)."""
     url = config.database_url
     sqlite = url.startswith("sqlite")
     try:
         engine = make_engine(url)
         try:
-            create_schema(engine)
+            require_current(engine)
         finally:
             engine.dispose()
     except OSError as exc:

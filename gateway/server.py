@@ -19,11 +19,12 @@ from gateway.errors import CannotStart, ConfigError
 from gateway.inbound.handoff import Handoff, Progress
 from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
-from gateway.ledger import Ledger, create_schema, make_engine
+from gateway.ledger import Ledger, make_engine
 from gateway.outbound.delivery import Courier
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.submit import Submitter
 from gateway.runtime import load_validator, open_gnupg
+from gateway.schema import require_current
 from gateway.spool import OUTBOUND_MAX_ATTEMPTS, Spool
 from gateway.tracking.scheduler import Schedule
 from gateway.waits import wait_event
@@ -65,7 +66,7 @@ class Gateway:
         self.validator = load_validator(config)
         self.gpg = open_gnupg(config)
         self.engine = make_engine(config.database_url)
-        create_schema(self.engine)
+        require_current(self.engine)
         self.ledger = Ledger(self.engine, self.clock)
         self.audit = AuditLog(self.engine, self.clock)
         self.inbound = Spool(config.paths.spool / "inbound")

@@ -13,9 +13,10 @@ from dbkit import POSTGRES_FOUND, POSTGRES_URL, postgres_schema
 from hypothesis import settings
 from sqlalchemy import Engine
 
+from gateway import schema
 from gateway.config import BUILTIN_FORMS, builtin_schema_sets
 from gateway.forms import FormCatalogue
-from gateway.ledger import create_schema, make_engine
+from gateway.ledger import make_engine
 from gateway.xmlforms import FormValidator
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,8 @@ def validator(catalogue: FormCatalogue) -> FormValidator:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A fresh, empty ledger: a SQLite file, and a private schema on the test PostgreSQL."""
+    """A fresh, empty ledger at the current schema revision (made by the migrations): a SQLite
+    file, and a private schema on the test PostgreSQL."""
     with contextlib.ExitStack() as stack:
         url = (
             f"sqlite:///{tmp_path / 'ledger.db'}"
@@ -76,6 +78,6 @@ def ledger_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[En
             else stack.enter_context(postgres_schema())
         )
         engine = make_engine(url)
-        create_schema(engine)
+        schema.upgrade(engine)
         yield engine
         engine.dispose()

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
+from gateway import schema
 from gateway.ledger import make_engine
 
 ENV_VAR = "GATEWAY_TEST_POSTGRES_URL"
@@ -56,3 +57,14 @@ def postgres_schema() -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def upgraded(url: str) -> str:
+    """The ledger at ``url`` brought to this gateway's schema revision, as an operator's
+    `gateway db upgrade` does before the first `serve`; returns the URL."""
+    engine = make_engine(url)
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    return url

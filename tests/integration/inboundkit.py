@@ -19,6 +19,7 @@ from pathlib import Path
 
 import aiosmtplib
 import gpgkit
+from dbkit import upgraded
 from sqlalchemy import select
 
 from gateway import config as configuration
@@ -181,7 +182,9 @@ async def running_gateway(
     database_url: str | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway listening on a free port of 127.0.0.1 for the duration of the block."""
-    running = Gateway(configuration.load(gateway_config(world, folder, listen, database_url)))
+    config = configuration.load(gateway_config(world, folder, listen, database_url))
+    upgraded(config.database_url)
+    running = Gateway(config)
     await running.start()
     try:
         yield running

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import IO
 
 import aiosmtplib
+from dbkit import upgraded
+
+from gateway import config as configuration
 
 START_TIMEOUT = 60.0  # seconds for `gateway serve` to log "listening on"
 LISTENING = re.compile(r"listening on [^\s:]+:(\d+)")
@@ -40,6 +43,8 @@ class Served:
         """Start the server and return the port it logged once it listens."""
         if self.process is not None:
             raise RuntimeError("already running")
+        if self.starts == 0:  # the operator's `gateway db upgrade` before the first serve
+            upgraded(configuration.load(self.config).database_url)
         self.starts += 1
         self.log_path = self.logs / f"serve-{self.starts:02d}.log"
         self._log_file = self.log_path.open("wb")

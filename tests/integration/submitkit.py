@@ -25,10 +25,11 @@ from lxml import etree
 from sqlalchemy import Engine, func, select
 
 from gateway import config as configuration
+from gateway import schema
 from gateway.audit import AuditLog
 from gateway.clock import FakeClock
 from gateway.config import BUILTIN_FORMS, Config
-from gateway.ledger import Ledger, create_schema, events, make_engine, messages, sequences
+from gateway.ledger import Ledger, events, make_engine, messages, sequences
 from gateway.openpgp import GnuPG
 from gateway.outbound.submit import Submitter
 from gateway.runtime import open_gnupg
@@ -127,7 +128,7 @@ def environment(
     config.paths.spool.mkdir(parents=True, exist_ok=True)
     clock = FakeClock(NOW)
     engine = make_engine(config.database_url)
-    create_schema(engine)
+    schema.upgrade(engine)
     ledger, audit = Ledger(engine, clock), AuditLog(engine, clock)
     outbound = Spool(config.paths.spool / "outbound")
     gpg = open_gnupg(config)

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
 from gateway import config as configuration
+from gateway import schema
 from gateway.audit import AuditLog
 from gateway.clock import FakeClock
 from gateway.config import Config
@@ -31,7 +32,6 @@ from gateway.ledger import (
     MessageRow,
     NewMessage,
     as_utc,
-    create_schema,
     deadlines,
     make_engine,
 )
@@ -877,7 +877,7 @@ def test_next_due(tmp_path: Path, pki: Pki) -> None:
     clock = FakeClock(START)
     spool = Spool(config.paths.spool / "outbound")
     engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
-    create_schema(engine)
+    schema.upgrade(engine)
     courier = Courier(
         config=config,
         ledger=Ledger(engine, clock),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gpgkit
 import pytest
+from dbkit import upgraded
 from integration.inboundkit import (
     FORM,
     World,
@@ -181,7 +182,9 @@ async def test_serve_refuses_a_configuration_it_cannot_honour(world: World, tmp_
         Gateway(configuration.load(no_key))
     bad_cert = tmp_path / "bad-cert.toml"
     bad_cert.write_text(re.sub(r'tls_cert = "[^"]*"', f'tls_cert = "{tmp_path}/missing.crt"', text))
-    running = Gateway(configuration.load(bad_cert))
+    loaded = configuration.load(bad_cert)
+    upgraded(loaded.database_url)
+    running = Gateway(loaded)
     try:
         with pytest.raises(ConfigError, match=r"smtp\.listen\.tls_cert: cannot load"):
             await running.start()

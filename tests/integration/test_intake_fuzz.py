@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import gpgkit
 import pytest
+from dbkit import upgraded
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from integration.inboundkit import (
@@ -59,6 +60,7 @@ def intake(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
     """A gateway's intake, not listening: Pipeline.accept is called as the SMTP handler does."""
     folder = tmp_path_factory.mktemp("fuzz")
     config = configuration.load(gateway_config(world, folder))
+    upgraded(config.database_url)
     built = Gateway(config, clock=FakeClock(datetime(2026, 11, 25, 12, tzinfo=UTC)))
     yield built
     for pool in (built.executor, built.background, built.outbox_worker):

@@ -17,12 +17,12 @@ from integration.test_delivery import PAYLOAD, form_meta  # a sealed form as sub
 from sqlalchemy import Engine, func, select
 
 from gateway import config as configuration
-from gateway import notices
+from gateway import notices, schema
 from gateway.audit import AuditLog
 from gateway.clock import FakeClock
 from gateway.config import Config
 from gateway.errors import ConfigError
-from gateway.ledger import Ledger, NewMessage, create_schema, make_engine, messages
+from gateway.ledger import Ledger, NewMessage, make_engine, messages
 from gateway.notices import Notice
 from gateway.outbound.delivery import Courier
 from gateway.spool import Spool
@@ -139,7 +139,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     made = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    create_schema(made)
+    schema.upgrade(made)
     yield made
     made.dispose()
 

@@ -25,9 +25,11 @@ from pathlib import Path
 import aiosmtplib
 import gpgkit
 import pytest
+from dbkit import upgraded
 from integration.inboundkit import World, gateway_config, message
 
 from gateway import config as configuration
+from gateway.errors import ConfigError
 from gateway.openpgp import GnuPG, KeyProtection
 
 GATEWAY = (sys.executable, "-m", "gateway")
@@ -37,8 +39,15 @@ PASSPHRASE = "correct horse battery staple"
 OPENSSL_EC_KEY = ("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256")
 
 
-def serve_once(config: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`gateway -c CONFIG serve` that is expected to refuse to start (and so to end by itself)."""
+def serve_once(
+    config: Path, *args: str, timeout: float = 60, upgrade: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`gateway -c CONFIG serve` that is expected to refuse to start (and so to end by itself).
+    ``upgrade``: the ledger brought to the schema first, where the configuration lets it be, so
+    that a check after the ledger's is what refuses."""
+    if upgrade:
+        with contextlib.suppress(ConfigError, OSError):
+            upgraded(configuration.load(config).database_url)
     return subprocess.run(
         [*GATEWAY, "-c", str(config), "serve", *args],
         capture_output=True,
@@ -65,6 +74,7 @@ class Served:
     """`gateway -c CONFIG serve` running in the background; its stderr in a file."""
 
     def __init__(self, config: Path, log: Path, *args: str) -> None:
+        upgraded(configuration.load(config).database_url)  # the operator's `gateway db upgrade`
         self.log = log
         self._out = log.open("wb")
         self.process = subprocess.Popen(
@@ -346,15 +356,16 @@ def test_a_relative_sqlite_path_is_taken_from_the_configuration_folder(
     """README: relative paths are the configuration file's folder's, database.url included; the
     command runs from / (where var/ does not exist and could not be made)."""
     edited(config, append='\n[database]\nurl = "sqlite:///var/db/ledger.db"\n')
-    done = subprocess.run(
-        [*GATEWAY, "-c", str(config), "inbox"],
-        capture_output=True,
-        text=True,
-        cwd="/",
-        check=False,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    for command in (["db", "upgrade"], ["inbox"]):
+        done = subprocess.run(
+            [*GATEWAY, "-c", str(config), *command],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
     ledger = tmp_path / "var" / "db" / "ledger.db"
     assert ledger.is_file()
     assert stat.S_IMODE(ledger.stat().st_mode) == 0o600
@@ -366,7 +377,7 @@ def test_a_relative_sqlite_path_is_taken_from_the_configuration_folder(
 def test_a_ledger_folder_that_cannot_be_made_is_named(config: Path, tmp_path: Path) -> None:
     (tmp_path / "blocker").write_text("a file where the folder should be\n")
     edited(config, append='\n[database]\nurl = "sqlite:///blocker/ledger.db"\n')
-    done = serve_once(config)
+    done = serve_once(config, upgrade=False)
     assert_refused(done, 2, "database.url", str(tmp_path / "blocker"))
 
 
@@ -397,7 +408,12 @@ def one_message_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> R
         reference = reply.split()[-1]
         new = [desk.maildir / "new" for desk in config.desks]  # the sample is urgent: duty's
         deadline = time.monotonic() + 30
-        while not any(folder.is_dir() and any(folder.iterdir()) for folder in new):
+        done = config.paths.spool / "inbound" / "done"  # the hand-off's last move
+        while not (
+            any(folder.is_dir() and any(folder.iterdir()) for folder in new)
+            and done.is_dir()
+            and any(done.iterdir())
+        ):
             assert time.monotonic() < deadline, served.text()
             time.sleep(0.05)
         folders, files = _modes(config)

@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dbkit import postgres_schema
+from dbkit import postgres_schema, upgraded
 from integration.inboundkit import World, gateway_config, gateway_fingerprint
 from integration.submitkit import (
     ACK,
@@ -43,9 +43,10 @@ from integration.submitkit import (
 from sqlalchemy import select
 
 from gateway import config as configuration
+from gateway import schema
 from gateway.cli import main
 from gateway.errors import GatewayError, InvalidForm, KeyUnusable, SubmissionRefused
-from gateway.ledger import NewMessage, as_utc, create_schema, deadlines, make_engine, messages
+from gateway.ledger import NewMessage, as_utc, deadlines, make_engine, messages
 from gateway.limits import XmlLimits
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.submit import Submitter
@@ -471,7 +472,7 @@ def queued_rows(config: Path) -> list[tuple[str, str, str | None]]:
     loaded = configuration.load(config)
     engine = make_engine(loaded.database_url)
     try:
-        create_schema(engine)
+        schema.upgrade(engine)
         with engine.connect() as connection:
             rows = connection.execute(
                 select(messages.c.partner, messages.c.reference, messages.c.desk).where(
@@ -492,8 +493,15 @@ def write_form(folder: Path, name: str, form: bytes) -> Path:
 def test_send_on_a_fresh_installation_prints_the_reference(
     send_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Before `gateway serve` ever ran, the spool folder (where the ledger is) does not exist."""
+    """Before `gateway serve` ever ran, the spool folder (where the ledger is) does not exist:
+    `send` names the operator's first step, and works once it is taken."""
     form = write_form(tmp_path, "g.xml", g_for_norway())
+    code, out, err = send(capsys, send_config, str(form))
+    assert (code, out) == (2, "")
+    assert err.endswith(f"this gateway needs 0001: run `gateway -c {send_config} db upgrade`\n")
+    assert main(["-c", str(send_config), "db", "upgrade"]) == 0
+    assert "created the empty ledger's tables at revision 0001" in capsys.readouterr().out
+    assert queued_rows(send_config) == []
     code, out, err = send(capsys, send_config, str(form))
     assert (code, err) == (0, "")
     assert re.fullmatch(r"RO-\d{4}-000001\n", out)
@@ -501,8 +509,10 @@ def test_send_on_a_fresh_installation_prints_the_reference(
 
 @pytest.fixture
 def installed(send_config: Path) -> Path:
-    """A configuration whose spool folder exists, as after the first `gateway serve`."""
-    configuration.load(send_config).paths.spool.mkdir(parents=True)
+    """A configuration whose spool folder and ledger exist, as after `gateway db upgrade`."""
+    loaded = configuration.load(send_config)
+    loaded.paths.spool.mkdir(parents=True)
+    upgraded(loaded.database_url)
     return send_config
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from gateway import schema
 from gateway.audit import AuditLog
 from gateway.clock import FakeClock
-from gateway.ledger import create_schema, make_engine
+from gateway.ledger import make_engine
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -21,7 +22,7 @@ START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 @pytest.fixture
 def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    create_schema(engine)
+    schema.upgrade(engine)
     yield engine
     engine.dispose()
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from trackingkit import CATALOGUE, Tracking
 
+from gateway import schema
 from gateway.cli import main
-from gateway.ledger import create_schema, make_engine
+from gateway.ledger import make_engine
 from gateway.tracking.deadlines import reply_deadline
 
 H = timedelta(hours=1)
@@ -21,7 +22,7 @@ def seeded(tmp_path: Path) -> tuple[Tracking, Path]:
     """Three open deadlines (one overdue, one for the duty desk, one receipt) and a closed one,
     around the real now: the command reads the system clock."""
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    create_schema(engine)
+    schema.upgrade(engine)
     now = datetime.now(UTC).replace(microsecond=0)
     tracking = Tracking.make(tmp_path, engine, start=now - 13 * H)
     settings = tracking.config.deadlines

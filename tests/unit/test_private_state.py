@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from gateway import config as configuration
+from gateway import schema
 from gateway.config import sqlite_url_from
 from gateway.durable import private_folder
 from gateway.errors import CannotStart
-from gateway.ledger import create_schema, make_engine
+from gateway.ledger import make_engine
 from gateway.spoollock import LOCK_NAME, SpoolLock
 
 BASE = Path("/etc/ipc-gateway")
@@ -60,7 +61,7 @@ def test_the_sqlite_ledger_is_made_0600_in_0700_folders(tmp_path: Path) -> None:
     old = os.umask(0o022)  # what a login shell has: the gateway must not rely on the umask
     try:
         engine = make_engine(f"sqlite:///{tmp_path / 'a' / 'b' / 'ledger.db'}")
-        create_schema(engine)
+        schema.upgrade(engine)
         engine.dispose()
     finally:
         os.umask(old)

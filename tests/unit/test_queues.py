@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from trackingkit import Tracking
 
+from gateway import schema
 from gateway.cli import main
-from gateway.ledger import create_schema, make_engine
+from gateway.ledger import make_engine
 from gateway.notices import MAIL_KIND
 from gateway.outbound.backoff import iso, not_before
 from gateway.tracking.quarantine_notices import notify_quarantined
@@ -37,7 +38,7 @@ class Seeded:
 def seeded(tmp_path: Path) -> Seeded:
     """Around the real now (the command reads the system clock)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    create_schema(engine)
+    schema.upgrade(engine)
     now = datetime.now(UTC).replace(microsecond=0)
     tracking = Tracking.make(tmp_path, engine, start=now - timedelta(hours=2))
     outbound, inbound = tracking.outbound, tracking.inbound

@@ -1,0 +1,245 @@
+"""Schema migrations on SQLite and PostgreSQL: from empty, adoption of a pre-migration ledger,
+a later revision applied to a ledger holding data, and the refusals of an outdated schema."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from dbkit import postgres_schema
+from sqlalchemy import Engine, inspect, select, text
+
+from gateway import schema
+from gateway.audit import AuditLog
+from gateway.clock import FakeClock
+from gateway.errors import LedgerOutdated
+from gateway.ledger import (
+    Ledger,
+    NewMessage,
+    audit,
+    create_schema,
+    deadlines,
+    events,
+    make_engine,
+    messages,
+    metadata,
+)
+
+START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+RECEIVED = NewMessage(
+    direction="inbound",
+    partner="NO-SIRENE",
+    channel="sirene",
+    form="G",
+    reference="NO-2026-000123",
+    message_id="<a@no.example>",
+    priority="urgent",
+    content_sha256="a" * 64,
+    raw_sha256="b" * 64,
+    state="received",
+    spool_key="k1",
+    desk="sirene",
+)
+# A second revision, as a future change to ledger.py would bring: a column added to messages.
+SECOND_REVISION = '''"""A note on each message (a test's revision)."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("messages") as batch:
+        batch.add_column(sa.Column("note", sa.String(40), nullable=False, server_default="none"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("note")
+'''
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A ledger database with nothing in it: a SQLite file, a private PostgreSQL schema."""
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'ledger.db'}"
+            if request.param == "sqlite"
+            else stack.enter_context(postgres_schema())
+        )
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
+
+
+def differences(engine: Engine) -> list[object]:
+    with engine.connect() as connection:
+        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+
+def fill(engine: Engine) -> None:
+    """A message with an event and an open deadline, and two audit entries, through the APIs."""
+    ledger = Ledger(engine, FakeClock(START))
+    with engine.begin() as connection:
+        message = ledger.record_in(connection, RECEIVED, "spooled")
+        ledger.event_in(connection, message, "delivered", "desk sirene")
+        ledger.open_deadline_in(
+            connection, message, kind="reply", owed_by="desk", due=START + timedelta(hours=12)
+        )
+    log = AuditLog(engine, FakeClock(START))
+    log.append("accepted", partner="NO-SIRENE", form="G", reference=RECEIVED.reference)
+    log.append("delivered", partner="NO-SIRENE", reference=RECEIVED.reference)
+
+
+def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    with engine.connect() as connection:
+        return {
+            table.name: [
+                tuple(row) for row in connection.execute(select(table).order_by(*table.primary_key))
+            ]
+            for table in (messages, events, deadlines, audit)
+        }
+
+
+def versions_with_second_revision(tmp_path: Path) -> Path:
+    """The package's migrations copied, plus revision 0002: what the next release will carry."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "versions" / "0002_note.py").write_text(SECOND_REVISION)
+    return folder
+
+
+def test_the_migrations_make_exactly_the_schema_of_ledger_py(empty_engine: Engine) -> None:
+    """The meta-test: a table, column, index or constraint changed in ledger.py without a
+    migration makes this fail."""
+    done = schema.upgrade(empty_engine)
+    assert (done.before.current, done.after, done.stamped) == (None, schema.head(), False)
+    assert done.before.empty
+    assert differences(empty_engine) == []
+    assert set(inspect(empty_engine).get_table_names()) == {*metadata.tables, "alembic_version"}
+    schema.require_current(empty_engine)
+
+
+def test_the_meta_test_sees_a_table_of_metadata_without_a_migration(
+    empty_engine: Engine,
+) -> None:
+    schema.upgrade(empty_engine)
+    with empty_engine.begin() as connection:
+        connection.execute(text("DROP TABLE quarantine_notices"))
+    assert any(diff[0] == "add_table" for diff in differences(empty_engine))  # type: ignore[index]
+
+
+def test_a_ledger_made_before_migrations_is_stamped_and_keeps_its_data(
+    empty_engine: Engine,
+) -> None:
+    create_schema(empty_engine)  # what every command did before migrations
+    fill(empty_engine)
+    before = contents(empty_engine)
+    found = schema.state(empty_engine)
+    assert (found.current, found.pre_migration, found.upgrade_due) == (None, True, True)
+    with pytest.raises(LedgerOutdated, match="made before schema migrations"):
+        schema.require_current(empty_engine)
+
+    done = schema.upgrade(empty_engine)
+
+    assert done.stamped
+    assert done.after == schema.ADOPTED_REVISION == schema.head()
+    assert contents(empty_engine) == before
+    assert all(before.values())
+    assert differences(empty_engine) == []
+    schema.require_current(empty_engine)
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_an_upgrade_of_a_current_ledger_changes_nothing(empty_engine: Engine) -> None:
+    schema.upgrade(empty_engine)
+    fill(empty_engine)
+    before = contents(empty_engine)
+    again = schema.upgrade(empty_engine)
+    assert (again.before.current, again.after, again.stamped) == ("0001", "0001", False)
+    assert contents(empty_engine) == before
+
+
+def test_a_second_revision_adds_a_column_to_a_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    schema.upgrade(empty_engine)
+    fill(empty_engine)
+    before = contents(empty_engine)
+    scripts = versions_with_second_revision(tmp_path)
+    assert schema.head(scripts) == "0002"
+    with pytest.raises(LedgerOutdated) as refused:
+        schema.require_current(empty_engine, scripts)
+    assert refused.value.upgradable
+    assert "is at revision 0001, this gateway needs 0002" in refused.value.line("gw.toml")
+    assert refused.value.line("gw.toml").endswith("run `gateway -c gw.toml db upgrade`")
+
+    done = schema.upgrade(empty_engine, scripts)
+
+    assert (done.before.current, done.after) == ("0001", "0002")
+    schema.require_current(empty_engine, scripts)
+    with empty_engine.connect() as connection:
+        notes = connection.execute(text("SELECT reference, note FROM messages")).all()
+    assert [tuple(row) for row in notes] == [(RECEIVED.reference, "none")]
+    assert contents(empty_engine) == before  # the tables as ledger.py knows them: unchanged
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    schema.upgrade(empty_engine, versions_with_second_revision(tmp_path))
+    found = schema.state(empty_engine)
+    assert (found.current, found.known) == ("0002", False)
+    for attempt in (schema.require_current, schema.upgrade):
+        with pytest.raises(LedgerOutdated, match="0002, which this gateway does not know") as no:
+            attempt(empty_engine)
+        assert not no.value.upgradable
+        assert "db upgrade" not in no.value.line("gw.toml")
+    assert schema.state(empty_engine).current == "0002"
+
+
+def test_an_empty_ledger_is_refused_and_names_the_upgrade(empty_engine: Engine) -> None:
+    with pytest.raises(LedgerOutdated, match="has no tables yet, this gateway needs 0001") as no:
+        schema.require_current(empty_engine)
+    assert no.value.line(None).endswith(": run `gateway db upgrade`")
+    assert inspect(empty_engine).get_table_names() == []  # the check made nothing
+
+
+def test_a_pre_migration_ledger_lacking_tables_is_not_stamped(empty_engine: Engine) -> None:
+    create_schema(empty_engine)
+    with empty_engine.begin() as connection:
+        connection.execute(text("DROP TABLE refusals"))
+    with pytest.raises(LedgerOutdated, match="lacks refusals") as no:
+        schema.upgrade(empty_engine)
+    assert not no.value.upgradable
+    assert "alembic_version" not in inspect(empty_engine).get_table_names()
+
+
+def test_the_refusal_never_shows_the_password_of_the_url(empty_engine: Engine) -> None:
+    if empty_engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite URL holds no password")
+    url = empty_engine.url.set(password="s3cret-word")
+    with_password = make_engine(url.render_as_string(hide_password=False))
+    try:
+        with_password.connect().close()
+    except Exception:  # a server that checks passwords: the URL above is all that can be shown
+        pytest.skip("the test server checks passwords")
+    try:
+        with pytest.raises(LedgerOutdated) as no:
+            schema.require_current(with_password)
+    finally:
+        with_password.dispose()
+    assert "s3cret-word" not in no.value.line("gw.toml")
+    assert "***" in no.value.detail
