@@ -34,8 +34,8 @@ from typing import cast
 
 import gnupg
 
-from gateway.errors import KeyUnusable
-from gateway.openpgp import GnuPG, KeyProtection
+from gateway.core.errors import KeyUnusable
+from gateway.crypto.openpgp import GnuPG, KeyProtection
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

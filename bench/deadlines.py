@@ -43,15 +43,15 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from gateway import config as configuration
-from gateway import schema as ledger_schema
-from gateway.audit import AuditLog
-from gateway.clock import FakeClock
-from gateway.config import BUILTIN_FORMS
-from gateway.forms import FormCatalogue
-from gateway.ledger import Ledger, NewMessage, make_engine
-from gateway.openpgp import GnuPG
-from gateway.spool import Spool
+from gateway.core import config as configuration
+from gateway.core.clock import FakeClock
+from gateway.core.config import BUILTIN_FORMS
+from gateway.crypto.openpgp import GnuPG
+from gateway.forms.catalogue import FormCatalogue
+from gateway.store import schema as ledger_schema
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, NewMessage, make_engine
+from gateway.store.spool import Spool
 from gateway.tracking.sweep import Sweeper
 
 BENCH = Path(__file__).resolve().parent

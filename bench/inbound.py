@@ -50,13 +50,13 @@ from typing import Any
 
 import aiosmtplib
 
-from gateway import config as configuration
-from gateway import schema
-from gateway.config import BUILTIN_FORMS
+from gateway.core import config as configuration
+from gateway.core.config import BUILTIN_FORMS
+from gateway.crypto.openpgp import GnuPG, KeyProtection
 from gateway.inbound.smtp_server import tls_context
-from gateway.ledger import make_engine
-from gateway.openpgp import GnuPG, KeyProtection
-from gateway.server import HANDOFF_MAX_WAIT, Gateway
+from gateway.service.server import HANDOFF_MAX_WAIT, Gateway
+from gateway.store import schema
+from gateway.store.ledger import make_engine
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

@@ -58,16 +58,17 @@ from typing import Any
 import aiosmtplib
 from sqlalchemy import Engine, func, select
 
-from gateway import config as configuration
-from gateway import pgpmime, schema, sealing
-from gateway.audit import AuditLog
-from gateway.clock import SystemClock
-from gateway.config import BUILTIN_FORMS
-from gateway.ledger import Ledger, NewMessage, make_engine, messages
-from gateway.openpgp import GnuPG
+from gateway.core import config as configuration
+from gateway.core.clock import SystemClock
+from gateway.core.config import BUILTIN_FORMS
+from gateway.crypto import pgpmime, sealing
+from gateway.crypto.openpgp import GnuPG
 from gateway.outbound import delivery
 from gateway.outbound.delivery import Courier
-from gateway.spool import Spool
+from gateway.store import schema
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, NewMessage, make_engine, messages
+from gateway.store.spool import Spool
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

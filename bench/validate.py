@@ -20,9 +20,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from gateway import config as configuration
-from gateway.runtime import load_validator
-from gateway.xmlforms import FormValidator
+from gateway.core import config as configuration
+from gateway.forms.setup import load_validator
+from gateway.forms.xmlforms import FormValidator
 
 ROOT = Path(__file__).resolve().parent.parent
 PERSON = """    <Subject>

@@ -13,11 +13,11 @@ from dbkit import POSTGRES_FOUND, POSTGRES_URL, postgres_schema
 from hypothesis import settings
 from sqlalchemy import Engine
 
-from gateway import schema
-from gateway.config import BUILTIN_FORMS, builtin_schema_sets
-from gateway.forms import FormCatalogue
-from gateway.ledger import make_engine
-from gateway.xmlforms import FormValidator
+from gateway.core.config import BUILTIN_FORMS, builtin_schema_sets
+from gateway.forms.catalogue import FormCatalogue
+from gateway.forms.xmlforms import FormValidator
+from gateway.store import schema
+from gateway.store.ledger import make_engine
 
 PROJECT = Path(__file__).resolve().parent.parent
 

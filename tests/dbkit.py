@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from gateway import schema
-from gateway.ledger import make_engine
+from gateway.store import schema
+from gateway.store.ledger import make_engine
 
 ENV_VAR = "GATEWAY_TEST_POSTGRES_URL"
 # Where a PostgreSQL server is looked for when the variable is not set: this machine's own.

@@ -13,13 +13,13 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from gateway import config as configuration
-from gateway.audit import AuditLog
-from gateway.clock import FakeClock
-from gateway.config import BUILTIN_FORMS
-from gateway.forms import FormCatalogue
-from gateway.ledger import Ledger, NewMessage, deadlines
-from gateway.spool import Spool
+from gateway.core import config as configuration
+from gateway.core.clock import FakeClock
+from gateway.core.config import BUILTIN_FORMS
+from gateway.forms.catalogue import FormCatalogue
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, NewMessage, deadlines
+from gateway.store.spool import Spool
 from gateway.tracking.deadlines import PlannedDeadline
 from gateway.tracking.sweep import Sweeper
 

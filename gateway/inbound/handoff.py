@@ -11,17 +11,17 @@ from email.utils import format_datetime
 
 from sqlalchemy import Connection, select
 
-from gateway import pgpmime
-from gateway.audit import AuditLog
-from gateway.clock import Clock
-from gateway.config import Config
-from gateway.desks import Delivery, deliver, render
-from gateway.errors import GatewayError
-from gateway.ledger import Ledger, MessageRow, NewMessage, as_utc, deadlines, messages
-from gateway.openpgp import GnuPG
-from gateway.spool import Spool, SpoolItem
+from gateway.core.clock import Clock
+from gateway.core.config import Config
+from gateway.core.errors import GatewayError
+from gateway.crypto import pgpmime
+from gateway.crypto.openpgp import GnuPG
+from gateway.desks.maildir import Delivery, deliver, render
+from gateway.forms.xmlforms import FormValidator, Validation
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, MessageRow, NewMessage, as_utc, deadlines, messages
+from gateway.store.spool import Spool, SpoolItem
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
-from gateway.xmlforms import FormValidator, Validation
 
 log = logging.getLogger("gateway.desks")
 RECEIPT_FORM = "ACK"

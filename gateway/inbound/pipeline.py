@@ -10,11 +10,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, exc
 
-from gateway.audit import AuditLog
-from gateway.clock import Clock
-from gateway.config import Config, Partner
-from gateway.desks import choose_desk
-from gateway.errors import (
+from gateway.core.clock import Clock
+from gateway.core.config import Config, Partner
+from gateway.core.errors import (
     BadSignature,
     ConflictingReference,
     GatewayError,
@@ -23,13 +21,15 @@ from gateway.errors import (
     StoreUnavailable,
     UnknownSender,
 )
-from gateway.forms import FormSpec
-from gateway.ledger import Ledger, NewMessage
-from gateway.openpgp import GnuPG
-from gateway.sealing import Opened, open_message
-from gateway.spool import Spool
+from gateway.crypto.openpgp import GnuPG
+from gateway.crypto.sealing import Opened, open_message
+from gateway.desks.maildir import choose_desk
+from gateway.forms.catalogue import FormSpec
+from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, NewMessage
+from gateway.store.spool import Spool
 from gateway.tracking.deadlines import reply_deadline
-from gateway.xmlforms import FormHeader, FormValidator, Validation
 
 log = logging.getLogger("gateway.inbound")
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9._-]")

@@ -15,8 +15,8 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway import __version__
-from gateway.config import Config, IPNetwork, in_networks
-from gateway.errors import (
+from gateway.core.config import Config, IPNetwork, in_networks
+from gateway.core.errors import (
     ConfigError,
     GatewayError,
     IdleTooLong,

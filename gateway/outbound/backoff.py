@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.config import Outbound
+from gateway.core.config import Outbound
 
 
 def backoff_delay(attempt: int, settings: Outbound, rng: random.Random) -> timedelta:

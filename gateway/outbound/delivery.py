@@ -35,17 +35,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from gateway.audit import AuditLog
-from gateway.clock import Clock
-from gateway.config import Config
-from gateway.ledger import Ledger
-from gateway.notices import MAIL_KIND
+from gateway.core.clock import Clock
+from gateway.core.config import Config
+from gateway.core.waits import wait_event
+from gateway.desks.notices import MAIL_KIND
 from gateway.outbound.backoff import not_before
 from gateway.outbound.jobs import Intake, Job
 from gateway.outbound.outcomes import Recorder
 from gateway.outbound.smtpclient import Attempt, Route, Routes, Session, Unreachable
-from gateway.spool import Spool, SpoolItem
-from gateway.waits import wait_event
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger
+from gateway.store.spool import Spool, SpoolItem
 
 log = logging.getLogger("gateway.delivery")
 _NOTICES = "@notices"  # the lane of notices by mail (no partner code looks like it)

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.clock import Clock
-from gateway.config import Config, Partner
-from gateway.errors import GatewayError
-from gateway.ledger import Ledger, MessageHead
-from gateway.notices import MAIL_KIND
+from gateway.core.clock import Clock
+from gateway.core.config import Config, Partner
+from gateway.core.errors import GatewayError
+from gateway.desks.notices import MAIL_KIND
 from gateway.outbound.backoff import instant, not_before
 from gateway.outbound.smtpclient import Attempt, address_is_clean, header_is_clean
-from gateway.spool import Spool, SpoolItem
+from gateway.store.ledger import Ledger, MessageHead
+from gateway.store.spool import Spool, SpoolItem
 
 log = logging.getLogger("gateway.delivery")
 

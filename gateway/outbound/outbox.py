@@ -19,12 +19,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from gateway.config import Config, Desk
-from gateway.durable import fsync_dir
-from gateway.errors import GatewayError
-from gateway.ledger import events, messages
+from gateway.core.config import Config, Desk
+from gateway.core.errors import GatewayError
+from gateway.crypto.pgpmime import Attachment
 from gateway.outbound.submit import Submitter
-from gateway.pgpmime import Attachment
+from gateway.store.durable import fsync_dir
+from gateway.store.ledger import events, messages
 
 log = logging.getLogger("gateway.outbox")
 SENDING, SENT, REFUSED = ".sending", "sent", "refused"

@@ -22,17 +22,17 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import notices
-from gateway.audit import AuditLog
-from gateway.clock import Clock
-from gateway.config import Config
-from gateway.errors import GatewayError
-from gateway.ledger import Ledger, MessageHead, messages
-from gateway.notices import MAIL_KIND, Notice
+from gateway.core.clock import Clock
+from gateway.core.config import Config
+from gateway.core.errors import GatewayError
+from gateway.desks import notices
+from gateway.desks.notices import MAIL_KIND, Notice
 from gateway.outbound.backoff import attempts_of, backoff_delay, gives_up, instant, iso
 from gateway.outbound.jobs import Job
 from gateway.outbound.smtpclient import FINAL, SUMMARY_LIMIT, Attempt
-from gateway.spool import Spool, SpoolItem
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, MessageHead, messages
+from gateway.store.spool import Spool, SpoolItem
 
 log = logging.getLogger("gateway.delivery")
 _NONE = timedelta(0)

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import aiosmtplib
 
-from gateway.config import Config
-from gateway.errors import ConfigError
+from gateway.core.config import Config
+from gateway.core.errors import ConfigError
 
 WORDS_LIMIT = 500  # the partner's reply text quoted in a notice
 SUMMARY_LIMIT = 300  # our own one-line account of an attempt (events, audit reasons)

@@ -13,19 +13,19 @@ from email.utils import format_datetime
 
 from sqlalchemy import Connection, exc, select
 
-from gateway import pgpmime
-from gateway.audit import AuditLog
-from gateway.clock import Clock
-from gateway.config import Config, Partner
-from gateway.desks import choose_desk
-from gateway.errors import InvalidForm, KeyUnusable, StoreUnavailable, SubmissionRefused
-from gateway.forms import FormSpec
-from gateway.ledger import Ledger, NewMessage, messages
-from gateway.openpgp import GnuPG
-from gateway.pgpmime import Attachment
-from gateway.spool import Spool
+from gateway.core.clock import Clock
+from gateway.core.config import Config, Partner
+from gateway.core.errors import InvalidForm, KeyUnusable, StoreUnavailable, SubmissionRefused
+from gateway.crypto import pgpmime
+from gateway.crypto.openpgp import GnuPG
+from gateway.crypto.pgpmime import Attachment
+from gateway.desks.maildir import choose_desk
+from gateway.forms.catalogue import FormSpec
+from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, NewMessage, messages
+from gateway.store.spool import Spool
 from gateway.tracking.deadlines import reply_deadline
-from gateway.xmlforms import FormHeader, FormValidator, Validation
 
 log = logging.getLogger("gateway.outbound")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.notices import Notice
+from gateway.desks.notices import Notice
 from gateway.tracking.deadlines import Action
 
 

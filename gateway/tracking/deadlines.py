@@ -32,8 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from gateway.config import DeadlineSettings
-from gateway.forms import DEFAULT_REMINDERS, DeadlineRule, FormSpec
+from gateway.core.config import DeadlineSettings
+from gateway.forms.catalogue import DEFAULT_REMINDERS, DeadlineRule, FormSpec
 
 KINDS = ("receipt", "reply")
 OWED_BY = ("desk", "partner")

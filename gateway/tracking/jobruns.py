@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, exc, insert, select, update
 
-from gateway.ledger import as_utc, job_runs
+from gateway.store.ledger import as_utc, job_runs
 
 log = logging.getLogger("gateway.scheduler")
 

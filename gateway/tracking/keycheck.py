@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.audit import AuditLog
-from gateway.config import Config, Partner
-from gateway.notices import Notice, post
-from gateway.openpgp import KeyInfo
+from gateway.core.config import Config, Partner
+from gateway.crypto.openpgp import KeyInfo
+from gateway.desks.notices import Notice, post
+from gateway.store.audit import AuditLog
 from gateway.tracking.deadline_notices import span_text, utc_text
 from gateway.tracking.recipients import supervisor_desk
 

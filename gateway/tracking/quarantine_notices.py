@@ -16,10 +16,10 @@ from datetime import datetime
 
 from sqlalchemy import exc, insert, select, update
 
-from gateway.config import Config
-from gateway.ledger import Ledger, quarantine_notices
-from gateway.notices import MAIL_KIND, Notice, post
-from gateway.spool import Spool, SpoolItem
+from gateway.core.config import Config
+from gateway.desks.notices import MAIL_KIND, Notice, post
+from gateway.store.ledger import Ledger, quarantine_notices
+from gateway.store.spool import Spool, SpoolItem
 from gateway.tracking.deadline_notices import utc_text
 from gateway.tracking.recipients import first_desk
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.config import Config
+from gateway.core.config import Config
 
 
 def first_desk(config: Config, *names: str | None, fallback: bool = True) -> str | None:

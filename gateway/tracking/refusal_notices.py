@@ -23,10 +23,10 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from gateway.audit import AuditLog
-from gateway.config import Config
-from gateway.ledger import Ledger, as_utc, refusals
-from gateway.notices import Notice, post
+from gateway.core.config import Config
+from gateway.desks.notices import Notice, post
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, as_utc, refusals
 from gateway.tracking.deadline_notices import iso_text, utc_text
 from gateway.tracking.recipients import first_desk
 

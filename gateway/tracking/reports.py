@@ -20,8 +20,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import Connection, and_, case, func, or_, select
 
-from gateway.ledger import deadlines, messages
-from gateway.notices import Notice
+from gateway.desks.notices import Notice
+from gateway.store.ledger import deadlines, messages
 
 RECEIPT_FORM = "ACK"
 OUTCOMES = ("met", "closed", "missed")

@@ -22,13 +22,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exc, exists, not_, or_, select, true
 
-from gateway.audit import AuditLog
-from gateway.config import Config
-from gateway.durable import fsync_dir
-from gateway.durations import format_duration
-from gateway.errors import GatewayError
-from gateway.ledger import Ledger, as_utc, events, messages
-from gateway.spool import Spool
+from gateway.core.config import Config
+from gateway.core.durations import format_duration
+from gateway.core.errors import GatewayError
+from gateway.store.audit import AuditLog
+from gateway.store.durable import fsync_dir
+from gateway.store.ledger import Ledger, as_utc, events, messages
+from gateway.store.spool import Spool
 from gateway.tracking.sweep import resend_key
 
 log = logging.getLogger("gateway.retention")

@@ -33,15 +33,15 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gateway.audit import AuditLog
-from gateway.clock import Clock
-from gateway.config import Config
-from gateway.forms import FormCatalogue
-from gateway.ledger import Ledger
-from gateway.notices import post
-from gateway.openpgp import GnuPG
-from gateway.runtime import open_gnupg
-from gateway.spool import Spool
+from gateway.core.clock import Clock
+from gateway.core.config import Config
+from gateway.crypto.openpgp import GnuPG
+from gateway.crypto.setup import open_gnupg
+from gateway.desks.notices import post
+from gateway.forms.catalogue import FormCatalogue
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger
+from gateway.store.spool import Spool
 from gateway.tracking import jobruns, keycheck, reports
 from gateway.tracking.quarantine_notices import notify_quarantined
 from gateway.tracking.recipients import supervisor_desk

@@ -18,13 +18,13 @@ from typing import Any
 
 from sqlalchemy import Connection, exc, select, update
 
-from gateway.audit import AuditLog
-from gateway.config import Config
-from gateway.errors import GatewayError
-from gateway.forms import FormCatalogue
-from gateway.ledger import Ledger, as_utc, deadlines, messages
-from gateway.notices import Notice, post
-from gateway.spool import KEY_PATTERN, Spool
+from gateway.core.config import Config
+from gateway.core.errors import GatewayError
+from gateway.desks.notices import Notice, post
+from gateway.forms.catalogue import FormCatalogue
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, as_utc, deadlines, messages
+from gateway.store.spool import KEY_PATTERN, Spool
 from gateway.tracking import deadline_notices
 from gateway.tracking.deadline_notices import iso_text
 from gateway.tracking.deadlines import (

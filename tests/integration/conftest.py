@@ -9,7 +9,7 @@ import pytest
 from dbkit import postgres_schema
 from integration.inboundkit import World, end_world, make_world, running_gateway
 
-from gateway.server import Gateway
+from gateway.service.server import Gateway
 
 
 @pytest.fixture(scope="module")

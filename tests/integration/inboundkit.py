@@ -22,11 +22,11 @@ import gpgkit
 from dbkit import upgraded
 from sqlalchemy import select
 
-from gateway import config as configuration
-from gateway.config import BUILTIN_FORMS
-from gateway.ledger import messages
-from gateway.openpgp import GnuPG
-from gateway.server import Gateway
+from gateway.core import config as configuration
+from gateway.core.config import BUILTIN_FORMS
+from gateway.crypto.openpgp import GnuPG
+from gateway.service.server import Gateway
+from gateway.store.ledger import messages
 
 FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 LISTEN_ANCHOR = "max_message_bytes = 262144\n"

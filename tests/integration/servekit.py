@@ -16,7 +16,7 @@ from typing import IO
 import aiosmtplib
 from dbkit import upgraded
 
-from gateway import config as configuration
+from gateway.core import config as configuration
 
 START_TIMEOUT = 60.0  # seconds for `gateway serve` to log "listening on"
 LISTENING = re.compile(r"listening on [^\s:]+:(\d+)")

@@ -24,17 +24,17 @@ from integration.inboundkit import World, gateway_config
 from lxml import etree
 from sqlalchemy import Engine, func, select
 
-from gateway import config as configuration
-from gateway import schema
-from gateway.audit import AuditLog
-from gateway.clock import FakeClock
-from gateway.config import BUILTIN_FORMS, Config
-from gateway.ledger import Ledger, events, make_engine, messages, sequences
-from gateway.openpgp import GnuPG
+from gateway.core import config as configuration
+from gateway.core.clock import FakeClock
+from gateway.core.config import BUILTIN_FORMS, Config
+from gateway.crypto.openpgp import GnuPG
+from gateway.crypto.setup import open_gnupg
+from gateway.forms.xmlforms import FormValidator
 from gateway.outbound.submit import Submitter
-from gateway.runtime import open_gnupg
-from gateway.spool import FOLDERS, Spool
-from gateway.xmlforms import FormValidator
+from gateway.store import schema
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, events, make_engine, messages, sequences
+from gateway.store.spool import FOLDERS, Spool
 
 SAMPLES = BUILTIN_FORMS / "samples"
 NOW = datetime(2027, 2, 1, 8, 0, tzinfo=UTC)  # another year than the samples': it is the clock's

@@ -27,9 +27,9 @@ from integration.inboundkit import FORM, World, gateway_config, gateway_fingerpr
 from integration.servekit import Served, smtp_send
 from sqlalchemy import select
 
-from gateway.audit import AuditLog
-from gateway.clock import SystemClock
-from gateway.ledger import make_engine, messages
+from gateway.core.clock import SystemClock
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import make_engine, messages
 
 pytestmark = pytest.mark.slow
 

@@ -36,12 +36,12 @@ from integration.inboundkit import World, gateway_config, gateway_fingerprint
 from integration.servekit import Served, smtp_send
 from sqlalchemy import select
 
-from gateway import pgpmime
-from gateway.audit import AuditLog
-from gateway.clock import SystemClock
-from gateway.config import BUILTIN_FORMS
-from gateway.ledger import make_engine, messages
-from gateway.spool import SUFFIX, Spool
+from gateway.core.clock import SystemClock
+from gateway.core.config import BUILTIN_FORMS
+from gateway.crypto import pgpmime
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import make_engine, messages
+from gateway.store.spool import SUFFIX, Spool
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ from dbkit import postgres_schema
 from integration.inboundkit import World, gateway_config
 from sqlalchemy import Engine, inspect, text
 
-from gateway import config as configuration
-from gateway import schema
-from gateway.clock import SystemClock
-from gateway.ledger import Ledger, NewMessage, create_schema, make_engine
+from gateway.core import config as configuration
+from gateway.core.clock import SystemClock
+from gateway.store import schema
+from gateway.store.ledger import Ledger, NewMessage, create_schema, make_engine
 
 GATEWAY = (sys.executable, "-m", "gateway")
 RECEIVED = NewMessage(

@@ -21,13 +21,15 @@ from integration.fakepartner import DROP, FakePartner, Pki, make_pki, server_con
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
-from gateway import config as configuration
-from gateway import schema
-from gateway.audit import AuditLog
-from gateway.clock import FakeClock
-from gateway.config import Config
-from gateway.errors import ConfigError
-from gateway.ledger import (
+from gateway.core import config as configuration
+from gateway.core.clock import FakeClock
+from gateway.core.config import Config
+from gateway.core.errors import ConfigError
+from gateway.outbound import delivery
+from gateway.outbound.delivery import Courier
+from gateway.store import schema
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import (
     Ledger,
     MessageRow,
     NewMessage,
@@ -35,9 +37,7 @@ from gateway.ledger import (
     deadlines,
     make_engine,
 )
-from gateway.outbound import delivery
-from gateway.outbound.delivery import Courier
-from gateway.spool import Spool
+from gateway.store.spool import Spool
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OURS = "sirene@ro.example"

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from trackingkit import CATALOGUE, Tracking
 
-from gateway.errors import UnexpectedSigner
+from gateway.core.errors import UnexpectedSigner
 from gateway.tracking.scheduler import Schedule
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway import config as configuration
-from gateway import demo
-from gateway.audit import AuditLog
-from gateway.cli import main
-from gateway.clock import SystemClock
-from gateway.ledger import Ledger, MessageRow, deadlines, make_engine, messages
+from gateway.cli import demo
+from gateway.cli.main import main
+from gateway.core import config as configuration
+from gateway.core.clock import SystemClock
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, MessageRow, deadlines, make_engine, messages
 
 
 class Bureau:

@@ -22,12 +22,12 @@ from integration.inboundkit import (
 )
 from sqlalchemy import select
 
-from gateway import config as configuration
-from gateway import pgpmime
-from gateway.cli import main
-from gateway.errors import ConfigError
-from gateway.ledger import deadlines
-from gateway.server import Gateway
+from gateway.cli.main import main
+from gateway.core import config as configuration
+from gateway.core.errors import ConfigError
+from gateway.crypto import pgpmime
+from gateway.service.server import Gateway
+from gateway.store.ledger import deadlines
 
 
 async def test_a_form_reaches_its_desk_with_a_receipt_queued(

@@ -30,12 +30,12 @@ from integration.inboundkit import (
     spooled,
 )
 
-from gateway import config as configuration
-from gateway.clock import FakeClock
-from gateway.config import BUILTIN_FORMS
-from gateway.errors import ConflictingReference, GatewayError
+from gateway.core import config as configuration
+from gateway.core.clock import FakeClock
+from gateway.core.config import BUILTIN_FORMS
+from gateway.core.errors import ConflictingReference, GatewayError
 from gateway.inbound.pipeline import Accepted
-from gateway.server import Gateway
+from gateway.service.server import Gateway
 
 PARTNER = "NO-SIRENE"
 FORM_Q = (

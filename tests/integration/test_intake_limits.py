@@ -30,7 +30,7 @@ from integration.inboundkit import (
     settle,
 )
 
-from gateway.server import Gateway
+from gateway.service.server import Gateway
 
 SENDER = "sirene@no.example"
 US = "sirene@ro.example"

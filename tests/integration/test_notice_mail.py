@@ -16,16 +16,17 @@ from integration.fakepartner import FakePartner, Pki, make_pki, server_context
 from integration.test_delivery import PAYLOAD, form_meta  # a sealed form as submit makes it
 from sqlalchemy import Engine, func, select
 
-from gateway import config as configuration
-from gateway import notices, schema
-from gateway.audit import AuditLog
-from gateway.clock import FakeClock
-from gateway.config import Config
-from gateway.errors import ConfigError
-from gateway.ledger import Ledger, NewMessage, make_engine, messages
-from gateway.notices import Notice
+from gateway.core import config as configuration
+from gateway.core.clock import FakeClock
+from gateway.core.config import Config
+from gateway.core.errors import ConfigError
+from gateway.desks import notices
+from gateway.desks.notices import Notice
 from gateway.outbound.delivery import Courier
-from gateway.spool import Spool
+from gateway.store import schema
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, NewMessage, make_engine, messages
+from gateway.store.spool import Spool
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OURS = "sirene@ro.example"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config as configuration
-from gateway.config import PROJECT_ROOT
+from gateway.core import config as configuration
+from gateway.core.config import PROJECT_ROOT
 
 OPERATIONS = PROJECT_ROOT / "docs" / "OPERATIONS.md"
 BLOCK = re.compile(r"<!-- walk(?P<serve>: serve)? -->\s*```bash\n(?P<script>.*?)```", re.S)

@@ -17,8 +17,8 @@ import gpgkit
 import pytest
 from integration.fakepartner import FakePartner, Pki, make_pki, server_context
 
-from gateway import config as configuration
-from gateway.cli import main
+from gateway.cli.main import main
+from gateway.core import config as configuration
 
 PAST = "20200101T000000!"  # gpg --faked-system-time: keys made then, for 1 day, have expired
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import gpgkit
 
-from gateway.config import BUILTIN_FORMS, PROJECT_ROOT
-from gateway.openpgp import GnuPG
-from gateway.sealing import open_message
+from gateway.core.config import BUILTIN_FORMS, PROJECT_ROOT
+from gateway.crypto.openpgp import GnuPG
+from gateway.crypto.sealing import open_message
 
 PROTOCOL = PROJECT_ROOT / "docs" / "PROTOCOL.md"
 FORM = BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml"

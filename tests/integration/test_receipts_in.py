@@ -9,8 +9,8 @@ from integration.inboundkit import World, gateway_fingerprint, send, settle
 from integration.submitkit import outgoing
 from sqlalchemy import select
 
-from gateway.ledger import MessageRow, deadlines
-from gateway.server import Gateway
+from gateway.service.server import Gateway
+from gateway.store.ledger import MessageRow, deadlines
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
 
 G_ARRESTED = "G/valid-person-arrested.xml"  # expects an M within 12 hours

@@ -13,8 +13,8 @@ import pytest
 from integration.inboundkit import FORM, World, message, send
 from sqlalchemy import select
 
-from gateway.ledger import as_utc, refusals
-from gateway.server import Gateway
+from gateway.service.server import Gateway
+from gateway.store.ledger import as_utc, refusals
 from gateway.tracking.refusal_notices import notify_refusals
 
 NAME = b"QUARTZLEWINSKY"  # a family name that must never reach a notice, a log or the audit

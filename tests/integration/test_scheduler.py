@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import Engine, select, update
 from trackingkit import CATALOGUE, START, Tracking, url_of, write_config
 
-from gateway.ledger import deadlines, job_runs
-from gateway.openpgp import GnuPG
+from gateway.crypto.openpgp import GnuPG
+from gateway.store.ledger import deadlines, job_runs
 from gateway.tracking.deadlines import reply_deadline
 from gateway.tracking.retention import PurgeResult
 from gateway.tracking.scheduler import Schedule

@@ -33,7 +33,7 @@ from integration.inboundkit import (
     spooled,
 )
 
-from gateway.server import Gateway
+from gateway.service.server import Gateway
 
 SENDER = "sirene@no.example"
 US = "sirene@ro.example"

@@ -23,11 +23,11 @@ from pathlib import Path
 import gpgkit
 import pytest
 
-from gateway import pgpmime
-from gateway.config import BUILTIN_FORMS
-from gateway.errors import UnexpectedSigner, UnknownSigner
-from gateway.openpgp import GnuPG
-from gateway.sealing import open_message, seal
+from gateway.core.config import BUILTIN_FORMS
+from gateway.core.errors import UnexpectedSigner, UnknownSigner
+from gateway.crypto import pgpmime
+from gateway.crypto.openpgp import GnuPG
+from gateway.crypto.sealing import open_message, seal
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sq") is None,

@@ -28,9 +28,9 @@ import pytest
 from dbkit import upgraded
 from integration.inboundkit import World, gateway_config, message
 
-from gateway import config as configuration
-from gateway.errors import ConfigError
-from gateway.openpgp import GnuPG, KeyProtection
+from gateway.core import config as configuration
+from gateway.core.errors import ConfigError
+from gateway.crypto.openpgp import GnuPG, KeyProtection
 
 GATEWAY = (sys.executable, "-m", "gateway")
 LISTENING = re.compile(r"listening on [^\s:]+:(\d+)")

@@ -42,16 +42,16 @@ from integration.submitkit import (
 )
 from sqlalchemy import select
 
-from gateway import config as configuration
-from gateway import schema
-from gateway.cli import main
-from gateway.errors import GatewayError, InvalidForm, KeyUnusable, SubmissionRefused
-from gateway.ledger import NewMessage, as_utc, deadlines, make_engine, messages
-from gateway.limits import XmlLimits
+from gateway.cli.main import main
+from gateway.core import config as configuration
+from gateway.core.errors import GatewayError, InvalidForm, KeyUnusable, SubmissionRefused
+from gateway.core.limits import XmlLimits
+from gateway.crypto.pgpmime import Attachment
+from gateway.forms.xmlforms import FormValidator
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.submit import Submitter
-from gateway.pgpmime import Attachment
-from gateway.xmlforms import FormValidator
+from gateway.store import schema
+from gateway.store.ledger import NewMessage, as_utc, deadlines, make_engine, messages
 
 THIS_YEAR = f"RO-{NOW.year}"
 PDF = b"%PDF-1.7\n% seizure report of the border police\n%%EOF\n"

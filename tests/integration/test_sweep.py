@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from trackingkit import CATALOGUE, START, Tracking, url_of
 
-from gateway.ledger import deadlines, events, make_engine
+from gateway.store.ledger import deadlines, events, make_engine
 from gateway.tracking.deadlines import reply_deadline
 from gateway.tracking.sweep import SweepResult
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, delete, insert, select, text, update
 
-from gateway import cli_audit
-from gateway.audit import (
+from gateway.cli import audit as cli_audit
+from gateway.core.clock import FakeClock
+from gateway.store.audit import (
     GENESIS,
     AuditEntry,
     AuditLog,
@@ -23,8 +24,7 @@ from gateway.audit import (
     format_instant,
     parse_anchor,
 )
-from gateway.clock import FakeClock
-from gateway.ledger import audit
+from gateway.store.ledger import audit
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 CONTENT = ("at", "kind", "partner", "form", "reference", "digest", "reason")

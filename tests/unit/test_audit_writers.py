@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from gateway import schema
-from gateway.audit import AuditLog
-from gateway.clock import FakeClock
-from gateway.ledger import make_engine
+from gateway.core.clock import FakeClock
+from gateway.store import schema
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import make_engine
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.config import Outbound
+from gateway.core.config import Outbound
 from gateway.outbound.backoff import backoff_delay, gives_up, not_before
 from gateway.outbound.smtpclient import header_is_clean, partner_words
 

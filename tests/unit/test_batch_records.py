@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from gateway.audit import AuditLog
-from gateway.clock import FakeClock
-from gateway.ledger import Ledger, MessageHead, NewMessage, deadlines
-from gateway.spool import Spool
+from gateway.core.clock import FakeClock
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, MessageHead, NewMessage, deadlines
+from gateway.store.spool import Spool
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

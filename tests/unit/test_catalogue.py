@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway import config as configuration
-from gateway.config import BUILTIN_FORMS
-from gateway.forms import FormCatalogue, load_form
-from gateway.limits import XmlLimits
-from gateway.xmlforms import FormValidator
+from gateway.core import config as configuration
+from gateway.core.config import BUILTIN_FORMS
+from gateway.core.limits import XmlLimits
+from gateway.forms.catalogue import FormCatalogue, load_form
+from gateway.forms.xmlforms import FormValidator
 
 SAMPLES = BUILTIN_FORMS / "samples"
 FORM_FILES = sorted(BUILTIN_FORMS.glob("*.toml"))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from trackingkit import CATALOGUE, Tracking
 
-from gateway import schema
-from gateway.cli import main
-from gateway.ledger import make_engine
+from gateway.cli.main import main
+from gateway.store import schema
+from gateway.store.ledger import make_engine
 from gateway.tracking.deadlines import reply_deadline
 
 H = timedelta(hours=1)

@@ -9,8 +9,8 @@ from pathlib import Path
 import gpgkit
 import pytest
 
-from gateway import config as configuration
-from gateway.cli import main
+from gateway.cli.main import main
+from gateway.core import config as configuration
 
 CONFIG = """# Test gateway: this comment must survive every edit.
 [identity]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
-from gateway.config import BUILTIN_FORMS, PROJECT_ROOT
-from gateway.progress import Progress
-from gateway.runtime import load_validator
+from gateway.cli.main import main
+from gateway.cli.progress import Progress
+from gateway.core.config import BUILTIN_FORMS, PROJECT_ROOT
+from gateway.forms.setup import load_validator
 
 SAMPLES = BUILTIN_FORMS / "samples"
 VALID = sorted(SAMPLES.glob("*/valid-*.xml"))

@@ -8,8 +8,8 @@ import re
 import pytest
 from lxml import etree
 
-from gateway.config import BUILTIN_FORMS
-from gateway.xmlforms import FormValidator
+from gateway.core.config import BUILTIN_FORMS
+from gateway.forms.xmlforms import FormValidator
 
 SAMPLE = (BUILTIN_FORMS / "samples" / "G" / "valid-vehicle-seized.xml").read_bytes()
 CREATED = "2027-02-01T08:00:00Z"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config as configuration
-from gateway.cli import main
-from gateway.errors import ConfigError
+from gateway.cli.main import main
+from gateway.core import config as configuration
+from gateway.core.errors import ConfigError
 
 EXAMPLE = configuration.PROJECT_ROOT / "config" / "gateway.example.toml"
 MINIMAL = """
@@ -210,7 +210,7 @@ def test_the_configuration_imports_only_the_standard_library() -> None:
     one, and a mistake in the file must be reported without them."""
     heavy = ("lxml", "xmlschema", "gnupg", "sqlalchemy", "aiosmtpd", "aiosmtplib", "apscheduler")
     probe = (
-        "import sys, gateway.config; "
+        "import sys, gateway.core.config; "
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

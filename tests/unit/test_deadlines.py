@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.config import DeadlineSettings
-from gateway.forms import FormCatalogue
+from gateway.core.config import DeadlineSettings
+from gateway.forms.catalogue import FormCatalogue
 from gateway.tracking.deadline_notices import Facts, notice, span_text
 from gateway.tracking.deadlines import (
     Action,

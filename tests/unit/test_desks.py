@@ -16,13 +16,14 @@ from typing import cast
 
 import pytest
 
-from gateway import desks, formwording
-from gateway.config import BUILTIN_FORMS, Desk, Route
-from gateway.desks import Delivery, choose_desk, deliver, render
-from gateway.errors import StorageFull, StoreUnavailable
-from gateway.pgpmime import Attachment
-from gateway.runtime import load_validator
-from gateway.xmlforms import FormValidator
+from gateway.core.config import BUILTIN_FORMS, Desk, Route
+from gateway.core.errors import StorageFull, StoreUnavailable
+from gateway.crypto.pgpmime import Attachment
+from gateway.desks import maildir as desks
+from gateway.desks.maildir import Delivery, choose_desk, deliver, render
+from gateway.forms import formwording
+from gateway.forms.setup import load_validator
+from gateway.forms.xmlforms import FormValidator
 
 SAMPLES = BUILTIN_FORMS / "samples" / "G"
 ARRESTED = (SAMPLES / "valid-person-arrested.xml").read_bytes()

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from gateway import errors
-from gateway.errors import GatewayError
+from gateway.core import errors
+from gateway.core.errors import GatewayError
 
 CLASSES = sorted(
     (

@@ -16,7 +16,7 @@ from typing import cast
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from gateway import pgpmime
+from gateway.crypto import pgpmime
 from gateway.inbound.smtp_server import GatewaySMTP, Handler, Limits
 
 ADDRESSES = [

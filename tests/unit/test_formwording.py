@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.config import BUILTIN_FORMS
-from gateway.formwording import Fault, sentence
-from gateway.runtime import load_validator
-from gateway.xmlforms import FormValidator
+from gateway.core.config import BUILTIN_FORMS
+from gateway.forms.formwording import Fault, sentence
+from gateway.forms.setup import load_validator
+from gateway.forms.xmlforms import FormValidator
 
 SEIZED = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_text()
 

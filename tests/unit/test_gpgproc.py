@@ -12,7 +12,7 @@ from pathlib import Path
 import gpgkit
 import pytest
 
-from gateway.gpgproc import Finished, OutputLimitExceeded, RunTimedOut, run_bounded
+from gateway.crypto.gpgproc import Finished, OutputLimitExceeded, RunTimedOut, run_bounded
 
 MiB = 1 << 20
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway import server
 from gateway.inbound.handoff import Handoff, Progress
 from gateway.inbound.smtp_server import Limits
-from gateway.server import HANDOFF_MAX_WAIT, HANDOFF_QUIET, Gateway
-from gateway.spool import Spool, SpoolItem
+from gateway.service import server
+from gateway.service.server import HANDOFF_MAX_WAIT, HANDOFF_QUIET, Gateway
+from gateway.store.spool import Spool, SpoolItem
 
 
 def limits(*, in_data: int = 0, data_ended_ago: float = 3600.0) -> Limits:

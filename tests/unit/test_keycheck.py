@@ -11,8 +11,8 @@ from pathlib import Path
 import gpgkit
 import pytest
 
-from gateway.config import Partner
-from gateway.openpgp import GnuPG, KeyInfo
+from gateway.core.config import Partner
+from gateway.crypto.openpgp import GnuPG, KeyInfo
 from gateway.tracking.keycheck import KeyWarning, warnings
 
 WITHIN = timedelta(days=30)

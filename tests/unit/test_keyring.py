@@ -8,8 +8,8 @@ from pathlib import Path
 
 import gpgkit
 
-from gateway.config import BUILTIN_FORMS
-from gateway.openpgp import GnuPG
+from gateway.core.config import BUILTIN_FORMS
+from gateway.crypto.openpgp import GnuPG
 
 FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 

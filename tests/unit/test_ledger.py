@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, exc, text
 
-from gateway.clock import FakeClock
-from gateway.ledger import Ledger, NewMessage
+from gateway.core.clock import FakeClock
+from gateway.store.ledger import Ledger, NewMessage
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RECEIVED = NewMessage(

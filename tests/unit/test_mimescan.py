@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import pgpmime
-from gateway.errors import MalformedMessage
-from gateway.limits import MimeLimits
-from gateway.mimescan import MimeLimitExceeded, check_structure
-from gateway.pgpmime import Attachment, Envelope
+from gateway.core.errors import MalformedMessage
+from gateway.core.limits import MimeLimits
+from gateway.crypto import pgpmime
+from gateway.crypto.mimescan import MimeLimitExceeded, check_structure
+from gateway.crypto.pgpmime import Attachment, Envelope
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
 
 DEFAULT = MimeLimits()

@@ -11,9 +11,8 @@ from pathlib import Path
 import gpgkit
 import pytest
 
-from gateway import pgpmime
-from gateway.config import BUILTIN_FORMS
-from gateway.errors import (
+from gateway.core.config import BUILTIN_FORMS
+from gateway.core.errors import (
     DamagedCiphertext,
     KeyUnusable,
     NotForUs,
@@ -27,9 +26,10 @@ from gateway.errors import (
     UnexpectedSigner,
     UnknownSigner,
 )
-from gateway.openpgp import GnuPG, KeyProtection
-from gateway.pgpmime import Attachment
-from gateway.sealing import open_message, seal
+from gateway.crypto import pgpmime
+from gateway.crypto.openpgp import GnuPG, KeyProtection
+from gateway.crypto.pgpmime import Attachment
+from gateway.crypto.sealing import open_message, seal
 
 FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 PAST = "20200101T000000!"  # gpg --faked-system-time: keys made then, valid for one day

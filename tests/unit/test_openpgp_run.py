@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import gpgkit
 import pytest
 
-from gateway.errors import DamagedCiphertext, KeyUnusable, NotForUs
-from gateway.openpgp import GnuPG
+from gateway.core.errors import DamagedCiphertext, KeyUnusable, NotForUs
+from gateway.crypto.openpgp import GnuPG
 
 PLAINTEXT = b"Content-Type: application/xml\r\n\r\n<FormG/>\r\n"
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config as configuration
-from gateway import schema
-from gateway.config import sqlite_url_from
-from gateway.durable import private_folder
-from gateway.errors import CannotStart
-from gateway.ledger import make_engine
-from gateway.spoollock import LOCK_NAME, SpoolLock
+from gateway.core import config as configuration
+from gateway.core.config import sqlite_url_from
+from gateway.core.errors import CannotStart
+from gateway.store import schema
+from gateway.store.durable import private_folder
+from gateway.store.ledger import make_engine
+from gateway.store.spoollock import LOCK_NAME, SpoolLock
 
 BASE = Path("/etc/ipc-gateway")
 NOW = datetime(2026, 5, 11, 8, 30, 15, 123456, tzinfo=UTC)

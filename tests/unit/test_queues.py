@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from trackingkit import Tracking
 
-from gateway import schema
-from gateway.cli import main
-from gateway.ledger import make_engine
-from gateway.notices import MAIL_KIND
+from gateway.cli.main import main
+from gateway.desks.notices import MAIL_KIND
 from gateway.outbound.backoff import iso, not_before
+from gateway.store import schema
+from gateway.store.ledger import make_engine
 from gateway.tracking.quarantine_notices import notify_quarantined
 
 SECRET = b"<FamilyName>QUARTZLEWINSKY</FamilyName>"  # stands for the content: never shown

@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select, update
 from trackingkit import Tracking
 
-from gateway.errors import InvalidForm, StoreUnavailable, UnexpectedSigner
-from gateway.ledger import refusals
+from gateway.core.errors import InvalidForm, StoreUnavailable, UnexpectedSigner
+from gateway.store.ledger import refusals
 from gateway.tracking.refusal_notices import KEEP, notify_refusals
 
 MINUTE = timedelta(minutes=1)

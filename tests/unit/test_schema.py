@@ -15,11 +15,11 @@ from alembic.runtime.migration import MigrationContext
 from dbkit import postgres_schema
 from sqlalchemy import Engine, inspect, select, text
 
-from gateway import schema
-from gateway.audit import AuditLog
-from gateway.clock import FakeClock
-from gateway.errors import LedgerOutdated
-from gateway.ledger import (
+from gateway.core.clock import FakeClock
+from gateway.core.errors import LedgerOutdated
+from gateway.store import schema
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import (
     Ledger,
     NewMessage,
     audit,

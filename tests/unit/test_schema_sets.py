@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config as configuration
-from gateway.cli import main
-from gateway.errors import SchemaSetError
-from gateway.forms import FormCatalogue, SchemaSetSpec
-from gateway.runtime import load_validator
-from gateway.xmlforms import FormValidator
+from gateway.cli.main import main
+from gateway.core import config as configuration
+from gateway.core.errors import SchemaSetError
+from gateway.core.vocabulary import SchemaSetSpec
+from gateway.forms.catalogue import FormCatalogue
+from gateway.forms.setup import load_validator
+from gateway.forms.xmlforms import FormValidator
 
 ACME = Path(__file__).resolve().parent.parent / "data" / "acme"
 

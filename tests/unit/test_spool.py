@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from gateway import spool as spool_module
-from gateway.errors import StorageFull, StoreUnavailable
-from gateway.spool import FOLDERS, Recovery, Spool, SpoolItem
+from gateway.core.errors import StorageFull, StoreUnavailable
+from gateway.store import spool as spool_module
+from gateway.store.spool import FOLDERS, Recovery, Spool, SpoolItem
 
 
 @pytest.fixture

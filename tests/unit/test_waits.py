@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gateway.waits import wait_event
+from gateway.core.waits import wait_event
 
 
 async def test_true_when_set_false_when_timed_out() -> None:

@@ -12,11 +12,11 @@ from typing import ClassVar
 import pytest
 from lxml import etree
 
-from gateway.config import BUILTIN_FORMS
-from gateway.errors import InvalidForm
-from gateway.forms import FormCatalogue
-from gateway.limits import XmlLimits
-from gateway.xmlforms import FormValidator, _hardened_parser
+from gateway.core.config import BUILTIN_FORMS
+from gateway.core.errors import InvalidForm
+from gateway.core.limits import XmlLimits
+from gateway.forms.catalogue import FormCatalogue
+from gateway.forms.xmlforms import FormValidator, _hardened_parser
 
 VALID_G = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 SIRENE = "urn:ipc-gateway:sirene:1"

@@ -1,0 +1,155 @@
+"""`gateway deadlines`: the open deadlines by time left, and `deadlines close` for a handler."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import re
+import sys
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.core import config as configuration
+from gateway.core.clock import SystemClock
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, as_utc, deadlines, make_engine, messages
+from gateway.store.schema import require_current
+from gateway.tracking.deadline_notices import iso_text, span_text
+from gateway.tracking.sweep import close
+
+EXIT_OK, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2
+REASON_LIMIT = 200
+_ACTOR = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def register(commands: Any) -> None:
+    listing = commands.add_parser(
+        "deadlines",
+        help="open deadlines by time left; `deadlines close` ends one",
+        description="Open receipt and reply deadlines, the most urgent first.",
+    )
+    listing.add_argument("--overdue", action="store_true", help="only those past their due time")
+    listing.add_argument("--desk", help="only the messages of this desk")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=cmd_deadlines)
+    actions = listing.add_subparsers(title="deadlines commands", metavar="COMMAND")
+    closing = actions.add_parser(
+        "close",
+        help="close the open deadlines of a Reference (audited)",
+        description="Close every open deadline of the messages with this Reference, when "
+        "nothing more is owed (answered by other means, withdrawn). Exit 1 if none is open.",
+    )
+    closing.add_argument("reference")
+    closing.add_argument(
+        "--reason", required=True, help="one line, codes and references only: no personal data"
+    )
+    closing.set_defaults(run=cmd_deadlines_close)
+
+
+def _ledger(config: configuration.Config) -> Ledger:
+    engine = make_engine(config.database_url)
+    require_current(engine)
+    return Ledger(engine, SystemClock())
+
+
+def open_deadlines(
+    ledger: Ledger, now: datetime, *, overdue: bool = False, desk: str | None = None
+) -> list[dict[str, Any]]:
+    """The open deadlines, the soonest due first, as the JSON output gives them."""
+    query = (
+        select(
+            messages.c.reference,
+            messages.c.form,
+            messages.c.partner,
+            messages.c.direction,
+            messages.c.desk,
+            deadlines.c.kind,
+            deadlines.c.owed_by,
+            deadlines.c.due,
+            deadlines.c.state,
+            deadlines.c.reminders_sent,
+        )
+        .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
+        .where(deadlines.c.state == "open")
+        .order_by(deadlines.c.due, deadlines.c.id)
+    )
+    if overdue:
+        query = query.where(deadlines.c.due <= now)
+    if desk:
+        query = query.where(messages.c.desk == desk)
+    with ledger.engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        {
+            "reference": row.reference,
+            "form": row.form,
+            "partner": row.partner,
+            "direction": row.direction,
+            "kind": row.kind,
+            "due": iso_text(as_utc(row.due)),
+            "state": row.state,
+            "reminders_sent": row.reminders_sent,
+        }
+        for row in rows
+    ]
+
+
+def cmd_deadlines(args: argparse.Namespace) -> int:
+    config = configuration.load_required(args.config)
+    ledger = _ledger(config)
+    now = ledger.clock.now()
+    items = open_deadlines(ledger, now, overdue=args.overdue, desk=args.desk)
+    ledger.engine.dispose()
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return EXIT_OK
+    if not items:
+        print("(no open deadline)" if not args.overdue else "(nothing overdue)")
+        return EXIT_OK
+    print(
+        f"{'REFERENCE':<20} {'FORM':<10} {'PARTNER':<12} {'DIRECTION':<9} {'KIND':<8} "
+        f"{'DUE (UTC)':<17} {'TIME LEFT':<18} REMINDERS"
+    )
+    for item in items:
+        due = datetime.fromisoformat(item["due"])
+        left = span_text(due - now) if due > now else f"overdue {span_text(now - due)}"
+        print(
+            f"{item['reference']:<20} {item['form']:<10} {item['partner']:<12} "
+            f"{item['direction']:<9} {item['kind']:<8} {due:%Y-%m-%d %H:%M} "
+            f"{left:<18} {item['reminders_sent']}"
+        )
+    return EXIT_OK
+
+
+def cmd_deadlines_close(args: argparse.Namespace) -> int:
+    reason = " ".join(args.reason.split())
+    if not reason or len(reason) > REASON_LIMIT or not reason.isprintable():
+        print(
+            f"gateway: --reason must be one printable line of 1 to {REASON_LIMIT} characters",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    config = configuration.load_required(args.config)
+    ledger = _ledger(config)
+    audit = AuditLog(ledger.engine, ledger.clock)
+    try:
+        closed = close(ledger, audit, args.reference, reason, actor())
+    finally:
+        ledger.engine.dispose()
+    if not closed:
+        print(f"gateway: no open deadline under {args.reference}", file=sys.stderr)
+        return EXIT_NOTHING
+    print(f"closed {closed} deadline(s) of {args.reference}")
+    return EXIT_OK
+
+
+def actor() -> str:
+    """Who closes: the login name, as a code (the audit takes no free text from it)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return _ACTOR.sub("_", name)[:32] or "unknown"

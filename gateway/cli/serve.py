@@ -1,0 +1,208 @@
+"""`gateway serve` and the handlers' view of what arrived: `inbox`, `show`, `status`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+from sqlalchemy import select
+
+from gateway.cli.table import minute, print_table
+from gateway.core import config as configuration
+from gateway.core import logsetup
+from gateway.core.clock import SystemClock
+from gateway.crypto import pgpmime
+from gateway.desks import maildir as desks
+from gateway.desks.maildir import Delivery
+from gateway.forms.setup import load_validator
+from gateway.inbound.handoff import RECEIPT_FORM, Spooled
+from gateway.service import preflight, server
+from gateway.store.ledger import (
+    Ledger,
+    MessageRow,
+    as_utc,
+    deadlines,
+    make_engine,
+    messages,
+)
+from gateway.store.schema import require_current
+from gateway.store.spool import Spool
+
+EXIT_OK, EXIT_NOT_FOUND = 0, 1
+
+
+def register(commands: Any) -> None:
+    serve = commands.add_parser("serve", help="run the gateway: SMTP server and hand-off")
+    serve.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    serve.set_defaults(run=cmd_serve)
+    inbox = commands.add_parser("inbox", help="what arrived, newest first")
+    inbox.add_argument("--desk", help="only this desk")
+    inbox.add_argument(
+        "--receipts", action="store_true", help="list the partners' receipts (ACK) too"
+    )
+    inbox.add_argument("--json", action="store_true")
+    inbox.set_defaults(run=cmd_inbox)
+    show = commands.add_parser("show", help="a received form, rendered, with its attachments")
+    show.add_argument("reference")
+    show.set_defaults(run=cmd_show)
+    status = commands.add_parser("status", help="a message's state and its events")
+    status.add_argument("reference")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=cmd_status)
+
+
+def _ledger(config: configuration.Config) -> Ledger:
+    engine = make_engine(config.database_url)
+    require_current(engine)
+    return Ledger(engine, SystemClock())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # Whatever the process creates (spool, ledger, desk copies, gpg files) is private to its user,
+    # on top of the explicit modes each of them is created with.
+    os.umask(0o077)
+    config = configuration.load_required(args.config)
+    logsetup.configure(args.log_level)
+    lock = preflight.check(config, SystemClock().now())
+    try:
+        asyncio.run(server.run(config))
+    finally:
+        lock.release()
+    return EXIT_OK
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    config = configuration.load_required(args.config)
+    ledger = _ledger(config)
+    query = (
+        select(messages, deadlines.c.due)
+        .select_from(
+            messages.outerjoin(
+                deadlines, (deadlines.c.message_id == messages.c.id) & (deadlines.c.kind == "reply")
+            )
+        )
+        .where(messages.c.direction == "inbound")
+        .order_by(messages.c.created_at.desc(), messages.c.id.desc())
+    )
+    if args.desk:
+        query = query.where(messages.c.desk == args.desk)
+    if not args.receipts:
+        query = query.where(messages.c.form != RECEIPT_FORM)
+    with ledger.engine.connect() as connection:
+        rows = connection.execute(query).all()
+    items = [
+        {
+            "reference": row.reference,
+            "form": row.form,
+            "partner": row.partner,
+            "desk": row.desk,
+            "received": as_utc(row.created_at).isoformat(),
+            "priority": row.priority,
+            "state": row.state,
+            "reply_due": as_utc(row.due).isoformat() if row.due else None,
+        }
+        for row in rows
+    ]
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return EXIT_OK
+    table = [
+        {
+            **item,
+            "received": minute(as_utc(row.created_at)),
+            "priority": "URGENT" if row.priority == "urgent" else row.priority,
+            "reply_due": minute(as_utc(row.due)) if row.due else None,
+        }
+        for item, row in zip(items, rows, strict=True)
+    ]
+    print_table(
+        table,
+        ("received", "reference", "form", "partner", "desk", "priority", "state", "reply_due"),
+        sys.stdout,
+        headings={"partner": "FROM"},
+        empty="(nothing received)",
+    )
+    return EXIT_OK
+
+
+def _find(ledger: Ledger, reference: str) -> MessageRow | None:
+    rows = ledger.by_reference(reference)
+    return rows[0] if rows else None
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """The form as its desk copy shows it (gateway.desks renders both), under one status line."""
+    config = configuration.load_required(args.config)
+    ledger = _ledger(config)
+    row = _find(ledger, args.reference)
+    if row is None or row.direction != "inbound" or row.spool_key is None:
+        print(f"gateway: no received message {args.reference}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    item = Spool(config.paths.spool / "inbound").get(row.spool_key)
+    payload = pgpmime.parse_entity(Spooled.of(item).entity)
+    validator = load_validator(config)
+    result = validator.validate(payload.form)
+    partner = config.partner_by_bureau(row.partner)
+    desk = row.desk or "-"
+    with ledger.engine.connect() as connection:
+        due = connection.execute(
+            select(deadlines.c.due).where(
+                deadlines.c.message_id == row.id, deadlines.c.kind == "reply"
+            )
+        ).scalar()
+    delivery = Delivery(
+        partner=row.partner,
+        partner_address=partner.address if partner else "",
+        channel=row.channel,
+        form=row.form,
+        title=validator.catalogue.get(row.form).title,
+        header=result.header(),
+        outline=tuple(result.outline()),
+        form_xml=payload.form,
+        received_at=as_utc(row.created_at),
+        desk=desk,
+        attachments=payload.attachments,
+        reply_due=as_utc(due) if due is not None else None,
+    )
+    print(f"{row.form} {row.reference} from {row.partner} ({row.state}, desk {desk})")
+    print()
+    sys.stdout.write(desks.body(delivery))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = configuration.load_required(args.config)
+    ledger = _ledger(config)
+    rows = ledger.by_reference(args.reference)
+    if not rows:
+        print(f"gateway: no message {args.reference}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    report: list[dict[str, Any]] = [
+        {
+            "reference": row.reference,
+            "direction": row.direction,
+            "partner": row.partner,
+            "form": row.form,
+            "state": row.state,
+            "events": [
+                {"at": at.isoformat(), "kind": kind, "detail": detail}
+                for at, kind, detail in ledger.events_of(row.id)
+            ],
+        }
+        for row in rows
+    ]
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    for entry in report:
+        print(
+            f"{entry['reference']} {entry['direction']} {entry['form']} "
+            f"{entry['partner']}: {entry['state']}"
+        )
+        for event in entry["events"]:
+            print(f"  {event['at']}  {event['kind']:<12} {event['detail']}")
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The bottom layer: configuration, clock, durations, errors with their SMTP replies, limits."""

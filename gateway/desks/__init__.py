@@ -1,0 +1,1 @@
+"""The handlers' desks: routing, the readable rendering, Maildir delivery, notices."""

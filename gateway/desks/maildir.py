@@ -1,0 +1,269 @@
+"""Hand each accepted form to its handler desk: a readable e-mail, delivered once into a Maildir."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import encoders
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, make_msgid
+from pathlib import Path
+
+from gateway.core.config import Route
+from gateway.crypto.pgpmime import FORM_FILENAME, WRITE_POLICY, Attachment, new_boundary
+from gateway.forms.formwording import words
+from gateway.forms.xmlforms import FormHeader
+from gateway.store.durable import fsync_dir, storage_error
+
+PLACEHOLDER_DOMAIN = "gateway.invalid"
+# Desk copies are files in a Maildir, read by mail clients from disk: lines end in LF there (the
+# Maildir convention; CRLF shows as ^M in mutt). Only what goes over SMTP is written in CRLF.
+DISK_POLICY = WRITE_POLICY.clone(linesep="\n")
+Row = tuple[int, str, str]
+
+log = logging.getLogger("gateway.desks")
+
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# Header fields the body shows in its own summary; anything else under Header is listed after it.
+_SUMMARISED = frozenset(
+    {
+        *("Created", "Reference", "InReplyTo", "Language", "AlertRef", "AlertRef/@article"),
+        *("Sender", "Sender/Bureau", "Sender/Officer", "Recipient", "Recipient/Bureau"),
+        *("Recipient/Officer", "Priority", "Priority/Normal", "Priority/Urgent"),
+        "Priority/Urgent/UrgencyReason",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An accepted form for one desk; naive datetimes are read as UTC, as the ledger does."""
+
+    partner: str  # bureau code, e.g. NO-SIRENE
+    partner_address: str
+    channel: str
+    form: str  # form code, e.g. G
+    title: str
+    header: FormHeader
+    outline: tuple[Row, ...]  # Validation.outline()
+    form_xml: bytes
+    received_at: datetime
+    desk: str
+    desk_email: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    reply_due: datetime | None = None
+
+
+def choose_desk(
+    routes: Iterable[Route], channel: str, form: str, priority: str, partner: str
+) -> str:
+    """The desk of the first route that matches; LookupError when none does."""
+    for route in routes:
+        if route.matches(channel, form, priority, partner):
+            return route.desk
+    raise LookupError(
+        f"no route matches channel {channel!r}, form {form!r}, priority {priority!r}, "
+        f"partner {partner!r}: add a route for it, or a last route without conditions"
+    )
+
+
+def subject(delivery: Delivery) -> str:
+    """``[URGENT] SIRENE G from NO-SIRENE NO-2026-000123, reply due 2026-11-26 09:00 UTC``."""
+    urgent = "[URGENT] " if delivery.header.priority == "urgent" else ""
+    due = f", reply due {_utc(delivery.reply_due)}" if delivery.reply_due is not None else ""
+    return (
+        f"{urgent}{delivery.channel.upper()} {delivery.form} from {delivery.partner} "
+        f"{delivery.header.reference}{due}"
+    )
+
+
+def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
+    """The message a desk reads: a text rendering of the form, the form and its attachments,
+    with LF line endings (a Maildir file).
+
+    Built with the compat32 classes: the header objects of email.policy.default cost more than
+    the rest of the hand-off together, and every header here is plain ASCII."""
+    message = MIMEMultipart("mixed", boundary=new_boundary())
+    message["From"] = formataddr((delivery.partner, delivery.partner_address))
+    desk_address = delivery.desk_email or f"desk-{delivery.desk}@{domain}"
+    message["To"] = formataddr((f"{delivery.desk} desk", desk_address))
+    message["Date"] = format_datetime(_as_utc(delivery.received_at), usegmt=True)
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["Subject"] = subject(delivery)
+    message["X-IPC-Reference"] = delivery.header.reference
+    message["X-IPC-Form"] = delivery.form
+    message["X-IPC-Partner"] = delivery.partner
+    message.attach(MIMEText(body(delivery), "plain", "utf-8"))
+    parts = [(FORM_FILENAME, "application/xml", delivery.form_xml)]
+    parts += [(item.filename, item.media_type, item.data) for item in delivery.attachments]
+    for filename, media_type, data in parts:
+        maintype, _, subtype = media_type.partition("/")
+        part = MIMEBase(maintype, subtype)
+        part.set_payload(data)
+        encoders.encode_base64(part)
+        part.add_header("Content-Disposition", "attachment", filename=filename)
+        message.attach(part)
+    return message.as_bytes(policy=DISK_POLICY)
+
+
+def body(delivery: Delivery) -> str:
+    """The form as plain text: title, header summary, the form's content, the attachments."""
+    fields, header_rest, content = _split(delivery.outline)
+    head = delivery.header
+    sender = ", ".join(filter(None, (head.sender, fields.get("Sender/Officer"))))
+    recipient = ", ".join(filter(None, (head.recipient, fields.get("Recipient/Officer"))))
+    priority = head.priority.upper() if head.priority == "urgent" else head.priority
+    if reason := fields.get("Priority/Urgent/UrgencyReason"):
+        priority += " - " + " ".join(reason.split())
+    alert = head.alert
+    if alert and (article := fields.get("AlertRef/@article")):
+        alert += f" (article {article})"
+    summary = [
+        ("Reference", head.reference),
+        ("Created", _utc(head.created)),
+        ("Sender", sender),
+        ("Recipient", recipient),
+        ("Priority", priority),
+        ("In reply to", head.in_reply_to),
+        ("Alert", alert),
+        ("Language", head.language),
+        ("Reply due", _utc(delivery.reply_due) if delivery.reply_due else None),
+        ("Received", _utc(delivery.received_at)),
+    ]
+    lines = [f"{delivery.channel.upper()} form {delivery.form}: {delivery.title}", ""]
+    lines += [f"{label + ':':<13}{value}" for label, value in summary if value]
+    lines += _outline_lines(header_rest)
+    lines += ["", *_outline_lines(content), "", *_attachment_lines(delivery.attachments)]
+    return "\n".join(lines) + "\n"
+
+
+def deliver(maildir: Path, name: str, message: bytes) -> Path:
+    """Put a message into new/ once: a second call with the same name returns the first file.
+
+    Written to tmp/ (exclusively, replacing a stale file left by a crash), fsynced, renamed into
+    new/, and new/ fsynced. ENOSPC is StorageFull, any other OSError StoreUnavailable; either
+    way nothing is left in new/.
+    """
+    if not _NAME.fullmatch(name) or name.startswith("."):
+        raise ValueError(f"Maildir name {name!r}: use 1-100 of A-Z a-z 0-9 . _ -, not a leading .")
+    tmp = maildir / "tmp" / name
+    target = maildir / "new" / name
+    try:
+        _prepare(maildir)
+        if (found := _delivered(maildir, name)) is not None:
+            log.debug("%s already delivered to %s", name, maildir)
+            return found
+        _write_new(tmp, message)
+        tmp.rename(target)
+        try:
+            fsync_dir(target.parent)
+        except OSError:
+            with contextlib.suppress(OSError):
+                target.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        detail = f"cannot deliver {name} into the Maildir {maildir}: {exc.strerror or exc}"
+        raise storage_error(exc, detail) from exc
+    log.debug("%s delivered to %s", name, maildir)
+    return target
+
+
+def _as_utc(instant: datetime) -> datetime:
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+
+
+def _utc(instant: datetime) -> str:
+    return f"{_as_utc(instant):%Y-%m-%d %H:%M} UTC"
+
+
+def _split(outline: Sequence[Row]) -> tuple[dict[str, str], list[Row], list[Row]]:
+    """The Header's fields by path, its other rows, and the rest of the form below the root.
+
+    The root row is dropped and depths are made relative to what each part is shown under.
+    """
+    fields: dict[str, str] = {}
+    header_rest: list[Row] = []
+    content: list[Row] = []
+    stack: list[str] = []
+    for depth, name, text in outline[1:]:
+        del stack[depth - 1 :]
+        stack.append(name)
+        path = "/".join(stack[1:])
+        if stack[0] == "Header" and depth > 1:
+            if path in _SUMMARISED:
+                fields[path] = text
+            else:
+                header_rest.append((depth - 2, name, text))
+        elif stack[0] != "Header":
+            content.append((depth - 1, name, text))
+    return fields, header_rest, content
+
+
+def _outline_lines(rows: Iterable[Row]) -> list[str]:
+    """Indented ``Label: value`` lines; an attribute joins its element's line: ``(name value)``."""
+    entries: list[Row] = []
+    for depth, name, text in rows:
+        if name.startswith("@") and entries and entries[-1][0] == depth - 1:
+            owner, label, value = entries[-1]
+            entries[-1] = (owner, label, f"{value} ({words(name[1:]).lower()} {text})".strip())
+        else:
+            entries.append((depth, words(name.lstrip("@")), text))
+    lines: list[str] = []
+    for depth, label, value in entries:
+        indent = "  " * depth
+        first, *more = value.splitlines() or [""]
+        lines.append(f"{indent}{label}: {first}" if value else f"{indent}{label}")
+        lines += [f"{indent}  {line.strip()}" for line in more]
+    return lines
+
+
+def _attachment_lines(attachments: Sequence[Attachment]) -> list[str]:
+    lines = [f"Attachments: {len(attachments) or 'none'}"]
+    for item in attachments:
+        lines.append(f"  {item.filename} ({item.media_type}, {len(item.data):,} bytes)")
+        lines.append(f"    SHA-256 {item.sha256}")
+    return lines
+
+
+def _prepare(maildir: Path) -> None:
+    """tmp/, new/ and cur/ with mode 0700, each new directory entry made durable."""
+    if not maildir.is_dir():
+        maildir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fsync_dir(maildir.parent)
+    missing = [maildir / sub for sub in ("tmp", "new", "cur") if not (maildir / sub).is_dir()]
+    for folder in missing:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    if missing:
+        fsync_dir(maildir)
+
+
+def _delivered(maildir: Path, name: str) -> Path | None:
+    """The file already delivered under this name: ``name`` in new/, or ``name:2,FLAGS`` in cur/."""
+    for folder in ("new", "cur"):
+        with os.scandir(maildir / folder) as entries:
+            for entry in entries:
+                if entry.name == name or entry.name.startswith(name + ":"):
+                    return Path(entry.path)
+    return None
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:  # left by a delivery of this same message that crashed
+        path.unlink()
+        fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())

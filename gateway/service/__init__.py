@@ -1,0 +1,1 @@
+"""The running gateway and the operations over it: serve's wiring, start-up checks, queues."""

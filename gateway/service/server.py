@@ -1,0 +1,298 @@
+"""`gateway serve`: wire the parts from one Config, run SMTP and the hand-off, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.config import Config
+from gateway.core.errors import CannotStart, ConfigError
+from gateway.core.waits import wait_event
+from gateway.crypto.setup import open_gnupg
+from gateway.forms.setup import load_validator
+from gateway.inbound.handoff import Handoff, Progress
+from gateway.inbound.pipeline import Accepted, Pipeline
+from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
+from gateway.outbound.delivery import Courier
+from gateway.outbound.outbox import Outbox
+from gateway.outbound.submit import Submitter
+from gateway.store.audit import AuditLog
+from gateway.store.durable import private_folder
+from gateway.store.ledger import Ledger, make_engine
+from gateway.store.schema import require_current
+from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS, Spool
+from gateway.tracking.scheduler import Schedule
+
+log = logging.getLogger("gateway.server")
+DRAIN_SECONDS = 30.0
+HANDOFF_INTERVAL = 1.0
+# The hand-off (rendering, the receipt's signature) waits while a session's message is in the
+# pipeline (decrypting, validating, committing: after the end of DATA, before the reply), or one
+# left it less than HANDOFF_QUIET seconds ago, so that it does not take the CPU that needs;
+# but an item that has waited HANDOFF_MAX_WAIT seconds is handed off anyway,
+# so under sustained load the hand-off keeps up HANDOFF_MAX_WAIT behind and never starves.
+HANDOFF_QUIET = 0.05
+HANDOFF_MAX_WAIT = 5.0
+HANDOFF_POLL = 0.05
+# Hand-off workers side by side (each claims by rename): one's gpg run overlaps the other's Python.
+HANDOFF_WORKERS = 2
+OUTBOX_INTERVAL = 1.0
+
+
+class Gateway:
+    """All the long-lived parts of a running gateway."""
+
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        source = str(config.source or "configuration")
+        if not config.openpgp.fingerprint:
+            raise ConfigError(
+                source, "openpgp.fingerprint", "no key of ours: run `gateway keys generate` first"
+            )
+        if config.listen.tls_cert is None and any(p.require_tls for p in config.partners):
+            raise ConfigError(
+                source,
+                "smtp.listen.tls_cert",
+                "partners require TLS: configure a certificate and key",
+            )
+        self.config = config
+        self.clock = clock or SystemClock()
+        private_folder(config.paths.spool)
+        self.validator = load_validator(config)
+        self.gpg = open_gnupg(config)
+        self.engine = make_engine(config.database_url)
+        require_current(self.engine)
+        self.ledger = Ledger(self.engine, self.clock)
+        self.audit = AuditLog(self.engine, self.clock)
+        self.inbound = Spool(config.paths.spool / "inbound")
+        self.outbound = Spool(config.paths.spool / "outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS)
+        self.pipeline = Pipeline(
+            config=config,
+            gpg=self.gpg,
+            validator=self.validator,
+            ledger=self.ledger,
+            spool=self.inbound,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.handoff = Handoff(
+            config=config,
+            gpg=self.gpg,
+            validator=self.validator,
+            ledger=self.ledger,
+            inbound=self.inbound,
+            outbound=self.outbound,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.submitter = Submitter(
+            config=config,
+            gpg=self.gpg,
+            validator=self.validator,
+            ledger=self.ledger,
+            outbound=self.outbound,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self.outbox = Outbox(config, self.submitter)
+        self.courier = Courier(
+            config=config,
+            ledger=self.ledger,
+            spool=self.outbound,
+            audit=self.audit,
+            clock=self.clock,
+        )
+        self._outbound_wake = asyncio.Event()
+        self.schedule = Schedule(
+            config=config,
+            ledger=self.ledger,
+            audit=self.audit,
+            clock=self.clock,
+            inbound=self.inbound,
+            outbound=self.outbound,
+            gpg=self.gpg,
+            wake_outbound=self.wake_outbound,
+            outbound_next_due=self.courier.next_due,
+            catalogue=self.validator.catalogue,
+        )
+        # Sessions inside DATA get their own workers; the hand-off has threads of its own, so
+        # a backlog of deliveries and receipts never makes a sender wait for its 250.
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gateway-data")
+        self.background = ThreadPoolExecutor(
+            max_workers=HANDOFF_WORKERS, thread_name_prefix="gateway-handoff"
+        )
+        self.outbox_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-outbox")
+        self.limits = Limits(
+            max_sessions=config.listen.max_sessions,
+            idle_timeout=config.listen.idle_timeout.total_seconds(),
+            session_timeout=config.listen.session_timeout.total_seconds(),
+            per_address=config.listen.max_sessions_per_address,
+            reserved=config.listen.reserved_for_partners,
+            partner_networks=[net for p in config.partners for net in p.networks],
+        )
+        self._wake = asyncio.Event()
+        self._pending_since: float | None = None  # time.time() of the oldest not handed off
+        self._server: asyncio.Server | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the gateway is not listening")
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Recover what a previous run left, then listen."""
+        for spool in (self.inbound, self.outbound):
+            recovered = spool.recover()
+            if recovered.requeued or recovered.stale_tmp:
+                log.warning("recovered %s: %s", spool.root.name, recovered)
+        orphans = self.handoff.set_aside_orphans()
+        if orphans:
+            log.warning("set aside %d message(s) spooled but never recorded", orphans)
+        loop = asyncio.get_running_loop()
+        handler = Handler(self.config, self.pipeline, self.executor, self._after, self.limits)
+        listen = self.config.listen
+        try:
+            self._server = await loop.create_server(
+                protocol_factory(self.config, handler, self.limits),
+                host=listen.host,
+                port=listen.port,
+            )
+        except OSError as exc:
+            where = _address(listen.host, listen.port)
+            raise CannotStart(f"cannot listen on {where}: {_why(exc)}") from None
+        self._loop = loop
+        self._worker = asyncio.create_task(self._handoff_loop())
+        self._tasks = [
+            asyncio.create_task(self.courier.run(self._outbound_wake)),
+            asyncio.create_task(self._outbox_loop()),
+        ]
+        self.schedule.start()
+        log.info("listening on %s:%d", self.config.listen.host, self.port)
+
+    def wake_outbound(self) -> None:
+        """Tell delivery that something is due; safe from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._outbound_wake.set()
+        else:
+            loop.call_soon_threadsafe(self._outbound_wake.set)
+
+    def _after(self, accepted: Accepted) -> None:
+        if accepted.duplicate:
+            row = self.ledger.get(accepted.ledger_id)
+            asyncio.get_running_loop().run_in_executor(
+                self.background, self.handoff.resend_receipt, row
+            )
+        elif self._pending_since is None:
+            self._pending_since = time.time()
+        self._wake.set()
+
+    def _hold(self, waited: float) -> bool:
+        """Whether the hand-off leaves an item that has waited ``waited`` seconds for later."""
+        return waited < HANDOFF_MAX_WAIT and self.limits.busy(HANDOFF_QUIET)
+
+    async def _handoff_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await wait_event(self._wake, HANDOFF_INTERVAL)
+            self._wake.clear()
+            # Sessions are busy: wait (on the loop, without touching the spool) until they are
+            # not, or until the oldest message accepted since the last run is due anyway.
+            while self._pending_since is not None and self._hold(time.time() - self._pending_since):
+                await asyncio.sleep(HANDOFF_POLL)
+            self._pending_since = None
+            runs = [
+                loop.run_in_executor(self.background, self.handoff.run, self._hold)
+                for _ in range(HANDOFF_WORKERS)
+            ]
+            outcomes = await asyncio.gather(*runs, return_exceptions=True)
+            progress = [done for done in outcomes if isinstance(done, Progress)]
+            for failed in outcomes:
+                if isinstance(failed, BaseException):
+                    log.error("hand-off failed; retrying", exc_info=failed)
+            if any(done.done for done in progress):
+                self._outbound_wake.set()  # receipts were queued
+            held = [done.held_since for done in progress if done.held_since is not None]
+            if held:
+                self._pending_since = min(*held, self._pending_since or time.time())
+                self._wake.set()
+
+    async def _outbox_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                outcomes = await loop.run_in_executor(self.outbox_worker, self.outbox.scan_once)
+                if any(outcome.reference for outcome in outcomes):
+                    self._outbound_wake.set()
+            except Exception:
+                log.exception("outbox scan failed; retrying")
+            await asyncio.sleep(OUTBOX_INTERVAL)
+
+    async def stop(self) -> None:
+        """Stop accepting, let sessions inside DATA finish, hand off what is left, release all."""
+        if self._server is not None:
+            self._server.close()
+            if not await wait_event(self.limits.drained, DRAIN_SECONDS):
+                log.error("sessions still in DATA after %.0f s", DRAIN_SECONDS)
+        await self.schedule.stop()
+        for task in [*self._tasks, *([self._worker] if self._worker is not None else [])]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await asyncio.get_running_loop().run_in_executor(self.background, self.handoff.run_once)
+        self.executor.shutdown(wait=True)
+        self.background.shutdown(wait=True)
+        self.outbox_worker.shutdown(wait=True)
+        self.gpg.close()
+        self.engine.dispose()
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _why(exc: OSError) -> str:
+    """Why a listening socket could not be made, in the words an operator searches for."""
+    reasons = {
+        errno.EADDRINUSE: "address already in use (another server listens there)",
+        errno.EACCES: "permission denied (a port below 1024 needs CAP_NET_BIND_SERVICE)",
+        errno.EADDRNOTAVAIL: "address not available (no interface of this machine has it)",
+    }
+    if exc.errno in reasons:
+        return reasons[exc.errno]
+    # asyncio's own text quotes the address as a Python tuple: the errno's words instead
+    return os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+
+
+async def run(config: Config) -> None:
+    gateway = Gateway(config)
+    try:
+        await gateway.start()
+    except BaseException:
+        gateway.gpg.close()
+        gateway.engine.dispose()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await gateway.stop()

@@ -1,0 +1,1 @@
+"""The durable state: ledger, audit chain, spools, durable files, schema migrations."""

@@ -1,0 +1,643 @@
+"""The ledger: messages, their events, deadlines and the audit chain, in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    make_url,
+    select,
+    update,
+)
+
+from gateway.core.clock import Clock
+from gateway.core.errors import GatewayError
+from gateway.store.durable import private_folder
+
+metadata = MetaData()
+
+DIRECTIONS = ("inbound", "outbound")
+INBOUND_STATES = ("received", "delivered", "answered")
+OUTBOUND_STATES = (
+    "queued",
+    "sent",
+    "acknowledged",
+    "answered",
+    "rejected",
+    "failed",
+    "unacknowledged",
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("direction", String(8), nullable=False),
+    Column("partner", String(32), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("form", String(32), nullable=False),
+    Column("reference", String(32), nullable=False),
+    Column("in_reply_to", String(32)),
+    Column("message_id", String(255), nullable=False),
+    Column("priority", String(8), nullable=False),
+    # SHA-256 of the signed content (what a receipt quotes) and of the raw message as it came.
+    Column("content_sha256", String(64), nullable=False),
+    Column("raw_sha256", String(64), nullable=False),
+    Column("spool_key", String(64)),
+    Column("desk", String(32)),
+    Column("state", String(16), nullable=False),
+    # The verdict on the signature, recorded at receipt: a later key expiry must not change it.
+    Column("signer", String(64)),
+    Column("signed_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("direction", "partner", "reference", name="uq_message_reference"),
+    CheckConstraint(f"direction IN {DIRECTIONS!r}", name="ck_message_direction"),
+)
+Index("ix_messages_state", messages.c.direction, messages.c.state)
+Index("ix_messages_message_id", messages.c.message_id)
+Index("ix_messages_reference", messages.c.reference)
+Index("ix_messages_spool_key", messages.c.spool_key)  # the hand-off finds its row by it
+Index("ix_messages_in_reply_to", messages.c.partner, messages.c.in_reply_to)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    # Codes, references, digests only: never a payload or personal data.
+    Column("detail", String(500), nullable=False, default=""),
+)
+Index("ix_events_message", events.c.message_id, events.c.id)
+
+deadlines = Table(
+    "deadlines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # receipt | reply
+    Column("owed_by", String(16), nullable=False),  # partner | desk
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("due", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),  # open | met | missed | closed
+    Column("closed_at", DateTime(timezone=True)),
+    Column("close_reason", String(200)),
+    Column("reminders_sent", Integer, nullable=False, default=0),
+    Column("escalations", Integer, nullable=False, default=0),
+    # Receipt deadlines: how many times the message was sent again for want of a receipt.
+    Column("resends", Integer, nullable=False, default=0),
+    # The next instant a sweep has something to do for this deadline: the sweep's index.
+    Column("next_action_at", DateTime(timezone=True)),
+    UniqueConstraint("message_id", "kind", name="uq_deadline_kind"),
+)
+Index("ix_deadlines_next", deadlines.c.state, deadlines.c.next_action_at)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("partner", String(32), nullable=False, default=""),
+    Column("form", String(32), nullable=False, default=""),
+    Column("reference", String(64), nullable=False, default=""),
+    Column("digest", String(64), nullable=False, default=""),
+    Column("reason", String(300), nullable=False, default=""),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row per run of a scheduled job and per slot (e.g. the day of a daily job): whoever inserts
+# it first runs the job, so with several gateways on one ledger each run happens once.
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(32), primary_key=True),
+    Column("slot", String(64), primary_key=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("node", String(64), nullable=False, default=""),
+    Column("outcome", String(200), nullable=False, default=""),
+)
+
+sequences = Table(
+    "sequences",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+
+# A partner's message refused before the 250, for the duty desk's notice. ``reply`` is the text
+# we gave the partner (it may echo values of its form): it goes into the notice, never into a log
+# line or the audit chain. ``notified``: when the duty desk's notice that tells it was posted.
+REPLY_LIMIT = 500
+refusals = Table(
+    "refusals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("partner", String(32), nullable=False),
+    Column("raw_sha256", String(64), nullable=False),
+    Column("smtp_code", Integer, nullable=False),
+    Column("enhanced", String(16), nullable=False),
+    Column("kind", String(64), nullable=False),  # the error's class name
+    Column("reply", String(REPLY_LIMIT), nullable=False),
+    Column("notified", DateTime(timezone=True)),
+)
+Index("ix_refusals_pending", refusals.c.notified, refusals.c.partner, refusals.c.at)
+Index("ix_refusals_at", refusals.c.at)
+
+# One row per appearance of a spool item in quarantine that the duty desk was told of (the
+# ``releases`` count of the item tells a second appearance from the first): told once each.
+quarantine_notices = Table(
+    "quarantine_notices",
+    metadata,
+    Column("direction", String(8), primary_key=True),
+    Column("spool_key", String(64), primary_key=True),
+    Column("releases", Integer, primary_key=True, autoincrement=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("notified", DateTime(timezone=True)),
+)
+
+
+# The statements of the hot paths (every message received and handed off), built once: building
+# and coercing a statement costs several times what executing a built one does.
+_FIND = select(messages).where(
+    messages.c.direction == bindparam("direction"),
+    messages.c.partner == bindparam("partner"),
+    messages.c.reference == bindparam("reference"),
+)
+_GET = select(messages).where(messages.c.id == bindparam("id"))
+_BY_SPOOL_KEY = select(messages).where(messages.c.spool_key == bindparam("spool_key"))
+_INSERT_MESSAGE = insert(messages)
+_INSERT_EVENT = insert(events)
+_DEADLINE_OF = select(deadlines.c.id).where(
+    deadlines.c.message_id == bindparam("message_id"), deadlines.c.kind == bindparam("kind")
+)
+_INSERT_DEADLINE = insert(deadlines)
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    """An engine for the ledger. SQLite: WAL journal, synchronous=FULL, foreign keys on."""
+    if url.startswith("sqlite"):
+        _prepare_sqlite_file(make_url(url).database)
+        engine = create_engine(url, connect_args={"timeout": 30}, **options)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, **options)
+
+
+def _prepare_sqlite_file(database: str | None) -> None:
+    """The SQLite file's folder (each missing one 0700) and the file itself (0600), made before
+    SQLite makes them with the process umask: the ledger holds who sent what to whom. SQLite gives
+    its -wal and -shm files the mode of the database file. OSError when they cannot be made."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_folder(path.parent)
+    if path.is_dir():  # SQLite would say only "unable to open database file"
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+
+def create_schema(engine: Engine) -> None:
+    """The tables straight from ``metadata``, for throwaway ledgers (tests, benchmarks) only: the
+    gateway's commands require the migrated schema (gateway.schema, `gateway db upgrade`)."""
+    metadata.create_all(engine)
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    id: int
+    direction: str
+    partner: str
+    channel: str
+    form: str
+    reference: str
+    in_reply_to: str | None
+    message_id: str
+    priority: str
+    content_sha256: str
+    raw_sha256: str
+    spool_key: str | None
+    desk: str | None
+    state: str
+    signer: str | None
+    signed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageHead(NamedTuple):
+    """The fields of a message that delivery works with: a light MessageRow (no instants, no
+    digests), read by the hundred on every pass."""
+
+    id: int
+    direction: str
+    partner: str
+    channel: str
+    form: str
+    reference: str
+    in_reply_to: str | None
+    desk: str | None
+    state: str
+
+    @classmethod
+    def of(cls, row: MessageRow) -> MessageHead:
+        return cls(*(getattr(row, name) for name in cls._fields))
+
+
+_HEAD_COLUMNS = tuple(messages.c[name] for name in MessageHead._fields)
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What the ledger records when a message is received or queued."""
+
+    direction: str
+    partner: str
+    channel: str
+    form: str
+    reference: str
+    message_id: str
+    priority: str
+    content_sha256: str
+    raw_sha256: str
+    state: str
+    in_reply_to: str | None = None
+    spool_key: str | None = None
+    desk: str | None = None
+    signer: str | None = None
+    signed_at: datetime | None = None
+
+
+class Ledger:
+    """Reads and writes of the ledger. Methods named ``*_in`` join the caller's transaction."""
+
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def find(self, direction: str, partner: str, reference: str) -> MessageRow | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                _FIND, {"direction": direction, "partner": partner, "reference": reference}
+            ).first()
+        return _message(row) if row else None
+
+    def get(self, message_id: int) -> MessageRow:
+        with self.engine.connect() as connection:
+            return self.get_in(connection, message_id)
+
+    def get_in(self, connection: Connection, message_id: int) -> MessageRow:
+        """get inside the caller's transaction (it sees the caller's own writes)."""
+        row = connection.execute(_GET, {"id": message_id}).first()
+        if row is None:
+            raise KeyError(f"no message {message_id}")
+        return _message(row)
+
+    def by_reference(self, reference: str) -> list[MessageRow]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(messages).where(messages.c.reference == reference).order_by(messages.c.id)
+            ).all()
+        return [_message(row) for row in rows]
+
+    def in_state(self, direction: str, state: str) -> list[MessageRow]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(messages)
+                .where(messages.c.direction == direction, messages.c.state == state)
+                .order_by(messages.c.id)
+            ).all()
+        return [_message(row) for row in rows]
+
+    def record_in(self, connection: Connection, new: NewMessage, event_detail: str = "") -> int:
+        """Insert a message and its first event. A second message with the same (direction,
+        partner, reference) raises IntegrityError: the caller decides duplicate or conflict."""
+        now = self.clock.now()
+        # vars(), not asdict(): the fields are plain values, and asdict deep-copies each one.
+        values = {**vars(new), "created_at": now, "updated_at": now}
+        key = connection.execute(_INSERT_MESSAGE, values).inserted_primary_key
+        if key is None:
+            raise RuntimeError("the database returned no id for the new message")
+        message_id = int(key[0])
+        self.event_in(connection, message_id, new.state, event_detail)
+        return message_id
+
+    def event_in(
+        self, connection: Connection, message_id: int, kind: str, detail: str = ""
+    ) -> None:
+        at = self.clock.now()
+        connection.execute(
+            _INSERT_EVENT,
+            {"message_id": message_id, "at": at, "kind": kind, "detail": detail[:500]},
+        )
+
+    def set_state(
+        self, message_id: int, state: str, detail: str = "", *, expected: str | None = None
+    ) -> bool:
+        """Move a message to ``state`` and record the event; with ``expected``, only from there
+        (so that two workers cannot both make the same move). Returns whether it moved."""
+        with self.engine.begin() as connection:
+            condition = messages.c.id == message_id
+            if expected is not None:
+                condition = condition & (messages.c.state == expected)
+            moved = connection.execute(
+                update(messages).where(condition).values(state=state, updated_at=self.clock.now())
+            ).rowcount
+            if moved:
+                self.event_in(connection, message_id, state, detail)
+        return bool(moved)
+
+    def by_spool_key(self, spool_key: str) -> MessageRow | None:
+        """The message whose spooled item has this key (an inbound original, an outbound form)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(_BY_SPOOL_KEY, {"spool_key": spool_key}).first()
+        return _message(row) if row else None
+
+    def heads_by_spool_keys(self, spool_keys: Collection[str]) -> dict[str, MessageHead]:
+        """The heads of the messages whose spooled items have these keys, in one query: {spool
+        key: head} for those found (delivery reads one per message it sends)."""
+        wanted = sorted(set(spool_keys))
+        if not wanted:
+            return {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(messages.c.spool_key, *_HEAD_COLUMNS)
+                .where(messages.c.spool_key.in_(wanted))
+                .order_by(messages.c.id)
+            ).all()
+        found: dict[str, MessageHead] = {}
+        for spool_key, *head in rows:
+            found.setdefault(str(spool_key), MessageHead(*head))
+        return found
+
+    def move_many_in(
+        self,
+        connection: Connection,
+        moves: Sequence[tuple[int, str]],
+        state: str,
+        *,
+        expected: tuple[str, ...],
+    ) -> set[int]:
+        """set_state_in for many messages in one UPDATE ... RETURNING and one INSERT of their
+        events: each (message id, event detail) moves to ``state`` if it is in one of the
+        ``expected`` states. Returns the ids that moved."""
+        if not moves:
+            return set()
+        if not connection.dialect.update_returning:  # an SQLite older than 3.35
+            return {
+                message_id
+                for message_id, detail in moves
+                if self.set_state_in(connection, message_id, state, detail, expected=expected)
+            }
+        moved = {
+            int(found)
+            for found in connection.execute(
+                update(messages)
+                .where(
+                    messages.c.id.in_([message_id for message_id, _ in moves]),
+                    messages.c.state.in_(expected),
+                )
+                .values(state=state, updated_at=self.clock.now())
+                .returning(messages.c.id)
+            ).scalars()
+        }
+        self.events_in(
+            connection,
+            [(message_id, state, detail) for message_id, detail in moves if message_id in moved],
+        )
+        return moved
+
+    def events_in(self, connection: Connection, entries: Sequence[tuple[int, str, str]]) -> None:
+        """event_in for many events in one statement: (message id, kind, detail) each."""
+        if not entries:
+            return
+        at = self.clock.now()
+        connection.execute(
+            insert(events),
+            [
+                {"message_id": message_id, "at": at, "kind": kind, "detail": detail[:500]}
+                for message_id, kind, detail in entries
+            ],
+        )
+
+    def open_deadlines_in(
+        self,
+        connection: Connection,
+        opens: Sequence[tuple[int, datetime]],
+        *,
+        kind: str,
+        owed_by: str,
+    ) -> None:
+        """open_deadline_in for many messages in two statements: each (message id, due) gets
+        its ``kind`` deadline, once (one it already has is left as it is)."""
+        if not opens:
+            return
+        existing = set(
+            connection.execute(
+                select(deadlines.c.message_id).where(
+                    deadlines.c.message_id.in_([message_id for message_id, _ in opens]),
+                    deadlines.c.kind == kind,
+                )
+            ).scalars()
+        )
+        opened_at = self.clock.now()
+        rows = []
+        for message_id, due in opens:
+            if message_id in existing:
+                continue
+            existing.add(message_id)
+            rows.append(
+                _new_deadline(
+                    message_id,
+                    kind=kind,
+                    owed_by=owed_by,
+                    opened_at=opened_at,
+                    due=due,
+                    next_action_at=due,
+                )
+            )
+        if rows:
+            connection.execute(insert(deadlines), rows)
+
+    def set_state_in(
+        self,
+        connection: Connection,
+        message_id: int,
+        state: str,
+        detail: str = "",
+        *,
+        expected: tuple[str, ...] | None = None,
+    ) -> bool:
+        """set_state inside the caller's transaction; ``expected``: the states it may move from."""
+        condition = messages.c.id == message_id
+        if expected is not None:
+            condition = condition & messages.c.state.in_(expected)
+        moved = connection.execute(
+            update(messages).where(condition).values(state=state, updated_at=self.clock.now())
+        ).rowcount
+        if moved:
+            self.event_in(connection, message_id, state, detail)
+        return bool(moved)
+
+    def open_deadline_in(
+        self,
+        connection: Connection,
+        message_id: int,
+        *,
+        kind: str,
+        owed_by: str,
+        due: datetime,
+        next_action_at: datetime | None = None,
+    ) -> None:
+        """Open the ``kind`` (receipt | reply) deadline of a message, once: a second call for the
+        same message and kind leaves the first (the unique key holds it)."""
+        exists = connection.execute(_DEADLINE_OF, {"message_id": message_id, "kind": kind}).first()
+        if exists is not None:
+            return
+        connection.execute(
+            _INSERT_DEADLINE,
+            _new_deadline(
+                message_id,
+                kind=kind,
+                owed_by=owed_by,
+                opened_at=self.clock.now(),
+                due=due,
+                next_action_at=next_action_at or due,
+            ),
+        )
+
+    def close_deadline_in(
+        self, connection: Connection, message_id: int, kind: str, state: str, reason: str = ""
+    ) -> bool:
+        """Close an open deadline as ``met``, ``missed`` or ``closed``; False when none was open."""
+        closed = connection.execute(
+            update(deadlines)
+            .where(
+                deadlines.c.message_id == message_id,
+                deadlines.c.kind == kind,
+                deadlines.c.state == "open",
+            )
+            .values(
+                state=state,
+                closed_at=self.clock.now(),
+                close_reason=reason[:200] or None,
+                next_action_at=None,
+            )
+        ).rowcount
+        return bool(closed)
+
+    def events_of(self, message_id: int) -> list[tuple[datetime, str, str]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(events.c.at, events.c.kind, events.c.detail)
+                .where(events.c.message_id == message_id)
+                .order_by(events.c.id)
+            ).all()
+        return [(as_utc(row.at), row.kind, row.detail) for row in rows]
+
+    def record_refusal(self, partner: str, raw_sha256: str, error: GatewayError) -> int:
+        """Record a partner's message refused before the 250, for the duty desk's notice: the
+        error's codes and class, and the reply the partner got (at most REPLY_LIMIT characters).
+        Returns the row's id."""
+        with self.engine.begin() as connection:
+            key = connection.execute(
+                insert(refusals).values(
+                    at=self.clock.now(),
+                    partner=partner,
+                    raw_sha256=raw_sha256,
+                    smtp_code=error.smtp_code,
+                    enhanced=error.enhanced,
+                    kind=type(error).__name__[:64],
+                    reply=error.smtp_reply()[:REPLY_LIMIT],
+                )
+            ).inserted_primary_key
+        if key is None:
+            raise RuntimeError("the database returned no id for the refusal")
+        return int(key[0])
+
+    def next_reference_in(self, connection: Connection, country: str, year: int) -> str:
+        """The next Reference our country assigns, e.g. RO-2026-000124: gap-free, never reused."""
+        name = f"{country}-{year}"
+        updated = connection.execute(
+            update(sequences)
+            .where(sequences.c.name == name)
+            .values(value=sequences.c.value + 1)
+            .returning(sequences.c.value)
+        ).scalar()
+        if updated is None:
+            connection.execute(insert(sequences).values(name=name, value=1))
+            updated = 1
+        return f"{name}-{int(updated):06d}"
+
+
+def _new_deadline(
+    message_id: int,
+    *,
+    kind: str,
+    owed_by: str,
+    opened_at: datetime,
+    due: datetime,
+    next_action_at: datetime,
+) -> dict[str, Any]:
+    """The row of a deadline just opened: no reminder, escalation or re-send yet."""
+    return {
+        "message_id": message_id,
+        "kind": kind,
+        "owed_by": owed_by,
+        "opened_at": opened_at,
+        "due": due,
+        "state": "open",
+        "reminders_sent": 0,
+        "escalations": 0,
+        "resends": 0,
+        "next_action_at": next_action_at,
+    }
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes: they were stored in UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _message(row: Row[Any]) -> MessageRow:
+    data = dict(row._mapping)
+    for key in ("signed_at", "created_at", "updated_at"):
+        if data[key] is not None:
+            data[key] = as_utc(data[key])
+    return MessageRow(**data)
