@@ -17,6 +17,7 @@ from gateway.core.clock import SystemClock
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, as_utc, deadlines, make_engine, messages
 from gateway.store.schema import require_current
+from gateway.store.states import DeadlineState
 from gateway.tracking.deadline_notices import iso_text, span_text
 from gateway.tracking.sweep import close
 
@@ -73,7 +74,7 @@ def open_deadlines(
             deadlines.c.reminders_sent,
         )
         .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
-        .where(deadlines.c.state == "open")
+        .where(deadlines.c.state == DeadlineState.OPEN)
         .order_by(deadlines.c.due, deadlines.c.id)
     )
     if overdue:

@@ -272,3 +272,15 @@ class SubmissionRefused(RejectedError):
     smtp_code = 554
     enhanced = "5.6.0"
     summary = "form not sent"
+
+
+class IllegalTransition(Exception):
+    """A state change its machine's transition table does not list: a fault in the code, never
+    an answer to a partner (no SMTP reply). Raised before anything is written."""
+
+    def __init__(self, machine: str, source: str, target: str, why: str = "") -> None:
+        self.machine = machine
+        self.source = source
+        self.target = target
+        reason = why or "not in the transition table"
+        super().__init__(f"illegal {machine} transition {source} -> {target}: {reason}")

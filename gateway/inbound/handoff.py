@@ -21,6 +21,7 @@ from gateway.forms.xmlforms import FormValidator, Validation
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageRow, NewMessage, as_utc, deadlines, messages
 from gateway.store.spool import Spool, SpoolItem
+from gateway.store.states import DeadlineState, InboundState, OutboundState
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
 
 log = logging.getLogger("gateway.desks")
@@ -161,10 +162,12 @@ class Handoff:
         validation.raise_for_errors()
         if row.form == RECEIPT_FORM:
             # A receipt for a message of ours: matched, never put on a desk, never receipted.
-            if row.state == "received":
+            if row.state == InboundState.RECEIVED:
                 self._take_receipt(row, validation)
             return True
-        desk = self._deliver(row, payload, validation) if row.state == "received" else None
+        desk = (
+            self._deliver(row, payload, validation) if row.state == InboundState.RECEIVED else None
+        )
         if row.in_reply_to is not None:
             self._take_reply(row)
         receipt = self._record(row, desk)
@@ -185,7 +188,11 @@ class Handoff:
         original = self.ledger.find("outbound", row.partner, original_reference)
         with self.audit.begin() as connection:
             self.ledger.set_state_in(
-                connection, row.id, "delivered", "receipt processed", expected=("received",)
+                connection,
+                row.id,
+                InboundState.DELIVERED,
+                "receipt processed",
+                expected=(InboundState.RECEIVED,),
             )
             if original is None or original.content_sha256 != digest:
                 why = "names no message of ours" if original is None else "digest differs"
@@ -204,12 +211,12 @@ class Handoff:
             acknowledged = self.ledger.set_state_in(
                 connection,
                 original.id,
-                "acknowledged",
+                OutboundState.ACKNOWLEDGED,
                 f"receipt {row.reference}",
-                expected=("queued", "sent", "unacknowledged"),
+                expected=(OutboundState.QUEUED, OutboundState.SENT, OutboundState.UNACKNOWLEDGED),
             )
             self.ledger.close_deadline_in(
-                connection, original.id, "receipt", "met", f"receipt {row.reference}"
+                connection, original.id, "receipt", DeadlineState.MET, f"receipt {row.reference}"
             )
             if acknowledged:
                 self.audit.append_in(
@@ -235,15 +242,20 @@ class Handoff:
             answered = self.ledger.set_state_in(
                 connection,
                 asked.id,
-                "answered",
+                OutboundState.ANSWERED,
                 f"reply {row.form} {row.reference}",
-                expected=("queued", "sent", "acknowledged", "unacknowledged"),
+                expected=(
+                    OutboundState.QUEUED,
+                    OutboundState.SENT,
+                    OutboundState.ACKNOWLEDGED,
+                    OutboundState.UNACKNOWLEDGED,
+                ),
             )
             if not answered:
                 return
             for kind in ("reply", "receipt"):
                 self.ledger.close_deadline_in(
-                    connection, asked.id, kind, "met", f"reply {row.reference}"
+                    connection, asked.id, kind, DeadlineState.MET, f"reply {row.reference}"
                 )
             self.audit.append_in(
                 connection,
@@ -294,7 +306,11 @@ class Handoff:
                     connection, row, key
                 )
             if desk is not None and self.ledger.set_state_in(
-                connection, row.id, "delivered", f"desk {desk}", expected=("received",)
+                connection,
+                row.id,
+                InboundState.DELIVERED,
+                f"desk {desk}",
+                expected=(InboundState.RECEIVED,),
             ):
                 self.audit.append_in(
                     connection,
@@ -346,7 +362,7 @@ class Handoff:
                 priority="normal",
                 content_sha256="",
                 raw_sha256="",
-                state="queued",
+                state=OutboundState.QUEUED,
                 spool_key=key,
             ),
             f"receipt for {row.reference}",

@@ -29,6 +29,7 @@ from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage
 from gateway.store.spool import Spool
+from gateway.store.states import InboundState
 from gateway.tracking.deadlines import reply_deadline
 
 log = logging.getLogger("gateway.inbound")
@@ -205,7 +206,7 @@ class Pipeline:
                         priority=header.priority,
                         content_sha256=checked.opened.content_sha256,
                         raw_sha256=raw_sha256,
-                        state="received",
+                        state=InboundState.RECEIVED,
                         spool_key=key,
                         desk=desk,
                         signer=checked.opened.verified.signer,

@@ -30,6 +30,7 @@ from gateway.outbound.backoff import instant, not_before
 from gateway.outbound.smtpclient import Attempt, address_is_clean, header_is_clean
 from gateway.store.ledger import Ledger, MessageHead
 from gateway.store.spool import Spool, SpoolItem
+from gateway.store.states import OutboundState
 
 log = logging.getLogger("gateway.delivery")
 
@@ -147,7 +148,7 @@ class Intake:
             if row is None:
                 self._orphan(item, now)
                 return None
-            if row.state != "queued":
+            if row.state != OutboundState.QUEUED:
                 self._settled_before(item, row)
                 return None
         elif kind == "resend" and isinstance(meta.get("ledger_id"), int):
@@ -217,7 +218,7 @@ class Intake:
     def _settled_before(self, item: SpoolItem, row: MessageHead) -> None:
         """The ledger already has the outcome (a crash came between its commit and the move)."""
         log.warning("%s is already %s in the ledger: not sending it again", item.key, row.state)
-        if row.state in ("rejected", "failed"):
+        if row.state in (OutboundState.REJECTED, OutboundState.FAILED):
             self.spool.set_aside(item)
         else:
             self.spool.finish(item)

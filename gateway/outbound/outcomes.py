@@ -33,6 +33,7 @@ from gateway.outbound.smtpclient import FINAL, SUMMARY_LIMIT, Attempt
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageHead, messages
 from gateway.store.spool import Spool, SpoolItem
+from gateway.store.states import DeadlineState, InboundState, OutboundState
 
 log = logging.getLogger("gateway.delivery")
 _NONE = timedelta(0)
@@ -146,8 +147,8 @@ class Recorder:
         moved = self.ledger.move_many_in(
             connection,
             [(job.row.id, attempt.summary) for job, attempt in sent if job.row is not None],
-            "sent",
-            expected=("queued",),
+            OutboundState.SENT,
+            expected=(OutboundState.QUEUED,),
         )
         forms = [job for job, _ in sent if job.row is not None and job.row.id in moved]
         self.ledger.open_deadlines_in(
@@ -194,9 +195,13 @@ class Recorder:
             return
         reason = f"answered by {row.reference}"
         self.ledger.set_state_in(
-            connection, int(found), "answered", reason, expected=("received", "delivered")
+            connection,
+            int(found),
+            InboundState.ANSWERED,
+            reason,
+            expected=(InboundState.RECEIVED, InboundState.DELIVERED),
         )
-        self.ledger.close_deadline_in(connection, int(found), "reply", "met", reason)
+        self.ledger.close_deadline_in(connection, int(found), "reply", DeadlineState.MET, reason)
 
     def _retry(self, job: Job, attempt: Attempt, now: datetime) -> list[tuple[int, str, str]]:
         """Put the item back with its next attempt's time; the "deferred" event it owes."""
@@ -228,7 +233,7 @@ class Recorder:
         """Rejected by the partner, out of time, or refused by us: quarantine, ledger, notice.
         A notice by mail that fails is logged and set aside: nothing in the ledger, and no
         notice about a notice."""
-        state = "rejected" if attempt.verdict == "rejected" else "failed"
+        state = OutboundState.REJECTED if attempt.verdict == "rejected" else OutboundState.FAILED
         if job.kind == MAIL_KIND:
             self.spool.set_aside(job.item)
             log.error("notice %s for %s %s: %s", job.item.key, job.peer, state, attempt.error)
@@ -238,7 +243,7 @@ class Recorder:
             moved = True
             if job.row is not None:
                 moved = self.ledger.set_state_in(
-                    connection, job.row.id, state, attempt.summary, expected=("queued",)
+                    connection, job.row.id, state, attempt.summary, expected=(OutboundState.QUEUED,)
                 )
             elif job.original is not None:
                 detail = f"{job.item.key}: {attempt.summary}"

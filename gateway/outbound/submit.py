@@ -25,6 +25,7 @@ from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, messages
 from gateway.store.spool import Spool
+from gateway.store.states import OutboundState
 from gateway.tracking.deadlines import reply_deadline
 
 log = logging.getLogger("gateway.outbound")
@@ -252,7 +253,7 @@ class Submitter:
                 priority=header.priority,
                 content_sha256=content_sha256,
                 raw_sha256=hashlib.sha256(sealed).hexdigest(),
-                state="queued",
+                state=OutboundState.QUEUED,
                 spool_key=key,
                 desk=checked.desk,
             ),

@@ -17,6 +17,7 @@ from gateway.outbound.backoff import attempts_of, instant, iso, not_before
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageRow
 from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS, Spool, SpoolItem
+from gateway.store.states import OutboundState
 from gateway.tracking.deadline_notices import iso_text, utc_text
 from gateway.tracking.recipients import owner_desk
 
@@ -26,6 +27,8 @@ DIRECTIONS = ("inbound", "outbound")
 FOLDERS = {"new": "waiting", "cur": "claimed", "quarantine": "quarantined"}
 # Outbound metadata a release forgets: the item starts its retries afresh.
 _RETRY_STATE = ("attempts", "not_before", "first_attempt_at", "last_error", "outcome")
+# The ledger states `queue release` sends again from (queued: an item set aside before it went).
+_RELEASABLE = (OutboundState.QUEUED, OutboundState.REJECTED, OutboundState.FAILED)
 _CODE = re.compile(r"[A-Z0-9-]{1,32}")
 _REFERENCE = re.compile(r"[A-Z0-9@<>._-]{1,64}")
 
@@ -171,7 +174,7 @@ class Queues:
                 "told it was queued): it would be set aside again; `gateway queue drop` removes it"
             )
         requeue = item.direction == "outbound" and own_row and item.row is not None
-        if requeue and item.state not in ("queued", "rejected", "failed"):
+        if requeue and item.state not in _RELEASABLE:
             raise QueueRefusal(f"{key} is already {item.state} in the ledger: nothing to send")
         spool = self.spools[item.direction]
         old = spool.locate(key)
@@ -180,13 +183,13 @@ class Queues:
             meta.pop(name, None)
         meta["releases"] = item.releases + 1
         with self.audit.begin() as connection:
-            if requeue and item.row is not None and item.state != "queued":
+            if requeue and item.row is not None and item.state != OutboundState.QUEUED:
                 self.ledger.set_state_in(
                     connection,
                     item.row.id,
-                    "queued",
+                    OutboundState.QUEUED,
                     self._detail("released", reason),
-                    expected=("rejected", "failed"),
+                    expected=(OutboundState.REJECTED, OutboundState.FAILED),
                 )
             elif item.row is not None:
                 self.ledger.event_in(connection, item.row.id, "released", self._detail("", reason))
@@ -217,7 +220,11 @@ class Queues:
             detail = self._detail("dropped", reason)
             if item.row is not None:
                 moved = item.direction == "outbound" and self.ledger.set_state_in(
-                    connection, item.row.id, "failed", detail, expected=("queued",)
+                    connection,
+                    item.row.id,
+                    OutboundState.FAILED,
+                    detail,
+                    expected=(OutboundState.QUEUED,),
                 )
                 if not moved:
                     self.ledger.event_in(connection, item.row.id, "dropped", detail)

@@ -36,20 +36,24 @@ from sqlalchemy import (
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError
 from gateway.store.durable import private_folder
+from gateway.store.states import (
+    DEADLINE,
+    INBOUND,
+    OUTBOUND,
+    DeadlineState,
+    InboundState,
+    MessageState,
+    OutboundState,
+    check_state,
+    check_transition,
+    machine_of,
+)
 
 metadata = MetaData()
 
 DIRECTIONS = ("inbound", "outbound")
-INBOUND_STATES = ("received", "delivered", "answered")
-OUTBOUND_STATES = (
-    "queued",
-    "sent",
-    "acknowledged",
-    "answered",
-    "rejected",
-    "failed",
-    "unacknowledged",
-)
+INBOUND_STATES = tuple(InboundState)
+OUTBOUND_STATES = tuple(OutboundState)
 
 messages = Table(
     "messages",
@@ -296,7 +300,7 @@ class NewMessage:
     priority: str
     content_sha256: str
     raw_sha256: str
-    state: str
+    state: MessageState
     in_reply_to: str | None = None
     spool_key: str | None = None
     desk: str | None = None
@@ -347,7 +351,10 @@ class Ledger:
 
     def record_in(self, connection: Connection, new: NewMessage, event_detail: str = "") -> int:
         """Insert a message and its first event. A second message with the same (direction,
-        partner, reference) raises IntegrityError: the caller decides duplicate or conflict."""
+        partner, reference) raises IntegrityError: the caller decides duplicate or conflict.
+        A state that is not one of its direction's raises IllegalTransition."""
+        machine = INBOUND if new.direction == "inbound" else OUTBOUND
+        check_state(machine, new.state)
         now = self.clock.now()
         # vars(), not asdict(): the fields are plain values, and asdict deep-copies each one.
         values = {**vars(new), "created_at": now, "updated_at": now}
@@ -368,20 +375,23 @@ class Ledger:
         )
 
     def set_state(
-        self, message_id: int, state: str, detail: str = "", *, expected: str | None = None
+        self,
+        message_id: int,
+        state: MessageState,
+        detail: str = "",
+        *,
+        expected: MessageState | None = None,
     ) -> bool:
         """Move a message to ``state`` and record the event; with ``expected``, only from there
         (so that two workers cannot both make the same move). Returns whether it moved."""
         with self.engine.begin() as connection:
-            condition = messages.c.id == message_id
-            if expected is not None:
-                condition = condition & (messages.c.state == expected)
-            moved = connection.execute(
-                update(messages).where(condition).values(state=state, updated_at=self.clock.now())
-            ).rowcount
-            if moved:
-                self.event_in(connection, message_id, state, detail)
-        return bool(moved)
+            return self.set_state_in(
+                connection,
+                message_id,
+                state,
+                detail,
+                expected=None if expected is None else (expected,),
+            )
 
     def by_spool_key(self, spool_key: str) -> MessageRow | None:
         """The message whose spooled item has this key (an inbound original, an outbound form)."""
@@ -410,13 +420,14 @@ class Ledger:
         self,
         connection: Connection,
         moves: Sequence[tuple[int, str]],
-        state: str,
+        state: MessageState,
         *,
-        expected: tuple[str, ...],
+        expected: tuple[MessageState, ...],
     ) -> set[int]:
         """set_state_in for many messages in one UPDATE ... RETURNING and one INSERT of their
         events: each (message id, event detail) moves to ``state`` if it is in one of the
         ``expected`` states. Returns the ids that moved."""
+        _check_moves(expected, state)
         if not moves:
             return set()
         if not connection.dialect.update_returning:  # an SQLite older than 3.35
@@ -499,15 +510,25 @@ class Ledger:
         self,
         connection: Connection,
         message_id: int,
-        state: str,
+        state: MessageState,
         detail: str = "",
         *,
-        expected: tuple[str, ...] | None = None,
+        expected: tuple[MessageState, ...] | None = None,
     ) -> bool:
-        """set_state inside the caller's transaction; ``expected``: the states it may move from."""
-        condition = messages.c.id == message_id
-        if expected is not None:
-            condition = condition & messages.c.state.in_(expected)
+        """set_state inside the caller's transaction; ``expected``: the states it may move from.
+        Every move from them must be in the transition table (IllegalTransition otherwise, before
+        anything is written). Without ``expected``, the move is from the state the row has now."""
+        if expected is None:
+            current = connection.execute(
+                select(messages.c.state).where(messages.c.id == message_id)
+            ).scalar()
+            if current is None:
+                return False
+            check_transition(machine_of(state), current, state)
+            condition = (messages.c.id == message_id) & (messages.c.state == current)
+        else:
+            _check_moves(expected, state)
+            condition = (messages.c.id == message_id) & messages.c.state.in_(expected)
         moved = connection.execute(
             update(messages).where(condition).values(state=state, updated_at=self.clock.now())
         ).rowcount
@@ -543,15 +564,21 @@ class Ledger:
         )
 
     def close_deadline_in(
-        self, connection: Connection, message_id: int, kind: str, state: str, reason: str = ""
+        self,
+        connection: Connection,
+        message_id: int,
+        kind: str,
+        state: DeadlineState,
+        reason: str = "",
     ) -> bool:
         """Close an open deadline as ``met``, ``missed`` or ``closed``; False when none was open."""
+        check_transition(DEADLINE, DeadlineState.OPEN, state)
         closed = connection.execute(
             update(deadlines)
             .where(
                 deadlines.c.message_id == message_id,
                 deadlines.c.kind == kind,
-                deadlines.c.state == "open",
+                deadlines.c.state == DeadlineState.OPEN,
             )
             .values(
                 state=state,
@@ -622,12 +649,19 @@ def _new_deadline(
         "owed_by": owed_by,
         "opened_at": opened_at,
         "due": due,
-        "state": "open",
+        "state": DEADLINE.initial,
         "reminders_sent": 0,
         "escalations": 0,
         "resends": 0,
         "next_action_at": next_action_at,
     }
+
+
+def _check_moves(sources: Collection[MessageState], target: MessageState) -> None:
+    """Every move from ``sources`` to ``target`` is in the target's transition table."""
+    machine = machine_of(target)
+    for source in sources:
+        check_transition(machine, source, target)
 
 
 def as_utc(value: datetime) -> datetime:

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 
 from gateway.core.config import DeadlineSettings
 from gateway.forms.catalogue import DEFAULT_REMINDERS, DeadlineRule, FormSpec
+from gateway.store.states import DeadlineState
 
 KINDS = ("receipt", "reply")
 OWED_BY = ("desk", "partner")
@@ -102,7 +103,7 @@ class Step:
     resends: int
     due: datetime
     next_action_at: datetime | None  # None: the deadline is no longer open
-    state: str = "open"  # open | missed
+    state: DeadlineState = DeadlineState.OPEN  # open | missed
 
 
 def rule_reminders(rule: DeadlineRule, defaults: DeadlineSettings) -> tuple[float, ...]:
@@ -243,5 +244,5 @@ def _plan_receipt(deadline: OpenDeadline, now: datetime, rules: Rules) -> Step:
         step,
         action=Action("unacknowledged", deadline.resends, of=rules.receipt_resends),
         next_action_at=None,
-        state="missed",
+        state=DeadlineState.MISSED,
     )

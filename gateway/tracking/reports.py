@@ -22,9 +22,10 @@ from sqlalchemy import Connection, and_, case, func, or_, select
 
 from gateway.desks.notices import Notice
 from gateway.store.ledger import deadlines, messages
+from gateway.store.states import DeadlineState
 
 RECEIPT_FORM = "ACK"
-OUTCOMES = ("met", "closed", "missed")
+OUTCOMES = (DeadlineState.MET, DeadlineState.CLOSED, DeadlineState.MISSED)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class DailyFigures:
 
     @property
     def missed(self) -> int:
-        return sum(n for (_, outcome), n in self.replies.items() if outcome == "missed")
+        return sum(n for (_, outcome), n in self.replies.items() if outcome == DeadlineState.MISSED)
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -71,7 +72,9 @@ def gather(connection: Connection, day: date) -> DailyFigures:
             receipts[direction] = receipts.get(direction, 0) + int(count)
         else:
             forms[(direction, partner, form)] = int(count)
-    late = case((or_(deadlines.c.resends > 0, deadlines.c.state == "missed"), 1), else_=0)
+    late = case(
+        (or_(deadlines.c.resends > 0, deadlines.c.state == DeadlineState.MISSED), 1), else_=0
+    )
     late_receipts = {
         partner: (int(opened), int(late_count or 0))
         for partner, opened, late_count in connection.execute(
@@ -87,9 +90,9 @@ def gather(connection: Connection, day: date) -> DailyFigures:
     }
     on_time = deadlines.c.closed_at <= deadlines.c.due
     outcome = case(
-        (and_(deadlines.c.state == "met", on_time), "met"),
-        (and_(deadlines.c.state == "closed", on_time), "closed"),
-        else_="missed",
+        (and_(deadlines.c.state == DeadlineState.MET, on_time), DeadlineState.MET),
+        (and_(deadlines.c.state == DeadlineState.CLOSED, on_time), DeadlineState.CLOSED),
+        else_=DeadlineState.MISSED,
     )
     replies = {
         (owed_by, str(result)): int(count)

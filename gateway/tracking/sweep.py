@@ -25,6 +25,7 @@ from gateway.forms.catalogue import FormCatalogue
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, as_utc, deadlines, messages
 from gateway.store.spool import KEY_PATTERN, Spool
+from gateway.store.states import DEADLINE, DeadlineState, OutboundState, check_transition
 from gateway.tracking import deadline_notices
 from gateway.tracking.deadline_notices import iso_text
 from gateway.tracking.deadlines import (
@@ -43,7 +44,7 @@ log = logging.getLogger("gateway.deadlines")
 BATCH = 100
 # Spool metadata of a delivery attempt: a re-sent copy starts afresh.
 DELIVERY_KEYS = frozenset({"attempts", "first_attempt_at", "not_before", "last_error"})
-RECEIPT_SETTLED = ("acknowledged", "answered")
+RECEIPT_SETTLED = (OutboundState.ACKNOWLEDGED, OutboundState.ANSWERED)
 _COUNTERS = {
     "reminder": "reminders",
     "escalation": "escalations",
@@ -139,7 +140,9 @@ class Sweeper:
         with self.ledger.engine.connect() as connection:
             found = connection.execute(
                 select(deadlines.c.next_action_at)
-                .where(deadlines.c.state == "open", deadlines.c.next_action_at.is_not(None))
+                .where(
+                    deadlines.c.state == DeadlineState.OPEN, deadlines.c.next_action_at.is_not(None)
+                )
                 .order_by(deadlines.c.next_action_at)
                 .limit(1)
             ).scalar()
@@ -156,7 +159,9 @@ class Sweeper:
             return list(
                 connection.execute(
                     select(deadlines.c.id)
-                    .where(deadlines.c.state == "open", deadlines.c.next_action_at <= now)
+                    .where(
+                        deadlines.c.state == DeadlineState.OPEN, deadlines.c.next_action_at <= now
+                    )
                     .order_by(deadlines.c.next_action_at)
                     .limit(self.batch)
                 ).scalars()
@@ -169,7 +174,7 @@ class Sweeper:
                 .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
                 .where(
                     deadlines.c.id == deadline_id,
-                    deadlines.c.state == "open",
+                    deadlines.c.state == DeadlineState.OPEN,
                     deadlines.c.next_action_at <= now,
                 )
                 .with_for_update(skip_locked=True, of=deadlines)
@@ -249,7 +254,11 @@ class Sweeper:
         # unacknowledged: the state move is the message's event; another state keeps its own
         detail = f"no receipt after {action.number} re-sends, desk {told} told"
         if not self.ledger.set_state_in(
-            connection, row.message_id, "unacknowledged", detail, expected=("sent",)
+            connection,
+            row.message_id,
+            OutboundState.UNACKNOWLEDGED,
+            detail,
+            expected=(OutboundState.SENT,),
         ):
             self.ledger.event_in(connection, row.message_id, "receipt-missed", detail)
         return detail
@@ -280,14 +289,15 @@ class Sweeper:
             "next_action_at": step.next_action_at,
             "state": step.state,
         }
-        if step.state != "open":
+        if step.state != DeadlineState.OPEN:
+            check_transition(DEADLINE, DeadlineState.OPEN, step.state)
             values["closed_at"] = self.ledger.clock.now()
             values["close_reason"] = "no receipt"
         stored = connection.execute(
             update(deadlines)
             .where(
                 deadlines.c.id == deadline.id,
-                deadlines.c.state == "open",
+                deadlines.c.state == DeadlineState.OPEN,
                 deadlines.c.reminders_sent == deadline.reminders_sent,
                 deadlines.c.escalations == deadline.escalations,
                 deadlines.c.resends == deadline.resends,
@@ -300,7 +310,7 @@ class Sweeper:
     def _settle(self, connection: Connection, row: Any, deadline: OpenDeadline) -> None:
         """A receipt deadline whose message was acknowledged but not closed: close it as met."""
         self.ledger.close_deadline_in(
-            connection, row.message_id, "receipt", "met", f"message {row.message_state}"
+            connection, row.message_id, "receipt", DeadlineState.MET, f"message {row.message_state}"
         )
 
     # ------------------------------------------------------------------ re-sends
@@ -349,12 +359,15 @@ def close(ledger: Ledger, audit: AuditLog, reference: str, reason: str, actor: s
         rows = connection.execute(
             select(deadlines.c.kind, deadlines.c.message_id, messages.c.partner, messages.c.form)
             .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
-            .where(messages.c.reference == reference, deadlines.c.state == "open")
+            .where(messages.c.reference == reference, deadlines.c.state == DeadlineState.OPEN)
             .order_by(deadlines.c.id)
         ).all()
         closed = 0
         for row in rows:
-            if not ledger.close_deadline_in(connection, row.message_id, row.kind, "closed", reason):
+            kind, message_id = row.kind, row.message_id
+            if not ledger.close_deadline_in(
+                connection, message_id, kind, DeadlineState.CLOSED, reason
+            ):
                 continue
             closed += 1
             detail = f"{row.kind} deadline closed by {actor}: {reason}"
