@@ -52,6 +52,7 @@ from gateway.store import schema as ledger_schema
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, make_engine
 from gateway.store.spool import Spool
+from gateway.store.states import InboundState
 from gateway.tracking.sweep import Sweeper
 
 BENCH = Path(__file__).resolve().parent
@@ -306,7 +307,7 @@ def due_now(ledger: Ledgerful, count: int) -> None:
                     direction="inbound", partner="NO-SIRENE", channel="sirene", form="G",
                     reference=f"NO-2026-9{number:06d}", message_id=f"<now{number}@no.example>",
                     priority="urgent", content_sha256=DIGEST, raw_sha256=DIGEST,
-                    state="delivered", desk="duty",
+                    state=InboundState.DELIVERED, desk="duty",
                 ),
             )  # fmt: skip
             book.open_deadline_in(

@@ -69,6 +69,7 @@ from gateway.store import schema
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, make_engine, messages
 from gateway.store.spool import Spool
+from gateway.store.states import OutboundState
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -233,7 +234,7 @@ def queue(world: World, reference: str, sealed: bytes) -> None:
                 priority="normal",
                 content_sha256="0" * 64,
                 raw_sha256=hashlib.sha256(sealed).hexdigest(),
-                state="queued",
+                state=OutboundState.QUEUED,
                 spool_key=key,
                 desk="sirene",
             ),

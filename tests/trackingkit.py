@@ -20,6 +20,7 @@ from gateway.forms.catalogue import FormCatalogue
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, deadlines
 from gateway.store.spool import Spool
+from gateway.store.states import InboundState, OutboundState
 from gateway.tracking.deadlines import PlannedDeadline
 from gateway.tracking.sweep import Sweeper
 
@@ -193,7 +194,7 @@ class Tracking:
                     priority=priority,
                     content_sha256="c" * 64,
                     raw_sha256="d" * 64,
-                    state=state,
+                    state=(InboundState if direction == "inbound" else OutboundState)(state),
                     in_reply_to=in_reply_to,
                     spool_key=spool_key,
                     desk=desk,

@@ -19,6 +19,7 @@ from gateway.core import config as configuration
 from gateway.core.clock import SystemClock
 from gateway.store import schema
 from gateway.store.ledger import Ledger, NewMessage, create_schema, make_engine
+from gateway.store.states import InboundState
 
 GATEWAY = (sys.executable, "-m", "gateway")
 RECEIVED = NewMessage(
@@ -31,7 +32,7 @@ RECEIVED = NewMessage(
     priority="urgent",
     content_sha256="a" * 64,
     raw_sha256="b" * 64,
-    state="received",
+    state=InboundState.RECEIVED,
     desk="sirene",
 )
 

@@ -38,6 +38,7 @@ from gateway.store.ledger import (
     make_engine,
 )
 from gateway.store.spool import Spool
+from gateway.store.states import InboundState, OutboundState
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OURS = "sirene@ro.example"
@@ -116,7 +117,7 @@ class Rig:
                 priority="normal",
                 content_sha256="c" * 64,
                 raw_sha256=hashlib.sha256(payload).hexdigest(),
-                state="queued",
+                state=OutboundState.QUEUED,
                 spool_key=key,
                 desk="sirene",
             )
@@ -644,7 +645,7 @@ async def test_a_reply_answers_the_partner_message(rig: Rig) -> None:
             priority="normal",
             content_sha256="a" * 64,
             raw_sha256="b" * 64,
-            state="delivered",
+            state=InboundState.DELIVERED,
             spool_key="in.1",
             desk="sirene",
         )
@@ -677,7 +678,7 @@ async def test_a_receipt_and_a_receipt_sent_again(rig: Rig) -> None:
             priority="normal",
             content_sha256="",
             raw_sha256="",
-            state="queued",
+            state=OutboundState.QUEUED,
             spool_key="receipt.1",
         )
     )
@@ -718,7 +719,7 @@ async def test_a_rejected_receipt_is_told_to_the_duty_desk(rig: Rig) -> None:
             priority="normal",
             content_sha256="",
             raw_sha256="",
-            state="queued",
+            state=OutboundState.QUEUED,
             spool_key="receipt.1",
         )
     )
@@ -736,7 +737,7 @@ async def test_a_resend_is_an_event_of_the_original(rig: Rig) -> None:
     original = rig.queue_form()
     assert await rig.courier().run_once() == 1
     with rig.engine.begin() as connection:
-        rig.ledger.set_state_in(connection, original, "unacknowledged", "no receipt")
+        rig.ledger.set_state_in(connection, original, OutboundState.UNACKNOWLEDGED, "no receipt")
     key = "form.RO-2026-000001.resend.1"
     meta = form_meta("RO-2026-000001", original, rig.clock.now()) | {"kind": "resend"}
     rig.spool.put(key, rig.spool.get("form.RO-2026-000001").payload(), meta)

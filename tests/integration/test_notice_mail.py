@@ -27,6 +27,7 @@ from gateway.store import schema
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, make_engine, messages
 from gateway.store.spool import Spool
+from gateway.store.states import OutboundState
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OURS = "sirene@ro.example"
@@ -284,7 +285,7 @@ async def test_a_delivery_failure_is_told_to_the_desk_by_mail_too(world: World) 
                 priority="normal",
                 content_sha256="c" * 64,
                 raw_sha256="d" * 64,
-                state="queued",
+                state=OutboundState.QUEUED,
                 spool_key="form.RO-2026-000001",
                 desk="sirene",
             ),

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from gateway.service.server import Gateway
 from gateway.store.ledger import MessageRow, deadlines
+from gateway.store.states import OutboundState
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
 
 G_ARRESTED = "G/valid-person-arrested.xml"  # expects an M within 12 hours
@@ -24,7 +25,11 @@ async def _sent(gateway: Gateway) -> MessageRow:
     now = gateway.clock.now()
     with gateway.audit.begin() as connection:
         gateway.ledger.set_state_in(
-            connection, submitted.ledger_id, "sent", "250 by test", expected=("queued",)
+            connection,
+            submitted.ledger_id,
+            OutboundState.SENT,
+            "250 by test",
+            expected=(OutboundState.QUEUED,),
         )
         gateway.ledger.open_deadline_in(
             connection,
@@ -141,7 +146,9 @@ async def test_a_late_receipt_after_the_resends_still_acknowledges(
     world: World, gateway: Gateway
 ) -> None:
     row = await _sent(gateway)
-    assert gateway.ledger.set_state(row.id, "unacknowledged", "no receipt", expected="sent")
+    assert gateway.ledger.set_state(
+        row.id, OutboundState.UNACKNOWLEDGED, "no receipt", expected=OutboundState.SENT
+    )
     assert (await send(world, gateway, _receipt(world, row, "NO-2027-000506")))[0] == 250
     await settle(gateway)
     assert gateway.ledger.get(row.id).state == "acknowledged"

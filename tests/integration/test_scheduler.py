@@ -17,6 +17,7 @@ from trackingkit import CATALOGUE, START, Tracking, url_of, write_config
 
 from gateway.crypto.openpgp import GnuPG
 from gateway.store.ledger import deadlines, job_runs
+from gateway.store.states import DeadlineState
 from gateway.tracking.deadlines import reply_deadline
 from gateway.tracking.retention import PurgeResult
 from gateway.tracking.scheduler import Schedule
@@ -212,10 +213,14 @@ def test_the_daily_report_counts_the_previous_utc_day(tracking: Tracking) -> Non
     tracking.open_reply(ours, planned, owed_by="partner")
     with tracking.ledger.engine.begin() as connection:
         clock.set(day - H)
-        tracking.ledger.close_deadline_in(connection, on_time, "reply", "met", "answered")
-        tracking.ledger.close_deadline_in(connection, ours, "reply", "closed", "by phone")
+        tracking.ledger.close_deadline_in(
+            connection, on_time, "reply", DeadlineState.MET, "answered"
+        )
+        tracking.ledger.close_deadline_in(
+            connection, ours, "reply", DeadlineState.CLOSED, "by phone"
+        )
         clock.set(day + H)
-        tracking.ledger.close_deadline_in(connection, late, "reply", "met", "answered")
+        tracking.ledger.close_deadline_in(connection, late, "reply", DeadlineState.MET, "answered")
     # The day's traffic.
     clock.set(day + 8 * H)
     tracking.record(form="G", reference="NO-2026-000020")
@@ -233,8 +238,10 @@ def test_the_daily_report_counts_the_previous_utc_day(tracking: Tracking) -> Non
             .where(deadlines.c.message_id == resent, deadlines.c.kind == "receipt")
             .values(resends=1)
         )
-        tracking.ledger.close_deadline_in(connection, missed, "receipt", "missed", "no receipt")
-        tracking.ledger.close_deadline_in(connection, fine, "receipt", "met", "receipt")
+        tracking.ledger.close_deadline_in(
+            connection, missed, "receipt", DeadlineState.MISSED, "no receipt"
+        )
+        tracking.ledger.close_deadline_in(connection, fine, "receipt", DeadlineState.MET, "receipt")
     clock.set(day + D - timedelta(seconds=1))
     tracking.record(form="G", reference="NO-2026-000027")  # the last second of the day
     clock.set(day + D)

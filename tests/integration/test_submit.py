@@ -52,6 +52,7 @@ from gateway.outbound.outbox import Outbox
 from gateway.outbound.submit import Submitter
 from gateway.store import schema
 from gateway.store.ledger import NewMessage, as_utc, deadlines, make_engine, messages
+from gateway.store.states import InboundState
 
 THIS_YEAR = f"RO-{NOW.year}"
 PDF = b"%PDF-1.7\n% seizure report of the border police\n%%EOF\n"
@@ -124,7 +125,7 @@ def received_from_serbia(env: Env) -> None:
                 priority="urgent",
                 content_sha256="0" * 64,
                 raw_sha256="1" * 64,
-                state="delivered",
+                state=InboundState.DELIVERED,
             ),
         )
 

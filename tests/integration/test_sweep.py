@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select
 from trackingkit import CATALOGUE, START, Tracking, url_of
 
 from gateway.store.ledger import deadlines, events, make_engine
+from gateway.store.states import OutboundState
 from gateway.tracking.deadlines import reply_deadline
 from gateway.tracking.sweep import SweepResult
 
@@ -199,7 +200,9 @@ def test_a_missing_receipt_is_sent_again_then_unacknowledged(tracking: Tracking)
 def test_a_receipt_recorded_but_not_closed_is_met(tracking: Tracking) -> None:
     message = sent_form(tracking)
     tracking.open_receipt(message, timedelta(minutes=15))
-    assert tracking.ledger.set_state(message, "acknowledged", expected="sent")
+    assert tracking.ledger.set_state(
+        message, OutboundState.ACKNOWLEDGED, expected=OutboundState.SENT
+    )
     tracking.clock.set(START + H)
     assert tracking.sweeper().sweep() == SweepResult(settled=1)
     assert tracking.row(message, "receipt").state == "met"

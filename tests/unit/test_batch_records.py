@@ -15,11 +15,12 @@ from gateway.core.clock import FakeClock
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageHead, NewMessage, deadlines
 from gateway.store.spool import Spool
+from gateway.store.states import OutboundState
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def new_message(n: int, state: str = "queued") -> NewMessage:
+def new_message(n: int, state: OutboundState = OutboundState.QUEUED) -> NewMessage:
     return NewMessage(
         direction="outbound",
         partner="NO-SIRENE",
@@ -62,10 +63,13 @@ def test_heads_by_spool_keys(ledger: Ledger) -> None:
 
 
 def test_move_many_moves_only_from_the_expected_states(ledger: Ledger) -> None:
-    ids = record(ledger, new_message(1), new_message(2), new_message(3, state="sent"))
+    ids = record(ledger, new_message(1), new_message(2), new_message(3, state=OutboundState.SENT))
     with ledger.engine.begin() as connection:
         moved = ledger.move_many_in(
-            connection, [(i, f"250 for {i}") for i in ids], "sent", expected=("queued",)
+            connection,
+            [(i, f"250 for {i}") for i in ids],
+            OutboundState.SENT,
+            expected=(OutboundState.QUEUED,),
         )
     assert moved == set(ids[:2])
     assert [ledger.get(i).state for i in ids] == ["sent", "sent", "sent"]
@@ -74,9 +78,17 @@ def test_move_many_moves_only_from_the_expected_states(ledger: Ledger) -> None:
     assert [kind for _, kind, _ in ledger.events_of(ids[2])] == ["sent"]  # its first only
     with ledger.engine.begin() as connection:  # a second time: nothing moves
         assert (
-            ledger.move_many_in(connection, [(ids[0], "")], "sent", expected=("queued",)) == set()
+            ledger.move_many_in(
+                connection, [(ids[0], "")], OutboundState.SENT, expected=(OutboundState.QUEUED,)
+            )
+            == set()
         )
-        assert ledger.move_many_in(connection, [], "sent", expected=("queued",)) == set()
+        assert (
+            ledger.move_many_in(
+                connection, [], OutboundState.SENT, expected=(OutboundState.QUEUED,)
+            )
+            == set()
+        )
 
 
 def test_open_deadlines_opens_each_once(ledger: Ledger) -> None:

@@ -12,6 +12,7 @@ from trackingkit import CATALOGUE, Tracking
 from gateway.cli.main import main
 from gateway.store import schema
 from gateway.store.ledger import make_engine
+from gateway.store.states import DeadlineState
 from gateway.tracking.deadlines import reply_deadline
 
 H = timedelta(hours=1)
@@ -48,7 +49,7 @@ def seeded(tmp_path: Path) -> tuple[Tracking, Path]:
     assert planned is not None
     tracking.open_reply(done, planned)
     with engine.begin() as connection:
-        tracking.ledger.close_deadline_in(connection, done, "reply", "met", "answered")
+        tracking.ledger.close_deadline_in(connection, done, "reply", DeadlineState.MET, "answered")
     engine.dispose()
     assert tracking.config.source is not None
     return tracking, tracking.config.source

@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import Engine, exc, text
 
 from gateway.core.clock import FakeClock
-from gateway.store.ledger import Ledger, NewMessage
+from gateway.core.errors import IllegalTransition
+from gateway.store.ledger import Ledger, NewMessage, deadlines
+from gateway.store.states import DeadlineState, InboundState, OutboundState
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RECEIVED = NewMessage(
@@ -23,7 +25,7 @@ RECEIVED = NewMessage(
     priority="urgent",
     content_sha256="a" * 64,
     raw_sha256="b" * 64,
-    state="received",
+    state=InboundState.RECEIVED,
     spool_key="k1",
     desk="sirene",
     signer="F" * 40,
@@ -77,11 +79,97 @@ def test_state_moves_once(ledger: Ledger) -> None:
     clock = ledger.clock
     assert isinstance(clock, FakeClock)
     clock.advance(timedelta(seconds=5))
-    assert ledger.set_state(message_id, "delivered", "desk sirene", expected="received")
-    assert not ledger.set_state(message_id, "delivered", "again", expected="received")
+    delivered, received = InboundState.DELIVERED, InboundState.RECEIVED
+    assert ledger.set_state(message_id, delivered, "desk sirene", expected=received)
+    assert not ledger.set_state(message_id, delivered, "again", expected=received)
     assert ledger.get(message_id).state == "delivered"
     assert [kind for _, kind, _ in ledger.events_of(message_id)] == ["received", "delivered"]
     assert ledger.in_state("inbound", "delivered")[0].id == message_id
+
+
+def _untouched(ledger: Ledger, message_id: int, state: str, events: int) -> None:
+    """The message is still in ``state`` with its ``events`` events: nothing was written."""
+    row = ledger.get(message_id)
+    assert (row.state, row.updated_at) == (state, START)
+    assert len(ledger.events_of(message_id)) == events
+
+
+def test_an_illegal_move_raises_and_writes_nothing(ledger: Ledger) -> None:
+    message_id = record(ledger)
+    ledger.clock.advance(timedelta(seconds=5))  # type: ignore[attr-defined]
+    with pytest.raises(IllegalTransition, match="inbound transition delivered -> received"):
+        ledger.set_state(message_id, InboundState.RECEIVED, expected=InboundState.DELIVERED)
+    # Without ``expected``, the move is checked from the state the row has now.
+    assert ledger.set_state(message_id, InboundState.DELIVERED, "desk sirene")
+    with pytest.raises(IllegalTransition, match="delivered -> received"):
+        ledger.set_state(message_id, InboundState.RECEIVED, "back")
+    row = ledger.get(message_id)
+    assert row.state == "delivered"
+    assert [kind for _, kind, _ in ledger.events_of(message_id)] == ["received", "delivered"]
+
+
+def test_an_illegal_move_in_a_transaction_rolls_it_back(ledger: Ledger) -> None:
+    message_id = record(ledger)
+    with pytest.raises(IllegalTransition, match="outbound transition .*received -> sent"):
+        with ledger.engine.begin() as connection:
+            ledger.event_in(connection, message_id, "note", "written before the fault")
+            # An outbound state asked of an inbound message's state: not in the outbound table.
+            ledger.set_state_in(connection, message_id, OutboundState.SENT, "250")
+    _untouched(ledger, message_id, "received", 1)
+
+
+def test_a_guarded_move_with_an_illegal_source_raises_even_when_no_row_matches(
+    ledger: Ledger,
+) -> None:
+    """The check is on the table, not on the rows: one illegal source in ``expected`` raises."""
+    message_id = record(ledger)
+    with pytest.raises(IllegalTransition, match="answered -> delivered"):
+        with ledger.engine.begin() as connection:
+            ledger.set_state_in(
+                connection,
+                message_id,
+                InboundState.DELIVERED,
+                expected=(InboundState.RECEIVED, InboundState.ANSWERED),
+            )
+    _untouched(ledger, message_id, "received", 1)
+
+
+def test_an_illegal_batch_move_raises_and_writes_nothing(ledger: Ledger) -> None:
+    message_id = record(ledger)
+    with pytest.raises(IllegalTransition, match="outbound transition sent -> queued"):
+        with ledger.engine.begin() as connection:
+            ledger.move_many_in(
+                connection,
+                [(message_id, "")],
+                OutboundState.QUEUED,
+                expected=(OutboundState.SENT,),
+            )
+    _untouched(ledger, message_id, "received", 1)
+
+
+def test_a_message_recorded_in_another_machine_s_state_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(IllegalTransition, match="inbound transition .* -> queued"):
+        record(ledger, replace(RECEIVED, state=OutboundState.QUEUED))
+    assert ledger.find("inbound", "NO-SIRENE", "NO-2026-000123") is None
+
+
+def test_a_deadline_closes_only_from_open(ledger: Ledger) -> None:
+    message_id = record(ledger)
+    with ledger.engine.begin() as connection:
+        ledger.open_deadline_in(
+            connection, message_id, kind="reply", owed_by="desk", due=START + timedelta(hours=1)
+        )
+    with pytest.raises(IllegalTransition, match="deadline transition open -> open"):
+        with ledger.engine.begin() as connection:
+            ledger.close_deadline_in(connection, message_id, "reply", DeadlineState.OPEN)
+    with ledger.engine.connect() as connection:
+        state, closed_at = connection.execute(
+            deadlines.select().with_only_columns(deadlines.c.state, deadlines.c.closed_at)
+        ).one()
+    assert (state, closed_at) == ("open", None)
+    with ledger.engine.begin() as connection:
+        assert ledger.close_deadline_in(connection, message_id, "reply", DeadlineState.MET, "ok")
+        assert not ledger.close_deadline_in(connection, message_id, "reply", DeadlineState.MET)
 
 
 def test_references_are_sequential_per_country_and_year(ledger: Ledger) -> None:

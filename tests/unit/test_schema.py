@@ -30,6 +30,7 @@ from gateway.store.ledger import (
     messages,
     metadata,
 )
+from gateway.store.states import InboundState
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RECEIVED = NewMessage(
@@ -42,7 +43,7 @@ RECEIVED = NewMessage(
     priority="urgent",
     content_sha256="a" * 64,
     raw_sha256="b" * 64,
-    state="received",
+    state=InboundState.RECEIVED,
     spool_key="k1",
     desk="sirene",
 )
