@@ -110,11 +110,13 @@ def test_an_illegal_move_raises_and_writes_nothing(ledger: Ledger) -> None:
 
 def test_an_illegal_move_in_a_transaction_rolls_it_back(ledger: Ledger) -> None:
     message_id = record(ledger)
-    with pytest.raises(IllegalTransition, match="outbound transition .*received -> sent"):
-        with ledger.engine.begin() as connection:
-            ledger.event_in(connection, message_id, "note", "written before the fault")
-            # An outbound state asked of an inbound message's state: not in the outbound table.
-            ledger.set_state_in(connection, message_id, OutboundState.SENT, "250")
+    with (
+        pytest.raises(IllegalTransition, match=r"outbound transition .*received -> sent"),
+        ledger.engine.begin() as connection,
+    ):
+        ledger.event_in(connection, message_id, "note", "written before the fault")
+        # An outbound state asked of an inbound message's state: not in the outbound table.
+        ledger.set_state_in(connection, message_id, OutboundState.SENT, "250")
     _untouched(ledger, message_id, "received", 1)
 
 
@@ -123,32 +125,36 @@ def test_a_guarded_move_with_an_illegal_source_raises_even_when_no_row_matches(
 ) -> None:
     """The check is on the table, not on the rows: one illegal source in ``expected`` raises."""
     message_id = record(ledger)
-    with pytest.raises(IllegalTransition, match="answered -> delivered"):
-        with ledger.engine.begin() as connection:
-            ledger.set_state_in(
-                connection,
-                message_id,
-                InboundState.DELIVERED,
-                expected=(InboundState.RECEIVED, InboundState.ANSWERED),
-            )
+    with (
+        pytest.raises(IllegalTransition, match=r"answered -> delivered"),
+        ledger.engine.begin() as connection,
+    ):
+        ledger.set_state_in(
+            connection,
+            message_id,
+            InboundState.DELIVERED,
+            expected=(InboundState.RECEIVED, InboundState.ANSWERED),
+        )
     _untouched(ledger, message_id, "received", 1)
 
 
 def test_an_illegal_batch_move_raises_and_writes_nothing(ledger: Ledger) -> None:
     message_id = record(ledger)
-    with pytest.raises(IllegalTransition, match="outbound transition sent -> queued"):
-        with ledger.engine.begin() as connection:
-            ledger.move_many_in(
-                connection,
-                [(message_id, "")],
-                OutboundState.QUEUED,
-                expected=(OutboundState.SENT,),
-            )
+    with (
+        pytest.raises(IllegalTransition, match=r"outbound transition sent -> queued"),
+        ledger.engine.begin() as connection,
+    ):
+        ledger.move_many_in(
+            connection,
+            [(message_id, "")],
+            OutboundState.QUEUED,
+            expected=(OutboundState.SENT,),
+        )
     _untouched(ledger, message_id, "received", 1)
 
 
 def test_a_message_recorded_in_another_machine_s_state_is_refused(ledger: Ledger) -> None:
-    with pytest.raises(IllegalTransition, match="inbound transition .* -> queued"):
+    with pytest.raises(IllegalTransition, match=r"inbound transition .* -> queued"):
         record(ledger, replace(RECEIVED, state=OutboundState.QUEUED))
     assert ledger.find("inbound", "NO-SIRENE", "NO-2026-000123") is None
 
@@ -159,9 +165,11 @@ def test_a_deadline_closes_only_from_open(ledger: Ledger) -> None:
         ledger.open_deadline_in(
             connection, message_id, kind="reply", owed_by="desk", due=START + timedelta(hours=1)
         )
-    with pytest.raises(IllegalTransition, match="deadline transition open -> open"):
-        with ledger.engine.begin() as connection:
-            ledger.close_deadline_in(connection, message_id, "reply", DeadlineState.OPEN)
+    with (
+        pytest.raises(IllegalTransition, match=r"deadline transition open -> open"),
+        ledger.engine.begin() as connection,
+    ):
+        ledger.close_deadline_in(connection, message_id, "reply", DeadlineState.OPEN)
     with ledger.engine.connect() as connection:
         state, closed_at = connection.execute(
             deadlines.select().with_only_columns(deadlines.c.state, deadlines.c.closed_at)
