@@ -175,12 +175,15 @@ class Tracking:
         partner: str = "NO-SIRENE",
         channel: str = "sirene",
         priority: str = "urgent",
-        state: str = "delivered",
+        state: str | None = None,
         desk: str | None = "sirene",
         spool_key: str | None = None,
         in_reply_to: str | None = None,
     ) -> int:
-        """A message in the ledger, recorded at the clock's now."""
+        """A message in the ledger, recorded at the clock's now; by default delivered (inbound)
+        or sent (outbound)."""
+        machine = InboundState if direction == "inbound" else OutboundState
+        default = InboundState.DELIVERED if direction == "inbound" else OutboundState.SENT
         with self.ledger.engine.begin() as connection:
             return self.ledger.record_in(
                 connection,
@@ -194,7 +197,7 @@ class Tracking:
                     priority=priority,
                     content_sha256="c" * 64,
                     raw_sha256="d" * 64,
-                    state=(InboundState if direction == "inbound" else OutboundState)(state),
+                    state=default if state is None else machine(state),
                     in_reply_to=in_reply_to,
                     spool_key=spool_key,
                     desk=desk,
