@@ -30,6 +30,7 @@ from gateway.crypto.openpgp import GnuPG, KeyProtection
 from gateway.service.server import Gateway
 from gateway.store import schema
 from gateway.store.ledger import MessageRow, make_engine, messages
+from gateway.store.states import InboundState, MessageState, OutboundState
 
 DEMO_FORMS = configuration.PROJECT_ROOT / "config" / "demo"
 STEP_TIMEOUT = 30.0
@@ -261,7 +262,12 @@ class _Stage:
         return gateway.ledger.get(submitted.ledger_id)
 
     async def until(
-        self, name: str, direction: str, partner: str, reference: str, states: tuple[str, ...]
+        self,
+        name: str,
+        direction: str,
+        partner: str,
+        reference: str,
+        states: tuple[MessageState, ...],
     ) -> MessageRow:
         """Wait until the message is in one of ``states`` at bureau ``name``."""
         ledger = self.gateways[name].ledger
@@ -330,19 +336,25 @@ async def _hit_and_answer(stage: _Stage) -> None:
     say("1. RO-SIRENE sends form G (a hit on NO's alert) to NO-SIRENE")
     sent = await stage.submit("ro", "g-hit.xml")
     say(f"   RO: validated, numbered {sent.reference}, signed, encrypted to NO's pinned key")
-    received = await stage.until("no", "inbound", "RO-SIRENE", sent.reference, ("delivered",))
+    received = await stage.until(
+        "no", "inbound", "RO-SIRENE", sent.reference, (InboundState.DELIVERED,)
+    )
     say("   NO: decrypted, verified RO's signature, validated; 250 after the commit")
     copy = stage.desk_copy("no", received.desk or "", sent.reference)
     say(f"   NO: on its {received.desk} desk: {copy}")
-    acked = await stage.until("ro", "outbound", "NO-SIRENE", sent.reference, ("acknowledged",))
+    acked = await stage.until(
+        "ro", "outbound", "NO-SIRENE", sent.reference, (OutboundState.ACKNOWLEDGED,)
+    )
     say(f"   RO: NO's signed receipt verified, digest matches: {acked.reference} {acked.state}")
     say("")
     say("2. NO's handler answers with form M")
     reply = await stage.submit("no", "m-reply.xml", in_reply_to=sent.reference)
     say(f"   NO: {reply.form} {reply.reference} in reply to {sent.reference}")
-    answered = await stage.until("ro", "outbound", "NO-SIRENE", sent.reference, ("answered",))
+    answered = await stage.until(
+        "ro", "outbound", "NO-SIRENE", sent.reference, (OutboundState.ANSWERED,)
+    )
     say(f"   RO: {answered.reference} {answered.state}; the reply is on RO's sirene desk")
-    await stage.until("no", "inbound", "RO-SIRENE", sent.reference, ("answered",))
+    await stage.until("no", "inbound", "RO-SIRENE", sent.reference, (InboundState.ANSWERED,))
     say(f"   NO: {sent.reference} answered, the reply deadline NO's desk owed is met")
 
 
@@ -352,12 +364,18 @@ async def _interpol_query(stage: _Stage) -> None:
     say("3. RO-NCB sends an IP-QUERY to RS-NCB on the Interpol channel")
     query = await stage.submit("ro", "ip-query.xml")
     say(f"   RO: {query.form} {query.reference} queued for RS-NCB")
-    await stage.until("rs", "inbound", "RO-NCB", query.reference, ("delivered",))
-    await stage.until("ro", "outbound", "RS-NCB", query.reference, ("acknowledged", "answered"))
+    await stage.until("rs", "inbound", "RO-NCB", query.reference, (InboundState.DELIVERED,))
+    await stage.until(
+        "ro",
+        "outbound",
+        "RS-NCB",
+        query.reference,
+        (OutboundState.ACKNOWLEDGED, OutboundState.ANSWERED),
+    )
     say(f"   RS: received and receipted; RO: {query.reference} acknowledged")
     result = await stage.submit("rs", "ip-query-result.xml", in_reply_to=query.reference)
     say(f"   RS: answers with {result.form} {result.reference} (no hit)")
-    done = await stage.until("ro", "outbound", "RS-NCB", query.reference, ("answered",))
+    done = await stage.until("ro", "outbound", "RS-NCB", query.reference, (OutboundState.ANSWERED,))
     say(f"   RO: {done.reference} {done.state}")
 
 
@@ -366,8 +384,10 @@ async def _unanswered_urgent(stage: _Stage) -> None:
     say("")
     say("4. RO-SIRENE sends an urgent G to NO-SIRENE, and nobody at NO answers")
     sent = await stage.submit("ro", "g-urgent.xml")
-    received = await stage.until("no", "inbound", "RO-SIRENE", sent.reference, ("delivered",))
-    await stage.until("ro", "outbound", "NO-SIRENE", sent.reference, ("acknowledged",))
+    received = await stage.until(
+        "no", "inbound", "RO-SIRENE", sent.reference, (InboundState.DELIVERED,)
+    )
+    await stage.until("ro", "outbound", "NO-SIRENE", sent.reference, (OutboundState.ACKNOWLEDGED,))
     say(f"   NO: {sent.reference} on the {received.desk} desk, reply due in 12 hours")
     seen = {name: set(stage.notices(name)) for name in stage.gateways}
     for hours, label in ((6.0, "50 %"), (10.8, "90 %"), (12.0, "the deadline")):

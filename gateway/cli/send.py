@@ -21,6 +21,7 @@ from gateway.store.durable import private_folder
 from gateway.store.ledger import Ledger, make_engine
 from gateway.store.schema import require_current
 from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS, Spool
+from gateway.store.states import OutboundState
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -93,7 +94,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                     "partner": submitted.partner,
                     "form": submitted.form,
                     "message_id": submitted.message_id,
-                    "state": "queued",
+                    "state": OutboundState.QUEUED,
                 }
             )
         )
