@@ -25,6 +25,7 @@ from gateway.crypto.pgpmime import Attachment
 from gateway.outbound.submit import Submitter
 from gateway.store.durable import fsync_dir
 from gateway.store.ledger import events, messages
+from gateway.store.states import OutboundState
 
 log = logging.getLogger("gateway.outbox")
 SENDING, SENT, REFUSED = ".sending", "sent", "refused"
@@ -101,7 +102,7 @@ class Outbox:
                 .select_from(messages.join(events, events.c.message_id == messages.c.id))
                 .where(
                     messages.c.direction == "outbound",
-                    events.c.kind == "queued",
+                    events.c.kind == OutboundState.QUEUED,  # the event of its first state
                     events.c.detail.endswith(origin),
                 )
             ).first()
