@@ -53,6 +53,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, make_engine
 from gateway.store.spool import Spool
 from gateway.store.states import InboundState
+from gateway.store.unit import writing
 from gateway.tracking.sweep import Sweeper
 
 BENCH = Path(__file__).resolve().parent
@@ -299,10 +300,10 @@ def due_now(ledger: Ledgerful, count: int) -> None:
     now = datetime.now(UTC)
     clock = FakeClock(now - FIRST_REMINDER - timedelta(minutes=1))
     book = Ledger(ledger.engine, clock)
-    with ledger.engine.begin() as connection:
+    with writing(ledger.engine) as tx:
         for number in range(count):
             message = book.record_in(
-                connection,
+                tx,
                 NewMessage(
                     direction="inbound", partner="NO-SIRENE", channel="sirene", form="G",
                     reference=f"NO-2026-9{number:06d}", message_id=f"<now{number}@no.example>",
@@ -311,7 +312,7 @@ def due_now(ledger: Ledgerful, count: int) -> None:
                 ),
             )  # fmt: skip
             book.open_deadline_in(
-                connection,
+                tx,
                 message,
                 kind="reply",
                 owed_by="desk",

@@ -21,6 +21,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, deadlines
 from gateway.store.spool import Spool
 from gateway.store.states import InboundState, OutboundState
+from gateway.store.unit import writing
 from gateway.tracking.deadlines import PlannedDeadline
 from gateway.tracking.sweep import Sweeper
 
@@ -184,9 +185,9 @@ class Tracking:
         or sent (outbound)."""
         machine = InboundState if direction == "inbound" else OutboundState
         default = InboundState.DELIVERED if direction == "inbound" else OutboundState.SENT
-        with self.ledger.engine.begin() as connection:
+        with writing(self.ledger.engine) as tx:
             return self.ledger.record_in(
-                connection,
+                tx,
                 NewMessage(
                     direction=direction,
                     partner=partner,
@@ -205,9 +206,9 @@ class Tracking:
             )
 
     def open_reply(self, message_id: int, planned: PlannedDeadline, owed_by: str = "desk") -> int:
-        with self.ledger.engine.begin() as connection:
+        with writing(self.ledger.engine) as tx:
             self.ledger.open_deadline_in(
-                connection,
+                tx,
                 message_id,
                 kind="reply",
                 owed_by=owed_by,
@@ -217,9 +218,9 @@ class Tracking:
         return self.deadline_id(message_id, "reply")
 
     def open_receipt(self, message_id: int, window: timedelta) -> int:
-        with self.ledger.engine.begin() as connection:
+        with writing(self.ledger.engine) as tx:
             self.ledger.open_deadline_in(
-                connection,
+                tx,
                 message_id,
                 kind="receipt",
                 owed_by="partner",

@@ -6,14 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from sqlalchemy import exc
-
 from gateway.core import config as configuration
 from gateway.core.clock import SystemClock
 from gateway.core.errors import ConfigError
 from gateway.store.audit import AuditLog, AuditReport, parse_anchor
 from gateway.store.ledger import make_engine
 from gateway.store.schema import require_current
+from gateway.store.unit import LedgerUnavailable
 
 EXIT_OK, EXIT_REJECTED = 0, 1
 
@@ -52,7 +51,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     try:
         require_current(engine)
         report = AuditLog(engine, SystemClock()).check(args.anchor)
-    except exc.OperationalError as error:
+    except LedgerUnavailable as error:
         # The URL may hold a password: name the setting, not its value.
         raise ConfigError(
             str(config.source), "database.url", f"cannot read the ledger: {error.orig}"

@@ -10,14 +10,12 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from gateway.core import config as configuration
 from gateway.core.clock import SystemClock
+from gateway.store import deadline_rows
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, as_utc, deadlines, make_engine, messages
+from gateway.store.ledger import Ledger, make_engine
 from gateway.store.schema import require_current
-from gateway.store.states import DeadlineState
 from gateway.tracking.deadline_notices import iso_text, span_text
 from gateway.tracking.sweep import close
 
@@ -60,29 +58,8 @@ def open_deadlines(
     ledger: Ledger, now: datetime, *, overdue: bool = False, desk: str | None = None
 ) -> list[dict[str, Any]]:
     """The open deadlines, the soonest due first, as the JSON output gives them."""
-    query = (
-        select(
-            messages.c.reference,
-            messages.c.form,
-            messages.c.partner,
-            messages.c.direction,
-            messages.c.desk,
-            deadlines.c.kind,
-            deadlines.c.owed_by,
-            deadlines.c.due,
-            deadlines.c.state,
-            deadlines.c.reminders_sent,
-        )
-        .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
-        .where(deadlines.c.state == DeadlineState.OPEN)
-        .order_by(deadlines.c.due, deadlines.c.id)
-    )
-    if overdue:
-        query = query.where(deadlines.c.due <= now)
-    if desk:
-        query = query.where(messages.c.desk == desk)
-    with ledger.engine.connect() as connection:
-        rows = connection.execute(query).all()
+    with ledger.reading() as tx:
+        rows = deadline_rows.listed(tx, due_by=now if overdue else None, desk=desk)
     return [
         {
             "reference": row.reference,
@@ -90,7 +67,7 @@ def open_deadlines(
             "partner": row.partner,
             "direction": row.direction,
             "kind": row.kind,
-            "due": iso_text(as_utc(row.due)),
+            "due": iso_text(row.due),
             "state": row.state,
             "reminders_sent": row.reminders_sent,
         }

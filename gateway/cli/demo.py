@@ -28,8 +28,8 @@ from gateway.core import config as configuration
 from gateway.core.clock import ShiftedClock
 from gateway.crypto.openpgp import GnuPG, KeyProtection
 from gateway.service.server import Gateway
-from gateway.store import schema
-from gateway.store.ledger import MessageRow, make_engine, messages
+from gateway.store import lookups, schema
+from gateway.store.ledger import MessageRow, make_engine
 from gateway.store.states import InboundState, MessageState, OutboundState
 
 DEMO_FORMS = configuration.PROJECT_ROOT / "config" / "demo"
@@ -414,8 +414,8 @@ def _ledgers(stage: _Stage) -> None:
         say(
             f"  {'reference':<16} {'dir':<8} {'partner':<10} {'form':<16} {'state':<13} in reply to"
         )
-        with gateway.ledger.engine.connect() as connection:
-            rows = connection.execute(messages.select().order_by(messages.c.id)).all()
+        with gateway.ledger.reading() as tx:
+            rows = lookups.every_message(tx)
         for row in rows:
             say(
                 f"  {row.reference:<16} {row.direction:<8} {row.partner:<10} {row.form:<16} "

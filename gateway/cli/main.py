@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy.exc import OperationalError
-
 from gateway import __version__
 from gateway.cli import audit as cli_audit
 from gateway.cli import db as cli_db
@@ -25,6 +23,7 @@ from gateway.core import config as configuration
 from gateway.core.errors import CannotStart, ConfigError, KeyUnusable, LedgerOutdated
 from gateway.forms.setup import load_validator
 from gateway.forms.xmlforms import FormValidator, Validation
+from gateway.store.unit import LedgerUnavailable
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 SEND_FILLS_CREATED = "2000-01-01T00:00:00Z"  # a stand-in: send writes the time it queues the form
@@ -47,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyUnusable, CannotStart) as exc:
         print(f"gateway: {exc.detail}", file=sys.stderr)
         return EXIT_REJECTED
-    except OperationalError as exc:  # the ledger's database: unreachable, unwritable
+    except LedgerUnavailable as exc:  # the ledger's database: unreachable, unwritable
         reason = str(exc.orig or exc).strip().splitlines()[0]
         print(f"gateway: cannot use the ledger (database.url): {reason}", file=sys.stderr)
         return EXIT_REJECTED

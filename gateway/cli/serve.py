@@ -9,26 +9,19 @@ import os
 import sys
 from typing import Any
 
-from sqlalchemy import select
-
 from gateway.cli.table import minute, print_table
 from gateway.core import config as configuration
 from gateway.core import logsetup
 from gateway.core.clock import SystemClock
+from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.desks import maildir as desks
 from gateway.desks.maildir import Delivery
 from gateway.forms.setup import load_validator
-from gateway.inbound.handoff import RECEIPT_FORM, Spooled
+from gateway.inbound.handoff import Spooled
 from gateway.service import preflight, server
-from gateway.store.ledger import (
-    Ledger,
-    MessageRow,
-    as_utc,
-    deadlines,
-    make_engine,
-    messages,
-)
+from gateway.store import lookups
+from gateway.store.ledger import Ledger, MessageRow, make_engine
 from gateway.store.schema import require_current
 from gateway.store.spool import Spool
 
@@ -78,34 +71,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_inbox(args: argparse.Namespace) -> int:
     config = configuration.load_required(args.config)
     ledger = _ledger(config)
-    query = (
-        select(messages, deadlines.c.due)
-        .select_from(
-            messages.outerjoin(
-                deadlines, (deadlines.c.message_id == messages.c.id) & (deadlines.c.kind == "reply")
-            )
+    with ledger.reading() as tx:
+        rows = lookups.received(
+            tx, desk=args.desk, leave_out_form=None if args.receipts else RECEIPT_FORM
         )
-        .where(messages.c.direction == "inbound")
-        .order_by(messages.c.created_at.desc(), messages.c.id.desc())
-    )
-    if args.desk:
-        query = query.where(messages.c.desk == args.desk)
-    if not args.receipts:
-        query = query.where(messages.c.form != RECEIPT_FORM)
-    with ledger.engine.connect() as connection:
-        rows = connection.execute(query).all()
     items = [
         {
             "reference": row.reference,
             "form": row.form,
             "partner": row.partner,
             "desk": row.desk,
-            "received": as_utc(row.created_at).isoformat(),
+            "received": row.created_at.isoformat(),
             "priority": row.priority,
             "state": row.state,
-            "reply_due": as_utc(row.due).isoformat() if row.due else None,
+            "reply_due": due.isoformat() if due else None,
         }
-        for row in rows
+        for row, due in rows
     ]
     if args.json:
         print(json.dumps(items, indent=2))
@@ -113,11 +94,11 @@ def cmd_inbox(args: argparse.Namespace) -> int:
     table = [
         {
             **item,
-            "received": minute(as_utc(row.created_at)),
+            "received": minute(row.created_at),
             "priority": "URGENT" if row.priority == "urgent" else row.priority,
-            "reply_due": minute(as_utc(row.due)) if row.due else None,
+            "reply_due": minute(due) if due else None,
         }
-        for item, row in zip(items, rows, strict=True)
+        for item, (row, due) in zip(items, rows, strict=True)
     ]
     print_table(
         table,
@@ -148,12 +129,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     result = validator.validate(payload.form)
     partner = config.partner_by_bureau(row.partner)
     desk = row.desk or "-"
-    with ledger.engine.connect() as connection:
-        due = connection.execute(
-            select(deadlines.c.due).where(
-                deadlines.c.message_id == row.id, deadlines.c.kind == "reply"
-            )
-        ).scalar()
+    with ledger.reading() as tx:
+        due = lookups.deadline_due(tx, row.id, "reply")
     delivery = Delivery(
         partner=row.partner,
         partner_address=partner.address if partner else "",
@@ -163,10 +140,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         header=result.header(),
         outline=tuple(result.outline()),
         form_xml=payload.form,
-        received_at=as_utc(row.created_at),
+        received_at=row.created_at,
         desk=desk,
         attachments=payload.attachments,
-        reply_due=as_utc(due) if due is not None else None,
+        reply_due=due,
     )
     print(f"{row.form} {row.reference} from {row.partner} ({row.state}, desk {desk})")
     print()

@@ -1,4 +1,4 @@
-"""The words the configuration and the form catalogue share: channels, priorities, schema sets."""
+"""The words the packages share: channels, priorities, schema sets, the receipt's form code."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 CHANNELS = ("sirene", "europol", "interpol", "any")
 PRIORITIES = ("normal", "urgent")
+# The form code of the signed receipt every accepted form is answered with.
+RECEIPT_FORM = "ACK"
 
 
 @dataclass(frozen=True)

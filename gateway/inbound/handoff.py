@@ -9,23 +9,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
-from sqlalchemy import Connection, select
-
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
+from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.crypto.openpgp import GnuPG
 from gateway.desks.maildir import Delivery, deliver, render
 from gateway.forms.xmlforms import FormValidator, Validation
+from gateway.store import lookups
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, MessageRow, NewMessage, as_utc, deadlines, messages
+from gateway.store.ledger import Ledger, MessageRow, NewMessage
 from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import DeadlineState, InboundState, OutboundState
+from gateway.store.unit import Transaction
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
 
 log = logging.getLogger("gateway.desks")
-RECEIPT_FORM = "ACK"
+
 ORPHAN_AFTER = timedelta(minutes=10)
 
 
@@ -186,9 +187,9 @@ class Handoff:
         original_reference = values.get("OriginalReference", "")
         digest = values.get("ContentSHA256", "")
         original = self.ledger.find("outbound", row.partner, original_reference)
-        with self.audit.begin() as connection:
+        with self.ledger.transaction() as tx:
             self.ledger.set_state_in(
-                connection,
+                tx,
                 row.id,
                 InboundState.DELIVERED,
                 "receipt processed",
@@ -196,9 +197,9 @@ class Handoff:
             )
             if original is None or original.content_sha256 != digest:
                 why = "names no message of ours" if original is None else "digest differs"
-                self.ledger.event_in(connection, row.id, "unmatched", f"receipt {why}; dropped")
+                self.ledger.event_in(tx, row.id, "unmatched", f"receipt {why}; dropped")
                 self.audit.append_in(
-                    connection,
+                    tx,
                     "receipt.unmatched",
                     partner=row.partner,
                     form=row.form,
@@ -209,18 +210,18 @@ class Handoff:
                 log.warning("receipt %s from %s %s", row.reference, row.partner, why)
                 return
             acknowledged = self.ledger.set_state_in(
-                connection,
+                tx,
                 original.id,
                 OutboundState.ACKNOWLEDGED,
                 f"receipt {row.reference}",
                 expected=(OutboundState.QUEUED, OutboundState.SENT, OutboundState.UNACKNOWLEDGED),
             )
             self.ledger.close_deadline_in(
-                connection, original.id, "receipt", DeadlineState.MET, f"receipt {row.reference}"
+                tx, original.id, "receipt", DeadlineState.MET, f"receipt {row.reference}"
             )
             if acknowledged:
                 self.audit.append_in(
-                    connection,
+                    tx,
                     "acknowledged",
                     partner=row.partner,
                     form=original.form,
@@ -229,7 +230,7 @@ class Handoff:
                     reason=f"receipt {row.reference}",
                 )
             else:
-                self.ledger.event_in(connection, original.id, "receipt", f"again: {row.reference}")
+                self.ledger.event_in(tx, original.id, "receipt", f"again: {row.reference}")
         log.info("%s %s acknowledged by %s", original.form, original.reference, row.partner)
 
     def _take_reply(self, row: MessageRow) -> None:
@@ -238,9 +239,9 @@ class Handoff:
         asked = self.ledger.find("outbound", row.partner, row.in_reply_to or "")
         if asked is None:
             return
-        with self.audit.begin() as connection:
+        with self.ledger.transaction() as tx:
             answered = self.ledger.set_state_in(
-                connection,
+                tx,
                 asked.id,
                 OutboundState.ANSWERED,
                 f"reply {row.form} {row.reference}",
@@ -255,10 +256,10 @@ class Handoff:
                 return
             for kind in ("reply", "receipt"):
                 self.ledger.close_deadline_in(
-                    connection, asked.id, kind, DeadlineState.MET, f"reply {row.reference}"
+                    tx, asked.id, kind, DeadlineState.MET, f"reply {row.reference}"
                 )
             self.audit.append_in(
-                connection,
+                tx,
                 "answered",
                 partner=row.partner,
                 form=asked.form,
@@ -300,20 +301,18 @@ class Handoff:
         key = f"receipt.{row.id}"
         queued = self.outbound.exists(key)
         receipt = None
-        with self.audit.begin() as connection:
+        with self.ledger.transaction() as tx:
             if not queued:
-                receipt = self._receipt_row_in(connection, row) or self._new_receipt_in(
-                    connection, row, key
-                )
+                receipt = self._receipt_row_in(tx, row) or self._new_receipt_in(tx, row, key)
             if desk is not None and self.ledger.set_state_in(
-                connection,
+                tx,
                 row.id,
                 InboundState.DELIVERED,
                 f"desk {desk}",
                 expected=(InboundState.RECEIVED,),
             ):
                 self.audit.append_in(
-                    connection,
+                    tx,
                     "delivered",
                     partner=row.partner,
                     form=row.form,
@@ -323,13 +322,8 @@ class Handoff:
         return receipt
 
     def _reply_due(self, ledger_id: int) -> datetime | None:
-        with self.ledger.engine.connect() as connection:
-            due = connection.execute(
-                select(deadlines.c.due).where(
-                    deadlines.c.message_id == ledger_id, deadlines.c.kind == "reply"
-                )
-            ).scalar()
-        return as_utc(due) if due is not None else None
+        with self.ledger.reading() as tx:
+            return lookups.deadline_due(tx, ledger_id, "reply")
 
     def queue_receipt(self, row: MessageRow) -> str:
         """Seal the receipt for ``row`` and put it in the outbound queue, once. Its ledger row is
@@ -343,14 +337,12 @@ class Handoff:
             return key
         return self._queue_receipt(row, receipt)
 
-    def _new_receipt_in(self, connection: Connection, row: MessageRow, key: str) -> MessageRow:
+    def _new_receipt_in(self, tx: Transaction, row: MessageRow, key: str) -> MessageRow:
         """Number and record the receipt for ``row`` (state queued) in the caller's transaction."""
         now = self.clock.now()
-        reference = self.ledger.next_reference_in(
-            connection, self.config.identity.country, now.year
-        )
+        reference = self.ledger.next_reference_in(tx, self.config.identity.country, now.year)
         receipt_id = self.ledger.record_in(
-            connection,
+            tx,
             NewMessage(
                 direction="outbound",
                 partner=row.partner,
@@ -367,7 +359,7 @@ class Handoff:
             ),
             f"receipt for {row.reference}",
         )
-        return self.ledger.get_in(connection, receipt_id)
+        return self.ledger.get_in(tx, receipt_id)
 
     def _queue_receipt(self, row: MessageRow, existing: MessageRow) -> str:
         """Seal the receipt whose ledger row is ``existing`` and put it in the outbound queue."""
@@ -429,13 +421,6 @@ class Handoff:
                 continue
             return
 
-    def _receipt_row_in(self, connection: Connection, row: MessageRow) -> MessageRow | None:
-        found = connection.execute(
-            select(messages.c.id).where(
-                messages.c.direction == "outbound",
-                messages.c.form == RECEIPT_FORM,
-                messages.c.partner == row.partner,
-                messages.c.in_reply_to == row.reference,
-            )
-        ).scalar()
-        return self.ledger.get_in(connection, int(found)) if found is not None else None
+    def _receipt_row_in(self, tx: Transaction, row: MessageRow) -> MessageRow | None:
+        found = lookups.answer_id(tx, "outbound", row.partner, RECEIPT_FORM, row.reference)
+        return self.ledger.get_in(tx, found) if found is not None else None

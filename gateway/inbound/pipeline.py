@@ -8,8 +8,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, exc
-
 from gateway.core.clock import Clock
 from gateway.core.config import Config, Partner
 from gateway.core.errors import (
@@ -30,6 +28,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage
 from gateway.store.spool import Spool
 from gateway.store.states import InboundState
+from gateway.store.unit import LedgerConflict, LedgerError, Transaction
 from gateway.tracking.deadlines import reply_deadline
 
 log = logging.getLogger("gateway.inbound")
@@ -192,9 +191,9 @@ class Pipeline:
         try:
             # The ledger's writer lock is taken up front: concurrent sessions queue for it
             # rather than meet in SQLite's busy handler, which sleeps.
-            with self.audit.begin() as connection:
+            with self.ledger.transaction() as tx:
                 ledger_id = self.ledger.record_in(
-                    connection,
+                    tx,
                     NewMessage(
                         direction="inbound",
                         partner=partner.code,
@@ -214,15 +213,15 @@ class Pipeline:
                     ),
                     f"spooled {key}",
                 )
-                self._open_reply_deadline(connection, ledger_id, checked, now)
-                self.audit.append_in(connection, "received", **checked.audit_fields())
-        except exc.IntegrityError:
+                self._open_reply_deadline(tx, ledger_id, checked, now)
+                self.audit.append_in(tx, "received", **checked.audit_fields())
+        except LedgerConflict:
             self.spool.discard(key)
             raced = self._dedupe(checked)  # another session recorded it a moment ago
             if raced is None:
                 raise StoreUnavailable() from None
             return raced
-        except exc.SQLAlchemyError as error:
+        except LedgerError as error:
             self.spool.discard(key)
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable() from None
@@ -242,13 +241,13 @@ class Pipeline:
             raise ConflictingReference(
                 f"{checked.header.reference} was already received with other content"
             )
-        with self.ledger.engine.begin() as connection:
-            self.ledger.event_in(connection, existing.id, "duplicate", "same content again")
+        with self.ledger.transaction() as tx:
+            self.ledger.event_in(tx, existing.id, "duplicate", "same content again")
         self.audit.append("duplicate", **checked.audit_fields())
         return Accepted(existing.id, existing.reference, duplicate=True)
 
     def _open_reply_deadline(
-        self, connection: Connection, ledger_id: int, checked: _Checked, received_at: datetime
+        self, tx: Transaction, ledger_id: int, checked: _Checked, received_at: datetime
     ) -> None:
         """The reply our desk owes, as a fixed UTC instant from the form's policy."""
         planned = reply_deadline(
@@ -261,7 +260,7 @@ class Pipeline:
         if planned is None:
             return
         self.ledger.open_deadline_in(
-            connection,
+            tx,
             ledger_id,
             kind="reply",
             owed_by="desk",

@@ -17,15 +17,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
-
 from gateway.core.config import Config, Desk
 from gateway.core.errors import GatewayError
 from gateway.crypto.pgpmime import Attachment
 from gateway.outbound.submit import Submitter
+from gateway.store import lookups
 from gateway.store.durable import fsync_dir
-from gateway.store.ledger import events, messages
-from gateway.store.states import OutboundState
 
 log = logging.getLogger("gateway.outbox")
 SENDING, SENT, REFUSED = ".sending", "sent", "refused"
@@ -96,17 +93,8 @@ class Outbox:
         return Outcome(desk.name, path.name, submitted.reference, None)
 
     def _already_queued(self, origin: str) -> str | None:
-        with self.submitter.ledger.engine.connect() as connection:
-            found = connection.execute(
-                select(messages.c.reference)
-                .select_from(messages.join(events, events.c.message_id == messages.c.id))
-                .where(
-                    messages.c.direction == "outbound",
-                    events.c.kind == OutboundState.QUEUED,  # the event of its first state
-                    events.c.detail.endswith(origin),
-                )
-            ).first()
-        return str(found.reference) if found is not None else None
+        with self.submitter.ledger.reading() as tx:
+            return lookups.queued_from(tx, origin)
 
     def _refuse(self, folder: Path, path: Path, reason: str) -> None:
         target = folder / REFUSED / path.name

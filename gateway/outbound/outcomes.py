@@ -19,9 +19,6 @@ import logging
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, select
-from sqlalchemy.exc import SQLAlchemyError
-
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
@@ -30,10 +27,12 @@ from gateway.desks.notices import MAIL_KIND, Notice
 from gateway.outbound.backoff import attempts_of, backoff_delay, gives_up, instant, iso
 from gateway.outbound.jobs import Job
 from gateway.outbound.smtpclient import FINAL, SUMMARY_LIMIT, Attempt
+from gateway.store import lookups
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, MessageHead, messages
+from gateway.store.ledger import Ledger, MessageHead
 from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import DeadlineState, InboundState, OutboundState
+from gateway.store.unit import LedgerError, Transaction
 
 log = logging.getLogger("gateway.delivery")
 _NONE = timedelta(0)
@@ -71,7 +70,7 @@ class Recorder:
             try:
                 self._sent(sent, now)
                 together = True
-            except (GatewayError, OSError, SQLAlchemyError) as error:
+            except (GatewayError, OSError, LedgerError) as error:
                 log.warning("settling %d sent messages together failed: %s", len(sent), error)
         deferred: list[tuple[int, str, str]] = []
         for job, attempt in decided:
@@ -91,7 +90,7 @@ class Recorder:
                 return self._retry(job, attempt, now)
             else:
                 self._closed(job, attempt, now)
-        except (GatewayError, OSError, SQLAlchemyError) as error:
+        except (GatewayError, OSError, LedgerError) as error:
             log.error("cannot settle %s (%s): %s", job.item.key, attempt.summary, error)
             self._keep(job, attempt, now)
         return []
@@ -103,9 +102,9 @@ class Recorder:
         if not events:
             return
         try:
-            with self.ledger.engine.begin() as connection:
-                self.ledger.events_in(connection, events)
-        except SQLAlchemyError as error:
+            with self.ledger.transaction() as tx:
+                self.ledger.events_in(tx, events)
+        except LedgerError as error:
             log.warning("no deferred events for %d retries: %s", len(events), error)
 
     def _decide(self, job: Job, attempt: Attempt, now: datetime) -> Attempt:
@@ -125,8 +124,8 @@ class Recorder:
         done/ with one directory sync. Notices by mail have nothing in the ledger."""
         recorded = [(job, attempt) for job, attempt in sent if job.kind != MAIL_KIND]
         if recorded:
-            with self.audit.begin() as connection:
-                self._sent_in(connection, recorded, now)
+            with self.ledger.transaction() as tx:
+                self._sent_in(tx, recorded, now)
         try:
             stuck = self.spool.finish_many([job.item for job, _ in sent])
         except (GatewayError, OSError) as error:  # recorded as sent: a restart finishes them
@@ -140,19 +139,17 @@ class Recorder:
                 if job.item.key not in left:
                     log.info("sent %s to %s: %s", job.item.key, job.peer, attempt.summary)
 
-    def _sent_in(
-        self, connection: Connection, sent: list[tuple[Job, Attempt]], now: datetime
-    ) -> None:
+    def _sent_in(self, tx: Transaction, sent: list[tuple[Job, Attempt]], now: datetime) -> None:
         """The ledger and audit side of ``_sent`` in the caller's transaction (audit last)."""
         moved = self.ledger.move_many_in(
-            connection,
+            tx,
             [(job.row.id, attempt.summary) for job, attempt in sent if job.row is not None],
             OutboundState.SENT,
             expected=(OutboundState.QUEUED,),
         )
         forms = [job for job, _ in sent if job.row is not None and job.row.id in moved]
         self.ledger.open_deadlines_in(
-            connection,
+            tx,
             [
                 (job.row.id, now + (job.partner.receipt_window if job.partner else _NONE))
                 for job in forms
@@ -163,9 +160,9 @@ class Recorder:
         )
         for job in forms:
             if job.row is not None and job.kind == "form" and job.row.in_reply_to:
-                self._answered_in(connection, job.row)
+                self._answered_in(tx, job.row)
         self.ledger.events_in(
-            connection,
+            tx,
             [
                 (job.original.id, "resent", f"{job.item.key}: {attempt.summary}")
                 for job, attempt in sent
@@ -173,7 +170,7 @@ class Recorder:
             ],
         )
         self.audit.append_many_in(
-            connection,
+            tx,
             [
                 ("sent", {"reason": f"{job.kind} {job.item.key}", **job.audit_fields()})
                 for job, _ in sent
@@ -181,27 +178,21 @@ class Recorder:
             ],
         )
 
-    def _answered_in(self, connection: Connection, row: MessageHead) -> None:
+    def _answered_in(self, tx: Transaction, row: MessageHead) -> None:
         """Our reply went out: the partner's message it answers is answered, its deadline met."""
-        found = connection.execute(
-            select(messages.c.id).where(
-                messages.c.direction == "inbound",
-                messages.c.partner == row.partner,
-                messages.c.reference == row.in_reply_to,
-            )
-        ).scalar()
+        found = lookups.message_id(tx, "inbound", row.partner, row.in_reply_to or "")
         if found is None:
             log.warning("%s answers %s, which is not in the ledger", row.reference, row.in_reply_to)
             return
         reason = f"answered by {row.reference}"
         self.ledger.set_state_in(
-            connection,
+            tx,
             int(found),
             InboundState.ANSWERED,
             reason,
             expected=(InboundState.RECEIVED, InboundState.DELIVERED),
         )
-        self.ledger.close_deadline_in(connection, int(found), "reply", DeadlineState.MET, reason)
+        self.ledger.close_deadline_in(tx, int(found), "reply", DeadlineState.MET, reason)
 
     def _retry(self, job: Job, attempt: Attempt, now: datetime) -> list[tuple[int, str, str]]:
         """Put the item back with its next attempt's time; the "deferred" event it owes."""
@@ -239,19 +230,17 @@ class Recorder:
             log.error("notice %s for %s %s: %s", job.item.key, job.peer, state, attempt.error)
             return
         self._notify(job, state, attempt, now)  # first: posting twice leaves one notice
-        with self.audit.begin() as connection:
+        with self.ledger.transaction() as tx:
             moved = True
             if job.row is not None:
                 moved = self.ledger.set_state_in(
-                    connection, job.row.id, state, attempt.summary, expected=(OutboundState.QUEUED,)
+                    tx, job.row.id, state, attempt.summary, expected=(OutboundState.QUEUED,)
                 )
             elif job.original is not None:
                 detail = f"{job.item.key}: {attempt.summary}"
-                self.ledger.event_in(connection, job.original.id, f"resend-{state}", detail)
+                self.ledger.event_in(tx, job.original.id, f"resend-{state}", detail)
             if moved:
-                self.audit.append_in(
-                    connection, state, reason=attempt.summary, **job.audit_fields()
-                )
+                self.audit.append_in(tx, state, reason=attempt.summary, **job.audit_fields())
         self.spool.set_aside(job.item)
         if attempt.verdict == "refused":
             log.error("refused to send %s (a fault upstream): %s", job.item.key, attempt.summary)

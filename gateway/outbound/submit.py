@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from sqlalchemy import Connection, exc, select
-
 from gateway.core.clock import Clock
 from gateway.core.config import Config, Partner
 from gateway.core.errors import InvalidForm, KeyUnusable, StoreUnavailable, SubmissionRefused
@@ -22,10 +20,12 @@ from gateway.crypto.pgpmime import Attachment
 from gateway.desks.maildir import choose_desk
 from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
+from gateway.store import lookups
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, NewMessage, messages
+from gateway.store.ledger import Ledger, NewMessage
 from gateway.store.spool import Spool
 from gateway.store.states import OutboundState
+from gateway.store.unit import LedgerError, Transaction
 from gateway.tracking.deadlines import reply_deadline
 
 log = logging.getLogger("gateway.outbound")
@@ -104,7 +104,7 @@ class Submitter:
         checked = dataclasses.replace(checked, origin=origin)
         try:
             return self._queue(checked, now)
-        except exc.SQLAlchemyError as error:
+        except LedgerError as error:
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable("the ledger cannot take the form now; try again") from None
 
@@ -201,8 +201,8 @@ class Submitter:
     def _queue(self, checked: _Checked, now: datetime) -> Submitted:
         spooled: str | None = None
         try:
-            with self.audit.begin() as connection:
-                spooled = self._queue_in(connection, checked, now)
+            with self.ledger.transaction() as tx:
+                spooled = self._queue_in(tx, checked, now)
         except BaseException:
             # The commit failed or never came: take the item back, nothing is queued.
             if spooled is not None:
@@ -214,11 +214,11 @@ class Submitter:
         log.info("queued %s %s for %s", row.form, row.reference, row.partner)
         return Submitted(row.id, row.reference, row.partner, row.form, spooled, row.message_id)
 
-    def _queue_in(self, connection: Connection, checked: _Checked, now: datetime) -> str:
-        """Number, seal, record and spool the form inside ``connection``'s transaction; returns
+    def _queue_in(self, tx: Transaction, checked: _Checked, now: datetime) -> str:
+        """Number, seal, record and spool the form inside ``tx``'s transaction; returns
         the spool key."""
         partner, form, header = checked.partner, checked.form, checked.header
-        reference = self._next_reference(connection, now) if checked.numbered else header.reference
+        reference = self._next_reference(tx, now) if checked.numbered else header.reference
         document = self.validator.complete_header(
             checked.original, created=checked.created, reference=reference
         )
@@ -241,7 +241,7 @@ class Submitter:
         content_sha256 = hashlib.sha256(entity).hexdigest()
         key = f"form.{reference}"
         ledger_id = self.ledger.record_in(
-            connection,
+            tx,
             NewMessage(
                 direction="outbound",
                 partner=partner.code,
@@ -259,9 +259,9 @@ class Submitter:
             ),
             " ".join(filter(None, (f"queued for {partner.code}", checked.origin))),
         )
-        self._open_reply_deadline(connection, ledger_id, form, validation, now)
+        self._open_reply_deadline(tx, ledger_id, form, validation, now)
         self.audit.append_in(
-            connection,
+            tx,
             "queued",
             partner=partner.code,
             form=form.code,
@@ -270,7 +270,7 @@ class Submitter:
         )
         # Spooled last inside the transaction: if the commit fails the item is taken back;
         # if the process dies before the commit, delivery finds no row and sets it aside.
-        self._take_spool_key(connection, key, ledger_id)
+        self._take_spool_key(tx, key, ledger_id)
         self.outbound.put(
             key,
             sealed,
@@ -287,40 +287,29 @@ class Submitter:
         )
         return key
 
-    def _take_spool_key(self, connection: Connection, key: str, ledger_id: int) -> None:
+    def _take_spool_key(self, tx: Transaction, key: str, ledger_id: int) -> None:
         """Make room for ``key`` in the outbound spool. Called under the audit chain's lock, so
         every other submission has committed or not yet spooled: a row of another message with
         this key is a hand-written Reference queued meanwhile; an item that no row names was
         left by a submission that never committed (nobody was told it is queued): discarded,
         it neither blocks this form nor goes out as this form's message."""
-        other = connection.execute(
-            select(messages.c.reference).where(
-                messages.c.spool_key == key, messages.c.id != ledger_id
-            )
-        ).first()
+        other = lookups.spool_key_holder(tx, key, besides=ledger_id)
         if other is not None:
-            raise SubmissionRefused(f"Reference {other.reference} was already used")
+            raise SubmissionRefused(f"Reference {other} was already used")
         if self.outbound.discard(key):
             log.warning("discarded %s, left by a submission that did not commit", key)
 
-    def _next_reference(self, connection: Connection, now: datetime) -> str:
+    def _next_reference(self, tx: Transaction, now: datetime) -> str:
         """The next number of our country's sequence that no form of ours carries yet (a
         handler may have written one of ours by hand)."""
         while True:
-            reference = self.ledger.next_reference_in(
-                connection, self.config.identity.country, now.year
-            )
-            taken = connection.execute(
-                select(messages.c.id).where(
-                    messages.c.direction == "outbound", messages.c.reference == reference
-                )
-            ).first()
-            if taken is None:
+            reference = self.ledger.next_reference_in(tx, self.config.identity.country, now.year)
+            if not lookups.reference_taken(tx, "outbound", reference):
                 return reference
 
     def _open_reply_deadline(
         self,
-        connection: Connection,
+        tx: Transaction,
         ledger_id: int,
         form: FormSpec,
         validation: Validation,
@@ -338,7 +327,7 @@ class Submitter:
         if planned is None:
             return
         self.ledger.open_deadline_in(
-            connection,
+            tx,
             ledger_id,
             kind="reply",
             owed_by="partner",

@@ -8,8 +8,6 @@ import stat
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from gateway.core.config import Config
 from gateway.core.errors import BadPassphrase, CannotStart, ConfigError, KeyUnusable
 from gateway.crypto.setup import open_gnupg
@@ -18,6 +16,7 @@ from gateway.store.durable import private_folder
 from gateway.store.ledger import make_engine
 from gateway.store.schema import require_current
 from gateway.store.spoollock import LOCK_NAME, SpoolLock
+from gateway.store.unit import LedgerError
 
 # The spool's own folders that must be writable (made by the spools when missing).
 SPOOL_FOLDERS = ("inbound", "outbound", "outbox")
@@ -168,7 +167,7 @@ def ledger(config: Config, source: str) -> None:
         raise ConfigError(
             source, "database.url", f"cannot use {exc.filename or 'the ledger'}: {_words(exc)}"
         ) from None
-    except SQLAlchemyError as exc:
+    except LedgerError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         if sqlite:
             where = url.split(":///", 1)[-1]

@@ -182,18 +182,18 @@ class Queues:
         for name in _RETRY_STATE if item.direction == "outbound" else ("attempts", "last_error"):
             meta.pop(name, None)
         meta["releases"] = item.releases + 1
-        with self.audit.begin() as connection:
+        with self.ledger.transaction() as tx:
             if requeue and item.row is not None and item.state != OutboundState.QUEUED:
                 self.ledger.set_state_in(
-                    connection,
+                    tx,
                     item.row.id,
                     OutboundState.QUEUED,
                     self._detail("released", reason),
                     expected=(OutboundState.REJECTED, OutboundState.FAILED),
                 )
             elif item.row is not None:
-                self.ledger.event_in(connection, item.row.id, "released", self._detail("", reason))
-            self._audit_in(connection, item, "release", reason)
+                self.ledger.event_in(tx, item.row.id, "released", self._detail("", reason))
+            self._audit_in(tx, item, "release", reason)
             try:
                 spool.unquarantine(key, meta)
             except KeyError:
@@ -216,19 +216,19 @@ class Queues:
         now = self.clock.now()
         if item.kind != MAIL_KIND:
             self._tell_dropped(item, reason, now)
-        with self.audit.begin() as connection:
+        with self.ledger.transaction() as tx:
             detail = self._detail("dropped", reason)
             if item.row is not None:
                 moved = item.direction == "outbound" and self.ledger.set_state_in(
-                    connection,
+                    tx,
                     item.row.id,
                     OutboundState.FAILED,
                     detail,
                     expected=(OutboundState.QUEUED,),
                 )
                 if not moved:
-                    self.ledger.event_in(connection, item.row.id, "dropped", detail)
-            self._audit_in(connection, item, "drop", reason)
+                    self.ledger.event_in(tx, item.row.id, "dropped", detail)
+            self._audit_in(tx, item, "drop", reason)
         spool.delete_quarantined(key)
         log.info("dropped %s %s by %s", item.direction, key, self.actor)
         return item
@@ -278,16 +278,16 @@ class Queues:
         return f"{what} by {self.actor}{said}".strip()
 
     def _record(self, item: QueueItem, action: str, reason: str, *, event: str) -> None:
-        with self.audit.begin() as connection:
+        with self.ledger.transaction() as tx:
             if item.row is not None:
-                self.ledger.event_in(connection, item.row.id, event, self._detail("", reason))
-            self._audit_in(connection, item, action, reason)
+                self.ledger.event_in(tx, item.row.id, event, self._detail("", reason))
+            self._audit_in(tx, item, action, reason)
         log.info("%s %s %s by %s", action, item.direction, item.key, self.actor)
 
-    def _audit_in(self, connection: Any, item: QueueItem, action: str, reason: str) -> None:
+    def _audit_in(self, tx: Any, item: QueueItem, action: str, reason: str) -> None:
         """queue.<action> with the item's codes, and who and why in the reason; no content."""
         self.audit.append_in(
-            connection,
+            tx,
             f"queue.{action}",
             partner=item.partner if _CODE.fullmatch(item.partner) else "",
             form=item.form if _CODE.fullmatch(item.form) else "",

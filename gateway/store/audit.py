@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +15,7 @@ from sqlalchemy import Connection, Engine, String, exc, insert, select, text, ty
 
 from gateway.core.clock import Clock
 from gateway.store.ledger import audit
+from gateway.store.unit import Transaction, in_sqlite_transaction, writing
 
 GENESIS = "0" * 64
 """The prev_hash of the first entry."""
@@ -163,10 +163,6 @@ class AuditLog:
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
         self.clock = clock
-        # On SQLite the writers of this process that use ``begin`` take turns here: a writer
-        # that meets another inside SQLite is put to sleep by its busy handler (1, 2, 5, 10 ms
-        # and more), one waiting on this lock goes on the moment the other commits.
-        self._writers = threading.RLock()
 
     # Writing
 
@@ -186,8 +182,8 @@ class AuditLog:
         )
         for attempt in range(1, APPEND_ATTEMPTS + 1):
             try:
-                with self.begin() as connection:
-                    return self._append_locked(connection, fields)
+                with self.begin() as tx:
+                    return self._append_locked(tx.connection, fields)
             except exc.IntegrityError:
                 if attempt == APPEND_ATTEMPTS:
                     raise
@@ -195,7 +191,7 @@ class AuditLog:
 
     def append_in(
         self,
-        connection: Connection,
+        tx: Transaction,
         kind: str,
         *,
         partner: str = "",
@@ -215,10 +211,10 @@ class AuditLog:
         fields = clean_fields(
             kind, partner=partner, form=form, reference=reference, digest=digest, reason=reason
         )
-        return self._append_locked(connection, fields)
+        return self._append_locked(tx.connection, fields)
 
     def append_many_in(
-        self, connection: Connection, entries: Sequence[tuple[str, Mapping[str, str]]]
+        self, tx: Transaction, entries: Sequence[tuple[str, Mapping[str, str]]]
     ) -> list[AuditEntry]:
         """``append_in`` for several entries, in order, inside the caller's transaction: one
         lock, one read of the head, one INSERT. ``entries`` are (kind, fields) with the keyword
@@ -236,30 +232,12 @@ class AuditLog:
             )
             for kind, fields in entries
         ]
-        return self._append_all_locked(connection, cleaned)
+        return self._append_all_locked(tx.connection, cleaned)
 
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A write transaction for ``append_in`` and the caller's other writes.
-
-        On SQLite it starts with BEGIN IMMEDIATE, so that no other writer can come between the
-        reads and the writes inside it (the default deferred transaction would fail instead).
-        """
-        if self.engine.dialect.name != "sqlite":
-            with self.engine.begin() as connection:
-                yield connection
-            return
-        with self._writers, self.engine.connect() as connection:
-            # The driver then leaves transaction control to us: BEGIN IMMEDIATE is ours to say.
-            connection.execution_options(isolation_level="AUTOCOMMIT")
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                if _sqlite_in_transaction(connection):
-                    connection.exec_driver_sql("ROLLBACK")
-                raise
-            connection.exec_driver_sql("COMMIT")
+    def begin(self) -> AbstractContextManager[Transaction]:
+        """A write transaction for ``append_in`` and the caller's other writes (see
+        gateway.store.unit.writing: on SQLite it takes the write lock up front)."""
+        return writing(self.engine)
 
     def _append_locked(
         self, connection: Connection, fields: tuple[str, str, str, str, str, str]
@@ -318,7 +296,7 @@ class AuditLog:
         dialect = connection.dialect.name
         if dialect == "postgresql":
             connection.execute(_ADVISORY_LOCK)
-        elif dialect == "sqlite" and not _sqlite_in_transaction(connection):
+        elif dialect == "sqlite" and not in_sqlite_transaction(connection):
             # Nothing written yet (the driver defers BEGIN): take the write lock before reading.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -633,8 +611,3 @@ def _instant_text(value: Any) -> str | None:
 def _utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes: they were stored in UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _sqlite_in_transaction(connection: Connection) -> bool:
-    raw = connection.connection.dbapi_connection
-    return bool(getattr(raw, "in_transaction", False))

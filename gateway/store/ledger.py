@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     CheckConstraint,
     Column,
-    Connection,
     DateTime,
     Engine,
     ForeignKey,
@@ -48,6 +48,7 @@ from gateway.store.states import (
     check_transition,
     machine_of,
 )
+from gateway.store.unit import Transaction, reading, writing
 
 metadata = MetaData()
 
@@ -309,47 +310,57 @@ class NewMessage:
 
 
 class Ledger:
-    """Reads and writes of the ledger. Methods named ``*_in`` join the caller's transaction."""
+    """Reads and writes of the ledger, as named operations. Methods named ``*_in`` join the
+    caller's Transaction (``transaction()`` or ``reading()``); the others make their own."""
 
     def __init__(self, engine: Engine, clock: Clock) -> None:
         self.engine = engine
         self.clock = clock
 
+    def transaction(self) -> AbstractContextManager[Transaction]:
+        """The unit of work: what the ``*_in`` operations and ``AuditLog.append_in`` write with
+        the Transaction it yields commits together when the block ends, or not at all."""
+        return writing(self.engine)
+
+    def reading(self) -> AbstractContextManager[Transaction]:
+        """A Transaction for reads only (committed data; nothing it does is written)."""
+        return reading(self.engine)
+
     def find(self, direction: str, partner: str, reference: str) -> MessageRow | None:
-        with self.engine.connect() as connection:
-            row = connection.execute(
+        with self.reading() as tx:
+            row = tx.connection.execute(
                 _FIND, {"direction": direction, "partner": partner, "reference": reference}
             ).first()
         return _message(row) if row else None
 
     def get(self, message_id: int) -> MessageRow:
-        with self.engine.connect() as connection:
-            return self.get_in(connection, message_id)
+        with self.reading() as tx:
+            return self.get_in(tx, message_id)
 
-    def get_in(self, connection: Connection, message_id: int) -> MessageRow:
+    def get_in(self, tx: Transaction, message_id: int) -> MessageRow:
         """get inside the caller's transaction (it sees the caller's own writes)."""
-        row = connection.execute(_GET, {"id": message_id}).first()
+        row = tx.connection.execute(_GET, {"id": message_id}).first()
         if row is None:
             raise KeyError(f"no message {message_id}")
         return _message(row)
 
     def by_reference(self, reference: str) -> list[MessageRow]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
+        with self.reading() as tx:
+            rows = tx.connection.execute(
                 select(messages).where(messages.c.reference == reference).order_by(messages.c.id)
             ).all()
         return [_message(row) for row in rows]
 
     def in_state(self, direction: str, state: str) -> list[MessageRow]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
+        with self.reading() as tx:
+            rows = tx.connection.execute(
                 select(messages)
                 .where(messages.c.direction == direction, messages.c.state == state)
                 .order_by(messages.c.id)
             ).all()
         return [_message(row) for row in rows]
 
-    def record_in(self, connection: Connection, new: NewMessage, event_detail: str = "") -> int:
+    def record_in(self, tx: Transaction, new: NewMessage, event_detail: str = "") -> int:
         """Insert a message and its first event. A second message with the same (direction,
         partner, reference) raises IntegrityError: the caller decides duplicate or conflict.
         A state that is not one of its direction's raises IllegalTransition."""
@@ -358,18 +369,16 @@ class Ledger:
         now = self.clock.now()
         # vars(), not asdict(): the fields are plain values, and asdict deep-copies each one.
         values = {**vars(new), "created_at": now, "updated_at": now}
-        key = connection.execute(_INSERT_MESSAGE, values).inserted_primary_key
+        key = tx.connection.execute(_INSERT_MESSAGE, values).inserted_primary_key
         if key is None:
             raise RuntimeError("the database returned no id for the new message")
         message_id = int(key[0])
-        self.event_in(connection, message_id, new.state, event_detail)
+        self.event_in(tx, message_id, new.state, event_detail)
         return message_id
 
-    def event_in(
-        self, connection: Connection, message_id: int, kind: str, detail: str = ""
-    ) -> None:
+    def event_in(self, tx: Transaction, message_id: int, kind: str, detail: str = "") -> None:
         at = self.clock.now()
-        connection.execute(
+        tx.connection.execute(
             _INSERT_EVENT,
             {"message_id": message_id, "at": at, "kind": kind, "detail": detail[:500]},
         )
@@ -384,9 +393,9 @@ class Ledger:
     ) -> bool:
         """Move a message to ``state`` and record the event; with ``expected``, only from there
         (so that two workers cannot both make the same move). Returns whether it moved."""
-        with self.engine.begin() as connection:
+        with self.transaction() as tx:
             return self.set_state_in(
-                connection,
+                tx,
                 message_id,
                 state,
                 detail,
@@ -395,8 +404,8 @@ class Ledger:
 
     def by_spool_key(self, spool_key: str) -> MessageRow | None:
         """The message whose spooled item has this key (an inbound original, an outbound form)."""
-        with self.engine.connect() as connection:
-            row = connection.execute(_BY_SPOOL_KEY, {"spool_key": spool_key}).first()
+        with self.reading() as tx:
+            row = tx.connection.execute(_BY_SPOOL_KEY, {"spool_key": spool_key}).first()
         return _message(row) if row else None
 
     def heads_by_spool_keys(self, spool_keys: Collection[str]) -> dict[str, MessageHead]:
@@ -405,8 +414,8 @@ class Ledger:
         wanted = sorted(set(spool_keys))
         if not wanted:
             return {}
-        with self.engine.connect() as connection:
-            rows = connection.execute(
+        with self.reading() as tx:
+            rows = tx.connection.execute(
                 select(messages.c.spool_key, *_HEAD_COLUMNS)
                 .where(messages.c.spool_key.in_(wanted))
                 .order_by(messages.c.id)
@@ -418,7 +427,7 @@ class Ledger:
 
     def move_many_in(
         self,
-        connection: Connection,
+        tx: Transaction,
         moves: Sequence[tuple[int, str]],
         state: MessageState,
         *,
@@ -430,15 +439,15 @@ class Ledger:
         _check_moves(expected, state)
         if not moves:
             return set()
-        if not connection.dialect.update_returning:  # an SQLite older than 3.35
+        if not tx.connection.dialect.update_returning:  # an SQLite older than 3.35
             return {
                 message_id
                 for message_id, detail in moves
-                if self.set_state_in(connection, message_id, state, detail, expected=expected)
+                if self.set_state_in(tx, message_id, state, detail, expected=expected)
             }
         moved = {
             int(found)
-            for found in connection.execute(
+            for found in tx.connection.execute(
                 update(messages)
                 .where(
                     messages.c.id.in_([message_id for message_id, _ in moves]),
@@ -449,17 +458,17 @@ class Ledger:
             ).scalars()
         }
         self.events_in(
-            connection,
+            tx,
             [(message_id, state, detail) for message_id, detail in moves if message_id in moved],
         )
         return moved
 
-    def events_in(self, connection: Connection, entries: Sequence[tuple[int, str, str]]) -> None:
+    def events_in(self, tx: Transaction, entries: Sequence[tuple[int, str, str]]) -> None:
         """event_in for many events in one statement: (message id, kind, detail) each."""
         if not entries:
             return
         at = self.clock.now()
-        connection.execute(
+        tx.connection.execute(
             insert(events),
             [
                 {"message_id": message_id, "at": at, "kind": kind, "detail": detail[:500]}
@@ -469,7 +478,7 @@ class Ledger:
 
     def open_deadlines_in(
         self,
-        connection: Connection,
+        tx: Transaction,
         opens: Sequence[tuple[int, datetime]],
         *,
         kind: str,
@@ -480,7 +489,7 @@ class Ledger:
         if not opens:
             return
         existing = set(
-            connection.execute(
+            tx.connection.execute(
                 select(deadlines.c.message_id).where(
                     deadlines.c.message_id.in_([message_id for message_id, _ in opens]),
                     deadlines.c.kind == kind,
@@ -504,11 +513,11 @@ class Ledger:
                 )
             )
         if rows:
-            connection.execute(insert(deadlines), rows)
+            tx.connection.execute(insert(deadlines), rows)
 
     def set_state_in(
         self,
-        connection: Connection,
+        tx: Transaction,
         message_id: int,
         state: MessageState,
         detail: str = "",
@@ -519,7 +528,7 @@ class Ledger:
         Every move from them must be in the transition table (IllegalTransition otherwise, before
         anything is written). Without ``expected``, the move is from the state the row has now."""
         if expected is None:
-            current = connection.execute(
+            current = tx.connection.execute(
                 select(messages.c.state).where(messages.c.id == message_id)
             ).scalar()
             if current is None:
@@ -529,16 +538,16 @@ class Ledger:
         else:
             _check_moves(expected, state)
             condition = (messages.c.id == message_id) & messages.c.state.in_(expected)
-        moved = connection.execute(
+        moved = tx.connection.execute(
             update(messages).where(condition).values(state=state, updated_at=self.clock.now())
         ).rowcount
         if moved:
-            self.event_in(connection, message_id, state, detail)
+            self.event_in(tx, message_id, state, detail)
         return bool(moved)
 
     def open_deadline_in(
         self,
-        connection: Connection,
+        tx: Transaction,
         message_id: int,
         *,
         kind: str,
@@ -548,10 +557,12 @@ class Ledger:
     ) -> None:
         """Open the ``kind`` (receipt | reply) deadline of a message, once: a second call for the
         same message and kind leaves the first (the unique key holds it)."""
-        exists = connection.execute(_DEADLINE_OF, {"message_id": message_id, "kind": kind}).first()
+        exists = tx.connection.execute(
+            _DEADLINE_OF, {"message_id": message_id, "kind": kind}
+        ).first()
         if exists is not None:
             return
-        connection.execute(
+        tx.connection.execute(
             _INSERT_DEADLINE,
             _new_deadline(
                 message_id,
@@ -565,7 +576,7 @@ class Ledger:
 
     def close_deadline_in(
         self,
-        connection: Connection,
+        tx: Transaction,
         message_id: int,
         kind: str,
         state: DeadlineState,
@@ -573,7 +584,7 @@ class Ledger:
     ) -> bool:
         """Close an open deadline as ``met``, ``missed`` or ``closed``; False when none was open."""
         check_transition(DEADLINE, DeadlineState.OPEN, state)
-        closed = connection.execute(
+        closed = tx.connection.execute(
             update(deadlines)
             .where(
                 deadlines.c.message_id == message_id,
@@ -590,8 +601,8 @@ class Ledger:
         return bool(closed)
 
     def events_of(self, message_id: int) -> list[tuple[datetime, str, str]]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(
+        with self.reading() as tx:
+            rows = tx.connection.execute(
                 select(events.c.at, events.c.kind, events.c.detail)
                 .where(events.c.message_id == message_id)
                 .order_by(events.c.id)
@@ -602,8 +613,8 @@ class Ledger:
         """Record a partner's message refused before the 250, for the duty desk's notice: the
         error's codes and class, and the reply the partner got (at most REPLY_LIMIT characters).
         Returns the row's id."""
-        with self.engine.begin() as connection:
-            key = connection.execute(
+        with self.transaction() as tx:
+            key = tx.connection.execute(
                 insert(refusals).values(
                     at=self.clock.now(),
                     partner=partner,
@@ -618,17 +629,17 @@ class Ledger:
             raise RuntimeError("the database returned no id for the refusal")
         return int(key[0])
 
-    def next_reference_in(self, connection: Connection, country: str, year: int) -> str:
+    def next_reference_in(self, tx: Transaction, country: str, year: int) -> str:
         """The next Reference our country assigns, e.g. RO-2026-000124: gap-free, never reused."""
         name = f"{country}-{year}"
-        updated = connection.execute(
+        updated = tx.connection.execute(
             update(sequences)
             .where(sequences.c.name == name)
             .values(value=sequences.c.value + 1)
             .returning(sequences.c.value)
         ).scalar()
         if updated is None:
-            connection.execute(insert(sequences).values(name=name, value=1))
+            tx.connection.execute(insert(sequences).values(name=name, value=1))
             updated = 1
         return f"{name}-{int(updated):06d}"
 
@@ -670,7 +681,12 @@ def as_utc(value: datetime) -> datetime:
 
 
 def _message(row: Row[Any]) -> MessageRow:
-    data = dict(row._mapping)
+    return message_of(row._mapping)
+
+
+def message_of(columns: Mapping[Any, Any]) -> MessageRow:
+    """A MessageRow from a row's columns by name (datetimes in UTC)."""
+    data = dict(columns)
     for key in ("signed_at", "created_at", "updated_at"):
         if data[key] is not None:
             data[key] = as_utc(data[key])

@@ -14,12 +14,12 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import exc, insert, select, update
-
 from gateway.core.config import Config
 from gateway.desks.notices import MAIL_KIND, Notice, post
-from gateway.store.ledger import Ledger, quarantine_notices
+from gateway.store import quarantine_told
+from gateway.store.ledger import Ledger
 from gateway.store.spool import Spool, SpoolItem
+from gateway.store.unit import LedgerConflict
 from gateway.tracking.deadline_notices import utc_text
 from gateway.tracking.recipients import first_desk
 
@@ -46,16 +46,8 @@ def notify_quarantined(
                 continue
             _seen(ledger, direction, item.key, releases, now)
             post(config, desk, quarantine_notice(direction, item, releases, now), now)
-            with ledger.engine.begin() as connection:
-                connection.execute(
-                    update(quarantine_notices)
-                    .where(
-                        quarantine_notices.c.direction == direction,
-                        quarantine_notices.c.spool_key == item.key,
-                        quarantine_notices.c.releases == releases,
-                    )
-                    .values(notified=now)
-                )
+            with ledger.transaction() as tx:
+                quarantine_told.mark_told(tx, direction, item.key, releases, now)
             log.warning("%s %s quarantined: told the %s desk", direction, item.key, desk)
             told += 1
     return told
@@ -100,25 +92,14 @@ def _releases(item: SpoolItem) -> int:
 
 def _notified(ledger: Ledger, direction: str, keys: list[str]) -> set[tuple[str, int]]:
     """The (key, releases) of these items whose notice was posted."""
-    with ledger.engine.connect() as connection:
-        rows = connection.execute(
-            select(quarantine_notices.c.spool_key, quarantine_notices.c.releases).where(
-                quarantine_notices.c.direction == direction,
-                quarantine_notices.c.spool_key.in_(keys),
-                quarantine_notices.c.notified.is_not(None),
-            )
-        ).all()
-    return {(str(key), int(releases)) for key, releases in rows}
+    with ledger.reading() as tx:
+        return quarantine_told.told(tx, direction, keys)
 
 
 def _seen(ledger: Ledger, direction: str, key: str, releases: int, now: datetime) -> None:
     """Record the appearance before its notice (a second gateway may have done it already)."""
     try:
-        with ledger.engine.begin() as connection:
-            connection.execute(
-                insert(quarantine_notices).values(
-                    direction=direction, spool_key=key, releases=releases, seen_at=now
-                )
-            )
-    except exc.IntegrityError:
+        with ledger.transaction() as tx:
+            quarantine_told.seen(tx, direction, key, releases, now)
+    except LedgerConflict:
         pass  # recorded before: by a run that crashed before marking it, or another gateway

@@ -19,14 +19,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import delete, func, select, update
 
 from gateway.core.config import Config
 from gateway.desks.notices import Notice, post
+from gateway.store import refusals
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, as_utc, refusals
+from gateway.store.ledger import Ledger, as_utc
+from gateway.store.refusals import Refusal
 from gateway.tracking.deadline_notices import iso_text, utc_text
 from gateway.tracking.recipients import first_desk
 
@@ -35,22 +34,6 @@ log = logging.getLogger("gateway.refusals")
 HOUR = timedelta(hours=1)
 KEEP = timedelta(days=90)  # refusal rows older than this are purged
 LISTED = 20  # refusals listed one by one in a notice; the rest are counted
-
-
-@dataclass(frozen=True)
-class Refusal:
-    id: int
-    at: datetime
-    partner: str
-    raw_sha256: str
-    smtp_code: int
-    enhanced: str
-    kind: str
-    reply: str
-
-    @property
-    def reason(self) -> str:
-        return f"{self.smtp_code} {self.enhanced} {self.kind}"
 
 
 @dataclass(frozen=True)
@@ -76,8 +59,8 @@ def notify_refusals(config: Config, ledger: Ledger, audit: AuditLog, now: dateti
         _tell(config, ledger, audit, desk=desk, partner=partner, hour=hour, rows=rows, now=now)
         posted += 1
         told += len(rows)
-    with ledger.engine.begin() as connection:
-        purged = connection.execute(delete(refusals).where(refusals.c.at < now - KEEP)).rowcount
+    with ledger.transaction() as tx:
+        purged = refusals.purge(tx, now - KEEP)
     if posted or purged:
         log.info("refusals: %d notice(s) for %d refusal(s), %d purged", posted, told, purged)
     return RefusalRun(posted, told, purged)
@@ -99,14 +82,10 @@ def _tell(
     if _told_before(ledger, partner, hour):
         key += f".late.{rows[0].id}"
     post(config, desk, refusal_notice(key, partner, hour, rows), now)
-    with audit.begin() as connection:
-        connection.execute(
-            update(refusals)
-            .where(refusals.c.id.in_([row.id for row in rows]), refusals.c.notified.is_(None))
-            .values(notified=now)
-        )
+    with ledger.transaction() as tx:
+        refusals.mark_told(tx, [row.id for row in rows], now)
         audit.append_in(
-            connection,
+            tx,
             "refusals.notified",
             partner=partner,
             reason=f"{len(rows)} refusal(s) in the hour {hour:%Y-%m-%dT%H}Z told to {desk}",
@@ -154,43 +133,15 @@ def refusal_notice(key: str, partner: str, hour: datetime, rows: Sequence[Refusa
 
 def _pending_groups(ledger: Ledger, before: datetime) -> dict[tuple[str, datetime], list[Refusal]]:
     """The refusals not yet told from hours that ended by ``before``, by partner and hour."""
-    with ledger.engine.connect() as connection:
-        rows = connection.execute(
-            select(refusals)
-            .where(refusals.c.notified.is_(None), refusals.c.at < before)
-            .order_by(refusals.c.partner, refusals.c.at, refusals.c.id)
-        ).all()
+    with ledger.reading() as tx:
+        pending = refusals.pending(tx, before)
     groups: dict[tuple[str, datetime], list[Refusal]] = {}
-    for row in rows:
-        refusal = _refusal(row)
+    for refusal in pending:
         groups.setdefault((refusal.partner, hour_of(refusal.at)), []).append(refusal)
     return groups
 
 
 def _told_before(ledger: Ledger, partner: str, hour: datetime) -> bool:
     """Whether a notice already told refusals of this partner and hour."""
-    with ledger.engine.connect() as connection:
-        told = connection.execute(
-            select(func.count())
-            .select_from(refusals)
-            .where(
-                refusals.c.partner == partner,
-                refusals.c.at >= hour,
-                refusals.c.at < hour + HOUR,
-                refusals.c.notified.is_not(None),
-            )
-        ).scalar()
-    return bool(told)
-
-
-def _refusal(row: Any) -> Refusal:
-    return Refusal(
-        id=row.id,
-        at=as_utc(row.at),
-        partner=row.partner,
-        raw_sha256=row.raw_sha256,
-        smtp_code=row.smtp_code,
-        enhanced=row.enhanced,
-        kind=row.kind,
-        reply=row.reply,
-    )
+    with ledger.reading() as tx:
+        return refusals.told_between(tx, partner, hour, hour + HOUR)

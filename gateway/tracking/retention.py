@@ -18,23 +18,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import ColumnElement, and_, exc, exists, not_, or_, select, true
 
 from gateway.core.config import Config
 from gateway.core.durations import format_duration
 from gateway.core.errors import GatewayError
+from gateway.store import retention_rows
 from gateway.store.audit import AuditLog
 from gateway.store.durable import fsync_dir
-from gateway.store.ledger import Ledger, as_utc, events, messages
+from gateway.store.ledger import Ledger
+from gateway.store.retention_rows import PURGED, KeptMessage
 from gateway.store.spool import Spool
+from gateway.store.unit import LedgerError
 from gateway.tracking.sweep import resend_key
 
 log = logging.getLogger("gateway.retention")
 
 BATCH = 500
-PURGED = "purged"
 
 
 @dataclass
@@ -65,16 +64,18 @@ class Purger:
         for row in self._due(now):
             try:
                 self._purge(row, now, result, copies)
-            except (GatewayError, OSError, exc.SQLAlchemyError) as error:
+            except (GatewayError, OSError, LedgerError) as error:
                 result.failed += 1
                 log.error("purge of %s %s failed: %r", row.form, row.reference, error)
         if result.messages:
             log.info("purged %s", result)
         return result
 
-    def _purge(self, row: Any, now: datetime, result: PurgeResult, copies: _DeskCopies) -> None:
+    def _purge(
+        self, row: KeptMessage, now: datetime, result: PurgeResult, copies: _DeskCopies
+    ) -> None:
         keep = self.config.keep_for(row.channel, row.form)
-        if keep is None or as_utc(row.created_at) + keep > now:
+        if keep is None or row.created_at + keep > now:
             return  # the SQL filter and keep_for agree; this is a guard
         spool = self.spools[row.direction]
         keys = self._keys(row)
@@ -90,10 +91,10 @@ class Purger:
             f"kept {format_duration(keep)}: {items} spooled item(s), "
             f"{desk_copies} desk copy(ies) deleted"
         )
-        with self.audit.begin() as connection:
-            self.ledger.event_in(connection, row.id, PURGED, detail)
+        with self.ledger.transaction() as tx:
+            self.ledger.event_in(tx, row.id, PURGED, detail)
             self.audit.append_in(
-                connection,
+                tx,
                 "retention.purged",
                 partner=row.partner,
                 form=row.form,
@@ -105,55 +106,20 @@ class Purger:
         result.spool_items += items
         result.desk_copies += desk_copies
 
-    def _due(self, now: datetime) -> Iterator[Any]:
+    def _due(self, now: datetime) -> Iterator[KeptMessage]:
         """Messages past their retention and not purged yet, by id, in batches."""
-        kept = self._past_retention(now)
-        if kept is None:
-            return
-        purged = exists().where(events.c.message_id == messages.c.id, events.c.kind == PURGED)
         last = 0
         while True:
-            with self.ledger.engine.connect() as connection:
-                rows = connection.execute(
-                    select(
-                        messages.c.id,
-                        messages.c.direction,
-                        messages.c.partner,
-                        messages.c.channel,
-                        messages.c.form,
-                        messages.c.reference,
-                        messages.c.raw_sha256,
-                        messages.c.spool_key,
-                        messages.c.desk,
-                        messages.c.created_at,
-                    )
-                    .where(messages.c.id > last, kept, not_(purged))
-                    .order_by(messages.c.id)
-                    .limit(BATCH)
-                ).all()
+            with self.ledger.reading() as tx:
+                rows = retention_rows.past_retention(
+                    tx, self.config.retention, now, after_id=last, limit=BATCH
+                )
             yield from rows
             if len(rows) < BATCH:
                 return
             last = rows[-1].id
 
-    def _past_retention(self, now: datetime) -> ColumnElement[bool] | None:
-        """SQL for "the first matching rule says it has been kept long enough"."""
-        chosen: list[ColumnElement[bool]] = []
-        earlier: list[ColumnElement[bool]] = []
-        for rule in self.config.retention:
-            conditions: list[ColumnElement[bool]] = []
-            if rule.channel is not None:
-                conditions.append(messages.c.channel == rule.channel)
-            if rule.form is not None:
-                conditions.append(messages.c.form == rule.form)
-            matches = and_(true(), *conditions)
-            chosen.append(
-                and_(matches, messages.c.created_at <= now - rule.keep, *map(not_, earlier))
-            )
-            earlier.append(matches)
-        return or_(*chosen) if chosen else None
-
-    def _keys(self, row: Any) -> list[str]:
+    def _keys(self, row: KeptMessage) -> list[str]:
         if row.spool_key is None:
             return []
         keys = [row.spool_key]

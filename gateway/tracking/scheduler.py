@@ -39,10 +39,11 @@ from gateway.crypto.openpgp import GnuPG
 from gateway.crypto.setup import open_gnupg
 from gateway.desks.notices import post
 from gateway.forms.catalogue import FormCatalogue
+from gateway.store import jobruns, statistics
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger
 from gateway.store.spool import Spool
-from gateway.tracking import jobruns, keycheck, reports
+from gateway.tracking import keycheck, reports
 from gateway.tracking.quarantine_notices import notify_quarantined
 from gateway.tracking.recipients import supervisor_desk
 from gateway.tracking.refusal_notices import RefusalRun, notify_refusals
@@ -155,8 +156,8 @@ class Schedule:
         return found
 
     def _report(self, day: date, now: datetime) -> Path | None:
-        with self.ledger.engine.connect() as connection:
-            figures = reports.gather(connection, day)
+        with self.ledger.reading() as tx:
+            figures = statistics.gather(tx, day)
         desk = supervisor_desk(self.config)
         if desk is None:
             log.warning("daily report %s: no desk to send it to", day)

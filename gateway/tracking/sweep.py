@@ -2,11 +2,11 @@
 
 Only the index (state, next_action_at) is read to find work, so a sweep costs what is due, not
 what is open. Each due deadline is handled in a transaction of its own that claims its row
-(PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED, so several gateways on one ledger never handle
-the same deadline; SQLite: BEGIN IMMEDIATE serialises the writers), posts the notice or queues
-the re-send, stores the new counters and ``next_action_at`` with a guarded UPDATE, and appends
-the audit entry last. A crash before the commit re-does only the notice or the re-send on the
-next sweep, and both are fixed by their key (the Maildir name, the spool key): nothing twice.
+(gateway.store.deadline_rows: several gateways on one ledger never handle the same deadline),
+posts the notice or queues the re-send, stores the new counters and ``next_action_at`` with a
+guarded UPDATE, and appends the audit entry last. A crash before the commit re-does only the
+notice or the re-send on the next sweep, and both are fixed by their key (the Maildir name, the
+spool key): nothing twice.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy import Connection, exc, select, update
 
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
 from gateway.desks.notices import Notice, post
 from gateway.forms.catalogue import FormCatalogue
+from gateway.store import deadline_rows
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, as_utc, deadlines, messages
+from gateway.store.deadline_rows import Counters, DueDeadline
+from gateway.store.ledger import Ledger
 from gateway.store.spool import KEY_PATTERN, Spool
-from gateway.store.states import DEADLINE, DeadlineState, OutboundState, check_transition
+from gateway.store.states import DeadlineState, OutboundState
+from gateway.store.unit import LedgerError, Transaction
 from gateway.tracking import deadline_notices
 from gateway.tracking.deadline_notices import iso_text
 from gateway.tracking.deadlines import (
@@ -51,27 +51,6 @@ _COUNTERS = {
     "resend": "resends",
     "unacknowledged": "unacknowledged",
 }
-
-_ROW = (
-    deadlines.c.id,
-    deadlines.c.message_id,
-    deadlines.c.kind,
-    deadlines.c.owed_by,
-    deadlines.c.opened_at,
-    deadlines.c.due,
-    deadlines.c.reminders_sent,
-    deadlines.c.escalations,
-    deadlines.c.resends,
-    deadlines.c.next_action_at,
-    messages.c.direction,
-    messages.c.partner,
-    messages.c.form,
-    messages.c.reference,
-    messages.c.priority,
-    messages.c.desk,
-    messages.c.spool_key,
-    messages.c.state.label("message_state"),
-)
 
 
 @dataclass
@@ -128,7 +107,7 @@ class Sweeper:
                     self._handle(deadline_id, now, result)
                 except _Lost:
                     continue
-                except (GatewayError, OSError, LookupError, exc.SQLAlchemyError) as error:
+                except (GatewayError, OSError, LookupError, LedgerError) as error:
                     result.failed += 1
                     log.error("deadline %d left for the next sweep: %r", deadline_id, error)
             # Rows handled leave the index range; rows another sweeper holds are in ``seen``.
@@ -137,16 +116,8 @@ class Sweeper:
 
     def next_due(self) -> datetime | None:
         """The earliest ``next_action_at`` of the open deadlines: when to sweep next."""
-        with self.ledger.engine.connect() as connection:
-            found = connection.execute(
-                select(deadlines.c.next_action_at)
-                .where(
-                    deadlines.c.state == DeadlineState.OPEN, deadlines.c.next_action_at.is_not(None)
-                )
-                .order_by(deadlines.c.next_action_at)
-                .limit(1)
-            ).scalar()
-        return as_utc(found) if found is not None else None
+        with self.ledger.reading() as tx:
+            return deadline_rows.next_due(tx)
 
     def close(self, reference: str, reason: str, actor: str) -> int:
         """Close every open deadline of the messages with this Reference: see ``close``."""
@@ -155,58 +126,40 @@ class Sweeper:
     # ------------------------------------------------------------------ one deadline
 
     def _due(self, now: datetime) -> list[int]:
-        with self.ledger.engine.connect() as connection:
-            return list(
-                connection.execute(
-                    select(deadlines.c.id)
-                    .where(
-                        deadlines.c.state == DeadlineState.OPEN, deadlines.c.next_action_at <= now
-                    )
-                    .order_by(deadlines.c.next_action_at)
-                    .limit(self.batch)
-                ).scalars()
-            )
+        with self.ledger.reading() as tx:
+            return deadline_rows.due_ids(tx, now, self.batch)
 
     def _handle(self, deadline_id: int, now: datetime, result: SweepResult) -> None:
-        with self.audit.begin() as connection:
-            row = connection.execute(
-                select(*_ROW)
-                .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
-                .where(
-                    deadlines.c.id == deadline_id,
-                    deadlines.c.state == DeadlineState.OPEN,
-                    deadlines.c.next_action_at <= now,
-                )
-                .with_for_update(skip_locked=True, of=deadlines)
-            ).first()
+        with self.ledger.transaction() as tx:
+            row = deadline_rows.claim_due(tx, deadline_id, now)
             if row is None:
                 raise _Lost  # handled or closed meanwhile, or held by another gateway
             deadline = OpenDeadline(
                 id=row.id,
                 kind=row.kind,
                 owed_by=row.owed_by,
-                opened_at=as_utc(row.opened_at),
-                due=as_utc(row.due),
+                opened_at=row.opened_at,
+                due=row.due,
                 reminders_sent=row.reminders_sent,
                 escalations=row.escalations,
                 resends=row.resends,
-                next_action_at=as_utc(row.next_action_at),
+                next_action_at=row.next_action_at,
             )
             if deadline.kind == "receipt" and row.message_state in RECEIPT_SETTLED:
-                self._settle(connection, row, deadline)
+                self._settle(tx, row, deadline)
                 result.settled += 1
                 return
             step = plan(deadline, now, self._rules(row))
             if step.action is not None and step.action.kind == "resend":
                 step = self._resend_or_give_up(row, deadline, step, now)
-            detail = self._act(connection, row, deadline, step, now)
-            self._store(connection, deadline, step)
+            detail = self._act(tx, row, deadline, step, now)
+            self._store(tx, row, step)
             if step.action is None:
                 return
             if step.action.kind != "unacknowledged":  # that one is recorded by _act
-                self.ledger.event_in(connection, row.message_id, step.action.kind, detail)
+                self.ledger.event_in(tx, row.message_id, step.action.kind, detail)
             self.audit.append_in(
-                connection,
+                tx,
                 f"deadline.{step.action.kind}",
                 partner=row.partner,
                 form=row.form,
@@ -218,7 +171,7 @@ class Sweeper:
         setattr(result, counter, getattr(result, counter) + 1)
         log.info("%s %s %s: %s", row.form, row.reference, step.action.kind, detail)
 
-    def _rules(self, row: Any) -> Rules:
+    def _rules(self, row: DueDeadline) -> Rules:
         if row.kind == "receipt":
             try:
                 window = self.config.partner(row.partner).receipt_window
@@ -228,11 +181,11 @@ class Sweeper:
                 receipt_window=window, receipt_resends=self.config.outbound.receipt_resends
             )
         form = self.catalogue.get(row.form) if row.form in self.catalogue else None
-        window = as_utc(row.due) - as_utc(row.opened_at)
+        window = row.due - row.opened_at
         return rules_for(opened_under(form, row.priority, window), self.config.deadlines)
 
     def _act(
-        self, connection: Connection, row: Any, deadline: OpenDeadline, step: Step, now: datetime
+        self, tx: Transaction, row: DueDeadline, deadline: OpenDeadline, step: Step, now: datetime
     ) -> str:
         """Do the step's action (before the commit: it is idempotent); the event's detail."""
         action = step.action
@@ -254,13 +207,13 @@ class Sweeper:
         # unacknowledged: the state move is the message's event; another state keeps its own
         detail = f"no receipt after {action.number} re-sends, desk {told} told"
         if not self.ledger.set_state_in(
-            connection,
+            tx,
             row.message_id,
             OutboundState.UNACKNOWLEDGED,
             detail,
             expected=(OutboundState.SENT,),
         ):
-            self.ledger.event_in(connection, row.message_id, "receipt-missed", detail)
+            self.ledger.event_in(tx, row.message_id, "receipt-missed", detail)
         return detail
 
     def _post(
@@ -280,43 +233,28 @@ class Sweeper:
                 told.append(desk)
         return ", ".join(told) or "none"
 
-    def _store(self, connection: Connection, deadline: OpenDeadline, step: Step) -> None:
-        values: dict[str, Any] = {
-            "reminders_sent": step.reminders_sent,
-            "escalations": step.escalations,
-            "resends": step.resends,
-            "due": step.due,
-            "next_action_at": step.next_action_at,
-            "state": step.state,
-        }
-        if step.state != DeadlineState.OPEN:
-            check_transition(DEADLINE, DeadlineState.OPEN, step.state)
-            values["closed_at"] = self.ledger.clock.now()
-            values["close_reason"] = "no receipt"
-        stored = connection.execute(
-            update(deadlines)
-            .where(
-                deadlines.c.id == deadline.id,
-                deadlines.c.state == DeadlineState.OPEN,
-                deadlines.c.reminders_sent == deadline.reminders_sent,
-                deadlines.c.escalations == deadline.escalations,
-                deadlines.c.resends == deadline.resends,
-            )
-            .values(**values)
-        ).rowcount
-        if stored != 1:
+    def _store(self, tx: Transaction, row: DueDeadline, step: Step) -> None:
+        counters = Counters(
+            reminders_sent=step.reminders_sent,
+            escalations=step.escalations,
+            resends=step.resends,
+            due=step.due,
+            next_action_at=step.next_action_at,
+            state=step.state,
+        )
+        if not deadline_rows.store_counters(tx, row, counters, self.ledger.clock.now()):
             raise _Lost
 
-    def _settle(self, connection: Connection, row: Any, deadline: OpenDeadline) -> None:
+    def _settle(self, tx: Transaction, row: DueDeadline, deadline: OpenDeadline) -> None:
         """A receipt deadline whose message was acknowledged but not closed: close it as met."""
         self.ledger.close_deadline_in(
-            connection, row.message_id, "receipt", DeadlineState.MET, f"message {row.message_state}"
+            tx, row.message_id, "receipt", DeadlineState.MET, f"message {row.message_state}"
         )
 
     # ------------------------------------------------------------------ re-sends
 
     def _resend_or_give_up(
-        self, row: Any, deadline: OpenDeadline, step: Step, now: datetime
+        self, row: DueDeadline, deadline: OpenDeadline, step: Step, now: datetime
     ) -> Step:
         """The re-send, or at once the end of waiting when the original is no longer spooled."""
         if row.spool_key is not None and self.outbound.exists(row.spool_key):
@@ -324,8 +262,10 @@ class Sweeper:
         log.error("%s %s: not in the outbound spool, cannot send it again", row.form, row.reference)
         return plan(deadline, now, replace(self._rules(row), receipt_resends=deadline.resends))
 
-    def _queue_resend(self, row: Any, number: int) -> str:
+    def _queue_resend(self, row: DueDeadline, number: int) -> str:
         """Put a copy of the sent message into the outbound queue, once per ``number``."""
+        if row.spool_key is None:  # _resend_or_give_up gives up on such a message first
+            raise LookupError(f"{row.reference} has no spooled original to send again")
         key = resend_key(row.spool_key, row.message_id, number)
         if self.outbound.exists(key):
             return key
@@ -335,7 +275,7 @@ class Sweeper:
         self.outbound.put(key, original.payload(), meta)
         return key
 
-    def _facts(self, row: Any, deadline: OpenDeadline) -> deadline_notices.Facts:
+    def _facts(self, row: DueDeadline, deadline: OpenDeadline) -> deadline_notices.Facts:
         return deadline_notices.Facts(
             deadline_id=deadline.id,
             kind=deadline.kind,
@@ -355,25 +295,18 @@ def close(ledger: Ledger, audit: AuditLog, reference: str, reason: str, actor: s
     """Close every open deadline of the messages with this Reference (a handler's decision that
     nothing more is owed), each with an event and an audit entry; returns how many were closed."""
     reason = " ".join(reason.split())
-    with audit.begin() as connection:
-        rows = connection.execute(
-            select(deadlines.c.kind, deadlines.c.message_id, messages.c.partner, messages.c.form)
-            .select_from(deadlines.join(messages, deadlines.c.message_id == messages.c.id))
-            .where(messages.c.reference == reference, deadlines.c.state == DeadlineState.OPEN)
-            .order_by(deadlines.c.id)
-        ).all()
+    with ledger.transaction() as tx:
+        rows = deadline_rows.open_of_reference(tx, reference)
         closed = 0
         for row in rows:
             kind, message_id = row.kind, row.message_id
-            if not ledger.close_deadline_in(
-                connection, message_id, kind, DeadlineState.CLOSED, reason
-            ):
+            if not ledger.close_deadline_in(tx, message_id, kind, DeadlineState.CLOSED, reason):
                 continue
             closed += 1
             detail = f"{row.kind} deadline closed by {actor}: {reason}"
-            ledger.event_in(connection, row.message_id, "deadline-closed", detail)
+            ledger.event_in(tx, row.message_id, "deadline-closed", detail)
             audit.append_in(
-                connection,
+                tx,
                 "deadline.closed",
                 partner=row.partner,
                 form=row.form,

@@ -20,6 +20,7 @@ from gateway.core.clock import SystemClock
 from gateway.store import schema
 from gateway.store.ledger import Ledger, NewMessage, create_schema, make_engine
 from gateway.store.states import InboundState
+from gateway.store.unit import writing
 
 GATEWAY = (sys.executable, "-m", "gateway")
 RECEIVED = NewMessage(
@@ -121,8 +122,8 @@ def test_a_ledger_made_before_migrations_is_refused_then_stamped(configured: Pat
     with engine_of(configured) as engine:
         create_schema(engine)  # what every command did before migrations
         ledger = Ledger(engine, SystemClock())
-        with engine.begin() as connection:
-            ledger.record_in(connection, RECEIVED, "spooled")
+        with writing(engine) as tx:
+            ledger.record_in(tx, RECEIVED, "spooled")
     for command in (["serve"], ["inbox"]):
         line = refusal(gateway(configured, *command))
         assert "was made before schema migrations, this gateway needs 0001" in line
@@ -141,8 +142,8 @@ def test_a_ledger_made_before_migrations_is_refused_then_stamped(configured: Pat
 
 def test_a_ledger_at_a_newer_revision_is_left_alone(configured: Path) -> None:
     assert gateway(configured, "db", "upgrade").returncode == 0
-    with engine_of(configured) as engine, engine.begin() as connection:
-        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    with engine_of(configured) as engine, writing(engine) as tx:
+        tx.connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     found = status(configured)
     assert (found["current"], found["known"], found["upgrade_due"]) == ("0099", False, False)
     for command in (["db", "upgrade"], ["inbox"]):

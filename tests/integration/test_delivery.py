@@ -39,6 +39,7 @@ from gateway.store.ledger import (
 )
 from gateway.store.spool import Spool
 from gateway.store.states import InboundState, OutboundState
+from gateway.store.unit import writing
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OURS = "sirene@ro.example"
@@ -93,8 +94,8 @@ class Rig:
         )
 
     def record(self, new: NewMessage) -> int:
-        with self.engine.begin() as connection:
-            return self.ledger.record_in(connection, new)
+        with writing(self.engine) as tx:
+            return self.ledger.record_in(tx, new)
 
     def queue_form(
         self,
@@ -650,9 +651,9 @@ async def test_a_reply_answers_the_partner_message(rig: Rig) -> None:
             desk="sirene",
         )
     )
-    with rig.engine.begin() as connection:
+    with writing(rig.engine) as tx:
         rig.ledger.open_deadline_in(
-            connection, inbound, kind="reply", owed_by="desk", due=START + timedelta(hours=12)
+            tx, inbound, kind="reply", owed_by="desk", due=START + timedelta(hours=12)
         )
     ledger_id = rig.queue_form(in_reply_to="NO-2026-000123")
     assert await rig.courier().run_once() == 1
@@ -736,8 +737,8 @@ async def test_a_rejected_receipt_is_told_to_the_duty_desk(rig: Rig) -> None:
 async def test_a_resend_is_an_event_of_the_original(rig: Rig) -> None:
     original = rig.queue_form()
     assert await rig.courier().run_once() == 1
-    with rig.engine.begin() as connection:
-        rig.ledger.set_state_in(connection, original, OutboundState.UNACKNOWLEDGED, "no receipt")
+    with writing(rig.engine) as tx:
+        rig.ledger.set_state_in(tx, original, OutboundState.UNACKNOWLEDGED, "no receipt")
     key = "form.RO-2026-000001.resend.1"
     meta = form_meta("RO-2026-000001", original, rig.clock.now()) | {"kind": "resend"}
     rig.spool.put(key, rig.spool.get("form.RO-2026-000001").payload(), meta)

@@ -28,6 +28,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, make_engine, messages
 from gateway.store.spool import Spool
 from gateway.store.states import OutboundState
+from gateway.store.unit import writing
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 OURS = "sirene@ro.example"
@@ -272,9 +273,9 @@ async def test_a_delivery_failure_is_told_to_the_desk_by_mail_too(world: World) 
     """With a relay, partners' mail goes through it as well: the relay refuses a form, the desk
     that sent it gets the notice in its Maildir and, on the next pass, by mail."""
     ledger = Ledger(world.engine, world.clock)
-    with world.engine.begin() as connection:
+    with writing(world.engine) as tx:
         ledger_id = ledger.record_in(
-            connection,
+            tx,
             NewMessage(
                 direction="outbound",
                 partner="NO-SIRENE",

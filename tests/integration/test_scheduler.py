@@ -18,6 +18,7 @@ from trackingkit import CATALOGUE, START, Tracking, url_of, write_config
 from gateway.crypto.openpgp import GnuPG
 from gateway.store.ledger import deadlines, job_runs
 from gateway.store.states import DeadlineState
+from gateway.store.unit import writing
 from gateway.tracking.deadlines import reply_deadline
 from gateway.tracking.retention import PurgeResult
 from gateway.tracking.scheduler import Schedule
@@ -211,16 +212,12 @@ def test_the_daily_report_counts_the_previous_utc_day(tracking: Tracking) -> Non
     for message in (on_time, late, never):
         tracking.open_reply(message, planned)
     tracking.open_reply(ours, planned, owed_by="partner")
-    with tracking.ledger.engine.begin() as connection:
+    with writing(tracking.ledger.engine) as tx:
         clock.set(day - H)
-        tracking.ledger.close_deadline_in(
-            connection, on_time, "reply", DeadlineState.MET, "answered"
-        )
-        tracking.ledger.close_deadline_in(
-            connection, ours, "reply", DeadlineState.CLOSED, "by phone"
-        )
+        tracking.ledger.close_deadline_in(tx, on_time, "reply", DeadlineState.MET, "answered")
+        tracking.ledger.close_deadline_in(tx, ours, "reply", DeadlineState.CLOSED, "by phone")
         clock.set(day + H)
-        tracking.ledger.close_deadline_in(connection, late, "reply", DeadlineState.MET, "answered")
+        tracking.ledger.close_deadline_in(tx, late, "reply", DeadlineState.MET, "answered")
     # The day's traffic.
     clock.set(day + 8 * H)
     tracking.record(form="G", reference="NO-2026-000020")
@@ -232,16 +229,14 @@ def test_the_daily_report_counts_the_previous_utc_day(tracking: Tracking) -> Non
     tracking.record(direction="outbound", form="ACK", reference="RO-2026-000026")
     for message in (resent, missed, fine):
         tracking.open_receipt(message, timedelta(minutes=15))
-    with tracking.ledger.engine.begin() as connection:
-        connection.execute(
+    with writing(tracking.ledger.engine) as tx:
+        tx.connection.execute(
             update(deadlines)
             .where(deadlines.c.message_id == resent, deadlines.c.kind == "receipt")
             .values(resends=1)
         )
-        tracking.ledger.close_deadline_in(
-            connection, missed, "receipt", DeadlineState.MISSED, "no receipt"
-        )
-        tracking.ledger.close_deadline_in(connection, fine, "receipt", DeadlineState.MET, "receipt")
+        tracking.ledger.close_deadline_in(tx, missed, "receipt", DeadlineState.MISSED, "no receipt")
+        tracking.ledger.close_deadline_in(tx, fine, "receipt", DeadlineState.MET, "receipt")
     clock.set(day + D - timedelta(seconds=1))
     tracking.record(form="G", reference="NO-2026-000027")  # the last second of the day
     clock.set(day + D)

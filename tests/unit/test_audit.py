@@ -25,6 +25,7 @@ from gateway.store.audit import (
     parse_anchor,
 )
 from gateway.store.ledger import audit
+from gateway.store.unit import Transaction
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 CONTENT = ("at", "kind", "partner", "form", "reference", "digest", "reason")
@@ -104,14 +105,14 @@ def test_the_hash_is_sha256_of_compact_sorted_json(log: AuditLog) -> None:
 
 
 def test_append_in_commits_and_rolls_back_with_the_callers_transaction(log: AuditLog) -> None:
-    with log.engine.begin() as connection:
-        first = log.append_in(connection, "inbound.received", reference="NO-2026-000001")
+    with log.begin() as tx:
+        first = log.append_in(tx, "inbound.received", reference="NO-2026-000001")
     assert first.seq == 1
-    with pytest.raises(RuntimeError), log.engine.begin() as connection:
-        log.append_in(connection, "inbound.received", reference="NO-2026-000002")
+    with pytest.raises(RuntimeError), log.begin() as tx:
+        log.append_in(tx, "inbound.received", reference="NO-2026-000002")
         raise RuntimeError("the spool failed after the ledger insert")
-    with log.begin() as connection:
-        second = log.append_in(connection, "inbound.received", reference="NO-2026-000003")
+    with log.begin() as tx:
+        second = log.append_in(tx, "inbound.received", reference="NO-2026-000003")
     assert (second.seq, second.prev_hash) == (2, first.hash)
     assert [entry.reference for entry in log.entries()] == ["NO-2026-000001", "NO-2026-000003"]
     assert log.verify() == []
@@ -157,8 +158,8 @@ def test_personal_data_looking_values_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="audit"):
         log.append(kind, **fields)
-    with pytest.raises(ValueError, match="audit"), log.engine.begin() as connection:
-        log.append_in(connection, kind, **fields)
+    with pytest.raises(ValueError, match="audit"), log.begin() as tx:
+        log.append_in(tx, kind, **fields)
     assert log.head() == (0, GENESIS)
 
 
@@ -375,9 +376,10 @@ def test_four_threads_appending_make_one_chain(log: AuditLog) -> None:
 
 def test_threads_appending_in_their_own_transactions_make_one_chain(log: AuditLog) -> None:
     def append(worker: int, n: int) -> None:
-        with log.engine.begin() as connection:  # a plain transaction, as the pipeline opens
+        # A plain (deferred) transaction that has read already: the append takes the lock.
+        with log.engine.begin() as connection:
             connection.execute(select(audit.c.seq).limit(1)).all()
-            log.append_in(connection, "race", reference=f"W{worker}-{n}")
+            log.append_in(Transaction(connection), "race", reference=f"W{worker}-{n}")
 
     race(4, 25, append)
     assert [entry.seq for entry in log.entries()] == list(range(1, 101))

@@ -16,6 +16,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageHead, NewMessage, deadlines
 from gateway.store.spool import Spool
 from gateway.store.states import OutboundState
+from gateway.store.unit import writing
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -44,8 +45,8 @@ def ledger(ledger_engine: Engine) -> Ledger:
 
 
 def record(ledger: Ledger, *news: NewMessage) -> list[int]:
-    with ledger.engine.begin() as connection:
-        return [ledger.record_in(connection, new) for new in news]
+    with writing(ledger.engine) as tx:
+        return [ledger.record_in(tx, new) for new in news]
 
 
 # ---------------------------------------------------------------------------------- ledger
@@ -64,9 +65,9 @@ def test_heads_by_spool_keys(ledger: Ledger) -> None:
 
 def test_move_many_moves_only_from_the_expected_states(ledger: Ledger) -> None:
     ids = record(ledger, new_message(1), new_message(2), new_message(3, state=OutboundState.SENT))
-    with ledger.engine.begin() as connection:
+    with writing(ledger.engine) as tx:
         moved = ledger.move_many_in(
-            connection,
+            tx,
             [(i, f"250 for {i}") for i in ids],
             OutboundState.SENT,
             expected=(OutboundState.QUEUED,),
@@ -76,17 +77,15 @@ def test_move_many_moves_only_from_the_expected_states(ledger: Ledger) -> None:
     for i in ids[:2]:
         assert ledger.events_of(i)[-1][1:] == ("sent", f"250 for {i}")
     assert [kind for _, kind, _ in ledger.events_of(ids[2])] == ["sent"]  # its first only
-    with ledger.engine.begin() as connection:  # a second time: nothing moves
+    with writing(ledger.engine) as tx:  # a second time: nothing moves
         assert (
             ledger.move_many_in(
-                connection, [(ids[0], "")], OutboundState.SENT, expected=(OutboundState.QUEUED,)
+                tx, [(ids[0], "")], OutboundState.SENT, expected=(OutboundState.QUEUED,)
             )
             == set()
         )
         assert (
-            ledger.move_many_in(
-                connection, [], OutboundState.SENT, expected=(OutboundState.QUEUED,)
-            )
+            ledger.move_many_in(tx, [], OutboundState.SENT, expected=(OutboundState.QUEUED,))
             == set()
         )
 
@@ -94,15 +93,15 @@ def test_move_many_moves_only_from_the_expected_states(ledger: Ledger) -> None:
 def test_open_deadlines_opens_each_once(ledger: Ledger) -> None:
     first, second = record(ledger, new_message(1), new_message(2))
     due = START + timedelta(minutes=15)
-    with ledger.engine.begin() as connection:
-        ledger.open_deadline_in(connection, first, kind="receipt", owed_by="partner", due=due)
+    with writing(ledger.engine) as tx:
+        ledger.open_deadline_in(tx, first, kind="receipt", owed_by="partner", due=due)
         ledger.open_deadlines_in(
-            connection,
+            tx,
             [(first, due + timedelta(hours=1)), (second, due), (second, due)],
             kind="receipt",
             owed_by="partner",
         )
-        rows = connection.execute(
+        rows = tx.connection.execute(
             select(deadlines.c.message_id, deadlines.c.due, deadlines.c.state).order_by(
                 deadlines.c.message_id
             )

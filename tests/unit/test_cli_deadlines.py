@@ -13,6 +13,7 @@ from gateway.cli.main import main
 from gateway.store import schema
 from gateway.store.ledger import make_engine
 from gateway.store.states import DeadlineState
+from gateway.store.unit import writing
 from gateway.tracking.deadlines import reply_deadline
 
 H = timedelta(hours=1)
@@ -48,8 +49,8 @@ def seeded(tmp_path: Path) -> tuple[Tracking, Path]:
     planned = reply_deadline(CATALOGUE.get("G"), "urgent", {}, now, settings)
     assert planned is not None
     tracking.open_reply(done, planned)
-    with engine.begin() as connection:
-        tracking.ledger.close_deadline_in(connection, done, "reply", DeadlineState.MET, "answered")
+    with writing(engine) as tx:
+        tracking.ledger.close_deadline_in(tx, done, "reply", DeadlineState.MET, "answered")
     engine.dispose()
     assert tracking.config.source is not None
     return tracking, tracking.config.source

@@ -13,6 +13,7 @@ from gateway.core.clock import FakeClock
 from gateway.core.errors import IllegalTransition
 from gateway.store.ledger import Ledger, NewMessage, deadlines
 from gateway.store.states import DeadlineState, InboundState, OutboundState
+from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RECEIVED = NewMessage(
@@ -39,8 +40,8 @@ def ledger(ledger_engine: Engine) -> Ledger:
 
 
 def record(ledger: Ledger, new: NewMessage = RECEIVED) -> int:
-    with ledger.engine.begin() as connection:
-        return ledger.record_in(connection, new, "spooled k1")
+    with writing(ledger.engine) as tx:
+        return ledger.record_in(tx, new, "spooled k1")
 
 
 def test_record_and_read_back(ledger: Ledger) -> None:
@@ -68,8 +69,8 @@ def test_the_same_reference_twice_is_refused_by_the_database(ledger: Ledger) -> 
 
 
 def test_a_failed_transaction_leaves_nothing(ledger: Ledger) -> None:
-    with pytest.raises(RuntimeError), ledger.engine.begin() as connection:
-        ledger.record_in(connection, RECEIVED)
+    with pytest.raises(RuntimeError), writing(ledger.engine) as tx:
+        ledger.record_in(tx, RECEIVED)
         raise RuntimeError("spool failed after the insert")
     assert ledger.find("inbound", "NO-SIRENE", "NO-2026-000123") is None
 
@@ -112,11 +113,11 @@ def test_an_illegal_move_in_a_transaction_rolls_it_back(ledger: Ledger) -> None:
     message_id = record(ledger)
     with (
         pytest.raises(IllegalTransition, match=r"outbound transition .*received -> sent"),
-        ledger.engine.begin() as connection,
+        ledger.transaction() as tx,
     ):
-        ledger.event_in(connection, message_id, "note", "written before the fault")
+        ledger.event_in(tx, message_id, "note", "written before the fault")
         # An outbound state asked of an inbound message's state: not in the outbound table.
-        ledger.set_state_in(connection, message_id, OutboundState.SENT, "250")
+        ledger.set_state_in(tx, message_id, OutboundState.SENT, "250")
     _untouched(ledger, message_id, "received", 1)
 
 
@@ -127,10 +128,10 @@ def test_a_guarded_move_with_an_illegal_source_raises_even_when_no_row_matches(
     message_id = record(ledger)
     with (
         pytest.raises(IllegalTransition, match=r"answered -> delivered"),
-        ledger.engine.begin() as connection,
+        ledger.transaction() as tx,
     ):
         ledger.set_state_in(
-            connection,
+            tx,
             message_id,
             InboundState.DELIVERED,
             expected=(InboundState.RECEIVED, InboundState.ANSWERED),
@@ -142,10 +143,10 @@ def test_an_illegal_batch_move_raises_and_writes_nothing(ledger: Ledger) -> None
     message_id = record(ledger)
     with (
         pytest.raises(IllegalTransition, match=r"outbound transition sent -> queued"),
-        ledger.engine.begin() as connection,
+        ledger.transaction() as tx,
     ):
         ledger.move_many_in(
-            connection,
+            tx,
             [(message_id, "")],
             OutboundState.QUEUED,
             expected=(OutboundState.SENT,),
@@ -161,36 +162,36 @@ def test_a_message_recorded_in_another_machine_s_state_is_refused(ledger: Ledger
 
 def test_a_deadline_closes_only_from_open(ledger: Ledger) -> None:
     message_id = record(ledger)
-    with ledger.engine.begin() as connection:
+    with writing(ledger.engine) as tx:
         ledger.open_deadline_in(
-            connection, message_id, kind="reply", owed_by="desk", due=START + timedelta(hours=1)
+            tx, message_id, kind="reply", owed_by="desk", due=START + timedelta(hours=1)
         )
     with (
         pytest.raises(IllegalTransition, match=r"deadline transition open -> open"),
-        ledger.engine.begin() as connection,
+        ledger.transaction() as tx,
     ):
-        ledger.close_deadline_in(connection, message_id, "reply", DeadlineState.OPEN)
+        ledger.close_deadline_in(tx, message_id, "reply", DeadlineState.OPEN)
     with ledger.engine.connect() as connection:
         state, closed_at = connection.execute(
             deadlines.select().with_only_columns(deadlines.c.state, deadlines.c.closed_at)
         ).one()
     assert (state, closed_at) == ("open", None)
-    with ledger.engine.begin() as connection:
-        assert ledger.close_deadline_in(connection, message_id, "reply", DeadlineState.MET, "ok")
-        assert not ledger.close_deadline_in(connection, message_id, "reply", DeadlineState.MET)
+    with writing(ledger.engine) as tx:
+        assert ledger.close_deadline_in(tx, message_id, "reply", DeadlineState.MET, "ok")
+        assert not ledger.close_deadline_in(tx, message_id, "reply", DeadlineState.MET)
 
 
 def test_references_are_sequential_per_country_and_year(ledger: Ledger) -> None:
-    with ledger.engine.begin() as connection:
-        first = [ledger.next_reference_in(connection, "RO", 2026) for _ in range(3)]
-        other = ledger.next_reference_in(connection, "RO", 2027)
+    with writing(ledger.engine) as tx:
+        first = [ledger.next_reference_in(tx, "RO", 2026) for _ in range(3)]
+        other = ledger.next_reference_in(tx, "RO", 2027)
     assert first == ["RO-2026-000001", "RO-2026-000002", "RO-2026-000003"]
     assert other == "RO-2027-000001"
 
 
 def test_references_are_unique_under_concurrency(ledger: Ledger) -> None:
-    with ledger.engine.begin() as connection:
-        ledger.next_reference_in(connection, "RO", 2026)  # the row exists: updates race now
+    with writing(ledger.engine) as tx:
+        ledger.next_reference_in(tx, "RO", 2026)  # the row exists: updates race now
     taken: list[str] = []
     lock = threading.Lock()
 
@@ -198,8 +199,8 @@ def test_references_are_unique_under_concurrency(ledger: Ledger) -> None:
         for _ in range(25):
             for attempt in range(20):
                 try:
-                    with ledger.engine.begin() as connection:
-                        reference = ledger.next_reference_in(connection, "RO", 2026)
+                    with writing(ledger.engine) as tx:
+                        reference = ledger.next_reference_in(tx, "RO", 2026)
                     break
                 except exc.OperationalError:  # SQLite: database is locked; try again
                     if attempt == 19:

@@ -31,6 +31,7 @@ from gateway.store.ledger import (
     metadata,
 )
 from gateway.store.states import InboundState
+from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 RECEIVED = NewMessage(
@@ -92,11 +93,11 @@ def differences(engine: Engine) -> list[object]:
 def fill(engine: Engine) -> None:
     """A message with an event and an open deadline, and two audit entries, through the APIs."""
     ledger = Ledger(engine, FakeClock(START))
-    with engine.begin() as connection:
-        message = ledger.record_in(connection, RECEIVED, "spooled")
-        ledger.event_in(connection, message, "delivered", "desk sirene")
+    with writing(engine) as tx:
+        message = ledger.record_in(tx, RECEIVED, "spooled")
+        ledger.event_in(tx, message, "delivered", "desk sirene")
         ledger.open_deadline_in(
-            connection, message, kind="reply", owed_by="desk", due=START + timedelta(hours=12)
+            tx, message, kind="reply", owed_by="desk", due=START + timedelta(hours=12)
         )
     log = AuditLog(engine, FakeClock(START))
     log.append("accepted", partner="NO-SIRENE", form="G", reference=RECEIVED.reference)
