@@ -21,8 +21,9 @@ from gateway.store import lookups
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageRow, NewMessage
 from gateway.store.spool import Spool, SpoolItem
-from gateway.store.states import DeadlineState, InboundState, OutboundState
+from gateway.store.states import InboundState, OutboundState
 from gateway.store.unit import Transaction
+from gateway.tracking.matching import Matcher
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
 
 log = logging.getLogger("gateway.desks")
@@ -80,6 +81,7 @@ class Handoff:
         self.outbound = outbound
         self.audit = audit
         self.clock = clock
+        self.matcher = Matcher(ledger, audit)
 
     def run_once(self) -> int:
         """Hand off everything waiting; returns how many items were done."""
@@ -164,13 +166,16 @@ class Handoff:
         if row.form == RECEIPT_FORM:
             # A receipt for a message of ours: matched, never put on a desk, never receipted.
             if row.state == InboundState.RECEIVED:
-                self._take_receipt(row, validation)
+                values = validation.values(("OriginalReference", "ContentSHA256"))
+                self.matcher.receipt_received(
+                    row, values.get("OriginalReference", ""), values.get("ContentSHA256", "")
+                )
             return True
         desk = (
             self._deliver(row, payload, validation) if row.state == InboundState.RECEIVED else None
         )
         if row.in_reply_to is not None:
-            self._take_reply(row)
+            self.matcher.reply_received(row)
         receipt = self._record(row, desk)
         if receipt is not None:
             self._queue_receipt(row, receipt)
@@ -178,95 +183,6 @@ class Handoff:
 
     def _row(self, spool_key: str) -> MessageRow | None:
         return self.ledger.by_spool_key(spool_key)
-
-    def _take_receipt(self, row: MessageRow, validation: Validation) -> None:
-        """A partner's receipt: the message it names must be ours, sent to that partner, with
-        the digest of what we signed; then that message is acknowledged. Anything else is
-        audited and dropped. A second receipt changes nothing."""
-        values = validation.values(("OriginalReference", "ContentSHA256"))
-        original_reference = values.get("OriginalReference", "")
-        digest = values.get("ContentSHA256", "")
-        original = self.ledger.find("outbound", row.partner, original_reference)
-        with self.ledger.transaction() as tx:
-            self.ledger.set_state_in(
-                tx,
-                row.id,
-                InboundState.DELIVERED,
-                "receipt processed",
-                expected=(InboundState.RECEIVED,),
-            )
-            if original is None or original.content_sha256 != digest:
-                why = "names no message of ours" if original is None else "digest differs"
-                self.ledger.event_in(tx, row.id, "unmatched", f"receipt {why}; dropped")
-                self.audit.append_in(
-                    tx,
-                    "receipt.unmatched",
-                    partner=row.partner,
-                    form=row.form,
-                    reference=row.reference,
-                    digest=row.content_sha256,
-                    reason=f"receipt for {original_reference[:40]} {why}",
-                )
-                log.warning("receipt %s from %s %s", row.reference, row.partner, why)
-                return
-            acknowledged = self.ledger.set_state_in(
-                tx,
-                original.id,
-                OutboundState.ACKNOWLEDGED,
-                f"receipt {row.reference}",
-                expected=(OutboundState.QUEUED, OutboundState.SENT, OutboundState.UNACKNOWLEDGED),
-            )
-            self.ledger.close_deadline_in(
-                tx, original.id, "receipt", DeadlineState.MET, f"receipt {row.reference}"
-            )
-            if acknowledged:
-                self.audit.append_in(
-                    tx,
-                    "acknowledged",
-                    partner=row.partner,
-                    form=original.form,
-                    reference=original.reference,
-                    digest=digest,
-                    reason=f"receipt {row.reference}",
-                )
-            else:
-                self.ledger.event_in(tx, original.id, "receipt", f"again: {row.reference}")
-        log.info("%s %s acknowledged by %s", original.form, original.reference, row.partner)
-
-    def _take_reply(self, row: MessageRow) -> None:
-        """A form that answers one of ours: that message is answered and its reply deadline
-        met (a reply also proves receipt). Once: the moves only happen from the states before."""
-        asked = self.ledger.find("outbound", row.partner, row.in_reply_to or "")
-        if asked is None:
-            return
-        with self.ledger.transaction() as tx:
-            answered = self.ledger.set_state_in(
-                tx,
-                asked.id,
-                OutboundState.ANSWERED,
-                f"reply {row.form} {row.reference}",
-                expected=(
-                    OutboundState.QUEUED,
-                    OutboundState.SENT,
-                    OutboundState.ACKNOWLEDGED,
-                    OutboundState.UNACKNOWLEDGED,
-                ),
-            )
-            if not answered:
-                return
-            for kind in ("reply", "receipt"):
-                self.ledger.close_deadline_in(
-                    tx, asked.id, kind, DeadlineState.MET, f"reply {row.reference}"
-                )
-            self.audit.append_in(
-                tx,
-                "answered",
-                partner=row.partner,
-                form=asked.form,
-                reference=asked.reference,
-                reason=f"reply {row.form} {row.reference}",
-            )
-        log.info("%s %s answered by %s %s", asked.form, asked.reference, row.form, row.reference)
 
     def _deliver(self, row: MessageRow, payload: pgpmime.Payload, validation: Validation) -> str:
         """The desk's copy into its Maildir (once: the name is fixed by the ledger id)."""

@@ -27,12 +27,12 @@ from gateway.desks.notices import MAIL_KIND, Notice
 from gateway.outbound.backoff import attempts_of, backoff_delay, gives_up, instant, iso
 from gateway.outbound.jobs import Job
 from gateway.outbound.smtpclient import FINAL, SUMMARY_LIMIT, Attempt
-from gateway.store import lookups
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, MessageHead
+from gateway.store.ledger import Ledger
 from gateway.store.spool import Spool, SpoolItem
-from gateway.store.states import DeadlineState, InboundState, OutboundState
+from gateway.store.states import OutboundState
 from gateway.store.unit import LedgerError, Transaction
+from gateway.tracking.matching import Matcher
 
 log = logging.getLogger("gateway.delivery")
 _NONE = timedelta(0)
@@ -57,6 +57,7 @@ class Recorder:
         self.audit = audit
         self.clock = clock
         self.rng = rng
+        self.matcher = Matcher(ledger, audit)
 
     def settle_batch(self, batch: list[tuple[Job, Attempt]]) -> None:
         """Record what came of the attempts: the messages sent in one transaction, the retries'
@@ -160,7 +161,7 @@ class Recorder:
         )
         for job in forms:
             if job.row is not None and job.kind == "form" and job.row.in_reply_to:
-                self._answered_in(tx, job.row)
+                self.matcher.reply_sent_in(tx, job.row)
         self.ledger.events_in(
             tx,
             [
@@ -177,22 +178,6 @@ class Recorder:
                 if job.row is None or job.row.id in moved
             ],
         )
-
-    def _answered_in(self, tx: Transaction, row: MessageHead) -> None:
-        """Our reply went out: the partner's message it answers is answered, its deadline met."""
-        found = lookups.message_id(tx, "inbound", row.partner, row.in_reply_to or "")
-        if found is None:
-            log.warning("%s answers %s, which is not in the ledger", row.reference, row.in_reply_to)
-            return
-        reason = f"answered by {row.reference}"
-        self.ledger.set_state_in(
-            tx,
-            int(found),
-            InboundState.ANSWERED,
-            reason,
-            expected=(InboundState.RECEIVED, InboundState.DELIVERED),
-        )
-        self.ledger.close_deadline_in(tx, int(found), "reply", DeadlineState.MET, reason)
 
     def _retry(self, job: Job, attempt: Attempt, now: datetime) -> list[tuple[int, str, str]]:
         """Put the item back with its next attempt's time; the "deferred" event it owes."""

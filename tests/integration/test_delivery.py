@@ -417,11 +417,17 @@ async def test_an_unreachable_partner_costs_one_connection_per_session_not_per_i
     def committed(connection: object) -> None:
         commits.append(connection)
 
+    def statement(connection: object, _cursor: object, sql: str, *_args: object) -> None:
+        if sql.strip().upper() == "COMMIT":  # a write transaction on SQLite ends so
+            commits.append(connection)
+
     event.listen(rig.ledger.engine, "commit", committed)
+    event.listen(rig.ledger.engine, "before_cursor_execute", statement)
     try:
         assert await rig.courier().run_once() == 5
     finally:
         event.remove(rig.ledger.engine, "commit", committed)
+        event.remove(rig.ledger.engine, "before_cursor_execute", statement)
     # At most one connection per session (connections_per_partner): the rest told at once.
     assert 1 <= rig.partner.connects <= 2
     for n in range(1, 6):

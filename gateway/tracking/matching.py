@@ -1,0 +1,133 @@
+"""Receipts and replies matched to the messages they answer: the moves of the message states and
+the deadlines they meet, each in one transaction with its audit entry.
+
+- a partner's receipt acknowledges our message it names (and meets its receipt deadline), if the
+  digest it quotes is the digest of what we signed;
+- a partner's form in reply to one of ours answers it (and meets its reply and receipt
+  deadlines: a reply proves receipt);
+- our reply, once sent, answers the partner's message (and meets the reply deadline our desk had).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.store import lookups
+from gateway.store.audit import AuditLog
+from gateway.store.ledger import Ledger, MessageHead, MessageRow
+from gateway.store.states import DeadlineState, InboundState, OutboundState
+from gateway.store.unit import Transaction
+
+log = logging.getLogger("gateway.tracking")
+
+
+class Matcher:
+    """Matches what answers a message to it, in the ledger and the audit chain."""
+
+    def __init__(self, ledger: Ledger, audit: AuditLog) -> None:
+        self.ledger = ledger
+        self.audit = audit
+
+    def receipt_received(self, row: MessageRow, original_reference: str, digest: str) -> None:
+        """A partner's receipt (its OriginalReference and ContentSHA256): the message it names
+        must be ours, sent to that partner, with the digest of what we signed; then that message
+        is acknowledged and its receipt deadline met. Anything else is audited and dropped. A
+        second receipt changes nothing."""
+        original = self.ledger.find("outbound", row.partner, original_reference)
+        with self.ledger.transaction() as tx:
+            self.ledger.set_state_in(
+                tx,
+                row.id,
+                InboundState.DELIVERED,
+                "receipt processed",
+                expected=(InboundState.RECEIVED,),
+            )
+            if original is None or original.content_sha256 != digest:
+                why = "names no message of ours" if original is None else "digest differs"
+                self.ledger.event_in(tx, row.id, "unmatched", f"receipt {why}; dropped")
+                self.audit.append_in(
+                    tx,
+                    "receipt.unmatched",
+                    partner=row.partner,
+                    form=row.form,
+                    reference=row.reference,
+                    digest=row.content_sha256,
+                    reason=f"receipt for {original_reference[:40]} {why}",
+                )
+                log.warning("receipt %s from %s %s", row.reference, row.partner, why)
+                return
+            acknowledged = self.ledger.set_state_in(
+                tx,
+                original.id,
+                OutboundState.ACKNOWLEDGED,
+                f"receipt {row.reference}",
+                expected=(OutboundState.QUEUED, OutboundState.SENT, OutboundState.UNACKNOWLEDGED),
+            )
+            self.ledger.close_deadline_in(
+                tx, original.id, "receipt", DeadlineState.MET, f"receipt {row.reference}"
+            )
+            if acknowledged:
+                self.audit.append_in(
+                    tx,
+                    "acknowledged",
+                    partner=row.partner,
+                    form=original.form,
+                    reference=original.reference,
+                    digest=digest,
+                    reason=f"receipt {row.reference}",
+                )
+            else:
+                self.ledger.event_in(tx, original.id, "receipt", f"again: {row.reference}")
+        log.info("%s %s acknowledged by %s", original.form, original.reference, row.partner)
+
+    def reply_received(self, row: MessageRow) -> None:
+        """A form that answers one of ours: that message is answered and its reply deadline
+        met (a reply also proves receipt). Once: the moves only happen from the states before."""
+        asked = self.ledger.find("outbound", row.partner, row.in_reply_to or "")
+        if asked is None:
+            return
+        with self.ledger.transaction() as tx:
+            answered = self.ledger.set_state_in(
+                tx,
+                asked.id,
+                OutboundState.ANSWERED,
+                f"reply {row.form} {row.reference}",
+                expected=(
+                    OutboundState.QUEUED,
+                    OutboundState.SENT,
+                    OutboundState.ACKNOWLEDGED,
+                    OutboundState.UNACKNOWLEDGED,
+                ),
+            )
+            if not answered:
+                return
+            for kind in ("reply", "receipt"):
+                self.ledger.close_deadline_in(
+                    tx, asked.id, kind, DeadlineState.MET, f"reply {row.reference}"
+                )
+            self.audit.append_in(
+                tx,
+                "answered",
+                partner=row.partner,
+                form=asked.form,
+                reference=asked.reference,
+                reason=f"reply {row.form} {row.reference}",
+            )
+        log.info("%s %s answered by %s %s", asked.form, asked.reference, row.form, row.reference)
+
+    def reply_sent_in(self, tx: Transaction, row: MessageHead) -> None:
+        """Our reply ``row`` went out (in the caller's transaction): the partner's message it
+        answers is answered, and the reply deadline our desk had is met."""
+        found = lookups.message_id(tx, "inbound", row.partner, row.in_reply_to or "")
+        if found is None:
+            log.warning("%s answers %s, which is not in the ledger", row.reference, row.in_reply_to)
+            return
+        reason = f"answered by {row.reference}"
+        self.ledger.set_state_in(
+            tx,
+            int(found),
+            InboundState.ANSWERED,
+            reason,
+            expected=(InboundState.RECEIVED, InboundState.DELIVERED),
+        )
+        self.ledger.close_deadline_in(tx, int(found), "reply", DeadlineState.MET, reason)
