@@ -13,10 +13,8 @@ from typing import Any
 from sqlalchemy import select
 
 from gateway.core import config as configuration
-from gateway.core.clock import SystemClock
-from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, as_utc, deadlines, make_engine, messages
-from gateway.store.schema import require_current
+from gateway.service.services import open_services
+from gateway.store.ledger import Ledger, as_utc, deadlines, messages
 from gateway.store.states import DeadlineState
 from gateway.tracking.deadline_notices import iso_text, span_text
 from gateway.tracking.sweep import close
@@ -48,12 +46,6 @@ def register(commands: Any) -> None:
         "--reason", required=True, help="one line, codes and references only: no personal data"
     )
     closing.set_defaults(run=cmd_deadlines_close)
-
-
-def _ledger(config: configuration.Config) -> Ledger:
-    engine = make_engine(config.database_url)
-    require_current(engine)
-    return Ledger(engine, SystemClock())
 
 
 def open_deadlines(
@@ -100,10 +92,9 @@ def open_deadlines(
 
 def cmd_deadlines(args: argparse.Namespace) -> int:
     config = configuration.load_required(args.config)
-    ledger = _ledger(config)
-    now = ledger.clock.now()
-    items = open_deadlines(ledger, now, overdue=args.overdue, desk=args.desk)
-    ledger.engine.dispose()
+    with open_services(config) as services:
+        now = services.clock.now()
+        items = open_deadlines(services.ledger, now, overdue=args.overdue, desk=args.desk)
     if args.json:
         print(json.dumps(items, indent=2))
         return EXIT_OK
@@ -134,12 +125,8 @@ def cmd_deadlines_close(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     config = configuration.load_required(args.config)
-    ledger = _ledger(config)
-    audit = AuditLog(ledger.engine, ledger.clock)
-    try:
-        closed = close(ledger, audit, args.reference, reason, actor())
-    finally:
-        ledger.engine.dispose()
+    with open_services(config) as services:
+        closed = close(services.ledger, services.audit, args.reference, reason, actor())
     if not closed:
         print(f"gateway: no open deadline under {args.reference}", file=sys.stderr)
         return EXIT_NOTHING
