@@ -95,13 +95,7 @@ class Gateway:
         )
         self._outbound_wake = asyncio.Event()
         self.schedule = Schedule(
-            config=config,
-            ledger=self.ledger,
-            audit=self.audit,
-            clock=self.clock,
-            inbound=self.inbound,
-            outbound=self.outbound,
-            gpg=self.gpg,
+            services,
             wake_outbound=self.wake_outbound,
             outbound_next_due=self.courier.next_due,
             catalogue=self.validator.catalogue,
