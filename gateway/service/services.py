@@ -52,16 +52,17 @@ class Services:
     the schema revision this gateway needs) and the audit chain, which must be one per process
     (its writers take turns on a lock of its own before SQLite's).
 
-    Built on first use and then kept: ``gpg`` (our GnuPG home: reads the passphrase), ``validator``
-    (compiles every schema), ``inbound`` and ``outbound`` (the spools: make their folders). Lazy
-    rather than switched on by flags, because what a command needs is what it touches: `gateway
-    deadlines` and `gateway queue` read no passphrase and compile no schema, `gateway inbox` makes
-    no spool folder, and no command can ask for a part it was opened without. A command that
-    needs a part touches it at its start (`serve` builds its whole world before it listens), so
-    a fault in it still stops the command before any work. Each part is closed in the reverse of
-    the order it was built in, after the ledger's engine was made: our GnuPG home (its gpg-agent
-    stopped) before the engine is disposed. The desks are the configuration's (``config.desks``):
-    Maildir folders that delivery and notices open by path, nothing to build or close.
+    Built on first use (under a lock: two threads asking at once get one) and then kept: ``gpg``
+    (our GnuPG home: reads the passphrase), ``validator`` (compiles every schema), ``inbound``
+    and ``outbound`` (the spools: make their folders). Lazy rather than switched on by flags,
+    because what a command needs is what it touches: `gateway deadlines` and `gateway queue`
+    read no passphrase and compile no schema, `gateway inbox` makes no spool queue, and no
+    command can ask for a part it was opened without. A command that needs a part touches it at
+    its start (`serve` builds its whole world before it listens), so a fault in it still stops
+    the command before any work. What holds something is closed in the reverse of the order it
+    was built in: our GnuPG home (its gpg-agent stopped), always built after the engine, before
+    the engine is disposed. The desks are the configuration's (``config.desks``): Maildir
+    folders that delivery and notices open by path, nothing to build or close.
     """
 
     config: Config
