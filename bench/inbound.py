@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -55,6 +56,7 @@ from gateway.core.config import BUILTIN_FORMS
 from gateway.crypto.openpgp import GnuPG, KeyProtection
 from gateway.inbound.smtp_server import tls_context
 from gateway.service.server import HANDOFF_MAX_WAIT, Gateway
+from gateway.service.services import open_services
 from gateway.store import schema
 from gateway.store.ledger import make_engine
 
@@ -464,7 +466,8 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     slices = [loaded[r * args.count : (r + 1) * args.count] for r in range(args.rounds)]
 
     upgrade_ledger(world.config.database_url)
-    gateway = Gateway(world.config)
+    closing = contextlib.ExitStack()
+    gateway = Gateway(closing.enter_context(open_services(world.config)))
     sink_folder = world.base / "sink"
     sink_folder.mkdir()
     sink_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sink")
@@ -514,6 +517,7 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
             )
     finally:
         await gateway.stop()
+        closing.close()
         for server in (sink, partner_server):
             server.close()
             await server.wait_closed()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, select
 from gateway.core import config as configuration
 from gateway.core.clock import FakeClock
 from gateway.core.config import BUILTIN_FORMS
+from gateway.crypto.openpgp import GnuPG
 from gateway.forms.catalogue import FormCatalogue
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage, deadlines
@@ -128,7 +130,8 @@ class Desk:
 
 @dataclass
 class Tracking:
-    """A ledger, its audit chain, the spools and a sweeper on one FakeClock."""
+    """A ledger, its audit chain, the spools and a sweeper on one FakeClock: the services the
+    scheduled jobs take (``gpg``, the configuration's GnuPG home, is opened on first use)."""
 
     config: configuration.Config
     clock: FakeClock
@@ -151,6 +154,10 @@ class Tracking:
             inbound=Spool(config.paths.spool / "inbound"),
             outbound=Spool(config.paths.spool / "outbound"),
         )
+
+    @functools.cached_property
+    def gpg(self) -> GnuPG:
+        return GnuPG(self.config.paths.gnupg_home)
 
     def sweeper(self, engine: Engine | None = None) -> Sweeper:
         """A new sweeper (as after a restart), optionally on an engine of its own."""

@@ -7,11 +7,9 @@ import json
 from typing import Any
 
 from gateway.core import config as configuration
-from gateway.core.clock import SystemClock
 from gateway.core.errors import ConfigError
-from gateway.store.audit import AuditLog, AuditReport, parse_anchor
-from gateway.store.ledger import make_engine
-from gateway.store.schema import require_current
+from gateway.service.services import open_services
+from gateway.store.audit import AuditReport, parse_anchor
 from gateway.store.unit import LedgerUnavailable
 
 EXIT_OK, EXIT_REJECTED = 0, 1
@@ -47,17 +45,14 @@ def _anchor(value: str) -> tuple[int, str]:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     config = configuration.load_required(args.config)
-    engine = make_engine(config.database_url)
     try:
-        require_current(engine)
-        report = AuditLog(engine, SystemClock()).check(args.anchor)
+        with open_services(config) as services:
+            report = services.audit.check(args.anchor)
     except LedgerUnavailable as error:
         # The URL may hold a password: name the setting, not its value.
         raise ConfigError(
             str(config.source), "database.url", f"cannot read the ledger: {error.orig}"
         ) from None
-    finally:
-        engine.dispose()
     if args.json:
         print(json.dumps(_as_json(report), indent=2))
     elif report.intact:

@@ -11,11 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from gateway.core import config as configuration
-from gateway.core.clock import SystemClock
+from gateway.service.services import open_services
 from gateway.store import deadline_rows
-from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, make_engine
-from gateway.store.schema import require_current
+from gateway.store.ledger import Ledger
 from gateway.tracking.deadline_notices import iso_text, span_text
 from gateway.tracking.sweep import close
 
@@ -48,12 +46,6 @@ def register(commands: Any) -> None:
     closing.set_defaults(run=cmd_deadlines_close)
 
 
-def _ledger(config: configuration.Config) -> Ledger:
-    engine = make_engine(config.database_url)
-    require_current(engine)
-    return Ledger(engine, SystemClock())
-
-
 def open_deadlines(
     ledger: Ledger, now: datetime, *, overdue: bool = False, desk: str | None = None
 ) -> list[dict[str, Any]]:
@@ -77,10 +69,9 @@ def open_deadlines(
 
 def cmd_deadlines(args: argparse.Namespace) -> int:
     config = configuration.load_required(args.config)
-    ledger = _ledger(config)
-    now = ledger.clock.now()
-    items = open_deadlines(ledger, now, overdue=args.overdue, desk=args.desk)
-    ledger.engine.dispose()
+    with open_services(config) as services:
+        now = services.clock.now()
+        items = open_deadlines(services.ledger, now, overdue=args.overdue, desk=args.desk)
     if args.json:
         print(json.dumps(items, indent=2))
         return EXIT_OK
@@ -111,12 +102,8 @@ def cmd_deadlines_close(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     config = configuration.load_required(args.config)
-    ledger = _ledger(config)
-    audit = AuditLog(ledger.engine, ledger.clock)
-    try:
-        closed = close(ledger, audit, args.reference, reason, actor())
-    finally:
-        ledger.engine.dispose()
+    with open_services(config) as services:
+        closed = close(services.ledger, services.audit, args.reference, reason, actor())
     if not closed:
         print(f"gateway: no open deadline under {args.reference}", file=sys.stderr)
         return EXIT_NOTHING

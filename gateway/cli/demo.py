@@ -28,6 +28,7 @@ from gateway.core import config as configuration
 from gateway.core.clock import ShiftedClock
 from gateway.crypto.openpgp import GnuPG, KeyProtection
 from gateway.service.server import Gateway
+from gateway.service.services import open_services
 from gateway.store import lookups, schema
 from gateway.store.ledger import MessageRow, make_engine
 from gateway.store.states import InboundState, MessageState, OutboundState
@@ -313,8 +314,11 @@ async def _story(sites: dict[str, Site], say: Say) -> None:
             schema.upgrade(engine)
         finally:
             engine.dispose()
-    gateways = {name: Gateway(config, clock) for name, config in configs.items()}
     async with contextlib.AsyncExitStack() as stack:
+        gateways = {
+            name: Gateway(stack.enter_context(open_services(config, clock=clock)))
+            for name, config in configs.items()
+        }
         for gateway in gateways.values():
             await gateway.start()
             stack.push_async_callback(gateway.stop)

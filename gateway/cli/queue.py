@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from gateway.cli.deadlines import actor
 from gateway.core import config as configuration
-from gateway.core.clock import SystemClock
 from gateway.service.queues import QueueItem, QueueRefusal, Queues
-from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, make_engine
-from gateway.store.schema import require_current
+from gateway.service.services import open_services
 from gateway.tracking.deadline_notices import iso_text, span_text
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -87,18 +86,11 @@ def _reason(parser: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
-def _queues(args: argparse.Namespace) -> Queues:
+@contextlib.contextmanager
+def _queues(args: argparse.Namespace) -> Iterator[Queues]:
     config = configuration.load_required(args.config)
-    engine = make_engine(config.database_url)
-    require_current(engine)
-    clock = SystemClock()
-    return Queues(
-        config=config,
-        ledger=Ledger(engine, clock),
-        audit=AuditLog(engine, clock),
-        clock=clock,
-        actor=actor(),
-    )
+    with open_services(config) as services:
+        yield Queues(services, actor=actor())
 
 
 def _checked_reason(text: str, *, required: bool) -> str | None:
@@ -113,12 +105,9 @@ def _checked_reason(text: str, *, required: bool) -> str | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    queues = _queues(args)
-    try:
+    with _queues(args) as queues:
         items = queues.items(args.direction, quarantined=args.quarantined)
-    finally:
-        queues.ledger.engine.dispose()
-    now = queues.clock.now()
+        now = queues.clock.now()
     if args.json:
         print(json.dumps([item.as_json(now) for item in items], indent=2))
         return EXIT_OK
@@ -146,16 +135,14 @@ def _line(item: QueueItem, now: Any) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    queues = _queues(args)
-    try:
-        item = queues.get(args.key, args.direction)
-        events = queues.events(item)
-    except QueueRefusal as refusal:
-        print(f"gateway: {refusal}", file=sys.stderr)
-        return EXIT_REFUSED
-    finally:
-        queues.ledger.engine.dispose()
-    now = queues.clock.now()
+    with _queues(args) as queues:
+        try:
+            item = queues.get(args.key, args.direction)
+            events = queues.events(item)
+        except QueueRefusal as refusal:
+            print(f"gateway: {refusal}", file=sys.stderr)
+            return EXIT_REFUSED
+        now = queues.clock.now()
     shown = item.as_json(now)
     if args.json:
         shown["events"] = [
@@ -198,13 +185,11 @@ def cmd_drop(args: argparse.Namespace) -> int:
 
 
 def _act(args: argparse.Namespace, action: Any, outcome: str) -> int:
-    queues = _queues(args)
-    try:
-        item = action(queues)
-    except QueueRefusal as refusal:
-        print(f"gateway: {refusal}", file=sys.stderr)
-        return EXIT_REFUSED
-    finally:
-        queues.ledger.engine.dispose()
+    with _queues(args) as queues:
+        try:
+            item = action(queues)
+        except QueueRefusal as refusal:
+            print(f"gateway: {refusal}", file=sys.stderr)
+            return EXIT_REFUSED
     print(f"{item.direction} {item.key} {outcome}")
     return EXIT_OK

@@ -10,17 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core import config as configuration
-from gateway.core.clock import SystemClock
 from gateway.core.errors import GatewayError, InvalidForm
 from gateway.crypto.pgpmime import Attachment
-from gateway.crypto.setup import open_gnupg
-from gateway.forms.setup import load_validator
-from gateway.outbound.submit import Submitter
-from gateway.store.audit import AuditLog
-from gateway.store.durable import private_folder
-from gateway.store.ledger import Ledger, make_engine
-from gateway.store.schema import require_current
-from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS, Spool
+from gateway.service.services import open_services
 from gateway.store.states import OutboundState
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -59,33 +51,19 @@ def cmd_send(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"gateway: {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    clock = SystemClock()
-    private_folder(config.paths.spool)  # the default ledger lives there
-    engine = make_engine(config.database_url)
-    require_current(engine)
-    gpg = open_gnupg(config)
-    try:
-        submitter = Submitter(
-            config=config,
-            gpg=gpg,
-            validator=load_validator(config),
-            ledger=Ledger(engine, clock),
-            outbound=Spool(config.paths.spool / "outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS),
-            audit=AuditLog(engine, clock),
-            clock=clock,
-        )
-        submitted = submitter.submit(form, attachments, desk=args.desk)
-    except InvalidForm as error:
-        print(f"{args.file}: invalid, nothing queued:", file=sys.stderr)
-        for line in error.detail.splitlines():
-            print(f"  {line}", file=sys.stderr)
-        return EXIT_REJECTED
-    except GatewayError as error:
-        print(f"gateway: {args.file}: not sent: {error.detail}", file=sys.stderr)
-        return EXIT_REJECTED
-    finally:
-        gpg.close()
-        engine.dispose()
+    with open_services(config) as services:
+        # Our key first, outside the form's refusals: a fault in it is the command's, as in serve.
+        services.gpg  # noqa: B018 (a lazy part: touching it opens it)
+        try:
+            submitted = services.submitter().submit(form, attachments, desk=args.desk)
+        except InvalidForm as error:
+            print(f"{args.file}: invalid, nothing queued:", file=sys.stderr)
+            for line in error.detail.splitlines():
+                print(f"  {line}", file=sys.stderr)
+            return EXIT_REJECTED
+        except GatewayError as error:
+            print(f"gateway: {args.file}: not sent: {error.detail}", file=sys.stderr)
+            return EXIT_REJECTED
     if args.json:
         print(
             json.dumps(

@@ -17,13 +17,11 @@ from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.desks import maildir as desks
 from gateway.desks.maildir import Delivery
-from gateway.forms.setup import load_validator
 from gateway.inbound.handoff import Spooled
 from gateway.service import preflight, server
+from gateway.service.services import Services, open_services
 from gateway.store import lookups
-from gateway.store.ledger import Ledger, MessageRow, make_engine
-from gateway.store.schema import require_current
-from gateway.store.spool import Spool
+from gateway.store.ledger import Ledger, MessageRow
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 1
 
@@ -48,12 +46,6 @@ def register(commands: Any) -> None:
     status.set_defaults(run=cmd_status)
 
 
-def _ledger(config: configuration.Config) -> Ledger:
-    engine = make_engine(config.database_url)
-    require_current(engine)
-    return Ledger(engine, SystemClock())
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     # Whatever the process creates (spool, ledger, desk copies, gpg files) is private to its user,
     # on top of the explicit modes each of them is created with.
@@ -70,7 +62,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_inbox(args: argparse.Namespace) -> int:
     config = configuration.load_required(args.config)
-    ledger = _ledger(config)
+    with open_services(config) as services:
+        return _inbox(args, services.ledger)
+
+
+def _inbox(args: argparse.Namespace, ledger: Ledger) -> int:
     with ledger.reading() as tx:
         rows = lookups.received(
             tx, desk=args.desk, leave_out_form=None if args.receipts else RECEIPT_FORM
@@ -118,14 +114,19 @@ def _find(ledger: Ledger, reference: str) -> MessageRow | None:
 def cmd_show(args: argparse.Namespace) -> int:
     """The form as its desk copy shows it (gateway.desks renders both), under one status line."""
     config = configuration.load_required(args.config)
-    ledger = _ledger(config)
+    with open_services(config) as services:
+        return _show(args, services)
+
+
+def _show(args: argparse.Namespace, services: Services) -> int:
+    config, ledger = services.config, services.ledger
     row = _find(ledger, args.reference)
     if row is None or row.direction != "inbound" or row.spool_key is None:
         print(f"gateway: no received message {args.reference}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    item = Spool(config.paths.spool / "inbound").get(row.spool_key)
+    item = services.inbound.get(row.spool_key)
     payload = pgpmime.parse_entity(Spooled.of(item).entity)
-    validator = load_validator(config)
+    validator = services.validator
     result = validator.validate(payload.form)
     partner = config.partner_by_bureau(row.partner)
     desk = row.desk or "-"
@@ -153,7 +154,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = configuration.load_required(args.config)
-    ledger = _ledger(config)
+    with open_services(config) as services:
+        return _status(args, services.ledger)
+
+
+def _status(args: argparse.Namespace, ledger: Ledger) -> int:
     rows = ledger.by_reference(args.reference)
     if not rows:
         print(f"gateway: no message {args.reference}", file=sys.stderr)

@@ -12,9 +12,8 @@ from gateway.core.config import Config
 from gateway.core.errors import BadPassphrase, CannotStart, ConfigError, KeyUnusable
 from gateway.crypto.setup import open_gnupg
 from gateway.inbound.smtp_server import tls_context
+from gateway.service.services import open_services
 from gateway.store.durable import private_folder
-from gateway.store.ledger import make_engine
-from gateway.store.schema import require_current
 from gateway.store.spoollock import LOCK_NAME, SpoolLock
 from gateway.store.unit import LedgerError
 
@@ -158,11 +157,8 @@ def ledger(config: Config, source: str) -> None:
     url = config.database_url
     sqlite = url.startswith("sqlite")
     try:
-        engine = make_engine(url)
-        try:
-            require_current(engine)
-        finally:
-            engine.dispose()
+        with open_services(config):
+            pass  # what serve opens first: the engine, at the schema revision required
     except OSError as exc:
         raise ConfigError(
             source, "database.url", f"cannot use {exc.filename or 'the ledger'}: {_words(exc)}"

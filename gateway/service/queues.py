@@ -9,14 +9,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.core.clock import Clock
-from gateway.core.config import Config
 from gateway.desks import notices
 from gateway.desks.notices import MAIL_KIND, Notice
 from gateway.outbound.backoff import attempts_of, instant, iso, not_before
-from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, MessageRow
-from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS, Spool, SpoolItem
+from gateway.service.services import Services
+from gateway.store.ledger import MessageRow
+from gateway.store.spool import SpoolItem
 from gateway.store.states import OutboundState
 from gateway.tracking.deadline_notices import iso_text, utc_text
 from gateway.tracking.recipients import owner_desk
@@ -80,18 +78,13 @@ class QueueItem:
 class Queues:
     """The inbound and outbound spools as an operator handles them."""
 
-    def __init__(
-        self, *, config: Config, ledger: Ledger, audit: AuditLog, clock: Clock, actor: str
-    ) -> None:
-        self.config = config
-        self.ledger = ledger
-        self.audit = audit
-        self.clock = clock
+    def __init__(self, services: Services, *, actor: str) -> None:
+        self.config = services.config
+        self.ledger = services.ledger
+        self.audit = services.audit
+        self.clock = services.clock
         self.actor = actor
-        self.spools = {
-            "inbound": Spool(config.paths.spool / "inbound"),
-            "outbound": Spool(config.paths.spool / "outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS),
-        }
+        self.spools = {"inbound": services.inbound, "outbound": services.outbound}
 
     # ------------------------------------------------------------------ reading
 

@@ -11,23 +11,15 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config
 from gateway.core.errors import CannotStart, ConfigError
 from gateway.core.waits import wait_event
-from gateway.crypto.setup import open_gnupg
-from gateway.forms.setup import load_validator
 from gateway.inbound.handoff import Handoff, Progress
 from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
 from gateway.outbound.delivery import Courier
 from gateway.outbound.outbox import Outbox
-from gateway.outbound.submit import Submitter
-from gateway.store.audit import AuditLog
-from gateway.store.durable import private_folder
-from gateway.store.ledger import Ledger, make_engine
-from gateway.store.schema import require_current
-from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS, Spool
+from gateway.service.services import Services, open_services
 from gateway.tracking.scheduler import Schedule
 
 log = logging.getLogger("gateway.server")
@@ -47,9 +39,11 @@ OUTBOX_INTERVAL = 1.0
 
 
 class Gateway:
-    """All the long-lived parts of a running gateway."""
+    """All the long-lived parts of a running gateway, on the services of a ``with
+    open_services(config)`` that outlives it (the services close the ledger and GnuPG)."""
 
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(self, services: Services) -> None:
+        config = services.config
         source = str(config.source or "configuration")
         if not config.openpgp.fingerprint:
             raise ConfigError(
@@ -61,17 +55,16 @@ class Gateway:
                 "smtp.listen.tls_cert",
                 "partners require TLS: configure a certificate and key",
             )
+        self.services = services
         self.config = config
-        self.clock = clock or SystemClock()
-        private_folder(config.paths.spool)
-        self.validator = load_validator(config)
-        self.gpg = open_gnupg(config)
-        self.engine = make_engine(config.database_url)
-        require_current(self.engine)
-        self.ledger = Ledger(self.engine, self.clock)
-        self.audit = AuditLog(self.engine, self.clock)
-        self.inbound = Spool(config.paths.spool / "inbound")
-        self.outbound = Spool(config.paths.spool / "outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS)
+        self.clock = services.clock
+        self.validator = services.validator
+        self.gpg = services.gpg
+        self.ledger = services.ledger
+        self.engine = services.ledger.engine
+        self.audit = services.audit
+        self.inbound = services.inbound
+        self.outbound = services.outbound
         self.pipeline = Pipeline(
             config=config,
             gpg=self.gpg,
@@ -91,15 +84,7 @@ class Gateway:
             audit=self.audit,
             clock=self.clock,
         )
-        self.submitter = Submitter(
-            config=config,
-            gpg=self.gpg,
-            validator=self.validator,
-            ledger=self.ledger,
-            outbound=self.outbound,
-            audit=self.audit,
-            clock=self.clock,
-        )
+        self.submitter = services.submitter()
         self.outbox = Outbox(config, self.submitter)
         self.courier = Courier(
             config=config,
@@ -110,13 +95,7 @@ class Gateway:
         )
         self._outbound_wake = asyncio.Event()
         self.schedule = Schedule(
-            config=config,
-            ledger=self.ledger,
-            audit=self.audit,
-            clock=self.clock,
-            inbound=self.inbound,
-            outbound=self.outbound,
-            gpg=self.gpg,
+            services,
             wake_outbound=self.wake_outbound,
             outbound_next_due=self.courier.next_due,
             catalogue=self.validator.catalogue,
@@ -245,7 +224,8 @@ class Gateway:
             await asyncio.sleep(OUTBOX_INTERVAL)
 
     async def stop(self) -> None:
-        """Stop accepting, let sessions inside DATA finish, hand off what is left, release all."""
+        """Stop accepting, let sessions inside DATA finish, hand off what is left, release the
+        threads (the services are closed by their ``with``)."""
         if self._server is not None:
             self._server.close()
             if not await wait_event(self.limits.drained, DRAIN_SECONDS):
@@ -260,8 +240,6 @@ class Gateway:
         self.executor.shutdown(wait=True)
         self.background.shutdown(wait=True)
         self.outbox_worker.shutdown(wait=True)
-        self.gpg.close()
-        self.engine.dispose()
 
 
 def _address(host: str, port: int) -> str:
@@ -282,17 +260,13 @@ def _why(exc: OSError) -> str:
 
 
 async def run(config: Config) -> None:
-    gateway = Gateway(config)
-    try:
+    with open_services(config) as services:
+        gateway = Gateway(services)
         await gateway.start()
-    except BaseException:
-        gateway.gpg.close()
-        gateway.engine.dispose()
-        raise
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    log.info("stopping")
-    await gateway.stop()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("stopping")
+        await gateway.stop()

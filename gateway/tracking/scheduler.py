@@ -26,7 +26,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -36,7 +36,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.crypto.openpgp import GnuPG
-from gateway.crypto.setup import open_gnupg
 from gateway.desks.notices import post
 from gateway.forms.catalogue import FormCatalogue
 from gateway.store import jobruns, statistics
@@ -60,43 +59,61 @@ JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1
 T = TypeVar("T")
 
 
+class JobServices(Protocol):
+    """What the jobs take of a gateway's services: `serve` passes its ``Services`` (from
+    gateway.service.services, a layer above, which this module cannot import)."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def audit(self) -> AuditLog: ...
+    @property
+    def inbound(self) -> Spool: ...
+    @property
+    def outbound(self) -> Spool: ...
+    @property
+    def gpg(self) -> GnuPG:
+        """Our GnuPG home: only the key check reads it, so it may be opened on first use."""
+        ...
+
+
 class Schedule:
     """The timer of `gateway serve` and the jobs it runs."""
 
     def __init__(
         self,
+        services: JobServices,
         *,
-        config: Config,
-        ledger: Ledger,
-        audit: AuditLog,
-        clock: Clock,
-        inbound: Spool,
-        outbound: Spool,
-        gpg: GnuPG | None,
         wake_outbound: Callable[[], None] | None = None,
         outbound_next_due: Callable[[], datetime | None] | None = None,
         node: str = "",
         catalogue: FormCatalogue | None = None,
     ) -> None:
-        self.config = config
-        self.ledger = ledger
-        self.audit = audit
-        self.clock = clock
-        self.gpg = gpg
+        self.services = services
+        self.config = config = services.config
+        self.ledger, self.audit, self.clock = services.ledger, services.audit, services.clock
         self.wake_outbound = wake_outbound
         self.outbound_next_due = outbound_next_due
         self.node = node or f"{socket.gethostname()}:{os.getpid()}"
         self.sweeper = Sweeper(
             config=config,
-            ledger=ledger,
-            audit=audit,
+            ledger=self.ledger,
+            audit=self.audit,
             catalogue=catalogue or FormCatalogue.load(config.form_folders),
-            outbound=outbound,
+            outbound=services.outbound,
         )
+        self.spools = {"inbound": services.inbound, "outbound": services.outbound}
         self.purger = Purger(
-            config=config, ledger=ledger, audit=audit, inbound=inbound, outbound=outbound
+            config=config,
+            ledger=self.ledger,
+            audit=self.audit,
+            inbound=services.inbound,
+            outbound=services.outbound,
         )
-        self.spools = {"inbound": inbound, "outbound": outbound}
         self._timer: AsyncIOScheduler | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[Any]] = set()
@@ -144,11 +161,7 @@ class Schedule:
         return self.clock.now().astimezone(UTC).date().isoformat()
 
     def _check_keys(self, now: datetime) -> list[keycheck.KeyWarning]:
-        if self.gpg is not None:
-            keys = self.gpg.list_keys()
-        else:
-            with open_gnupg(self.config) as gpg:
-                keys = gpg.list_keys()
+        keys = self.services.gpg.list_keys()
         found = keycheck.warnings(
             self.config.partners, keys, now, self.config.scheduler.key_warning
         )

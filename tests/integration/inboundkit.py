@@ -26,6 +26,7 @@ from gateway.core import config as configuration
 from gateway.core.config import BUILTIN_FORMS
 from gateway.crypto.openpgp import GnuPG
 from gateway.service.server import Gateway
+from gateway.service.services import open_services
 from gateway.store.ledger import messages
 
 FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
@@ -184,12 +185,13 @@ async def running_gateway(
     """A gateway listening on a free port of 127.0.0.1 for the duration of the block."""
     config = configuration.load(gateway_config(world, folder, listen, database_url))
     upgraded(config.database_url)
-    running = Gateway(config)
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
+    with open_services(config) as services:
+        running = Gateway(services)
+        await running.start()
+        try:
+            yield running
+        finally:
+            await running.stop()
 
 
 def message(

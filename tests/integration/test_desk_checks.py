@@ -14,17 +14,7 @@ from gateway.tracking.scheduler import Schedule
 
 
 def schedule(tracking: Tracking, node: str) -> Schedule:
-    return Schedule(
-        config=tracking.config,
-        ledger=tracking.ledger,
-        audit=tracking.audit,
-        clock=tracking.clock,
-        inbound=tracking.inbound,
-        outbound=tracking.outbound,
-        gpg=None,
-        node=node,
-        catalogue=CATALOGUE,
-    )
+    return Schedule(tracking, node=node, catalogue=CATALOGUE)
 
 
 async def test_the_checks_run_at_start_once_across_gateways(

@@ -27,6 +27,7 @@ from gateway.core import config as configuration
 from gateway.core.errors import ConfigError
 from gateway.crypto import pgpmime
 from gateway.service.server import Gateway
+from gateway.service.services import open_services
 from gateway.store.ledger import deadlines
 
 
@@ -178,15 +179,20 @@ async def test_serve_refuses_a_configuration_it_cannot_honour(world: World, tmp_
     text = path.read_text()
     no_key = tmp_path / "no-key.toml"
     no_key.write_text(re.sub(r'fingerprint = "[0-9A-F]{40}"\n\n\[smtp', "\n[smtp", text, count=1))
-    with pytest.raises(ConfigError, match=r"openpgp\.fingerprint: no key of ours"):
-        Gateway(configuration.load(no_key))
+    without_key = configuration.load(no_key)
+    upgraded(without_key.database_url)
+    with (
+        open_services(without_key) as services,
+        pytest.raises(ConfigError, match=r"openpgp\.fingerprint: no key of ours"),
+    ):
+        Gateway(services)
     bad_cert = tmp_path / "bad-cert.toml"
     bad_cert.write_text(re.sub(r'tls_cert = "[^"]*"', f'tls_cert = "{tmp_path}/missing.crt"', text))
     loaded = configuration.load(bad_cert)
-    upgraded(loaded.database_url)
-    running = Gateway(loaded)
-    try:
-        with pytest.raises(ConfigError, match=r"smtp\.listen\.tls_cert: cannot load"):
-            await running.start()
-    finally:
-        await running.stop()
+    with open_services(loaded) as services:
+        running = Gateway(services)
+        try:
+            with pytest.raises(ConfigError, match=r"smtp\.listen\.tls_cert: cannot load"):
+                await running.start()
+        finally:
+            await running.stop()

@@ -36,6 +36,7 @@ from gateway.core.config import BUILTIN_FORMS
 from gateway.core.errors import ConflictingReference, GatewayError
 from gateway.inbound.pipeline import Accepted
 from gateway.service.server import Gateway
+from gateway.service.services import open_services
 
 PARTNER = "NO-SIRENE"
 FORM_Q = (
@@ -61,12 +62,12 @@ def intake(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[G
     folder = tmp_path_factory.mktemp("fuzz")
     config = configuration.load(gateway_config(world, folder))
     upgraded(config.database_url)
-    built = Gateway(config, clock=FakeClock(datetime(2026, 11, 25, 12, tzinfo=UTC)))
-    yield built
-    for pool in (built.executor, built.background, built.outbox_worker):
-        pool.shutdown(wait=True)
-    built.gpg.close()
-    built.engine.dispose()
+    clock = FakeClock(datetime(2026, 11, 25, 12, tzinfo=UTC))
+    with open_services(config, clock=clock) as services:
+        built = Gateway(services)
+        yield built
+        for pool in (built.executor, built.background, built.outbox_worker):
+            pool.shutdown(wait=True)
 
 
 def detached(world: World, form: bytes) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,13 +44,7 @@ def tracking(tmp_path: Path, ledger_engine: Engine) -> Tracking:
 
 def schedule(tracking: Tracking, node: str = "a", **options: object) -> Schedule:
     return Schedule(
-        config=tracking.config,
-        ledger=tracking.ledger,
-        audit=tracking.audit,
-        clock=tracking.clock,
-        inbound=tracking.inbound,
-        outbound=tracking.outbound,
-        gpg=None,
+        tracking,
         node=node,
         catalogue=CATALOGUE,
         **options,  # type: ignore[arg-type]
@@ -156,18 +151,13 @@ def test_a_partner_key_expiring_soon_is_told_once_a_day(
     now = datetime.now(UTC).replace(microsecond=0)
     tracking = Tracking.make(tmp_path, ledger_engine, start=now)
     config = write_config(
-        tmp_path, url_of(ledger_engine), no_fingerprint=soon, rs_fingerprint=later
+        tmp_path,
+        url_of(ledger_engine),
+        no_fingerprint=soon,
+        rs_fingerprint=later,
+        gnupg_home=gpg.home,
     )
-    jobs = Schedule(
-        config=config,
-        ledger=tracking.ledger,
-        audit=tracking.audit,
-        clock=tracking.clock,
-        inbound=tracking.inbound,
-        outbound=tracking.outbound,
-        gpg=gpg,
-        catalogue=CATALOGUE,
-    )
+    jobs = Schedule(replace(tracking, config=config), catalogue=CATALOGUE)
     found = jobs.check_keys_once()
     assert found is not None
     assert [(w.partner, w.fingerprint, w.problem) for w in found] == [
