@@ -20,7 +20,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.durable import private_folder
 from gateway.store.ledger import Ledger, make_engine
 from gateway.store.schema import require_current
-from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS, Spool
+from gateway.store.spool import Spool
 from gateway.store.states import OutboundState
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -70,7 +70,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             gpg=gpg,
             validator=load_validator(config),
             ledger=Ledger(engine, clock),
-            outbound=Spool(config.paths.spool / "outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS),
+            outbound=Spool(config.paths.spool / "outbound"),
             audit=AuditLog(engine, clock),
             clock=clock,
         )

@@ -217,13 +217,13 @@ class Pipeline:
                 self._open_reply_deadline(connection, ledger_id, checked, now)
                 self.audit.append_in(connection, "received", **checked.audit_fields())
         except exc.IntegrityError:
-            self.spool.discard(key)
+            self.spool.delete(key, "queued")
             raced = self._dedupe(checked)  # another session recorded it a moment ago
             if raced is None:
                 raise StoreUnavailable() from None
             return raced
         except exc.SQLAlchemyError as error:
-            self.spool.discard(key)
+            self.spool.delete(key, "queued")
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable() from None
         log.info("received %s %s from %s", checked.form.code, header.reference, partner.code)
