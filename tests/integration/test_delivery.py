@@ -761,6 +761,46 @@ async def test_a_rejected_receipt_is_told_to_the_duty_desk(rig: Rig) -> None:
     assert rig.notices("sirene") == []
 
 
+async def test_a_receipt_the_policy_gives_up_on_is_told_to_the_duty_desk(rig: Rig) -> None:
+    ack = rig.record(
+        NewMessage(
+            direction="outbound",
+            partner="NO-SIRENE",
+            channel="sirene",
+            form="ACK",
+            reference="RO-2026-000002",
+            in_reply_to="NO-2026-000123",
+            message_id="<r@gateway.ro.example>",
+            priority="normal",
+            content_sha256="",
+            raw_sha256="",
+            state=OutboundState.QUEUED,
+            spool_key="receipt.1",
+        )
+    )
+    meta = {"to": THEIRS, "partner": "NO-SIRENE", "reference": "RO-2026-000002"}
+    rig.spool.put("receipt.1", PAYLOAD, meta | {"kind": "receipt", "message_id": "<r@x>"})
+    rig.partner.fail("rcpt", "450 4.2.1 mailbox busy", times=1000)
+    courier = rig.courier()
+    while rig.row(ack).state == "queued":
+        assert await courier.run_once() == 1
+        if rig.row(ack).state == "queued":
+            assert rig.notices("duty") == []  # a retry is told to nobody
+        due = courier.next_due()
+        if due is not None:
+            rig.clock.set(due)
+    assert rig.row(ack).state == "failed"
+    assert rig.clock.now() - START >= timedelta(hours=1)  # give_up_after in this configuration
+    [notice] = rig.notices("duty")
+    assert notice["Subject"] == "[NOTICE] receipt RO-2026-000002 to NO-SIRENE not delivered"
+    assert notice["X-IPC-Notice"] == "failed"
+    body = notice.get_content()
+    assert "gave up after 10 attempts since 2026-03-02T09:00:00+00:00: 450 4.2.1 at RCPT" in body
+    assert "No further attempts will be made." in body
+    assert rig.notices("sirene") == []
+    assert rig.folders() == {"quarantine": ["receipt.1.msg"]}
+
+
 async def test_a_resend_is_an_event_of_the_original(rig: Rig) -> None:
     original = rig.queue_form()
     assert await rig.courier().run_once() == 1
