@@ -108,7 +108,8 @@ class Handoff:
                         log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
                         self.retry.failed(item, error)
                         continue
-                    if handled and not self.inbound.finish([item]):
+                    # Idempotent: an item a crash leaves in cur/ too is handled again as a no-op.
+                    if handled and not self.inbound.finish([item], sync_cur=False):
                         done += 1
         return Progress(done)
 

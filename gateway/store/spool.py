@@ -176,11 +176,14 @@ class Spool:
             claimed.append(SpoolItem(key, Path(target), meta, payload))
         return claimed
 
-    def finish(self, items: Iterable[SpoolItem]) -> list[SpoolItem]:
+    def finish(self, items: Iterable[SpoolItem], *, sync_cur: bool = True) -> list[SpoolItem]:
         """Move claimed items to done/, where each is kept until deleted: each is renamed, then
-        done/ and cur/ are fsynced once for them all. Returns the items that could not be moved
-        (still claimed, or not claimed items of this spool); StoreUnavailable when the sync fails
-        (the moves may then not survive a crash: those items would be back in cur/)."""
+        done/ is fsynced once for them all, and cur/ too unless ``sync_cur`` is False. Without
+        that second sync a crash may leave an item in cur/ as well, and recover() hands it back
+        to its owner: a caller whose handling is idempotent may skip it (it costs as much as the
+        first). Returns the items that could not be moved (still claimed, or not claimed items
+        of this spool); StoreUnavailable when a sync fails (the moves may then not survive a
+        crash: those items would be back in cur/)."""
         cur, done = os.fspath(self.cur), os.fspath(self.done)
         stuck: list[SpoolItem] = []
         moved = 0
@@ -199,7 +202,8 @@ class Spool:
         if moved:
             try:
                 fsync_dir(self.done)
-                fsync_dir(self.cur)
+                if sync_cur:
+                    fsync_dir(self.cur)
             except OSError as exc:
                 raise _store_error(exc, "done/") from exc
         return stuck

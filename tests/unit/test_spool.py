@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.core.errors import StorageFull, StoreUnavailable
+from gateway.store import durable
 from gateway.store import spool as spool_module
 from gateway.store.spool import FOLDERS, Recovery, Spool, SpoolItem
 
@@ -595,3 +596,23 @@ def test_waiting_reads_an_unchanged_item_once_and_a_new_version_again(
     assert sorted(reads) == ["a.msg", "a.msg", "b.msg"]  # only the new version was read
     spool.waiting()[0].meta["n"] = 99  # what a caller does to its copy stays with it
     assert sorted(item.meta["n"] for item in spool.waiting()) == [2, 3]
+
+
+@pytest.mark.parametrize(("sync_cur", "synced"), [(True, ["done", "cur"]), (False, ["done"])])
+def test_finish_syncs_done_once_and_cur_unless_told(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch, sync_cur: bool, synced: list[str]
+) -> None:
+    for key in ("a", "b", "c"):
+        spool.put(key, b"x", {})
+    items = spool.claim(["a", "b", "c"])
+    calls: list[str] = []
+    real = durable.fsync_dir
+
+    def recording(path: Path) -> None:
+        calls.append(Path(path).name)
+        real(path)
+
+    monkeypatch.setattr(spool_module, "fsync_dir", recording)
+    assert spool.finish(items, sync_cur=sync_cur) == []
+    assert calls == synced
+    assert names(spool.done) == ["a.msg", "b.msg", "c.msg"]
