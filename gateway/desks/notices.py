@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gateway.core.config import Config, Desk
 from gateway.desks.maildir import PLACEHOLDER_DOMAIN, deliver
-from gateway.store.spool import KEY_PATTERN, OUTBOUND_MAX_ATTEMPTS, SUFFIX, Spool
+from gateway.store.spool import KEY_PATTERN, SUFFIX, Spool
 
 log = logging.getLogger("gateway.notices")
 
@@ -89,7 +89,7 @@ def queue_mail(config: Config, desk: Desk, notice: Notice, message: bytes, at: d
     queued before (waiting, sent or set aside: one mail per notice key)."""
     if desk.email is None:
         raise ValueError(f"the {desk.name} desk has no e-mail address")
-    spool = Spool(config.paths.spool / "outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS)
+    spool = Spool(config.paths.spool / "outbound")
     key = mail_key(notice.key)
     if spool.exists(key) or (spool.quarantine / f"{key}{SUFFIX}").exists():
         return False

@@ -17,6 +17,7 @@ from gateway.crypto import pgpmime
 from gateway.crypto.openpgp import GnuPG
 from gateway.desks.maildir import Delivery, deliver, render
 from gateway.forms.xmlforms import FormValidator, Validation
+from gateway.inbound.retry import HandoffRetry
 from gateway.store import lookups
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageRow, NewMessage
@@ -82,6 +83,7 @@ class Handoff:
         self.audit = audit
         self.clock = clock
         self.matcher = Matcher(ledger, audit)
+        self.retry = HandoffRetry(inbound)
 
     def run_once(self) -> int:
         """Hand off everything waiting; returns how many items were done."""
@@ -98,52 +100,38 @@ class Handoff:
                     return Progress(done, spooled_at)
                 seen.add(key)
                 try:
-                    item = self.inbound.claim_key(key)
+                    claimed = self.inbound.claim([key])
                 except ValueError:  # a file whose name is no spool key: not ours to touch
                     log.error("ignoring %s in the inbound spool: not a spool key", key[:80])
                     continue
-                if item is None:
-                    continue  # taken by another worker meanwhile
-                try:
-                    handled = self.handle(item)
-                except (GatewayError, OSError, LookupError) as error:
-                    log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
-                    self._put_back(item, error)
-                    continue
-                if handled:
-                    self.inbound.finish(item)
-                    done += 1
+                for item in claimed:  # none when another worker took it meanwhile
+                    try:
+                        handled = self.handle(item)
+                    except (GatewayError, OSError, LookupError) as error:
+                        log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
+                        self.retry.failed(item, error)
+                        continue
+                    # Idempotent: an item a crash leaves in cur/ too is handled again as a no-op.
+                    if handled and not self.inbound.finish([item], sync_cur=False):
+                        done += 1
         return Progress(done)
-
-    def _put_back(self, item: SpoolItem, error: Exception) -> None:
-        """A transient failure (a full disk, a database away) costs no attempt; another one
-        counts towards quarantine. A full disk may refuse even the rewrite that counts: then
-        the item goes back untouched, by a rename that needs no space."""
-        transient = isinstance(error, OSError) or (
-            isinstance(error, GatewayError) and error.transient
-        )
-        if transient:
-            self.inbound.release(item)
-            return
-        try:
-            self.inbound.defer(item, f"{type(error).__name__}: {error}"[:200])
-        except GatewayError:
-            self.inbound.release(item)
 
     def set_aside_orphans(self) -> int:
         """At start-up, before any session: an inbound item without a ledger row was spooled by
         a process that died before its commit, so its sender got no 250 and will send again.
         Set it aside (quarantine keeps it for a look) so that the re-sent message is taken."""
         orphans = 0
-        seen: set[str] = set()
-        while (item := self.inbound.claim(skip=seen)) is not None:
-            seen.add(item.key)
-            if self._row(item.key) is None:
+        for key, _ in self.inbound.queued():
+            try:
+                if self._row(key) is not None:
+                    continue
+                claimed = self.inbound.claim([key])
+            except ValueError:  # a file whose name is no spool key: not ours to touch
+                continue
+            for item in claimed:
                 log.warning("setting aside %s: spooled but never recorded", item.key)
-                self.inbound.set_aside(item)
+                self.inbound.set_aside(item, "spooled but never recorded")
                 orphans += 1
-            else:
-                self.inbound.release(item)
         return orphans
 
     def handle(self, item: SpoolItem) -> bool:
@@ -154,10 +142,10 @@ class Handoff:
             # sender got no 250). Never delete here: wait, then set it aside for an operator.
             received = datetime.fromisoformat(str(item.meta["received_at"]))
             if self.clock.now() - received < ORPHAN_AFTER:
-                self.inbound.release(item)
+                self.inbound.requeue(item)
                 return False
             log.error("setting aside %s: spooled but never recorded", item.key)
-            self.inbound.set_aside(item)
+            self.inbound.set_aside(item, "spooled but never recorded")
             return False
         spooled = Spooled.of(item)
         payload = pgpmime.parse_entity(spooled.entity)
@@ -327,6 +315,8 @@ class Handoff:
             original = self.outbound.get(f"receipt.{row.id}")
         except KeyError:
             return
+        if original.path.parent == self.outbound.quarantine:
+            return  # set aside (rejected, or for an operator): not sent again by itself
         for attempt in range(1, 1000):
             key = f"receipt.{row.id}.again.{attempt}"
             if self.outbound.exists(key):

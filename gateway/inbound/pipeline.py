@@ -216,13 +216,13 @@ class Pipeline:
                 self._open_reply_deadline(tx, ledger_id, checked, now)
                 self.audit.append_in(tx, "received", **checked.audit_fields())
         except LedgerConflict:
-            self.spool.discard(key)
+            self.spool.delete(key, "queued")
             raced = self._dedupe(checked)  # another session recorded it a moment ago
             if raced is None:
                 raise StoreUnavailable() from None
             return raced
         except LedgerError as error:
-            self.spool.discard(key)
+            self.spool.delete(key, "queued")
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable() from None
         log.info("received %s %s from %s", checked.form.code, header.reference, partner.code)

@@ -12,7 +12,7 @@ several messages (as an MTA does). The parts:
 - :mod:`gateway.outbound.smtpclient` holds the sessions (STARTTLS required when the route requires
   TLS, certificates verified) and turns replies into Attempts;
 - :mod:`gateway.outbound.outcomes` records what came of each attempt (ledger, audit, spool,
-  desk notices); :mod:`gateway.outbound.backoff` says when to try again and when to give up.
+  desk notices); :mod:`gateway.outbound.retry` says when to try again and when to give up.
 
 Spool and ledger calls block, so they run in threads and the event loop only does SMTP: a
 feeder claims items ahead of the sessions, a batch per thread hop, and a settler records the
@@ -39,9 +39,9 @@ from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.waits import wait_event
 from gateway.desks.notices import MAIL_KIND
-from gateway.outbound.backoff import not_before
 from gateway.outbound.jobs import Intake, Job
 from gateway.outbound.outcomes import Recorder
+from gateway.outbound.retry import not_before
 from gateway.outbound.smtpclient import Attempt, Route, Routes, Session, Unreachable
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger
@@ -195,7 +195,7 @@ class Courier:
     def next_due(self) -> datetime | None:
         """The earliest ``not_before`` of the waiting items (now for an item never tried)."""
         now = self.clock.now()
-        return min((not_before(item.meta) or now for item in self.spool.peek()), default=None)
+        return min((not_before(item.meta) or now for item in self.spool.waiting()), default=None)
 
     async def run(self, wake: asyncio.Event, poll: float = 1.0) -> None:
         """Deliver until cancelled: a pass per partner whenever items are due, each partner's
@@ -239,7 +239,7 @@ class Courier:
 
     async def _scan(self) -> tuple[dict[str, _Lane], datetime | None]:
         """The due items by partner, oldest first, and the earliest ``not_before`` of all."""
-        waiting = await asyncio.to_thread(self.spool.peek)
+        waiting = await asyncio.to_thread(self.spool.waiting)
         now = self.clock.now()
         lanes: dict[str, _Lane] = {}
         earliest: datetime | None = None

@@ -26,7 +26,7 @@ from gateway.core.clock import Clock
 from gateway.core.config import Config, Partner
 from gateway.core.errors import GatewayError
 from gateway.desks.notices import MAIL_KIND
-from gateway.outbound.backoff import instant, not_before
+from gateway.outbound.retry import instant, not_before
 from gateway.outbound.smtpclient import Attempt, address_is_clean, header_is_clean
 from gateway.store.ledger import Ledger, MessageHead
 from gateway.store.spool import Spool, SpoolItem
@@ -97,19 +97,19 @@ class Intake:
     def prepare_many(self, keys: list[str]) -> list[Job]:
         """The jobs of those items that are ours to try now, in one read of the ledger; the rest
         are put back, set aside or left to whoever claimed them."""
-        claimed = self.spool.claim_read(keys)
-        wanted = {item.key.split(".again.")[0] for item, _ in claimed}
+        claimed = self.spool.claim(keys)
+        wanted = {item.key.split(".again.")[0] for item in claimed}
         try:
             rows = self.ledger.heads_by_spool_keys(wanted)
         except Exception:
             log.exception("cannot read the ledger; %d items stay queued", len(claimed))
-            for item, _ in claimed:
+            for item in claimed:
                 self.release(item)
             return []
         jobs = []
-        for item, payload in claimed:
+        for item in claimed:
             try:
-                job = self._examine(item, payload, rows)
+                job = self._examine(item, item.payload(), rows)
             except Exception:
                 log.exception("cannot examine %s; it stays queued", item.key)
                 self.release(item)
@@ -121,7 +121,7 @@ class Intake:
     def release(self, item: SpoolItem) -> None:
         """Put a claimed item back as it was; one that cannot be stays claimed until a start."""
         try:
-            self.spool.release(item)
+            self.spool.requeue(item)
         except (GatewayError, OSError, ValueError) as exc:
             log.error("%s stays claimed until the next start: %s", item.key, exc)
 
@@ -133,7 +133,7 @@ class Intake:
         meta, now = item.meta, self.clock.now()
         due = not_before(meta)
         if due is not None and due > now:  # rescheduled by another gateway since we looked
-            self.spool.release(item)
+            self.spool.requeue(item)
             return None
         kind = str(meta.get("kind", ""))
         if kind == MAIL_KIND:
@@ -210,15 +210,15 @@ class Intake:
         if queued is None:
             queued = datetime.fromtimestamp(item.path.stat().st_mtime, UTC)
         if now - queued < ORPHAN_AFTER:
-            self.spool.release(item)
+            self.spool.requeue(item)
             return
         log.error("setting aside %s: queued but never recorded in the ledger", item.key)
-        self.spool.set_aside(item)
+        self.spool.set_aside(item, "queued but never recorded in the ledger")
 
     def _settled_before(self, item: SpoolItem, row: MessageHead) -> None:
         """The ledger already has the outcome (a crash came between its commit and the move)."""
         log.warning("%s is already %s in the ledger: not sending it again", item.key, row.state)
         if row.state in (OutboundState.REJECTED, OutboundState.FAILED):
-            self.spool.set_aside(item)
+            self.spool.set_aside(item, f"already {row.state} in the ledger")
         else:
-            self.spool.finish(item)
+            self.spool.finish([item])

@@ -4,8 +4,8 @@ went wrong, a notice to the desk. Runs in a worker thread, a batch of outcomes a
 - sent (250): the ledger row to ``sent``, the receipt deadline opens, a reply closes the reply
   deadline of what it answers, the audit entry; all committed before the item goes to done/
   (its bytes are re-sent as they are if no receipt comes);
-- retry: ``attempts`` + 1 and ``not_before`` moved by the backoff in the item's metadata (a
-  restart keeps them), until ``give_up_after`` since the first attempt: then failed;
+- retry: the item back in the queue with its next attempt's instant, as the retry policy
+  (``retry.py``) decides, until it gives up: then failed;
 - rejected, refused, failed: the desk told first, then the ledger and the audit, then the item to
   quarantine.
 
@@ -24,8 +24,8 @@ from gateway.core.config import Config
 from gateway.core.errors import GatewayError
 from gateway.desks import notices
 from gateway.desks.notices import MAIL_KIND, Notice
-from gateway.outbound.backoff import attempts_of, backoff_delay, gives_up, instant, iso
 from gateway.outbound.jobs import Job
+from gateway.outbound.retry import RetryPolicy, iso
 from gateway.outbound.smtpclient import FINAL, SUMMARY_LIMIT, Attempt
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger
@@ -56,8 +56,8 @@ class Recorder:
         self.spool = spool
         self.audit = audit
         self.clock = clock
-        self.rng = rng
         self.matcher = Matcher(ledger, audit)
+        self.retry = RetryPolicy(config.outbound, rng)
 
     def settle_batch(self, batch: list[tuple[Job, Attempt]]) -> None:
         """Record what came of the attempts: the messages sent in one transaction, the retries'
@@ -109,14 +109,13 @@ class Recorder:
             log.warning("no deferred events for %d retries: %s", len(events), error)
 
     def _decide(self, job: Job, attempt: Attempt, now: datetime) -> Attempt:
-        """A retry past ``give_up_after`` since the first attempt becomes a failure."""
+        """A retry the policy gives up on becomes a failure."""
         if attempt.verdict != "retry":
             return attempt
-        first = instant(job.item.meta.get("first_attempt_at")) or now
-        if not gives_up(first, now, self.config.outbound):
+        why = self.retry.give_up(job.item.meta, now)
+        if why is None:
             return attempt
-        attempts = attempts_of(job.item.meta) + 1
-        summary = f"gave up after {attempts} attempts since {iso(first)}: {attempt.summary}"
+        summary = f"{why}: {attempt.summary}"
         return Attempt("failed", summary[:SUMMARY_LIMIT], attempt.code, attempt.words)
 
     def _sent(self, sent: list[tuple[Job, Attempt]], now: datetime) -> None:
@@ -128,7 +127,7 @@ class Recorder:
             with self.ledger.transaction() as tx:
                 self._sent_in(tx, recorded, now)
         try:
-            stuck = self.spool.finish_many([job.item for job, _ in sent])
+            stuck = self.spool.finish([job.item for job, _ in sent])
         except (GatewayError, OSError) as error:  # recorded as sent: a restart finishes them
             log.error("%d sent items moved to done/ without a sync: %s", len(sent), error)
             return
@@ -181,28 +180,20 @@ class Recorder:
 
     def _retry(self, job: Job, attempt: Attempt, now: datetime) -> list[tuple[int, str, str]]:
         """Put the item back with its next attempt's time; the "deferred" event it owes."""
-        meta = dict(job.item.meta)
-        attempts = attempts_of(meta) + 1
-        delay = backoff_delay(attempts, self.config.outbound, self.rng)
-        meta.update(
-            attempts=attempts,
-            first_attempt_at=meta.get("first_attempt_at") or iso(now),
-            not_before=iso(now + delay),
-            last_error=attempt.error,
-        )
-        self.spool.reschedule(job.item, meta)
+        retry = self.retry.next_try(job.item.meta, attempt.error, now)
+        self.spool.requeue(job.item, retry.meta)
         log.info(
             "%s to %s: %s; attempt %d, next in %.0f s",
             job.item.key,
             job.peer,
             attempt.summary,
-            attempts,
-            delay.total_seconds(),
+            retry.attempts,
+            retry.delay.total_seconds(),
         )
         subject = job.subject
         if subject is None:
             return []
-        detail = f"attempt {attempts}: {attempt.summary}; next {meta['not_before']}"
+        detail = f"attempt {retry.attempts}: {attempt.summary}; next {retry.meta['not_before']}"
         return [(subject.id, "deferred", detail)]
 
     def _closed(self, job: Job, attempt: Attempt, now: datetime) -> None:
@@ -211,7 +202,7 @@ class Recorder:
         notice about a notice."""
         state = OutboundState.REJECTED if attempt.verdict == "rejected" else OutboundState.FAILED
         if job.kind == MAIL_KIND:
-            self.spool.set_aside(job.item)
+            self.spool.set_aside(job.item, f"{state}: {attempt.summary}")
             log.error("notice %s for %s %s: %s", job.item.key, job.peer, state, attempt.error)
             return
         self._notify(job, state, attempt, now)  # first: posting twice leaves one notice
@@ -226,7 +217,7 @@ class Recorder:
                 self.ledger.event_in(tx, job.original.id, f"resend-{state}", detail)
             if moved:
                 self.audit.append_in(tx, state, reason=attempt.summary, **job.audit_fields())
-        self.spool.set_aside(job.item)
+        self.spool.set_aside(job.item, f"{state}: {attempt.summary}")
         if attempt.verdict == "refused":
             log.error("refused to send %s (a fault upstream): %s", job.item.key, attempt.summary)
         else:
@@ -241,7 +232,7 @@ class Recorder:
                 "not_before": iso(now + self.config.outbound.retry_first),
             }
             try:
-                self.spool.reschedule(job.item, meta)
+                self.spool.requeue(job.item, meta)
                 return
             except (GatewayError, OSError) as error:
                 log.error("cannot keep the outcome of %s: %s", job.item.key, error)
@@ -249,7 +240,7 @@ class Recorder:
 
     def _release(self, item: SpoolItem) -> None:
         try:
-            self.spool.release(item)
+            self.spool.requeue(item)
         except (GatewayError, OSError, ValueError) as exc:
             log.error("%s stays claimed until the next start: %s", item.key, exc)
 

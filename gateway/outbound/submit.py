@@ -206,7 +206,7 @@ class Submitter:
         except BaseException:
             # The commit failed or never came: take the item back, nothing is queued.
             if spooled is not None:
-                self.outbound.discard(spooled)
+                self.outbound.delete(spooled, "queued")
             raise
         row = self.ledger.by_spool_key(spooled)
         if row is None:
@@ -296,7 +296,7 @@ class Submitter:
         other = lookups.spool_key_holder(tx, key, besides=ledger_id)
         if other is not None:
             raise SubmissionRefused(f"Reference {other} was already used")
-        if self.outbound.discard(key):
+        if self.outbound.delete(key, "queued"):
             log.warning("discarded %s, left by a submission that did not commit", key)
 
     def _next_reference(self, tx: Transaction, now: datetime) -> str:

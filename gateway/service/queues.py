@@ -11,10 +11,12 @@ from typing import Any
 
 from gateway.desks import notices
 from gateway.desks.notices import MAIL_KIND, Notice
-from gateway.outbound.backoff import attempts_of, instant, iso, not_before
+from gateway.inbound import retry as inbound_retry
+from gateway.outbound import retry as outbound_retry
+from gateway.outbound.retry import attempts_of, instant, iso, not_before
 from gateway.service.services import Services
 from gateway.store.ledger import MessageRow
-from gateway.store.spool import SpoolItem
+from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import OutboundState
 from gateway.tracking.deadline_notices import iso_text, utc_text
 from gateway.tracking.recipients import owner_desk
@@ -23,8 +25,12 @@ log = logging.getLogger("gateway.queues")
 
 DIRECTIONS = ("inbound", "outbound")
 FOLDERS = {"new": "waiting", "cur": "claimed", "quarantine": "quarantined"}
-# Outbound metadata a release forgets: the item starts its retries afresh.
-_RETRY_STATE = ("attempts", "not_before", "first_attempt_at", "last_error", "outcome")
+# The metadata a release forgets, so the item starts its retries afresh: its retry policy's
+# state and, outbound, an outcome kept for recording.
+_RETRY_STATE = {
+    "inbound": inbound_retry.RETRY_STATE,
+    "outbound": (*outbound_retry.RETRY_STATE, "outcome"),
+}
 # The ledger states `queue release` sends again from (queued: an item set aside before it went).
 _RELEASABLE = (OutboundState.QUEUED, OutboundState.REJECTED, OutboundState.FAILED)
 _CODE = re.compile(r"[A-Z0-9-]{1,32}")
@@ -99,7 +105,7 @@ class Queues:
                 folders = [spool.new, spool.cur, spool.quarantine]
             for folder in folders:
                 for path in sorted(folder.glob("*.msg"), key=_mtime):
-                    item = spool.locate(path.name.removesuffix(".msg"))
+                    item = _locate(spool, path.name.removesuffix(".msg"))
                     if item is not None and item.path.parent == folder:
                         found.append(self._describe(name, item))
         return found
@@ -111,7 +117,7 @@ class Queues:
             located = [
                 (name, item)
                 for name in _directions(direction)
-                if (item := self.spools[name].locate(key)) is not None
+                if (item := _locate(self.spools[name], key)) is not None
             ]
         except ValueError:
             raise QueueRefusal(f"{key[:80]!r} is not a spool key") from None
@@ -145,10 +151,10 @@ class Queues:
         if item.next_attempt is None or item.next_attempt <= now:
             raise QueueRefusal(f"{key} is not deferred: it goes at the next delivery pass")
         spool = self.spools["outbound"]
-        claimed = spool.claim_key(key)
-        if claimed is None:
+        claimed = spool.claim([key])
+        if not claimed:
             raise QueueRefusal(f"{key} is being delivered right now")
-        spool.reschedule(claimed, {**claimed.meta, "not_before": iso(now)})
+        spool.requeue(claimed[0], {**claimed[0].meta, "not_before": iso(now)})
         self._record(item, "retry", reason, event="retry-now")
         return self.get(key, "outbound")
 
@@ -170,9 +176,9 @@ class Queues:
         if requeue and item.state not in _RELEASABLE:
             raise QueueRefusal(f"{key} is already {item.state} in the ledger: nothing to send")
         spool = self.spools[item.direction]
-        old = spool.locate(key)
+        old = _locate(spool, key)
         meta = dict(old.meta if old is not None else {})
-        for name in _RETRY_STATE if item.direction == "outbound" else ("attempts", "last_error"):
+        for name in _RETRY_STATE[item.direction]:
             meta.pop(name, None)
         meta["releases"] = item.releases + 1
         with self.ledger.transaction() as tx:
@@ -204,8 +210,12 @@ class Queues:
         spool = self.spools[item.direction]
         # Set aside first, so that no worker claims it while the ledger is written; a crash
         # after the commit leaves it in quarantine, never sent or handed off.
-        if item.folder == "waiting" and spool.set_aside_waiting(key) is None:
-            raise QueueRefusal(f"{key} is being handled right now: try again in a moment")
+        if item.folder == "waiting":
+            for claimed in spool.claim([key]):  # an unreadable one the claim set aside itself
+                spool.set_aside(claimed, f"to be dropped by {self.actor}")
+            aside = _locate(spool, key)
+            if aside is None or aside.path.parent != spool.quarantine:
+                raise QueueRefusal(f"{key} is being handled right now: try again in a moment")
         now = self.clock.now()
         if item.kind != MAIL_KIND:
             self._tell_dropped(item, reason, now)
@@ -222,7 +232,7 @@ class Queues:
                 if not moved:
                     self.ledger.event_in(tx, item.row.id, "dropped", detail)
             self._audit_in(tx, item, "drop", reason)
-        spool.delete_quarantined(key)
+        spool.delete(key, "quarantine")
         log.info("dropped %s %s by %s", item.direction, key, self.actor)
         return item
 
@@ -328,6 +338,15 @@ def _directions(direction: str | None) -> tuple[str, ...]:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
     return (direction,)
+
+
+def _locate(spool: Spool, key: str) -> SpoolItem | None:
+    """The item with this key if it is waiting, claimed or quarantined (not done: handled)."""
+    try:
+        item = spool.get(key)
+    except KeyError:
+        return None
+    return None if item.path.parent == spool.done else item
 
 
 def _mtime(path: Any) -> float:

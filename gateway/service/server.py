@@ -19,6 +19,7 @@ from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
 from gateway.outbound.delivery import Courier
 from gateway.outbound.outbox import Outbox
+from gateway.outbound.retry import requeue_interrupted
 from gateway.service.services import Services, open_services
 from gateway.tracking.scheduler import Schedule
 
@@ -130,10 +131,7 @@ class Gateway:
 
     async def start(self) -> None:
         """Recover what a previous run left, then listen."""
-        for spool in (self.inbound, self.outbound):
-            recovered = spool.recover()
-            if recovered.requeued or recovered.stale_tmp:
-                log.warning("recovered %s: %s", spool.root.name, recovered)
+        self._recover()
         orphans = self.handoff.set_aside_orphans()
         if orphans:
             log.warning("set aside %d message(s) spooled but never recorded", orphans)
@@ -157,6 +155,24 @@ class Gateway:
         ]
         self.schedule.start()
         log.info("listening on %s:%d", self.config.listen.host, self.port)
+
+    def _recover(self) -> None:
+        """What a stopped process left claimed goes back by each queue's own retry policy: an
+        inbound hand-off counts it as an attempt, outbound delivery requeues it untouched."""
+        inbound, outbound = self.inbound.recover(), self.outbound.recover()
+        set_aside = self.handoff.retry.interrupted(inbound.interrupted)
+        requeue_interrupted(self.outbound, outbound.interrupted)
+        for name, found in (("inbound", inbound), ("outbound", outbound)):
+            if found.interrupted or found.unreadable or found.stale_tmp:
+                log.warning(
+                    "recovered %s: %d interrupted, %d unreadable set aside, %d stale tmp files",
+                    name,
+                    len(found.interrupted),
+                    found.unreadable,
+                    found.stale_tmp,
+                )
+        if set_aside:
+            log.warning("set aside %d inbound item(s) at their last attempt", set_aside)
 
     def wake_outbound(self) -> None:
         """Tell delivery that something is due; safe from any thread."""

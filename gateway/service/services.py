@@ -20,7 +20,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.durable import private_folder
 from gateway.store.ledger import Ledger, make_engine
 from gateway.store.schema import require_current
-from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS, Spool
+from gateway.store.spool import Spool
 
 T = TypeVar("T")
 
@@ -89,9 +89,7 @@ class Services:
     @property
     def outbound(self) -> Spool:
         """The outbound spool: forms, receipts and notices waiting for delivery."""
-        return self._once(
-            "outbound", lambda: self._spool("outbound", max_attempts=OUTBOUND_MAX_ATTEMPTS)
-        )
+        return self._once("outbound", lambda: self._spool("outbound"))
 
     def submitter(self) -> Submitter:
         """Forms into the outbound queue (`gateway send`, and the desks' outboxes in `serve`)."""
@@ -105,9 +103,9 @@ class Services:
             clock=self.clock,
         )
 
-    def _spool(self, name: str, **options: Any) -> Spool:
+    def _spool(self, name: str) -> Spool:
         private_folder(self.config.paths.spool)  # the spools' folder holds personal data
-        return Spool(self.config.paths.spool / name, **options)
+        return Spool(self.config.paths.spool / name)
 
     def _once(self, name: str, build: Callable[[], T]) -> T:
         members = self._members

@@ -1,11 +1,17 @@
-"""The durable spool: an item is whole on disk once put() returns, or it is not in the queue at all.
+"""The durable spool: storage of queue items, no retry policy; an item is whole on disk once put()
+returns, or it is not in the queue at all.
 
 Folders (0700): tmp/ (being written), new/ (waiting, oldest first), cur/ (claimed), done/ (handled;
-the raw message is our proof and stays until purge()), quarantine/ (out of attempts, or unreadable).
-An item is one file ``<key>.msg``: a line of compact JSON metadata, then the payload verbatim.
-Every move is one rename(2), so an item is in exactly one folder and several processes may claim
-from one spool: the loser of a race gets ENOENT and tries the next. Nothing is edited in place: a
-new version goes through tmp/, fsync and rename. Modelled on Mailman's switchboard, without pickle.
+the raw message is our proof and stays until deleted), quarantine/ (set aside by its owner, or
+unreadable). An item is one file ``<key>.msg``: a line of compact JSON metadata, then the payload
+verbatim. Every move is one rename(2), so an item is in exactly one folder and several processes
+may claim from one spool: the loser of a race gets ENOENT and tries the next. Nothing is edited in
+place: a new version goes through tmp/, fsync and rename. Modelled on Mailman's switchboard,
+without pickle.
+
+Whether and when an item is tried again is its owner's policy (``inbound/retry.py``,
+``outbound/retry.py``), kept in the item's metadata: the spool requeues an item or sets it aside
+as it is told, and recover() hands back what a stopped process left claimed.
 """
 
 from __future__ import annotations
@@ -16,11 +22,11 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gateway.core.errors import StoreUnavailable
 from gateway.store.durable import fsync_dir, storage_error
@@ -30,21 +36,23 @@ log = logging.getLogger("gateway.spool")
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 SUFFIX = ".msg"
 FOLDERS = ("tmp", "new", "cur", "done", "quarantine")
-# The outbound queue counts delivery attempts (days of retries) in the same ``attempts`` key that
-# recover() counts crashes in: its items must not go to quarantine after a handful.
-OUTBOUND_MAX_ATTEMPTS = 100_000
+# Where delete() may remove an item from: queued (new/ or cur/), done/, quarantine/.
+Where = Literal["queued", "done", "quarantine"]
 
 
 @dataclass(frozen=True)
 class SpoolItem:
-    """One item where it was found; the payload is read only when asked for."""
+    """One item where it was found; the payload is read when asked for, unless the claim read it."""
 
     key: str
     path: Path
     meta: dict[str, Any] = field(hash=False)
+    body: bytes | None = field(default=None, hash=False, compare=False, repr=False)
 
     def payload(self) -> bytes:
         """The payload bytes exactly as put (the file after its metadata line)."""
+        if self.body is not None:
+            return self.body
         with self.path.open("rb") as file:
             file.readline()
             return file.read()
@@ -52,22 +60,21 @@ class SpoolItem:
 
 @dataclass(frozen=True)
 class Recovery:
-    """What recover() did: cur/ items put back in new/ or quarantined, tmp/ files deleted."""
+    """What recover() found: the items a stopped process left claimed (still in cur/, for their
+    owner's policy to requeue or set aside), the unreadable ones it set aside, the tmp/ files it
+    deleted."""
 
-    requeued: int
-    quarantined: int
+    interrupted: tuple[SpoolItem, ...]
+    unreadable: int
     stale_tmp: int
 
 
 class Spool:
-    """A directory queue with put, claim, finish, defer (then quarantine), get, purge, recover;
-    waiting, claim_key and reschedule for a consumer that keeps its own schedule."""
+    """A directory queue: put; queued and waiting (look); claim; then finish, requeue or
+    set_aside; unquarantine (an operator's release); delete; get, exists, quarantined; recover."""
 
-    def __init__(self, root: Path, max_attempts: int = 5) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.max_attempts = max_attempts
         root.parent.mkdir(parents=True, exist_ok=True)
         for path in (root, *(root / name for name in FOLDERS)):
             with suppress(FileExistsError):
@@ -75,7 +82,7 @@ class Spool:
                 path.chmod(0o700)  # mkdir's mode went through the umask
         fsync_dir(root)
         self.tmp, self.new, self.cur, self.done, self.quarantine = (root / n for n in FOLDERS)
-        self._peeked: dict[str, tuple[int, int, dict[str, Any]]] = {}  # peek()'s last reading
+        self._peeked: dict[str, tuple[int, int, dict[str, Any]]] = {}  # waiting()'s last reading
 
     def put(self, key: str, payload: bytes, meta: Mapping[str, Any]) -> SpoolItem:
         """Store a new item in new/; only when this returns is it durable.
@@ -96,69 +103,24 @@ class Spool:
         log.debug("spooled %s (%d bytes)", key, len(payload))
         return SpoolItem(key, path, json.loads(header))
 
-    def claim(self, skip: Collection[str] = ()) -> SpoolItem | None:
-        """Move the oldest item of new/ (but those in ``skip``) to cur/ and return it; None when
-        there is none."""
-        skipped = {_filename(key) for key in skip}
-        for path in _oldest_first(self.new):
-            if path.name in skipped:
-                continue
-            target = self.cur / path.name
-            try:
-                path.rename(target)
-            except FileNotFoundError:
-                continue  # another claimer took it first
-            try:
-                return _load(target)
-            except ValueError as exc:
-                log.error("quarantined %s: %s", target.name, exc)
-                self._move(target, self.quarantine)
-        return None
-
-    def waiting(self) -> list[SpoolItem]:
-        """The items of new/ with their metadata, oldest first, left where they are. Only each
-        file's first line is read. An unreadable item is skipped (claim() quarantines it)."""
-        found: list[SpoolItem] = []
-        for path in _oldest_first(self.new):
-            try:
-                found.append(_load(path))
-            except FileNotFoundError:
-                continue  # claimed by someone else meanwhile
-            except ValueError as exc:
-                log.error("skipping unreadable %s: %s", path.name, exc)
-        return found
-
     def queued(self) -> list[tuple[str, float]]:
         """The keys of new/ with the instant each was put there (its mtime, seconds since the
-        epoch), oldest first: one scan of the folder, no file opened (claim_key takes one)."""
-        found: list[tuple[int, str]] = []
-        with os.scandir(self.new) as entries:
-            for entry in entries:
-                if entry.name.endswith(SUFFIX):
-                    with suppress(FileNotFoundError):  # claimed by someone else meanwhile
-                        found.append((entry.stat().st_mtime_ns, entry.name))
-        found.sort()
-        return [(name.removesuffix(SUFFIX), mtime / 1e9) for mtime, name in found]
+        epoch), oldest first: one scan of the folder, no file opened."""
+        return [(name.removesuffix(SUFFIX), mtime / 1e9) for mtime, name, _ in self._scan_new()]
 
-    def peek(self) -> list[SpoolItem]:
-        """waiting() in fewer system calls (one scandir, then open, read, close per item; no
-        file objects): delivery looks at the whole queue on every pass. The items of new/ with
-        their metadata, oldest first, left where they are; an unreadable one is skipped."""
+    def waiting(self) -> list[SpoolItem]:
+        """The items of new/ with their metadata, oldest first, left where they are; an
+        unreadable one is skipped (claim() sets it aside). One scandir, then only each file's
+        first line, read with os calls (no file objects): delivery looks at the whole queue on
+        every pass."""
         new = os.fspath(self.new)
-        found: list[tuple[int, str, int]] = []
-        with os.scandir(new) as entries:
-            for entry in entries:
-                if entry.name.endswith(SUFFIX):
-                    with suppress(FileNotFoundError):  # claimed by someone else meanwhile
-                        found.append((entry.stat().st_mtime_ns, entry.name, entry.inode()))
-        found.sort()
         # A file is never changed in place (a new version is a new file renamed over it), so
         # the metadata read last time holds while the name, inode and mtime are the same: a
         # long queue for a partner that is down costs a scan per pass, not a read per item.
         known = self._peeked
         seen: dict[str, tuple[int, int, dict[str, Any]]] = {}
         items: list[SpoolItem] = []
-        for mtime, name, inode in found:
+        for mtime, name, inode in self._scan_new():
             path = f"{new}/{name}"
             cached = known.get(name)
             if cached is not None and cached[:2] == (inode, mtime):
@@ -178,33 +140,14 @@ class Spool:
         self._peeked = seen
         return items
 
-    def claim_key(self, key: str) -> SpoolItem | None:
-        """Move the item ``key`` from new/ to cur/ and return it; None when it is not in new/
-        (another claimer took it, or it was never there)."""
-        name = _filename(key)
-        target = self.cur / name
-        try:
-            (self.new / name).rename(target)
-        except FileNotFoundError:
-            return None
-        try:
-            return _load(target)
-        except ValueError as exc:
-            log.error("quarantined %s: %s", name, exc)
-            self._move(target, self.quarantine)
-            return None
-
-    def finish(self, item: SpoolItem) -> SpoolItem:
-        """Move a claimed item to done/, where it is kept until purge()."""
-        path = self._move(self._claimed(item), self.done)
-        return SpoolItem(item.key, path, item.meta)
-
-    def claim_read(self, keys: Iterable[str]) -> list[tuple[SpoolItem, bytes]]:
-        """claim_key for several keys, each item read once: (the item in cur/, its payload) for
-        those that were in new/. An unreadable item is quarantined, as claim_key does. Written
-        with os calls on strings: this runs for every message sent, pathlib costs a third more."""
+    def claim(self, keys: Iterable[str]) -> list[SpoolItem]:
+        """Move these items from new/ to cur/ and return them, each read whole once (its
+        ``payload()`` reads nothing more); a key not in new/ (another claimer took it, or it was
+        never there) is skipped, an unreadable item set aside in quarantine/. ValueError for a
+        key that is no spool key. Written with os calls on strings: this runs for every message
+        sent, pathlib costs a third more."""
         new, cur = os.fspath(self.new), os.fspath(self.cur)
-        claimed: list[tuple[SpoolItem, bytes]] = []
+        claimed: list[SpoolItem] = []
         for key in keys:
             name = _filename(key)
             target = f"{cur}/{name}"
@@ -230,14 +173,17 @@ class Spool:
             except OSError as exc:
                 log.error("cannot read %s; it stays in cur/ until a start: %s", name, exc)
                 continue
-            claimed.append((SpoolItem(key, Path(target), meta), payload))
+            claimed.append(SpoolItem(key, Path(target), meta, payload))
         return claimed
 
-    def finish_many(self, items: Iterable[SpoolItem]) -> list[SpoolItem]:
-        """finish() for several claimed items with one directory sync for them all: each is
-        renamed into done/, then done/ and cur/ are fsynced once. Returns the items that could
-        not be moved (still claimed); StoreUnavailable when the sync fails (the moves may then
-        not survive a crash: those items would be back in cur/)."""
+    def finish(self, items: Iterable[SpoolItem], *, sync_cur: bool = True) -> list[SpoolItem]:
+        """Move claimed items to done/, where each is kept until deleted: each is renamed, then
+        done/ is fsynced once for them all, and cur/ too unless ``sync_cur`` is False. Without
+        that second sync a crash may leave an item in cur/ as well, and recover() hands it back
+        to its owner: a caller whose handling is idempotent may skip it (it costs as much as the
+        first). Returns the items that could not be moved (still claimed, or not claimed items
+        of this spool); StoreUnavailable when a sync fails (the moves may then not survive a
+        crash: those items would be back in cur/)."""
         cur, done = os.fspath(self.cur), os.fspath(self.done)
         stuck: list[SpoolItem] = []
         moved = 0
@@ -247,7 +193,7 @@ class Spool:
             try:
                 if os.fspath(item.path) != source:
                     raise ValueError(f"{item.key}: not a claimed item of this spool")
-                os.rename(source, f"{done}/{name}")  # noqa: PTH104 - as in claim_read
+                os.rename(source, f"{done}/{name}")  # noqa: PTH104 - as in claim
             except (OSError, ValueError) as exc:
                 log.error("cannot move %s to done/: %s", item.key, exc)
                 stuck.append(item)
@@ -256,93 +202,64 @@ class Spool:
         if moved:
             try:
                 fsync_dir(self.done)
-                fsync_dir(self.cur)
+                if sync_cur:
+                    fsync_dir(self.cur)
             except OSError as exc:
                 raise _store_error(exc, "done/") from exc
         return stuck
 
-    def defer(self, item: SpoolItem, reason: str) -> bool:
-        """Put a claimed item back into new/ with ``attempts`` + 1 and ``last_error`` = reason.
-
-        Returns False when that was the last attempt allowed: the item went to quarantine/.
-        """
+    def requeue(self, item: SpoolItem, meta: Mapping[str, Any] | None = None) -> SpoolItem:
+        """Put a claimed item back into new/. With ``meta``, that becomes its metadata, written
+        as a new file (tmp/, fsync, rename) that waits behind the others; without, the item goes
+        back untouched, in its place, by a rename that needs no disk space. ValueError: not a
+        claimed item of this spool; TypeError: ``meta`` not JSON; StorageFull, StoreUnavailable:
+        nothing changed, the item is still claimed."""
         claimed = self._claimed(item)
-        attempts = int(item.meta.get("attempts", 0)) + 1
-        meta = {**item.meta, "attempts": attempts, "last_error": reason}
-        payload = item.payload()
-        self._write(self.cur, claimed.name, _encode_meta(meta), payload, undo=False)
-        if attempts >= self.max_attempts:
-            self._move(claimed, self.quarantine)
-            log.warning("quarantined %s after %d attempts: %s", item.key, attempts, reason)
-            return False
-        self._move(claimed, self.new)
-        log.info("deferred %s (attempt %d): %s", item.key, attempts, reason)
-        return True
-
-    def reschedule(self, item: SpoolItem, meta: Mapping[str, Any]) -> None:
-        """Put a claimed item back into new/ with ``meta`` as its metadata, written as a new
-        file (tmp/, fsync, rename) like defer(), but counting no attempt and never quarantining:
-        the caller keeps its own count."""
-        claimed = self._claimed(item)
+        if meta is None:
+            return SpoolItem(item.key, self._move(claimed, self.new), item.meta, item.body)
         header = _encode_meta(meta)
         self._write(self.cur, claimed.name, header, item.payload(), undo=False)
-        self._move(claimed, self.new)
-        log.debug("rescheduled %s", item.key)
+        path = self._move(claimed, self.new)
+        log.debug("requeued %s", item.key)
+        return SpoolItem(item.key, path, json.loads(header), item.body)
 
-    def recover(self) -> Recovery:
-        """At start-up, while no other process uses the spool: requeue cur/, empty tmp/.
+    def set_aside(
+        self, item: SpoolItem, reason: str, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        """Move a claimed item to quarantine/ for an operator to look at; nothing is deleted.
+        With ``meta``, that becomes its metadata first (as in requeue); ``reason`` is logged."""
+        claimed = self._claimed(item)
+        if meta is not None:
+            self._write(self.cur, claimed.name, _encode_meta(meta), item.payload(), undo=False)
+        self._move(claimed, self.quarantine)
+        log.info("set aside %s in quarantine/: %s", item.key, reason)
 
-        As in Mailman's .bak recovery, an item left in cur/ by a crash counts as a failed attempt
-        (defer), so an item that kills the gateway every time ends in quarantine/, not in a loop.
-        """
-        stale = 0
-        for path in self.tmp.iterdir():
-            path.unlink(missing_ok=True)
-            stale += 1
-        requeued = quarantined = 0
-        for path in _oldest_first(self.cur):
-            try:
-                item = _load(path)
-            except ValueError as exc:
-                log.error("quarantined %s: %s", path.name, exc)
-                self._move(path, self.quarantine)
-                quarantined += 1
-                continue
-            if self.defer(item, "interrupted: recovered at start-up"):
-                requeued += 1
-            else:
-                quarantined += 1
-        return Recovery(requeued, quarantined, stale)
-
-    def get(self, key: str) -> SpoolItem:
-        """The item with this key, from new/, cur/ or done/; KeyError if none holds it."""
+    def unquarantine(self, key: str, meta: Mapping[str, Any]) -> SpoolItem:
+        """Put a quarantined item back into new/ with ``meta`` as its metadata (an operator's
+        release): claimed by a rename into cur/, written anew, moved to new/. KeyError when
+        quarantine/ does not hold it (another operator was first)."""
         name = _filename(key)
-        for _ in range(2):  # look twice: an item may move between folders while we look
-            for folder in (self.new, self.cur, self.done):
-                with suppress(FileNotFoundError):
-                    return _load(folder / name)
-        raise KeyError(key)
+        claimed = self.cur / name
+        try:
+            (self.quarantine / name).rename(claimed)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except OSError as exc:
+            raise _store_error(exc, name) from exc
+        return self.requeue(SpoolItem(key, claimed, dict(meta)), meta)
 
-    def exists(self, key: str) -> bool:
-        """Whether new/, cur/ or done/ holds this key."""
+    def delete(self, key: str, where: Where) -> bool:
+        """Remove an item for good; False if it was not there. ``queued``: from new/ or, if a
+        worker holds it, cur/ (it was put but must not stay: its ledger commit failed, so no 250
+        was given); ``done``: a handled item (the retention purge); ``quarantine``: a set-aside
+        item (an operator's drop)."""
         name = _filename(key)
-        return any((folder / name).exists() for folder in (self.new, self.cur, self.done))
-
-    def release(self, item: SpoolItem) -> SpoolItem:
-        """Put a claimed item back into new/ untouched: not a failure, it is simply not due yet."""
-        path = self._move(self._claimed(item), self.new)
-        return SpoolItem(item.key, path, item.meta)
-
-    def set_aside(self, item: SpoolItem) -> None:
-        """Move a claimed item to quarantine/ for an operator to look at; nothing is deleted."""
-        self._move(self._claimed(item), self.quarantine)
-        log.warning("set aside %s in quarantine/", item.key)
-
-    def discard(self, key: str) -> bool:
-        """Remove an item that was put but must not stay (its ledger commit failed, so no 250
-        was given); from new/ or, if a worker holds it, cur/. False if neither has it."""
-        name = _filename(key)
-        for folder in (self.new, self.cur):
+        folders = {
+            "queued": (self.new, self.cur),
+            "done": (self.done,),
+            "quarantine": (self.quarantine,),
+        }[where]
+        for folder in folders:
             try:
                 (folder / name).unlink()
             except FileNotFoundError:
@@ -351,14 +268,25 @@ class Spool:
             return True
         return False
 
-    def purge(self, key: str) -> bool:
-        """Delete a handled item from done/ (the retention purge); False if it was not there."""
-        try:
-            (self.done / _filename(key)).unlink()
-        except FileNotFoundError:
-            return False
-        fsync_dir(self.done)
-        return True
+    def get(self, key: str) -> SpoolItem:
+        """The item with this key from whichever folder holds it (new/, cur/, done/,
+        quarantine/: its ``path`` says which); an unreadable one comes with empty metadata.
+        KeyError if none holds it."""
+        name = _filename(key)
+        for _ in range(2):  # look twice: an item may move between folders while we look
+            for folder in (self.new, self.cur, self.done, self.quarantine):
+                try:
+                    return _load(folder / name)
+                except FileNotFoundError:
+                    continue
+                except ValueError:
+                    return SpoolItem(key, folder / name, {})
+        raise KeyError(key)
+
+    def exists(self, key: str) -> bool:
+        """Whether new/, cur/ or done/ holds this key (not quarantine/: set aside)."""
+        name = _filename(key)
+        return any((folder / name).exists() for folder in (self.new, self.cur, self.done))
 
     def quarantined(self) -> list[SpoolItem]:
         """The items of quarantine/ with their metadata, oldest first, left where they are. An
@@ -373,60 +301,36 @@ class Spool:
                 found.append(SpoolItem(path.name.removesuffix(SUFFIX), path, {}))
         return found
 
-    def locate(self, key: str) -> SpoolItem | None:
-        """The item with this key in new/, cur/ or quarantine/ (not done/: handled), or None.
-        Its ``path`` names the folder; an unreadable item comes with empty metadata."""
-        name = _filename(key)
-        for _ in range(2):  # look twice: an item may move between folders while we look
-            for folder in (self.new, self.cur, self.quarantine):
-                try:
-                    return _load(folder / name)
-                except FileNotFoundError:
-                    continue
-                except ValueError:
-                    return SpoolItem(key, folder / name, {})
-        return None
+    def recover(self) -> Recovery:
+        """At start-up, while no other process uses the spool: empty tmp/, set aside what cur/
+        holds that cannot be read, and return the rest of cur/, still claimed. What becomes of
+        an interrupted item (requeued as it was, counted as a failed attempt, set aside) is its
+        owner's policy."""
+        stale = 0
+        for path in self.tmp.iterdir():
+            path.unlink(missing_ok=True)
+            stale += 1
+        interrupted: list[SpoolItem] = []
+        unreadable = 0
+        for path in _oldest_first(self.cur):
+            try:
+                interrupted.append(_load(path))
+            except ValueError as exc:
+                log.error("quarantined %s: %s", path.name, exc)
+                self._move(path, self.quarantine)
+                unreadable += 1
+        return Recovery(tuple(interrupted), unreadable, stale)
 
-    def unquarantine(self, key: str, meta: Mapping[str, Any]) -> SpoolItem:
-        """Put a quarantined item back into new/ with ``meta`` as its metadata (an operator's
-        release): claimed by a rename into cur/, written anew, moved to new/. KeyError when
-        quarantine/ does not hold it (another operator was first)."""
-        name = _filename(key)
-        claimed = self.cur / name
-        try:
-            (self.quarantine / name).rename(claimed)
-        except FileNotFoundError:
-            raise KeyError(key) from None
-        except OSError as exc:
-            raise _store_error(exc, name) from exc
-        item = SpoolItem(key, claimed, dict(meta))
-        self.reschedule(item, meta)
-        return SpoolItem(key, self.new / name, dict(meta))
-
-    def set_aside_waiting(self, key: str) -> SpoolItem | None:
-        """Move an item from new/ straight to quarantine/ (an operator is about to drop it), so
-        no worker can claim it meanwhile; None when new/ does not hold it (claimed meanwhile)."""
-        name = _filename(key)
-        try:
-            (self.new / name).rename(self.quarantine / name)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise _store_error(exc, name) from exc
-        fsync_dir(self.quarantine)
-        try:
-            return _load(self.quarantine / name)
-        except ValueError:
-            return SpoolItem(key, self.quarantine / name, {})
-
-    def delete_quarantined(self, key: str) -> bool:
-        """Remove a quarantined item for good (an operator's drop); False if it was not there."""
-        try:
-            (self.quarantine / _filename(key)).unlink()
-        except FileNotFoundError:
-            return False
-        fsync_dir(self.quarantine)
-        return True
+    def _scan_new(self) -> list[tuple[int, str, int]]:
+        """(mtime in ns, file name, inode) of the items of new/, oldest first."""
+        found: list[tuple[int, str, int]] = []
+        with os.scandir(self.new) as entries:
+            for entry in entries:
+                if entry.name.endswith(SUFFIX):
+                    with suppress(FileNotFoundError):  # claimed by someone else meanwhile
+                        found.append((entry.stat().st_mtime_ns, entry.name, entry.inode()))
+        found.sort()
+        return found
 
     def _claimed(self, item: SpoolItem) -> Path:
         path = self.cur / _filename(item.key)

@@ -79,11 +79,11 @@ class Purger:
             return  # the SQL filter and keep_for agree; this is a guard
         spool = self.spools[row.direction]
         keys = self._keys(row)
-        items = sum(spool.purge(key) for key in keys[:1])
+        items = sum(spool.delete(key, "done") for key in keys[:1])
         if keys and not items and spool.exists(keys[0]):
             result.waiting += 1  # still being delivered or handed off: purge when done
             return
-        items += sum(spool.purge(key) for key in keys[1:])
+        items += sum(spool.delete(key, "done") for key in keys[1:])
         desk_copies = 0
         if row.desk is not None and row.direction == "inbound":
             desk_copies = copies.remove(self._maildir(row.desk), f"{row.id}.{row.reference}")

@@ -27,6 +27,7 @@ from gateway.core.config import Config
 from gateway.core.errors import ConfigError
 from gateway.outbound import delivery
 from gateway.outbound.delivery import Courier
+from gateway.outbound.retry import requeue_interrupted
 from gateway.store import schema
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
@@ -527,7 +528,7 @@ async def test_retries_survive_a_restart(rig: Rig) -> None:
     assert await rig.courier().run_once() == 1
     # A new process: new Spool, Ledger and Courier on the same folders and database.
     spool = Spool(rig.config.paths.spool / "outbound")
-    assert spool.recover().requeued == 0
+    assert spool.recover().interrupted == ()
     rig.spool, rig.ledger = spool, Ledger(rig.engine, rig.clock)
     courier = rig.courier()
     assert courier.next_due() == START + timedelta(minutes=1)
@@ -541,14 +542,41 @@ async def test_retries_survive_a_restart(rig: Rig) -> None:
 
 async def test_an_item_claimed_when_the_process_died_is_sent_after_recovery(rig: Rig) -> None:
     ledger_id = rig.queue_form()
-    assert rig.spool.claim_key("form.RO-2026-000001") is not None  # then the process dies
+    assert rig.spool.claim(["form.RO-2026-000001"]) != []  # then the process dies
     assert await rig.courier().run_once() == 0  # claimed: nobody else sends it
     spool = Spool(rig.config.paths.spool / "outbound")
-    assert spool.recover().requeued == 1
+    recovery = spool.recover()
+    assert requeue_interrupted(spool, recovery.interrupted) == 1
     rig.spool = spool
     assert await rig.courier().run_once() == 1
     assert len(rig.partner.received) == 1
     assert rig.row(ledger_id).state == "sent"
+
+
+async def test_an_interrupted_retry_keeps_its_schedule(rig: Rig) -> None:
+    ledger_id = rig.queue_form()
+    rig.partner.fail("data", "451 4.3.0 later", times=2)
+    assert await rig.courier().run_once() == 1
+    rig.clock.advance(timedelta(minutes=1))
+    assert await rig.courier().run_once() == 1
+    scheduled = meta_of(rig)
+    assert (scheduled["attempts"], scheduled["first_attempt_at"]) == (2, START.isoformat())
+    due = datetime.fromisoformat(scheduled["not_before"])
+    rig.clock.set(due)
+    assert rig.spool.claim(["form.RO-2026-000001"]) != []  # then the process dies
+    spool = Spool(rig.config.paths.spool / "outbound")
+    [interrupted] = spool.recover().interrupted
+    assert requeue_interrupted(spool, [interrupted]) == 1
+    assert meta_of(rig) == scheduled  # no attempt counted, nothing moved
+    rig.spool = spool
+    courier = rig.courier()
+    assert courier.next_due() == due
+    rig.partner.fail("data", "451 4.3.0 still later")
+    assert await courier.run_once() == 1
+    after = meta_of(rig)
+    assert (after["attempts"], after["first_attempt_at"]) == (3, START.isoformat())
+    assert datetime.fromisoformat(after["not_before"]) == due + timedelta(minutes=4)
+    assert rig.row(ledger_id).state == "queued"
 
 
 async def test_an_outcome_is_kept_when_the_ledger_is_away_after_the_250(
@@ -740,6 +768,46 @@ async def test_a_rejected_receipt_is_told_to_the_duty_desk(rig: Rig) -> None:
     assert rig.notices("sirene") == []
 
 
+async def test_a_receipt_the_policy_gives_up_on_is_told_to_the_duty_desk(rig: Rig) -> None:
+    ack = rig.record(
+        NewMessage(
+            direction="outbound",
+            partner="NO-SIRENE",
+            channel="sirene",
+            form="ACK",
+            reference="RO-2026-000002",
+            in_reply_to="NO-2026-000123",
+            message_id="<r@gateway.ro.example>",
+            priority="normal",
+            content_sha256="",
+            raw_sha256="",
+            state=OutboundState.QUEUED,
+            spool_key="receipt.1",
+        )
+    )
+    meta = {"to": THEIRS, "partner": "NO-SIRENE", "reference": "RO-2026-000002"}
+    rig.spool.put("receipt.1", PAYLOAD, meta | {"kind": "receipt", "message_id": "<r@x>"})
+    rig.partner.fail("rcpt", "450 4.2.1 mailbox busy", times=1000)
+    courier = rig.courier()
+    while rig.row(ack).state == "queued":
+        assert await courier.run_once() == 1
+        if rig.row(ack).state == "queued":
+            assert rig.notices("duty") == []  # a retry is told to nobody
+        due = courier.next_due()
+        if due is not None:
+            rig.clock.set(due)
+    assert rig.row(ack).state == "failed"
+    assert rig.clock.now() - START >= timedelta(hours=1)  # give_up_after in this configuration
+    [notice] = rig.notices("duty")
+    assert notice["Subject"] == "[NOTICE] receipt RO-2026-000002 to NO-SIRENE not delivered"
+    assert notice["X-IPC-Notice"] == "failed"
+    body = notice.get_content()
+    assert "gave up after 10 attempts since 2026-03-02T09:00:00+00:00: 450 4.2.1 at RCPT" in body
+    assert "No further attempts will be made." in body
+    assert rig.notices("sirene") == []
+    assert rig.folders() == {"quarantine": ["receipt.1.msg"]}
+
+
 async def test_a_resend_is_an_event_of_the_original(rig: Rig) -> None:
     original = rig.queue_form()
     assert await rig.courier().run_once() == 1
@@ -845,14 +913,14 @@ async def test_run_does_not_spin_on_an_item_it_cannot_take(
 ) -> None:
     rig.spool.put("form.RO-2026-000009", PAYLOAD, form_meta("RO-2026-000009", 9, START))
     claims: list[str] = []
-    real = Spool.claim_read
+    real = Spool.claim
 
     def counting(self: Spool, keys: Iterable[str]) -> Any:
         keys = list(keys)
         claims.extend(keys)
         return real(self, keys)
 
-    monkeypatch.setattr(Spool, "claim_read", counting)
+    monkeypatch.setattr(Spool, "claim", counting)
     task = asyncio.create_task(rig.courier().run(asyncio.Event(), poll=0.1))
     await asyncio.sleep(0.35)  # a real wait: how often the loop looks, not a deadline
     task.cancel()

@@ -23,9 +23,8 @@ async def test_the_checks_run_at_start_once_across_gateways(
     tracking = Tracking.make(tmp_path, ledger_engine)
     tracking.ledger.record_refusal("NO-SIRENE", "ab" * 32, UnexpectedSigner())
     tracking.inbound.put("NO-SIRENE.NO-2026-000001.00", b"x", {"partner": "NO-SIRENE"})
-    item = tracking.inbound.claim_key("NO-SIRENE.NO-2026-000001.00")
-    assert item is not None
-    tracking.inbound.set_aside(item)
+    [item] = tracking.inbound.claim(["NO-SIRENE.NO-2026-000001.00"])
+    tracking.inbound.set_aside(item, "a test")
     tracking.clock.advance(timedelta(hours=1))
     await schedule(tracking, "a").run_due_now()
     await schedule(tracking, "b").run_due_now()  # a second gateway on the same ledger and spool

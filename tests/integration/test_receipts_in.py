@@ -38,7 +38,8 @@ async def _sent(gateway: Gateway) -> MessageRow:
             owed_by="partner",
             due=now + gateway.config.partner("NO-SIRENE").receipt_window,
         )
-    gateway.outbound.discard(submitted.spool_key)  # nobody listens at NO's address in this test
+    # Nobody listens at NO's address in this test.
+    gateway.outbound.delete(submitted.spool_key, "queued")
     return gateway.ledger.get(submitted.ledger_id)
 
 

@@ -59,9 +59,7 @@ def received(tracking: Tracking, form: str, reference: str, *, done: bool = True
     key = f"NO-SIRENE.{reference}.0123456789abcdef"
     tracking.inbound.put(key, b"raw message and entity", {"raw_length": 11})
     if done:
-        item = tracking.inbound.claim()
-        assert item is not None
-        tracking.inbound.finish(item)
+        assert tracking.inbound.finish(tracking.inbound.claim([key])) == []
     message = tracking.record(form=form, reference=reference, spool_key=key)
     maildir = tracking.config.desk("sirene").maildir
     for folder, name in (("new", f"{message}.{reference}"), ("cur", f"{message}.{reference}:2,S")):
@@ -79,10 +77,8 @@ def test_retention_purge_deletes_files_and_keeps_the_ledger(tracking: Tracking) 
     waiting = received(tracking, "I", "NO-2026-000004", done=False)  # hand-off not done yet
     tracking.outbound.put("out.RO-2026-000005", b"sealed", {"kind": "form"})
     tracking.outbound.put("out.RO-2026-000005.resend.1", b"sealed", {"kind": "resend"})
-    for _ in range(2):
-        item = tracking.outbound.claim()
-        assert item is not None
-        tracking.outbound.finish(item)
+    claimed = tracking.outbound.claim(["out.RO-2026-000005", "out.RO-2026-000005.resend.1"])
+    assert len(claimed) == 2 and tracking.outbound.finish(claimed) == []
     sent = tracking.record(
         direction="outbound", form="H", reference="RO-2026-000005", spool_key="out.RO-2026-000005"
     )
@@ -118,7 +114,8 @@ def test_retention_purge_deletes_files_and_keeps_the_ledger(tracking: Tracking) 
     assert tracking.audit.verify() == []
 
     tracking.clock.set(START + 31 * D + H)  # the next day: nothing again, the waiting one now
-    tracking.inbound.finish(tracking.inbound.claim())  # type: ignore[arg-type]
+    [(key, _)] = tracking.inbound.queued()
+    assert tracking.inbound.finish(tracking.inbound.claim([key])) == []
     assert jobs.purge_once() == PurgeResult(messages=1, spool_items=1, desk_copies=2)
     tracking.clock.set(START + 91 * D)
     assert jobs.purge_once() == PurgeResult(messages=1, spool_items=1, desk_copies=2)

@@ -155,9 +155,8 @@ def sent_form(tracking: Tracking, key: str = "out.RO-2026-000007") -> int:
         b"the sealed message",
         {"to": "sirene@no.example", "kind": "form", "attempts": 2, "last_error": "451"},
     )
-    item = tracking.outbound.claim()
-    assert item is not None
-    tracking.outbound.finish(item)
+    claimed = tracking.outbound.claim([key])
+    assert len(claimed) == 1 and tracking.outbound.finish(claimed) == []
     return tracking.record(
         direction="outbound",
         reference="RO-2026-000007",

@@ -168,37 +168,36 @@ def put(spool: Spool, key: str, payload: bytes = b"payload\r\n", **meta: Any) ->
     spool.put(key, payload, {"kind": "form", **meta})
 
 
-def test_peek_is_waiting(spool: Spool) -> None:
+def test_waiting_skips_what_cannot_be_read(spool: Spool) -> None:
     for n, key in enumerate(["b", "a", "c"]):
         put(spool, key, n=n)
         os.utime(spool.new / f"{key}.msg", ns=(n, n))
     (spool.new / "broken.msg").write_bytes(b"no metadata line")
     os.utime(spool.new / "broken.msg", ns=(9, 9))
-    assert spool.peek() == spool.waiting()
-    assert [item.key for item in spool.peek()] == ["b", "a", "c"]
+    assert [item.key for item in spool.waiting()] == ["b", "a", "c"]
 
 
-def test_claim_read_claims_once_and_reads_once(spool: Spool) -> None:
+def test_claim_claims_once_and_reads_once(spool: Spool) -> None:
     put(spool, "a", b"first\r\n\r\nbody\n")
     put(spool, "b")
     (spool.new / "bad.msg").write_bytes(b"[1]\nx")
-    claimed = spool.claim_read(["a", "bad", "missing", "b"])
-    assert [(item.key, payload) for item, payload in claimed] == [
+    claimed = spool.claim(["a", "bad", "missing", "b"])
+    assert [(item.key, item.payload()) for item in claimed] == [
         ("a", b"first\r\n\r\nbody\n"),
         ("b", b"payload\r\n"),
     ]
-    assert claimed[0][0] == spool.get("a")  # the same item claim_key would give
-    assert claimed[0][0].path == spool.cur / "a.msg"
+    assert claimed[0] == spool.get("a")  # the same item as found in cur/
+    assert claimed[0].path == spool.cur / "a.msg"
     assert sorted(path.name for path in spool.quarantine.iterdir()) == ["bad.msg"]
-    assert spool.claim_read(["a"]) == []  # already claimed
+    assert spool.claim(["a"]) == []  # already claimed
 
 
-def test_finish_many_moves_what_it_can(spool: Spool) -> None:
+def test_finish_moves_what_it_can(spool: Spool) -> None:
     for key in ("a", "b", "c"):
         put(spool, key)
-    items = [item for item, _ in spool.claim_read(["a", "b"])]
+    items = spool.claim(["a", "b"])
     stranger = spool.get("c")  # not claimed
-    assert spool.finish_many([*items, stranger]) == [stranger]
+    assert spool.finish([*items, stranger]) == [stranger]
     assert sorted(path.name for path in spool.done.iterdir()) == ["a.msg", "b.msg"]
     assert list(spool.cur.iterdir()) == []
-    assert spool.finish_many([]) == []
+    assert spool.finish([]) == []

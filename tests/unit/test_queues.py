@@ -15,9 +15,11 @@ from trackingkit import Tracking
 
 from gateway.cli.main import main
 from gateway.desks.notices import MAIL_KIND
-from gateway.outbound.backoff import iso, not_before
+from gateway.inbound.retry import HandoffRetry
+from gateway.outbound.retry import iso, not_before
 from gateway.store import schema
 from gateway.store.ledger import make_engine
+from gateway.store.spool import Spool
 from gateway.tracking.quarantine_notices import notify_quarantined
 
 SECRET = b"<FamilyName>QUARTZLEWINSKY</FamilyName>"  # stands for the content: never shown
@@ -66,9 +68,8 @@ def seeded(tmp_path: Path) -> Seeded:
                 "last_error": "451 4.3.0 mailbox busy",
             },
         )
-    claimed = outbound.claim_key(FAILED)
-    assert claimed is not None
-    outbound.set_aside(claimed)
+    [claimed] = outbound.claim([FAILED])
+    outbound.set_aside(claimed, "failed")
     tracking.record(reference="NO-2026-000123", state="received", spool_key=STUCK)
     for key, reference in ((STUCK, "NO-2026-000123"), (ORPHAN, "NO-2026-000124")):
         inbound.put(
@@ -76,13 +77,20 @@ def seeded(tmp_path: Path) -> Seeded:
             SECRET,
             {"partner": "NO-SIRENE", "reference": reference, "form": "G", "attempts": 4},
         )
-        item = inbound.claim_key(key)
-        assert item is not None
-        assert not inbound.defer(item, "cannot deliver into the Maildir: disk full")
+        [item] = inbound.claim([key])
+        assert not HandoffRetry(inbound).count(item, "cannot deliver into the Maildir: disk full")
     tracking.clock.set(now)
     engine.dispose()
     assert tracking.config.source is not None
     return Seeded(tracking, tracking.config.source, now)
+
+
+def held(spool: Spool, key: str) -> bool:
+    """Whether the spool has this item waiting, claimed or quarantined."""
+    try:
+        return spool.get(key).path.parent != spool.done
+    except KeyError:
+        return False
 
 
 def run(seeded: Seeded, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -179,7 +187,7 @@ def test_retry_makes_a_deferred_item_due_now(
 ) -> None:
     code, out, _ = run(seeded, capsys, "retry", WAITING, "--reason", "partner back up, INC-42")
     assert (code, out) == (0, f"outbound {WAITING} goes at the next pass\n")
-    [item] = seeded.tracking.outbound.peek()
+    [item] = seeded.tracking.outbound.waiting()
     due = not_before(item.meta)
     assert due is not None and due <= datetime.now(UTC)
     assert item.meta["attempts"] == 3 and item.payload() == SECRET
@@ -256,7 +264,7 @@ def test_drop_removes_an_item_fails_its_form_and_tells_the_desk(
     code, out, _ = run(seeded, capsys, "drop", WAITING, "--reason", "superseded by RO-2026-000009")
     assert (code, out) == (0, f"outbound {WAITING} was dropped\n")
     outbound = seeded.tracking.outbound
-    assert outbound.locate(WAITING) is None and not outbound.exists(WAITING)
+    assert not held(outbound, WAITING) and not outbound.exists(WAITING)
     row = seeded.tracking.ledger.by_spool_key(WAITING)
     assert row is not None and row.state == "failed"
     detail = f"dropped by {getpass.getuser()}: superseded by RO-2026-000009"
@@ -274,7 +282,7 @@ def test_drop_removes_an_item_fails_its_form_and_tells_the_desk(
     ]
     # An inbound item with no ledger row can be dropped too; the duty desk hears of it.
     code, _, _ = run(seeded, capsys, "drop", ORPHAN, "--reason", "never recorded")
-    assert code == 0 and seeded.tracking.inbound.locate(ORPHAN) is None
+    assert code == 0 and not held(seeded.tracking.inbound, ORPHAN)
     assert seeded.tracking.desk("duty").notices() == [f"notice.dropped.inbound.{ORPHAN}"]
 
 
@@ -286,7 +294,7 @@ def test_drop_needs_a_reason_of_one_line(
     assert exit_info.value.code == 2
     code, _, err = run(seeded, capsys, "drop", WAITING, "--reason", "two\x00lines")
     assert code == 2 and "--reason must be one printable line" in err
-    assert seeded.tracking.outbound.locate(WAITING) is not None
+    assert held(seeded.tracking.outbound, WAITING)
     assert audit_lines(seeded) == []
 
 
@@ -294,9 +302,8 @@ def test_a_quarantined_item_is_told_to_the_duty_desk_once(seeded: Seeded) -> Non
     tracking = seeded.tracking
     outbound = tracking.outbound
     outbound.put("notice.failed.x", b"mail", {"kind": MAIL_KIND, "desk": "sirene"})
-    item = outbound.claim_key("notice.failed.x")
-    assert item is not None
-    outbound.set_aside(item)  # a notice by mail set aside: no notice about a notice
+    [item] = outbound.claim(["notice.failed.x"])
+    outbound.set_aside(item, "failed")  # a notice by mail set aside: no notice about a notice
     spools = {"inbound": tracking.inbound, "outbound": outbound}
     assert notify_quarantined(tracking.config, tracking.ledger, spools, seeded.now) == 3
     assert notify_quarantined(tracking.config, tracking.ledger, spools, seeded.now) == 0
@@ -314,8 +321,7 @@ def test_a_quarantined_item_is_told_to_the_duty_desk_once(seeded: Seeded) -> Non
     ).unlink()
     assert notify_quarantined(tracking.config, tracking.ledger, spools, seeded.now) == 0
     assert main(["-c", str(seeded.config), "queue", "release", STUCK]) == 0
-    again = tracking.inbound.claim_key(STUCK)
-    assert again is not None
-    tracking.inbound.set_aside(again)
+    [again] = tracking.inbound.claim([STUCK])
+    tracking.inbound.set_aside(again, "again")
     assert notify_quarantined(tracking.config, tracking.ledger, spools, seeded.now) == 1
     assert f"notice.quarantined.inbound.{STUCK}.1" in duty.notices()

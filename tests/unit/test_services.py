@@ -17,7 +17,6 @@ from gateway.core.clock import FakeClock
 from gateway.core.config import Config
 from gateway.core.errors import KeyUnusable, LedgerOutdated
 from gateway.service.services import Services, open_services
-from gateway.store.spool import OUTBOUND_MAX_ATTEMPTS
 
 AGENT_SOCKET = "S.gpg-agent"
 AGENT_EXIT = 10.0  # seconds an agent told to stop may take to remove its socket
@@ -71,7 +70,6 @@ def test_every_part_is_built_once_and_closed_in_reverse_order(tmp_path: Path) ->
         assert services.inbound is services.inbound
         assert services.inbound.root == config.paths.spool / "inbound"
         assert services.outbound.root == config.paths.spool / "outbound"
-        assert services.outbound.max_attempts == OUTBOUND_MAX_ATTEMPTS
         assert stat.S_IMODE(config.paths.spool.stat().st_mode) == 0o700
         submitter = services.submitter()
         assert (submitter.gpg, submitter.outbound) == (services.gpg, services.outbound)

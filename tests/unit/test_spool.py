@@ -1,4 +1,5 @@
-"""The durable spool on a real filesystem: round trips, claims, retries, crashes and a full disk."""
+"""The durable spool on a real filesystem: round trips, claims, requeues, set-asides, crashes and a
+full disk."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.core.errors import StorageFull, StoreUnavailable
+from gateway.store import durable
 from gateway.store import spool as spool_module
 from gateway.store.spool import FOLDERS, Recovery, Spool, SpoolItem
 
@@ -93,33 +95,43 @@ def test_metadata_must_be_json_with_str_keys(spool: Spool, meta: dict[Any, Any])
     assert names(spool.tmp) == names(spool.new) == []
 
 
+def claim_one(spool: Spool, key: str) -> SpoolItem:
+    [item] = spool.claim([key])
+    return item
+
+
 def test_duplicate_key_is_refused_in_new_cur_and_done(spool: Spool) -> None:
     spool.put("dup", b"one", {})
     with pytest.raises(FileExistsError):
         spool.put("dup", b"two", {})
-    item = spool.claim()
-    assert item is not None
+    item = claim_one(spool, "dup")
     with pytest.raises(FileExistsError):
         spool.put("dup", b"two", {})
-    spool.finish(item)
+    assert spool.finish([item]) == []
     with pytest.raises(FileExistsError):
         spool.put("dup", b"two", {})
     assert spool.get("dup").payload() == b"one"
     assert names(spool.tmp) == []
 
 
-def test_claim_takes_the_oldest_by_mtime_then_name(spool: Spool) -> None:
-    for key, mtime in [("c", 100), ("b", 300), ("a", 300), ("d", 200)]:
-        put = spool.put(key, key.encode(), {})
-        os.utime(put.path, ns=(mtime * 10**9, mtime * 10**9))
-    order = []
-    while (item := spool.claim()) is not None:
-        assert item.path == spool.cur / f"{item.key}.msg"
-        assert item.payload() == item.key.encode()
-        order.append(item.key)
-    assert order == ["c", "d", "a", "b"]
-    assert spool.claim() is None
-    assert names(spool.cur) == ["a.msg", "b.msg", "c.msg", "d.msg"]
+def test_claim_moves_the_keys_asked_and_reads_each_once(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in "abc":
+        spool.put(key, key.encode() * 3, {"key": key})
+    claimed = spool.claim(["c", "missing", "a"])
+    assert [(item.key, item.path, item.meta) for item in claimed] == [
+        ("c", spool.cur / "c.msg", {"key": "c"}),
+        ("a", spool.cur / "a.msg", {"key": "a"}),
+    ]
+    monkeypatch.setattr(Path, "open", None)  # payload() must not open the file again
+    assert [item.payload() for item in claimed] == [b"ccc", b"aaa"]
+    monkeypatch.undo()
+    assert spool.claim(["a"]) == []  # claimed: no longer in new/
+    assert names(spool.new) == ["b.msg"]
+    assert names(spool.cur) == ["a.msg", "c.msg"]
+    with pytest.raises(ValueError, match="bad spool key"):
+        spool.claim(["../b"])
 
 
 def test_two_claimers_never_get_the_same_item(tmp_path: Path) -> None:
@@ -133,10 +145,11 @@ def test_two_claimers_never_get_the_same_item(tmp_path: Path) -> None:
     def worker(spool: Spool) -> list[str]:
         start.wait()
         got = []
-        while (item := spool.claim()) is not None:
-            assert item.payload() == item.key.encode()
-            spool.finish(item)  # fails if another worker moved the same file
-            got.append(item.key)
+        while waiting := spool.queued():
+            for item in spool.claim(key for key, _ in waiting[:3]):
+                assert item.payload() == item.key.encode()
+                assert spool.finish([item]) == []  # stuck if another worker moved the same file
+                got.append(item.key)
         return got
 
     with ThreadPoolExecutor(4) as pool:
@@ -148,119 +161,175 @@ def test_two_claimers_never_get_the_same_item(tmp_path: Path) -> None:
     assert len(names(spools[0].done)) == 200
 
 
-def test_finish_keeps_the_item_in_done_until_purged(spool: Spool) -> None:
+def test_finish_keeps_the_item_in_done_until_deleted(spool: Spool) -> None:
     spool.put("k", b"proof", {"a": 1})
-    item = spool.claim()
-    assert item is not None
-    done = spool.finish(item)
+    item = claim_one(spool, "k")
+    assert spool.finish([item]) == []
+    done = spool.get("k")
     assert done.path == spool.done / "k.msg"
-    assert done.payload() == b"proof"
-    assert spool.get("k").path == done.path
-    assert spool.claim() is None
-    assert spool.purge("k") is True
-    assert spool.purge("k") is False
+    assert (done.meta, done.payload()) == ({"a": 1}, b"proof")
+    assert spool.claim(["k"]) == []
+    assert spool.exists("k")
+    assert spool.delete("k", "done") is True
+    assert spool.delete("k", "done") is False
     with pytest.raises(KeyError):
         spool.get("k")
+    assert not spool.exists("k")
 
 
-def test_purge_only_touches_done(spool: Spool) -> None:
+def test_delete_only_touches_the_folders_named(spool: Spool) -> None:
     spool.put("waiting", b"x", {})
-    assert spool.purge("waiting") is False
-    assert spool.get("waiting").payload() == b"x"
+    spool.put("claimed", b"x", {})
+    spool.put("aside", b"x", {})
+    claim_one(spool, "claimed")
+    spool.set_aside(claim_one(spool, "aside"), "a test")
+    assert spool.delete("waiting", "done") is False
+    assert spool.delete("waiting", "quarantine") is False
+    assert spool.delete("aside", "queued") is False
+    assert spool.delete("aside", "done") is False
+    assert names(spool.new) == ["waiting.msg"]
+    assert spool.delete("waiting", "queued") is True  # from new/
+    assert spool.delete("claimed", "queued") is True  # from cur/: a worker held it
+    assert spool.delete("aside", "quarantine") is True
+    for folder in (spool.new, spool.cur, spool.done, spool.quarantine):
+        assert names(folder) == []
 
 
-def test_finish_and_defer_want_a_claimed_item(spool: Spool) -> None:
+def test_finish_requeue_and_set_aside_want_a_claimed_item(spool: Spool) -> None:
     item = spool.put("k", b"x", {})
+    assert spool.finish([item]) == [item]  # not claimed: stuck, and nothing moved
     with pytest.raises(ValueError, match="not a claimed item"):
-        spool.finish(item)
+        spool.requeue(item)
     with pytest.raises(ValueError, match="not a claimed item"):
-        spool.defer(item, "nope")
+        spool.requeue(item, {"a": 1})
+    with pytest.raises(ValueError, match="not a claimed item"):
+        spool.set_aside(item, "nope")
+    assert names(spool.new) == ["k.msg"]
+    assert names(spool.cur) == names(spool.done) == names(spool.quarantine) == []
 
 
-def test_defer_then_quarantine_after_max_attempts(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool", max_attempts=3)
-    spool.put("k", b"payload", {"partner": "FR"})
-    for attempt in (1, 2):
-        item = spool.claim()
-        assert item is not None
-        inode = item.path.stat().st_ino
-        assert spool.defer(item, f"421 try later #{attempt}") is True
-        again = spool.get("k")
-        assert again.path == spool.new / "k.msg"
-        assert again.path.stat().st_ino != inode  # rewritten as a new file, never in place
-        assert again.meta == {
-            "partner": "FR",
-            "attempts": attempt,
-            "last_error": f"421 try later #{attempt}",
-        }
-        assert again.payload() == b"payload"
-        assert names(spool.cur) == names(spool.tmp) == []
-    item = spool.claim()
-    assert item is not None
-    assert spool.defer(item, "421 still down") is False
-    assert names(spool.new) == names(spool.cur) == names(spool.tmp) == []
-    assert names(spool.quarantine) == ["k.msg"]
-    raw = (spool.quarantine / "k.msg").read_bytes()
-    meta = json.loads(raw.split(b"\n", 1)[0])
-    assert meta["attempts"] == 3
-    assert meta["last_error"] == "421 still down"
-    assert raw.endswith(b"\npayload")
-    assert spool.claim() is None
-    with pytest.raises(KeyError):
-        spool.get("k")
+def test_the_spool_counts_nothing(spool: Spool) -> None:
+    """However often an item is put back, it stays in the queue: retry policies are its owner's."""
+    spool.put("k", b"payload", {"attempts": 7})
+    for _ in range(20):
+        item = claim_one(spool, "k")
+        spool.requeue(item)
+        item = claim_one(spool, "k")
+        spool.requeue(item, item.meta)
+    assert spool.get("k").meta == {"attempts": 7}
+    assert names(spool.new) == ["k.msg"]
+    assert names(spool.quarantine) == []
 
 
-def test_deferred_item_goes_behind_the_others(spool: Spool) -> None:
+def test_requeue_untouched_keeps_the_file_and_its_place(spool: Spool) -> None:
+    for key in ("a", "b"):
+        item = spool.put(key, b"", {"key": key})
+        os.utime(item.path, ns=(10**9 * (1 + (key == "b")), 10**9 * (1 + (key == "b"))))
+    first = claim_one(spool, "a")
+    inode = first.path.stat().st_ino
+    back = spool.requeue(first)
+    assert back == SpoolItem("a", spool.new / "a.msg", {"key": "a"})
+    assert back.path.stat().st_ino == inode  # a rename, no new file
+    assert [key for key, _ in spool.queued()] == ["a", "b"]
+
+
+def test_requeue_with_metadata_goes_behind_the_others(spool: Spool) -> None:
     for key in ("a", "b"):
         item = spool.put(key, b"", {})
         os.utime(item.path, ns=(10**9, 10**9))
-    first = spool.claim()
-    assert first is not None
-    assert first.key == "a"
-    spool.defer(first, "later")
-    second = spool.claim()
-    assert second is not None
-    assert second.key == "b"
+    spool.requeue(claim_one(spool, "a"), {"later": True})
+    assert [key for key, _ in spool.queued()] == ["b", "a"]
 
 
-def test_recover_after_a_crash(tmp_path: Path) -> None:
+def test_set_aside_moves_to_quarantine_with_the_metadata_given(spool: Spool) -> None:
+    spool.put("k", b"payload", {"partner": "FR"})
+    spool.put("plain", b"x", {"n": 1})
+    item = claim_one(spool, "k")
+    inode = item.path.stat().st_ino
+    spool.set_aside(item, "421 still down", {**item.meta, "last_error": "421 still down"})
+    spool.set_aside(claim_one(spool, "plain"), "no metadata change")
+    assert names(spool.new) == names(spool.cur) == names(spool.tmp) == []
+    assert names(spool.quarantine) == ["k.msg", "plain.msg"]
+    aside = spool.get("k")
+    assert aside.path == spool.quarantine / "k.msg"
+    assert aside.path.stat().st_ino != inode  # rewritten as a new file, never in place
+    assert aside.meta == {"partner": "FR", "last_error": "421 still down"}
+    assert aside.payload() == b"payload"
+    assert spool.get("plain").meta == {"n": 1}
+    assert sorted(item.key for item in spool.quarantined()) == ["k", "plain"]
+    assert not spool.exists("k")  # set aside: not held for the queue
+
+
+def test_unquarantine_puts_an_item_back_with_new_metadata(spool: Spool) -> None:
+    spool.put("k", b"payload", {"attempts": 5})
+    spool.set_aside(claim_one(spool, "k"), "out of attempts")
+    back = spool.unquarantine("k", {"releases": 1})
+    assert back == SpoolItem("k", spool.new / "k.msg", {"releases": 1})
+    assert spool.get("k").payload() == b"payload"
+    assert names(spool.quarantine) == names(spool.cur) == names(spool.tmp) == []
+    with pytest.raises(KeyError):
+        spool.unquarantine("k", {})  # not quarantined (any more)
+
+
+def test_get_looks_in_every_folder_and_names_it(spool: Spool) -> None:
+    for key in ("new", "cur", "done", "aside"):
+        spool.put(key, key.encode(), {"key": key})
+    claim_one(spool, "cur")
+    spool.finish([claim_one(spool, "done")])
+    spool.set_aside(claim_one(spool, "aside"), "a test")
+    (spool.quarantine / "bad.msg").write_bytes(b"no metadata line")
+    for key, folder in [
+        ("new", spool.new),
+        ("cur", spool.cur),
+        ("done", spool.done),
+        ("aside", spool.quarantine),
+    ]:
+        found = spool.get(key)
+        assert (found.path, found.meta, found.payload()) == (
+            folder / f"{key}.msg",
+            {"key": key},
+            key.encode(),
+        )
+    assert spool.get("bad") == SpoolItem("bad", spool.quarantine / "bad.msg", {})
+    with pytest.raises(KeyError):
+        spool.get("missing")
+
+
+def test_recover_after_a_crash_hands_back_what_was_claimed(tmp_path: Path) -> None:
     root = tmp_path / "spool"
-    before = Spool(root, max_attempts=2)
+    before = Spool(root)
     for key in ("a", "b", "c"):
-        before.put(key, key.encode(), {})
-    claimed = [before.claim() for _ in range(3)]
-    assert [item.key for item in claimed if item] == ["a", "b", "c"]
-    b = claimed[1]
-    assert b is not None
-    assert before.defer(b, "first try failed") is True
-    b = before.claim()
-    assert b is not None
-    assert b.meta["attempts"] == 1  # b is claimed again, its next failure is its last
+        before.put(key, key.encode(), {"n": key})
+    claimed = before.claim(["a", "b"])
+    before.requeue(claimed[1], {"n": "b", "attempts": 4})
+    claim_one(before, "b")
     (root / "tmp" / "half.msg.123.abcd").write_bytes(b'{"x":1}\nhalf a messa')
     (root / "cur" / "garbage.msg").write_bytes(b"not json")
     # the process dies here; a new one starts
-    after = Spool(root, max_attempts=2)
+    after = Spool(root)
     report = after.recover()
-    assert (report.requeued, report.quarantined, report.stale_tmp) == (2, 2, 1)
-    assert names(after.tmp) == names(after.cur) == []
-    assert names(after.quarantine) == ["b.msg", "garbage.msg"]
-    assert names(after.new) == ["a.msg", "c.msg"]
-    recovered = after.get("a")
-    assert recovered.meta["attempts"] == 1
-    assert recovered.payload() == b"a"
-    assert after.recover() == Recovery(0, 0, 0)
+    assert (report.unreadable, report.stale_tmp) == (1, 1)
+    assert [(item.key, item.path, item.meta) for item in report.interrupted] == [
+        ("a", after.cur / "a.msg", {"n": "a"}),
+        ("b", after.cur / "b.msg", {"n": "b", "attempts": 4}),  # as they were: nothing counted
+    ]
+    assert names(after.tmp) == []
+    assert names(after.cur) == ["a.msg", "b.msg"]  # still claimed: their owner decides
+    assert names(after.quarantine) == ["garbage.msg"]
+    assert names(after.new) == ["c.msg"]
+    for item in report.interrupted:
+        after.requeue(item)
+    assert names(after.new) == ["a.msg", "b.msg", "c.msg"]
+    assert after.recover() == Recovery((), 0, 0)
 
 
 def test_claim_quarantines_an_unreadable_item(spool: Spool) -> None:
     (spool.new / "bad.msg").write_bytes(b"[1, 2]\npayload")
-    os.utime(spool.new / "bad.msg", ns=(0, 0))
-    (spool.new / "ignored.tmp").write_bytes(b"not an item")
+    (spool.new / "short.msg").write_bytes(b"no metadata line")
     spool.put("good", b"ok", {})
-    item = spool.claim()
-    assert item is not None
-    assert item.key == "good"
-    assert names(spool.quarantine) == ["bad.msg"]
-    assert spool.claim() is None
+    assert [item.key for item in spool.claim(["bad", "good", "short"])] == ["good"]
+    assert names(spool.quarantine) == ["bad.msg", "short.msg"]
+    assert names(spool.new) == []
 
 
 # Failures injected into the system calls the spool makes.
@@ -390,25 +459,23 @@ def test_a_full_disk_gives_storage_full_and_no_half_item(tiny_disk: Path) -> Non
         found = spool.get(name.removesuffix(".msg"))
         assert len(found.payload()) == found.meta["size"] == sizes[found.key]
     # Free space: hand some items off and purge them, as the retention purge would.
-    for _ in range(3):
-        item = spool.claim()
-        assert item is not None
-        spool.finish(item)
-        assert spool.purge(item.key)
+    for key, _ in spool.queued()[:3]:
+        item = claim_one(spool, key)
+        assert spool.finish([item]) == []
+        assert spool.delete(item.key, "done")
     after = spool.put("after", b"y" * 7_000, {"size": 7_000})
     assert after.payload() == b"y" * 7_000
     assert names(spool.tmp) == []
 
 
-# waiting, claim_key and reschedule: for a consumer (outbound delivery) that keeps its own schedule.
+# waiting: the queue looked at without moving anything.
 
 
 def test_waiting_lists_new_oldest_first_without_moving(spool: Spool) -> None:
     for key, mtime in [("c", 100), ("b", 300), ("a", 300), ("d", 200)]:
         put = spool.put(key, key.encode() * 1000, {"key": key})
         os.utime(put.path, ns=(mtime * 10**9, mtime * 10**9))
-    claimed = spool.claim_key("d")
-    assert claimed is not None
+    claim_one(spool, "d")
     (spool.new / "bad.msg").write_bytes(b"no metadata line")
     (spool.new / "other.tmp").write_bytes(b"not an item")
     waiting = spool.waiting()
@@ -426,48 +493,20 @@ def test_waiting_reads_only_the_metadata_line(
     spool: Spool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spool.put("big", b"x" * (4 << 20), {"n": 1})
-    real_open = Path.open
-    reads: list[int] = []
+    real_read = os.read
+    read: list[int] = []
 
-    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
-        file = real_open(self, *args, **kwargs)
-        real_read = file.read
+    def counting_read(fd: int, size: int) -> bytes:
+        data = real_read(fd, size)
+        read.append(len(data))
+        return data
 
-        def read(size: int = -1) -> Any:
-            reads.append(size)
-            return real_read(size)
-
-        file.read = read
-        return file
-
-    monkeypatch.setattr(Path, "open", counting_open)
+    monkeypatch.setattr(os, "read", counting_read)
     assert [item.meta for item in spool.waiting()] == [{"n": 1}]
-    assert reads == []  # readline() only, never the 4 MiB payload
+    assert 0 < sum(read) <= 4096  # the first block, never the 4 MiB payload
 
 
-def test_claim_key_takes_that_item_once(tmp_path: Path) -> None:
-    root = tmp_path / "spool"
-    first, second = Spool(root), Spool(root)
-    first.put("a", b"A", {"to": "x"})
-    first.put("b", b"B", {})
-    item = first.claim_key("a")
-    assert item is not None
-    assert (item.key, item.path, item.meta, item.payload()) == (
-        "a",
-        first.cur / "a.msg",
-        {"to": "x"},
-        b"A",
-    )
-    assert second.claim_key("a") is None  # claimed: not in new/
-    assert second.claim_key("missing") is None
-    assert names(first.new) == ["b.msg"]
-    first.finish(item)
-    assert first.claim_key("a") is None  # done: not in new/ either
-    with pytest.raises(ValueError, match="bad spool key"):
-        first.claim_key("../b")
-
-
-def test_claim_key_races_have_one_winner(tmp_path: Path) -> None:
+def test_claim_races_have_one_winner(tmp_path: Path) -> None:
     root = tmp_path / "spool"
     spools = [Spool(root) for _ in range(4)]
     keys = [f"item-{i:03d}" for i in range(100)]
@@ -479,9 +518,8 @@ def test_claim_key_races_have_one_winner(tmp_path: Path) -> None:
         start.wait()
         got = []
         for key in keys:
-            item = spool.claim_key(key)
-            if item is not None:
-                spool.finish(item)  # fails if another worker moved the same file
+            for item in spool.claim([key]):
+                assert spool.finish([item]) == []  # stuck if another worker moved the same file
                 got.append(key)
         return got
 
@@ -491,64 +529,52 @@ def test_claim_key_races_have_one_winner(tmp_path: Path) -> None:
     assert sorted(claimed) == keys
 
 
-def test_claim_key_quarantines_an_unreadable_item(spool: Spool) -> None:
-    (spool.new / "bad.msg").write_bytes(b"[1]\npayload")
-    assert spool.claim_key("bad") is None
-    assert names(spool.quarantine) == ["bad.msg"]
-    assert names(spool.new) == names(spool.cur) == []
-
-
-def test_reschedule_rewrites_the_metadata_without_counting(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool", max_attempts=1)
+def test_requeue_rewrites_the_metadata_as_a_new_file(spool: Spool) -> None:
     spool.put("k", b"payload\r\n", {"to": "a@b", "attempts": 7})
     for round_ in range(3):
-        item = spool.claim_key("k")
-        assert item is not None
+        item = claim_one(spool, "k")
         inode = item.path.stat().st_ino
-        spool.reschedule(item, {**item.meta, "not_before": f"2026-01-0{round_ + 1}T00:00:00Z"})
+        meta = {**item.meta, "not_before": f"2026-01-0{round_ + 1}T00:00:00Z"}
+        assert spool.requeue(item, meta) == SpoolItem("k", spool.new / "k.msg", meta)
         again = spool.get("k")
         assert again.path == spool.new / "k.msg"
         assert again.path.stat().st_ino != inode  # a new file, never edited in place
-        assert again.meta == {
-            "to": "a@b",
-            "attempts": 7,  # reschedule counts nothing: max_attempts=1 does not quarantine
-            "not_before": f"2026-01-0{round_ + 1}T00:00:00Z",
-        }
+        assert again.meta == meta
         assert again.payload() == b"payload\r\n"
         assert names(spool.cur) == names(spool.tmp) == names(spool.quarantine) == []
 
 
-def test_reschedule_wants_a_claimed_item_and_json(spool: Spool) -> None:
-    item = spool.put("k", b"x", {})
-    with pytest.raises(ValueError, match="not a claimed item"):
-        spool.reschedule(item, {})
-    claimed = spool.claim_key("k")
-    assert claimed is not None
+def test_requeue_wants_json(spool: Spool) -> None:
+    spool.put("k", b"x", {})
+    claimed = claim_one(spool, "k")
     with pytest.raises(TypeError):
-        spool.reschedule(claimed, {"bad": float("nan")})
+        spool.requeue(claimed, {"bad": float("nan")})
     assert names(spool.cur) == ["k.msg"]  # still claimed, untouched
     assert claimed.payload() == b"x"
     assert names(spool.tmp) == []
 
 
-def test_a_failed_reschedule_leaves_the_claimed_item(
-    spool: Spool, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("action", ["requeue", "set_aside"])
+def test_a_failed_rewrite_leaves_the_claimed_item(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch, action: str
 ) -> None:
     spool.put("k", b"payload", {"a": 1})
-    item = spool.claim_key("k")
-    assert item is not None
+    item = claim_one(spool, "k")
     monkeypatch.setattr(os, "fsync", failing(os.fsync, errno.ENOSPC, on_dir=False))
     with pytest.raises(StorageFull):
-        spool.reschedule(item, {"a": 2})
+        if action == "requeue":
+            spool.requeue(item, {"a": 2})
+        else:
+            spool.set_aside(item, "a test", {"a": 2})
     monkeypatch.undo()
-    assert names(spool.tmp) == names(spool.new) == []
+    assert names(spool.tmp) == names(spool.new) == names(spool.quarantine) == []
     assert spool.get("k").meta == {"a": 1}  # the old version, still in cur/
     assert spool.get("k").payload() == b"payload"
-    spool.release(item)
+    spool.requeue(item)  # a rename: what a full disk still allows
     assert names(spool.new) == ["k.msg"]
 
 
-def test_peek_reads_an_unchanged_item_once_and_a_new_version_again(
+def test_waiting_reads_an_unchanged_item_once_and_a_new_version_again(
     spool: Spool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spool.put("a", b"payload", {"n": 1})
@@ -561,13 +587,32 @@ def test_peek_reads_an_unchanged_item_once_and_a_new_version_again(
         return original(path)
 
     monkeypatch.setattr(spool_module, "_first_line", counting)
-    assert [item.meta["n"] for item in spool.peek()] == [1, 2]
-    assert [item.meta["n"] for item in spool.peek()] == [1, 2]
+    assert [item.meta["n"] for item in spool.waiting()] == [1, 2]
+    assert [item.meta["n"] for item in spool.waiting()] == [1, 2]
     assert sorted(reads) == ["a.msg", "b.msg"]  # the second look read nothing
-    item = spool.claim_key("a")
-    assert item is not None
-    spool.reschedule(item, {"n": 3})
-    assert sorted(item.meta["n"] for item in spool.peek()) == [2, 3]
+    item = claim_one(spool, "a")
+    spool.requeue(item, {"n": 3})
+    assert sorted(item.meta["n"] for item in spool.waiting()) == [2, 3]
     assert sorted(reads) == ["a.msg", "a.msg", "b.msg"]  # only the new version was read
-    spool.peek()[0].meta["n"] = 99  # what a caller does to its copy stays with it
-    assert sorted(item.meta["n"] for item in spool.peek()) == [2, 3]
+    spool.waiting()[0].meta["n"] = 99  # what a caller does to its copy stays with it
+    assert sorted(item.meta["n"] for item in spool.waiting()) == [2, 3]
+
+
+@pytest.mark.parametrize(("sync_cur", "synced"), [(True, ["done", "cur"]), (False, ["done"])])
+def test_finish_syncs_done_once_and_cur_unless_told(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch, sync_cur: bool, synced: list[str]
+) -> None:
+    for key in ("a", "b", "c"):
+        spool.put(key, b"x", {})
+    items = spool.claim(["a", "b", "c"])
+    calls: list[str] = []
+    real = durable.fsync_dir
+
+    def recording(path: Path) -> None:
+        calls.append(Path(path).name)
+        real(path)
+
+    monkeypatch.setattr(spool_module, "fsync_dir", recording)
+    assert spool.finish(items, sync_cur=sync_cur) == []
+    assert calls == synced
+    assert names(spool.done) == ["a.msg", "b.msg", "c.msg"]

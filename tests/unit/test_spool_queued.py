@@ -56,36 +56,23 @@ def test_same_instant_keeps_a_stable_order(spool: Spool) -> None:
 
 def test_claimed_finished_and_quarantined_items_are_not_queued(spool: Spool) -> None:
     now = time.time()
-    for n, key in enumerate(("done", "claimed", "waiting", "claimed-by-key", "aside")):
+    for n, key in enumerate(("done", "claimed", "waiting", "aside")):
         put_at(spool, key, now - 10 + n)
-    item = spool.claim_key("done")
-    assert item is not None
-    spool.finish(item)
-    assert spool.claim_key("claimed") is not None
-    assert [item.key for item, _ in spool.claim_read(["claimed-by-key"])] == ["claimed-by-key"]
-    aside = spool.claim_key("aside")
-    assert aside is not None
-    spool.set_aside(aside)
+    [item] = spool.claim(["done"])
+    assert spool.finish([item]) == []
+    assert [item.key for item in spool.claim(["claimed"])] == ["claimed"]
+    [aside] = spool.claim(["aside"])
+    spool.set_aside(aside, "a test")
     assert keys(spool) == ["waiting"]
 
 
-def test_claim_skips_nothing_queued_shows(spool: Spool) -> None:
-    now = time.time()
-    put_at(spool, "first", now - 2)
-    put_at(spool, "second", now - 1)
-    claimed = spool.claim()
-    assert claimed is not None and claimed.key == "first"
-    assert keys(spool) == ["second"]
-
-
-def test_deferred_item_is_queued_again_as_new(spool: Spool) -> None:
+def test_an_item_requeued_with_new_metadata_is_queued_again_as_new(spool: Spool) -> None:
     now = time.time()
     put_at(spool, "retry", now - 100)
     put_at(spool, "other", now - 50)
-    item = spool.claim_key("retry")
-    assert item is not None
-    assert spool.defer(item, "transient")
-    assert keys(spool) == ["other", "retry"], "a deferred item goes to the back"
+    [item] = spool.claim(["retry"])
+    spool.requeue(item, {**item.meta, "attempts": 1})
+    assert keys(spool) == ["other", "retry"], "a rewritten item goes to the back"
 
 
 def test_stray_files_in_new_are_ignored(spool: Spool) -> None:
@@ -95,11 +82,11 @@ def test_stray_files_in_new_are_ignored(spool: Spool) -> None:
     assert keys(spool) == ["real"]
 
 
-def test_keys_round_trip_through_claim_key(spool: Spool) -> None:
+def test_keys_round_trip_through_claim(spool: Spool) -> None:
     put_at(spool, "NO-2026-000001.eml", time.time())
     [(key, _)] = spool.queued()
-    item = spool.claim_key(key)
-    assert item is not None and item.key == "NO-2026-000001.eml"
+    [item] = spool.claim([key])
+    assert item.key == "NO-2026-000001.eml"
     assert spool.queued() == []
 
 
@@ -108,4 +95,3 @@ def test_queued_agrees_with_waiting(spool: Spool) -> None:
     for n in range(8):
         put_at(spool, f"k{(n * 5) % 8}", now - n)
     assert keys(spool) == [item.key for item in spool.waiting()]
-    assert keys(spool) == [item.key for item in spool.peek()]

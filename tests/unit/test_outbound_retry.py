@@ -1,15 +1,26 @@
-"""Retry timing of outbound delivery: the doubling delays, their cap, the jitter, giving up."""
+"""The retry policy of outbound delivery: the doubling delays, their cap, the jitter, giving up,
+the metadata it keeps, and an interrupted item requeued with its schedule."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from gateway.core.clock import FakeClock
 from gateway.core.config import Outbound
-from gateway.outbound.backoff import backoff_delay, gives_up, not_before
+from gateway.outbound.retry import (
+    RetryPolicy,
+    backoff_delay,
+    gives_up,
+    iso,
+    not_before,
+    requeue_interrupted,
+)
 from gateway.outbound.smtpclient import header_is_clean, partner_words
+from gateway.store.spool import Spool
 
 EXACT = Outbound(
     retry_first=timedelta(minutes=1),
@@ -106,6 +117,62 @@ def test_not_before_reads_the_instant_or_means_at_once() -> None:
     assert not_before({"not_before": "2026-03-02T09:00:00Z"}) == datetime(
         2026, 3, 2, 9, 0, tzinfo=UTC
     )
+
+
+def test_the_policy_schedules_each_try_from_the_clock() -> None:
+    clock = FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    policy = RetryPolicy(EXACT, rng())
+    meta: dict[str, object] = {"kind": "form", "to": "a@b"}
+    first = clock.now()
+    for attempt, wait in enumerate([1, 2, 4, 8], start=1):
+        assert policy.give_up(meta, clock.now()) is None
+        retry = policy.next_try(meta, f"451 busy #{attempt}", clock.now())
+        assert (retry.attempts, retry.delay) == (attempt, timedelta(minutes=wait))
+        assert retry.meta == {
+            "kind": "form",
+            "to": "a@b",
+            "attempts": attempt,
+            "first_attempt_at": iso(first),  # the first attempt's instant, kept
+            "not_before": iso(clock.now() + timedelta(minutes=wait)),
+            "last_error": f"451 busy #{attempt}",
+        }
+        meta = retry.meta
+        clock.set(not_before(meta))  # type: ignore[arg-type]
+    assert clock.now() == first + timedelta(minutes=15)
+
+
+def test_the_policy_gives_up_give_up_after_since_the_first_attempt() -> None:
+    clock = FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    policy = RetryPolicy(EXACT, rng())
+    meta = policy.next_try({}, "451", clock.now()).meta
+    clock.advance(timedelta(days=5) - timedelta(seconds=1))
+    assert policy.give_up(meta, clock.now()) is None
+    clock.advance(timedelta(seconds=1))
+    assert policy.give_up(meta, clock.now()) == (
+        "gave up after 2 attempts since 2026-03-02T09:00:00+00:00"
+    )
+    # Never tried before: its first attempt is now, so it is not out of time.
+    assert policy.give_up({}, clock.now()) is None
+
+
+def test_an_interrupted_item_is_requeued_with_its_schedule(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "outbound")
+    meta = {
+        "kind": "form",
+        "attempts": 3,
+        "first_attempt_at": "2026-03-02T09:00:00+00:00",
+        "not_before": "2026-03-02T09:07:00+00:00",
+        "last_error": "451 busy",
+    }
+    spool.put("form.RO-2026-000001", b"sealed", meta)
+    spool.put("notice.x", b"mail", {"kind": "notice"})
+    spool.claim(["form.RO-2026-000001", "notice.x"])  # then the process dies
+    after = Spool(tmp_path / "outbound")
+    recovery = after.recover()
+    assert requeue_interrupted(after, recovery.interrupted) == 2
+    assert [item.key for item in after.waiting()] == ["form.RO-2026-000001", "notice.x"]
+    assert after.get("form.RO-2026-000001").meta == meta  # no attempt counted, nothing moved
+    assert list(after.cur.iterdir()) == list(after.quarantine.iterdir()) == []
 
 
 def test_partner_words_are_one_printable_line_of_at_most_500() -> None:
