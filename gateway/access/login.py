@@ -131,13 +131,11 @@ class Authenticator:
         self.audit.append_in(
             tx, "login.failed", reason=f"user={row.name} reason={refusal} failures={failures}"
         )
-        if until is not None:
+        if lock is not None:
             self.audit.append_in(
                 tx,
                 "login.locked",
-                reason=f"user={row.name} failures={failures} seconds={int(lock.total_seconds())}"
-                if lock is not None
-                else f"user={row.name}",
+                reason=f"user={row.name} failures={failures} seconds={int(lock.total_seconds())}",
             )
             log.warning("login: %s locked for %s after %d failures", row.name, lock, failures)
         return LoginResult(None, refusal=refusal, locked_until=until)

@@ -48,23 +48,26 @@ class Sessions:
 
     def check(self, token: str) -> SessionUser | None:
         """Who holds ``token``, or None: unknown, past its absolute end, idle too long, or its
-        user disabled (an ended session is deleted)."""
+        user disabled (an ended session is deleted). A read; a write only to end the session or
+        to note its use (at most once a ``TOUCH_EVERY``)."""
         key = digest(token)
         now = self.clock.now()
-        with self.ledger.transaction() as tx:
+        with self.ledger.reading() as tx:
             row = users.session_by_hash(tx, key)
-            if row is None:
-                return None
-            user = users.user_by_id(tx, row.user_id)
-            if (
-                user is None
-                or user.disabled
-                or now >= row.expires_at
-                or now - row.last_seen_at >= self.settings.session_idle
-            ):
+            user = users.user_by_id(tx, row.user_id) if row is not None else None
+        if row is None:
+            return None
+        if (
+            user is None
+            or user.disabled
+            or now >= row.expires_at
+            or now - row.last_seen_at >= self.settings.session_idle
+        ):
+            with self.ledger.transaction() as tx:
                 users.delete_session(tx, key)
-                return None
-            if now - row.last_seen_at >= TOUCH_EVERY:
+            return None
+        if now - row.last_seen_at >= TOUCH_EVERY:
+            with self.ledger.transaction() as tx:
                 users.touch_session(tx, key, now)
         return SessionUser(principal_of(user.name, user.roles, user.desks), user.id, row.expires_at)
 
