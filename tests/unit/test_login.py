@@ -154,7 +154,8 @@ def test_session_tokens_are_stored_as_digests_and_swept(kit: Kit) -> None:
     assert kit.sessions.sweep() == 2
 
 
-def test_totp_is_required_by_role_and_checked(kit: Kit) -> None:
+def test_totp_is_required_by_role_and_checked(kit: Kit, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     kit.accounts.add("sam", SUPERVISOR, frozenset(), PASSWORD)
     kit.accounts.add("ana", HANDLER, frozenset({"sirene"}), PASSWORD)
     # a supervisor must have a second factor; a handler need not
@@ -179,9 +180,10 @@ def test_totp_is_required_by_role_and_checked(kit: Kit) -> None:
     assert kit.authenticator.login("ana", PASSWORD, totp.code_at(ana.secret, kit.clock.now())).ok
     stored = kit.accounts.get("sam").totp_secret or ""
     everything = chain_text(kit.audit.entries())
-    for secret in (enrolment.secret, ana.secret, code):
+    for secret in (enrolment.secret, ana.secret, code, PASSWORD):
         assert secret not in stored
         assert secret not in everything
+        assert secret not in caplog.text
     assert "user.totp-enrolled" in kinds(kit)
 
 
