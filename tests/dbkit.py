@@ -9,10 +9,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from gateway.store import schema
-from gateway.store.ledger import make_engine
+from gateway.store.ledger import make_engine, metadata
 
 ENV_VAR = "GATEWAY_TEST_POSTGRES_URL"
 # Where a PostgreSQL server is looked for when the variable is not set: this machine's own.
@@ -68,3 +68,11 @@ def upgraded(url: str) -> str:
     finally:
         engine.dispose()
     return url
+
+
+def make_pre_migration_ledger(engine: Engine) -> None:
+    """The tables every command made with ``metadata.create_all`` before schema migrations began
+    (those of revision 0001), and no version table."""
+    metadata.create_all(
+        engine, tables=[metadata.tables[name] for name in sorted(schema.ADOPTED_TABLES)]
+    )

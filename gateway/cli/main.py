@@ -18,6 +18,7 @@ from gateway.cli import partners as cli_partners
 from gateway.cli import queue as cli_queue
 from gateway.cli import send as cli_send
 from gateway.cli import serve as cli_serve
+from gateway.cli import users as cli_users
 from gateway.cli.progress import Progress
 from gateway.core import config as configuration
 from gateway.core.errors import CannotStart, ConfigError, KeyUnusable, LedgerOutdated
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_deadlines.register(commands)
     cli_queue.register(commands)
     cli_db.register(commands)
+    cli_users.register(commands)
     return parser
 
 

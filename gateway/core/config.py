@@ -19,7 +19,7 @@ from gateway.core.limits import (
     derived_plaintext_cap,
 )
 from gateway.core.tomlread import Table, load_toml
-from gateway.core.vocabulary import CHANNELS, PRIORITIES, SchemaSetSpec
+from gateway.core.vocabulary import CHANNELS, PRIORITIES, ROLES, SchemaSetSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 BUILTIN_XSD = PROJECT_ROOT / "xsd"
@@ -210,6 +210,25 @@ class Route:
 
 
 @dataclass(frozen=True)
+class AccessSettings:
+    """The console's and the API's users: sessions, lockout, passwords, the second factor."""
+
+    session_idle: timedelta = timedelta(minutes=30)  # a session unused this long ends
+    session_absolute: timedelta = timedelta(hours=12)  # and any session ends this long after login
+    lockout_after: int = 5  # failed logins in a row before the account is locked
+    lockout_for: timedelta = timedelta(minutes=5)  # the first lock; each further failure doubles it
+    lockout_max: timedelta = timedelta(hours=24)
+    # Roles whose users must give a TOTP code at login (the others may enrol one).
+    totp_required: tuple[str, ...] = ("supervisor", "duty_officer", "operator", "auditor")
+    # 32 random bytes that encrypt the TOTP secrets in the ledger; made on first enrolment.
+    totp_key_file: Path = Path("var/totp.key")
+    password_min_length: int = 12
+    # argon2id cost (RFC 9106's second recommended option by default); OWASP's floor as minimum.
+    password_time_cost: int = 3
+    password_memory_kib: int = 65536
+
+
+@dataclass(frozen=True)
 class Config:
     identity: Identity
     paths: Paths
@@ -228,6 +247,7 @@ class Config:
     deadlines: DeadlineSettings = field(default_factory=DeadlineSettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     retention: tuple[RetentionRule, ...] = ()
+    access: AccessSettings = field(default_factory=AccessSettings)
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -325,6 +345,7 @@ def load(path: Path) -> Config:
     deadline_settings = _deadline_settings(table.table("deadlines"))
     scheduler = _scheduler(table.table("scheduler"))
     retention = tuple(_retention(item) for item in table.tables("retention"))
+    access = _access(table.table("access"), base)
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -361,6 +382,7 @@ def load(path: Path) -> Config:
         deadlines=deadline_settings,
         scheduler=scheduler,
         retention=retention,
+        access=access,
         source=path,
     )
 
@@ -662,6 +684,42 @@ def _retention(table: Table) -> RetentionRule:
     if rule.keep <= timedelta(0):
         table.fail("keep", "must be longer than zero")
     return rule
+
+
+def _access(table: Table, base: Path) -> AccessSettings:
+    defaults = AccessSettings()
+    settings = AccessSettings(
+        session_idle=table.duration("session_idle", defaults.session_idle),
+        session_absolute=table.duration("session_absolute", defaults.session_absolute),
+        lockout_after=table.integer(
+            "lockout_after", defaults.lockout_after, minimum=1, maximum=100
+        ),
+        lockout_for=table.duration("lockout_for", defaults.lockout_for),
+        lockout_max=table.duration("lockout_max", defaults.lockout_max),
+        totp_required=table.str_list("totp_required", defaults.totp_required),
+        totp_key_file=table.path("totp_key_file", base, base / defaults.totp_key_file),
+        password_min_length=table.integer(
+            "password_min_length", defaults.password_min_length, minimum=8, maximum=1024
+        ),
+        password_time_cost=table.integer(
+            "password_time_cost", defaults.password_time_cost, minimum=2, maximum=100
+        ),
+        password_memory_kib=table.integer(
+            "password_memory_kib", defaults.password_memory_kib, minimum=19456, maximum=4 << 20
+        ),
+    )
+    table.finish()
+    for index, role in enumerate(settings.totp_required):
+        if role not in ROLES:
+            table.fail(f"totp_required[{index}]", f"{role!r} is not one of {', '.join(ROLES)}")
+    for key in ("session_idle", "session_absolute", "lockout_for", "lockout_max"):
+        if getattr(settings, key) <= timedelta(0):
+            table.fail(key, "must be longer than zero")
+    if settings.session_absolute < settings.session_idle:
+        table.fail("session_absolute", "must not be shorter than session_idle")
+    if settings.lockout_max < settings.lockout_for:
+        table.fail("lockout_max", "must not be shorter than lockout_for")
+    return settings
 
 
 def _check_unique(table: Table, section: str, key: str, values: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""The words the packages share: channels, priorities, schema sets, the receipt's form code."""
+"""The words the packages share: channels, priorities, schema sets, the receipt's form code, the
+console's roles."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ CHANNELS = ("sirene", "europol", "interpol", "any")
 PRIORITIES = ("normal", "urgent")
 # The form code of the signed receipt every accepted form is answered with.
 RECEIPT_FORM = "ACK"
+# The roles of the console's users, as the configuration names them ([access] totp_required);
+# gateway.access.roles.Role is the enum of the same words, with what each may do.
+ROLES = ("handler", "supervisor", "duty_officer", "operator", "auditor")
 
 
 @dataclass(frozen=True)

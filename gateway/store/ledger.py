@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -188,6 +189,59 @@ quarantine_notices = Table(
     Column("notified", DateTime(timezone=True)),
 )
 
+
+# The console's and the API's users (revision 0002). ``roles`` and ``desks`` are comma-separated
+# names that gateway.access checks; ``password_hash`` an argon2id hash; ``totp_secret`` the TOTP
+# seed sealed with AES-GCM under a key kept outside the ledger (gateway.access.secretbox), and
+# ``totp_last_step`` the time step of the last code accepted (a code is never accepted twice).
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(32), nullable=False, unique=True),
+    Column("display_name", String(100), nullable=False, default=""),
+    Column("roles", String(100), nullable=False),
+    Column("desks", String(500), nullable=False, default=""),
+    Column("password_hash", String(200), nullable=False),
+    Column("totp_secret", String(200)),
+    Column("totp_last_step", Integer),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("last_login_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# API keys: only the SHA-256 of a key is kept (a key is 256 random bits, so a fast hash is as
+# strong as a slow one); scoped to roles and desks like a user.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(32), nullable=False, unique=True),
+    Column("key_sha256", String(64), nullable=False, unique=True),
+    Column("roles", String(100), nullable=False),
+    Column("desks", String(500), nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# The console's sessions, server-side so that every console node on the ledger sees the same
+# ones and a disabled user's end at once: the SHA-256 of the token the browser holds, never the
+# token itself; ``expires_at`` is the absolute end, ``last_seen_at`` counts the idle time.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_sha256", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_sessions_user", sessions.c.user_id)
+Index("ix_sessions_expires", sessions.c.expires_at)
 
 # The statements of the hot paths (every message received and handed off), built once: building
 # and coercing a statement costs several times what executing a built one does.

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dbkit import postgres_schema
+from dbkit import make_pre_migration_ledger, postgres_schema
 from integration.inboundkit import World, gateway_config
 from sqlalchemy import Engine, inspect, text
 
 from gateway.core import config as configuration
 from gateway.core.clock import SystemClock
 from gateway.store import schema
-from gateway.store.ledger import Ledger, NewMessage, create_schema, make_engine
+from gateway.store.ledger import Ledger, NewMessage, make_engine
 from gateway.store.states import InboundState
 from gateway.store.unit import writing
 
@@ -120,13 +120,13 @@ def test_a_ledger_never_made_is_refused_with_the_command_to_run(
 
 def test_a_ledger_made_before_migrations_is_refused_then_stamped(configured: Path) -> None:
     with engine_of(configured) as engine:
-        create_schema(engine)  # what every command did before migrations
+        make_pre_migration_ledger(engine)  # what every command did before migrations
         ledger = Ledger(engine, SystemClock())
         with writing(engine) as tx:
             ledger.record_in(tx, RECEIVED, "spooled")
     for command in (["serve"], ["inbox"]):
         line = refusal(gateway(configured, *command))
-        assert "was made before schema migrations, this gateway needs 0001" in line
+        assert f"was made before schema migrations, this gateway needs {schema.head()}" in line
         assert line.endswith(f"run `gateway -c {configured} db upgrade`")
     assert status(configured)["pre_migration"] is True
 
@@ -134,6 +134,7 @@ def test_a_ledger_made_before_migrations_is_refused_then_stamped(configured: Pat
 
     assert done.returncode == 0, done.stderr
     assert "made before schema migrations: stamped as revision 0001" in done.stdout
+    assert f"upgraded from revision 0001 to {schema.head()}" in done.stdout
     assert status(configured)["upgrade_due"] is False
     inbox = gateway(configured, "inbox", "--json")
     assert inbox.returncode == 0, inbox.stderr

@@ -215,3 +215,66 @@ def test_the_configuration_imports_only_the_standard_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_access_defaults_and_settings(tmp_path: Path) -> None:
+    defaults = configuration.load(write(tmp_path, MINIMAL)).access
+    assert defaults == dataclasses.replace(
+        configuration.AccessSettings(), totp_key_file=tmp_path / "var" / "totp.key"
+    )
+    assert defaults.totp_required == ("supervisor", "duty_officer", "operator", "auditor")
+    config = configuration.load(
+        write(
+            tmp_path,
+            MINIMAL
+            + """
+[access]
+session_idle = "PT15M"
+session_absolute = "PT8H"
+lockout_after = 3
+lockout_for = "PT1M"
+lockout_max = "PT1H"
+totp_required = ["handler"]
+totp_key_file = "/etc/ipc-gateway/totp.key"
+password_min_length = 16
+password_time_cost = 4
+password_memory_kib = 131072
+""",
+        )
+    )
+    assert config.access == configuration.AccessSettings(
+        session_idle=timedelta(minutes=15),
+        session_absolute=timedelta(hours=8),
+        lockout_after=3,
+        lockout_for=timedelta(minutes=1),
+        lockout_max=timedelta(hours=1),
+        totp_required=("handler",),
+        totp_key_file=Path("/etc/ipc-gateway/totp.key"),
+        password_min_length=16,
+        password_time_cost=4,
+        password_memory_kib=131072,
+    )
+    assert configuration.load(EXAMPLE).access.totp_key_file.name == "totp.key"
+
+
+@pytest.mark.parametrize(
+    ("setting", "key", "reason"),
+    [
+        ('totp_required = ["admin"]', "access.totp_required[0]", "'admin' is not one of handler"),
+        ('session_idle = "PT0S"', "access.session_idle", "longer than zero"),
+        (
+            'session_idle = "PT2H"\nsession_absolute = "PT1H"',
+            "access.session_absolute",
+            "not be shorter than session_idle",
+        ),
+        ('lockout_for = "PT2H"\nlockout_max = "PT1H"', "access.lockout_max", "lockout_for"),
+        ("lockout_after = 0", "access.lockout_after", "below the minimum 1"),
+        ("password_memory_kib = 1024", "access.password_memory_kib", "below the minimum 19456"),
+        ("password_min_length = 6", "access.password_min_length", "below the minimum 8"),
+        ("lockout = 5", "access.lockout", "unknown key"),
+    ],
+)
+def test_access_mistakes(tmp_path: Path, setting: str, key: str, reason: str) -> None:
+    error = failure(tmp_path, MINIMAL + f"\n[access]\n{setting}\n")
+    assert error.key == key
+    assert reason in error.reason

@@ -12,18 +12,17 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from dbkit import postgres_schema
+from dbkit import make_pre_migration_ledger, postgres_schema
 from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import schema
+from gateway.store import schema, users
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
     NewMessage,
     audit,
-    create_schema,
     deadlines,
     events,
     make_engine,
@@ -49,13 +48,13 @@ RECEIVED = NewMessage(
     desk="sirene",
 )
 # A second revision, as a future change to ledger.py would bring: a column added to messages.
-SECOND_REVISION = '''"""A note on each message (a test's revision)."""
+NEXT_REVISION = '''"""A note on each message (a test's revision)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -114,11 +113,21 @@ def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
         }
 
 
-def versions_with_second_revision(tmp_path: Path) -> Path:
-    """The package's migrations copied, plus revision 0002: what the next release will carry."""
+def versions_with_next_revision(tmp_path: Path) -> Path:
+    """The package's migrations copied, plus revision 0003: what the next release will carry."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_note.py").write_text(SECOND_REVISION)
+    (folder / "versions" / "0003_note.py").write_text(NEXT_REVISION)
+    return folder
+
+
+def versions_up_to_0001(tmp_path: Path) -> Path:
+    """The package's migrations as the release before users came carried them: 0001 alone."""
+    folder = tmp_path / "migrations-0001"
+    shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for revision in (folder / "versions").glob("0*.py"):
+        if not revision.name.startswith("0001_"):
+            revision.unlink()
     return folder
 
 
@@ -145,7 +154,7 @@ def test_the_meta_test_sees_a_table_of_metadata_without_a_migration(
 def test_a_ledger_made_before_migrations_is_stamped_and_keeps_its_data(
     empty_engine: Engine,
 ) -> None:
-    create_schema(empty_engine)  # what every command did before migrations
+    make_pre_migration_ledger(empty_engine)  # what every command did before migrations
     fill(empty_engine)
     before = contents(empty_engine)
     found = schema.state(empty_engine)
@@ -156,7 +165,7 @@ def test_a_ledger_made_before_migrations_is_stamped_and_keeps_its_data(
     done = schema.upgrade(empty_engine)
 
     assert done.stamped
-    assert done.after == schema.ADOPTED_REVISION == schema.head()
+    assert done.after == schema.head()
     assert contents(empty_engine) == before
     assert all(before.values())
     assert differences(empty_engine) == []
@@ -169,27 +178,27 @@ def test_an_upgrade_of_a_current_ledger_changes_nothing(empty_engine: Engine) ->
     fill(empty_engine)
     before = contents(empty_engine)
     again = schema.upgrade(empty_engine)
-    assert (again.before.current, again.after, again.stamped) == ("0001", "0001", False)
+    assert (again.before.current, again.after, again.stamped) == (schema.head(),) * 2 + (False,)
     assert contents(empty_engine) == before
 
 
-def test_a_second_revision_adds_a_column_to_a_ledger_holding_data(
+def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
     schema.upgrade(empty_engine)
     fill(empty_engine)
     before = contents(empty_engine)
-    scripts = versions_with_second_revision(tmp_path)
-    assert schema.head(scripts) == "0002"
+    scripts = versions_with_next_revision(tmp_path)
+    assert schema.head(scripts) == "0003"
     with pytest.raises(LedgerOutdated) as refused:
         schema.require_current(empty_engine, scripts)
     assert refused.value.upgradable
-    assert "is at revision 0001, this gateway needs 0002" in refused.value.line("gw.toml")
+    assert "is at revision 0002, this gateway needs 0003" in refused.value.line("gw.toml")
     assert refused.value.line("gw.toml").endswith("run `gateway -c gw.toml db upgrade`")
 
     done = schema.upgrade(empty_engine, scripts)
 
-    assert (done.before.current, done.after) == ("0001", "0002")
+    assert (done.before.current, done.after) == ("0002", "0003")
     schema.require_current(empty_engine, scripts)
     with empty_engine.connect() as connection:
         notes = connection.execute(text("SELECT reference, note FROM messages")).all()
@@ -198,29 +207,66 @@ def test_a_second_revision_adds_a_column_to_a_ledger_holding_data(
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
+def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    first = schema.upgrade(empty_engine, versions_up_to_0001(tmp_path))
+    assert first.after == "0001"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "users" not in inspect(empty_engine).get_table_names()
+    with pytest.raises(LedgerOutdated, match="is at revision 0001, this gateway needs 0002"):
+        schema.require_current(empty_engine)
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after, schema.head()) == ("0001", "0002", "0002")
+    assert contents(empty_engine) == before
+    assert differences(empty_engine) == []
+    assert {"users", "api_keys", "sessions"} <= set(inspect(empty_engine).get_table_names())
+    accounts = Ledger(empty_engine, FakeClock(START))
+    with accounts.transaction() as tx:
+        user = users.insert_user(
+            tx, name="ana", roles="handler", desks="sirene", password_hash="x", now=START
+        )
+        users.insert_session(tx, "a" * 64, user, now=START, expires_at=START + timedelta(hours=1))
+    with accounts.reading() as tx:
+        found = users.user_by_name(tx, "ana")
+    assert found is not None
+    assert (found.roles, found.desks, found.failed_logins, found.disabled) == (
+        "handler",
+        "sirene",
+        0,
+        False,
+    )
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    schema.upgrade(empty_engine, versions_with_second_revision(tmp_path))
+    schema.upgrade(empty_engine, versions_with_next_revision(tmp_path))
     found = schema.state(empty_engine)
-    assert (found.current, found.known) == ("0002", False)
+    assert (found.current, found.known) == ("0003", False)
     for attempt in (schema.require_current, schema.upgrade):
-        with pytest.raises(LedgerOutdated, match="0002, which this gateway does not know") as no:
+        with pytest.raises(LedgerOutdated, match="0003, which this gateway does not know") as no:
             attempt(empty_engine)
         assert not no.value.upgradable
         assert "db upgrade" not in no.value.line("gw.toml")
-    assert schema.state(empty_engine).current == "0002"
+    assert schema.state(empty_engine).current == "0003"
 
 
 def test_an_empty_ledger_is_refused_and_names_the_upgrade(empty_engine: Engine) -> None:
-    with pytest.raises(LedgerOutdated, match="has no tables yet, this gateway needs 0001") as no:
+    with pytest.raises(
+        LedgerOutdated, match=f"has no tables yet, this gateway needs {schema.head()}"
+    ) as no:
         schema.require_current(empty_engine)
     assert no.value.line(None).endswith(": run `gateway db upgrade`")
     assert inspect(empty_engine).get_table_names() == []  # the check made nothing
 
 
 def test_a_pre_migration_ledger_lacking_tables_is_not_stamped(empty_engine: Engine) -> None:
-    create_schema(empty_engine)
+    make_pre_migration_ledger(empty_engine)
     with empty_engine.begin() as connection:
         connection.execute(text("DROP TABLE refusals"))
     with pytest.raises(LedgerOutdated, match="lacks refusals") as no:

@@ -1,0 +1,167 @@
+"""The access log: every consultation of personal data (a view, a download, a search, an export)
+appended to the audit chain with the user, the role that allowed it, the purpose and what was
+seen (ledger id, partner, form, reference: never content); and its reader for the auditor.
+
+An entry's reason reads ``user=ana role=handler purpose=case-work ledger=12 part=form``: codes
+only, so the chain's rule (no personal data) holds. A search records how many messages it found,
+never what was searched for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from gateway.access.roles import NAME, Role
+from gateway.store import access_rows
+from gateway.store.audit import AuditEntry, AuditLog
+from gateway.store.ledger import Ledger
+from gateway.store.unit import Transaction
+
+# The kinds of the access log and of the account events the auditor reads with it.
+ACCESS_PREFIX = "access."
+ACCOUNT_PREFIXES = ("login.", "user.", "apikey.")
+
+
+class Access(StrEnum):
+    VIEW = "access.view"
+    DOWNLOAD = "access.download"
+    SEARCH = "access.search"
+    EXPORT = "access.export"
+
+
+class Purpose(StrEnum):
+    """Why personal data was consulted: a code, never free text (which could hold a name)."""
+
+    CASE_WORK = "case-work"
+    REPLY = "reply"
+    SUPERVISION = "supervision"
+    ESCALATION = "escalation"
+    DATA_SUBJECT_REQUEST = "data-subject-request"
+    AUDIT = "audit"
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What was consulted: a message of the ledger and which part of it ("form",
+    "attachment-2")."""
+
+    ledger_id: int
+    partner: str = ""
+    form: str = ""
+    reference: str = ""
+    part: str = "form"
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """An access-log line as the auditor reads it."""
+
+    seq: int
+    at: datetime
+    kind: str
+    user: str
+    role: str
+    purpose: str
+    partner: str
+    form: str
+    reference: str
+    details: dict[str, str]
+
+
+def actor_field(user: str) -> str:
+    """The user as the audit chain names it: a user's name or ``key:`` and an API key's name;
+    ValueError for anything else (a name is a code: it cannot carry other data)."""
+    name = user.removeprefix("key:")
+    if NAME.fullmatch(name) is None:
+        raise ValueError(f"{user!r} is not a user's or an API key's name")
+    return user
+
+
+class AccessLog:
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    def record_view(
+        self,
+        tx: Transaction,
+        user: str,
+        role: Role,
+        what: Seen,
+        purpose: Purpose,
+        *,
+        kind: Access = Access.VIEW,
+    ) -> AuditEntry:
+        """Append a view (or a download, an export: ``kind``) of ``what`` in the caller's
+        transaction, last before its commit."""
+        if kind is Access.SEARCH:
+            raise ValueError("a search is recorded with record_search")
+        reason = (
+            f"user={actor_field(user)} role={Role(role)} purpose={Purpose(purpose)} "
+            f"ledger={int(what.ledger_id)} part={_code(what.part)}"
+        )
+        return self.audit.append_in(
+            tx,
+            kind,
+            partner=what.partner,
+            form=what.form,
+            reference=what.reference,
+            reason=reason,
+        )
+
+    def record_search(
+        self, tx: Transaction, user: str, role: Role, hits: int, purpose: Purpose
+    ) -> AuditEntry:
+        """Append a search: who, as what, why, and how many messages it found."""
+        reason = (
+            f"user={actor_field(user)} role={Role(role)} purpose={Purpose(purpose)} "
+            f"hits={int(hits)}"
+        )
+        return self.audit.append_in(tx, Access.SEARCH, reason=reason)
+
+
+def read(
+    ledger: Ledger,
+    *,
+    user: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    accounts: bool = False,
+    limit: int = 1000,
+) -> list[AccessEntry]:
+    """The access log for the auditor: consultations (and, with ``accounts``, logins and changes
+    to users and keys), of one user when given, in [since, until), oldest first."""
+    prefixes = (ACCESS_PREFIX, *ACCOUNT_PREFIXES) if accounts else (ACCESS_PREFIX,)
+    with ledger.reading() as tx:
+        found = access_rows.entries(
+            tx,
+            kind_prefixes=prefixes,
+            reason_prefix=None if user is None else f"user={actor_field(user)} ",
+            since=since,
+            until=until,
+            limit=limit,
+        )
+    return [_entry(entry) for entry in found]
+
+
+def _entry(entry: AuditEntry) -> AccessEntry:
+    details = dict(field.split("=", 1) for field in entry.reason.split() if "=" in field)
+    return AccessEntry(
+        seq=entry.seq,
+        at=entry.at,
+        kind=entry.kind,
+        user=details.pop("user", ""),
+        role=details.pop("role", ""),
+        purpose=details.pop("purpose", ""),
+        partner=entry.partner,
+        form=entry.form,
+        reference=entry.reference,
+        details=details,
+    )
+
+
+def _code(value: str) -> str:
+    if not value or not all(c.isalnum() or c in "-_." for c in value) or len(value) > 32:
+        raise ValueError(f"{value!r} is not a part's code such as 'form' or 'attachment-2'")
+    return value
