@@ -104,7 +104,10 @@ class Queues:
             if not quarantined:
                 folders = [spool.new, spool.cur, spool.quarantine]
             for folder in folders:
-                for path in sorted(folder.glob("*.msg"), key=_mtime):
+                # Oldest first; items written within the file system's time resolution by name.
+                for path in sorted(
+                    folder.glob("*.msg"), key=lambda path: (_mtime(path), path.name)
+                ):
                     item = _locate(spool, path.name.removesuffix(".msg"))
                     if item is not None and item.path.parent == folder:
                         found.append(self._describe(name, item))
