@@ -204,3 +204,33 @@ def test_a_document_that_is_not_well_formed_is_placed_on_its_line(
     found = reasons(validator, data)
     assert len(found) == 1
     assert found[0].startswith(f"{line_of(data, b'</Countri>')}: /: not well-formed XML: ")
+
+
+def test_the_first_declaration_is_the_one_named(validator: FormValidator) -> None:
+    """A DOCTYPE at byte 0 whose ENTITY declarations follow on later lines, and the same words
+    again in a comment further down: the refusal points at line 1."""
+    data = b"<!DOCTYPE FormG [\n<!ENTITY a 'x'>\n]>\n" + VALID_G.replace(
+        ACTION, ACTION + b"\n<!-- <!DOCTYPE <!ENTITY -->"
+    )
+    assert reasons(validator, data)[0].startswith("1: /: DOCTYPE and ENTITY")
+    entity_twice = VALID_G.replace(ACTION, b'<!ENTITY x "y">\n<!ENTITY z "w">' + ACTION)
+    line = line_of(entity_twice, b"<!ENTITY")
+    assert reasons(validator, entity_twice)[0].startswith(f"{line}: /: DOCTYPE and ENTITY")
+
+
+# ------------------------------------------------------------------------ what a refusal names
+
+
+def test_a_refused_form_still_names_its_root_and_form(validator: FormValidator) -> None:
+    """The pipeline names the form of a refused document (audit line, desk notice)."""
+    tag = f"{{{SIRENE}}}FormG"
+    for refused in (
+        limited(validator, max_text_bytes=1024).validate(with_action(b"x" * 2000)),
+        limited(validator, max_depth=8).validate(nested(7)),
+        validator.validate(VALID_G.replace(b"NO-2026-000123", b"nope")),
+    ):
+        assert not refused.valid
+        assert refused.root == tag
+        assert refused.form is not None and refused.form.code == "G"
+    unknown = validator.validate(b'<Shopping xmlns="urn:example:list"/>')
+    assert (unknown.root, unknown.form) == ("{urn:example:list}Shopping", None)
