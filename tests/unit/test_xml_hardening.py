@@ -12,7 +12,7 @@ import pytest
 from lxml import etree
 
 from gateway.core.config import BUILTIN_FORMS
-from gateway.forms.xmlforms import FormValidator, _hardened_parser
+from gateway.forms.xmlforms import FormValidator, _hardened_parser, _SetResolver
 
 VALID_G = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 SIRENE = "urn:ipc-gateway:sirene:1"
@@ -98,10 +98,10 @@ def test_depth_at_the_limit_and_one_past_it(validator: FormValidator) -> None:
     at_limit = reasons(limited(validator, max_depth=8), nested(6))
     assert not any("nested deeper" in reason for reason in at_limit)
     past = reasons(limited(validator, max_depth=8), nested(7))
-    assert len(past) == 1
-    assert past[0].endswith(
-        "/FormG/Hit/Deep/Deep/Deep/Deep/Deep/Deep/Deep: elements nested deeper than the limit of 8"
-    )
+    assert past == [
+        f"{line_of(VALID_G, ACTION)}: /FormG/Hit/Deep/Deep/Deep/Deep/Deep/Deep/Deep: "
+        "elements nested deeper than the limit of 8"
+    ]
 
 
 def test_nesting_past_libxml2s_own_depth_limit(validator: FormValidator) -> None:
@@ -155,6 +155,19 @@ def test_bytes_that_are_not_utf8_are_named_with_their_line(validator: FormValida
 
 
 # ------------------------------------------------------------------------ DTDs and entities
+
+
+@pytest.mark.parametrize("data", [b"", b"   \n\t  "])
+def test_an_empty_document_is_named_so(validator: FormValidator, data: bytes) -> None:
+    assert reasons(validator, data) == ["/: empty document"]
+
+
+def test_lines_are_counted_from_the_first_byte(validator: FormValidator) -> None:
+    """A document that starts with a line break: its first line is line 1, the next line 2."""
+    doctype = b'\n<!DOCTYPE FormG><FormG xmlns="' + SIRENE.encode() + b'"/>'
+    assert reasons(validator, doctype)[0].startswith("2: /: DOCTYPE")
+    latin1 = b'\n<FormG xmlns="' + SIRENE.encode() + b'">\xe9</FormG>'
+    assert reasons(validator, latin1)[0].startswith("2: /: not valid UTF-8")
 
 
 def test_a_doctype_at_the_very_start(validator: FormValidator) -> None:
@@ -234,3 +247,20 @@ def test_a_refused_form_still_names_its_root_and_form(validator: FormValidator) 
         assert refused.form is not None and refused.form.code == "G"
     unknown = validator.validate(b'<Shopping xmlns="urn:example:list"/>')
     assert (unknown.root, unknown.form) == ("{urn:example:list}Shopping", None)
+
+
+# ------------------------------------------------------------------------ what a schema may load
+
+
+def test_the_schema_resolver_maps_only_local_files_of_the_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """file:// URLs and paths inside the set's folder; never a network URL, even one that would
+    read as a relative path from the working folder (the set's own folder here)."""
+    monkeypatch.chdir(tmp_path)
+    resolver = _SetResolver(None, [tmp_path])
+    inside = tmp_path / "common.xsd"
+    assert resolver.local_path(f"file://{inside}") == inside
+    assert resolver.local_path(str(inside)) == inside
+    assert resolver.local_path("http://example.org/common.xsd") is None
+    assert resolver.local_path(f"file://{tmp_path.parent / 'elsewhere.xsd'}") is None
