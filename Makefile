@@ -49,7 +49,7 @@ bench: $(STAMP)
 # hardened XML parsing (forms/xmlforms.py: the byte checks, the parser's options, the limits, the
 # schema resolver). Other functions of those files are left "not checked". Results stay in
 # mutants/ (`rm -rf mutants` to start over); prints each module's score and the survivors
-# (`.venv/bin/mutmut show NAME` prints one). About 20 minutes on 2 cores.
+# (`.venv/bin/mutmut show NAME` prints one). About 25 minutes on 2 cores.
 MUTATION_TARGETS := \
 	'gateway.crypto.openpgp.x?GnuPG?_run__mutmut_*' \
 	'gateway.crypto.openpgp.x?GnuPG?sign_encrypt__mutmut_*' \
