@@ -183,13 +183,15 @@ class _SetResolver(etree.Resolver):  # type: ignore[misc]
 
 
 def _hardened_parser(resolver: etree.Resolver | None = None) -> etree.XMLParser:
+    # collect_ids stays at its default (True): with collect_ids=False, lxml 6 sets a flag in
+    # libxml2's loadsubset, which then loads the external DTD a DOCTYPE names despite
+    # load_dtd=False (a local file read, or a read that never ends on a FIFO).
     parser = etree.XMLParser(
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
         dtd_validation=False,
         huge_tree=False,
-        collect_ids=False,
     )
     if resolver is not None:
         parser.resolvers.add(resolver)
