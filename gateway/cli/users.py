@@ -16,6 +16,7 @@ from typing import Any
 from gateway.access import accesslog
 from gateway.access.accounts import AccountError
 from gateway.access.apikeys import ApiKeyError
+from gateway.access.passwords import MAX_LENGTH
 from gateway.access.principals import split
 from gateway.access.roles import Role, parse_roles
 from gateway.access.setup import AccessServices, open_access
@@ -23,6 +24,9 @@ from gateway.cli.table import minute, print_table
 from gateway.core import config as configuration
 from gateway.core.vocabulary import ROLES
 from gateway.service.services import open_services
+
+# What is read of a --password-file at most: a password's longest first line in UTF-8, and its end.
+FILE_LIMIT = 4 * MAX_LENGTH + 2
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -155,13 +159,30 @@ def _refused(error: ValueError) -> int:
     return EXIT_REJECTED
 
 
+def _first_bytes(source: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes from the start of ``source`` (``-``: standard input)."""
+    if str(source) == "-":
+        return sys.stdin.buffer.read(limit)
+    with source.open("rb") as file:
+        return file.read(limit)
+
+
 def _read_password(args: argparse.Namespace) -> str | None:
     """The password from --password-file or from two prompts; None (said why) when there is
     none to take. The password is never printed or logged."""
     source: Path | None = args.password_file
     if source is not None:
         try:
-            text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")
+            head = _first_bytes(source, FILE_LIMIT + 1)
+            line, newline, _ = head.partition(b"\n")
+            if not newline and len(head) > FILE_LIMIT:
+                print(
+                    "gateway users: the --password-file's first line is longer than a password "
+                    f"may be ({MAX_LENGTH} characters)",
+                    file=sys.stderr,
+                )
+                return None
+            lines = line.decode("utf-8").splitlines()
         except (OSError, UnicodeError) as error:
             # Not named: a password given by mistake in its place must not be echoed.
             reason = getattr(error, "strerror", None) or "not UTF-8 text"
@@ -169,7 +190,6 @@ def _read_password(args: argparse.Namespace) -> str | None:
                 f"gateway users: cannot read the --password-file: {reason.lower()}", file=sys.stderr
             )
             return None
-        lines = text.splitlines()
         if not lines or not lines[0]:
             print(f"gateway users: {source}: no password on its first line", file=sys.stderr)
             return None

@@ -273,6 +273,19 @@ def test_refusals_are_one_line(config: Path, password_file: Path) -> None:
         code=2,
     )
     assert line == "gateway users: cannot read the --password-file: no such file or directory"
+    # A --password-file is read up to a password's longest line: a huge one is refused unread.
+    huge = password_file.parent / "huge"
+    huge.write_bytes(b"x" * (1 << 20))
+    line = refused(
+        gateway(config, "users", "add", "bob", "--role", "operator", "--password-file", str(huge)),
+        code=2,
+    )
+    assert line == (
+        "gateway users: the --password-file's first line is longer than a password may be "
+        "(1024 characters)"
+    )
+    listed = json.loads(ok(gateway(config, "users", "list", "--json")))
+    assert [user["name"] for user in listed] == ["ana"]
     kinds = [e.kind for e in audit_of(config)]
     assert kinds == ["user.created"]  # refusals change nothing
 
