@@ -12,7 +12,24 @@ import pytest
 from sqlalchemy import Engine, text
 
 from gateway.store import schema
-from gateway.store.ledger import make_engine, metadata
+from gateway.store.ledger import NewMessage, make_engine, metadata
+from gateway.store.states import InboundState
+
+# A partner's form as the pipeline records it: the message the ledger and schema tests store.
+RECEIVED = NewMessage(
+    direction="inbound",
+    partner="NO-SIRENE",
+    channel="sirene",
+    form="G",
+    reference="NO-2026-000123",
+    message_id="<a@no.example>",
+    priority="urgent",
+    content_sha256="a" * 64,
+    raw_sha256="b" * 64,
+    state=InboundState.RECEIVED,
+    spool_key="k1",
+    desk="sirene",
+)
 
 ENV_VAR = "GATEWAY_TEST_POSTGRES_URL"
 # Where a PostgreSQL server is looked for when the variable is not set: this machine's own.

@@ -4,12 +4,14 @@ on a ledger whose schema is not this gateway's: one line naming `db upgrade`, ex
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import dbkit
 import pytest
 from dbkit import make_pre_migration_ledger, postgres_schema
 from integration.inboundkit import World, gateway_config
@@ -18,24 +20,11 @@ from sqlalchemy import Engine, inspect, text
 from gateway.core import config as configuration
 from gateway.core.clock import SystemClock
 from gateway.store import schema
-from gateway.store.ledger import Ledger, NewMessage, make_engine
-from gateway.store.states import InboundState
+from gateway.store.ledger import Ledger, make_engine
 from gateway.store.unit import writing
 
 GATEWAY = (sys.executable, "-m", "gateway")
-RECEIVED = NewMessage(
-    direction="inbound",
-    partner="NO-SIRENE",
-    channel="sirene",
-    form="G",
-    reference="NO-2026-000123",
-    message_id="<a@no.example>",
-    priority="urgent",
-    content_sha256="a" * 64,
-    raw_sha256="b" * 64,
-    state=InboundState.RECEIVED,
-    desk="sirene",
-)
+RECEIVED = dataclasses.replace(dbkit.RECEIVED, spool_key=None)
 
 
 def gateway(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

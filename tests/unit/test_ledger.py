@@ -6,6 +6,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import dbkit
 import pytest
 from sqlalchemy import Engine, exc, text
 
@@ -16,22 +17,7 @@ from gateway.store.states import DeadlineState, InboundState, OutboundState
 from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
-RECEIVED = NewMessage(
-    direction="inbound",
-    partner="NO-SIRENE",
-    channel="sirene",
-    form="G",
-    reference="NO-2026-000123",
-    message_id="<a@no.example>",
-    priority="urgent",
-    content_sha256="a" * 64,
-    raw_sha256="b" * 64,
-    state=InboundState.RECEIVED,
-    spool_key="k1",
-    desk="sirene",
-    signer="F" * 40,
-    signed_at=START - timedelta(minutes=1),
-)
+RECEIVED = replace(dbkit.RECEIVED, signer="F" * 40, signed_at=START - timedelta(minutes=1))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from dbkit import make_pre_migration_ledger, postgres_schema
+from dbkit import RECEIVED, make_pre_migration_ledger, postgres_schema
 from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
@@ -21,7 +21,6 @@ from gateway.store import schema, users
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
-    NewMessage,
     audit,
     deadlines,
     events,
@@ -29,24 +28,9 @@ from gateway.store.ledger import (
     messages,
     metadata,
 )
-from gateway.store.states import InboundState
 from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
-RECEIVED = NewMessage(
-    direction="inbound",
-    partner="NO-SIRENE",
-    channel="sirene",
-    form="G",
-    reference="NO-2026-000123",
-    message_id="<a@no.example>",
-    priority="urgent",
-    content_sha256="a" * 64,
-    raw_sha256="b" * 64,
-    state=InboundState.RECEIVED,
-    spool_key="k1",
-    desk="sirene",
-)
 # A second revision, as a future change to ledger.py would bring: a column added to messages.
 NEXT_REVISION = '''"""A note on each message (a test's revision)."""
 
