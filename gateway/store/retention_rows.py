@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
 
 from gateway.core.config import RetentionRule
-from gateway.store.ledger import as_utc, events, messages
+from gateway.store.ledger import MessageRow, events, message_of, messages
 from gateway.store.unit import Transaction
 
 PURGED = "purged"  # the event that says a message's originals and copies were deleted
-
-
-@dataclass(frozen=True)
-class KeptMessage:
-    """What the purge needs of a message (created_at in UTC)."""
-
-    id: int
-    direction: str
-    partner: str
-    channel: str
-    form: str
-    reference: str
-    raw_sha256: str
-    spool_key: str | None
-    desk: str | None
-    created_at: datetime
 
 
 def past_retention(
@@ -38,7 +21,7 @@ def past_retention(
     *,
     after_id: int = 0,
     limit: int,
-) -> list[KeptMessage]:
+) -> list[MessageRow]:
     """At most ``limit`` messages with an id above ``after_id`` that the first matching rule says
     have been kept long enough at ``now``, with no ``purged`` event yet; by id. Empty without a
     rule (nothing is ever due)."""
@@ -47,28 +30,12 @@ def past_retention(
         return []
     purged = exists().where(events.c.message_id == messages.c.id, events.c.kind == PURGED)
     rows = tx.connection.execute(
-        select(
-            messages.c.id,
-            messages.c.direction,
-            messages.c.partner,
-            messages.c.channel,
-            messages.c.form,
-            messages.c.reference,
-            messages.c.raw_sha256,
-            messages.c.spool_key,
-            messages.c.desk,
-            messages.c.created_at,
-        )
+        select(messages)
         .where(messages.c.id > after_id, kept, not_(purged))
         .order_by(messages.c.id)
         .limit(limit)
     ).all()
-    found = []
-    for row in rows:
-        values = dict(row._mapping)
-        values["created_at"] = as_utc(values["created_at"])
-        found.append(KeptMessage(**values))
-    return found
+    return [message_of(row._mapping) for row in rows]
 
 
 def _past_retention(rules: Sequence[RetentionRule], now: datetime) -> ColumnElement[bool] | None:

@@ -25,8 +25,8 @@ from gateway.core.errors import GatewayError
 from gateway.store import retention_rows
 from gateway.store.audit import AuditLog
 from gateway.store.durable import fsync_dir
-from gateway.store.ledger import Ledger
-from gateway.store.retention_rows import PURGED, KeptMessage
+from gateway.store.ledger import Ledger, MessageRow
+from gateway.store.retention_rows import PURGED
 from gateway.store.spool import Spool
 from gateway.store.unit import LedgerError
 from gateway.tracking.sweep import resend_key
@@ -72,7 +72,7 @@ class Purger:
         return result
 
     def _purge(
-        self, row: KeptMessage, now: datetime, result: PurgeResult, copies: _DeskCopies
+        self, row: MessageRow, now: datetime, result: PurgeResult, copies: _DeskCopies
     ) -> None:
         keep = self.config.keep_for(row.channel, row.form)
         if keep is None or row.created_at + keep > now:
@@ -106,7 +106,7 @@ class Purger:
         result.spool_items += items
         result.desk_copies += desk_copies
 
-    def _due(self, now: datetime) -> Iterator[KeptMessage]:
+    def _due(self, now: datetime) -> Iterator[MessageRow]:
         """Messages past their retention and not purged yet, by id, in batches."""
         last = 0
         while True:
@@ -119,7 +119,7 @@ class Purger:
                 return
             last = rows[-1].id
 
-    def _keys(self, row: KeptMessage) -> list[str]:
+    def _keys(self, row: MessageRow) -> list[str]:
         if row.spool_key is None:
             return []
         keys = [row.spool_key]
