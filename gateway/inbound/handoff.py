@@ -12,6 +12,7 @@ from email.utils import format_datetime
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
+from gateway.core.stagecpu import DESK, RECEIPT, StageCpu
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.crypto.openpgp import GnuPG
@@ -73,8 +74,10 @@ class Handoff:
         outbound: Spool,
         audit: AuditLog,
         clock: Clock,
+        cpu: StageCpu | None = None,
     ) -> None:
         self.config = config
+        self.cpu = cpu or StageCpu()
         self.gpg = gpg
         self.validator = validator
         self.ledger = ledger
@@ -136,6 +139,16 @@ class Handoff:
 
     def handle(self, item: SpoolItem) -> bool:
         """Deliver and receipt one item; False when it is not due (its ledger row is not there)."""
+        with self.cpu.timing(DESK):
+            row, receipt = self._desk(item)
+        if row is not None and receipt is not None:
+            with self.cpu.timing(RECEIPT):
+                self._queue_receipt(row, receipt)
+        return row is not None
+
+    def _desk(self, item: SpoolItem) -> tuple[MessageRow | None, MessageRow | None]:
+        """The desk's part of ``handle``: the item's row (None when not due) and the receipt's
+        row when the receipt is still to be sealed and queued."""
         row = self._row(item.key)
         if row is None:
             # Spooled a moment ago and its ledger commit is on its way, or it never came (the
@@ -143,10 +156,10 @@ class Handoff:
             received = datetime.fromisoformat(str(item.meta["received_at"]))
             if self.clock.now() - received < ORPHAN_AFTER:
                 self.inbound.requeue(item)
-                return False
+                return None, None
             log.error("setting aside %s: spooled but never recorded", item.key)
             self.inbound.set_aside(item, "spooled but never recorded")
-            return False
+            return None, None
         spooled = Spooled.of(item)
         payload = pgpmime.parse_entity(spooled.entity)
         validation = self.validator.validate(payload.form)
@@ -158,16 +171,13 @@ class Handoff:
                 self.matcher.receipt_received(
                     row, values.get("OriginalReference", ""), values.get("ContentSHA256", "")
                 )
-            return True
+            return row, None
         desk = (
             self._deliver(row, payload, validation) if row.state == InboundState.RECEIVED else None
         )
         if row.in_reply_to is not None:
             self.matcher.reply_received(row)
-        receipt = self._record(row, desk)
-        if receipt is not None:
-            self._queue_receipt(row, receipt)
-        return True
+        return row, self._record(row, desk)
 
     def _row(self, spool_key: str) -> MessageRow | None:
         return self.ledger.by_spool_key(spool_key)

@@ -19,6 +19,7 @@ from gateway.core.errors import (
     StoreUnavailable,
     UnknownSender,
 )
+from gateway.core.stagecpu import INTAKE, StageCpu
 from gateway.crypto.openpgp import GnuPG
 from gateway.crypto.sealing import Opened, open_message
 from gateway.desks.maildir import choose_desk
@@ -75,6 +76,7 @@ class Pipeline:
         spool: Spool,
         audit: AuditLog,
         clock: Clock,
+        cpu: StageCpu | None = None,
     ) -> None:
         self.config = config
         self.gpg = gpg
@@ -83,6 +85,7 @@ class Pipeline:
         self.spool = spool
         self.audit = audit
         self.clock = clock
+        self.cpu = cpu or StageCpu()
 
     def accept(self, mail_from: str, raw: bytes) -> Accepted:
         """Run every stage. Raise the GatewayError that is the SMTP reply, audited, or return once
@@ -90,6 +93,10 @@ class Pipeline:
 
         Whatever the message makes a stage raise is a refusal (5xx): a sender retries a 4xx for
         days. Only our own trouble (the store, the disk, gpg that cannot run) is a 4xx."""
+        with self.cpu.timing(INTAKE):
+            return self._accept(mail_from, raw)
+
+    def _accept(self, mail_from: str, raw: bytes) -> Accepted:
         raw_sha256 = hashlib.sha256(raw).hexdigest()
         partner = self.config.partner_by_address(mail_from)
         if partner is None:

@@ -37,6 +37,7 @@ from datetime import datetime
 
 from gateway.core.clock import Clock
 from gateway.core.config import Config
+from gateway.core.stagecpu import DELIVERY, StageCpu
 from gateway.core.waits import wait_event
 from gateway.desks.notices import MAIL_KIND
 from gateway.outbound.jobs import Intake, Job
@@ -163,8 +164,10 @@ class Courier:
         audit: AuditLog,
         clock: Clock,
         rng: random.Random | None = None,
+        cpu: StageCpu | None = None,
     ) -> None:
         self.config = config
+        self.cpu = cpu or StageCpu()
         self.spool = spool
         self.clock = clock
         self.timeout = config.outbound.timeout.total_seconds()
@@ -263,7 +266,7 @@ class Courier:
         them; returns when all are recorded."""
         width = min(self.config.outbound.connections_per_partner, len(lane.items))
         ready: asyncio.Queue[Job | None] = asyncio.Queue()
-        settler = _Settler(self._recorder.settle_batch)
+        settler = _Settler(self._settle)
         settling = asyncio.create_task(settler.run())
         feeding = asyncio.create_task(self._feed(lane, ready, width))
         try:
@@ -305,10 +308,18 @@ class Courier:
         for _ in range(width):
             ready.put_nowait(None)
 
+    def _prepare(self, keys: list[str]) -> list[Job]:
+        with self.cpu.timing(DELIVERY, count=0):
+            return self._intake.prepare_many(keys)
+
+    def _settle(self, batch: list[tuple[Job, Attempt]]) -> None:
+        with self.cpu.timing(DELIVERY, count=len(batch)):
+            self._recorder.settle_batch(batch)
+
     async def _claim(self, lane: _Lane, keys: list[str]) -> list[Job]:
         """Claim and examine in a thread; a claim cut short by cancellation still ends, and what
         it claimed is put back."""
-        claiming = asyncio.ensure_future(asyncio.to_thread(self._intake.prepare_many, keys))
+        claiming = asyncio.ensure_future(asyncio.to_thread(self._prepare, keys))
         try:
             jobs = await asyncio.shield(claiming)
         except asyncio.CancelledError:

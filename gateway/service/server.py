@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway.core.config import Config
 from gateway.core.errors import CannotStart, ConfigError
+from gateway.core.stagecpu import StageCpu
 from gateway.core.waits import wait_event
 from gateway.inbound.handoff import Handoff, Progress
 from gateway.inbound.pipeline import Accepted, Pipeline
@@ -66,6 +67,7 @@ class Gateway:
         self.audit = services.audit
         self.inbound = services.inbound
         self.outbound = services.outbound
+        self.cpu = StageCpu()  # CPU per stage of a message's path, for benchmarks and metrics
         self.pipeline = Pipeline(
             config=config,
             gpg=self.gpg,
@@ -74,6 +76,7 @@ class Gateway:
             spool=self.inbound,
             audit=self.audit,
             clock=self.clock,
+            cpu=self.cpu,
         )
         self.handoff = Handoff(
             config=config,
@@ -84,6 +87,7 @@ class Gateway:
             outbound=self.outbound,
             audit=self.audit,
             clock=self.clock,
+            cpu=self.cpu,
         )
         self.submitter = services.submitter()
         self.outbox = Outbox(config, self.submitter)
@@ -93,6 +97,7 @@ class Gateway:
             spool=self.outbound,
             audit=self.audit,
             clock=self.clock,
+            cpu=self.cpu,
         )
         self._outbound_wake = asyncio.Event()
         self.schedule = Schedule(
