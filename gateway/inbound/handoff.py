@@ -24,13 +24,15 @@ from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageRow, NewMessage
 from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import InboundState, OutboundState
-from gateway.store.unit import Transaction
+from gateway.store.unit import LedgerError, LedgerUnavailable, Transaction
 from gateway.tracking.matching import Matcher
 from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
 
 log = logging.getLogger("gateway.desks")
 
 ORPHAN_AFTER = timedelta(minutes=10)
+# Items handed off together: one read of the ledger, one transaction, one sync of done/.
+HANDOFF_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,28 @@ class Spooled:
         return cls(payload[:length], payload[length:])
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """A claimed item past its checks and its desk copy, waiting for the batch's transaction:
+    ``desk`` names the desk it was delivered to now (None: not now, or not for a desk),
+    ``receipt`` whether a receipt is owed for it."""
+
+    item: SpoolItem
+    row: MessageRow
+    desk: str | None
+    receipt: bool
+
+
 class Handoff:
     """Works through the inbound spool: desk delivery, receipt, then the item is done.
 
-    Every step is idempotent, so a crash anywhere only means the item is claimed again after
-    recovery: the Maildir name and the receipt's spool key are fixed by the ledger id.
+    Items go in batches of up to ``HANDOFF_BATCH``: one read of the ledger for their rows and
+    reply deadlines, the desk copies, one transaction for what the ledger keeps of them all (the
+    moves to delivered with their audit lines, the receipts' rows), then each receipt sealed and
+    queued, and the batch moved to done/ with one sync. Every step is idempotent, so a crash
+    anywhere only means the items are claimed again after recovery: the Maildir name and the
+    receipt's spool key are fixed by the ledger id, and the receipt's row is found again by the
+    Reference it answers.
     """
 
     def __init__(
@@ -92,42 +111,58 @@ class Handoff:
         """Hand off everything waiting; returns how many items were done."""
         return self.run().done
 
-    def run(self, hold: Callable[[float], bool] | None = None) -> Progress:
+    def run(self, hold: Callable[[float], bool] | None = None, *, share: int = 1) -> Progress:
         """Hand off what is waiting, oldest first. Before each item ``hold`` (if given) is asked
-        with the seconds the item has waited: True leaves it and the rest for a later run."""
+        with the seconds the item has waited: True leaves it and the rest for a later run.
+        ``share``: how many runs go side by side; each takes batches of at most its share of
+        what waits, so that one's gpg runs overlap another's Python."""
         done = 0
         seen: set[str] = set()  # each item once per run: one that waits never blocks the rest
         while fresh := [(key, at) for key, at in self.inbound.queued() if key not in seen]:
+            size = max(1, min(HANDOFF_BATCH, len(fresh) // max(1, share)))
+            batch: list[str] = []
             for key, spooled_at in fresh:
                 if hold is not None and hold(time.time() - spooled_at):
-                    return Progress(done, spooled_at)
+                    return Progress(done + self._hand_off(batch), spooled_at)
                 seen.add(key)
-                try:
-                    claimed = self.inbound.claim([key])
-                except ValueError:  # a file whose name is no spool key: not ours to touch
-                    log.error("ignoring %s in the inbound spool: not a spool key", key[:80])
-                    continue
-                for item in claimed:  # none when another worker took it meanwhile
-                    try:
-                        handled = self.handle(item)
-                    except (GatewayError, OSError, LookupError) as error:
-                        log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
-                        self.retry.failed(item, error)
-                        continue
-                    # Idempotent: an item a crash leaves in cur/ too is handled again as a no-op.
-                    if handled and not self.inbound.finish([item], sync_cur=False):
-                        done += 1
+                batch.append(key)
+                if len(batch) >= size:
+                    done += self._hand_off(batch)
+                    batch = []
+            done += self._hand_off(batch)
         return Progress(done)
+
+    def _hand_off(self, keys: list[str]) -> int:
+        """Claim these items and hand them off; returns how many were done."""
+        if not keys:
+            return 0
+        try:
+            claimed = self.inbound.claim(keys)
+        except ValueError:  # a file whose name is no spool key: not ours to touch
+            claimed = []
+            for key in keys:
+                try:
+                    claimed += self.inbound.claim([key])
+                except ValueError:
+                    log.error("ignoring %s in the inbound spool: not a spool key", key[:80])
+        if not claimed:  # none when another worker took them meanwhile
+            return 0
+        handled = self.handle_many(claimed)
+        # Idempotent: an item a crash leaves in cur/ too is handled again as a no-op.
+        return len(handled) - len(self.inbound.finish(handled, sync_cur=False)) if handled else 0
 
     def set_aside_orphans(self) -> int:
         """At start-up, before any session: an inbound item without a ledger row was spooled by
         a process that died before its commit, so its sender got no 250 and will send again.
         Set it aside (quarantine keeps it for a look) so that the re-sent message is taken."""
         orphans = 0
-        for key, _ in self.inbound.queued():
+        queued = [key for key, _ in self.inbound.queued()]
+        with self.ledger.reading() as tx:
+            recorded = self.ledger.by_spool_keys_in(tx, queued)
+        for key in queued:
+            if key in recorded:
+                continue
             try:
-                if self._row(key) is not None:
-                    continue
                 claimed = self.inbound.claim([key])
             except ValueError:  # a file whose name is no spool key: not ours to touch
                 continue
@@ -138,28 +173,80 @@ class Handoff:
         return orphans
 
     def handle(self, item: SpoolItem) -> bool:
-        """Deliver and receipt one item; False when it is not due (its ledger row is not there)."""
-        with self.cpu.timing(DESK):
-            row, receipt = self._desk(item)
-        if row is not None and receipt is not None:
-            with self.cpu.timing(RECEIPT):
-                self._queue_receipt(row, receipt)
-        return row is not None
+        """Deliver and receipt one claimed item; False when it is not done (not due yet, or its
+        hand-off failed and it was put back)."""
+        return bool(self.handle_many([item]))
 
-    def _desk(self, item: SpoolItem) -> tuple[MessageRow | None, MessageRow | None]:
-        """The desk's part of ``handle``: the item's row (None when not due) and the receipt's
-        row when the receipt is still to be sealed and queued."""
-        row = self._row(item.key)
-        if row is None:
-            # Spooled a moment ago and its ledger commit is on its way, or it never came (the
-            # sender got no 250). Never delete here: wait, then set it aside for an operator.
-            received = datetime.fromisoformat(str(item.meta["received_at"]))
-            if self.clock.now() - received < ORPHAN_AFTER:
-                self.inbound.requeue(item)
-                return None, None
-            log.error("setting aside %s: spooled but never recorded", item.key)
-            self.inbound.set_aside(item, "spooled but never recorded")
-            return None, None
+    def handle_many(self, items: list[SpoolItem]) -> list[SpoolItem]:
+        """Deliver and receipt claimed items; returns those done. The others went back to the
+        queue (not due yet, or their hand-off failed: the retry policy counts it) or were set
+        aside."""
+        with self.cpu.timing(DESK, count=len(items)):
+            prepared = self._prepare(items)
+            try:
+                receipts = self._record(prepared)
+            except LedgerError as error:
+                return self._one_by_one(prepared, error)
+        with self.cpu.timing(RECEIPT, count=len(receipts)):
+            for row, receipt in receipts:
+                self._queue_receipt(row, receipt)
+        return [ready.item for ready in prepared]
+
+    def _one_by_one(self, prepared: list[_Ready], error: LedgerError) -> list[SpoolItem]:
+        """The batch's transaction failed: each item on its own, so that one whose records
+        fail is counted (or waits, when the ledger is away) and the others go through."""
+        if len(prepared) == 1:
+            ready = prepared[0]
+            log.error("hand-off of %s failed: %s", ready.item.key, type(error).__name__)
+            if isinstance(error, LedgerUnavailable):
+                self.inbound.requeue(ready.item)  # our passing trouble: no attempt counted
+            else:  # counted; the class only: the driver's text may quote the row's values
+                self.retry.failed(ready.item, RuntimeError(f"ledger: {type(error).__name__}"))
+            return []
+        done: list[SpoolItem] = []
+        for ready in prepared:
+            try:
+                receipts = self._record([ready])
+            except LedgerError as alone:
+                done += self._one_by_one([ready], alone)
+                continue
+            for row, receipt in receipts:
+                self._queue_receipt(row, receipt)
+            done.append(ready.item)
+        return done
+
+    def _prepare(self, items: list[SpoolItem]) -> list[_Ready]:
+        """Everything before the batch's transaction: the rows (one read), each item's form
+        checked again, the receipts of ours matched, the desk copies made. An item that is not
+        due or fails is put back here and left out."""
+        with self.ledger.reading() as tx:
+            rows = self.ledger.by_spool_keys_in(tx, [item.key for item in items])
+            dues = lookups.deadlines_due(tx, [row.id for row in rows.values()], "reply")
+        prepared: list[_Ready] = []
+        for item in items:
+            row = rows.get(item.key)
+            if row is None:
+                self._not_recorded(item)
+                continue
+            try:
+                prepared.append(self._prepare_one(item, row, dues.get(row.id)))
+            except (GatewayError, OSError, LookupError) as error:
+                log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
+                self.retry.failed(item, error)
+        return prepared
+
+    def _not_recorded(self, item: SpoolItem) -> None:
+        """An item without its ledger row: spooled a moment ago and its ledger commit is on its
+        way, or it never came (the sender got no 250). Never delete here: wait, then set it
+        aside for an operator."""
+        received = datetime.fromisoformat(str(item.meta["received_at"]))
+        if self.clock.now() - received < ORPHAN_AFTER:
+            self.inbound.requeue(item)
+            return
+        log.error("setting aside %s: spooled but never recorded", item.key)
+        self.inbound.set_aside(item, "spooled but never recorded")
+
+    def _prepare_one(self, item: SpoolItem, row: MessageRow, reply_due: datetime | None) -> _Ready:
         spooled = Spooled.of(item)
         payload = pgpmime.parse_entity(spooled.entity)
         validation = self.validator.validate(payload.form)
@@ -171,18 +258,23 @@ class Handoff:
                 self.matcher.receipt_received(
                     row, values.get("OriginalReference", ""), values.get("ContentSHA256", "")
                 )
-            return row, None
+            return _Ready(item, row, desk=None, receipt=False)
         desk = (
-            self._deliver(row, payload, validation) if row.state == InboundState.RECEIVED else None
+            self._deliver(row, payload, validation, reply_due)
+            if row.state == InboundState.RECEIVED
+            else None
         )
         if row.in_reply_to is not None:
             self.matcher.reply_received(row)
-        return row, self._record(row, desk)
+        return _Ready(item, row, desk, receipt=True)
 
-    def _row(self, spool_key: str) -> MessageRow | None:
-        return self.ledger.by_spool_key(spool_key)
-
-    def _deliver(self, row: MessageRow, payload: pgpmime.Payload, validation: Validation) -> str:
+    def _deliver(
+        self,
+        row: MessageRow,
+        payload: pgpmime.Payload,
+        validation: Validation,
+        reply_due: datetime | None,
+    ) -> str:
         """The desk's copy into its Maildir (once: the name is fixed by the ledger id)."""
         form = self.validator.catalogue.get(row.form)
         partner = self.config.partner(row.partner)
@@ -198,7 +290,7 @@ class Handoff:
                 outline=tuple(validation.outline()),
                 form_xml=payload.form,
                 attachments=payload.attachments,
-                reply_due=self._reply_due(row.id),
+                reply_due=reply_due,
                 received_at=row.created_at,
                 desk=desk.name,
                 desk_email=desk.email,
@@ -208,36 +300,86 @@ class Handoff:
         log.debug("delivered %s %s to desk %s (%s)", row.form, row.reference, desk.name, path.name)
         return desk.name
 
-    def _record(self, row: MessageRow, desk: str | None) -> MessageRow | None:
-        """One transaction for what the ledger keeps of the hand-off: the move to delivered
-        (guarded, so two workers cannot both make it) with its audit line, and the receipt's row.
-        Returns the receipt's row, or None when the receipt is queued already."""
-        key = f"receipt.{row.id}"
-        queued = self.outbound.exists(key)
-        receipt = None
+    def _record(self, prepared: list[_Ready]) -> list[tuple[MessageRow, MessageRow]]:
+        """One transaction for what the ledger keeps of the batch's hand-off: the moves to
+        delivered (guarded, so two workers cannot both make one) with their audit lines, and the
+        receipts' rows. Returns (message, receipt row) for each receipt still to be queued."""
+        owed = [
+            ready.row
+            for ready in prepared
+            if ready.receipt and not self.outbound.exists(f"receipt.{ready.row.id}")
+        ]
+        moves = [(ready.row.id, f"desk {ready.desk}") for ready in prepared if ready.desk]
+        if not owed and not moves:
+            return []
         with self.ledger.transaction() as tx:
-            if not queued:
-                receipt = self._receipt_row_in(tx, row) or self._new_receipt_in(tx, row, key)
-            if desk is not None and self.ledger.set_state_in(
+            receipts = self._receipt_rows_in(tx, owed)
+            moved = self.ledger.move_many_in(
+                tx, moves, InboundState.DELIVERED, expected=(InboundState.RECEIVED,)
+            )
+            self.audit.append_many_in(
                 tx,
-                row.id,
-                InboundState.DELIVERED,
-                f"desk {desk}",
-                expected=(InboundState.RECEIVED,),
-            ):
-                self.audit.append_in(
-                    tx,
-                    "delivered",
-                    partner=row.partner,
-                    form=row.form,
-                    reference=row.reference,
-                    reason=f"desk {desk}",
-                )
-        return receipt
+                [
+                    (
+                        "delivered",
+                        {
+                            "partner": ready.row.partner,
+                            "form": ready.row.form,
+                            "reference": ready.row.reference,
+                            "reason": f"desk {ready.desk}",
+                        },
+                    )
+                    for ready in prepared
+                    if ready.row.id in moved
+                ],
+            )
+        return [(row, receipts[row.id]) for row in owed]
 
-    def _reply_due(self, ledger_id: int) -> datetime | None:
-        with self.ledger.reading() as tx:
-            return lookups.deadline_due(tx, ledger_id, "reply")
+    def _receipt_rows_in(self, tx: Transaction, owed: list[MessageRow]) -> dict[int, MessageRow]:
+        """The receipt's row for each of ``owed``, by the message's ledger id: the one recorded
+        before (a retry), or a new one, numbered and recorded (state queued)."""
+        found = lookups.answer_ids(
+            tx, "outbound", RECEIPT_FORM, [(row.partner, row.reference) for row in owed]
+        )
+        receipts = {
+            row.id: self.ledger.get_in(tx, found[(row.partner, row.reference)])
+            for row in owed
+            if (row.partner, row.reference) in found
+        }
+        new = [row for row in owed if row.id not in receipts]
+        if not new:
+            return receipts
+        now = self.clock.now()
+        references = self.ledger.next_references_in(
+            tx, self.config.identity.country, now.year, len(new)
+        )
+        recorded = self.ledger.record_many_in(
+            tx,
+            [
+                (
+                    NewMessage(
+                        direction="outbound",
+                        partner=row.partner,
+                        channel=row.channel,
+                        form=RECEIPT_FORM,
+                        reference=reference,
+                        in_reply_to=row.reference,
+                        message_id=(
+                            f"<receipt.{row.id}.{reference}@{self.config.listen.hostname}>"
+                        ),
+                        priority="normal",
+                        content_sha256="",
+                        raw_sha256="",
+                        state=OutboundState.QUEUED,
+                        spool_key=f"receipt.{row.id}",
+                    ),
+                    f"receipt for {row.reference}",
+                )
+                for row, reference in zip(new, references, strict=True)
+            ],
+        )
+        receipts.update((row.id, receipt) for row, receipt in zip(new, recorded, strict=True))
+        return receipts
 
     def queue_receipt(self, row: MessageRow) -> str:
         """Seal the receipt for ``row`` and put it in the outbound queue, once. Its ledger row is
@@ -246,34 +388,9 @@ class Handoff:
         key = f"receipt.{row.id}"
         if self.outbound.exists(key):
             return key
-        receipt = self._record(row, None)
-        if receipt is None:
-            return key
+        with self.ledger.transaction() as tx:
+            receipt = self._receipt_rows_in(tx, [row])[row.id]
         return self._queue_receipt(row, receipt)
-
-    def _new_receipt_in(self, tx: Transaction, row: MessageRow, key: str) -> MessageRow:
-        """Number and record the receipt for ``row`` (state queued) in the caller's transaction."""
-        now = self.clock.now()
-        reference = self.ledger.next_reference_in(tx, self.config.identity.country, now.year)
-        receipt_id = self.ledger.record_in(
-            tx,
-            NewMessage(
-                direction="outbound",
-                partner=row.partner,
-                channel=row.channel,
-                form=RECEIPT_FORM,
-                reference=reference,
-                in_reply_to=row.reference,
-                message_id=f"<receipt.{row.id}.{reference}@{self.config.listen.hostname}>",
-                priority="normal",
-                content_sha256="",
-                raw_sha256="",
-                state=OutboundState.QUEUED,
-                spool_key=key,
-            ),
-            f"receipt for {row.reference}",
-        )
-        return self.ledger.get_in(tx, receipt_id)
 
     def _queue_receipt(self, row: MessageRow, existing: MessageRow) -> str:
         """Seal the receipt whose ledger row is ``existing`` and put it in the outbound queue."""
@@ -336,7 +453,3 @@ class Handoff:
             except FileExistsError:  # another hand-off worker took this number a moment ago
                 continue
             return
-
-    def _receipt_row_in(self, tx: Transaction, row: MessageRow) -> MessageRow | None:
-        found = lookups.answer_id(tx, "outbound", row.partner, RECEIPT_FORM, row.reference)
-        return self.ledger.get_in(tx, found) if found is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -218,7 +219,10 @@ class Gateway:
                 await asyncio.sleep(HANDOFF_POLL)
             self._pending_since = None
             runs = [
-                loop.run_in_executor(self.background, self.handoff.run, self._hold)
+                loop.run_in_executor(
+                    self.background,
+                    functools.partial(self.handoff.run, self._hold, share=HANDOFF_WORKERS),
+                )
                 for _ in range(HANDOFF_WORKERS)
             ]
             outcomes = await asyncio.gather(*runs, return_exceptions=True)

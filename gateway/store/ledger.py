@@ -243,6 +243,9 @@ sessions = Table(
 Index("ix_sessions_user", sessions.c.user_id)
 Index("ix_sessions_expires", sessions.c.expires_at)
 
+# Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
+KEYS_PER_QUERY = 500
+
 # The statements of the hot paths (every message received and handed off), built once: building
 # and coercing a statement costs several times what executing a built one does.
 _FIND = select(messages).where(
@@ -253,11 +256,21 @@ _FIND = select(messages).where(
 _GET = select(messages).where(messages.c.id == bindparam("id"))
 _BY_SPOOL_KEY = select(messages).where(messages.c.spool_key == bindparam("spool_key"))
 _INSERT_MESSAGE = insert(messages)
+_INSERT_MESSAGE_RETURNING_ID = insert(messages).returning(
+    messages.c.id, sort_by_parameter_order=True
+)
+_BY_SPOOL_KEYS = select(messages).where(messages.c.spool_key.in_(bindparam("keys", expanding=True)))
 _INSERT_EVENT = insert(events)
 _DEADLINE_OF = select(deadlines.c.id).where(
     deadlines.c.message_id == bindparam("message_id"), deadlines.c.kind == bindparam("kind")
 )
 _INSERT_DEADLINE = insert(deadlines)
+_ADVANCE_SEQUENCE = (
+    update(sequences)
+    .where(sequences.c.name == bindparam("sequence_name"))
+    .values(value=sequences.c.value + bindparam("advance"))
+    .returning(sequences.c.value)
+)
 
 
 def make_engine(url: str, **options: Any) -> Engine:
@@ -430,6 +443,36 @@ class Ledger:
         self.event_in(tx, message_id, new.state, event_detail)
         return message_id
 
+    def record_many_in(
+        self, tx: Transaction, news: Sequence[tuple[NewMessage, str]]
+    ) -> list[MessageRow]:
+        """record_in for many messages, in order, in one INSERT ... RETURNING and one INSERT of
+        their first events: each (message, event detail). Returns their rows as recorded. Any one
+        of them refused by the unique key refuses them all (IntegrityError)."""
+        if not news:
+            return []
+        if (
+            len(news) == 1
+            or not tx.connection.dialect.insert_executemany_returning_sort_by_parameter_order
+        ):
+            return [self.get_in(tx, self.record_in(tx, new, detail)) for new, detail in news]
+        now = self.clock.now()
+        values = []
+        for new, _ in news:
+            check_state(INBOUND if new.direction == "inbound" else OUTBOUND, new.state)
+            values.append({**vars(new), "created_at": now, "updated_at": now})
+        ids = [
+            int(found)
+            for found in tx.connection.execute(_INSERT_MESSAGE_RETURNING_ID, values).scalars()
+        ]
+        if len(ids) != len(values):
+            raise RuntimeError("the database returned no id for a new message")
+        self.events_in(
+            tx,
+            [(found, new.state, detail) for found, (new, detail) in zip(ids, news, strict=True)],
+        )
+        return [message_of({**row, "id": found}) for found, row in zip(ids, values, strict=True)]
+
     def event_in(self, tx: Transaction, message_id: int, kind: str, detail: str = "") -> None:
         at = self.clock.now()
         tx.connection.execute(
@@ -461,6 +504,21 @@ class Ledger:
         with self.reading() as tx:
             row = tx.connection.execute(_BY_SPOOL_KEY, {"spool_key": spool_key}).first()
         return _message(row) if row else None
+
+    def by_spool_keys_in(
+        self, tx: Transaction, spool_keys: Collection[str]
+    ) -> dict[str, MessageRow]:
+        """by_spool_key for many keys in one query: {spool key: row} for those found (the first
+        recorded, should two messages share a key)."""
+        wanted = sorted(set(spool_keys))
+        found: dict[str, MessageRow] = {}
+        for start in range(0, len(wanted), KEYS_PER_QUERY):
+            chunk = wanted[start : start + KEYS_PER_QUERY]
+            for row in tx.connection.execute(_BY_SPOOL_KEYS, {"keys": chunk}).all():
+                message = _message(row)
+                if message.spool_key is not None:
+                    found.setdefault(message.spool_key, message)
+        return found
 
     def heads_by_spool_keys(self, spool_keys: Collection[str]) -> dict[str, MessageHead]:
         """The heads of the messages whose spooled items have these keys, in one query: {spool
@@ -685,17 +743,20 @@ class Ledger:
 
     def next_reference_in(self, tx: Transaction, country: str, year: int) -> str:
         """The next Reference our country assigns, e.g. RO-2026-000124: gap-free, never reused."""
+        return self.next_references_in(tx, country, year, 1)[0]
+
+    def next_references_in(self, tx: Transaction, country: str, year: int, count: int) -> list[str]:
+        """The next ``count`` References our country assigns, in order, in one statement."""
+        if count < 1:
+            return []
         name = f"{country}-{year}"
-        updated = tx.connection.execute(
-            update(sequences)
-            .where(sequences.c.name == name)
-            .values(value=sequences.c.value + 1)
-            .returning(sequences.c.value)
+        last = tx.connection.execute(
+            _ADVANCE_SEQUENCE, {"sequence_name": name, "advance": count}
         ).scalar()
-        if updated is None:
-            tx.connection.execute(insert(sequences).values(name=name, value=1))
-            updated = 1
-        return f"{name}-{int(updated):06d}"
+        if last is None:
+            tx.connection.execute(insert(sequences).values(name=name, value=count))
+            last = count
+        return [f"{name}-{int(value):06d}" for value in range(int(last) - count + 1, int(last) + 1)]
 
 
 def _new_deadline(

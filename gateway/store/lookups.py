@@ -3,6 +3,7 @@ Reference, a spool key, an origin file, a Reference still free, the inbox of a d
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import select
@@ -38,6 +39,31 @@ def answer_id(
         )
     ).scalar()
     return int(found) if found is not None else None
+
+
+def answer_ids(
+    tx: Transaction, direction: str, form: str, asked: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """answer_id for many (partner, Reference) pairs in one query: {pair: ledger id} for the
+    pairs answered (the first answer recorded, should there be several)."""
+    if not asked:
+        return {}
+    rows = tx.connection.execute(
+        select(messages.c.id, messages.c.partner, messages.c.in_reply_to)
+        .where(
+            messages.c.direction == direction,
+            messages.c.form == form,
+            messages.c.in_reply_to.in_(sorted({reference for _, reference in asked})),
+        )
+        .order_by(messages.c.id)
+    ).all()
+    wanted = set(asked)
+    found: dict[tuple[str, str], int] = {}
+    for ledger_id, partner, reference in rows:
+        pair = (str(partner), str(reference))
+        if pair in wanted and pair not in found:
+            found[pair] = int(ledger_id)
+    return found
 
 
 def reference_taken(tx: Transaction, direction: str, reference: str) -> bool:
@@ -83,6 +109,18 @@ def deadline_due(tx: Transaction, message_id: int, kind: str) -> datetime | None
         )
     ).scalar()
     return as_utc(due) if due is not None else None
+
+
+def deadlines_due(tx: Transaction, message_ids: Collection[int], kind: str) -> dict[int, datetime]:
+    """deadline_due for many messages in one query: {ledger id: due} for those that have one."""
+    if not message_ids:
+        return {}
+    rows = tx.connection.execute(
+        select(deadlines.c.message_id, deadlines.c.due).where(
+            deadlines.c.message_id.in_(sorted(set(message_ids))), deadlines.c.kind == kind
+        )
+    ).all()
+    return {int(message_id): as_utc(due) for message_id, due in rows}
 
 
 def received(

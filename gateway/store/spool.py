@@ -94,14 +94,18 @@ class Spool:
         name = _filename(key)
         header = _encode_meta(meta)
         try:
-            held = [f.name for f in (self.new, self.cur, self.done) if (f / name).exists()]
+            held = [
+                folder.name
+                for folder in (self.new, self.cur, self.done)
+                if os.path.lexists(f"{folder}/{name}")
+            ]
         except OSError as exc:
             raise _store_error(exc, name) from exc
         if held:
             raise FileExistsError(errno.EEXIST, f"already spooled in {held[0]}/", key)
         path = self._write(self.new, name, header, payload, undo=True)
         log.debug("spooled %s (%d bytes)", key, len(payload))
-        return SpoolItem(key, path, json.loads(header))
+        return SpoolItem(key, path, _as_read(meta, header))
 
     def queued(self) -> list[tuple[str, float]]:
         """The keys of new/ with the instant each was put there (its mtime, seconds since the
@@ -358,12 +362,11 @@ class Spool:
         fd, placed = -1, False
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            _write_all(fd, header + b"\n")
-            _write_all(fd, payload)
+            _write_all(fd, header + b"\n", payload)
             os.fsync(fd)
             closing, fd = fd, -1  # never close twice: the number may already be reused
             os.close(closing)
-            tmp.rename(target)
+            os.rename(tmp, target)  # noqa: PTH104 - as in claim
             placed = True
             fsync_dir(folder)
         except OSError as exc:
@@ -393,6 +396,19 @@ def _encode_meta(meta: Mapping[str, Any]) -> bytes:
         return text.encode()
     except ValueError as exc:  # NaN, infinity, a lone surrogate
         raise TypeError(f"spool metadata is not JSON: {exc}") from exc
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _as_read(meta: Mapping[str, Any], header: bytes) -> dict[str, Any]:
+    """The metadata as a later read of the item gives it: a copy when every value is a JSON
+    scalar already (the usual case), else what its JSON decodes to (a tuple becomes a list)."""
+    plain = dict(meta)
+    if all(type(value) in _SCALARS for value in plain.values()):
+        return plain
+    loaded: dict[str, Any] = json.loads(header)
+    return loaded
 
 
 def _load(path: Path) -> SpoolItem:
@@ -449,7 +465,13 @@ def _read_all(path: str) -> bytes:
     return b"".join(chunks)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, *parts: bytes) -> None:
+    """Write the parts in order, one writev while the kernel takes all it is given."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views:
+            views[0] = views[0][written:]

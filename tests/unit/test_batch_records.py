@@ -4,6 +4,7 @@ results as the one-at-a-time calls, in fewer statements, system calls and direct
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,13 @@ import pytest
 from sqlalchemy import Engine, select
 
 from gateway.core.clock import FakeClock
+from gateway.store import ledger as ledger_module
+from gateway.store import lookups
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageHead, NewMessage, deadlines
 from gateway.store.spool import Spool
 from gateway.store.states import OutboundState
-from gateway.store.unit import writing
+from gateway.store.unit import LedgerConflict, writing
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -61,6 +64,87 @@ def test_heads_by_spool_keys(ledger: Ledger) -> None:
     }
     assert heads["form.RO-2026-000002"].in_reply_to == "NO-2026-000001"
     assert ledger.heads_by_spool_keys([]) == {}
+
+
+def test_record_many_is_record_in_for_each(ledger: Ledger) -> None:
+    with writing(ledger.engine) as tx:
+        rows = ledger.record_many_in(tx, [(new_message(n), f"queued {n}") for n in (3, 1, 2)])
+    assert [row.reference for row in rows] == ["RO-2026-000003", "RO-2026-000001", "RO-2026-000002"]
+    for row in rows:
+        assert ledger.get(row.id) == row, "the rows returned are the rows recorded"
+        assert ledger.events_of(row.id) == [(START, "queued", f"queued {row.reference[-1]}")]
+    assert len({row.id for row in rows}) == 3
+    with writing(ledger.engine) as tx:
+        assert ledger.record_many_in(tx, []) == []
+        (alone,) = ledger.record_many_in(tx, [(new_message(4), "one")])
+    assert ledger.get(alone.id) == alone
+
+
+def test_record_many_refuses_them_all_when_one_is_taken(ledger: Ledger) -> None:
+    record(ledger, new_message(2))
+    with pytest.raises(LedgerConflict), writing(ledger.engine) as tx:
+        ledger.record_many_in(tx, [(new_message(n), "") for n in (1, 2, 3)])
+    assert ledger.find("outbound", "NO-SIRENE", "RO-2026-000001") is None
+    assert ledger.find("outbound", "NO-SIRENE", "RO-2026-000003") is None
+
+
+def test_next_references_are_gap_free_in_batches(ledger: Ledger) -> None:
+    with writing(ledger.engine) as tx:
+        first = ledger.next_references_in(tx, "RO", 2026, 3)
+        one = ledger.next_reference_in(tx, "RO", 2026)
+        more = ledger.next_references_in(tx, "RO", 2026, 2)
+        assert ledger.next_references_in(tx, "RO", 2026, 0) == []
+        other_year = ledger.next_references_in(tx, "RO", 2027, 2)
+    assert first == ["RO-2026-000001", "RO-2026-000002", "RO-2026-000003"]
+    assert one == "RO-2026-000004"
+    assert more == ["RO-2026-000005", "RO-2026-000006"]
+    assert other_year == ["RO-2027-000001", "RO-2027-000002"]
+    with pytest.raises(RuntimeError), writing(ledger.engine) as tx:
+        ledger.next_references_in(tx, "RO", 2026, 5)
+        raise RuntimeError("the batch failed")
+    with writing(ledger.engine) as tx:
+        assert ledger.next_reference_in(tx, "RO", 2026) == "RO-2026-000007", "rolled back"
+
+
+def test_by_spool_keys_reads_many_in_chunks(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = record(ledger, *(new_message(n) for n in range(1, 8)))
+    monkeypatch.setattr(ledger_module, "KEYS_PER_QUERY", 3)
+    keys = [f"form.RO-2026-{n:06d}" for n in range(1, 8)]
+    with ledger.reading() as tx:
+        found = ledger.by_spool_keys_in(tx, [*keys, "nope", keys[0]])
+        assert ledger.by_spool_keys_in(tx, []) == {}
+    assert found == {key: ledger.get(ledger_id) for key, ledger_id in zip(keys, ids, strict=True)}
+
+
+def test_answer_ids_and_deadlines_due_for_many(ledger: Ledger) -> None:
+    asked, answered_elsewhere, answer = record(
+        ledger,
+        new_message(1),
+        new_message(5),
+        replace(new_message(2), form="ACK", in_reply_to="NO-2026-000001"),
+    )
+    record(
+        ledger,
+        replace(new_message(3), form="ACK", partner="SE-SIRENE", in_reply_to="NO-2026-000009"),
+    )
+    due = START + timedelta(hours=12)
+    with writing(ledger.engine) as tx:
+        ledger.open_deadline_in(tx, asked, kind="reply", owed_by="desk", due=due)
+        ledger.open_deadline_in(tx, answered_elsewhere, kind="receipt", owed_by="partner", due=due)
+    with ledger.reading() as tx:
+        found = lookups.answer_ids(
+            tx,
+            "outbound",
+            "ACK",
+            [("NO-SIRENE", "NO-2026-000001"), ("NO-SIRENE", "NO-2026-000009"), ("X", "Y")],
+        )
+        dues = lookups.deadlines_due(tx, [asked, answered_elsewhere, answer], "reply")
+        assert lookups.answer_ids(tx, "outbound", "ACK", []) == {}
+        assert lookups.deadlines_due(tx, [], "reply") == {}
+    assert found == {("NO-SIRENE", "NO-2026-000001"): answer}, "the partner must match too"
+    assert dues == {asked: due}
 
 
 def test_move_many_moves_only_from_the_expected_states(ledger: Ledger) -> None:

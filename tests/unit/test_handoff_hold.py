@@ -75,9 +75,9 @@ class Recorder:
     def __init__(self) -> None:
         self.handled: list[str] = []
 
-    def __call__(self, item: SpoolItem) -> bool:
-        self.handled.append(item.key)
-        return True
+    def __call__(self, items: list[SpoolItem]) -> list[SpoolItem]:
+        self.handled += [item.key for item in items]
+        return items
 
 
 def spooled(spool: Spool, key: str, age: float) -> None:
@@ -90,7 +90,7 @@ def handoff_on(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> tuple[Handoff, 
     handoff = Handoff.__new__(Handoff)
     handoff.inbound = spool
     recorder = Recorder()
-    monkeypatch.setattr(handoff, "handle", recorder)
+    monkeypatch.setattr(handoff, "handle_many", recorder)
     return handoff, recorder
 
 
@@ -161,7 +161,8 @@ class FakeHandoff:
     def __init__(self) -> None:
         self.runs: list[float] = []
 
-    def run(self, hold: object) -> Progress:
+    def run(self, hold: object, *, share: int = 1) -> Progress:
+        assert share == server.HANDOFF_WORKERS, "each run takes its share of the batches"
         self.runs.append(time.monotonic())
         return Progress(0)
 
@@ -209,3 +210,22 @@ async def test_loop_does_not_wait_for_an_overdue_item_while_busy() -> None:
     fake, started = await loop_once(limits(in_data=1), pending_age=HANDOFF_MAX_WAIT + 1.0)
     assert len(fake.runs) == server.HANDOFF_WORKERS
     assert max(fake.runs) - started < 0.1
+
+
+def test_side_by_side_runs_take_batches_of_their_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path / "inbound")
+    for n in range(10):
+        spooled(spool, f"m{n}", 10.0 - n)
+    handoff, recorder = handoff_on(spool, monkeypatch)
+    batches: list[int] = []
+
+    def handle_many(items: list[SpoolItem]) -> list[SpoolItem]:
+        batches.append(len(items))
+        return recorder(items)
+
+    monkeypatch.setattr(handoff, "handle_many", handle_many)
+    assert handoff.run(share=2) == Progress(10)
+    assert batches == [5, 5], "two runs side by side: half of what waits each"
+    assert recorder.handled == [f"m{n}" for n in range(10)]

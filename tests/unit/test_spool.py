@@ -355,12 +355,12 @@ def assert_nothing_stored(spool: Spool) -> None:
 @pytest.mark.parametrize(
     "case",
     [
-        ("write", errno.ENOSPC, None, StorageFull),
-        ("write", errno.EDQUOT, None, StorageFull),
+        ("writev", errno.ENOSPC, None, StorageFull),
+        ("writev", errno.EDQUOT, None, StorageFull),
         ("fsync", errno.ENOSPC, False, StorageFull),
         ("fsync", errno.EIO, False, StoreUnavailable),
         ("fsync", errno.EIO, True, StoreUnavailable),  # the new/ directory: item already renamed
-        ("write", errno.EIO, None, StoreUnavailable),
+        ("writev", errno.EIO, None, StoreUnavailable),
     ],
 )
 def test_a_failed_put_leaves_nothing(
@@ -406,17 +406,22 @@ def test_a_failed_fsync_is_never_retried(spool: Spool, monkeypatch: pytest.Monke
     assert_nothing_stored(spool)
 
 
-def test_partial_writes_are_completed(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("taken", [1, 7, 64])
+def test_partial_writes_are_completed(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch, taken: int
+) -> None:
+    """The kernel may take less than it is given, within a part or across the header's end."""
     real_write = os.write
 
-    def short_write(fd: int, data: Any) -> int:
-        return real_write(fd, bytes(data)[:7])
+    def short_writev(fd: int, buffers: Any) -> int:
+        return real_write(fd, b"".join(bytes(buffer) for buffer in buffers)[:taken])
 
-    monkeypatch.setattr(os, "write", short_write)
+    monkeypatch.setattr(os, "writev", short_writev)
     payload = bytes(range(256)) * 10
     item = spool.put("k", payload, {"n": 1})
     monkeypatch.undo()
     assert item.payload() == payload
+    assert spool.get("k").meta == {"n": 1}
 
 
 # A real full disk: a 256 KiB tmpfs.
@@ -616,3 +621,13 @@ def test_finish_syncs_done_once_and_cur_unless_told(
     assert spool.finish(items, sync_cur=sync_cur) == []
     assert calls == synced
     assert names(spool.done) == ["a.msg", "b.msg", "c.msg"]
+
+
+def test_put_returns_the_metadata_as_a_later_read_gives_it(spool: Spool) -> None:
+    item = spool.put("k", b"x", {"n": 1, "list": (1, "a"), "nested": {"b": None}})
+    assert item.meta == {"n": 1, "list": [1, "a"], "nested": {"b": None}}
+    assert item.meta == spool.get("k").meta
+    plain = {"s": "é", "f": 1.5, "t": True}
+    again = spool.put("plain", b"x", plain)
+    assert again.meta == spool.get("plain").meta == plain
+    assert again.meta is not plain
