@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck imports pytest bench mutation clean
+.PHONY: run test check lint typecheck imports pytest bench profile profile-raw mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,22 @@ bench: $(STAMP)
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/deadlines.py
 
+# One round of bench/inbound.py under py-spy, samples of the threads that hold the GIL: where the
+# gateway's Python CPU goes (the load generator runs in a process of its own, not sampled; the
+# set-up and the baselines show as their own stacks). `make profile` writes a flame graph,
+# bench/results/inbound-flame.svg; `make profile-raw` the same samples as collapsed stacks,
+# bench/results/inbound-flame.txt, one line a stack, to grep or diff. PROFILE_ARGS go to
+# bench/inbound.py (e.g. PROFILE_ARGS="--rounds 1 --protection fast"); its figures under the
+# profiler are not the benchmark's.
+PROFILE_ARGS ?= --rounds 1
+PROFILE_RUN = $(BIN)/python bench/inbound.py $(PROFILE_ARGS) --out bench/results/inbound-profile.json
+
+profile: $(STAMP)
+	$(BIN)/py-spy record --gil --format flamegraph -o bench/results/inbound-flame.svg -- $(PROFILE_RUN)
+
+profile-raw: $(STAMP)
+	$(BIN)/py-spy record --gil --format raw -o bench/results/inbound-flame.txt -- $(PROFILE_RUN)
+
 # Mutation testing of what decides what gets in, configured in pyproject.toml [tool.mutmut]; not
 # part of `make test`. Mutated: the acceptance rule of OpenPGP messages (crypto/openpgp.py: gpg's
 # run and status, decryption, integrity, the one signature, sending; crypto/pgpstatus.py) and the
@@ -76,4 +92,4 @@ mutation: $(STAMP)
 	$(BIN)/python tests/mutationscore.py --survivors
 
 clean:
-	rm -rf $(VENV) mutants .pytest_cache .mypy_cache .ruff_cache bench/results/*.json
+	rm -rf $(VENV) mutants .pytest_cache .mypy_cache .ruff_cache bench/results/*.json bench/results/inbound-flame.*

@@ -3,9 +3,9 @@
 All three sides get the same pre-made messages (signed and encrypted with the gpg command line, as
 a partner would, each form with its own Reference), in the same run:
 
-- the gateway, in-process on port 0 with a SQLite ledger and spool in a temporary folder and its
-  desk hand-off running as in production (desk delivery and a signed, encrypted receipt each,
-  which its courier delivers over STARTTLS to the partner's server, a bare aiosmtpd here),
+- the gateway, on port 0 in this process with a SQLite ledger and spool in a temporary folder
+  and its desk hand-off running as in production (desk delivery and a signed, encrypted receipt
+  each, which its courier delivers over STARTTLS to the partner's server, a bare aiosmtpd here),
   fed by ``--clients`` concurrent aiosmtplib clients over STARTTLS, one connection each, reused
   for many messages, one client SSLContext for all. As in production the hand-off waits while
   sessions are inside DATA, up to ``HANDOFF_MAX_WAIT`` seconds per message: a pass shorter than
@@ -17,14 +17,37 @@ a partner would, each form with its own Reference), in the same run:
 - (b) plain ``gpg --decrypt`` on the same messages with the gateway's key and home, 2 workers
   (a ThreadPoolExecutor of ``subprocess.run``).
 
-Each round runs the three sides in turn on a fresh slice of ``--count`` messages (the gateway
-must see new References); rates are medians over the rounds. The time to 250 runs from MAIL FROM
-to the reply to DATA, as the client sees it. A lone message is one sent with one client while the
-gateway is idle (its hand-off has finished the one before), after a warm-up. CPU per message is
-counted for this process, its gpg children and the gpg-agent of the gateway's home, until the
-last 250 and, for the gateway, until its hand-off is done.
+The partner's side runs in a process of its own (bench/loadgen.py, started with multiprocessing's
+spawn method and killed with this one): the clients, the partner's server that takes the
+receipts, and the sink (a). This process hosts the gateway and the benchmark's coordination
+alone, so its CPU is the gateway's: the clients' TLS and SMTP neither count as the gateway's nor
+take its event loop or its GIL. The two processes still share the machine's cores, as a gateway
+and its partners' traffic would not; the load generator's CPU is reported on its own.
+
+Each round runs the three sides in turn on a fresh slice of ``--count`` messages (the gateway must
+see new References); rates are medians over the rounds. The time to 250 runs from MAIL FROM to the
+reply to DATA, as the client sees it. A lone message is one sent with one client while the gateway
+is idle (its hand-off has finished the one before), after a warm-up. CPU per message is counted,
+from just before the first message of a pass until its last 250 and, for the gateway, until its
+hand-off is done and the receipts delivered: for this process (``RUSAGE_SELF``: the gateway, or the
+thread pool of (b)), its gpg children and the gpg-agent of the gateway's home, and for the load
+generator's process (for (a): the sink and its clients together). The gateway's CPU is also split
+by stage with the counters the running gateway keeps (``Gateway.cpu``, thread CPU of intake to the
+250, the desk copy, the receipt, the delivery's thread hops) and the benchmark's own CPU in this
+process (its polling of the spool for the end of the hand-off, its pipe to the load generator),
+counted the same way: the rest of this process's CPU is the event loop (the SMTP sessions, served
+and delivering) and everything else. Messages are counted at the end: each one on the desk once, in
+the sink once, and one receipt each taken by the partner's server.
 
     .venv/bin/python bench/inbound.py [--count 400] [--rounds 3] [--clients 4] [--lone 50]
+        [--protection none|fast|default]
+
+``--protection`` is how the gateway's key is protected: ``none``; ``fast``, a passphrase with a
+cheap key derivation (s2k-count 65536, as in the example configuration); ``default``, a passphrase
+with gpg's own calibrated derivation, which gpg-agent runs for every decryption and every signature
+(about 0.2 s of its CPU each here), so that ``--count`` and ``--lone`` default to 40 and 10. A
+passphrase reaches the gateway as in production, from a file of mode 0600 named by
+``openpgp.passphrase_file``, and gpg-agent caches none.
 """
 
 from __future__ import annotations
@@ -33,28 +56,26 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import resource
 import secrets
 import shutil
-import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
-
 from gateway.core import config as configuration
 from gateway.core.config import BUILTIN_FORMS
+from gateway.core.stagecpu import STAGES, StageCpu
 from gateway.crypto.openpgp import GnuPG, KeyProtection
-from gateway.inbound.smtp_server import tls_context
 from gateway.service.server import HANDOFF_MAX_WAIT, Gateway
 from gateway.service.services import open_services
 from gateway.store import schema
@@ -66,23 +87,29 @@ if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 import benchkit  # noqa: E402
 import gpgkit  # noqa: E402
+import loadgen  # noqa: E402
+from loadgen import OUR_ADDRESS, PARTNER_ADDRESS, Message, Sent  # noqa: E402
 
 GPG_WORKERS = 2
 FAST_S2K_COUNT = 65536
+# Messages per pass and lone messages when not given: gpg's default key protection costs a key
+# derivation for every decryption and every signature, so its runs are shorter.
+DEFAULT_COUNT = {"none": 400, "fast": 400, "default": 40}
+DEFAULT_LONE = {"none": 50, "fast": 50, "default": 10}
 TARGETS = {"gateway_over_min_baseline": 0.8, "p99_load_over_p50_lone": 5.0}
-OUR_ADDRESS = "sirene@ro.example"
-PARTNER_ADDRESS = "sirene@no.example"
 FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 REFERENCE = b"<Reference>NO-2026-000123</Reference>"
 SETTLE_POLL = 0.005
 SETTLE_LIMIT = 600.0
-
-
-@dataclass(frozen=True)
-class Message:
-    reference: str
-    raw: bytes  # the whole PGP/MIME message, as sent over SMTP
-    entity: bytes  # the signed MIME entity inside: what a decryption must give back
+STAGE_NAMES = {
+    "intake": "intake, to the 250",
+    "desk": "desk copy and its ledger record",
+    "receipt": "receipt sealed and queued",
+    "delivery": "delivery: claim and settle",
+    "benchmark": "the benchmark's polling and pipe",
+    "event_loop_and_rest": "event loop and the rest",
+}
+BENCHMARK = "benchmark"  # the benchmark's own CPU in the gateway's process, counted apart
 
 
 @dataclass
@@ -92,6 +119,7 @@ class World:
     base: Path
     homes: list[Path]
     cert: Path
+    key: Path
     config: configuration.Config
     partner_port: int  # where the partner's server takes our receipts
     gateway_home: Path
@@ -114,10 +142,13 @@ def write_config(
     cert, key = benchkit.certificate(base, "gateway", "gateway.ro.example")
     openpgp = f'fingerprint = "{fingerprint}"\n'
     if protection.passphrase is not None:
+        # As in production: the passphrase in a file of mode 0600 that the configuration names.
         secret = base / "passphrase"
         secret.write_text(protection.passphrase + "\n")
         secret.chmod(0o600)
-        openpgp += f'passphrase_file = "{secret}"\ns2k_count = {protection.s2k_count}\n'
+        openpgp += f'passphrase_file = "{secret}"\n'
+    if protection.s2k_count is not None:
+        openpgp += f"s2k_count = {protection.s2k_count}\n"
     spool, desks = base / "spool", base / "desks"
     path = base / "gateway.toml"
     path.write_text(f"""
@@ -202,6 +233,7 @@ def build_world(base: Path, homes: list[Path], protection: KeyProtection, total:
         base,
         homes,
         base / "gateway.crt",
+        base / "gateway.key",
         config,
         partner_port,
         gateway_home,
@@ -211,16 +243,16 @@ def build_world(base: Path, homes: list[Path], protection: KeyProtection, total:
     return world
 
 
-# ---------------------------------------------------------------------------------- SMTP
+# ---------------------------------------------------------------------------------- CPU
 
 
 CPU = tuple[float, float, float]
 
 
 def cpu_seconds(agent_home: Path) -> CPU:
-    """CPU time (user + system) of this process, of its finished children (the gpg runs) and of
-    the gpg-agent of the gateway's home (its secret-key operations, for the gateway and for
-    plain gpg alike)."""
+    """CPU time (user + system) of this process, of its finished children (the gpg runs; the
+    load generator's process is not reaped before the end) and of the gpg-agent of the
+    gateway's home (its secret-key operations, for the gateway and for plain gpg alike)."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (
@@ -247,38 +279,114 @@ def agent_seconds(home: Path) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def per_message(before: CPU, after: CPU, count: int) -> CPU:
+    """Milliseconds per message of each of the three counts."""
+    a, b, c = (1000 * (end - start) / count for start, end in zip(before, after, strict=True))
+    return a, b, c
+
+
+StageSnapshot = dict[str, tuple[float, int]]
+
+
+def stage_ms(before: StageSnapshot, after: StageSnapshot, count: int) -> dict[str, float]:
+    """Each stage's CPU milliseconds per message between two snapshots."""
+    return {stage: 1000 * (after[stage][0] - before[stage][0]) / count for stage in after}
+
+
+def stage_counts(before: StageSnapshot, after: StageSnapshot) -> dict[str, int]:
+    return {stage: after[stage][1] - before[stage][1] for stage in STAGES}
+
+
 @dataclass(frozen=True)
 class Pass:
     """One timed pass: the rate, the times to 250 (seconds), CPU ms per message."""
 
     rate: float
     latencies: list[float]
-    cpu_ms: tuple[float, float, float]  # per message: this process, gpg runs, gpg-agent
-    drained_rate: float | None = None  # the gateway: until its hand-off has finished too
-    drained_cpu_ms: tuple[float, float, float] | None = None
+    cpu_ms: CPU  # per message, to the last reply: this process, gpg runs, gpg-agent
+    load_ms: float  # per message, to the last reply: the load generator's process
+    # The gateway: until its hand-off has finished and the receipts are delivered.
+    drained_rate: float | None = None
+    drained_cpu_ms: CPU | None = None
+    drained_load_ms: float | None = None
+    # Gateway.cpu's stages and the benchmark's own CPU in the gateway's process (BENCHMARK),
+    # until the hand-off is done.
+    stages_ms: dict[str, float] | None = None
+    stage_counts: dict[str, int] | None = None
 
-    @classmethod
-    def measured(
-        cls,
-        latencies: list[float],
-        elapsed: float,
-        cpu: tuple[CPU, CPU],
-        drained: tuple[float, CPU] | None = None,
-    ) -> Pass:
-        def per_message(before: CPU, after: CPU) -> tuple[float, float, float]:
-            a, b, c = (
-                1000 * (later - earlier) / len(latencies)
-                for earlier, later in zip(before, after, strict=True)
-            )
-            return a, b, c
 
-        return cls(
-            rate=len(latencies) / elapsed,
-            latencies=latencies,
-            cpu_ms=per_message(*cpu),
-            drained_rate=drained[0] if drained else None,
-            drained_cpu_ms=per_message(cpu[0], drained[1]) if drained else None,
+# ---------------------------------------------------------------------------------- the partner
+
+
+class Partner:
+    """The load generator's process (bench/loadgen.py): the clients, the partner's server and
+    the sink, driven one command at a time over a pipe."""
+
+    def __init__(self, setup: loadgen.Setup) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, theirs = context.Pipe()
+        self.process = context.Process(
+            target=loadgen.serve, args=(theirs, setup), name="loadgen", daemon=True
         )
+        self.process.start()
+        theirs.close()
+        # What the benchmark itself costs in the gateway's process (the pipe, polling the
+        # spool), counted per thread as the gateway counts its stages, to be told apart.
+        self.overhead = StageCpu()
+        try:
+            self.sink_port: int = self._receive()[1]
+        except BaseException:
+            self.kill()
+            raise
+
+    def _receive(self) -> tuple[Any, ...]:
+        while not self._pipe.poll(1.0):
+            if not self.process.is_alive():
+                raise RuntimeError(f"the load generator ended (exit code {self.process.exitcode})")
+        reply: tuple[Any, ...] = self._pipe.recv()
+        if reply[0] == "error":
+            raise RuntimeError(f"the load generator failed:\n{reply[1]}")
+        return reply
+
+    def ask_now(self, *command: Any) -> tuple[Any, ...]:
+        with self.overhead.timing(BENCHMARK):
+            self._pipe.send(command)
+            return self._receive()
+
+    async def ask(self, *command: Any) -> tuple[Any, ...]:
+        """The answer to ``command``, awaited in a thread so that the gateway keeps serving."""
+        return await asyncio.to_thread(self.ask_now, *command)
+
+    async def connect(self, port: int, clients: int) -> None:
+        await self.ask("connect", port, clients)
+
+    async def send(self, indices: list[int]) -> Sent:
+        sent: Sent = (await self.ask("send", indices))[1]
+        return sent
+
+    async def load_cpu(self) -> float:
+        """The load generator's process's CPU seconds so far."""
+        seconds: float = (await self.ask("cpu"))[1]
+        return seconds
+
+    async def close(self) -> None:
+        await self.ask("close")
+
+    def stop(self) -> tuple[int, int]:
+        """Stop the servers and end the process; the receipts taken and the messages sunk."""
+        _, receipts, sunk = self.ask_now("stop")
+        self.process.join(30)
+        return receipts, sunk
+
+    def kill(self) -> None:
+        """End the process whatever its state (after ``stop``, it has ended already)."""
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self._pipe.close()
 
 
 def expect_accepted(message: Message, reply: str) -> None:
@@ -286,109 +394,81 @@ def expect_accepted(message: Message, reply: str) -> None:
         raise AssertionError(f"unexpected reply for {message.reference}: {reply!r}")
 
 
-async def connected(port: int, context: ssl.SSLContext) -> aiosmtplib.SMTP:
-    client = aiosmtplib.SMTP(
-        hostname="127.0.0.1", port=port, start_tls=True, tls_context=context, timeout=120
-    )
-    await client.connect()
-    if client.get_transport_info("ssl_object") is None:
-        raise AssertionError("the session is not under TLS")
-    return client
-
-
-async def send(client: aiosmtplib.SMTP, message: Message) -> tuple[float, str]:
-    """One transaction on an open connection: the time to the 250 and the reply text."""
-    start = time.perf_counter()
-    _errors, reply = await client.sendmail(PARTNER_ADDRESS, [OUR_ADDRESS], message.raw)
-    return time.perf_counter() - start, reply
-
-
-async def smtp_pass(
-    port: int,
-    context: ssl.SSLContext,
-    messages: Sequence[Message],
-    *,
-    clients: int,
-    check: Callable[[Message, str], None] | None,
-    agent_home: Path,
-    drained: Callable[[], Coroutine[Any, Any, None]] | None = None,
-) -> Pass:
-    """``messages`` through ``clients`` connections opened (with STARTTLS) before the clock."""
-    sessions = [await connected(port, context) for _ in range(clients)]
-    queue: asyncio.Queue[Message] = asyncio.Queue()
-    for message in messages:
-        queue.put_nowait(message)
-    latencies: list[float] = []
-
-    async def worker(client: aiosmtplib.SMTP) -> None:
-        while not queue.empty():
-            message = queue.get_nowait()
-            latency, reply = await send(client, message)
-            if check is not None:
-                check(message, reply)
-            latencies.append(latency)
-
-    cpu_before = cpu_seconds(agent_home)
-    start = time.perf_counter()
-    await asyncio.gather(*(worker(client) for client in sessions))
-    elapsed = time.perf_counter() - start
-    cpu_at_250 = cpu_seconds(agent_home)
-    settled = None
-    if drained is not None:
-        await drained()
-        settled = (len(messages) / (time.perf_counter() - start), cpu_seconds(agent_home))
-    for client in sessions:
-        await client.quit()
-    return Pass.measured(latencies, elapsed, (cpu_before, cpu_at_250), settled)
-
-
-class SinkHandler:
-    """(a): each message to its own file, fsynced, then 250. The file I/O runs off the loop, in
-    a pool of the size of the gateway's, so that the sink is not held back by the benchmark."""
-
-    def __init__(self, folder: Path, executor: Executor) -> None:
-        self.folder = folder
-        self.executor = executor
-        self.count = 0
-
-    def _write(self, name: str, data: bytes) -> None:
-        fd = os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.count += 1
-        name = f"{self.count:06d}.eml"
-        data: bytes = envelope.original_content or b""
-        await asyncio.get_running_loop().run_in_executor(self.executor, self._write, name, data)
-        return "250 2.0.0 stored"
-
-
-class PartnerHandler:
-    """The partner's server, which takes our receipts (under TLS) and counts them."""
-
-    def __init__(self) -> None:
-        self.receipts = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if session.ssl is None:
-            raise AssertionError("a receipt outside TLS")
-        self.receipts += 1
-        return "250 2.0.0 receipt taken"
-
-
-async def settle(gateway: Gateway) -> None:
+async def settle(gateway: Gateway, cpu: StageCpu) -> None:
     """Until the hand-off has emptied the inbound spool (desk copies made, receipts queued) and
-    the courier the outbound one (the receipts delivered to the partner)."""
+    the courier the outbound one (the receipts delivered to the partner); the CPU of each look
+    counted to ``cpu``."""
     deadline = time.perf_counter() + SETTLE_LIMIT
     folders = (gateway.inbound.new, gateway.inbound.cur, gateway.outbound.new, gateway.outbound.cur)
-    while any(any(folder.iterdir()) for folder in folders):
+
+    def busy() -> bool:
+        with cpu.timing(BENCHMARK, count=0):
+            return any(any(folder.iterdir()) for folder in folders)
+
+    while busy():
         if time.perf_counter() > deadline:
             raise AssertionError("the hand-off or the receipts' delivery did not finish")
         await asyncio.sleep(SETTLE_POLL)
+
+
+def snapshot(gateway: Gateway, partner: Partner) -> StageSnapshot:
+    """The gateway's stages (``Gateway.cpu``) and the benchmark's own CPU in its process."""
+    return {**gateway.cpu.snapshot(), BENCHMARK: partner.overhead.snapshot()[BENCHMARK]}
+
+
+async def gateway_pass(
+    gateway: Gateway, partner: Partner, world: World, indices: list[int], clients: int
+) -> Pass:
+    """The messages at ``indices`` through ``clients`` connections opened (with STARTTLS)
+    before the clock; timed to the last 250 and until the hand-off is done."""
+    await partner.connect(gateway.port, clients)
+    home = world.gateway_home
+    stages_before = snapshot(gateway, partner)
+    cpu_before = cpu_seconds(home)
+    sent = await partner.send(indices)
+    cpu_at_250 = cpu_seconds(home)
+    await settle(gateway, partner.overhead)
+    drained_elapsed = time.monotonic() - sent.start  # the same clock as the load generator's
+    cpu_drained = cpu_seconds(home)
+    stages_after = snapshot(gateway, partner)
+    load_drained = await partner.load_cpu()
+    await partner.close()
+    for index, reply in zip(indices, sent.replies, strict=True):
+        expect_accepted(world.messages[index], reply)
+    count = len(indices)
+    return Pass(
+        rate=count / sent.elapsed,
+        latencies=sent.latencies,
+        cpu_ms=per_message(cpu_before, cpu_at_250, count),
+        load_ms=1000 * (sent.cpu_after - sent.cpu_before) / count,
+        drained_rate=count / drained_elapsed,
+        drained_cpu_ms=per_message(cpu_before, cpu_drained, count),
+        drained_load_ms=1000 * (load_drained - sent.cpu_before) / count,
+        stages_ms=stage_ms(stages_before, stages_after, count),
+        stage_counts=stage_counts(stages_before, stages_after),
+    )
+
+
+async def sink_pass(partner: Partner, world: World, indices: list[int], clients: int) -> Pass:
+    """(a): the same messages through the same clients to the sink, all in the load
+    generator's process, whose CPU is the sink's (with its clients')."""
+    await partner.connect(partner.sink_port, clients)
+    cpu_before = cpu_seconds(world.gateway_home)
+    sent = await partner.send(indices)
+    cpu_after = cpu_seconds(world.gateway_home)
+    await partner.close()
+    for reply in sent.replies:
+        if "stored" not in reply:
+            raise AssertionError(f"unexpected reply from the sink: {reply!r}")
+    count = len(indices)
+    load_ms = 1000 * (sent.cpu_after - sent.cpu_before) / count
+    _, gpg, agent = per_message(cpu_before, cpu_after, count)
+    return Pass(
+        rate=count / sent.elapsed,
+        latencies=sent.latencies,
+        cpu_ms=(load_ms, gpg, agent),
+        load_ms=load_ms,
+    )
 
 
 # ---------------------------------------------------------------------------------- plain gpg
@@ -419,7 +499,13 @@ def gpg_pass(world: World, messages: Sequence[Message]) -> Pass:
         latencies = list(pool.map(one, messages))
     elapsed = time.perf_counter() - start
     cpu_after = cpu_seconds(world.gateway_home)
-    return Pass.measured(latencies, elapsed, (cpu_before, cpu_after))
+    count = len(messages)
+    return Pass(
+        rate=count / elapsed,
+        latencies=latencies,
+        cpu_ms=per_message(cpu_before, cpu_after, count),
+        load_ms=0.0,
+    )
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -433,22 +519,6 @@ def ms(seconds: float) -> float:
     return round(seconds * 1000, 1)
 
 
-async def start_servers(
-    world: World, handler: SinkHandler, partner: PartnerHandler
-) -> tuple[asyncio.Server, asyncio.Server]:
-    """(a) the sink, on a port of its own, and the partner's server that takes the receipts, on
-    the port the configuration names; both with the gateway's certificate and STARTTLS."""
-    context = tls_context(world.config)
-    if context is None:
-        raise AssertionError("the benchmark's configuration names a certificate")
-    size = world.config.listen.max_message_bytes
-    sink = await benchkit.starttls_server(handler, context, "sink.ro.example", size=size)
-    partner_server = await benchkit.starttls_server(
-        partner, context, "mx.no.example", port=world.partner_port
-    )
-    return sink, partner_server
-
-
 def upgrade_ledger(url: str) -> None:
     """What an operator does once before the first serve: `gateway db upgrade`."""
     engine = make_engine(url)
@@ -458,54 +528,55 @@ def upgrade_ledger(url: str) -> None:
         engine.dispose()
 
 
-async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
-    client_context = ssl.create_default_context(cafile=str(world.cert))
-    warm = world.messages[: args.warmup]
-    lone = world.messages[args.warmup : args.warmup + args.lone]
-    loaded = world.messages[args.warmup + args.lone :]
+def start_partner(world: World) -> Partner:
+    """The load generator's process, its servers listening (the partner's on the port that the
+    configuration names), before the gateway starts."""
+    sink_folder = world.base / "sink"
+    sink_folder.mkdir()
+    return Partner(
+        loadgen.Setup(
+            cert=world.cert,
+            key=world.key,
+            sink_folder=sink_folder,
+            partner_port=world.partner_port,
+            size_limit=world.config.listen.max_message_bytes,
+            messages=world.messages,
+        )
+    )
+
+
+async def run(world: World, args: argparse.Namespace, partner: Partner) -> dict[str, Any]:
+    indices = list(range(len(world.messages)))
+    warm = indices[: args.warmup]
+    lone = indices[args.warmup : args.warmup + args.lone]
+    loaded = indices[args.warmup + args.lone :]
     slices = [loaded[r * args.count : (r + 1) * args.count] for r in range(args.rounds)]
 
     upgrade_ledger(world.config.database_url)
     closing = contextlib.ExitStack()
     gateway = Gateway(closing.enter_context(open_services(world.config)))
-    sink_folder = world.base / "sink"
-    sink_folder.mkdir()
-    sink_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sink")
-    handler = SinkHandler(sink_folder, sink_pool)
-    partner = PartnerHandler()
-    sink, partner_server = await start_servers(world, handler, partner)
-    sink_port = int(sink.sockets[0].getsockname()[1])
     await gateway.start()
     passes: dict[str, list[Pass]] = {"gateway": [], "sink": [], "gpg": []}
     try:
         # Warm-up: the gateway's agent, caches and first connections; the sink; gpg.
-        home = world.gateway_home
-        await smtp_pass(
-            gateway.port, client_context, warm, clients=1, check=expect_accepted, agent_home=home
-        )
-        await settle(gateway)
-        await smtp_pass(sink_port, client_context, warm, clients=1, check=None, agent_home=home)
-        await asyncio.to_thread(gpg_pass, world, warm)
+        await gateway_pass(gateway, partner, world, warm, clients=1)
+        await sink_pass(partner, world, warm, clients=1)
+        await asyncio.to_thread(gpg_pass, world, [world.messages[i] for i in warm])
 
         # Lone messages: one client, one connection, the gateway idle before each.
-        client = await connected(gateway.port, client_context)
+        await partner.connect(gateway.port, 1)
         lone_latencies = []
-        for message in lone:
-            latency, reply = await send(client, message)
-            expect_accepted(message, reply)
-            lone_latencies.append(latency)
-            await settle(gateway)
-        await client.quit()
+        for index in lone:
+            sent = await partner.send([index])
+            expect_accepted(world.messages[index], sent.replies[0])
+            lone_latencies.append(sent.latencies[0])
+            await settle(gateway, partner.overhead)
+        await partner.close()
 
-        for number, messages in enumerate(slices, start=1):
-            done = await smtp_pass(
-                gateway.port, client_context, messages, clients=args.clients,
-                check=expect_accepted, drained=lambda: settle(gateway), agent_home=home,
-            )  # fmt: skip
-            sunk = await smtp_pass(
-                sink_port, client_context, messages, clients=args.clients, check=None,
-                agent_home=home,
-            )  # fmt: skip
+        for number, chosen in enumerate(slices, start=1):
+            done = await gateway_pass(gateway, partner, world, chosen, args.clients)
+            sunk = await sink_pass(partner, world, chosen, args.clients)
+            messages = [world.messages[i] for i in chosen]
             decrypted = await asyncio.to_thread(gpg_pass, world, messages)
             passes["gateway"].append(done)
             passes["sink"].append(sunk)
@@ -518,14 +589,13 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await gateway.stop()
         closing.close()
-        for server in (sink, partner_server):
-            server.close()
-            await server.wait_closed()
-        sink_pool.shutdown(wait=True)
 
+    receipts, sunk_count = partner.stop()
     expected = len(warm) + len(lone) + sum(map(len, slices))
-    delivered = check_counts(world, expected, sink_stored=len(warm) + sum(map(len, slices)))
-    receipts = partner.receipts
+    sink_stored = len(warm) + sum(map(len, slices))
+    delivered = check_counts(world, expected, sink_stored=sink_stored)
+    if sunk_count != sink_stored:
+        raise AssertionError(f"the sink took {sunk_count} messages, {sink_stored} expected")
     if receipts != expected:
         raise AssertionError(f"the partner took {receipts} receipts, {expected} expected")
     return figures(
@@ -566,6 +636,10 @@ def figures(
     p50_load, p99_load = percentile(load, 50), percentile(load, 99)
     p50_lone = percentile(lone_latencies, 50)
     mean_bytes = statistics.mean(len(m.raw) for m in world.messages)
+    cpu = {side: cpu_figures([p.cpu_ms for p in done]) for side, done in passes.items()}
+    cpu["gateway"]["load_generator"] = median(p.load_ms for p in passes["gateway"])
+    with_handoff = cpu_figures([p.drained_cpu_ms for p in passes["gateway"] if p.drained_cpu_ms])
+    with_handoff["load_generator"] = median(p.drained_load_ms or 0 for p in passes["gateway"])
     return {
         "benchmark": "inbound",
         **benchkit.versions(),
@@ -605,24 +679,52 @@ def figures(
         "ratio_gateway_with_handoff_over_min_baseline": round(drained / baseline, 3),
         "ratio_p99_load_over_p50_lone": round(p99_load / p50_lone, 2),
         "baseline": "sink_a" if rate["sink"] <= rate["gpg"] else "gpg_decrypt_b",
-        # CPU per message until the last 250 (or the last gpg run): this process (the gateway
-        # or the sink, and the SMTP clients), the gpg processes it ran, and the gpg-agent of
-        # the gateway's home; for the gateway also until its hand-off was done.
-        "cpu_ms_per_message": {
-            side: cpu_figures([p.cpu_ms for p in done]) for side, done in passes.items()
+        "load_generator": "a process of its own (bench/loadgen.py): the clients, the partner's "
+        "server that takes the receipts, the sink (a)",
+        # CPU per message until the last 250 (or the last gpg run): the process of the side
+        # measured ("python": for the gateway its own process, where the benchmark only waits
+        # and polls; for the sink the load generator's, the sink and its clients; for gpg this
+        # process's thread pool), the gpg processes the gateway or (b) ran, and the gpg-agent
+        # of the gateway's home; for the gateway also the load generator's process, and the
+        # same until its hand-off was done.
+        "cpu_ms_per_message": cpu,
+        "gateway_cpu_ms_per_message_with_handoff": with_handoff,
+        # The gateway's process CPU until its hand-off was done, split by Gateway.cpu's stages
+        # (thread CPU) and the benchmark's own (its polling of the spool, its pipe to the load
+        # generator); the event loop and the rest is the process's CPU less those.
+        "gateway_cpu_ms_per_message_by_stage": stage_figures(passes["gateway"]),
+        "gateway_stage_counts": {
+            stage: sum((p.stage_counts or {}).get(stage, 0) for p in passes["gateway"])
+            for stage in STAGES
         },
-        "gateway_cpu_ms_per_message_with_handoff": cpu_figures(
-            [p.drained_cpu_ms for p in passes["gateway"] if p.drained_cpu_ms]
-        ),
         "desk_deliveries": delivered,
         "receipts_delivered": receipts,
         "handoff_max_wait_s": HANDOFF_MAX_WAIT,
     }
 
 
-def cpu_figures(passes: Sequence[tuple[float, float, float]]) -> dict[str, float]:
+def median(values: Iterable[float]) -> float:
+    return round(float(statistics.median(values)), 2)
+
+
+def cpu_figures(passes: Sequence[CPU]) -> dict[str, float]:
     names = ("python", "gpg", "gpg_agent")
-    return {name: round(statistics.median(p[i] for p in passes), 2) for i, name in enumerate(names)}
+    return {name: median(p[i] for p in passes) for i, name in enumerate(names)}
+
+
+def stage_figures(passes: Sequence[Pass]) -> dict[str, float]:
+    """Median over the rounds of each stage's ms per message, of the rest, and of the whole."""
+    rows: list[dict[str, float]] = []
+    for p in passes:
+        if p.stages_ms is None or p.drained_cpu_ms is None:
+            continue
+        python, gpg, agent = p.drained_cpu_ms
+        row = dict(p.stages_ms)
+        row["event_loop_and_rest"] = python - sum(p.stages_ms.values())
+        row |= {"python": python, "gpg": gpg, "gpg_agent": agent}
+        row["load_generator"] = p.drained_load_ms or 0.0
+        rows.append(row)
+    return {name: median(row[name] for row in rows) for name in rows[0]}
 
 
 def report(results: dict[str, Any]) -> None:
@@ -654,14 +756,23 @@ def report(results: dict[str, Any]) -> None:
     )
     cpu = results["cpu_ms_per_message"]
     print(
-        "CPU ms per message (python + gpg + gpg-agent): "
+        "CPU ms per message to the last 250 (python + gpg + gpg-agent): "
         + ", ".join(
             f"{side} {c['python']:.2f} + {c['gpg']:.2f} + {c['gpg_agent']:.2f}"
             for side, c in cpu.items()
         )
+        + " (python: the gateway's process; for the sink, the load generator's)"
     )
     c = results["gateway_cpu_ms_per_message_with_handoff"]
     print(f"gateway with the hand-off: {c['python']:.2f} + {c['gpg']:.2f} + {c['gpg_agent']:.2f}")
+    stages = results["gateway_cpu_ms_per_message_by_stage"]
+    print("gateway CPU ms per message until the hand-off is done, by stage:")
+    for key, name in STAGE_NAMES.items():
+        print(f"  {name:<36} {stages[key]:7.2f}")
+    print(f"  {'= the gateway process':<36} {stages['python']:7.2f}")
+    print(f"  {'gpg processes':<36} {stages['gpg']:7.2f}")
+    print(f"  {'gpg-agent':<36} {stages['gpg_agent']:7.2f}")
+    print(f"  {'load generator (not the gateway)':<36} {stages['load_generator']:7.2f}")
 
 
 def shut_down(homes: Sequence[Path], base: Path) -> None:
@@ -671,46 +782,61 @@ def shut_down(homes: Sequence[Path], base: Path) -> None:
     shutil.rmtree(base, ignore_errors=True)
 
 
+def protection_of(name: str) -> KeyProtection:
+    """The gateway key's protection: none, a passphrase with a cheap key derivation, or a
+    passphrase with gpg's default one (its own calibrated S2K count)."""
+    if name == "none":
+        return KeyProtection(None)
+    if name == "fast":
+        return KeyProtection(secrets.token_urlsafe(18), s2k_count=FAST_S2K_COUNT)
+    return KeyProtection(secrets.token_urlsafe(18))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=400, help="messages per pass")
+    parser.add_argument(
+        "--count", type=int, help="messages per pass (400; 40 with --protection default)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=4, help="concurrent SMTP connections")
-    parser.add_argument("--lone", type=int, default=50, help="lone messages, one at a time")
+    parser.add_argument(
+        "--lone", type=int, help="lone messages, one at a time (50; 10 with --protection default)"
+    )
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument(
-        "--protection", choices=("none", "fast"), default="none",
-        help="the gateway's key without passphrase (as in the integration tests), "
-        f"or with one and s2k-count {FAST_S2K_COUNT}",
+        "--protection", choices=("none", "fast", "default"), default="none",
+        help="the gateway's key without passphrase (as in the integration tests), with one and "
+        f"s2k-count {FAST_S2K_COUNT}, or with one and gpg's default key derivation",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "inbound.json")
     args = parser.parse_args()
+    args.count = DEFAULT_COUNT[args.protection] if args.count is None else args.count
+    args.lone = DEFAULT_LONE[args.protection] if args.lone is None else args.lone
     if min(args.count, args.rounds, args.clients, args.lone, args.warmup) < 1 or args.lone < 2:
         parser.error("--count, --rounds, --clients, --warmup must be >= 1 and --lone >= 2")
 
-    protection = (
-        KeyProtection(None)
-        if args.protection == "none"
-        else KeyProtection(secrets.token_urlsafe(18), s2k_count=FAST_S2K_COUNT)
-    )
     # GnuPG homes must have short paths (the agent's socket path is limited): gpgkit's, in /tmp.
     base = Path(tempfile.mkdtemp(prefix="gwi-", dir="/tmp"))
     homes: list[Path] = []
     total = args.warmup + args.lone + args.rounds * args.count
+    partner: Partner | None = None
     try:
         started = time.perf_counter()
-        world = build_world(base, homes, protection, total)
+        world = build_world(base, homes, protection_of(args.protection), total)
         print(
             f"{total} messages made with gpg in {time.perf_counter() - started:.0f} s "
             f"({statistics.mean(len(m.raw) for m in world.messages):.0f} B each on average); "
             f"{args.rounds} rounds of {args.count}, {args.clients} clients, "
             f"protection {args.protection}"
         )
+        partner = start_partner(world)
         load_start = [round(load, 2) for load in os.getloadavg()]
-        results = asyncio.run(run(world, args))
+        results = asyncio.run(run(world, args, partner))
         results["load_average_at_start"] = load_start
         results["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     finally:
+        if partner is not None:
+            partner.kill()
         shut_down(homes, base)
     report(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
