@@ -356,6 +356,22 @@ class Session:
         words = partner_words(f"{response.code} {response.message}")
         return Attempt("sent", code, response.code, words), True, stage
 
+    async def ready(self, timeout: float) -> bool:
+        """Whether a session kept idle since an earlier pass can carry another message: still
+        connected, and answering NOOP with 250 within ``timeout``. The partner may have closed
+        it meanwhile (its idle timeout, a restart); nothing of a message has been said on it."""
+        if not self._client.is_connected:
+            return False
+        try:
+            await self._client.noop(timeout=timeout)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            return False
+        return self._client.is_connected
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected
+
     async def quit(self) -> None:
         """QUIT politely; a session that cannot is just closed."""
         if not self._client.is_connected:
