@@ -368,10 +368,16 @@ class SinkHandler:
 
 
 class PartnerHandler:
-    """The partner's server, which takes our receipts (under TLS) and counts them."""
+    """The partner's server, which takes our receipts (under TLS) and counts them, and the
+    STARTTLS handshakes the courier made for them."""
 
     def __init__(self) -> None:
         self.receipts = 0
+        self.handshakes = 0
+
+    def handle_STARTTLS(self, server: Any, session: Any, envelope: Any) -> bool:
+        self.handshakes += 1
+        return True
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if session.ssl is None:
@@ -528,14 +534,17 @@ async def run(world: World, args: argparse.Namespace) -> dict[str, Any]:
     receipts = partner.receipts
     if receipts != expected:
         raise AssertionError(f"the partner took {receipts} receipts, {expected} expected")
-    return figures(
-        world,
-        args=args,
-        passes=passes,
-        lone_latencies=lone_latencies,
-        delivered=delivered,
-        receipts=receipts,
-    )
+    return {
+        **figures(
+            world,
+            args=args,
+            passes=passes,
+            lone_latencies=lone_latencies,
+            delivered=delivered,
+            receipts=receipts,
+        ),
+        "receipt_starttls_handshakes": partner.handshakes,
+    }
 
 
 def check_counts(world: World, expected: int, *, sink_stored: int) -> int:
@@ -632,6 +641,10 @@ def report(results: dict[str, Any]) -> None:
         f"gateway ({results['clients']} clients): {rate['gateway_to_250']}/s to the 250, "
         f"{rate['gateway_with_handoff']}/s until the desk copies are made and the receipts "
         "delivered"
+    )
+    print(
+        f"receipts: {results['receipts_delivered']} delivered over "
+        f"{results['receipt_starttls_handshakes']} STARTTLS handshakes"
     )
     print(f"(a) aiosmtpd sink, write+fsync: {rate['sink_a']}/s")
     print(f"(b) gpg --decrypt, {GPG_WORKERS} workers: {rate['gpg_decrypt_b']}/s")
