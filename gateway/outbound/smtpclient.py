@@ -1,5 +1,6 @@
 """The SMTP client of outbound delivery, the only importer of aiosmtplib: routes, sessions with
-STARTTLS and verified certificates, one message over a kept session, replies made into Attempts.
+STARTTLS and verified certificates, one message over a kept session, the NOOP check of a session
+kept idle between passes, replies made into Attempts.
 
 A session requires STARTTLS when its route requires TLS, and the server's certificate is verified
 against the route's CA file or the system's store; nothing is said in clear to such a server but
