@@ -372,11 +372,12 @@ class Partner:
     async def close(self) -> None:
         await self.ask("close")
 
-    def stop(self) -> tuple[int, int]:
-        """Stop the servers and end the process; the receipts taken and the messages sunk."""
-        _, receipts, sunk = self.ask_now("stop")
+    def stop(self) -> tuple[int, int, int]:
+        """Stop the servers and end the process; the receipts taken, the messages sunk and the
+        STARTTLS handshakes of the sessions the receipts came in."""
+        _, receipts, sunk, handshakes = self.ask_now("stop")
         self.process.join(30)
-        return receipts, sunk
+        return receipts, sunk, handshakes
 
     def kill(self) -> None:
         """End the process whatever its state (after ``stop``, it has ended already)."""
@@ -590,7 +591,7 @@ async def run(world: World, args: argparse.Namespace, partner: Partner) -> dict[
         await gateway.stop()
         closing.close()
 
-    receipts, sunk_count = partner.stop()
+    receipts, sunk_count, handshakes = partner.stop()
     expected = len(warm) + len(lone) + sum(map(len, slices))
     sink_stored = len(warm) + sum(map(len, slices))
     delivered = check_counts(world, expected, sink_stored=sink_stored)
@@ -598,14 +599,17 @@ async def run(world: World, args: argparse.Namespace, partner: Partner) -> dict[
         raise AssertionError(f"the sink took {sunk_count} messages, {sink_stored} expected")
     if receipts != expected:
         raise AssertionError(f"the partner took {receipts} receipts, {expected} expected")
-    return figures(
-        world,
-        args=args,
-        passes=passes,
-        lone_latencies=lone_latencies,
-        delivered=delivered,
-        receipts=receipts,
-    )
+    return {
+        **figures(
+            world,
+            args=args,
+            passes=passes,
+            lone_latencies=lone_latencies,
+            delivered=delivered,
+            receipts=receipts,
+        ),
+        "receipt_starttls_handshakes": handshakes,
+    }
 
 
 def check_counts(world: World, expected: int, *, sink_stored: int) -> int:
@@ -734,6 +738,10 @@ def report(results: dict[str, Any]) -> None:
         f"gateway ({results['clients']} clients): {rate['gateway_to_250']}/s to the 250, "
         f"{rate['gateway_with_handoff']}/s until the desk copies are made and the receipts "
         "delivered"
+    )
+    print(
+        f"receipts: {results['receipts_delivered']} delivered over "
+        f"{results['receipt_starttls_handshakes']} STARTTLS handshakes"
     )
     print(f"(a) aiosmtpd sink, write+fsync: {rate['sink_a']}/s")
     print(f"(b) gpg --decrypt, {GPG_WORKERS} workers: {rate['gpg_decrypt_b']}/s")

@@ -17,7 +17,8 @@ Commands (a tuple, the name first) and their answers:
   Sent)``.
 - ``("close",)``: QUIT on the open connections; ``("closed",)``.
 - ``("cpu",)``: this process's CPU seconds so far; ``("cpu", seconds)``.
-- ``("stop",)``: close the servers and end; ``("stopped", receipts taken, messages sunk)``.
+- ``("stop",)``: close the servers and end; ``("stopped", receipts taken, messages sunk,
+  STARTTLS handshakes of the receipts' sessions)``.
 
 A command that fails answers ``("error", traceback)``; the process goes on to the next one.
 """
@@ -113,10 +114,16 @@ class SinkHandler:
 
 
 class PartnerHandler:
-    """The partner's server, which takes our receipts (under TLS) and counts them."""
+    """The partner's server, which takes our receipts (under TLS) and counts them, and the
+    STARTTLS handshakes the courier made for them."""
 
     def __init__(self) -> None:
         self.receipts = 0
+        self.handshakes = 0
+
+    def handle_STARTTLS(self, server: Any, session: Any, envelope: Any) -> bool:
+        self.handshakes += 1
+        return True
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if session.ssl is None:
@@ -256,7 +263,9 @@ async def _serve(pipe: Connection, setup: Setup) -> None:
                 pipe.send(("error", traceback.format_exc()))
     finally:
         await generator.stop()
-    pipe.send(("stopped", generator.partner.receipts, generator.sink.count))
+    pipe.send(
+        ("stopped", generator.partner.receipts, generator.sink.count, generator.partner.handshakes)
+    )
 
 
 async def answer(generator: LoadGenerator, command: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -14,6 +14,11 @@ certificate that the partner's ``tls_ca`` names, a handler that only records), i
   of connections, opened with STARTTLS inside the timing and kept for several messages, one
   SSLContext for all: no spool, no ledger.
 
+One Courier serves every pass, as in the service: its sessions stay open between passes for
+``--keep-sessions`` (``[outbound] keep_sessions``, default PT30S), so after the warm-up its passes
+start on sessions already open (a NOOP each); ``--keep-sessions PT0S`` opens them in every pass,
+as the baseline does. The STARTTLS handshakes the sink completed in (a) and (b) are reported.
+
 Each round runs the three in turn on fresh items; rates are medians over the rounds. The sink
 and the clients share this process and its event loop, as the baseline's do: on 2 cores the
 SMTP work of both ends fills one core, and whatever the Courier does in its thread besides
@@ -91,6 +96,11 @@ class Sink:
     """(what every side sends to): records envelope and bytes, answers 250."""
 
     received: list[tuple[str, tuple[str, ...], bytes]] = field(default_factory=list)
+    handshakes: int = 0  # STARTTLS handshakes completed
+
+    def handle_STARTTLS(self, server: Any, session: Any, envelope: Any) -> bool:
+        self.handshakes += 1
+        return True
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if session.ssl is None:
@@ -131,7 +141,14 @@ class World:
 
 
 def write_config(
-    base: Path, gnupg_home: Path, *, ours: str, partner: str, port: int, connections: int
+    base: Path,
+    gnupg_home: Path,
+    *,
+    ours: str,
+    partner: str,
+    port: int,
+    connections: int,
+    keep_sessions: str,
 ) -> configuration.Config:
     cert = base / "sink.crt"
     path = base / "gateway.toml"
@@ -168,11 +185,12 @@ maildir = "{base / "desks" / "sirene"}"
 [outbound]
 connections_per_partner = {connections}
 timeout = "PT60S"
+keep_sessions = "{keep_sessions}"
 """)
     return configuration.load(path)
 
 
-def build_world(base: Path, homes: list[Path], port: int, connections: int) -> World:
+def build_world(base: Path, homes: list[Path], port: int, args: argparse.Namespace) -> World:
     gateway_home, partner_home = gpgkit.new_home(), gpgkit.new_home()
     homes += [gateway_home, partner_home]
     gpg = GnuPG(gateway_home)
@@ -180,7 +198,13 @@ def build_world(base: Path, homes: list[Path], port: int, connections: int) -> W
     partner = gpgkit.make_key(partner_home, f"NO <{PARTNER_ADDRESS}>")
     gpg.import_partner_key(gpgkit.export(partner_home, partner))
     config = write_config(
-        base, gateway_home, ours=ours, partner=partner, port=port, connections=connections
+        base,
+        gateway_home,
+        ours=ours,
+        partner=partner,
+        port=port,
+        connections=args.connections,
+        keep_sessions=args.keep_sessions,
     )
     config.paths.spool.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url)
@@ -325,10 +349,12 @@ async def run(world: World, sink: Sink, port: int, args: argparse.Namespace) -> 
     await baseline(port, context, warm, args.connections)
     passes: dict[str, list[Pass]] = {"sealed_and_delivered": [], "delivery": [], "aiosmtplib": []}
     seal_seconds: list[float] = []
+    courier_handshakes = 0
     for number in range(1, args.rounds + 1):
         # (a) seal, queue and deliver.
         numbers = world.numbers(args.count)
         phases: list[float] = []
+        handshakes = sink.handshakes
 
         async def sealed_and_delivered() -> None:
             start = time.perf_counter()
@@ -348,6 +374,7 @@ async def run(world: World, sink: Sink, port: int, args: argparse.Namespace) -> 
                 raise AssertionError("the courier did not try every item")
 
         b = await timed(args.count, delivery)
+        courier_handshakes += sink.handshakes - handshakes
         got = sorted(data for _, _, data in sink.received[before:])
         if got != sorted(payloads):
             raise AssertionError("the sink did not get exactly the sealed bytes")
@@ -370,7 +397,11 @@ async def run(world: World, sink: Sink, port: int, args: argparse.Namespace) -> 
         raise AssertionError(f"the sink recorded {len(sink.received)} messages")
     if world.audit.verify():
         raise AssertionError("the audit chain is broken")
-    return figures(world, args, passes, seal_seconds, sink)
+    await courier.close()
+    results = figures(world, args, passes, seal_seconds, sink)
+    results["keep_sessions"] = args.keep_sessions
+    results["courier_starttls_handshakes"] = courier_handshakes
+    return results
 
 
 def figures(
@@ -436,7 +467,8 @@ def report(results: dict[str, Any]) -> None:
     )
     print(
         f"(b) Courier delivery of sealed spool items, {results['connections_per_partner']} "
-        f"connections: {rate['delivery_b']}/s"
+        f"connections: {rate['delivery_b']}/s (keep_sessions {results['keep_sessions']}, "
+        f"{results['courier_starttls_handshakes']} STARTTLS handshakes in the rounds' passes)"
     )
     print(
         f"baseline: aiosmtplib alone, same bytes and connections: {rate['aiosmtplib_baseline']}/s"
@@ -459,7 +491,7 @@ async def main_async(base: Path, homes: list[Path], args: argparse.Namespace) ->
     sink = Sink()
     server = await benchkit.starttls_server(sink, server_context, "mx.no.example")
     port = int(server.sockets[0].getsockname()[1])
-    world = await asyncio.to_thread(build_world, base, homes, port, args.connections)
+    world = await asyncio.to_thread(build_world, base, homes, port, args)
     try:
         return await run(world, sink, port, args)
     finally:
@@ -475,6 +507,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=2, help="connections_per_partner")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument(
+        "--keep-sessions", default="PT30S", help="[outbound] keep_sessions (PT0S: none)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "outbound.json")
     args = parser.parse_args()
     if min(args.count, args.rounds, args.connections, args.warmup) < 1:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from gateway.core.durations import format_duration
 from gateway.core.errors import ConfigError
 from gateway.core.limits import (
     MIME_OVERHEAD,
@@ -27,6 +28,7 @@ BUILTIN_FORMS = PROJECT_ROOT / "forms"
 BUILTIN_SET = "builtin"
 ENV_VAR = "GATEWAY_CONFIG"
 DEFAULT_LOCATION = Path("config") / "gateway.toml"
+KEEP_SESSIONS_MAX = timedelta(minutes=5)  # [outbound] keep_sessions (RFC 5321 4.5.3.2.7)
 
 PARTNER_CHANNELS = tuple(channel for channel in CHANNELS if channel != "any")
 _COUNTRY = r"[A-Z]{2}"
@@ -150,6 +152,9 @@ class Outbound:
     jitter: float = 0.2  # each delay is drawn from [d * (1 - jitter), d * (1 + jitter)]
     connections_per_partner: int = 2
     timeout: timedelta = timedelta(minutes=1)  # connect, and each SMTP command
+    # How long a partner's idle sessions stay open for the next delivery pass; zero: closed
+    # when each pass ends. At most KEEP_SESSIONS_MAX: servers drop idle clients after 5 minutes.
+    keep_sessions: timedelta = timedelta(seconds=30)
     receipt_resends: int = 2  # re-sends when the receipt does not come in the partner's window
 
 
@@ -632,6 +637,7 @@ def _outbound(table: Table) -> Outbound:
             "connections_per_partner", defaults.connections_per_partner, minimum=1, maximum=100
         ),
         timeout=table.duration("timeout", defaults.timeout),
+        keep_sessions=table.duration("keep_sessions", defaults.keep_sessions, allow_zero=True),
         receipt_resends=table.integer(
             "receipt_resends", defaults.receipt_resends, minimum=0, maximum=100
         ),
@@ -642,6 +648,13 @@ def _outbound(table: Table) -> Outbound:
             table.fail(key, "must be longer than zero")
     if outbound.retry_max < outbound.retry_first:
         table.fail("retry_max", "must not be shorter than retry_first")
+    if outbound.keep_sessions > KEEP_SESSIONS_MAX:
+        table.fail(
+            "keep_sessions",
+            f"{format_duration(outbound.keep_sessions)} is above the maximum "
+            f"{format_duration(KEEP_SESSIONS_MAX)} (SMTP servers close idle sessions after "
+            "5 minutes); PT0S closes them after each pass",
+        )
     return outbound
 
 

@@ -11,10 +11,11 @@ _DURATION = re.compile(
 )
 
 
-def parse_duration(text: str) -> timedelta:
+def parse_duration(text: str, *, allow_zero: bool = False) -> timedelta:
     """Parse an ISO 8601 duration made of weeks, days, hours, minutes and seconds.
 
     Years and months are refused: their length varies, and a deadline must be an exact span.
+    A zero span (``PT0S``) only where ``allow_zero`` says it means "not at all".
     """
     match = _DURATION.fullmatch(text.strip())
     if not match or text.strip() in {"P", "PT"} or text.strip().endswith("T"):
@@ -24,7 +25,7 @@ def parse_duration(text: str) -> timedelta:
         )
     parts = {name: float(value) for name, value in match.groupdict().items() if value}
     span = timedelta(**parts)
-    if span <= timedelta(0):
+    if span < timedelta(0) or (span == timedelta(0) and not allow_zero):
         raise ValueError(f"{text!r} must be longer than zero")
     return span
 

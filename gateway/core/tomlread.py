@@ -121,12 +121,12 @@ class Table:
                 self.fail(key, f"{value!r} is not a string")
         return tuple(values)
 
-    def duration(self, key: str, default: Any = _MISSING) -> Any:
+    def duration(self, key: str, default: Any = _MISSING, *, allow_zero: bool = False) -> Any:
         text = self._get(key, default, str, 'an ISO 8601 duration string such as "PT12H"')
         if key not in self._data:
             return default
         try:
-            return parse_duration(text)
+            return parse_duration(text, allow_zero=allow_zero)
         except ValueError as exc:
             self.fail(key, str(exc))
 

@@ -6,6 +6,7 @@ import codecs
 import encodings.utf_8
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -187,6 +188,9 @@ class GnuPG:
         self.home = home
         self.fingerprint = fingerprint.upper() if fingerprint else None
         self.protection = protection or KeyProtection(None)
+        # Found in PATH once: a name alone has the child try each PATH entry on every run (an
+        # execve each, ~30 us a run here, while the parent waits on its vfork).
+        binary = shutil.which(binary) or binary
         _prepare_home(home, self.protection)
         _use_classic_keyring(home, binary)
         self._gpg = gnupg.GPG(gpgbinary=binary, gnupghome=str(home), options=list(_ALWAYS))

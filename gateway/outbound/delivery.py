@@ -3,7 +3,20 @@ its own, through a few kept SMTP sessions, while its outcomes are recorded besid
 
 One pass takes the due items of the spool (``not_before`` reached), grouped by partner, and works
 through each partner's share with at most ``connections_per_partner`` sessions, each kept for
-several messages (as an MTA does). The parts:
+several messages (as an MTA does). Receipts come in trickles (the hand-off wakes the Courier each
+time it queued some), so a session also outlives its pass: when a pass ends, its sessions that
+are still sound stay open, idle, for ``[outbound] keep_sessions`` (at most
+``connections_per_partner`` of them per lane), and the next pass of the same lane takes them
+again instead of paying a new connection, EHLO, STARTTLS handshake, EHLO and QUIT. A kept session
+is only ever used for its own lane (a partner's, or the relay's lane of notices), must answer
+NOOP before it carries a message, and one that fails there or before DATA is dropped and the
+message tried on a new session without counting an attempt (the partner may simply have closed
+an idle connection). Idle sessions are closed politely once ``keep_sessions`` has passed
+(``expire_idle``, called by ``run`` at least once a second, by the injected clock) and when the
+Courier stops (``close``; ``run`` does it on cancellation); a cancelled pass closes its sessions
+rather than keeping them. ``keep_sessions = "PT0S"`` closes them when each pass ends.
+
+The parts:
 
 - :mod:`gateway.outbound.jobs` claims items and decides, before any connection, what must not go
   out (CR or LF in an address or a header line, a recipient other than the partner's address);
@@ -33,7 +46,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gateway.core.clock import Clock
 from gateway.core.config import Config
@@ -66,13 +79,21 @@ REPEAT_WARNING_AFTER = 300.0  # seconds before the same unreachable partner is l
 # partner is down, scanning a growing queue for every new receipt cost more than the rest of
 # the gateway together (bench/inbound.py, its receipts to a partner that refuses connections).
 PASS_SPACING = 0.2
+# A session kept idle must answer NOOP within this many seconds (or the delivery timeout if that
+# is shorter) to be used again; otherwise a new one is opened, at no cost to the message.
+KEPT_CHECK_TIMEOUT = 5.0
+# Seconds the QUITs of idle sessions may take together when they expire or the Courier stops;
+# those not answered by then are cut.
+QUIT_TIMEOUT = 2.0
 
 
 @dataclass
 class _Lane:
     """One partner's share of a pass; ``down`` once no session can be opened to it. ``held``:
-    the items claimed and not yet handed to the settler, put back if the pass is cancelled."""
+    the items claimed and not yet handed to the settler, put back if the pass is cancelled.
+    ``code``: the partner's, or ``_NOTICES``; kept sessions belong to it and to no other."""
 
+    code: str
     route: Route | None
     items: deque[SpoolItem]
     down: Attempt | None = None
@@ -98,6 +119,15 @@ class _Worker:
     """One connection's worth of work in a lane."""
 
     session: Session | None = None
+
+
+@dataclass(frozen=True)
+class _Idle:
+    """A session kept open after its pass, for the next pass of the same lane."""
+
+    session: Session
+    route: Route
+    since: datetime
 
 
 class _Settler:
@@ -171,6 +201,8 @@ class Courier:
         self.spool = spool
         self.clock = clock
         self.timeout = config.outbound.timeout.total_seconds()
+        self.keep = config.outbound.keep_sessions
+        self._idle: dict[str, list[_Idle]] = {}  # lane code -> sessions kept, the latest last
         self._warned: dict[str, tuple[str, float]] = {}  # peer -> (what was said, when)
         self._routes = Routes.of(config)
         if config.relay is None and any(desk.email for desk in config.desks):
@@ -233,12 +265,14 @@ class Courier:
                 if due is not None and due > self.clock.now():
                     delay = min(poll, (due - self.clock.now()).total_seconds())
                 await wait_event(wake, delay)
+                await self.expire_idle()
                 await asyncio.sleep(max(0.0, scanned + PASS_SPACING - loop.time()))
         finally:
             running = list(busy.values())
             for task in running:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+            await self.close()
 
     async def _scan(self) -> tuple[dict[str, _Lane], datetime | None]:
         """The due items by partner, oldest first, and the earliest ``not_before`` of all."""
@@ -256,7 +290,7 @@ class Courier:
                     code = str(item.meta.get("partner", ""))
                     route = self._routes.partners.get(code)
                 if code not in lanes:
-                    lanes[code] = _Lane(route, deque())
+                    lanes[code] = _Lane(code, route, deque())
                 lanes[code].items.append(item)
         return lanes, earliest
 
@@ -344,7 +378,74 @@ class Courier:
                 worker.session.close()
             raise
         if worker.session is not None:
-            await worker.session.quit()
+            await self._keep(lane, worker.session)  # a cancellation now still closes it
+
+    # ---------------------------------------------------------------- sessions kept idle
+
+    def idle_sessions(self) -> int:
+        """How many sessions are kept open, idle, for the next passes."""
+        return sum(len(idle) for idle in self._idle.values())
+
+    async def expire_idle(self) -> int:
+        """Close (QUIT) the idle sessions kept for ``keep_sessions`` or longer, by the clock;
+        returns how many were closed."""
+        now = self.clock.now()
+        expired: list[Session] = []
+        for code in list(self._idle):
+            fresh = [idle for idle in self._idle[code] if not self._stale(idle, now)]
+            expired += [idle.session for idle in self._idle[code] if self._stale(idle, now)]
+            if fresh:
+                self._idle[code] = fresh
+            else:
+                del self._idle[code]
+        await _quit_all(expired)
+        return len(expired)
+
+    async def close(self) -> None:
+        """Close (QUIT) every idle session: the Courier stops. ``run`` calls it when cancelled;
+        whoever calls ``run_once`` calls it when done."""
+        sessions = [idle.session for kept in self._idle.values() for idle in kept]
+        self._idle.clear()
+        await _quit_all(sessions)
+
+    def _stale(self, idle: _Idle, now: datetime) -> bool:
+        """Kept long enough (or the clock went back: then it cannot be told)."""
+        return not timedelta(0) <= now - idle.since < self.keep
+
+    async def _keep(self, lane: _Lane, session: Session) -> None:
+        """At the end of a lane's pass: keep a sound session for the next pass, or QUIT it."""
+        kept = self._idle.setdefault(lane.code, [])
+        if (
+            lane.route is not None
+            and lane.down is None
+            and session.connected
+            and len(kept) < self.config.outbound.connections_per_partner
+            and self.keep > timedelta(0)
+        ):
+            kept.append(_Idle(session, lane.route, self.clock.now()))
+            return
+        if not kept:
+            del self._idle[lane.code]
+        await _quit_all([session])
+
+    async def _take_kept(self, lane: _Lane) -> Session | None:
+        """A session kept from an earlier pass of this lane that still answers, or None. Those
+        that do not are dropped (closed, no QUIT), those kept too long closed politely."""
+        kept = self._idle.get(lane.code)
+        now = self.clock.now()
+        while kept:
+            idle = kept.pop()  # the latest: the others are left to expire when unneeded
+            if not kept:
+                del self._idle[lane.code]
+            if idle.route != lane.route or self._stale(idle, now):
+                await _quit_all([idle.session])
+            elif await _checked(idle.session, min(self.timeout, KEPT_CHECK_TIMEOUT)):
+                return idle.session
+            else:
+                idle.session.close()
+                log.debug("%s: a kept session no longer answers; opening a new one", lane.code)
+            kept = self._idle.get(lane.code)
+        return None
 
     def _warn_unreachable(self, peer: str, summary: str) -> None:
         """A partner that is down is logged once, then again when the reason changes or every
@@ -364,8 +465,11 @@ class Courier:
         recipient = job.recipient
         if lane.route is None or recipient is None:
             return Attempt("refused", "refused: no route to this partner")
-        for _ in range(2):
+        for again in (False, True):
             reused = worker.session is not None
+            if worker.session is None and not again:
+                worker.session = await self._take_kept(lane)
+                reused = worker.session is not None
             if worker.session is None:
                 try:
                     worker.session = await Session.open(
@@ -392,3 +496,26 @@ class Courier:
                     continue  # a kept session the server had dropped: once more, on a new one
             return attempt
         raise AssertionError("not reached")  # pragma: no cover
+
+
+async def _checked(session: Session, timeout: float) -> bool:
+    """``session.ready``, the session closed if the check is cancelled (it belongs to no one)."""
+    try:
+        return await session.ready(timeout)
+    except BaseException:
+        session.close()
+        raise
+
+
+async def _quit_all(sessions: list[Session]) -> None:
+    """QUIT the sessions side by side, for ``QUIT_TIMEOUT`` at most; those left are cut."""
+    if not sessions:
+        return
+    try:
+        async with asyncio.timeout(QUIT_TIMEOUT):
+            await asyncio.gather(*(session.quit() for session in sessions))
+    except TimeoutError:
+        pass
+    finally:
+        for session in sessions:
+            session.close()

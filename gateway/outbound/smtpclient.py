@@ -1,5 +1,6 @@
 """The SMTP client of outbound delivery, the only importer of aiosmtplib: routes, sessions with
-STARTTLS and verified certificates, one message over a kept session, replies made into Attempts.
+STARTTLS and verified certificates, one message over a kept session, the NOOP check of a session
+kept idle between passes, replies made into Attempts.
 
 A session requires STARTTLS when its route requires TLS, and the server's certificate is verified
 against the route's CA file or the system's store; nothing is said in clear to such a server but
@@ -355,6 +356,22 @@ class Session:
         code = f"{response.code} {enhanced.group()}" if enhanced else str(response.code)
         words = partner_words(f"{response.code} {response.message}")
         return Attempt("sent", code, response.code, words), True, stage
+
+    async def ready(self, timeout: float) -> bool:
+        """Whether a session kept idle since an earlier pass can carry another message: still
+        connected, and answering NOOP with 250 within ``timeout``. The partner may have closed
+        it meanwhile (its idle timeout, a restart); nothing of a message has been said on it."""
+        if not self._client.is_connected:
+            return False
+        try:
+            await self._client.noop(timeout=timeout)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            return False
+        return self._client.is_connected
+
+    @property
+    def connected(self) -> bool:
+        return self._client.is_connected
 
     async def quit(self) -> None:
         """QUIT politely; a session that cannot is just closed."""

@@ -249,8 +249,9 @@ class Gateway:
             await asyncio.sleep(OUTBOX_INTERVAL)
 
     async def stop(self) -> None:
-        """Stop accepting, let sessions inside DATA finish, hand off what is left, release the
-        threads (the services are closed by their ``with``)."""
+        """Stop accepting, let sessions inside DATA finish, close the SMTP sessions kept to
+        partners, hand off what is left, release the threads (the services are closed by their
+        ``with``)."""
         if self._server is not None:
             self._server.close()
             if not await wait_event(self.limits.drained, DRAIN_SECONDS):
@@ -261,6 +262,7 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self.courier.close()  # its kept SMTP sessions, QUIT (run did it when cancelled)
         await asyncio.get_running_loop().run_in_executor(self.background, self.handoff.run_once)
         self.executor.shutdown(wait=True)
         self.background.shutdown(wait=True)

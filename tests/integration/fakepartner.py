@@ -6,6 +6,9 @@ or without STARTTLS, that records what it receives and answers what the test tel
     partner.fail("data", "451 4.3.0 try again later")  # the next DATA gets 451, then all is well
     partner.fail("connect", "421 4.3.2 busy", times=3)
     partner.fail("data", DROP)  # cut the connection in the middle of DATA
+    partner.fail("mail", DROP)  # cut it when MAIL comes
+    partner.fail("noop", "421 4.4.2 idle too long")  # what a kept session hears when checked
+    partner.close_sessions()  # close idle connections, as a server's idle timeout does
     await partner.stop(); ...; await partner.start()  # down (refused), then up on the same port
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP
 
 DROP = "drop"
-STAGES = ("connect", "mail", "rcpt", "data")
+STAGES = ("connect", "noop", "mail", "rcpt", "data")
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class FakePartner:
     connections: int = 0  # SMTP sessions (greeted with 220)
     open_sessions: int = 0
     max_concurrent: int = 0
+    noops: int = 0  # NOOP commands received
+    quits: int = 0  # QUIT commands received
     faults: dict[str, deque[str]] = field(default_factory=lambda: {s: deque() for s in STAGES})
     _server: asyncio.Server | None = None
     _protocols: set[asyncio.BaseProtocol] = field(default_factory=set)
@@ -120,6 +125,14 @@ class FakePartner:
                     transport.abort()
             await self._server.wait_closed()
             self._server = None
+
+    def close_sessions(self) -> None:
+        """Close every open session from the server's side (TLS close, FIN), as a server does
+        with clients idle past its timeout; the server goes on listening."""
+        for protocol in list(self._protocols):
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.close()
 
     def session_opened(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocols.add(protocol)
@@ -199,11 +212,22 @@ class _Recorder:
         self.partner.commands.append("STARTTLS")
         return True
 
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        self.partner.noops += 1
+        return self.partner.take("noop") or "250 2.0.0 OK"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        self.partner.quits += 1
+        return "221 2.0.0 bye"
+
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         self.partner.commands.append("MAIL")
         fault = self.partner.take("mail")
+        if fault == DROP:
+            server.transport.abort()  # the connection cut as MAIL came
+            return "421 4.4.2 closing"  # never heard: the connection is gone
         if fault is not None:
             return fault
         envelope.mail_from = address

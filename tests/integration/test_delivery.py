@@ -10,7 +10,7 @@ import hashlib
 import logging
 import random
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -80,12 +80,13 @@ class Rig:
     audit: AuditLog
     spool: Spool
     config: Config
+    couriers: list[Courier] = field(default_factory=list)
 
     def configure(self, **outbound: str | int) -> None:
         self.config = write_config(self.folder, self.pki, self.partner.port, outbound=outbound)
 
     def courier(self, seed: int = 7) -> Courier:
-        return Courier(
+        made = Courier(
             config=self.config,
             ledger=self.ledger,
             spool=self.spool,
@@ -93,6 +94,8 @@ class Rig:
             clock=self.clock,
             rng=random.Random(seed),  # noqa: S311
         )
+        self.couriers.append(made)
+        return made
 
     def record(self, new: NewMessage) -> int:
         with writing(self.engine) as tx:
@@ -104,13 +107,14 @@ class Rig:
         *,
         in_reply_to: str | None = None,
         payload: bytes = PAYLOAD,
+        recorded_for: str = "NO-SIRENE",
         **meta: Any,
     ) -> int:
         key = f"form.{reference}"
         ledger_id = self.record(
             NewMessage(
                 direction="outbound",
-                partner="NO-SIRENE",
+                partner=recorded_for,
                 channel="sirene",
                 form="G",
                 reference=reference,
@@ -271,6 +275,8 @@ async def rig(ledger_engine: Engine, tmp_path: Path, pki: Pki) -> AsyncIterator[
     try:
         yield made
     finally:
+        for courier in made.couriers:
+            await courier.close()
         await partner.stop()
 
 
@@ -987,3 +993,182 @@ def test_a_missing_partner_ca_is_a_configuration_error(tmp_path: Path, pki: Pki)
             clock=clock,
         )
     engine.dispose()
+
+
+# ---------------------------------------------------------------------------------- kept sessions
+
+
+async def settled(condition: Any) -> None:
+    """The partner's side catches up (a session closed, a QUIT handled): a few turns of the loop."""
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the partner's side did not settle")
+
+
+def first_try_sent(rig: Rig, ledger_id: int, key: str) -> bool:
+    """Sent, and by no attempt counted against it: nothing deferred, no error kept."""
+    events = [kind for _, kind, _ in rig.ledger.events_of(ledger_id)]
+    meta = meta_of(rig, key)
+    return (
+        rig.row(ledger_id).state == "sent"
+        and events == ["queued", "sent"]
+        and not any(name in meta for name in ("attempts", "last_error"))
+    )
+
+
+async def test_passes_reuse_the_sessions_kept_from_the_last_one(rig: Rig) -> None:
+    courier = rig.courier()
+    first = rig.queue_form("RO-2026-000001")
+    assert await courier.run_once() == 1
+    assert (courier.idle_sessions(), rig.partner.open_sessions) == (1, 1)  # kept, not QUIT
+    rig.clock.advance(timedelta(seconds=20))
+    second = rig.queue_form("RO-2026-000002")
+    assert await courier.run_once() == 1
+    assert rig.partner.connections == 1  # one TCP connection, one handshake for both passes
+    assert rig.partner.commands == ["STARTTLS"] + ["MAIL", "RCPT", "DATA"] * 2
+    assert (rig.partner.noops, rig.partner.quits) == (1, 0)  # checked before it was used again
+    assert [r.tls for r in rig.partner.received] == [True, True]
+    assert first_try_sent(rig, first, "form.RO-2026-000001")
+    assert first_try_sent(rig, second, "form.RO-2026-000002")
+    await courier.close()
+    await settled(lambda: rig.partner.open_sessions == 0)
+    assert (courier.idle_sessions(), rig.partner.quits) == (0, 1)
+
+
+async def test_a_session_the_partner_closed_while_idle_costs_the_message_nothing(
+    rig: Rig,
+) -> None:
+    courier = rig.courier()
+    rig.queue_form("RO-2026-000001")
+    assert await courier.run_once() == 1
+    rig.partner.close_sessions()  # the partner's idle timeout
+    await settled(lambda: rig.partner.open_sessions == 0)
+    second = rig.queue_form("RO-2026-000002")
+    assert await courier.run_once() == 1
+    assert rig.partner.connections == 2
+    assert len(rig.partner.received) == 2
+    assert first_try_sent(rig, second, "form.RO-2026-000002")
+    assert rig.audit.verify() == []
+
+
+async def test_a_kept_session_that_fails_its_check_is_replaced_and_the_lane_goes_on(
+    rig: Rig,
+) -> None:
+    courier = rig.courier()
+    rig.queue_form("RO-2026-000001")
+    assert await courier.run_once() == 1
+    rig.partner.fail("noop", "421 4.4.2 mx.partner.example idle too long")
+    second = rig.queue_form("RO-2026-000002")
+    assert await courier.run_once() == 1
+    assert rig.partner.noops == 1
+    assert rig.partner.connections == 2  # the one that failed its check, then a new one
+    assert len(rig.partner.received) == 2
+    assert first_try_sent(rig, second, "form.RO-2026-000002")
+
+
+async def test_a_kept_session_cut_at_mail_after_its_check_costs_the_message_nothing(
+    rig: Rig,
+) -> None:
+    courier = rig.courier()
+    rig.queue_form("RO-2026-000001")
+    assert await courier.run_once() == 1
+    rig.partner.fail("mail", DROP)  # it answered NOOP, then hangs up as MAIL comes
+    second = rig.queue_form("RO-2026-000002")
+    assert await courier.run_once() == 1
+    assert (rig.partner.noops, rig.partner.connections) == (1, 2)
+    assert rig.partner.commands[-5:] == ["MAIL", "STARTTLS", "MAIL", "RCPT", "DATA"]
+    assert first_try_sent(rig, second, "form.RO-2026-000002")
+
+
+async def test_idle_sessions_are_closed_once_kept_long_enough(rig: Rig) -> None:
+    rig.configure(keep_sessions="PT30S")
+    courier = rig.courier()
+    for n in range(1, 4):
+        rig.queue_form(f"RO-2026-{n:06d}")
+    rig.partner.data_delay = 0.05  # both sessions of the lane open
+    assert await courier.run_once() == 3
+    assert courier.idle_sessions() == 2 == rig.partner.open_sessions
+    rig.clock.advance(timedelta(seconds=29))
+    assert await courier.expire_idle() == 0
+    assert rig.partner.open_sessions == 2
+    rig.clock.advance(timedelta(seconds=1))
+    assert await courier.expire_idle() == 2
+    await settled(lambda: rig.partner.open_sessions == 0)
+    assert (courier.idle_sessions(), rig.partner.quits) == (0, 2)  # politely, with QUIT
+    rig.queue_form("RO-2026-000004")
+    assert await courier.run_once() == 1
+    assert rig.partner.connections == 3  # a new one: the old ones are gone
+
+
+async def test_a_session_kept_too_long_is_not_used_even_before_it_is_expired(rig: Rig) -> None:
+    courier = rig.courier()
+    rig.queue_form("RO-2026-000001")
+    assert await courier.run_once() == 1
+    rig.clock.advance(timedelta(minutes=1))  # nobody called expire_idle meanwhile
+    rig.queue_form("RO-2026-000002")
+    assert await courier.run_once() == 1
+    assert (rig.partner.connections, rig.partner.noops, rig.partner.quits) == (2, 0, 1)
+
+
+async def test_no_session_is_kept_when_keep_sessions_is_zero(rig: Rig) -> None:
+    rig.configure(keep_sessions="PT0S")
+    courier = rig.courier()
+    for n in range(1, 3):
+        rig.queue_form(f"RO-2026-{n:06d}")
+        assert await courier.run_once() == 1
+        assert courier.idle_sessions() == 0
+        await settled(lambda: rig.partner.open_sessions == 0)
+    assert (rig.partner.connections, rig.partner.quits) == (2, 2)
+
+
+async def test_a_kept_session_serves_only_its_own_partner(rig: Rig) -> None:
+    courier = rig.courier()  # both partners' servers are the same port here
+    rig.queue_form("RO-2026-000001")
+    assert await courier.run_once() == 1
+    theirs = rig.queue_form(
+        "RO-2026-000002", recorded_for="SE-SIRENE", partner="SE-SIRENE", to="sirene@se.example"
+    )
+    assert await courier.run_once() == 1
+    assert rig.partner.connections == 2  # NO-SIRENE's session stays NO-SIRENE's
+    assert rig.partner.received[1].rcpt_tos == ("sirene@se.example",)
+    assert rig.row(theirs).state == "sent"
+    assert courier.idle_sessions() == 2
+
+
+async def test_a_cancelled_pass_keeps_no_session(rig: Rig) -> None:
+    courier = rig.courier()
+    rig.queue_form("RO-2026-000001")
+    assert await courier.run_once() == 1
+    rig.partner.data_delay = 30.0
+    rig.queue_form("RO-2026-000002")
+    task = asyncio.create_task(courier.run_once())
+    for _ in range(200):
+        if rig.partner.commands.count("DATA") == 2:
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert courier.idle_sessions() == 0
+    await settled(lambda: rig.partner.open_sessions == 0)
+
+
+async def test_stopping_the_courier_closes_its_kept_sessions(rig: Rig) -> None:
+    courier = rig.courier()
+    wake = asyncio.Event()
+    task = asyncio.create_task(courier.run(wake, poll=30.0))
+    try:
+        ledger_id = rig.queue_form()
+        wake.set()
+        await settled(lambda: rig.row(ledger_id).state == "sent")
+        await settled(lambda: courier.idle_sessions() == 1)
+        assert rig.partner.open_sessions == 1
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert courier.idle_sessions() == 0
+    await settled(lambda: rig.partner.open_sessions == 0)
+    assert rig.partner.quits == 1

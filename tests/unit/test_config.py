@@ -163,6 +163,34 @@ def test_bad_duration(tmp_path: Path) -> None:
     assert "months are not allowed" in error.reason
 
 
+def test_keep_sessions(tmp_path: Path) -> None:
+    assert configuration.load(write(tmp_path, MINIMAL)).outbound.keep_sessions == timedelta(
+        seconds=30
+    )
+    config = configuration.load(write(tmp_path, MINIMAL + '\n[outbound]\nkeep_sessions = "PT0S"\n'))
+    assert config.outbound.keep_sessions == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ('"PT10M"', "PT10M is above the maximum PT5M"),
+        ("30", "must be an ISO 8601 duration string"),
+        ('"-PT1S"', "not an ISO 8601 duration"),
+        ('"30s"', "not an ISO 8601 duration"),
+    ],
+)
+def test_bad_keep_sessions(tmp_path: Path, value: str, reason: str) -> None:
+    error = failure(tmp_path, MINIMAL + f"\n[outbound]\nkeep_sessions = {value}\n")
+    assert error.key == "outbound.keep_sessions"
+    assert reason in error.reason
+
+
+def test_zero_is_not_a_duration_elsewhere(tmp_path: Path) -> None:
+    error = failure(tmp_path, MINIMAL + '\n[outbound]\ntimeout = "PT0S"\n')
+    assert (error.key, error.reason) == ("outbound.timeout", "'PT0S' must be longer than zero")
+
+
 def test_tls_cert_without_key(tmp_path: Path) -> None:
     error = failure(tmp_path, MINIMAL + '\n[smtp.listen]\ntls_cert = "a.pem"\n')
     assert error.key == "smtp.listen.tls_key"
