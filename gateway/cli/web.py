@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 from typing import Any
 
 from gateway.access.setup import open_access
@@ -40,5 +42,12 @@ def cmd_web(args: argparse.Namespace) -> int:
         app = build_app(services, access)
         sock = serve.bind(config.web)
         print(f"gateway web: serving the console at {serve.url_of(sock, config.web)}", flush=True)
+        # uvicorn shuts down gracefully on SIGTERM (systemd's stop), then raises the signal
+        # again with the handler it found: this one ends the command with 0, services closed.
+        signal.signal(signal.SIGTERM, _stopped)
         serve.serve(app, config.web, sock)
     return EXIT_OK
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    sys.exit(EXIT_OK)
