@@ -232,7 +232,8 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
-    assert worklist.WORKLIST_INDEX.name not in indexes
+    added = {worklist.WORKLIST_INDEX.name, worklist.RECEIVED_INDEX.name}
+    assert not added & indexes
 
     done = schema.upgrade(empty_engine)
 
@@ -240,7 +241,7 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     assert contents(empty_engine) == before
     assert differences(empty_engine) == []
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
-    assert worklist.WORKLIST_INDEX.name in indexes
+    assert added <= indexes
     with Ledger(empty_engine, FakeClock(START)).reading() as tx:
         found = worklist.page(tx, desks={"sirene"})
     assert [(item.reference, item.reply_state) for item in found] == [(RECEIVED.reference, "open")]
