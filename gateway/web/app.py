@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.access.setup import AccessServices
 from gateway.service.services import Services
+from gateway.web.bodylimit import BodyLimit
 from gateway.web.console import Console, console_of
 from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
@@ -42,7 +43,10 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/logout", logout, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(SecurityHeaders, hsts=services.config.web.tls)],
+        middleware=[
+            Middleware(SecurityHeaders, hsts=services.config.web.tls),
+            Middleware(BodyLimit),
+        ],
         exception_handlers={HTTPException: _refusal},
     )
     app.state.console = console

@@ -400,3 +400,22 @@ def test_the_console_on_postgresql(tmp_path: Path) -> None:
         assert "Action taken" in client.get(f"/messages/{mine}").text
         assert client.get(f"/messages/{theirs}").status_code == 404
         assert len(accesslog.read(desk.services.ledger)) == 1
+
+
+def test_a_body_over_the_cap_is_refused_with_413(desk: Console, client: TestClient) -> None:
+    token = csrf_of(client.get("/login").text)
+    huge = {"csrf": token, "name": "ana", "password": "x" * 100_000}
+    answer = client.post("/login", data=huge)
+    assert answer.status_code == 413
+    assert answer.headers["content-security-policy"] == CSP  # the headers wrap the refusal too
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        yield b"csrf=" + token.encode() + b"&name=ana&password="
+        for _ in range(100):
+            yield b"x" * 1000
+
+    streamed = client.post(
+        "/login", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert streamed.status_code == 413
+    assert audit_kinds(desk, "login.") == []
