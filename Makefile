@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/inbound.py
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/deadlines.py
+	$(BIN)/python bench/console.py
 
 # Mutation testing of what decides what gets in, configured in pyproject.toml [tool.mutmut]; not
 # part of `make test`. Mutated: the acceptance rule of OpenPGP messages (crypto/openpgp.py: gpg's
