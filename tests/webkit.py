@@ -105,12 +105,28 @@ def write_config(
     return path
 
 
-def form_xml(reference: str, action: str = "Person arrested.") -> bytes:
-    """The sample form G with another Reference and ActionTaken (XML-escaped: any text goes)."""
+# The free-text fields of the sample form G: any text is valid there.
+FREE_TEXT = (
+    "Officer",
+    "UrgencyReason",
+    "Locality",
+    "FamilyName",
+    "GivenName",
+    "Number",
+    "ActionTaken",
+    "FurtherActionRequested",
+)
+
+
+def form_xml(reference: str, action: str = "Person arrested.", **fields: str) -> bytes:
+    """The sample form G with another Reference, ActionTaken and any other field's text given
+    by its element's name (XML-escaped: any text goes)."""
     text = SAMPLE.read_text(encoding="utf-8")
     text = text.replace("NO-2026-000123", reference)
-    escaped = action.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = re.sub(r"<ActionTaken>.*?</ActionTaken>", f"<ActionTaken>{escaped}</ActionTaken>", text)
+    for tag, value in {"ActionTaken": action, **fields}.items():
+        escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        text, found = re.subn(rf"<{tag}>.*?</{tag}>", f"<{tag}>{escaped}</{tag}>", text, count=1)
+        assert found == 1, tag
     return text.encode("utf-8")
 
 

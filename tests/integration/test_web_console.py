@@ -14,7 +14,7 @@ import pytest
 from accesskit import PASSWORD
 from dbkit import postgres_schema
 from starlette.testclient import TestClient
-from webkit import XSS, Console, console, form_xml, receive, write_config
+from webkit import FREE_TEXT, XSS, Console, console, form_xml, receive, write_config
 
 from gateway.access import accesslog, totp
 from gateway.web.headers import CSP
@@ -358,14 +358,15 @@ def test_operators_see_metadata_only_and_auditors_nothing_of_messages(
     assert accesslog.read(desk.services.ledger) == []  # nothing of content was consulted
 
 
-def test_an_xss_payload_in_a_form_field_is_rendered_inert(
+def test_an_xss_payload_in_every_free_text_field_is_rendered_inert(
     desk: Console, client: TestClient
 ) -> None:
-    ledger_id = receive(desk.services, "NO-2026-000001", form=form_xml("NO-2026-000001", XSS))
+    form = form_xml("NO-2026-000001", **dict.fromkeys(FREE_TEXT, XSS))
+    ledger_id = receive(desk.services, "NO-2026-000001", form=form)
     login(client, "ana")
     page = client.get(f"/messages/{ledger_id}").text
-    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") == len(FREE_TEXT)
+    assert page.count("&lt;img src=x onerror=alert(1)&gt;") == len(FREE_TEXT)
     assert "<script" not in page and "<img" not in page
 
 
