@@ -116,12 +116,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace, services: Services) -> int:
     row = _find(services.ledger, args.reference)
-    try:
-        if row is None:
-            raise received.NotReadable(args.reference)
-        shown = received.render(services, row)
-    except received.NotReadable:
+    if row is None or row.direction != "inbound" or row.spool_key is None:
         print(f"gateway: no received message {args.reference}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    try:
+        shown = received.render(services, row)
+    except received.NotReadable as exc:
+        print(f"gateway: {args.reference}: {exc.shown}", file=sys.stderr)
         return EXIT_NOT_FOUND
     desk = row.desk or "-"
     print(f"{row.form} {row.reference} from {row.partner} ({row.state}, desk {desk})")

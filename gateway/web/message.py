@@ -4,6 +4,7 @@ access log before the page is sent. Out of the user's desks: 404, as if it did n
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +21,8 @@ from gateway.store.ledger import MessageRow
 from gateway.web import times
 from gateway.web.console import Console, SignedIn, console_of, require_user
 
+log = logging.getLogger("gateway.web")
+
 # Why a role reads a message, written in the access log with the view.
 PURPOSES = {
     Role.HANDLER: Purpose.CASE_WORK,
@@ -34,8 +37,8 @@ class Found:
     row: MessageRow
     events: list[tuple[datetime, str, str]]
     deadline: worklist.ReplyDeadline | None
-    form: received.Rendered | None  # None: the role may not read it, or it is not kept
-    gone: bool  # the form would be shown but its spooled copy is no longer kept
+    form: received.Rendered | None  # None: the role may not read it, or it cannot be shown
+    missing: str  # why a form the role may read is not shown ("" when it is, or may not be)
 
 
 async def message_page(request: Request) -> Response:
@@ -61,7 +64,7 @@ async def message_page(request: Request) -> Response:
             if deadline is not None and deadline.state == "open"
             else None,
             "form": found.form,
-            "gone": found.gone,
+            "missing": found.missing,
             "may_read": principal.may(Permission.CONTENT, found.row.desk),
         },
     )
@@ -84,11 +87,12 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
         deadline = worklist.reply_deadline(tx, row.id)
     role = principal.role_for(Permission.CONTENT, row.desk)
     if role is None:
-        return Found(row, events, deadline, None, gone=False)
+        return Found(row, events, deadline, None, missing="")
     try:
         form = received.render(services, row)
-    except received.NotReadable:
-        return Found(row, events, deadline, None, gone=True)
+    except received.NotReadable as exc:
+        log.warning("message view: %s", exc)
+        return Found(row, events, deadline, None, missing=exc.shown)
     with services.ledger.transaction() as tx:
         console.access.access_log.record_view(
             tx,
@@ -97,4 +101,4 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
             Seen(row.id, partner=row.partner, form=row.form, reference=row.reference),
             PURPOSES.get(role, Purpose.CASE_WORK),
         )
-    return Found(row, events, deadline, form, gone=False)
+    return Found(row, events, deadline, form, missing="")

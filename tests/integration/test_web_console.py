@@ -381,6 +381,15 @@ def test_a_message_whose_copy_is_no_longer_kept_shows_its_metadata(
     assert accesslog.read(desk.services.ledger) == []
 
 
+def test_a_message_whose_copy_cannot_be_read_says_so(desk: Console, client: TestClient) -> None:
+    broken = receive(desk.services, "NO-2026-000001", form=b"<FormG>not the form</FormG>")
+    login(client, "ana")
+    page = client.get(f"/messages/{broken}")
+    assert page.status_code == 200 and "cannot be read or no longer validates" in page.text
+    assert "not the form" not in page.text
+    assert accesslog.read(desk.services.ledger) == []
+
+
 def test_without_a_session_every_page_leads_to_the_login(client: TestClient) -> None:
     for url in ("/", "/messages/1"):
         answer = client.get(url)
