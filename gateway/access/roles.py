@@ -87,6 +87,15 @@ class Principal:
     def may(self, permission: Permission, desk: str | None = None) -> bool:
         return self.role_for(permission, desk) is not None
 
+    def desks_for(self, permission: Permission) -> frozenset[str] | None:
+        """The desks on which ``permission`` is allowed: None for every desk (a role of
+        ALL_DESKS that has it), else the handler's desks, empty when no role has it."""
+        if any(role in ALL_DESKS and permission in PERMISSIONS[role] for role in self.roles):
+            return None
+        if Role.HANDLER in self.roles and permission in PERMISSIONS[Role.HANDLER]:
+            return self.desks
+        return frozenset()
+
 
 def parse_roles(values: Iterable[str]) -> frozenset[Role]:
     """Roles by name; ValueError naming the unknown one."""

@@ -19,6 +19,7 @@ from gateway.cli import queue as cli_queue
 from gateway.cli import send as cli_send
 from gateway.cli import serve as cli_serve
 from gateway.cli import users as cli_users
+from gateway.cli import web as cli_web
 from gateway.cli.progress import Progress
 from gateway.core import config as configuration
 from gateway.core.errors import CannotStart, ConfigError, KeyUnusable, LedgerOutdated
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_queue.register(commands)
     cli_db.register(commands)
     cli_users.register(commands)
+    cli_web.register(commands)
     return parser
 
 

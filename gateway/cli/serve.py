@@ -14,11 +14,7 @@ from gateway.core import config as configuration
 from gateway.core import logsetup
 from gateway.core.clock import SystemClock
 from gateway.core.vocabulary import RECEIPT_FORM
-from gateway.crypto import pgpmime
-from gateway.desks import maildir as desks
-from gateway.desks.maildir import Delivery
-from gateway.inbound.handoff import Spooled
-from gateway.service import preflight, server
+from gateway.service import preflight, received, server
 from gateway.service.services import Services, open_services
 from gateway.store import lookups
 from gateway.store.ledger import Ledger, MessageRow
@@ -119,36 +115,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace, services: Services) -> int:
-    config, ledger = services.config, services.ledger
-    row = _find(ledger, args.reference)
+    row = _find(services.ledger, args.reference)
     if row is None or row.direction != "inbound" or row.spool_key is None:
         print(f"gateway: no received message {args.reference}", file=sys.stderr)
         return EXIT_NOT_FOUND
-    item = services.inbound.get(row.spool_key)
-    payload = pgpmime.parse_entity(Spooled.of(item).entity)
-    validator = services.validator
-    result = validator.validate(payload.form)
-    partner = config.partner_by_bureau(row.partner)
+    try:
+        shown = received.render(services, row)
+    except received.NotReadable as exc:
+        print(f"gateway: {args.reference}: {exc.shown}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     desk = row.desk or "-"
-    with ledger.reading() as tx:
-        due = lookups.deadline_due(tx, row.id, "reply")
-    delivery = Delivery(
-        partner=row.partner,
-        partner_address=partner.address if partner else "",
-        channel=row.channel,
-        form=row.form,
-        title=validator.catalogue.get(row.form).title,
-        header=result.header(),
-        outline=tuple(result.outline()),
-        form_xml=payload.form,
-        received_at=row.created_at,
-        desk=desk,
-        attachments=payload.attachments,
-        reply_due=due,
-    )
     print(f"{row.form} {row.reference} from {row.partner} ({row.state}, desk {desk})")
     print()
-    sys.stdout.write(desks.body(delivery))
+    sys.stdout.write(shown.text)
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -234,6 +235,28 @@ class AccessSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The console (`gateway web`): where it listens, TLS or the reverse proxy in front of it,
+    the bureau's time zone, the login rate per client address, the worklist's page."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # Behind a reverse proxy: the proxy's addresses, whose X-Forwarded-For and -Proto are
+    # believed (from any other address they are ignored).
+    behind_proxy: bool = False
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    time_zone: str = "UTC"  # an IANA name such as Europe/Bucharest: the times shown
+    login_attempts_per_minute: int = 10  # per client address, before 429
+    page_size: int = 50
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
 class Config:
     identity: Identity
     paths: Paths
@@ -253,6 +276,7 @@ class Config:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     retention: tuple[RetentionRule, ...] = ()
     access: AccessSettings = field(default_factory=AccessSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -351,6 +375,7 @@ def load(path: Path) -> Config:
     scheduler = _scheduler(table.table("scheduler"))
     retention = tuple(_retention(item) for item in table.tables("retention"))
     access = _access(table.table("access"), base)
+    web = _web(table.table("web"), base)
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -388,6 +413,7 @@ def load(path: Path) -> Config:
         scheduler=scheduler,
         retention=retention,
         access=access,
+        web=web,
         source=path,
     )
 
@@ -515,13 +541,13 @@ def _partner(table: Table, base: Path) -> Partner:
     return partner
 
 
-def _networks(table: Table) -> tuple[IPNetwork, ...]:
+def _networks(table: Table, key: str = "networks") -> tuple[IPNetwork, ...]:
     networks = []
-    for index, text in enumerate(table.str_list("networks", ())):
+    for index, text in enumerate(table.str_list(key, ())):
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
-            table.fail(f"networks[{index}]", f"{text!r} is not an address or a CIDR network")
+            table.fail(f"{key}[{index}]", f"{text!r} is not an address or a CIDR network")
     return tuple(networks)
 
 
@@ -733,6 +759,44 @@ def _access(table: Table, base: Path) -> AccessSettings:
     if settings.lockout_max < settings.lockout_for:
         table.fail("lockout_max", "must not be shorter than lockout_for")
     return settings
+
+
+def _web(table: Table, base: Path) -> WebSettings:
+    defaults = WebSettings()
+    web = WebSettings(
+        host=table.text("host", defaults.host, pattern=_HOST, hint="a host name or IP address"),
+        port=table.integer("port", defaults.port, minimum=0, maximum=65535),
+        tls_cert=table.path("tls_cert", base, None),
+        tls_key=table.path("tls_key", base, None),
+        behind_proxy=table.boolean("behind_proxy", defaults.behind_proxy),
+        trusted_proxies=_networks(table, "trusted_proxies"),
+        time_zone=table.text("time_zone", defaults.time_zone),
+        login_attempts_per_minute=table.integer(
+            "login_attempts_per_minute", defaults.login_attempts_per_minute, minimum=1, maximum=1000
+        ),
+        page_size=table.integer("page_size", defaults.page_size, minimum=5, maximum=500),
+    )
+    table.finish()
+    if (web.tls_cert is None) != (web.tls_key is None):
+        table.fail(
+            "tls_key" if web.tls_key is None else "tls_cert", "tls_cert and tls_key go together"
+        )
+    if web.behind_proxy and not web.trusted_proxies:
+        table.fail(
+            "trusted_proxies",
+            "behind_proxy needs the proxy's addresses (CIDR networks such as 127.0.0.1/32)",
+        )
+    if web.trusted_proxies and not web.behind_proxy:
+        table.fail("trusted_proxies", "only with behind_proxy = true")
+    if web.behind_proxy and web.tls:
+        table.fail(
+            "tls_cert", "behind a proxy the proxy holds the certificate: give one or the other"
+        )
+    try:
+        zoneinfo.ZoneInfo(web.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        table.fail("time_zone", f"{web.time_zone!r} is not a time zone such as Europe/Bucharest")
+    return web
 
 
 def _check_unique(table: Table, section: str, key: str, values: list[str]) -> None:

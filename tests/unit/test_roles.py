@@ -106,3 +106,18 @@ def test_names_and_roles_by_name() -> None:
             check_name(bad)
     with pytest.raises(ValueError, match="unknown role 'admin'"):
         parse_roles(["admin"])
+
+
+def test_desks_for_names_the_desks_a_permission_reaches() -> None:
+    handler = Principal("ana", frozenset({Role.HANDLER}), frozenset({"sirene"}))
+    supervisor = Principal("sue", frozenset({Role.SUPERVISOR}))
+    operator = Principal("olaf", frozenset({Role.OPERATOR}))
+    auditor = Principal("aud", frozenset({Role.AUDITOR}))
+    both = Principal("bo", frozenset({Role.HANDLER, Role.OPERATOR}), frozenset({"sirene"}))
+    assert handler.desks_for(Permission.CONTENT) == frozenset({"sirene"})
+    assert supervisor.desks_for(Permission.CONTENT) is None
+    assert operator.desks_for(Permission.METADATA) is None
+    assert operator.desks_for(Permission.CONTENT) == frozenset()
+    assert auditor.desks_for(Permission.METADATA) == frozenset()
+    assert both.desks_for(Permission.METADATA) is None
+    assert both.desks_for(Permission.CONTENT) == frozenset({"sirene"})

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import schema, users
+from gateway.store import schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -37,8 +37,8 @@ NEXT_REVISION = '''"""A note on each message (a test's revision)."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -98,19 +98,19 @@ def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
 
 
 def versions_with_next_revision(tmp_path: Path) -> Path:
-    """The package's migrations copied, plus revision 0003: what the next release will carry."""
+    """The package's migrations copied, plus revision 0004: what the next release will carry."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0003_note.py").write_text(NEXT_REVISION)
+    (folder / "versions" / "0004_note.py").write_text(NEXT_REVISION)
     return folder
 
 
-def versions_up_to_0001(tmp_path: Path) -> Path:
-    """The package's migrations as the release before users came carried them: 0001 alone."""
-    folder = tmp_path / "migrations-0001"
+def versions_up_to(tmp_path: Path, last: str) -> Path:
+    """The package's migrations as an earlier release carried them: up to revision ``last``."""
+    folder = tmp_path / f"migrations-{last}"
     shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
     for revision in (folder / "versions").glob("0*.py"):
-        if not revision.name.startswith("0001_"):
+        if revision.name[:4] > last:
             revision.unlink()
     return folder
 
@@ -173,16 +173,16 @@ def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     scripts = versions_with_next_revision(tmp_path)
-    assert schema.head(scripts) == "0003"
+    assert schema.head(scripts) == "0004"
     with pytest.raises(LedgerOutdated) as refused:
         schema.require_current(empty_engine, scripts)
     assert refused.value.upgradable
-    assert "is at revision 0002, this gateway needs 0003" in refused.value.line("gw.toml")
+    assert "is at revision 0003, this gateway needs 0004" in refused.value.line("gw.toml")
     assert refused.value.line("gw.toml").endswith("run `gateway -c gw.toml db upgrade`")
 
     done = schema.upgrade(empty_engine, scripts)
 
-    assert (done.before.current, done.after) == ("0002", "0003")
+    assert (done.before.current, done.after) == ("0003", "0004")
     schema.require_current(empty_engine, scripts)
     with empty_engine.connect() as connection:
         notes = connection.execute(text("SELECT reference, note FROM messages")).all()
@@ -194,19 +194,18 @@ def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
 def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    first = schema.upgrade(empty_engine, versions_up_to_0001(tmp_path))
+    first = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0001"))
     assert first.after == "0001"
     fill(empty_engine)
     before = contents(empty_engine)
     assert "users" not in inspect(empty_engine).get_table_names()
-    with pytest.raises(LedgerOutdated, match="is at revision 0001, this gateway needs 0002"):
+    with pytest.raises(LedgerOutdated, match="is at revision 0001, this gateway needs 0003"):
         schema.require_current(empty_engine)
 
-    done = schema.upgrade(empty_engine)
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002"))
 
-    assert (done.before.current, done.after, schema.head()) == ("0001", "0002", "0002")
+    assert (done.before.current, done.after) == ("0001", "0002")
     assert contents(empty_engine) == before
-    assert differences(empty_engine) == []
     assert {"users", "api_keys", "sessions"} <= set(inspect(empty_engine).get_table_names())
     accounts = Ledger(empty_engine, FakeClock(START))
     with accounts.transaction() as tx:
@@ -226,18 +225,40 @@ def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
+def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002")).after == "0002"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
+    added = {worklist.WORKLIST_INDEX.name, worklist.RECEIVED_INDEX.name}
+    assert not added & indexes
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after, schema.head()) == ("0002", "0003", "0003")
+    assert contents(empty_engine) == before
+    assert differences(empty_engine) == []
+    indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
+    assert added <= indexes
+    with Ledger(empty_engine, FakeClock(START)).reading() as tx:
+        found = worklist.page(tx, desks={"sirene"})
+    assert [(item.reference, item.reply_state) for item in found] == [(RECEIVED.reference, "open")]
+
+
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
     schema.upgrade(empty_engine, versions_with_next_revision(tmp_path))
     found = schema.state(empty_engine)
-    assert (found.current, found.known) == ("0003", False)
+    assert (found.current, found.known) == ("0004", False)
     for attempt in (schema.require_current, schema.upgrade):
-        with pytest.raises(LedgerOutdated, match="0003, which this gateway does not know") as no:
+        with pytest.raises(LedgerOutdated, match="0004, which this gateway does not know") as no:
             attempt(empty_engine)
         assert not no.value.upgradable
         assert "db upgrade" not in no.value.line("gw.toml")
-    assert schema.state(empty_engine).current == "0003"
+    assert schema.state(empty_engine).current == "0004"
 
 
 def test_an_empty_ledger_is_refused_and_names_the_upgrade(empty_engine: Engine) -> None:

@@ -1,5 +1,5 @@
-"""contrib/systemd/ipc-gateway.service: systemd accepts every line of it, and it confines the
-gateway as docs/OPERATIONS.md says."""
+"""contrib/systemd/ipc-gateway.service and ipc-gateway-web.service: systemd accepts every line
+of them, and they confine the gateway and its console as docs/OPERATIONS.md says."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent.parent
 UNIT = PROJECT / "contrib" / "systemd" / "ipc-gateway.service"
+WEB_UNIT = PROJECT / "contrib" / "systemd" / "ipc-gateway-web.service"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 COMMAND = "-c /etc/ipc-gateway/gateway.toml serve"
+WEB_COMMAND = "-c /etc/ipc-gateway/gateway.toml web"
 
 
 def settings(text: str) -> dict[str, list[str]]:
@@ -26,7 +28,7 @@ def settings(text: str) -> dict[str, list[str]]:
     return found
 
 
-def verify(text: str, folder: Path) -> list[str]:
+def verify(text: str, folder: Path, unit: Path = UNIT, command: str = COMMAND) -> list[str]:
     """What `systemd-analyze verify` says about the unit: its exit code must be 0, and it reports
     a line it ignores (an unknown key, a bad value) on stderr with exit code 0 all the same, so
     every line that names the unit is returned.
@@ -35,14 +37,14 @@ def verify(text: str, folder: Path) -> list[str]:
     it reads runs this interpreter with `-m gateway` instead, the same command otherwise."""
     if not Path(SYSTEMD_ANALYZE).exists():
         pytest.skip("systemd-analyze is not installed: the unit is not checked by systemd")
-    start = settings(UNIT.read_text())["ExecStart"][0]
-    local = text.replace(f"ExecStart={start}", f"ExecStart={sys.executable} -m gateway {COMMAND}")
-    copy = folder / UNIT.name
+    start = settings(unit.read_text())["ExecStart"][0]
+    local = text.replace(f"ExecStart={start}", f"ExecStart={sys.executable} -m gateway {command}")
+    copy = folder / unit.name
     copy.write_text(local)
     done = subprocess.run(
         [SYSTEMD_ANALYZE, "verify", str(copy)], capture_output=True, text=True, check=False
     )
-    complaints = [line for line in done.stderr.splitlines() if UNIT.name in line]
+    complaints = [line for line in done.stderr.splitlines() if unit.name in line]
     if done.returncode != 0:
         complaints.append(f"exit {done.returncode}: {done.stderr.strip()}")
     return complaints
@@ -92,3 +94,25 @@ def test_the_unit_bounds_resources_and_restarts_after_a_failure() -> None:
         assert len(unit.get(key, [])) == 1, key
     assert unit["Restart"] == ["on-failure"]
     assert unit["RestartPreventExitStatus"] == ["2"]  # a configuration error stays down
+
+
+def test_systemd_accepts_every_line_of_the_console_unit(tmp_path: Path) -> None:
+    assert verify(WEB_UNIT.read_text(), tmp_path, WEB_UNIT, WEB_COMMAND) == []
+
+
+def test_the_console_unit_runs_web_without_any_capability_confined_like_serve() -> None:
+    web, serve = settings(WEB_UNIT.read_text()), settings(UNIT.read_text())
+    assert web["ExecStart"][0].endswith(f"/gateway {WEB_COMMAND}")
+    assert web["User"] == web["Group"] == ["ipc-gateway"]
+    assert web["CapabilityBoundingSet"] == web["AmbientCapabilities"] == [""]
+    confinement = (
+        "NoNewPrivileges", "UMask", "ProtectSystem", "ProtectHome", "PrivateTmp",
+        "PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
+        "ProtectControlGroups", "ProtectClock", "ProtectProc", "RestrictAddressFamilies",
+        "RestrictNamespaces", "RestrictSUIDSGID", "SystemCallFilter", "StateDirectory",
+        "RestartPreventExitStatus",
+    )  # fmt: skip
+    for key in confinement:
+        assert web[key] == serve[key], key
+    for key in ("MemoryHigh", "MemoryMax", "TasksMax", "LimitNOFILE"):
+        assert len(web.get(key, [])) == 1, key

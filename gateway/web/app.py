@@ -1,0 +1,73 @@
+"""The console as an ASGI application: its routes, the security headers, the refusal pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from gateway.access.setup import AccessServices
+from gateway.service.services import Services
+from gateway.web.bodylimit import BodyLimit
+from gateway.web.console import Console, console_of
+from gateway.web.headers import SecurityHeaders
+from gateway.web.login import login, login_page, logout
+from gateway.web.message import message_page
+from gateway.web.worklist import worklist_page
+
+STATIC = Path(__file__).resolve().parent / "static"
+TITLES = {
+    400: "Bad request",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Not allowed",
+    429: "Too many attempts",
+}
+
+
+def build_app(services: Services, access: AccessServices) -> Starlette:
+    """The console over ``services`` (whose ledger it reads and whose audit chain it writes)."""
+    console = Console.of(services, access)
+    app = Starlette(
+        routes=[
+            Route("/", worklist_page, methods=["GET"]),
+            Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
+            Route("/login", login_page, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=[
+            Middleware(SecurityHeaders, hsts=services.config.web.tls),
+            Middleware(BodyLimit),
+        ],
+        exception_handlers={HTTPException: _refusal},
+    )
+    app.state.console = console
+    return app
+
+
+async def _refusal(request: Request, exc: Exception) -> Response:
+    """A refusal as a page (a redirect as it is), keeping its headers (Retry-After)."""
+    if not isinstance(exc, HTTPException):
+        raise exc
+    if 300 <= exc.status_code < 400:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    console = console_of(request)
+    return console.page(
+        request,
+        "refused.html",
+        {
+            "title": TITLES.get(exc.status_code, "Refused"),
+            "detail": exc.detail,
+            "status": exc.status_code,
+        },
+        status=exc.status_code,
+        headers=exc.headers,
+    )

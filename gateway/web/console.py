@@ -1,0 +1,109 @@
+"""What every page of the console works with: the services, the access services, the
+templates, the login rate limit; who is signed in; pages and refusals rendered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from gateway.access.sessions import SessionUser
+from gateway.access.setup import AccessServices
+from gateway.core.config import WebSettings
+from gateway.service.services import Services
+from gateway.web import cookies, csrf, times
+from gateway.web.client import Client, client_of
+from gateway.web.ratelimit import RateLimit
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: SessionUser
+    csrf: str  # the token the session's forms carry
+
+
+@dataclass(frozen=True)
+class Console:
+    services: Services
+    access: AccessServices
+    settings: WebSettings
+    login_limit: RateLimit
+    zone: ZoneInfo
+    templates: Environment
+
+    @classmethod
+    def of(cls, services: Services, access: AccessServices) -> Console:
+        settings = services.config.web
+        environment = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(("html",), default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        zone = ZoneInfo(settings.time_zone)
+        environment.filters["shown"] = lambda instant: times.shown(instant, zone)
+        return cls(
+            services=services,
+            access=access,
+            settings=settings,
+            login_limit=RateLimit(settings.login_attempts_per_minute, services.clock),
+            zone=zone,
+            templates=environment,
+        )
+
+    def client(self, request: Request) -> Client:
+        return client_of(request, self.settings)
+
+    async def signed_in(self, request: Request) -> SignedIn | None:
+        """The session of the request's cookie, checked (and its use noted); None without one."""
+        token = cookies.read(request, cookies.SESSION, self.client(request))
+        if not token:
+            return None
+        user = await run_in_threadpool(self.access.sessions.check, token)
+        return SignedIn(user, csrf.session_token(token)) if user is not None else None
+
+    def page(
+        self,
+        request: Request,
+        template: str,
+        context: dict[str, Any],
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        body = self.templates.get_template(template).render(
+            request=request, now=self.services.clock.now(), **context
+        )
+        return HTMLResponse(body, status_code=status, headers=headers)
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+async def require_user(request: Request) -> SignedIn:
+    """The signed-in user; otherwise a 303 to the login page (HTTPException with Location)."""
+    signed = await console_of(request).signed_in(request)
+    if signed is None:
+        raise HTTPException(303, headers={"Location": "/login"})
+    return signed
+
+
+async def check_csrf(request: Request, signed: SignedIn) -> dict[str, str]:
+    """The form of a state-changing request, after its CSRF token: 403 when missing or wrong."""
+    form = await request.form()
+    given = form.get(csrf.FIELD)
+    if not csrf.same(signed.csrf, given if isinstance(given, str) else None):
+        raise HTTPException(403, "the form's security token is missing or wrong: reload the page")
+    return {key: value for key, value in form.items() if isinstance(value, str)}
