@@ -131,9 +131,63 @@ def wrap_encrypted(ciphertext: bytes, envelope: Envelope) -> bytes:
     for value in (envelope.sender, envelope.recipient, envelope.subject, envelope.message_id):
         if not _SAFE_HEADER.fullmatch(value):
             raise ValueError("header values must be printable ASCII without CR or LF")
-    outer = MIMEMultipart(
-        "encrypted", boundary=new_boundary(), protocol="application/pgp-encrypted"
+    boundary = new_boundary()
+    headers = (
+        ("From", envelope.sender),
+        ("To", envelope.recipient),
+        ("Date", envelope.date),
+        ("Message-ID", envelope.message_id),
+        ("Subject", envelope.subject),
     )
+    if ciphertext.isascii() and all(_plain_header(name, value) for name, value in headers):
+        return _written_encrypted(ciphertext, headers, boundary)
+    return _generated_encrypted(ciphertext, envelope, boundary)
+
+
+def _plain_header(name: str, value: str) -> bool:
+    """Whether WRITE_POLICY writes this header as it is, on one line (see _PlainHeaders)."""
+    return (
+        value.isascii()
+        and value.isprintable()
+        and len(name) + 2 + len(value) <= 78
+        and "=?" not in value
+        and "  " not in value
+        and value == value.strip()
+    )
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _written_encrypted(
+    ciphertext: bytes, headers: tuple[tuple[str, str], ...], boundary: str
+) -> bytes:
+    """wrap_encrypted's message written straight out: the bytes the email package writes with
+    WRITE_POLICY when every header is plain (a test holds the two to the same output), without
+    building and flattening a tree of parts for every message sent."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    opening = (
+        'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";\r\n'
+        f' boundary="{boundary}"\r\nMIME-Version: 1.0\r\n{head}\r\n'
+        f"--{boundary}\r\n"
+        "Content-Type: application/pgp-encrypted\r\nMIME-Version: 1.0\r\n"
+        "Content-Description: PGP/MIME version identification\r\n"
+        "Content-Transfer-Encoding: 7bit\r\n\r\nVersion: 1\r\n\r\n"
+        f"--{boundary}\r\n"
+        'Content-Type: application/octet-stream; name="encrypted.asc"\r\nMIME-Version: 1.0\r\n'
+        "Content-Description: OpenPGP encrypted message\r\n"
+        'Content-Disposition: inline; filename="encrypted.asc"\r\n'
+        "Content-Transfer-Encoding: 7bit\r\n\r\n"
+    )
+    closing = f"\r\n--{boundary}--\r\n"
+    return b"".join(
+        (opening.encode("ascii"), _LINE_END.sub(b"\r\n", ciphertext), closing.encode("ascii"))
+    )
+
+
+def _generated_encrypted(ciphertext: bytes, envelope: Envelope, boundary: str) -> bytes:
+    """wrap_encrypted's message made by the email package (any header it must fold)."""
+    outer = MIMEMultipart("encrypted", boundary=boundary, protocol="application/pgp-encrypted")
     outer["From"] = envelope.sender
     outer["To"] = envelope.recipient
     outer["Date"] = envelope.date

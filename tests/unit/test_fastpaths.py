@@ -196,3 +196,89 @@ def test_envelope_written_by_the_gateway_equals_compat32() -> None:
     written = pgpmime.wrap_encrypted(armored, envelope)
     reparsed = email.message_from_bytes(written, policy=email.policy.compat32)
     assert reparsed.as_bytes(policy=pgpmime.WRITE_POLICY) == reparsed.as_bytes(policy=COMPAT32)
+
+
+ARMOR = "-----BEGIN PGP MESSAGE-----\n\nhQEMA0{}\n=abcd\n-----END PGP MESSAGE-----\n"
+
+
+@pytest.mark.parametrize(
+    "ciphertext",
+    [
+        ARMOR.format("xyz").encode(),
+        ARMOR.format("xyz").replace("\n", "\r\n").encode(),
+        ARMOR.format("xyz").rstrip("\n").encode(),  # no line end at the end
+        ARMOR.format("a\rb\r\nc\n\nd").encode(),  # mixed line ends
+        ARMOR.format("x" * 5000).encode(),
+        ("  " + ARMOR.format("lead")).encode(),
+        ARMOR.format("caf\u00e9").encode("utf-8"),  # not ASCII: the email package writes it
+    ],
+)
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        pgpmime.Envelope(
+            "sirene@ro.example",
+            "sirene@no.example",
+            "IPC ACK RO-2026-000001",
+            "<receipt.1.RO-2026-000001@gw.ro.example>",
+            "Sun, 06 Dec 2026 07:00:00 +0000",
+        ),
+        pgpmime.Envelope(
+            "sirene@ro.example",
+            "sirene@no.example",
+            "SIRENE G " + "R" * 80,  # folded by compat32
+            "<" + "m" * 70 + "@x>",
+            "Sun, 06 Dec 2026 07:00:00 +0000",
+        ),
+        pgpmime.Envelope("a@b", "c@d", "two  spaces", "<=?x?=>", " lead"),
+        pgpmime.Envelope("a@b", "c@d", "", "<m@x>", "Mon, 7 Dec 2026 01:02:03 -0000"),
+    ],
+)
+def test_encrypted_message_is_written_as_the_email_package_writes_it(
+    ciphertext: bytes, envelope: pgpmime.Envelope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        ciphertext.decode("ascii")
+    except UnicodeDecodeError:
+        with pytest.raises(UnicodeDecodeError):
+            pgpmime.wrap_encrypted(ciphertext, envelope)
+        return
+    monkeypatch.setattr(pgpmime, "new_boundary", lambda: "=_" + "5" * 32)
+    written = pgpmime.wrap_encrypted(ciphertext, envelope)
+    generated = pgpmime._generated_encrypted(ciphertext, envelope, "=_" + "5" * 32)
+    assert written == generated
+    parsed, armored = pgpmime.parse_outer(written)
+    assert parsed.message_id.strip() == envelope.message_id  # a folded one starts a new line
+    assert (
+        armored.replace(b"\r\n", b"\n").strip()
+        == ciphertext.replace(b"\r\n", b"\n").replace(b"\r", b"\n").strip()
+    )
+
+
+def test_encrypted_message_on_random_headers() -> None:
+    chooser = random.Random(20261206)  # noqa: S311 - test data, not secrecy
+    alphabet = "abcXYZ019<>@.=?-_:,+ "
+    compared = 0
+    for _ in range(2000):
+        values = [
+            "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 80)))
+            for _ in range(5)
+        ]
+        envelope = pgpmime.Envelope(*values)
+        if not all(pgpmime._SAFE_HEADER.fullmatch(value) for value in values):
+            continue
+        boundary = "=_" + "a" * 32
+        text = ARMOR.format(values[0].replace(" ", "")).encode()
+        headers = (
+            ("From", envelope.sender),
+            ("To", envelope.recipient),
+            ("Date", envelope.date),
+            ("Message-ID", envelope.message_id),
+            ("Subject", envelope.subject),
+        )
+        fast = pgpmime._written_encrypted(text, headers, boundary)
+        plain = all(pgpmime._plain_header(name, value) for name, value in headers)
+        if plain:
+            assert fast == pgpmime._generated_encrypted(text, envelope, boundary), values
+            compared += 1
+    assert compared > 50, "the random headers reach the plain path"
