@@ -151,30 +151,46 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
     new/, and new/ fsynced. ENOSPC is StorageFull, any other OSError StoreUnavailable; either
     way nothing is left in new/.
     """
-    if not _NAME.fullmatch(name) or name.startswith("."):
-        raise ValueError(f"Maildir name {name!r}: use 1-100 of A-Z a-z 0-9 . _ -, not a leading .")
-    tmp = maildir / "tmp" / name
-    target = maildir / "new" / name
+    return deliver_many(maildir, [(name, message)])[0]
+
+
+def deliver_many(maildir: Path, messages: Sequence[tuple[str, bytes]]) -> list[Path]:
+    """deliver for several messages of one Maildir, each (name, message), in one go: one look at
+    what new/ and cur/ hold, each new one written to tmp/ and fsynced and renamed into new/, and
+    new/ fsynced once for them all. Returns each message's file, in order. On an error none of
+    the files this call put into new/ is left there."""
+    for name, _ in messages:
+        if not _NAME.fullmatch(name) or name.startswith("."):
+            raise ValueError(
+                f"Maildir name {name!r}: use 1-100 of A-Z a-z 0-9 . _ -, not a leading ."
+            )
+    tmp, new = os.fspath(maildir / "tmp"), os.fspath(maildir / "new")
+    placed: list[str] = []
+    paths: list[Path] = []
+    name = ""
     try:
         _prepare(maildir)
-        if (found := _delivered(maildir, name)) is not None:
-            log.debug("%s already delivered to %s", name, maildir)
-            return found
-        _write_new(tmp, message)
-        tmp.rename(target)
-        try:
-            fsync_dir(target.parent)
-        except OSError:
-            with contextlib.suppress(OSError):
-                target.unlink(missing_ok=True)
-            raise
+        present = _delivered_names(maildir)
+        for name, message in messages:
+            if (found := present.get(name)) is not None:
+                log.debug("%s already delivered to %s", name, maildir)
+                paths.append(found)
+                continue
+            _write_new(Path(f"{tmp}/{name}"), message)
+            os.rename(f"{tmp}/{name}", f"{new}/{name}")  # noqa: PTH104 - strings, once per message
+            placed.append(f"{new}/{name}")
+            present[name] = Path(placed[-1])
+            paths.append(present[name])
+        if placed:
+            fsync_dir(Path(new))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        for path in [f"{tmp}/{name}", *placed]:
+            with contextlib.suppress(OSError):
+                os.unlink(path)  # noqa: PTH108 - as above
         detail = f"cannot deliver {name} into the Maildir {maildir}: {exc.strerror or exc}"
         raise storage_error(exc, detail) from exc
-    log.debug("%s delivered to %s", name, maildir)
-    return target
+    log.debug("%d delivered to %s", len(placed), maildir)
+    return paths
 
 
 def _as_utc(instant: datetime) -> datetime:
@@ -246,14 +262,15 @@ def _prepare(maildir: Path) -> None:
         fsync_dir(maildir)
 
 
-def _delivered(maildir: Path, name: str) -> Path | None:
-    """The file already delivered under this name: ``name`` in new/, or ``name:2,FLAGS`` in cur/."""
+def _delivered_names(maildir: Path) -> dict[str, Path]:
+    """What is delivered already, by name: ``name`` in new/, or ``name:2,FLAGS`` in cur/ (a
+    reader moved and flagged it). One scan of each folder, whatever the number of messages."""
+    found: dict[str, Path] = {}
     for folder in ("new", "cur"):
         with os.scandir(maildir / folder) as entries:
             for entry in entries:
-                if entry.name == name or entry.name.startswith(name + ":"):
-                    return Path(entry.path)
-    return None
+                found.setdefault(entry.name.split(":", 1)[0], Path(entry.path))
+    return found
 
 
 def _write_new(path: Path, data: bytes) -> None:

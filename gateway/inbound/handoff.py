@@ -16,8 +16,9 @@ from gateway.core.stagecpu import DESK, RECEIPT, StageCpu
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.crypto.openpgp import GnuPG
-from gateway.desks.maildir import Delivery, deliver, render
+from gateway.desks.maildir import Delivery, deliver_many, render
 from gateway.forms.xmlforms import FormValidator, Validation
+from gateway.inbound.carryover import Carryover
 from gateway.inbound.retry import HandoffRetry
 from gateway.store import lookups
 from gateway.store.audit import AuditLog
@@ -94,9 +95,11 @@ class Handoff:
         audit: AuditLog,
         clock: Clock,
         cpu: StageCpu | None = None,
+        carried: Carryover | None = None,
     ) -> None:
         self.config = config
         self.cpu = cpu or StageCpu()
+        self.carried = carried if carried is not None else Carryover()
         self.gpg = gpg
         self.validator = validator
         self.ledger = ledger
@@ -217,23 +220,37 @@ class Handoff:
 
     def _prepare(self, items: list[SpoolItem]) -> list[_Ready]:
         """Everything before the batch's transaction: the rows (one read), each item's form
-        checked again, the receipts of ours matched, the desk copies made. An item that is not
-        due or fails is put back here and left out."""
+        checked again (or as the intake left it), the receipts of ours matched, the desk copies
+        made (one write of each desk's Maildir for the batch), replies matched to what they
+        answer. An item that is not due or fails is put back here and left out."""
         with self.ledger.reading() as tx:
             rows = self.ledger.by_spool_keys_in(tx, [item.key for item in items])
             dues = lookups.deadlines_due(tx, [row.id for row in rows.values()], "reply")
-        prepared: list[_Ready] = []
+        opened: list[tuple[_Ready, bytes | None]] = []
         for item in items:
             row = rows.get(item.key)
             if row is None:
                 self._not_recorded(item)
                 continue
             try:
-                prepared.append(self._prepare_one(item, row, dues.get(row.id)))
+                opened.append(self._open(item, row, dues.get(row.id)))
             except (GatewayError, OSError, LookupError) as error:
-                log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
-                self.retry.failed(item, error)
-        return prepared
+                self._failed(item, error)
+        prepared = self._deliver(opened)
+        ready: list[_Ready] = []
+        for one in prepared:
+            try:
+                if one.desk is not None and one.row.in_reply_to is not None:
+                    self.matcher.reply_received(one.row)
+            except (GatewayError, OSError, LookupError) as error:
+                self._failed(one.item, error)
+                continue
+            ready.append(one)
+        return ready
+
+    def _failed(self, item: SpoolItem, error: Exception) -> None:
+        log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
+        self.retry.failed(item, error)
 
     def _not_recorded(self, item: SpoolItem) -> None:
         """An item without its ledger row: spooled a moment ago and its ledger commit is on its
@@ -246,11 +263,17 @@ class Handoff:
         log.error("setting aside %s: spooled but never recorded", item.key)
         self.inbound.set_aside(item, "spooled but never recorded")
 
-    def _prepare_one(self, item: SpoolItem, row: MessageRow, reply_due: datetime | None) -> _Ready:
-        spooled = Spooled.of(item)
-        payload = pgpmime.parse_entity(spooled.entity)
-        validation = self.validator.validate(payload.form)
-        validation.raise_for_errors()
+    def _open(
+        self, item: SpoolItem, row: MessageRow, reply_due: datetime | None
+    ) -> tuple[_Ready, bytes | None]:
+        """The item's form, checked, and the desk's copy to write (None: none to write now)."""
+        checked = self.carried.take(item.key)
+        if checked is None:  # not from this process's intake (a restart): read it again
+            payload = pgpmime.parse_entity(Spooled.of(item).entity)
+            validation = self.validator.validate(payload.form)
+            validation.raise_for_errors()
+        else:
+            payload, validation = checked
         if row.form == RECEIPT_FORM:
             # A receipt for a message of ours: matched, never put on a desk, never receipted.
             if row.state == InboundState.RECEIVED:
@@ -258,28 +281,48 @@ class Handoff:
                 self.matcher.receipt_received(
                     row, values.get("OriginalReference", ""), values.get("ContentSHA256", "")
                 )
-            return _Ready(item, row, desk=None, receipt=False)
-        desk = (
-            self._deliver(row, payload, validation, reply_due)
-            if row.state == InboundState.RECEIVED
-            else None
-        )
-        if row.in_reply_to is not None:
-            self.matcher.reply_received(row)
-        return _Ready(item, row, desk, receipt=True)
+            return _Ready(item, row, desk=None, receipt=False), None
+        if row.state != InboundState.RECEIVED:
+            return _Ready(item, row, desk=None, receipt=True), None
+        desk = self.config.desk(row.desk or "")
+        copy = self._render(row, payload, validation, reply_due)
+        return _Ready(item, row, desk.name, receipt=True), copy
 
-    def _deliver(
+    def _deliver(self, opened: list[tuple[_Ready, bytes | None]]) -> list[_Ready]:
+        """The desks' copies into their Maildirs, each desk's in one go (once: the name is
+        fixed by the ledger id); returns the items whose copies are there (or had none)."""
+        by_desk: dict[str, list[tuple[_Ready, bytes]]] = {}
+        for ready, copy in opened:
+            if copy is not None and ready.desk is not None:
+                by_desk.setdefault(ready.desk, []).append((ready, copy))
+        failed: set[str] = set()
+        for name, copies in by_desk.items():
+            desk = self.config.desk(name)
+            try:
+                deliver_many(
+                    desk.maildir,
+                    [(f"{ready.row.id}.{ready.row.reference}", copy) for ready, copy in copies],
+                )
+            except (GatewayError, OSError) as error:
+                for ready, _ in copies:
+                    self._failed(ready.item, error)
+                    failed.add(ready.item.key)
+                continue
+            log.debug("delivered %d to desk %s", len(copies), name)
+        return [ready for ready, _ in opened if ready.item.key not in failed]
+
+    def _render(
         self,
         row: MessageRow,
         payload: pgpmime.Payload,
         validation: Validation,
         reply_due: datetime | None,
-    ) -> str:
-        """The desk's copy into its Maildir (once: the name is fixed by the ledger id)."""
+    ) -> bytes:
+        """The desk's copy of the message."""
         form = self.validator.catalogue.get(row.form)
         partner = self.config.partner(row.partner)
         desk = self.config.desk(row.desk or "")
-        message = render(
+        return render(
             Delivery(
                 partner=partner.code,
                 partner_address=partner.address,
@@ -296,9 +339,6 @@ class Handoff:
                 desk_email=desk.email,
             )
         )
-        path = deliver(desk.maildir, f"{row.id}.{row.reference}", message)
-        log.debug("delivered %s %s to desk %s (%s)", row.form, row.reference, desk.name, path.name)
-        return desk.name
 
     def _record(self, prepared: list[_Ready]) -> list[tuple[MessageRow, MessageRow]]:
         """One transaction for what the ledger keeps of the batch's hand-off: the moves to

@@ -25,6 +25,7 @@ from gateway.crypto.sealing import Opened, open_message
 from gateway.desks.maildir import choose_desk
 from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
+from gateway.inbound.carryover import Carryover
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage
 from gateway.store.spool import Spool
@@ -77,6 +78,7 @@ class Pipeline:
         audit: AuditLog,
         clock: Clock,
         cpu: StageCpu | None = None,
+        carried: Carryover | None = None,
     ) -> None:
         self.config = config
         self.gpg = gpg
@@ -86,6 +88,7 @@ class Pipeline:
         self.audit = audit
         self.clock = clock
         self.cpu = cpu or StageCpu()
+        self.carried = Carryover(max_entries=0) if carried is None else carried  # kept if shared
 
     def accept(self, mail_from: str, raw: bytes) -> Accepted:
         """Run every stage. Raise the GatewayError that is the SMTP reply, audited, or return once
@@ -232,6 +235,7 @@ class Pipeline:
             self.spool.delete(key, "queued")
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable() from None
+        self.carried.put(key, checked.opened.payload, checked.validation)
         log.info("received %s %s from %s", checked.form.code, header.reference, partner.code)
         return Accepted(ledger_id, header.reference, duplicate=False)
 

@@ -16,6 +16,7 @@ from gateway.core.config import Config
 from gateway.core.errors import CannotStart, ConfigError
 from gateway.core.stagecpu import StageCpu
 from gateway.core.waits import wait_event
+from gateway.inbound.carryover import Carryover
 from gateway.inbound.handoff import Handoff, Progress
 from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
@@ -69,6 +70,7 @@ class Gateway:
         self.inbound = services.inbound
         self.outbound = services.outbound
         self.cpu = StageCpu()  # CPU per stage of a message's path, for benchmarks and metrics
+        carried = Carryover()  # what the intake checked, for the hand-off: not parsed twice
         self.pipeline = Pipeline(
             config=config,
             gpg=self.gpg,
@@ -78,6 +80,7 @@ class Gateway:
             audit=self.audit,
             clock=self.clock,
             cpu=self.cpu,
+            carried=carried,
         )
         self.handoff = Handoff(
             config=config,
@@ -89,6 +92,7 @@ class Gateway:
             audit=self.audit,
             clock=self.clock,
             cpu=self.cpu,
+            carried=carried,
         )
         self.submitter = services.submitter()
         self.outbox = Outbox(config, self.submitter)

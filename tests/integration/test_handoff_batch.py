@@ -16,6 +16,7 @@ from sqlalchemy import exc
 from gateway.core import config as configuration
 from gateway.crypto import pgpmime
 from gateway.inbound import handoff as handoff_module
+from gateway.inbound.carryover import Carryover
 from gateway.service.server import Gateway
 from gateway.service.services import open_services
 from gateway.store.ledger import Ledger
@@ -148,4 +149,29 @@ def test_a_long_queue_goes_in_batches_of_at_most_handoff_batch(
     idle.handoff.handle_many = counted  # type: ignore[method-assign]
     assert idle.handoff.run_once() == COUNT
     assert batches == [4, COUNT - 4]
+    assert_handed_off(idle, references)
+
+
+def test_what_the_intake_checked_is_not_parsed_again(
+    world: World, idle: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    references = accept_many(world, idle, 3)
+    assert len(idle.handoff.carried) == 3, "the intake left each form checked"
+    parsed: list[bytes] = []
+    real_parse = pgpmime.parse_entity
+
+    def parse_entity(entity: bytes) -> pgpmime.Payload:
+        parsed.append(entity)
+        return real_parse(entity)
+
+    monkeypatch.setattr(pgpmime, "parse_entity", parse_entity)
+    assert idle.handoff.run_once() == 3
+    assert parsed == [] and len(idle.handoff.carried) == 0
+    assert_handed_off(idle, references)
+
+
+def test_after_a_restart_the_spool_is_read_again(world: World, idle: Gateway) -> None:
+    references = accept_many(world, idle, 3)
+    idle.handoff.carried = Carryover()  # what a new process starts with
+    assert idle.handoff.run_once() == 3
     assert_handed_off(idle, references)

@@ -241,6 +241,56 @@ def test_redelivery_is_a_no_op(tmp_path: Path) -> None:
     assert other == maildir / "new" / "12.NO-2026-000123.1"
 
 
+def test_deliver_many_writes_each_once_and_syncs_new_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maildir = tmp_path / "desk"
+    deliver(maildir, "2.B", b"Subject: b before\r\n\r\n")
+    (maildir / "new" / "2.B").rename(maildir / "cur" / "2.B:2,S")
+    synced: list[str] = []
+    monkeypatch.setattr(desks, "fsync_dir", lambda folder: synced.append(folder.name))
+    paths = desks.deliver_many(
+        maildir,
+        [("1.A", b"Subject: a\r\n\r\n"), ("2.B", b"Subject: b again\r\n\r\n"), ("3.C", b"c")],
+    )
+    assert paths == [maildir / "new" / "1.A", maildir / "cur" / "2.B:2,S", maildir / "new" / "3.C"]
+    assert synced == ["new"], "one sync of new/ for the whole batch"
+    assert (maildir / "cur" / "2.B:2,S").read_bytes().startswith(b"Subject: b before")
+    assert sorted(path.name for path in (maildir / "new").iterdir()) == ["1.A", "3.C"]
+    assert list((maildir / "tmp").iterdir()) == []
+    assert desks.deliver_many(maildir, []) == []
+
+
+def test_deliver_many_failing_midway_leaves_nothing_in_new(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maildir = tmp_path / "desk"
+    deliver(maildir, "0.OLD", b"Subject: old\r\n\r\n")
+    real_fsync = os.fsync
+    calls: list[int] = []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 3:  # the third message's file
+            raise OSError(errno.ENOSPC, "simulated")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(StorageFull, match=r"3\.C"):
+        desks.deliver_many(maildir, [(f"{n}.{c}", b"x") for n, c in ((1, "A"), (2, "B"), (3, "C"))])
+    assert [path.name for path in (maildir / "new").iterdir()] == ["0.OLD"], "only what was there"
+    assert list((maildir / "tmp").iterdir()) == []
+    monkeypatch.undo()
+    desks.deliver_many(maildir, [(f"{n}.{c}", b"x") for n, c in ((1, "A"), (2, "B"), (3, "C"))])
+    assert len(list((maildir / "new").iterdir())) == 4
+
+
+def test_deliver_many_refuses_a_bad_name_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Maildir name"):
+        desks.deliver_many(tmp_path / "desk", [("1.A", b"x"), ("../x", b"y")])
+    assert not (tmp_path / "desk").exists()
+
+
 def test_stale_tmp_file_is_replaced(tmp_path: Path) -> None:
     maildir = tmp_path / "desk"
     for folder in ("tmp", "new", "cur"):
