@@ -13,9 +13,9 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
-from sqlalchemy import Connection, Engine, exc
+from sqlalchemy import Connection, Engine, event, exc
 
 # Whatever the database or its driver raises; a conflict with a unique key; the database is
 # unreachable, locked too long or out of space.
@@ -40,17 +40,62 @@ class Transaction:
 
 # On SQLite the writers of this process take turns on a lock of their engine: a writer that meets
 # another inside SQLite is put to sleep by its busy handler (1, 2, 5, 10 ms and more), one waiting
-# here goes on the moment the other commits.
-_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_writers_guard = threading.Lock()
+# here goes on the moment the other commits. Since they take turns, they share one connection,
+# kept open (in autocommit mode: BEGIN IMMEDIATE and COMMIT are ours to say); each thread keeps
+# one for its reads. Checking a connection out of the pool and back in (its reset, its isolation
+# level set and reset) cost more than the statements of a message's intake together.
+class _Kept:
+    """The connections kept for one SQLite engine; closed when the engine is disposed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.lock = threading.RLock()
+        self.writer: Connection | None = None
+        self.readers = threading.local()
+        self.opened: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.guard = threading.Lock()
+        event.listen(engine, "engine_disposed", self.close)
+
+    def open(self, engine: Engine, *, autocommit: bool) -> Connection:
+        connection = engine.connect()
+        if autocommit:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        with self.guard:
+            self.opened.add(connection)
+        return connection
+
+    def forget(self, connection: Connection) -> None:
+        """Close a kept connection after a failure: the next use opens a new one."""
+        if self.writer is connection:
+            self.writer = None
+        if getattr(self.readers, "connection", None) is connection:
+            self.readers.connection = None
+        with self.guard:
+            self.opened.discard(connection)
+        with suppress(Exception):
+            connection.close()
+
+    def close(self, _engine: Engine | None = None) -> None:
+        with self.guard:
+            kept, self.opened = list(self.opened), weakref.WeakSet()
+        self.writer = None
+        self.readers = threading.local()
+        for connection in kept:  # their pool is gone with the dispose: closed, not checked in
+            with suppress(Exception):
+                connection.invalidate()
+                connection.close()
 
 
-def _writer_lock(engine: Engine) -> threading.RLock:
-    with _writers_guard:
-        lock = _writers.get(engine)
-        if lock is None:
-            lock = _writers[engine] = threading.RLock()
-        return lock
+_KEPT = "_gateway_kept"  # the engine's attribute that holds them: they go when the engine goes
+_kept_guard = threading.Lock()
+
+
+def _kept_for(engine: Engine) -> _Kept:
+    with _kept_guard:
+        kept: _Kept | None = getattr(engine, _KEPT, None)
+        if kept is None:
+            kept = _Kept(engine)
+            setattr(engine, _KEPT, kept)
+        return kept
 
 
 @contextmanager
@@ -64,24 +109,58 @@ def writing(engine: Engine) -> Iterator[Transaction]:
         with engine.begin() as connection:
             yield Transaction(connection)
         return
-    with _writer_lock(engine), engine.connect() as connection:
-        # The driver then leaves transaction control to us: BEGIN IMMEDIATE is ours to say.
-        connection.execution_options(isolation_level="AUTOCOMMIT")
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    kept = _kept_for(engine)
+    with kept.lock:
+        found = kept.writer
+        nested = found is not None and in_sqlite_transaction(found)  # a write inside a write
+        if found is None or nested:
+            connection = kept.open(engine, autocommit=True)
+            if not nested:
+                kept.writer = connection
+        else:
+            connection = found
         try:
-            yield Transaction(connection)
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(connection)
+            except BaseException:
+                if in_sqlite_transaction(connection):
+                    connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
         except BaseException:
-            if in_sqlite_transaction(connection):
-                connection.exec_driver_sql("ROLLBACK")
+            kept.forget(connection)
             raise
-        connection.exec_driver_sql("COMMIT")
+        finally:
+            if nested:
+                kept.forget(connection)
 
 
 @contextmanager
 def reading(engine: Engine) -> Iterator[Transaction]:
     """A connection for reads: what it sees is committed data; it writes nothing."""
-    with engine.connect() as connection:
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as connection:
+            yield Transaction(connection)
+        return
+    kept = _kept_for(engine)
+    found: Connection | None = getattr(kept.readers, "connection", None)
+    if found is None or found.in_transaction():  # none yet, or a read inside a read
+        connection = kept.open(engine, autocommit=False)
+        if found is None:
+            kept.readers.connection = connection
+    else:
+        connection = found
+    try:
         yield Transaction(connection)
+    except BaseException:
+        kept.forget(connection)
+        raise
+    finally:
+        if kept.readers.connection is not connection:
+            kept.forget(connection)
+        elif connection.in_transaction():
+            connection.rollback()  # ends what SQLAlchemy began: the next read sees new commits
 
 
 def in_sqlite_transaction(connection: Connection) -> bool:

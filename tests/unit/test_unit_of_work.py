@@ -1,0 +1,110 @@
+"""The unit of work on SQLite: the writers share one kept connection, each thread keeps one for
+its reads; a failure drops the connection it happened on; disposing the engine closes them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from gateway.store.ledger import make_engine
+from gateway.store.unit import in_sqlite_transaction, reading, writing
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    made = make_engine(f"sqlite:///{tmp_path / 'unit.db'}")
+    with writing(made) as tx:
+        tx.connection.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+    return made
+
+
+def raw(tx: object) -> object:
+    return tx.connection.connection.dbapi_connection  # type: ignore[attr-defined]
+
+
+def count(engine: Engine) -> int:
+    with reading(engine) as tx:
+        return int(tx.connection.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+
+def test_writers_share_one_kept_connection(engine: Engine) -> None:
+    seen = []
+    for n in range(3):
+        with writing(engine) as tx:
+            tx.connection.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            seen.append(raw(tx))
+    assert len({id(one) for one in seen}) == 1
+    assert count(engine) == 3
+    other: list[object] = []
+
+    def write_elsewhere() -> None:
+        with writing(engine) as tx:
+            other.append(raw(tx))
+
+    thread = threading.Thread(target=write_elsewhere)
+    thread.start()
+    thread.join()
+    assert other == seen[:1], "another thread takes its turn on the same connection"
+
+
+def test_each_thread_reads_on_its_own_connection_and_sees_new_commits(engine: Engine) -> None:
+    with reading(engine) as tx:
+        first = raw(tx)
+    assert count(engine) == 0
+    with writing(engine) as tx:
+        tx.connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+    with reading(engine) as tx:
+        assert raw(tx) is first
+        assert not in_sqlite_transaction(tx.connection)
+    assert count(engine) == 1, "a kept reader sees what was committed since"
+    theirs: list[object] = []
+
+    def read_elsewhere() -> None:
+        with reading(engine) as tx:
+            theirs.append(raw(tx))
+
+    thread = threading.Thread(target=read_elsewhere)
+    thread.start()
+    thread.join()
+    assert theirs[0] is not first
+
+
+def test_a_failed_write_rolls_back_and_drops_its_connection(engine: Engine) -> None:
+    with writing(engine) as tx:
+        before = raw(tx)
+    with pytest.raises(RuntimeError), writing(engine) as tx:
+        tx.connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        raise RuntimeError("a later step failed")
+    assert count(engine) == 0
+    with writing(engine) as tx:
+        assert raw(tx) is not before
+        tx.connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+    assert count(engine) == 1
+
+
+def test_writes_and_reads_inside_others(engine: Engine) -> None:
+    with writing(engine) as outer:
+        outer.connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with reading(engine) as read:
+            assert read.connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+            with reading(engine) as inner:  # a read inside a read: a connection of its own
+                assert raw(inner) is not raw(read)
+                inner.connection.execute(text("SELECT 1")).scalar_one()
+    assert count(engine) == 1
+
+
+def test_dispose_closes_the_kept_connections(engine: Engine) -> None:
+    with writing(engine) as tx:
+        writer = raw(tx)
+    with reading(engine) as tx:
+        reader = raw(tx)
+    engine.dispose()
+    for closed in (writer, reader):
+        with pytest.raises(Exception, match="closed"):
+            closed.execute("SELECT 1")  # type: ignore[attr-defined]
+    with writing(engine) as tx:  # the engine still works: new connections
+        tx.connection.exec_driver_sql("INSERT INTO t VALUES (3)")
+    assert count(engine) == 1
