@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.stagecpu import DELIVERY, StageCpu
-from gateway.core.waits import wait_event
+from gateway.core.waits import to_the_end, wait_event
 from gateway.desks.notices import MAIL_KIND
 from gateway.outbound.jobs import Intake, Job
 from gateway.outbound.outcomes import Recorder
@@ -172,7 +172,7 @@ class _Settler:
                 ):
                     self._full.set()
                 try:
-                    await asyncio.to_thread(self._settle, batch)
+                    await to_the_end(asyncio.to_thread(self._settle, batch))
                 except Exception:
                     keys = ", ".join(job.item.key for job, _ in batch)
                     log.exception("settling %s failed; recovered at the next start", keys)

@@ -45,13 +45,18 @@ class Transaction:
 # one for its reads. Checking a connection out of the pool and back in (its reset, its isolation
 # level set and reset) cost more than the statements of a message's intake together.
 class _Kept:
-    """The connections kept for one SQLite engine; closed when the engine is disposed."""
+    """The connections kept for one SQLite engine; closed when the engine is disposed.
+
+    A connection is never closed under a thread that is using it (closing a SQLite connection in
+    the middle of another thread's statement crashes the process): the dispose waits for the
+    writer's turn, and a reader in use is closed by its own thread when its read ends."""
 
     def __init__(self, engine: Engine) -> None:
         self.lock = threading.RLock()
         self.writer: Connection | None = None
         self.readers = threading.local()
         self.opened: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self.reading: set[Connection] = set()  # readers in use, which their threads close
         self.guard = threading.Lock()
         event.listen(engine, "engine_disposed", self.close)
 
@@ -63,8 +68,9 @@ class _Kept:
             self.opened.add(connection)
         return connection
 
-    def forget(self, connection: Connection) -> None:
-        """Close a kept connection after a failure: the next use opens a new one."""
+    def forget(self, connection: Connection, *, discard: bool = False) -> None:
+        """Close a kept connection after a failure: the next use opens a new one. ``discard``:
+        its pool is gone (the engine was disposed), so its driver's connection is closed too."""
         if self.writer is connection:
             self.writer = None
         if getattr(self.readers, "connection", None) is connection:
@@ -72,17 +78,31 @@ class _Kept:
         with self.guard:
             self.opened.discard(connection)
         with suppress(Exception):
+            if discard:
+                connection.invalidate()
             connection.close()
 
-    def close(self, _engine: Engine | None = None) -> None:
+    def begin_read(self, connection: Connection) -> None:
         with self.guard:
-            kept, self.opened = list(self.opened), weakref.WeakSet()
-        self.writer = None
-        self.readers = threading.local()
-        for connection in kept:  # their pool is gone with the dispose: closed, not checked in
-            with suppress(Exception):
-                connection.invalidate()
-                connection.close()
+            self.reading.add(connection)
+
+    def end_read(self, connection: Connection) -> bool:
+        """The read on ``connection`` is over; False when the engine was disposed meanwhile."""
+        with self.guard:
+            self.reading.discard(connection)
+            return connection in self.opened
+
+    def close(self, _engine: Engine | None = None) -> None:
+        with self.lock:  # the writer's turn: not while another thread writes
+            with self.guard:
+                kept = [one for one in self.opened if one not in self.reading]
+                self.opened = weakref.WeakSet()
+            self.writer = None
+            self.readers = threading.local()
+            for connection in kept:  # their pool is gone with the dispose: closed, not checked in
+                with suppress(Exception):
+                    connection.invalidate()
+                    connection.close()
 
 
 _KEPT = "_gateway_kept"  # the engine's attribute that holds them: they go when the engine goes
@@ -151,16 +171,19 @@ def reading(engine: Engine) -> Iterator[Transaction]:
             kept.readers.connection = connection
     else:
         connection = found
+    kept.begin_read(connection)
     try:
         yield Transaction(connection)
     except BaseException:
+        kept.end_read(connection)
         kept.forget(connection)
         raise
-    finally:
-        if kept.readers.connection is not connection:
-            kept.forget(connection)
-        elif connection.in_transaction():
-            connection.rollback()  # ends what SQLAlchemy began: the next read sees new commits
+    if not kept.end_read(connection):
+        kept.forget(connection, discard=True)  # the engine was disposed during the read
+    elif getattr(kept.readers, "connection", None) is not connection:
+        kept.forget(connection)  # a read inside a read
+    elif connection.in_transaction():
+        connection.rollback()  # ends what SQLAlchemy began: the next read sees new commits
 
 
 def in_sqlite_transaction(connection: Connection) -> bool:

@@ -108,3 +108,52 @@ def test_dispose_closes_the_kept_connections(engine: Engine) -> None:
     with writing(engine) as tx:  # the engine still works: new connections
         tx.connection.exec_driver_sql("INSERT INTO t VALUES (3)")
     assert count(engine) == 1
+
+
+def test_dispose_waits_for_a_write_in_progress(engine: Engine) -> None:
+    inside, go_on = threading.Event(), threading.Event()
+    committed: list[bool] = []
+
+    def write_slowly() -> None:
+        with writing(engine) as tx:
+            tx.connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+            inside.set()
+            go_on.wait(5)
+        committed.append(True)
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    assert inside.wait(5)
+    disposer = threading.Thread(target=engine.dispose)
+    disposer.start()
+    disposer.join(0.2)
+    assert disposer.is_alive(), "the dispose waits for the writer's turn"
+    go_on.set()
+    writer.join(5)
+    disposer.join(5)
+    assert committed == [True] and not disposer.is_alive()
+    assert count(engine) == 1
+
+
+def test_dispose_leaves_a_read_in_progress_to_its_thread(engine: Engine) -> None:
+    with writing(engine) as tx:
+        tx.connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+    inside, go_on = threading.Event(), threading.Event()
+    seen: list[object] = []
+
+    def read_slowly() -> None:
+        with reading(engine) as tx:
+            seen.append(raw(tx))
+            inside.set()
+            go_on.wait(5)
+            seen.append(tx.connection.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+    reader = threading.Thread(target=read_slowly)
+    reader.start()
+    assert inside.wait(5)
+    engine.dispose()  # returns at once: the reader's connection is not closed under it
+    go_on.set()
+    reader.join(5)
+    assert seen[1] == 1, "the read went on after the dispose"
+    with pytest.raises(Exception, match="closed"):
+        seen[0].execute("SELECT 1")  # type: ignore[attr-defined]

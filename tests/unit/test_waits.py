@@ -4,10 +4,11 @@ asyncio.wait_for on Python 3.11 loses (the task then never stops)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
-from gateway.core.waits import wait_event
+from gateway.core.waits import to_the_end, wait_event
 
 
 async def test_true_when_set_false_when_timed_out() -> None:
@@ -48,3 +49,26 @@ async def test_a_cancellation_while_waiting_gets_through() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_to_the_end_lets_the_thread_finish_before_the_cancellation() -> None:
+    started, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    def work() -> str:
+        started.set()
+        release.wait(5)
+        finished.append("done")
+        return "done"
+
+    task = asyncio.create_task(to_the_end(asyncio.to_thread(work)))
+    while not started.is_set():
+        await asyncio.sleep(0.001)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done(), "the cancelled task waits for its thread"
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished == ["done"]
+    assert await to_the_end(asyncio.to_thread(lambda: 7)) == 7
