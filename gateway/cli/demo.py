@@ -24,6 +24,7 @@ from datetime import timedelta
 from email.parser import BytesHeaderParser
 from pathlib import Path
 
+from gateway.cli.democonsole import serve_consoles
 from gateway.core import config as configuration
 from gateway.core.clock import ShiftedClock
 from gateway.crypto.openpgp import GnuPG, KeyProtection
@@ -53,6 +54,7 @@ class Bureau:
     address: str
     codes: dict[str, str]
     desks: tuple[str, ...]
+    zone: str  # the time zone its console shows
 
 
 BUREAUX = (
@@ -62,9 +64,24 @@ BUREAUX = (
         "gateway@ro-spoc.demo",
         {"sirene": "RO-SIRENE", "interpol": "RO-NCB"},
         ("sirene", "interpol", "duty"),
+        "Europe/Bucharest",
     ),
-    Bureau("no", "NO", "sirene@no-spoc.demo", {"sirene": "NO-SIRENE"}, ("sirene", "duty")),
-    Bureau("rs", "RS", "ncb@rs-ncb.demo", {"interpol": "RS-NCB"}, ("interpol", "duty")),
+    Bureau(
+        "no",
+        "NO",
+        "sirene@no-spoc.demo",
+        {"sirene": "NO-SIRENE"},
+        ("sirene", "duty"),
+        "Europe/Oslo",
+    ),
+    Bureau(
+        "rs",
+        "RS",
+        "ncb@rs-ncb.demo",
+        {"interpol": "RS-NCB"},
+        ("interpol", "duty"),
+        "Europe/Belgrade",
+    ),
 )
 
 
@@ -79,9 +96,10 @@ class Site:
     config_path: Path = field(default_factory=Path)
 
 
-def run(folder: Path | None, say: Say = print) -> int:
+def run(folder: Path | None, say: Say = print, *, console: bool = False) -> int:
     """Make the three bureaux in ``folder`` (a new temporary folder when None) and tell the
-    story. Returns 0 when every step happened as it should."""
+    story; with ``console``, then serve their consoles until interrupted. Returns 0 when every
+    step happened as it should."""
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix="ipc-demo-"))
     elif folder.exists() and any(folder.iterdir()):
@@ -90,7 +108,7 @@ def run(folder: Path | None, say: Say = print) -> int:
     started = time.monotonic()
     say(f"IPC Gateway demo in {folder}")
     sites = make_sites(folder, say)
-    asyncio.run(_story(sites, say))
+    asyncio.run(_story(sites, say, folder if console else None))
     say(f"Done in {time.monotonic() - started:.1f} s. Everything is in {folder}.")
     return 0
 
@@ -179,6 +197,15 @@ def _write_config(site: Site, sites: dict[str, Site], ca_cert: Path) -> Path:
         "",
         "[scheduler]",
         'supervisor_desk = "duty"',
+        "",
+        "# The demo's users log in with a password alone; production asks these roles for TOTP.",
+        "[access]",
+        "totp_required = []",
+        "",
+        "[web]",
+        'host = "127.0.0.1"',
+        "port = 0",
+        f'time_zone = "{bureau.zone}"',
     ]
     for other in _partners_of(site, sites):
         channel = next(c for c in other.bureau.codes if c in bureau.codes)
@@ -305,7 +332,9 @@ class _Stage:
         return found
 
 
-async def _story(sites: dict[str, Site], say: Say) -> None:
+async def _story(sites: dict[str, Site], say: Say, consoles: Path | None = None) -> None:
+    """The story; then, when ``consoles`` (the demo's folder) is given, the bureaux' consoles
+    until interrupted."""
     clock = ShiftedClock()
     configs = {name: configuration.load(site.config_path) for name, site in sites.items()}
     for config in configs.values():  # what an operator does once: `gateway db upgrade`
@@ -332,6 +361,8 @@ async def _story(sites: dict[str, Site], say: Say) -> None:
         for name, gateway in gateways.items():
             for desk in gateway.config.desks:
                 say(f"  {name.upper()} {desk.name:<9} {desk.maildir}")
+        if consoles is not None:
+            await serve_consoles(gateways, consoles, say)
 
 
 async def _hit_and_answer(stage: _Stage) -> None:

@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     demo_command.add_argument(
         "--dir", type=Path, help="an empty or new folder for it all (default: a new one in /tmp)"
     )
+    demo_command.add_argument(
+        "--console",
+        action="store_true",
+        help="then leave the bureaux running with their consoles; print the URLs and the demo "
+        "logins, and stop at Ctrl-C",
+    )
     demo_command.set_defaults(run=cmd_demo)
     cli_keys.register(commands)
     cli_partners.register(commands)
@@ -113,7 +119,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.cli import demo  # noqa: PLC0415 (the demo's imports are only needed here)
 
     try:
-        return demo.run(args.dir)
+        return demo.run(args.dir, console=args.console)
     except ValueError as exc:
         print(f"gateway demo: {exc}", file=sys.stderr)
         return EXIT_USAGE
