@@ -96,8 +96,12 @@ class Handoff:
         clock: Clock,
         cpu: StageCpu | None = None,
         carried: Carryover | None = None,
+        receipts_queued: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        # Told (from the hand-off's thread) when a batch's receipts are queued: delivery can
+        # start on them while the next batch is handed off.
+        self.receipts_queued = receipts_queued
         self.cpu = cpu or StageCpu()
         self.carried = carried if carried is not None else Carryover()
         self.gpg = gpg
@@ -193,6 +197,8 @@ class Handoff:
         with self.cpu.timing(RECEIPT, count=len(receipts)):
             for row, receipt in receipts:
                 self._queue_receipt(row, receipt)
+        if receipts and self.receipts_queued is not None:
+            self.receipts_queued()
         return [ready.item for ready in prepared]
 
     def _one_by_one(self, prepared: list[_Ready], error: LedgerError) -> list[SpoolItem]:
