@@ -195,8 +195,10 @@ class Handoff:
             except LedgerError as error:
                 return self._one_by_one(prepared, error)
         with self.cpu.timing(RECEIPT, count=len(receipts)):
-            for row, receipt in receipts:
-                self._queue_receipt(row, receipt)
+            # Sealed one by one, then spooled together: one sync of the outbound queue.
+            self.outbound.put_many([self._seal_receipt(row, receipt) for row, receipt in receipts])
+            for _, receipt in receipts:
+                log.debug("receipt %s queued", receipt.reference)
         if receipts and self.receipts_queued is not None:
             self.receipts_queued()
         return [ready.item for ready in prepared]
@@ -440,6 +442,15 @@ class Handoff:
 
     def _queue_receipt(self, row: MessageRow, existing: MessageRow) -> str:
         """Seal the receipt whose ledger row is ``existing`` and put it in the outbound queue."""
+        self.outbound.put(*self._seal_receipt(row, existing))
+        log.debug("receipt %s queued for %s %s", existing.reference, row.partner, row.reference)
+        return existing.reference
+
+    def _seal_receipt(
+        self, row: MessageRow, existing: MessageRow
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """The receipt whose ledger row is ``existing``, sealed: its spool key, message and
+        metadata, for the outbound queue."""
         key = f"receipt.{row.id}"
         partner = self.config.partner(row.partner)
         now = self.clock.now()
@@ -467,19 +478,14 @@ class Handoff:
         sealed = pgpmime.wrap_encrypted(
             self.gpg.sign_encrypt(mdn_entity(facts, ack), partner.fingerprint), envelope
         )
-        self.outbound.put(
-            key,
-            sealed,
-            {
-                "to": partner.address,
-                "partner": partner.code,
-                "reference": existing.reference,
-                "kind": "receipt",
-                "message_id": existing.message_id,
-            },
-        )
-        log.debug("receipt %s queued for %s %s", existing.reference, row.partner, row.reference)
-        return existing.reference
+        meta = {
+            "to": partner.address,
+            "partner": partner.code,
+            "reference": existing.reference,
+            "kind": "receipt",
+            "message_id": existing.message_id,
+        }
+        return key, sealed, meta
 
     def resend_receipt(self, row: MessageRow) -> None:
         """A duplicate arrived: queue the same receipt once more (same bytes, same Message-ID).
