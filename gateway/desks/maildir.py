@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import encoders
@@ -213,11 +213,17 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
     return deliver_many(maildir, [(name, message)])[0]
 
 
-def deliver_many(maildir: Path, messages: Sequence[tuple[str, bytes]]) -> list[Path]:
+def deliver_many(
+    maildir: Path, messages: Sequence[tuple[str, bytes]], *, unseen: Collection[str] = ()
+) -> list[Path]:
     """deliver for several messages of one Maildir, each (name, message), in one go: one look at
     what new/ and cur/ hold, each new one written to tmp/ and fsynced and renamed into new/, and
     new/ fsynced once for them all. Returns each message's file, in order. On an error none of
-    the files this call put into new/ is left there."""
+    the files this call put into new/ is left there.
+
+    ``unseen``: names the caller knows were never delivered (no earlier attempt could have
+    written them); when every name is one of them, the Maildir is not listed, a look whose cost
+    grows with the desk's mailbox."""
     for name, _ in messages:
         if not _NAME.fullmatch(name) or name.startswith("."):
             raise ValueError(
@@ -229,7 +235,8 @@ def deliver_many(maildir: Path, messages: Sequence[tuple[str, bytes]]) -> list[P
     name = ""
     try:
         _prepare(maildir)
-        present = _delivered_names(maildir)
+        known_new = all(name in unseen for name, _ in messages)
+        present = {} if known_new else _delivered_names(maildir)
         for name, message in messages:
             if (found := present.get(name)) is not None:
                 log.debug("%s already delivered to %s", name, maildir)

@@ -63,12 +63,15 @@ class Spooled:
 class _Ready:
     """A claimed item past its checks and its desk copy, waiting for the batch's transaction:
     ``desk`` names the desk it was delivered to now (None: not now, or not for a desk),
-    ``receipt`` whether a receipt is owed for it."""
+    ``receipt`` whether a receipt is owed for it; ``first`` that this is its first hand-off
+    (this process's intake carried it over, and no attempt took it since), so that no copy of
+    it can be on a desk yet."""
 
     item: SpoolItem
     row: MessageRow
     desk: str | None
     receipt: bool
+    first: bool = False
 
 
 class Handoff:
@@ -275,7 +278,10 @@ class Handoff:
         self, item: SpoolItem, row: MessageRow, reply_due: datetime | None
     ) -> tuple[_Ready, bytes | None]:
         """The item's form, checked, and the desk's copy to write (None: none to write now)."""
+        # Taken once: an item carried over was checked by this process's intake and never
+        # handed off (a retry, or an item after a restart, finds nothing here).
         checked = self.carried.take(item.key)
+        first = checked is not None
         if checked is None:  # not from this process's intake (a restart): read it again
             payload = pgpmime.parse_entity(Spooled.of(item).entity)
             validation = self.validator.validate(payload.form)
@@ -294,7 +300,7 @@ class Handoff:
             return _Ready(item, row, desk=None, receipt=True), None
         desk = self.config.desk(row.desk or "")
         copy = self._render(row, payload, validation, reply_due)
-        return _Ready(item, row, desk.name, receipt=True), copy
+        return _Ready(item, row, desk.name, receipt=True, first=first), copy
 
     def _deliver(self, opened: list[tuple[_Ready, bytes | None]]) -> list[_Ready]:
         """The desks' copies into their Maildirs, each desk's in one go (once: the name is
@@ -307,9 +313,13 @@ class Handoff:
         for name, copies in by_desk.items():
             desk = self.config.desk(name)
             try:
+                names = [f"{ready.row.id}.{ready.row.reference}" for ready, _ in copies]
                 deliver_many(
                     desk.maildir,
-                    [(f"{ready.row.id}.{ready.row.reference}", copy) for ready, copy in copies],
+                    [(name, copy) for name, (_, copy) in zip(names, copies, strict=True)],
+                    unseen={
+                        name for name, (ready, _) in zip(names, copies, strict=True) if ready.first
+                    },
                 )
             except (GatewayError, OSError) as error:
                 for ready, _ in copies:
