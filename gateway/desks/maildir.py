@@ -28,6 +28,7 @@ PLACEHOLDER_DOMAIN = "gateway.invalid"
 # Maildir convention; CRLF shows as ^M in mutt). Only what goes over SMTP is written in CRLF.
 DISK_POLICY = WRITE_POLICY.clone(linesep="\n")
 Row = tuple[int, str, str]
+Part = tuple[str, str, bytes]  # an attachment of the desk copy: file name, media type, content
 
 log = logging.getLogger("gateway.desks")
 
@@ -111,9 +112,6 @@ def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
     if all(_plain_part(filename, media_type) for filename, media_type, _ in parts):
         return _written(headers, body(delivery), parts, boundary)
     return _generated(headers, body(delivery), parts, boundary)
-
-
-Part = tuple[str, str, bytes]  # file name, media type, content
 
 
 def _plain_part(filename: str, media_type: str) -> bool:
