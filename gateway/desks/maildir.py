@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import encoders
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid, quote
 from pathlib import Path
 
 from gateway.core.config import Route
@@ -27,10 +28,13 @@ PLACEHOLDER_DOMAIN = "gateway.invalid"
 # Maildir convention; CRLF shows as ^M in mutt). Only what goes over SMTP is written in CRLF.
 DISK_POLICY = WRITE_POLICY.clone(linesep="\n")
 Row = tuple[int, str, str]
+Part = tuple[str, str, bytes]  # an attachment of the desk copy: file name, media type, content
 
 log = logging.getLogger("gateway.desks")
 
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# A media type the email package writes as it is: type/subtype, each a plain token.
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+-]*/[A-Za-z0-9][A-Za-z0-9.+-]*")
 # Header fields the body shows in its own summary; anything else under Header is listed after it.
 _SUMMARISED = frozenset(
     {
@@ -88,21 +92,74 @@ def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
     """The message a desk reads: a text rendering of the form, the form and its attachments,
     with LF line endings (a Maildir file).
 
-    Built with the compat32 classes: the header objects of email.policy.default cost more than
-    the rest of the hand-off together, and every header here is plain ASCII."""
-    message = MIMEMultipart("mixed", boundary=new_boundary())
-    message["From"] = formataddr((delivery.partner, delivery.partner_address))
+    Written straight out when every attachment has a plain name and media type (the bytes the
+    email package writes, held equal by tests); otherwise built with the compat32 classes and
+    flattened by the email package. Either way each header is folded by DISK_POLICY."""
     desk_address = delivery.desk_email or f"desk-{delivery.desk}@{domain}"
-    message["To"] = formataddr((f"{delivery.desk} desk", desk_address))
-    message["Date"] = format_datetime(_as_utc(delivery.received_at), usegmt=True)
-    message["Message-ID"] = make_msgid(domain=domain)
-    message["Subject"] = subject(delivery)
-    message["X-IPC-Reference"] = delivery.header.reference
-    message["X-IPC-Form"] = delivery.form
-    message["X-IPC-Partner"] = delivery.partner
-    message.attach(MIMEText(body(delivery), "plain", "utf-8"))
+    headers = (
+        ("From", formataddr((delivery.partner, delivery.partner_address))),
+        ("To", formataddr((f"{delivery.desk} desk", desk_address))),
+        ("Date", format_datetime(_as_utc(delivery.received_at), usegmt=True)),
+        ("Message-ID", make_msgid(domain=domain)),
+        ("Subject", subject(delivery)),
+        ("X-IPC-Reference", delivery.header.reference),
+        ("X-IPC-Form", delivery.form),
+        ("X-IPC-Partner", delivery.partner),
+    )
     parts = [(FORM_FILENAME, "application/xml", delivery.form_xml)]
     parts += [(item.filename, item.media_type, item.data) for item in delivery.attachments]
+    boundary = new_boundary()
+    if all(_plain_part(filename, media_type) for filename, media_type, _ in parts):
+        return _written(headers, body(delivery), parts, boundary)
+    return _generated(headers, body(delivery), parts, boundary)
+
+
+def _plain_part(filename: str, media_type: str) -> bool:
+    """Whether _written writes this attachment's headers as the email package does: a file name
+    of printable ASCII (no RFC 2231 encoding, not empty) and a media type of two plain tokens."""
+    return (
+        filename.isascii()
+        and filename.isprintable()
+        and filename != ""
+        and _MEDIA_TYPE.fullmatch(media_type) is not None
+    )
+
+
+def _written(
+    headers: Sequence[tuple[str, str]], text: str, parts: Sequence[Part], boundary: str
+) -> bytes:
+    """render's message written straight out: the bytes that _generated gives (a test holds
+    the two to the same output), without a tree of parts flattened for every copy. Headers
+    are folded by the very call the email package's generator makes."""
+    fold = DISK_POLICY.fold_binary
+    out = [
+        fold("Content-Type", f'multipart/mixed; boundary="{boundary}"'),
+        b"MIME-Version: 1.0\n",
+        *(fold(name, value) for name, value in headers),
+    ]
+    out.append(b"\n--" + boundary.encode() + b"\n")
+    out.append(fold("Content-Type", 'text/plain; charset="utf-8"'))
+    out.append(b"MIME-Version: 1.0\nContent-Transfer-Encoding: base64\n\n")
+    out.append(base64.encodebytes(text.encode("utf-8")))
+    for filename, media_type, data in parts:
+        out.append(b"\n--" + boundary.encode() + b"\n")
+        out.append(fold("Content-Type", media_type))
+        out.append(b"MIME-Version: 1.0\nContent-Transfer-Encoding: base64\n")
+        out.append(fold("Content-Disposition", f'attachment; filename="{quote(filename)}"'))
+        out.append(b"\n")
+        out.append(base64.encodebytes(data))
+    out.append(b"\n--" + boundary.encode() + b"--\n")
+    return b"".join(out)
+
+
+def _generated(
+    headers: Sequence[tuple[str, str]], text: str, parts: Sequence[Part], boundary: str
+) -> bytes:
+    """render's message built with the compat32 classes and flattened by the email package."""
+    message = MIMEMultipart("mixed", boundary=boundary)
+    for name, value in headers:
+        message[name] = value
+    message.attach(MIMEText(text, "plain", "utf-8"))
     for filename, media_type, data in parts:
         maintype, _, subtype = media_type.partition("/")
         part = MIMEBase(maintype, subtype)
@@ -154,11 +211,17 @@ def deliver(maildir: Path, name: str, message: bytes) -> Path:
     return deliver_many(maildir, [(name, message)])[0]
 
 
-def deliver_many(maildir: Path, messages: Sequence[tuple[str, bytes]]) -> list[Path]:
+def deliver_many(
+    maildir: Path, messages: Sequence[tuple[str, bytes]], *, unseen: Collection[str] = ()
+) -> list[Path]:
     """deliver for several messages of one Maildir, each (name, message), in one go: one look at
     what new/ and cur/ hold, each new one written to tmp/ and fsynced and renamed into new/, and
     new/ fsynced once for them all. Returns each message's file, in order. On an error none of
-    the files this call put into new/ is left there."""
+    the files this call put into new/ is left there.
+
+    ``unseen``: names the caller knows were never delivered (no earlier attempt could have
+    written them); when every name is one of them, the Maildir is not listed, a look whose cost
+    grows with the desk's mailbox."""
     for name, _ in messages:
         if not _NAME.fullmatch(name) or name.startswith("."):
             raise ValueError(
@@ -170,7 +233,8 @@ def deliver_many(maildir: Path, messages: Sequence[tuple[str, bytes]]) -> list[P
     name = ""
     try:
         _prepare(maildir)
-        present = _delivered_names(maildir)
+        known_new = all(name in unseen for name, _ in messages)
+        present = {} if known_new else _delivered_names(maildir)
         for name, message in messages:
             if (found := present.get(name)) is not None:
                 log.debug("%s already delivered to %s", name, maildir)

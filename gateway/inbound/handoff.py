@@ -63,12 +63,15 @@ class Spooled:
 class _Ready:
     """A claimed item past its checks and its desk copy, waiting for the batch's transaction:
     ``desk`` names the desk it was delivered to now (None: not now, or not for a desk),
-    ``receipt`` whether a receipt is owed for it."""
+    ``receipt`` whether a receipt is owed for it; ``first`` that this is its first hand-off
+    (this process's intake carried it over, and no attempt took it since), so that no copy of
+    it can be on a desk yet."""
 
     item: SpoolItem
     row: MessageRow
     desk: str | None
     receipt: bool
+    first: bool = False
 
 
 class Handoff:
@@ -96,8 +99,12 @@ class Handoff:
         clock: Clock,
         cpu: StageCpu | None = None,
         carried: Carryover | None = None,
+        receipts_queued: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        # Told (from the hand-off's thread) when a batch's receipts are queued: delivery can
+        # start on them while the next batch is handed off.
+        self.receipts_queued = receipts_queued
         self.cpu = cpu or StageCpu()
         self.carried = carried if carried is not None else Carryover()
         self.gpg = gpg
@@ -191,8 +198,12 @@ class Handoff:
             except LedgerError as error:
                 return self._one_by_one(prepared, error)
         with self.cpu.timing(RECEIPT, count=len(receipts)):
-            for row, receipt in receipts:
-                self._queue_receipt(row, receipt)
+            # Sealed one by one, then spooled together: one sync of the outbound queue.
+            self.outbound.put_many([self._seal_receipt(row, receipt) for row, receipt in receipts])
+            for _, receipt in receipts:
+                log.debug("receipt %s queued", receipt.reference)
+        if receipts and self.receipts_queued is not None:
+            self.receipts_queued()
         return [ready.item for ready in prepared]
 
     def _one_by_one(self, prepared: list[_Ready], error: LedgerError) -> list[SpoolItem]:
@@ -267,7 +278,10 @@ class Handoff:
         self, item: SpoolItem, row: MessageRow, reply_due: datetime | None
     ) -> tuple[_Ready, bytes | None]:
         """The item's form, checked, and the desk's copy to write (None: none to write now)."""
+        # Taken once: an item carried over was checked by this process's intake and never
+        # handed off (a retry, or an item after a restart, finds nothing here).
         checked = self.carried.take(item.key)
+        first = checked is not None
         if checked is None:  # not from this process's intake (a restart): read it again
             payload = pgpmime.parse_entity(Spooled.of(item).entity)
             validation = self.validator.validate(payload.form)
@@ -286,7 +300,7 @@ class Handoff:
             return _Ready(item, row, desk=None, receipt=True), None
         desk = self.config.desk(row.desk or "")
         copy = self._render(row, payload, validation, reply_due)
-        return _Ready(item, row, desk.name, receipt=True), copy
+        return _Ready(item, row, desk.name, receipt=True, first=first), copy
 
     def _deliver(self, opened: list[tuple[_Ready, bytes | None]]) -> list[_Ready]:
         """The desks' copies into their Maildirs, each desk's in one go (once: the name is
@@ -299,9 +313,13 @@ class Handoff:
         for name, copies in by_desk.items():
             desk = self.config.desk(name)
             try:
+                names = [f"{ready.row.id}.{ready.row.reference}" for ready, _ in copies]
                 deliver_many(
                     desk.maildir,
-                    [(f"{ready.row.id}.{ready.row.reference}", copy) for ready, copy in copies],
+                    [(name, copy) for name, (_, copy) in zip(names, copies, strict=True)],
+                    unseen={
+                        name for name, (ready, _) in zip(names, copies, strict=True) if ready.first
+                    },
                 )
             except (GatewayError, OSError) as error:
                 for ready, _ in copies:
@@ -434,6 +452,15 @@ class Handoff:
 
     def _queue_receipt(self, row: MessageRow, existing: MessageRow) -> str:
         """Seal the receipt whose ledger row is ``existing`` and put it in the outbound queue."""
+        self.outbound.put(*self._seal_receipt(row, existing))
+        log.debug("receipt %s queued for %s %s", existing.reference, row.partner, row.reference)
+        return existing.reference
+
+    def _seal_receipt(
+        self, row: MessageRow, existing: MessageRow
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """The receipt whose ledger row is ``existing``, sealed: its spool key, message and
+        metadata, for the outbound queue."""
         key = f"receipt.{row.id}"
         partner = self.config.partner(row.partner)
         now = self.clock.now()
@@ -461,19 +488,14 @@ class Handoff:
         sealed = pgpmime.wrap_encrypted(
             self.gpg.sign_encrypt(mdn_entity(facts, ack), partner.fingerprint), envelope
         )
-        self.outbound.put(
-            key,
-            sealed,
-            {
-                "to": partner.address,
-                "partner": partner.code,
-                "reference": existing.reference,
-                "kind": "receipt",
-                "message_id": existing.message_id,
-            },
-        )
-        log.debug("receipt %s queued for %s %s", existing.reference, row.partner, row.reference)
-        return existing.reference
+        meta = {
+            "to": partner.address,
+            "partner": partner.code,
+            "reference": existing.reference,
+            "kind": "receipt",
+            "message_id": existing.message_id,
+        }
+        return key, sealed, meta
 
     def resend_receipt(self, row: MessageRow) -> None:
         """A duplicate arrived: queue the same receipt once more (same bytes, same Message-ID).

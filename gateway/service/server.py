@@ -93,6 +93,7 @@ class Gateway:
             clock=self.clock,
             cpu=self.cpu,
             carried=carried,
+            receipts_queued=self.wake_outbound,
         )
         self.submitter = services.submitter()
         self.outbox = Outbox(config, self.submitter)

@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,21 +91,43 @@ class Spool:
         new/, cur/ or done/ (a guard, not a lock: callers dedupe first); StorageFull (452): disk or
         quota full; StoreUnavailable (451): any other I/O error. After an error nothing is stored.
         """
-        name = _filename(key)
-        header = _encode_meta(meta)
+        return self.put_many([(key, payload, meta)])[0]
+
+    def put_many(self, items: Sequence[tuple[str, bytes, Mapping[str, Any]]]) -> list[SpoolItem]:
+        """put for several items, each (key, payload, metadata), with one sync of new/ for them
+        all; only when this returns are they durable. The errors are put's, for any one of them
+        (ValueError too for a key given twice); after an error none of them is stored."""
+        checked = [(key, _filename(key), _encode_meta(meta)) for key, _, meta in items]
+        if len({name for _, name, _ in checked}) != len(checked):
+            raise ValueError("a spool key given twice")
         try:
             held = [
-                folder.name
+                (key, folder.name)
+                for key, name, _ in checked
                 for folder in (self.new, self.cur, self.done)
                 if os.path.lexists(f"{folder}/{name}")
             ]
         except OSError as exc:
-            raise _store_error(exc, name) from exc
+            raise _store_error(exc, checked[0][1]) from exc
         if held:
-            raise FileExistsError(errno.EEXIST, f"already spooled in {held[0]}/", key)
-        path = self._write(self.new, name, header, payload, undo=True)
-        log.debug("spooled %s (%d bytes)", key, len(payload))
-        return SpoolItem(key, path, _as_read(meta, header))
+            raise FileExistsError(errno.EEXIST, f"already spooled in {held[0][1]}/", held[0][0])
+        placed: list[Path] = []
+        try:
+            for (_, name, header), (_, payload, _) in zip(checked, items, strict=True):
+                placed.append(self._write(self.new, name, header, payload, undo=True, sync=False))
+            if placed:
+                self._sync(self.new, checked[-1][1])
+        except StoreUnavailable:  # what was placed goes: nothing of the call is stored
+            for path in placed:
+                with suppress(OSError):
+                    path.unlink(missing_ok=True)
+            raise
+        for key, payload, _ in items:
+            log.debug("spooled %s (%d bytes)", key, len(payload))
+        return [
+            SpoolItem(key, path, _as_read(meta, header))
+            for (key, _, header), (_, _, meta), path in zip(checked, items, placed, strict=True)
+        ]
 
     def queued(self) -> list[tuple[str, float]]:
         """The keys of new/ with the instant each was put there (its mtime, seconds since the
@@ -351,8 +373,24 @@ class Spool:
             raise _store_error(exc, path.name) from exc
         return target
 
-    def _write(self, folder: Path, name: str, header: bytes, payload: bytes, *, undo: bool) -> Path:
-        """tmp/ (O_EXCL), write all, fsync, rename into folder, fsync folder.
+    def _sync(self, folder: Path, name: str) -> None:
+        try:
+            fsync_dir(folder)
+        except OSError as exc:
+            raise _store_error(exc, name) from exc
+
+    def _write(
+        self,
+        folder: Path,
+        name: str,
+        header: bytes,
+        payload: bytes,
+        *,
+        undo: bool,
+        sync: bool = True,
+    ) -> Path:
+        """tmp/ (O_EXCL), write all, fsync, rename into folder, fsync folder (unless not
+        ``sync``: the caller syncs it once for several).
 
         On failure the tmp file (and, with ``undo``, the renamed one) is removed: a failed fsync
         is never retried on the same file; the caller starts again with a new one.
@@ -368,7 +406,8 @@ class Spool:
             os.close(closing)
             os.rename(tmp, target)  # noqa: PTH104 - as in claim
             placed = True
-            fsync_dir(folder)
+            if sync:
+                fsync_dir(folder)
         except OSError as exc:
             if fd >= 0:
                 with suppress(OSError):

@@ -15,6 +15,7 @@ from sqlalchemy import exc
 
 from gateway.core import config as configuration
 from gateway.crypto import pgpmime
+from gateway.desks import maildir
 from gateway.inbound import handoff as handoff_module
 from gateway.inbound.carryover import Carryover
 from gateway.service.server import Gateway
@@ -175,3 +176,35 @@ def test_after_a_restart_the_spool_is_read_again(world: World, idle: Gateway) ->
     idle.handoff.carried = Carryover()  # what a new process starts with
     assert idle.handoff.run_once() == 3
     assert_handed_off(idle, references)
+
+
+def test_a_first_hand_off_does_not_list_the_desk_and_a_later_one_does(
+    world: World, idle: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looks: list[Path] = []
+    real = maildir._delivered_names
+
+    def counting(folder: Path) -> dict[str, Path]:
+        looks.append(folder)
+        return real(folder)
+
+    monkeypatch.setattr(maildir, "_delivered_names", counting)
+    first = accept_many(world, idle, 3)
+    assert idle.handoff.run_once() == 3
+    assert looks == [], "carried over from this intake: never handed off, nothing to look for"
+    # A crash after the desk copy of the next one was written (and read: moved to cur/), before
+    # its ledger record: the new process carries nothing over, looks, and finds the copy.
+    later = [f"NO-2026-{950 + n:06d}" for n in range(2)]
+    for reference in later:
+        form = FORM.replace(b"NO-2026-000123", reference.encode())
+        idle.pipeline.accept("sirene@no.example", message(world, form))
+    row = idle.ledger.find("inbound", "NO-SIRENE", later[0])
+    assert row is not None
+    desk = idle.config.desk("duty").maildir
+    (desk / "cur" / f"{row.id}.{row.reference}:2,S").write_bytes(b"Subject: delivered before\n\n")
+    idle.handoff.carried = Carryover()
+    assert idle.handoff.run_once() == 2
+    assert looks == [desk]
+    subjects = [str(copy["Subject"]) for copy in desk_messages(idle, "duty")]
+    assert subjects.count("delivered before") == 1
+    assert len(subjects) == len(first) + len(later), "the copy found is not written again"

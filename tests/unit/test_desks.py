@@ -261,6 +261,31 @@ def test_deliver_many_writes_each_once_and_syncs_new_once(
     assert desks.deliver_many(maildir, []) == []
 
 
+def test_deliver_many_lists_the_maildir_unless_every_name_is_unseen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maildir = tmp_path / "desk"
+    deliver(maildir, "2.B", b"Subject: b before\r\n\r\n")
+    (maildir / "new" / "2.B").rename(maildir / "cur" / "2.B:2,S")
+    looks: list[Path] = []
+    real = desks._delivered_names
+
+    def counting(folder: Path) -> dict[str, Path]:
+        looks.append(folder)
+        return real(folder)
+
+    monkeypatch.setattr(desks, "_delivered_names", counting)
+    desks.deliver_many(maildir, [("1.A", b"a"), ("3.C", b"c")], unseen={"1.A", "3.C"})
+    assert looks == [], "names never delivered: no look at the Maildir"
+    # One name that may have been delivered before (a retry): the Maildir is looked at, and the
+    # copy a reader moved to cur/ is found rather than written again.
+    paths = desks.deliver_many(maildir, [("2.B", b"b again"), ("4.D", b"d")], unseen={"4.D"})
+    assert looks == [maildir]
+    assert paths == [maildir / "cur" / "2.B:2,S", maildir / "new" / "4.D"]
+    assert (maildir / "cur" / "2.B:2,S").read_bytes().startswith(b"Subject: b before")
+    assert sorted(path.name for path in (maildir / "new").iterdir()) == ["1.A", "3.C", "4.D"]
+
+
 def test_deliver_many_failing_midway_leaves_nothing_in_new(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,7 +1,8 @@
 """The short ways around the email package must answer exactly what the long ways answer.
 
-The MAIL/RCPT address fast path against aiosmtpd's own parser, and the plain-header writer
-against compat32's folding, each on a table of edge cases.
+The MAIL/RCPT address fast path against aiosmtpd's own parser, the plain-header writer
+against compat32's folding, and the PGP/MIME message and the desk's copy written straight out
+against the email package's generator, each on a table of edge cases and on random input.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ import asyncio
 import email.policy
 import random
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from email.message import Message
+from functools import cache
 from typing import cast
 
 import pytest
 from aiosmtpd.smtp import SMTP
 
+from gateway.core.config import BUILTIN_FORMS
 from gateway.crypto import pgpmime
+from gateway.crypto.pgpmime import Attachment
+from gateway.desks import maildir
+from gateway.forms.setup import load_validator
 from gateway.inbound.smtp_server import GatewaySMTP, Handler, Limits
 
 ADDRESSES = [
@@ -282,3 +289,101 @@ def test_encrypted_message_on_random_headers() -> None:
             assert fast == pgpmime._generated_encrypted(text, envelope, boundary), values
             compared += 1
     assert compared > 50, "the random headers reach the plain path"
+
+
+# The desk's copy
+
+
+@cache
+def desk_form() -> bytes:
+    return (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
+
+
+def desk_delivery(attachments: tuple[Attachment, ...]) -> maildir.Delivery:
+    """An urgent form with its reply due: a Subject long enough to be folded."""
+    validation = load_validator(None).validate(desk_form())
+    validation.raise_for_errors()
+    return maildir.Delivery(
+        partner="NO-SIRENE",
+        partner_address="sirene@no.example",
+        channel="sirene",
+        form="G",
+        title="Hit, action taken",
+        header=validation.header(),
+        outline=tuple(validation.outline()),
+        form_xml=desk_form(),
+        received_at=datetime(2026, 11, 25, 8, 15, 30, tzinfo=UTC),
+        desk="sirene",
+        attachments=attachments,
+        reply_due=datetime(2026, 11, 25, 20, 15, tzinfo=UTC),
+    )
+
+
+MEDIA_TYPES = ["application/xml", "application/pdf", "image/svg+xml", "application/vnd.ms-excel"]
+
+
+def desk_parts(chooser: random.Random) -> list[tuple[str, str, bytes]]:
+    names = ["form.xml", "a b.pdf", 'say "x".txt', "back\\slash", "n" * 90 + ".pdf", "x;y=z"]
+    return [
+        (
+            chooser.choice(names),
+            chooser.choice(MEDIA_TYPES),
+            bytes(chooser.randrange(256) for _ in range(chooser.choice([0, 1, 56, 57, 58, 700]))),
+        )
+        for _ in range(chooser.randint(1, 4))
+    ]
+
+
+def test_desk_copy_is_written_as_the_email_package_writes_it() -> None:
+    chooser = random.Random(20261207)  # noqa: S311 - test data, not secrecy
+    alphabet = 'abcXYZ019<>@.=?-_:,;+ "\\()\t\u00e9\u0394'  # headers: one line each
+    for _ in range(600):
+        headers = [
+            (name, "".join(chooser.choice(alphabet) for _ in range(chooser.randint(0, 120))))
+            for name in ("From", "To", "Date", "Message-ID", "Subject", "X-IPC-Reference")
+        ]
+        text = "".join(chooser.choice(alphabet + "\n\r") for _ in range(chooser.randint(1, 400)))
+        parts = desk_parts(chooser)
+        boundary = "=_" + "c" * 32
+        assert all(maildir._plain_part(name, media_type) for name, media_type, _ in parts)
+        written = maildir._written(headers, text, parts, boundary)
+        assert written == maildir._generated(headers, text, parts, boundary), (headers, text)
+
+
+@pytest.mark.parametrize(
+    ("filename", "media_type", "plain"),
+    [
+        ("form.xml", "application/xml", True),
+        ("report.pdf", "application/pdf", True),
+        ("rapport-\u00e9t\u00e9.pdf", "application/pdf", False),  # RFC 2231: the email package
+        ("tab\there.txt", "text/plain", False),
+        ("", "application/pdf", False),
+        ("a.bin", "application", False),
+        ("a.bin", "application/", False),
+        ("a.bin", "application/x; y=z", False),
+    ],
+)
+def test_desk_copy_names_the_email_package_must_write(
+    filename: str, media_type: str, plain: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert maildir._plain_part(filename, media_type) is plain
+    monkeypatch.setattr(maildir, "new_boundary", lambda: "=_" + "d" * 32)
+    monkeypatch.setattr(maildir, "make_msgid", lambda domain: f"<1.2.3@{domain}>")
+    delivery = desk_delivery((Attachment(filename, media_type, b"%PDF-1.7\n" * 40),))
+    headers = (
+        ("From", "NO-SIRENE <sirene@no.example>"),
+        ("To", "sirene desk <desk-sirene@gateway.invalid>"),
+        ("Date", "Wed, 25 Nov 2026 08:15:30 GMT"),
+        ("Message-ID", "<1.2.3@gateway.invalid>"),
+        ("Subject", maildir.subject(delivery)),
+        ("X-IPC-Reference", delivery.header.reference),
+        ("X-IPC-Form", "G"),
+        ("X-IPC-Partner", "NO-SIRENE"),
+    )
+    parts = [
+        ("form.xml", "application/xml", delivery.form_xml),
+        (filename, media_type, delivery.attachments[0].data),
+    ]
+    assert len(maildir.subject(delivery)) > 78 - len("Subject: ")  # folded
+    expected = maildir._generated(headers, maildir.body(delivery), parts, "=_" + "d" * 32)
+    assert maildir.render(delivery) == expected

@@ -631,3 +631,59 @@ def test_put_returns_the_metadata_as_a_later_read_gives_it(spool: Spool) -> None
     again = spool.put("plain", b"x", plain)
     assert again.meta == spool.get("plain").meta == plain
     assert again.meta is not plain
+
+
+def test_put_many_writes_each_and_syncs_new_once(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real = durable.fsync_dir
+
+    def recording(path: Path) -> None:
+        calls.append(Path(path).name)
+        real(path)
+
+    monkeypatch.setattr(spool_module, "fsync_dir", recording)
+    items = spool.put_many([("a", b"1", {"n": 1}), ("b", b"22", {"n": (2,)}), ("c", b"", {})])
+    assert calls == ["new"]
+    assert [item.key for item in items] == ["a", "b", "c"]
+    assert [item.payload() for item in items] == [b"1", b"22", b""]
+    assert [item.meta for item in items] == [spool.get(key).meta for key in "abc"]
+    assert items[1].meta == {"n": [2]}
+    assert names(spool.new) == ["a.msg", "b.msg", "c.msg"]
+    assert spool.put_many([]) == []
+
+
+@pytest.mark.parametrize(("call", "on_dir"), [("writev", None), ("fsync", False), ("fsync", True)])
+def test_put_many_failing_midway_stores_none(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch, call: str, on_dir: bool | None
+) -> None:
+    real = getattr(os, call)
+    seen: list[int] = []
+
+    def third_fails(fd: int, *args: Any) -> Any:
+        if on_dir is None or stat.S_ISDIR(os.fstat(fd).st_mode) == on_dir:
+            seen.append(fd)
+            if on_dir or len(seen) == 3:  # the third file, or the one sync of new/
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, *args)
+
+    monkeypatch.setattr(os, call, third_fails)
+    with pytest.raises(StorageFull):
+        spool.put_many([(key, b"x" * 1000, {"k": key}) for key in "abcd"])
+    monkeypatch.undo()
+    assert_nothing_stored(spool)
+    assert len(spool.put_many([(key, b"y", {}) for key in "abcd"])) == 4  # new files, new chance
+
+
+def test_put_many_refuses_a_key_held_or_given_twice_before_writing(spool: Spool) -> None:
+    spool.put("b", b"first", {})
+    with pytest.raises(FileExistsError, match="already spooled in new/"):
+        spool.put_many([("a", b"x", {}), ("b", b"x", {})])
+    with pytest.raises(ValueError, match="given twice"):
+        spool.put_many([("c", b"x", {}), ("c", b"y", {})])
+    with pytest.raises(ValueError, match="bad spool key"):
+        spool.put_many([("d", b"x", {}), ("../e", b"y", {})])
+    assert names(spool.new) == ["b.msg"]
+    assert names(spool.tmp) == []
+    assert spool.get("b").payload() == b"first"
