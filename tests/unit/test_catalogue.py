@@ -34,6 +34,12 @@ CATALOGUE = (
     "IP-QUERY",
     "IP-QUERY-RESULT",
     "ACK",
+    "REFUSAL",
+    "CLARIFICATION",
+    "CLARIFICATION-ANSWER",
+    "ART40-REQUEST",
+    "ART40-URGENT",
+    "ART41-NOTICE",
 )
 
 
