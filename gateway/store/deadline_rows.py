@@ -87,12 +87,7 @@ class ListedDeadline:
     due: datetime
     state: str
     reminders_sent: int
-    paused_at: datetime | None = None
-
-    def left(self, now: datetime) -> timedelta:
-        """The time left: to ``due`` from now, or, while paused, from the moment it paused (the
-        time that will be left when it resumes)."""
-        return self.due - (self.paused_at or now)
+    paused_at: datetime | None = None  # while paused: since when
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ def test_json_lists_the_open_deadlines_soonest_first(
         "kind",
         "due",
         "state",
+        "paused_at",
         "reminders_sent",
     }
     due = tracking.clock.now() - H
@@ -95,6 +96,7 @@ def test_json_lists_the_open_deadlines_soonest_first(
         "kind": "reply",
         "due": due.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "state": "open",
+        "paused_at": None,
         "reminders_sent": 0,
     }
     assert items[1]["kind"] == "receipt" and items[1]["direction"] == "outbound"
