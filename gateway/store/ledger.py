@@ -122,7 +122,8 @@ deadlines = Table(
     # Reply deadlines: since when it waits for the answer to a request for clarification (while
     # ``paused``), and the time it has waited so far in all: its window starts that much later.
     Column("paused_at", DateTime(timezone=True)),
-    Column("paused_seconds", Integer, nullable=False, default=0, server_default="0"),
+    # Only the database's default: a new deadline's INSERT does not name it.
+    Column("paused_seconds", Integer, nullable=False, server_default="0"),
     UniqueConstraint("message_id", "kind", name="uq_deadline_kind"),
 )
 Index("ix_deadlines_next", deadlines.c.state, deadlines.c.next_action_at)
@@ -790,7 +791,6 @@ def _new_deadline(
         "escalations": 0,
         "resends": 0,
         "next_action_at": next_action_at,
-        "paused_seconds": 0,
     }
 
 

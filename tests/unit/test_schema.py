@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import schema, users, worklist
+from gateway.store import deadline_rows, schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -89,8 +89,8 @@ def fill(engine: Engine) -> None:
 
 
 def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
-    """The rows of the core tables, in the columns the database has (an older revision lacks
-    some of ledger.py's)."""
+    """The rows of the core tables, in the columns both the database and ledger.py have (an
+    older revision lacks some of ledger.py's, a newer one may add its own)."""
     found = inspect(engine)
     with engine.connect() as connection:
         return {
@@ -98,12 +98,26 @@ def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
                 tuple(row)
                 for row in connection.execute(
                     select(
-                        *(table.c[column["name"]] for column in found.get_columns(table.name))
+                        *(
+                            table.c[column["name"]]
+                            for column in found.get_columns(table.name)
+                            if column["name"] in table.c
+                        )
                     ).order_by(*table.primary_key)
                 )
             ]
             for table in (messages, events, deadlines, audit)
         }
+
+
+def kept(engine: Engine, before: dict[str, list[tuple[object, ...]]]) -> bool:
+    """Whether the tables still hold the rows of ``before`` in the columns they had then (the
+    columns a revision added since come last, and are left out)."""
+    after = contents(engine)
+    return all(
+        [row[: len(old)] for row, old in zip(after[name], rows, strict=True)] == rows
+        for name, rows in before.items()
+    ) and all(len(after[name]) == len(rows) for name, rows in before.items())
 
 
 def versions_with_next_revision(tmp_path: Path) -> Path:
@@ -161,7 +175,7 @@ def test_a_ledger_made_before_migrations_is_stamped_and_keeps_its_data(
 
     assert done.stamped
     assert done.after == schema.head()
-    assert contents(empty_engine) == before
+    assert kept(empty_engine, before)
     assert all(before.values())
     assert differences(empty_engine) == []
     schema.require_current(empty_engine)
@@ -200,7 +214,7 @@ def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
     with empty_engine.connect() as connection:
         notes = connection.execute(text("SELECT reference, note FROM messages")).all()
     assert [tuple(row) for row in notes] == [(RECEIVED.reference, "none")]
-    assert contents(empty_engine) == before  # the tables as ledger.py knows them: unchanged
+    assert kept(empty_engine, before)  # the tables as ledger.py knows them: unchanged
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
@@ -259,6 +273,38 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     with Ledger(empty_engine, FakeClock(START)).reading() as tx:
         found = worklist.page(tx, desks={"sirene"})
     assert [(item.reference, item.reply_state) for item in found] == [(RECEIVED.reference, "open")]
+
+
+def test_revision_0006_lets_the_deadlines_of_a_0003_ledger_holding_data_pause(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    columns = {column["name"] for column in inspect(empty_engine).get_columns("deadlines")}
+    assert not {"paused_at", "paused_seconds"} & columns
+
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0006"))
+
+    assert (done.before.current, done.after) == ("0003", "0006")
+    after = contents(empty_engine)
+    assert {name: rows for name, rows in after.items() if name != "deadlines"} == {
+        name: rows for name, rows in before.items() if name != "deadlines"
+    }
+    names = [column["name"] for column in inspect(empty_engine).get_columns("deadlines")]
+    [old] = before["deadlines"]
+    [new] = after["deadlines"]
+    kept = dict(zip(names, new, strict=True))
+    assert (kept["paused_at"], kept["paused_seconds"]) == (None, 0)
+    assert tuple(value for name, value in kept.items() if not name.startswith("paused")) == old
+    # The deadline the ledger held pauses and resumes with the time it had left.
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [message] = [row[0] for row in after["messages"]]
+    with ledger.transaction() as tx:
+        paused = deadline_rows.pause_in(tx, int(message), "reply", START + timedelta(hours=2))
+        assert paused is not None and paused.left == timedelta(hours=10)
+        resumed = deadline_rows.resume_in(tx, int(message), "reply", START + timedelta(hours=5))
+        assert resumed is not None and resumed.due == START + timedelta(hours=15)
 
 
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
