@@ -299,11 +299,11 @@ def test_revision_0006_lets_the_deadlines_of_a_0003_ledger_holding_data_pause(
     assert tuple(value for name, value in kept.items() if not name.startswith("paused")) == old
     # The deadline the ledger held pauses and resumes with the time it had left.
     ledger = Ledger(empty_engine, FakeClock(START))
-    [message] = [row[0] for row in after["messages"]]
+    [message] = [int(str(row[0])) for row in after["messages"]]
     with ledger.transaction() as tx:
-        paused = deadline_rows.pause_in(tx, int(message), "reply", START + timedelta(hours=2))
+        paused = deadline_rows.pause_in(tx, message, "reply", START + timedelta(hours=2))
         assert paused is not None and paused.left == timedelta(hours=10)
-        resumed = deadline_rows.resume_in(tx, int(message), "reply", START + timedelta(hours=5))
+        resumed = deadline_rows.resume_in(tx, message, "reply", START + timedelta(hours=5))
         assert resumed is not None and resumed.due == START + timedelta(hours=15)
 
 
