@@ -68,6 +68,7 @@ from gateway.core.clock import SystemClock
 from gateway.core.config import BUILTIN_FORMS
 from gateway.crypto import pgpmime, sealing
 from gateway.crypto.openpgp import GnuPG
+from gateway.forms.catalogue import FormCatalogue
 from gateway.outbound import delivery
 from gateway.outbound.delivery import Courier
 from gateway.store import schema
@@ -88,6 +89,7 @@ TARGETS = {"delivery_over_aiosmtplib": 0.8}
 OUR_ADDRESS = "sirene@ro.example"
 PARTNER_ADDRESS = "sirene@no.example"
 FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
+CATALOGUE = FormCatalogue.load([(BUILTIN_FORMS, "builtin")])
 REFERENCE = re.compile(rb"<Reference>[^<]*</Reference>")
 
 
@@ -133,6 +135,7 @@ class World:
             spool=self.spool,
             audit=self.audit,
             clock=SystemClock(),
+            catalogue=CATALOGUE,
         )
 
     def numbers(self, count: int) -> list[int]:

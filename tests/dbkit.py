@@ -93,7 +93,10 @@ def make_pre_migration_ledger(engine: Engine) -> None:
     metadata.create_all(
         engine, tables=[metadata.tables[name] for name in sorted(schema.ADOPTED_TABLES)]
     )
-    # Indexes later revisions added to those tables were not there then (0003: the worklist's).
+    # What later revisions added to those tables was not there then (0003: the worklist's
+    # indexes; 0006: the deadlines' pause).
     with engine.begin() as connection:
         connection.execute(text("DROP INDEX IF EXISTS ix_messages_desk_id"))
         connection.execute(text("DROP INDEX IF EXISTS ix_messages_direction_id"))
+        connection.execute(text("ALTER TABLE deadlines DROP COLUMN paused_at"))
+        connection.execute(text("ALTER TABLE deadlines DROP COLUMN paused_seconds"))

@@ -1,4 +1,5 @@
-"""`gateway deadlines`: the open deadlines by time left, and `deadlines close` for a handler."""
+"""`gateway deadlines`: the open and paused deadlines by time left, and `deadlines close` for a
+handler."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import getpass
 import json
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.core import config as configuration
@@ -26,7 +27,9 @@ def register(commands: Any) -> None:
     listing = commands.add_parser(
         "deadlines",
         help="open deadlines by time left; `deadlines close` ends one",
-        description="Open receipt and reply deadlines, the most urgent first.",
+        description="Open receipt and reply deadlines, the most urgent first; a reply deadline "
+        "paused while a request for clarification waits for its answer is listed with the time "
+        "it will have left when it resumes.",
     )
     listing.add_argument("--overdue", action="store_true", help="only those past their due time")
     listing.add_argument("--desk", help="only the messages of this desk")
@@ -49,7 +52,8 @@ def register(commands: Any) -> None:
 def open_deadlines(
     ledger: Ledger, now: datetime, *, overdue: bool = False, desk: str | None = None
 ) -> list[dict[str, Any]]:
-    """The open deadlines, the soonest due first, as the JSON output gives them."""
+    """The open and paused deadlines, the soonest due first, as the JSON output gives them
+    (``paused_at``: since when a paused one waits, else null)."""
     with ledger.reading() as tx:
         rows = deadline_rows.listed(tx, due_by=now if overdue else None, desk=desk)
     return [
@@ -61,6 +65,7 @@ def open_deadlines(
             "kind": row.kind,
             "due": iso_text(row.due),
             "state": row.state,
+            "paused_at": iso_text(row.paused_at) if row.paused_at is not None else None,
             "reminders_sent": row.reminders_sent,
         }
         for row in rows
@@ -84,11 +89,15 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
     )
     for item in items:
         due = datetime.fromisoformat(item["due"])
-        left = span_text(due - now) if due > now else f"overdue {span_text(now - due)}"
+        paused_at = item["paused_at"]
+        left = due - (datetime.fromisoformat(paused_at) if paused_at else now)
+        shown = span_text(left) if left > timedelta(0) else f"overdue {span_text(-left)}"
+        if paused_at:
+            shown = f"paused, {shown}"
         print(
             f"{item['reference']:<20} {item['form']:<10} {item['partner']:<12} "
             f"{item['direction']:<9} {item['kind']:<8} {due:%Y-%m-%d %H:%M} "
-            f"{left:<18} {item['reminders_sent']}"
+            f"{shown:<18} {item['reminders_sent']}"
         )
     return EXIT_OK
 

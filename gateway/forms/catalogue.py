@@ -36,11 +36,14 @@ class DeadlineRule:
 
 @dataclass(frozen=True)
 class ReplyPolicy:
-    """Whether a form expects a reply, which forms answer it, and the deadline rules in order."""
+    """Whether a form expects a reply, which forms answer it, and the deadline rules in order.
+    ``pauses``: the form asks for clarification of the form it replies to (its InReplyTo), whose
+    reply deadline then waits until this form is answered."""
 
     expected: bool = False
     answered_by: tuple[str, ...] = ()
     deadlines: tuple[DeadlineRule, ...] = ()
+    pauses: bool = False
 
     def deadline(self, priority: str, values: Mapping[str, str]) -> DeadlineRule | None:
         """The first rule that applies, or None when this message owes no reply."""
@@ -148,6 +151,7 @@ def load_form(path: Path, schema_set: str = "builtin") -> FormSpec:
 
 def _reply_policy(table: Table) -> ReplyPolicy:
     expected = table.boolean("expected", False)
+    pauses = table.boolean("pauses", False)
     answered_by = table.str_list("answered_by", ())
     reminders = table.fraction_list("reminders", DEFAULT_REMINDERS)
     rules = tuple(_deadline_rule(rule, reminders) for rule in table.tables("deadline"))
@@ -159,9 +163,9 @@ def _reply_policy(table: Table) -> ReplyPolicy:
             )
         if not rules:
             table.fail("deadline", "a form that expects a reply needs at least one deadline rule")
-    elif answered_by or rules:
-        table.fail("expected", "answered_by and deadline rules need expected = true")
-    return ReplyPolicy(expected=expected, answered_by=answered_by, deadlines=rules)
+    elif answered_by or rules or pauses:
+        table.fail("expected", "answered_by, deadline rules and pauses need expected = true")
+    return ReplyPolicy(expected=expected, answered_by=answered_by, deadlines=rules, pauses=pauses)
 
 
 def _deadline_rule(table: Table, reminders: tuple[float, ...]) -> DeadlineRule:

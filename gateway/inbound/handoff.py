@@ -114,7 +114,7 @@ class Handoff:
         self.outbound = outbound
         self.audit = audit
         self.clock = clock
-        self.matcher = Matcher(ledger, audit)
+        self.matcher = Matcher(ledger, audit, validator.catalogue)
         self.retry = HandoffRetry(inbound)
 
     def run_once(self) -> int:

@@ -53,6 +53,7 @@ from gateway.core.config import Config
 from gateway.core.stagecpu import DELIVERY, StageCpu
 from gateway.core.waits import to_the_end, wait_event
 from gateway.desks.notices import MAIL_KIND
+from gateway.forms.catalogue import FormCatalogue
 from gateway.outbound.jobs import Intake, Job
 from gateway.outbound.outcomes import Recorder
 from gateway.outbound.retry import not_before
@@ -193,6 +194,7 @@ class Courier:
         spool: Spool,
         audit: AuditLog,
         clock: Clock,
+        catalogue: FormCatalogue,
         rng: random.Random | None = None,
         cpu: StageCpu | None = None,
     ) -> None:
@@ -218,6 +220,7 @@ class Courier:
             audit=audit,
             clock=clock,
             rng=rng or random.Random(),  # noqa: S311 - jitter, not secrecy
+            catalogue=catalogue,
         )
 
     async def run_once(self) -> int:

@@ -24,6 +24,7 @@ from gateway.core.config import Config
 from gateway.core.errors import GatewayError
 from gateway.desks import notices
 from gateway.desks.notices import MAIL_KIND, Notice
+from gateway.forms.catalogue import FormCatalogue
 from gateway.outbound.jobs import Job
 from gateway.outbound.retry import RetryPolicy, iso
 from gateway.outbound.smtpclient import FINAL, SUMMARY_LIMIT, Attempt
@@ -50,13 +51,14 @@ class Recorder:
         audit: AuditLog,
         clock: Clock,
         rng: random.Random,
+        catalogue: FormCatalogue,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.spool = spool
         self.audit = audit
         self.clock = clock
-        self.matcher = Matcher(ledger, audit)
+        self.matcher = Matcher(ledger, audit, catalogue)
         self.retry = RetryPolicy(config.outbound, rng)
 
     def settle_batch(self, batch: list[tuple[Job, Attempt]]) -> None:

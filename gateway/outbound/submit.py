@@ -14,6 +14,7 @@ from email.utils import format_datetime
 from gateway.core.clock import Clock
 from gateway.core.config import Config, Partner
 from gateway.core.errors import InvalidForm, KeyUnusable, StoreUnavailable, SubmissionRefused
+from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.crypto.openpgp import GnuPG
 from gateway.crypto.pgpmime import Attachment
@@ -132,7 +133,7 @@ class Submitter:
         form = validation.form
         if form is None:
             raise SubmissionRefused(f"{validation.root} is not a form of the catalogue")
-        if form.channel == "any":
+        if form.code == RECEIPT_FORM:
             raise SubmissionRefused(f"{form.code} forms are made by the gateway, not by handlers")
         header = validation.header()
         partner = self.config.partner_by_bureau(header.recipient)
@@ -140,7 +141,7 @@ class Submitter:
             raise SubmissionRefused(
                 f"unknown partner {header.recipient}: no such bureau configured"
             )
-        if form.channel != partner.channel:
+        if form.channel not in (partner.channel, "any"):
             raise SubmissionRefused(
                 f"form {form.code} is a {form.channel} form; {partner.code} is a "
                 f"{partner.channel} partner"

@@ -103,6 +103,7 @@ class Gateway:
             spool=self.outbound,
             audit=self.audit,
             clock=self.clock,
+            catalogue=self.validator.catalogue,
             cpu=self.cpu,
         )
         self._outbound_wake = asyncio.Event()

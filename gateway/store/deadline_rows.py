@@ -1,5 +1,6 @@
 """The deadlines as the sweep and the commands see them: what is due, one due deadline claimed
-with its message, its counters stored after an action, the open ones listed or found by Reference.
+with its message, its counters stored after an action, a reply deadline paused and resumed, the
+open (and paused) ones listed or found by Reference.
 
 Only the index (state, next_action_at) is read to find work, so a sweep costs what is due, not
 what is open. ``claim_due`` takes the row for the caller's transaction: on PostgreSQL with
@@ -10,7 +11,7 @@ deadline; on SQLite the transaction's write lock serialises the writers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -20,6 +21,8 @@ from gateway.store.states import DEADLINE, DeadlineState, check_transition
 from gateway.store.unit import Transaction
 
 _OPEN = deadlines.c.state == DeadlineState.OPEN
+# Not met, missed or closed: what is still owed, whether its clock runs or waits.
+_PENDING = deadlines.c.state.in_((DeadlineState.OPEN, DeadlineState.PAUSED))
 _WITH_MESSAGE = deadlines.join(messages, deadlines.c.message_id == messages.c.id)
 
 
@@ -37,6 +40,7 @@ class DueDeadline:
     escalations: int
     resends: int
     next_action_at: datetime
+    paused_seconds: int
     direction: str
     partner: str
     form: str
@@ -83,6 +87,25 @@ class ListedDeadline:
     due: datetime
     state: str
     reminders_sent: int
+    paused_at: datetime | None = None  # while paused: since when
+
+
+@dataclass(frozen=True)
+class Paused:
+    """A reply deadline that stopped waiting for a reply and waits for a clarification."""
+
+    deadline_id: int
+    due: datetime  # as it stood when paused
+    left: timedelta  # the time that was left (negative when already overdue)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A paused reply deadline running again: its new due instant, and how long it waited."""
+
+    deadline_id: int
+    due: datetime
+    waited: timedelta
 
 
 _DUE_COLUMNS = (
@@ -96,6 +119,7 @@ _DUE_COLUMNS = (
     deadlines.c.escalations,
     deadlines.c.resends,
     deadlines.c.next_action_at,
+    deadlines.c.paused_seconds,
     messages.c.direction,
     messages.c.partner,
     messages.c.form,
@@ -180,12 +204,75 @@ def store_counters(
     return bool(stored == 1)
 
 
+def pause_in(tx: Transaction, message_id: int, kind: str, at: datetime) -> Paused | None:
+    """Pause the open ``kind`` deadline of a message from ``at`` (a request for clarification of
+    it was sent or received); None when it has none open (met, closed, already paused)."""
+    check_transition(DEADLINE, DeadlineState.OPEN, DeadlineState.PAUSED)
+    row = tx.connection.execute(
+        select(deadlines.c.id, deadlines.c.due).where(
+            deadlines.c.message_id == message_id, deadlines.c.kind == kind, _OPEN
+        )
+    ).first()
+    if row is None:
+        return None
+    paused = tx.connection.execute(
+        update(deadlines)
+        .where(deadlines.c.id == row.id, _OPEN)
+        .values(state=DeadlineState.PAUSED, paused_at=at)
+    ).rowcount
+    if paused != 1:
+        return None
+    due = as_utc(row.due)
+    return Paused(int(row.id), due, due - at)
+
+
+def resume_in(tx: Transaction, message_id: int, kind: str, now: datetime) -> Resumed | None:
+    """Let the paused ``kind`` deadline of a message run again from ``now`` with the time it had
+    left: its due instant and next action move on by the time it waited (a reminder or an
+    escalation falls as far from the new due instant as it did from the old one); None when it
+    is not paused."""
+    check_transition(DEADLINE, DeadlineState.PAUSED, DeadlineState.OPEN)
+    row = tx.connection.execute(
+        select(
+            deadlines.c.id,
+            deadlines.c.due,
+            deadlines.c.next_action_at,
+            deadlines.c.paused_at,
+            deadlines.c.paused_seconds,
+        ).where(
+            deadlines.c.message_id == message_id,
+            deadlines.c.kind == kind,
+            deadlines.c.state == DeadlineState.PAUSED,
+        )
+    ).first()
+    if row is None:
+        return None
+    since = as_utc(row.paused_at) if row.paused_at is not None else now
+    waited = max(now - since, timedelta(0))
+    due = as_utc(row.due) + waited
+    next_action_at = as_utc(row.next_action_at) + waited if row.next_action_at else None
+    resumed = tx.connection.execute(
+        update(deadlines)
+        .where(deadlines.c.id == row.id, deadlines.c.state == DeadlineState.PAUSED)
+        .values(
+            state=DeadlineState.OPEN,
+            due=due,
+            next_action_at=next_action_at,
+            paused_at=None,
+            paused_seconds=int(row.paused_seconds) + int(waited.total_seconds()),
+        )
+    ).rowcount
+    if resumed != 1:
+        return None
+    return Resumed(int(row.id), due, waited)
+
+
 def open_of_reference(tx: Transaction, reference: str) -> list[OpenDeadlineOf]:
-    """The open deadlines of the messages with this Reference, in the order opened."""
+    """The open or paused deadlines of the messages with this Reference, in the order opened."""
     rows = tx.connection.execute(
         select(deadlines.c.kind, deadlines.c.message_id, messages.c.partner, messages.c.form)
         .select_from(_WITH_MESSAGE)
-        .where(messages.c.reference == reference, _OPEN)
+        .where(messages.c.reference == reference, _PENDING)
         .order_by(deadlines.c.id)
     ).all()
     return [OpenDeadlineOf(row.kind, int(row.message_id), row.partner, row.form) for row in rows]
@@ -194,8 +281,8 @@ def open_of_reference(tx: Transaction, reference: str) -> list[OpenDeadlineOf]:
 def listed(
     tx: Transaction, *, due_by: datetime | None = None, desk: str | None = None
 ) -> list[ListedDeadline]:
-    """The open deadlines, the soonest due first; with ``due_by``, those due by then; with
-    ``desk``, those of that desk's messages."""
+    """The open and paused deadlines, the soonest due first; with ``due_by``, the open ones due
+    by then (a paused one is never overdue); with ``desk``, those of that desk's messages."""
     query = (
         select(
             messages.c.reference,
@@ -208,18 +295,21 @@ def listed(
             deadlines.c.due,
             deadlines.c.state,
             deadlines.c.reminders_sent,
+            deadlines.c.paused_at,
         )
         .select_from(_WITH_MESSAGE)
-        .where(_OPEN)
+        .where(_PENDING)
         .order_by(deadlines.c.due, deadlines.c.id)
     )
     if due_by is not None:
-        query = query.where(deadlines.c.due <= due_by)
+        query = query.where(_OPEN, deadlines.c.due <= due_by)
     if desk:
         query = query.where(messages.c.desk == desk)
     found = []
     for row in tx.connection.execute(query).all():
         values = dict(row._mapping)
         values["due"] = as_utc(values["due"])
+        if values["paused_at"] is not None:
+            values["paused_at"] = as_utc(values["paused_at"])
         found.append(ListedDeadline(**values))
     return found

@@ -110,7 +110,7 @@ deadlines = Table(
     Column("owed_by", String(16), nullable=False),  # partner | desk
     Column("opened_at", DateTime(timezone=True), nullable=False),
     Column("due", DateTime(timezone=True), nullable=False),
-    Column("state", String(16), nullable=False),  # open | met | missed | closed
+    Column("state", String(16), nullable=False),  # open | paused | met | missed | closed
     Column("closed_at", DateTime(timezone=True)),
     Column("close_reason", String(200)),
     Column("reminders_sent", Integer, nullable=False, default=0),
@@ -119,6 +119,11 @@ deadlines = Table(
     Column("resends", Integer, nullable=False, default=0),
     # The next instant a sweep has something to do for this deadline: the sweep's index.
     Column("next_action_at", DateTime(timezone=True)),
+    # Reply deadlines: since when it waits for the answer to a request for clarification (while
+    # ``paused``), and the time it has waited so far in all: its window starts that much later.
+    Column("paused_at", DateTime(timezone=True)),
+    # Only the database's default: a new deadline's INSERT does not name it.
+    Column("paused_seconds", Integer, nullable=False, server_default="0"),
     UniqueConstraint("message_id", "kind", name="uq_deadline_kind"),
 )
 Index("ix_deadlines_next", deadlines.c.state, deadlines.c.next_action_at)
@@ -694,20 +699,26 @@ class Ledger:
         state: DeadlineState,
         reason: str = "",
     ) -> bool:
-        """Close an open deadline as ``met``, ``missed`` or ``closed``; False when none was open."""
+        """Close an open deadline as ``met``, ``missed`` or ``closed`` (a paused one as ``met``
+        or ``closed``: resume it first, deadline_rows.resume_in, for its due instant to count
+        the wait); False when none was open."""
         check_transition(DEADLINE, DeadlineState.OPEN, state)
+        sources = [DeadlineState.OPEN]
+        if state in DEADLINE.allowed(DeadlineState.PAUSED):
+            sources.append(DeadlineState.PAUSED)
         closed = tx.connection.execute(
             update(deadlines)
             .where(
                 deadlines.c.message_id == message_id,
                 deadlines.c.kind == kind,
-                deadlines.c.state == DeadlineState.OPEN,
+                deadlines.c.state.in_(sources),
             )
             .values(
                 state=state,
                 closed_at=self.clock.now(),
                 close_reason=reason[:200] or None,
                 next_action_at=None,
+                paused_at=None,
             )
         ).rowcount
         return bool(closed)

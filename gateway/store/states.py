@@ -33,6 +33,7 @@ class DeadlineState(StrEnum):
     """A receipt or reply deadline."""
 
     OPEN = "open"
+    PAUSED = "paused"  # a request for clarification of the message is waiting for its answer
     MET = "met"  # the receipt or reply came
     MISSED = "missed"  # no receipt after every re-send
     CLOSED = "closed"  # a handler decided nothing more is owed
@@ -115,8 +116,14 @@ DEADLINE = Machine(
     DeadlineState.OPEN,
     {
         DeadlineState.OPEN: {
+            DeadlineState.PAUSED: "a request for clarification of the message was sent or received",
             DeadlineState.MET: "the receipt or the reply came",
             DeadlineState.MISSED: "no receipt after every re-send",
+            DeadlineState.CLOSED: "a handler closed it (gateway deadlines close)",
+        },
+        DeadlineState.PAUSED: {
+            DeadlineState.OPEN: "the clarification was answered: the time left runs again",
+            DeadlineState.MET: "the reply came while the clarification was pending",
             DeadlineState.CLOSED: "a handler closed it (gateway deadlines close)",
         },
     },

@@ -88,7 +88,13 @@ def gather(tx: Transaction, day: date) -> DailyFigures:
         (owed_by, str(result)): int(count)
         for owed_by, result, count in tx.connection.execute(
             select(deadlines.c.owed_by, outcome, func.count())
-            .where(deadlines.c.kind == "reply", deadlines.c.due >= start, deadlines.c.due < end)
+            .where(
+                deadlines.c.kind == "reply",
+                deadlines.c.due >= start,
+                deadlines.c.due < end,
+                # a paused one is not due yet: its due instant moves on when it resumes
+                deadlines.c.state != DeadlineState.PAUSED,
+            )
             .group_by(deadlines.c.owed_by, outcome)
         ).all()
     }

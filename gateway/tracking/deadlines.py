@@ -21,6 +21,15 @@ latest reminder instant passed is sent, once, standing for the ones missed; if t
 only the escalation is sent, once, and the next one follows ``escalate_every`` after the slot it
 fell in. A clock that jumped back finds ``next_action_at`` in its future: nothing is sent twice.
 
+A reply deadline waits while a request for clarification of its message is pending (Directive
+(EU) 2023/977, Art. 6(3): the time limits are suspended from the moment the request for
+clarification is received until the clarification is provided). It is ``paused`` from the
+moment the clarification is sent or received, and the sweep never sees it (it looks at open
+deadlines only). When the clarification is answered it resumes with the time it had left: its
+``due`` and ``next_action_at`` move on by the time it waited, and ``paused`` (the total wait)
+moves the start of its window as far, so that every reminder and escalation falls where it
+would have fallen had the clock stood still.
+
 A receipt deadline (a form we sent waits for its signed receipt): at ``due`` the message is sent
 again, up to ``receipt_resends`` times, each time with a new window; then it is missed and the
 message unacknowledged.
@@ -80,6 +89,12 @@ class OpenDeadline:
     escalations: int = 0
     resends: int = 0
     next_action_at: datetime | None = None
+    paused: timedelta = timedelta(0)  # the time it waited for clarifications, in all
+
+    @property
+    def window_start(self) -> datetime:
+        """Where its window starts: ``opened_at``, later by the time it was paused."""
+        return self.opened_at + self.paused
 
 
 @dataclass(frozen=True)
@@ -175,7 +190,7 @@ def plan(deadline: OpenDeadline, now: datetime, rules: Rules) -> Step:
 
 
 def _plan_reply(deadline: OpenDeadline, now: datetime, rules: Rules) -> Step:
-    timeline = instants(deadline.opened_at, deadline.due, rules)
+    timeline = instants(deadline.window_start, deadline.due, rules)
     step = Step(
         action=None,
         reminders_sent=deadline.reminders_sent,

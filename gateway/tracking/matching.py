@@ -5,18 +5,26 @@ the deadlines they meet, each in one transaction with its audit entry.
   digest it quotes is the digest of what we signed;
 - a partner's form in reply to one of ours answers it (and meets its reply and receipt
   deadlines: a reply proves receipt);
-- our reply, once sent, answers the partner's message (and meets the reply deadline our desk had).
+- our reply, once sent, answers the partner's message (and meets the reply deadline our desk had);
+- a request for clarification (a form whose policy ``pauses``) answers nothing: it pauses the
+  reply deadline of the message it is about, ours when the partner asks (from its receipt), the
+  partner's message's when we ask (from its sending); the answer to the clarification, once
+  received or sent, answers the clarification and resumes that deadline with the time it had
+  left. A reply that comes while its deadline is paused meets it all the same.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
-from gateway.store import lookups
+from gateway.forms.catalogue import FormCatalogue
+from gateway.store import deadline_rows, lookups
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageHead, MessageRow
 from gateway.store.states import DeadlineState, InboundState, OutboundState
 from gateway.store.unit import Transaction
+from gateway.tracking.deadline_notices import iso_text, span_text, time_left
 
 log = logging.getLogger("gateway.tracking")
 
@@ -24,9 +32,14 @@ log = logging.getLogger("gateway.tracking")
 class Matcher:
     """Matches what answers a message to it, in the ledger and the audit chain."""
 
-    def __init__(self, ledger: Ledger, audit: AuditLog) -> None:
+    def __init__(self, ledger: Ledger, audit: AuditLog, catalogue: FormCatalogue) -> None:
         self.ledger = ledger
         self.audit = audit
+        self.catalogue = catalogue
+
+    def pauses(self, form: str) -> bool:
+        """Whether ``form`` asks for clarification of the form it replies to."""
+        return form in self.catalogue and self.catalogue.get(form).reply.pauses
 
     def receipt_received(self, row: MessageRow, original_reference: str, digest: str) -> None:
         """A partner's receipt (its OriginalReference and ContentSHA256): the message it names
@@ -86,7 +99,17 @@ class Matcher:
         asked = self.ledger.find("outbound", row.partner, row.in_reply_to or "")
         if asked is None:
             return
+        if self.pauses(row.form):
+            with self.ledger.transaction() as tx:
+                self._pause_in(tx, asked, row, row.created_at)
+            return
         with self.ledger.transaction() as tx:
+            if self.pauses(asked.form) and asked.in_reply_to:
+                # the answer to our clarification: the partner's request waits no more
+                about = lookups.message_id(tx, "inbound", row.partner, asked.in_reply_to)
+                if about is not None:
+                    self._resume_in(tx, self.ledger.get_in(tx, int(about)), row)
+            self._resume_in(tx, asked, row, quiet=True)
             answered = self.ledger.set_state_in(
                 tx,
                 asked.id,
@@ -122,6 +145,16 @@ class Matcher:
         if found is None:
             log.warning("%s answers %s, which is not in the ledger", row.reference, row.in_reply_to)
             return
+        asked = self.ledger.get_in(tx, int(found))
+        if self.pauses(row.form):
+            self._pause_in(tx, asked, row, self.ledger.clock.now())
+            return
+        if self.pauses(asked.form) and asked.in_reply_to:
+            # the answer to the partner's clarification: our request waits no more
+            about = lookups.message_id(tx, "outbound", row.partner, asked.in_reply_to)
+            if about is not None:
+                self._resume_in(tx, self.ledger.get_in(tx, int(about)), row)
+        self._resume_in(tx, asked, row, quiet=True)
         reason = f"answered by {row.reference}"
         self.ledger.set_state_in(
             tx,
@@ -131,3 +164,70 @@ class Matcher:
             expected=(InboundState.RECEIVED, InboundState.DELIVERED),
         )
         self.ledger.close_deadline_in(tx, int(found), "reply", DeadlineState.MET, reason)
+
+    def _pause_in(
+        self,
+        tx: Transaction,
+        about: MessageRow,
+        clarification: MessageRow | MessageHead,
+        at: datetime,
+    ) -> None:
+        """The reply deadline of ``about`` waits for the answer to ``clarification``."""
+        paused = deadline_rows.pause_in(tx, about.id, "reply", at)
+        if paused is None:
+            self.ledger.event_in(
+                tx, about.id, "clarification", f"{clarification.reference}: no open reply deadline"
+            )
+            return
+        detail = (
+            f"reply deadline paused by {clarification.form} {clarification.reference}: "
+            f"{time_left(paused.due, at)}"
+        )
+        self.ledger.event_in(tx, about.id, "deadline-paused", detail)
+        self.audit.append_in(
+            tx,
+            "deadline.paused",
+            partner=about.partner,
+            form=about.form,
+            reference=about.reference,
+            reason=detail[:300],
+        )
+        log.info(
+            "%s %s reply deadline paused by %s",
+            about.form,
+            about.reference,
+            clarification.reference,
+        )
+
+    def _resume_in(
+        self,
+        tx: Transaction,
+        about: MessageRow,
+        answer: MessageRow | MessageHead,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """The reply deadline of ``about``, if paused, runs again with the time it had left.
+        ``quiet``: a reply that is about to meet it (no audit line of its own then, the event
+        says it)."""
+        resumed = deadline_rows.resume_in(tx, about.id, "reply", self.ledger.clock.now())
+        if resumed is None:
+            return
+        detail = (
+            f"reply deadline resumed by {answer.form} {answer.reference} after "
+            f"{span_text(resumed.waited)}, due {iso_text(resumed.due)}"
+        )
+        self.ledger.event_in(tx, about.id, "deadline-resumed", detail)
+        if quiet:
+            return
+        self.audit.append_in(
+            tx,
+            "deadline.resumed",
+            partner=about.partner,
+            form=about.form,
+            reference=about.reference,
+            reason=detail[:300],
+        )
+        log.info(
+            "%s %s reply deadline resumed by %s", about.form, about.reference, answer.reference
+        )

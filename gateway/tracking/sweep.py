@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
@@ -144,6 +144,7 @@ class Sweeper:
                 escalations=row.escalations,
                 resends=row.resends,
                 next_action_at=row.next_action_at,
+                paused=timedelta(seconds=row.paused_seconds),
             )
             if deadline.kind == "receipt" and row.message_state in RECEIPT_SETTLED:
                 self._settle(tx, row, deadline)
@@ -181,7 +182,7 @@ class Sweeper:
                 receipt_window=window, receipt_resends=self.config.outbound.receipt_resends
             )
         form = self.catalogue.get(row.form) if row.form in self.catalogue else None
-        window = row.due - row.opened_at
+        window = row.due - row.opened_at - timedelta(seconds=row.paused_seconds)
         return rules_for(opened_under(form, row.priority, window), self.config.deadlines)
 
     def _act(
@@ -300,6 +301,8 @@ def close(ledger: Ledger, audit: AuditLog, reference: str, reason: str, actor: s
         closed = 0
         for row in rows:
             kind, message_id = row.kind, row.message_id
+            # A paused one resumes first: its due instant then counts the time it waited.
+            deadline_rows.resume_in(tx, message_id, kind, ledger.clock.now())
             if not ledger.close_deadline_in(tx, message_id, kind, DeadlineState.CLOSED, reason):
                 continue
             closed += 1

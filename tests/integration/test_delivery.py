@@ -20,6 +20,7 @@ import pytest
 from integration.fakepartner import DROP, FakePartner, Pki, make_pki, server_context
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
+from trackingkit import CATALOGUE
 
 from gateway.core import config as configuration
 from gateway.core.clock import FakeClock
@@ -92,6 +93,7 @@ class Rig:
             spool=self.spool,
             audit=self.audit,
             clock=self.clock,
+            catalogue=CATALOGUE,
             rng=random.Random(seed),  # noqa: S311
         )
         self.couriers.append(made)
@@ -966,6 +968,7 @@ def test_next_due(tmp_path: Path, pki: Pki) -> None:
         spool=spool,
         audit=AuditLog(engine, clock),
         clock=clock,
+        catalogue=CATALOGUE,
     )
     assert courier.next_due() is None
     later = (START + timedelta(minutes=5)).isoformat()
@@ -991,6 +994,7 @@ def test_a_missing_partner_ca_is_a_configuration_error(tmp_path: Path, pki: Pki)
             spool=Spool(tmp_path / "s"),
             audit=AuditLog(engine, clock),
             clock=clock,
+            catalogue=CATALOGUE,
         )
     engine.dispose()
 

@@ -15,6 +15,7 @@ import pytest
 from integration.fakepartner import FakePartner, Pki, make_pki, server_context
 from integration.test_delivery import PAYLOAD, form_meta  # a sealed form as submit makes it
 from sqlalchemy import Engine, func, select
+from trackingkit import CATALOGUE
 
 from gateway.core import config as configuration
 from gateway.core.clock import FakeClock
@@ -108,6 +109,7 @@ class World:
             spool=self.spool(),
             audit=AuditLog(self.engine, self.clock),
             clock=self.clock,
+            catalogue=CATALOGUE,
             rng=random.Random(3),  # noqa: S311
         )
 
@@ -326,4 +328,5 @@ def test_a_missing_relay_ca_is_a_configuration_error(tmp_path: Path, engine: Eng
             spool=Spool(tmp_path / "s"),
             audit=AuditLog(engine, clock),
             clock=clock,
+            catalogue=CATALOGUE,
         )

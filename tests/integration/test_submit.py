@@ -255,6 +255,30 @@ def test_a_reply_to_a_message_we_received_goes_with_its_attachment(env: Env, wor
     assert parts[1][2] == JPEG
 
 
+def refusal_to_serbia() -> bytes:
+    """A refusal (a form of every channel) of RS-2026-004417, from our NCB."""
+    form = outgoing(
+        "REFUSAL/valid-europol-directive-grounds.xml", sender="RO-NCB", recipient="RS-NCB"
+    )
+    return form.replace(b"RO-2026-000841", b"RS-2026-004417")
+
+
+def test_a_form_of_every_channel_goes_on_the_partner_s_channel(env: Env, world: World) -> None:
+    received_from_serbia(env)
+    submitted = env.submitter.submit(refusal_to_serbia())
+    row = env.ledger.get(submitted.ledger_id)
+    assert (row.partner, row.channel, row.form, row.in_reply_to) == (
+        "RS-NCB",
+        "interpol",
+        "REFUSAL",
+        "RS-2026-004417",
+    )
+    with env.engine.connect() as connection:  # a refusal owes no reply
+        assert connection.execute(select(deadlines)).all() == []
+    opened = open_as(world.rs.home, env.outbound.get(submitted.spool_key).payload())
+    assert opened.outer["Subject"] == f"INTERPOL REFUSAL {submitted.reference}"
+
+
 def test_listed_attachments_that_match_are_sent(env: Env, world: World) -> None:
     report = Attachment("seizure-report.pdf", "application/pdf", PDF)
     submitted = env.submitter.submit(seized_for_norway(), [report])
@@ -341,6 +365,11 @@ REFUSALS = {
         SubmissionRefused,
         "do not match the form's Attachment list",
         (Attachment("seizure-report.pdf", "application/pdf", PDF),),
+    ),
+    "refusal of nothing we received": Refusal(
+        refusal_to_serbia,
+        SubmissionRefused,
+        "InReplyTo RS-2026-004417 names no message we received from RS-NCB",
     ),
     "ack by hand": Refusal(
         lambda: outgoing(ACK, sender="RO-NCB", recipient="RS-NCB"),

@@ -11,6 +11,7 @@ from lxml import etree
 
 from gateway.core import config as configuration
 from gateway.core.config import BUILTIN_FORMS
+from gateway.core.errors import ConfigError
 from gateway.core.limits import XmlLimits
 from gateway.forms.catalogue import FormCatalogue, load_form
 from gateway.forms.xmlforms import FormValidator
@@ -34,6 +35,12 @@ CATALOGUE = (
     "IP-QUERY",
     "IP-QUERY-RESULT",
     "ACK",
+    "REFUSAL",
+    "CLARIFICATION",
+    "CLARIFICATION-ANSWER",
+    "ART40-REQUEST",
+    "ART40-URGENT",
+    "ART41-NOTICE",
 )
 
 
@@ -159,3 +166,33 @@ def test_builtin_schemas_bound_the_depth() -> None:
     depths = _schema_depths()
     assert len(depths) >= 16
     assert max(depths.values()) <= XmlLimits().max_depth, depths
+
+
+def test_only_the_request_for_clarification_pauses(catalogue: FormCatalogue) -> None:
+    assert [form.code for form in catalogue if form.reply.pauses] == ["CLARIFICATION"]
+    clarification = catalogue.get("CLARIFICATION")
+    assert clarification.channel == "any"
+    assert clarification.reply.answered_by == ("CLARIFICATION-ANSWER",)
+    # Every form that answers a request of another bureau names the refusal among its answers.
+    for code in ("I", "J", "EU-RFI", "IP-MSG", "IP-QUERY", "ART40-REQUEST", "ART40-URGENT"):
+        assert "REFUSAL" in catalogue.get(code).reply.answered_by, code
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("expected = false\npauses = true", "answered_by, deadline rules and pauses need expected"),
+        ("expected = true\npauses = 1", "pauses"),
+    ],
+)
+def test_a_policy_that_pauses_without_a_reply_is_refused(
+    tmp_path: Path, reply: str, reason: str
+) -> None:
+    path = tmp_path / "ASK.toml"
+    path.write_text(
+        'code = "ASK"\nchannel = "any"\ntitle = "Ask"\nschema = "answer.xsd"\n'
+        f'root = "{{urn:ipc-gateway:answer:1}}ClarificationRequest"\n\n[reply]\n{reply}\n'
+    )
+    with pytest.raises(ConfigError, match=reason) as refused:
+        load_form(path)
+    assert "ASK.toml" in str(refused.value)

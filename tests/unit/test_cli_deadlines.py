@@ -10,7 +10,7 @@ import pytest
 from trackingkit import CATALOGUE, Tracking
 
 from gateway.cli.main import main
-from gateway.store import schema
+from gateway.store import deadline_rows, schema
 from gateway.store.ledger import make_engine
 from gateway.store.states import DeadlineState
 from gateway.store.unit import writing
@@ -84,6 +84,7 @@ def test_json_lists_the_open_deadlines_soonest_first(
         "kind",
         "due",
         "state",
+        "paused_at",
         "reminders_sent",
     }
     due = tracking.clock.now() - H
@@ -95,6 +96,7 @@ def test_json_lists_the_open_deadlines_soonest_first(
         "kind": "reply",
         "due": due.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "state": "open",
+        "paused_at": None,
         "reminders_sent": 0,
     }
     assert items[1]["kind"] == "receipt" and items[1]["direction"] == "outbound"
@@ -152,3 +154,22 @@ def test_without_configuration_it_is_a_usage_error(
 ) -> None:
     assert main(["-c", str(tmp_path / "missing.toml"), "deadlines"]) == 2
     assert "configuration error" in capsys.readouterr().err
+
+
+def test_a_paused_deadline_is_listed_with_the_time_it_will_have_left(
+    seeded: tuple[Tracking, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracking, config = seeded
+    [urgent] = tracking.ledger.by_reference("RS-2026-000002")
+    paused_at = tracking.clock.now() - 2 * H  # 24 h window: 26 h left when it paused
+    with writing(tracking.ledger.engine) as tx:
+        assert deadline_rows.pause_in(tx, urgent.id, "reply", paused_at) is not None
+    [item] = [i for i in listing(capsys, config) if i["reference"] == "RS-2026-000002"]
+    assert (item["state"], item["paused_at"]) == (
+        "paused",
+        paused_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    assert listing(capsys, config, "--overdue", "--desk", "duty") == []
+    assert main(["-c", str(config), "deadlines"]) == 0
+    [line] = [line for line in capsys.readouterr().out.splitlines() if "RS-2026-000002" in line]
+    assert "paused, 1 d 02 h" in line or "paused, 1 d 01 h" in line

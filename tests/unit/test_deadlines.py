@@ -46,8 +46,19 @@ POLICIES: list[Policy] = [
     ("IP-QUERY", "urgent", {}, 24 * H, (0.5, 0.9), 24 * H),
     # J: breached after 10 days (one more reminder then), escalated after 60.
     ("J", "normal", {}, 10 * D, (0.5, 0.9, 1.0), 60 * D),
+    # Schengen Convention: Art. 40(1) within hours, Art. 40(2) the Convention's 5 hours, Art. 41.
+    ("ART40-REQUEST", "urgent", {}, 4 * H, (0.5, 0.9), 4 * H),
+    ("ART40-REQUEST", "normal", {}, 12 * H, (0.5, 0.9), 12 * H),
+    ("ART40-URGENT", "urgent", {}, 5 * H, (0.5, 0.9), 5 * H),
+    ("ART41-NOTICE", "urgent", {}, 2 * H, (0.5, 0.9), 2 * H),
+    # A request for clarification is owed its answer quickly: the request it clarifies waits.
+    ("CLARIFICATION", "urgent", {}, 8 * H, (0.5, 0.9), 8 * H),
+    ("CLARIFICATION", "normal", {}, 3 * D, (0.5, 0.9), 3 * D),
 ]
-NO_REPLY = ["A", "ACK", "EU-INFO", "F", "IP-DIFF", "IP-NOTICE", "IP-QUERY-RESULT", "M", "Q"]
+NO_REPLY = [
+    *("A", "ACK", "EU-INFO", "F", "IP-DIFF", "IP-NOTICE", "IP-QUERY-RESULT", "M", "Q"),
+    *("REFUSAL", "CLARIFICATION-ANSWER"),
+]
 
 
 @pytest.mark.parametrize(

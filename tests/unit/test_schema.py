@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import schema, users, worklist
+from gateway.store import deadline_rows, schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -31,14 +31,15 @@ from gateway.store.ledger import (
 from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
-# A second revision, as a future change to ledger.py would bring: a column added to messages.
+# A next revision, as a future change to ledger.py would bring: a column added to messages.
+NEXT = "0099"
 NEXT_REVISION = '''"""A note on each message (a test's revision)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0099"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -88,20 +89,44 @@ def fill(engine: Engine) -> None:
 
 
 def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    """The rows of the core tables, in the columns both the database and ledger.py have (an
+    older revision lacks some of ledger.py's, a newer one may add its own)."""
+    found = inspect(engine)
     with engine.connect() as connection:
         return {
             table.name: [
-                tuple(row) for row in connection.execute(select(table).order_by(*table.primary_key))
+                tuple(row)
+                for row in connection.execute(
+                    select(
+                        *(
+                            table.c[column["name"]]
+                            for column in found.get_columns(table.name)
+                            if column["name"] in table.c
+                        )
+                    ).order_by(*table.primary_key)
+                )
             ]
             for table in (messages, events, deadlines, audit)
         }
 
 
+def kept(engine: Engine, before: dict[str, list[tuple[object, ...]]]) -> bool:
+    """Whether the tables still hold the rows of ``before`` in the columns they had then (the
+    columns a revision added since come last, and are left out)."""
+    after = contents(engine)
+    return all(
+        [row[: len(old)] for row, old in zip(after[name], rows, strict=True)] == rows
+        for name, rows in before.items()
+    ) and all(len(after[name]) == len(rows) for name, rows in before.items())
+
+
 def versions_with_next_revision(tmp_path: Path) -> Path:
-    """The package's migrations copied, plus revision 0004: what the next release will carry."""
+    """The package's migrations copied, plus a next revision: what the next release will carry."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0004_note.py").write_text(NEXT_REVISION)
+    (folder / "versions" / f"{NEXT}_note.py").write_text(
+        NEXT_REVISION.replace("{head}", schema.head())
+    )
     return folder
 
 
@@ -150,7 +175,7 @@ def test_a_ledger_made_before_migrations_is_stamped_and_keeps_its_data(
 
     assert done.stamped
     assert done.after == schema.head()
-    assert contents(empty_engine) == before
+    assert kept(empty_engine, before)
     assert all(before.values())
     assert differences(empty_engine) == []
     schema.require_current(empty_engine)
@@ -173,21 +198,23 @@ def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     scripts = versions_with_next_revision(tmp_path)
-    assert schema.head(scripts) == "0004"
+    assert schema.head(scripts) == NEXT
     with pytest.raises(LedgerOutdated) as refused:
         schema.require_current(empty_engine, scripts)
     assert refused.value.upgradable
-    assert "is at revision 0003, this gateway needs 0004" in refused.value.line("gw.toml")
+    assert f"is at revision {schema.head()}, this gateway needs {NEXT}" in refused.value.line(
+        "gw.toml"
+    )
     assert refused.value.line("gw.toml").endswith("run `gateway -c gw.toml db upgrade`")
 
     done = schema.upgrade(empty_engine, scripts)
 
-    assert (done.before.current, done.after) == ("0003", "0004")
+    assert (done.before.current, done.after) == (schema.head(), NEXT)
     schema.require_current(empty_engine, scripts)
     with empty_engine.connect() as connection:
         notes = connection.execute(text("SELECT reference, note FROM messages")).all()
     assert [tuple(row) for row in notes] == [(RECEIVED.reference, "none")]
-    assert contents(empty_engine) == before  # the tables as ledger.py knows them: unchanged
+    assert kept(empty_engine, before)  # the tables as ledger.py knows them: unchanged
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
@@ -199,7 +226,9 @@ def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     assert "users" not in inspect(empty_engine).get_table_names()
-    with pytest.raises(LedgerOutdated, match="is at revision 0001, this gateway needs 0003"):
+    with pytest.raises(
+        LedgerOutdated, match=f"is at revision 0001, this gateway needs {schema.head()}"
+    ):
         schema.require_current(empty_engine)
 
     done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002"))
@@ -235,11 +264,10 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     added = {worklist.WORKLIST_INDEX.name, worklist.RECEIVED_INDEX.name}
     assert not added & indexes
 
-    done = schema.upgrade(empty_engine)
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003"))
 
-    assert (done.before.current, done.after, schema.head()) == ("0002", "0003", "0003")
+    assert (done.before.current, done.after) == ("0002", "0003")
     assert contents(empty_engine) == before
-    assert differences(empty_engine) == []
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
     assert added <= indexes
     with Ledger(empty_engine, FakeClock(START)).reading() as tx:
@@ -247,18 +275,50 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     assert [(item.reference, item.reply_state) for item in found] == [(RECEIVED.reference, "open")]
 
 
+def test_revision_0006_lets_the_deadlines_of_a_0003_ledger_holding_data_pause(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    columns = {column["name"] for column in inspect(empty_engine).get_columns("deadlines")}
+    assert not {"paused_at", "paused_seconds"} & columns
+
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0006"))
+
+    assert (done.before.current, done.after) == ("0003", "0006")
+    after = contents(empty_engine)
+    assert {name: rows for name, rows in after.items() if name != "deadlines"} == {
+        name: rows for name, rows in before.items() if name != "deadlines"
+    }
+    names = [column["name"] for column in inspect(empty_engine).get_columns("deadlines")]
+    [old] = before["deadlines"]
+    [new] = after["deadlines"]
+    kept = dict(zip(names, new, strict=True))
+    assert (kept["paused_at"], kept["paused_seconds"]) == (None, 0)
+    assert tuple(value for name, value in kept.items() if not name.startswith("paused")) == old
+    # The deadline the ledger held pauses and resumes with the time it had left.
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [message] = [int(str(row[0])) for row in after["messages"]]
+    with ledger.transaction() as tx:
+        paused = deadline_rows.pause_in(tx, message, "reply", START + timedelta(hours=2))
+        assert paused is not None and paused.left == timedelta(hours=10)
+        resumed = deadline_rows.resume_in(tx, message, "reply", START + timedelta(hours=5))
+        assert resumed is not None and resumed.due == START + timedelta(hours=15)
+
+
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
     schema.upgrade(empty_engine, versions_with_next_revision(tmp_path))
     found = schema.state(empty_engine)
-    assert (found.current, found.known) == ("0004", False)
+    assert (found.current, found.known) == (NEXT, False)
     for attempt in (schema.require_current, schema.upgrade):
-        with pytest.raises(LedgerOutdated, match="0004, which this gateway does not know") as no:
+        with pytest.raises(LedgerOutdated, match=f"{NEXT}, which this gateway does not know") as no:
             attempt(empty_engine)
         assert not no.value.upgradable
         assert "db upgrade" not in no.value.line("gw.toml")
-    assert schema.state(empty_engine).current == "0004"
+    assert schema.state(empty_engine).current == NEXT
 
 
 def test_an_empty_ledger_is_refused_and_names_the_upgrade(empty_engine: Engine) -> None:

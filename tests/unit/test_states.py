@@ -106,7 +106,7 @@ def test_the_stored_text_is_the_enum_s_value() -> None:
         "failed",
         "unacknowledged",
     ]
-    assert [str(s) for s in DeadlineState] == ["open", "met", "missed", "closed"]
+    assert [str(s) for s in DeadlineState] == ["open", "paused", "met", "missed", "closed"]
     assert OutboundState("queued") is OutboundState.QUEUED and f"{DeadlineState.MET}" == "met"
     assert "queued" in (OutboundState.QUEUED,)  # a row's text compares equal to its enum
 
