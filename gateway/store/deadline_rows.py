@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from gateway.store.ledger import as_utc, deadlines, messages
+from gateway.store.ledger import as_utc, claims, deadlines, messages
 from gateway.store.states import DEADLINE, DeadlineState, check_transition
 from gateway.store.unit import Transaction
 
@@ -83,6 +83,10 @@ class ListedDeadline:
     due: datetime
     state: str
     reminders_sent: int
+    message_id: int = 0
+    priority: str = ""
+    escalations: int = 0
+    holder: str | None = None  # who holds the message on its desk (gateway.store.claims)
 
 
 _DUE_COLUMNS = (
@@ -192,10 +196,14 @@ def open_of_reference(tx: Transaction, reference: str) -> list[OpenDeadlineOf]:
 
 
 def listed(
-    tx: Transaction, *, due_by: datetime | None = None, desk: str | None = None
+    tx: Transaction,
+    *,
+    due_by: datetime | None = None,
+    desk: str | None = None,
+    limit: int | None = None,
 ) -> list[ListedDeadline]:
-    """The open deadlines, the soonest due first; with ``due_by``, those due by then; with
-    ``desk``, those of that desk's messages."""
+    """The open deadlines, the soonest due first (at most ``limit``); with ``due_by``, those
+    due by then; with ``desk``, those of that desk's messages. Each with its message's holder."""
     query = (
         select(
             messages.c.reference,
@@ -208,11 +216,17 @@ def listed(
             deadlines.c.due,
             deadlines.c.state,
             deadlines.c.reminders_sent,
+            deadlines.c.message_id,
+            messages.c.priority,
+            deadlines.c.escalations,
+            claims.c.holder,
         )
-        .select_from(_WITH_MESSAGE)
+        .select_from(_WITH_MESSAGE.outerjoin(claims, claims.c.message_id == deadlines.c.message_id))
         .where(_OPEN)
         .order_by(deadlines.c.due, deadlines.c.id)
     )
+    if limit is not None:
+        query = query.limit(limit)
     if due_by is not None:
         query = query.where(deadlines.c.due <= due_by)
     if desk:
