@@ -56,6 +56,12 @@ class Claims:
         with self.ledger.reading() as tx:
             return claims.get(tx, message_id)
 
+    def candidates(self, desk: str | None) -> list[str]:
+        """The users a message of ``desk`` may be handed over to, by name."""
+        with self.ledger.reading() as tx:
+            found = users.all_users(tx)
+        return sorted(user.name for user in found if _may_take(user, desk))
+
     def claim(self, principal: Principal, row: MessageRow) -> Done:
         """``principal`` holds the message from now; HeldByOther when another does, ClaimRefused
         when it is closed. Claiming one's own claim again changes nothing."""
@@ -100,9 +106,7 @@ class Claims:
             target = users.user_by_name(tx, to)
             if target is None or target.disabled:
                 raise ClaimRefused(f"there is no active user {to}")
-            if not principal_of(target.name, target.roles, target.desks).may(
-                Permission.CLAIM, row.desk
-            ):
+            if not _may_take(target, row.desk):
                 raise ClaimRefused(f"{to} does not work on desk {row.desk}")
             if not claims.hand_over_in(tx, row.id, holder, to, self.ledger.clock.now()):
                 raise ClaimRefused("it changed hands meanwhile: reload the page")
@@ -179,3 +183,11 @@ class Claims:
             reference=row.reference,
             reason=reason,
         )
+
+
+def _may_take(user: users.UserRow, desk: str | None) -> bool:
+    """Whether a message of ``desk`` may be handed over to ``user``: enabled, allowed to claim
+    on that desk."""
+    if user.disabled:
+        return False
+    return principal_of(user.name, user.roles, user.desks).may(Permission.CLAIM, desk)

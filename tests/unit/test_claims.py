@@ -6,6 +6,7 @@ and an audit entry with names and the ledger id only; the worklist's state of a 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -91,12 +92,13 @@ def test_claim_release_hand_over_close_each_audited_with_names_only(kit: Kit) ->
     with kit.ledger.reading() as tx:
         deadline = worklist.reply_deadline(tx, row.id)
     assert deadline is not None and deadline.state == "closed"  # nothing more owed
-    for act in (
+    acts: list[Callable[[], object]] = [
         lambda: service.claim(ANA, row),
         lambda: service.release(BEN, row),
         lambda: service.close(BEN, row),
         lambda: service.hand_over(BEN, row, "ana"),
-    ):
+    ]
+    for act in acts:
         with pytest.raises(ClaimRefused, match="it is closed"):
             act()
     ref = "NO-2026-000001"

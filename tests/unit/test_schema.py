@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import schema, users, worklist
+from gateway.store import claims, schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -31,14 +31,15 @@ from gateway.store.ledger import (
 from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
-# A second revision, as a future change to ledger.py would bring: a column added to messages.
+# A next revision, as a future change to ledger.py would bring: a column added to messages.
+NEXT = "9999"
 NEXT_REVISION = '''"""A note on each message (a test's revision)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "9999"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -98,10 +99,12 @@ def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
 
 
 def versions_with_next_revision(tmp_path: Path) -> Path:
-    """The package's migrations copied, plus revision 0004: what the next release will carry."""
+    """The package's migrations copied, plus a next revision: what the next release will carry."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0004_note.py").write_text(NEXT_REVISION)
+    (folder / "versions" / f"{NEXT}_note.py").write_text(
+        NEXT_REVISION.replace("{head}", schema.head())
+    )
     return folder
 
 
@@ -173,16 +176,17 @@ def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     scripts = versions_with_next_revision(tmp_path)
-    assert schema.head(scripts) == "0004"
+    head = schema.head()
+    assert schema.head(scripts) == NEXT
     with pytest.raises(LedgerOutdated) as refused:
         schema.require_current(empty_engine, scripts)
     assert refused.value.upgradable
-    assert "is at revision 0003, this gateway needs 0004" in refused.value.line("gw.toml")
+    assert f"is at revision {head}, this gateway needs {NEXT}" in refused.value.line("gw.toml")
     assert refused.value.line("gw.toml").endswith("run `gateway -c gw.toml db upgrade`")
 
     done = schema.upgrade(empty_engine, scripts)
 
-    assert (done.before.current, done.after) == ("0003", "0004")
+    assert (done.before.current, done.after) == (head, NEXT)
     schema.require_current(empty_engine, scripts)
     with empty_engine.connect() as connection:
         notes = connection.execute(text("SELECT reference, note FROM messages")).all()
@@ -199,7 +203,9 @@ def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     assert "users" not in inspect(empty_engine).get_table_names()
-    with pytest.raises(LedgerOutdated, match="is at revision 0001, this gateway needs 0003"):
+    with pytest.raises(
+        LedgerOutdated, match=f"is at revision 0001, this gateway needs {schema.head()}"
+    ):
         schema.require_current(empty_engine)
 
     done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002"))
@@ -235,16 +241,47 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     added = {worklist.WORKLIST_INDEX.name, worklist.RECEIVED_INDEX.name}
     assert not added & indexes
 
-    done = schema.upgrade(empty_engine)
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003"))
 
-    assert (done.before.current, done.after, schema.head()) == ("0002", "0003", "0003")
+    assert (done.before.current, done.after) == ("0002", "0003")
     assert contents(empty_engine) == before
-    assert differences(empty_engine) == []
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
     assert added <= indexes
-    with Ledger(empty_engine, FakeClock(START)).reading() as tx:
-        found = worklist.page(tx, desks={"sirene"})
-    assert [(item.reference, item.reply_state) for item in found] == [(RECEIVED.reference, "open")]
+
+
+def test_revision_0004_adds_the_claims_table_to_a_0003_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "claims" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0004"))
+
+    assert (done.before.current, done.after) == ("0003", "0004")
+    assert contents(empty_engine) == before
+    assert "claims" in inspect(empty_engine).get_table_names()
+    ledger = Ledger(empty_engine, FakeClock(START))
+    with ledger.reading() as tx:
+        (item,) = worklist.page(tx, desks={"sirene"})
+    assert (item.reference, item.work, item.holder) == (RECEIVED.reference, "new", None)
+    with ledger.transaction() as tx:
+        assert claims.take_in(tx, item.id, "ana", START)
+    with ledger.reading() as tx:
+        (item,) = worklist.page(tx, desks={"sirene"})
+    assert (item.work, item.holder, item.since) == ("claimed", "ana", START)
+    assert contents(empty_engine) == before  # the claim is a row of its own table
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_the_migrations_at_head_make_the_schema_of_ledger_py_from_any_revision(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002"))
+    fill(empty_engine)
+    schema.upgrade(empty_engine)
+    assert differences(empty_engine) == []
 
 
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
@@ -252,13 +289,13 @@ def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
 ) -> None:
     schema.upgrade(empty_engine, versions_with_next_revision(tmp_path))
     found = schema.state(empty_engine)
-    assert (found.current, found.known) == ("0004", False)
+    assert (found.current, found.known) == (NEXT, False)
     for attempt in (schema.require_current, schema.upgrade):
-        with pytest.raises(LedgerOutdated, match="0004, which this gateway does not know") as no:
+        with pytest.raises(LedgerOutdated, match=f"{NEXT}, which this gateway does not know") as no:
             attempt(empty_engine)
         assert not no.value.upgradable
         assert "db upgrade" not in no.value.line("gw.toml")
-    assert schema.state(empty_engine).current == "0004"
+    assert schema.state(empty_engine).current == NEXT
 
 
 def test_an_empty_ledger_is_refused_and_names_the_upgrade(empty_engine: Engine) -> None:
