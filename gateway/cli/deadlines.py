@@ -62,6 +62,8 @@ def open_deadlines(
             "due": iso_text(row.due),
             "state": row.state,
             "reminders_sent": row.reminders_sent,
+            "escalations": row.escalations,
+            "holder": row.holder,
         }
         for row in rows
     ]
@@ -80,7 +82,7 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(
         f"{'REFERENCE':<20} {'FORM':<10} {'PARTNER':<12} {'DIRECTION':<9} {'KIND':<8} "
-        f"{'DUE (UTC)':<17} {'TIME LEFT':<18} REMINDERS"
+        f"{'DUE (UTC)':<17} {'TIME LEFT':<18} {'REMINDERS':<9} {'ESCALATED':<9} HELD BY"
     )
     for item in items:
         due = datetime.fromisoformat(item["due"])
@@ -88,7 +90,8 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
         print(
             f"{item['reference']:<20} {item['form']:<10} {item['partner']:<12} "
             f"{item['direction']:<9} {item['kind']:<8} {due:%Y-%m-%d %H:%M} "
-            f"{left:<18} {item['reminders_sent']}"
+            f"{left:<18} {item['reminders_sent']:<9} {item['escalations']:<9} "
+            f"{item['holder'] or '-'}"
         )
     return EXIT_OK
 

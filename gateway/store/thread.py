@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, select
 
 from gateway.store.ledger import as_utc, messages
 from gateway.store.unit import Transaction
@@ -53,18 +53,22 @@ def related(
     frontier = list(first)
     while frontier and len(found) < limit:
         partner = frontier[0].partner  # one partner: a reply names a message of its own partner
-        references = {item.reference for item in frontier}
-        asked = {item.in_reply_to for item in frontier if item.in_reply_to}
+        references = sorted({item.reference for item in frontier})
+        asked = sorted({item.in_reply_to for item in frontier if item.in_reply_to})
+        # Two reads, each by its own index: an OR of both let the database walk every message
+        # of the partner.
         step = _read(
             tx,
-            (messages.c.partner == partner)
-            & or_(
-                messages.c.in_reply_to.in_(sorted(references)),
-                messages.c.reference.in_(sorted(asked)),
-            ),
+            (messages.c.partner == partner) & messages.c.in_reply_to.in_(references),
             leave_out_form,
         )
-        frontier = [item for item in step if item.id not in found]
+        if asked:
+            step += _read(
+                tx,
+                (messages.c.reference.in_(asked)) & (messages.c.partner == partner),
+                leave_out_form,
+            )
+        frontier = list({item.id: item for item in step if item.id not in found}.values())
         for item in frontier:
             found[item.id] = item
     return sorted(found.values(), key=lambda item: (item.at, item.id))[:limit]
@@ -73,7 +77,9 @@ def related(
 def _read(
     tx: Transaction, condition: ColumnElement[bool], leave_out_form: str | None
 ) -> list[ThreadItem]:
-    query = select(*_COLUMNS).where(condition).order_by(messages.c.id).limit(LIMIT)
+    # No ORDER BY (the caller sorts what it found): with one, SQLite preferred walking the whole
+    # table in id order to a lookup by the index and a sort of a few rows.
+    query = select(*_COLUMNS).where(condition).limit(LIMIT)
     if leave_out_form:
         query = query.where(messages.c.form != leave_out_form)
     return [
