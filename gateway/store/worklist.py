@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Index, func, select
+from sqlalchemy import ColumnElement, Index, func, select
 
 from gateway.store.claims import WorkState, work_state
 from gateway.store.ledger import as_utc, claims, deadlines, messages
@@ -139,12 +139,7 @@ def _page(
     if wanted.priority:
         query = query.where(messages.c.priority == wanted.priority)
     if wanted.due_by is not None:
-        # Written so that the join stays a LEFT JOIN (a plain test on the deadline's columns
-        # would let the database read the deadlines first and sort them): see the comment above.
-        query = query.where(
-            func.coalesce(deadlines.c.state, "") == "open",
-            func.coalesce(deadlines.c.due, wanted.due_by + LATER) <= wanted.due_by,
-        )
+        query = query.where(*_due_by(tx, wanted.due_by))
     if wanted.leave_out:
         query = query.where(messages.c.form != wanted.leave_out)
     return [
@@ -178,6 +173,20 @@ def reply_deadline(tx: Transaction, message_id: int) -> ReplyDeadline | None:
     if row is None:
         return None
     return ReplyDeadline(due=as_utc(row.due), state=row.state, owed_by=row.owed_by)
+
+
+def _due_by(tx: Transaction, instant: datetime) -> tuple[ColumnElement[bool], ...]:
+    """An open reply deadline due by ``instant``. On SQLite written so that the join stays a
+    LEFT JOIN: a plain test on the deadline's columns let SQLite's planner read every deadline
+    first and sort them (it has no statistics of how many match). PostgreSQL's planner weighs
+    both ways with its statistics (the index walk for a common match, the deadlines first for a
+    rare one); the coalesce hid them from it and made it join and sort every message."""
+    if tx.dialect == "sqlite":
+        return (
+            func.coalesce(deadlines.c.state, "") == "open",
+            func.coalesce(deadlines.c.due, instant + LATER) <= instant,
+        )
+    return (deadlines.c.state == "open", deadlines.c.due <= instant)
 
 
 def _instant(value: datetime | None) -> datetime | None:
