@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, bindparam, select, text
 
 from gateway.store.ledger import as_utc, messages
 from gateway.store.unit import Transaction
@@ -57,11 +58,7 @@ def related(
         asked = sorted({item.in_reply_to for item in frontier if item.in_reply_to})
         # Two reads, each by its own index: an OR of both let the database walk every message
         # of the partner.
-        step = _read(
-            tx,
-            (messages.c.partner == partner) & messages.c.in_reply_to.in_(references),
-            leave_out_form,
-        )
+        step = _replies(tx, partner, references, leave_out_form)
         if asked:
             step += _read(
                 tx,
@@ -74,25 +71,62 @@ def related(
     return sorted(found.values(), key=lambda item: (item.at, item.id))[:limit]
 
 
+# The replies to messages, by the index on (partner, in_reply_to). On SQLite the index is named:
+# most messages answer nothing, so SQLite's statistics (ANALYZE) count every NULL as one value and
+# call the index useless, and it read the whole table instead (40 ms at 100 k messages);
+# SQLAlchemy writes no table hint for SQLite, hence the text.
+_REPLIES_SQLITE = (
+    text(
+        "SELECT id, direction, partner, form, reference, in_reply_to, desk, state, created_at "
+        "FROM messages INDEXED BY ix_messages_in_reply_to "
+        "WHERE partner = :partner AND in_reply_to IN :references AND form != :leave_out "
+        "LIMIT :limit"
+    )
+    .bindparams(bindparam("references", expanding=True))
+    .columns(*_COLUMNS)
+)
+
+
+def _replies(
+    tx: Transaction, partner: str, references: list[str], leave_out_form: str | None
+) -> list[ThreadItem]:
+    if tx.dialect != "sqlite":
+        condition = (messages.c.partner == partner) & messages.c.in_reply_to.in_(references)
+        return _read(tx, condition, leave_out_form)
+    rows = tx.connection.execute(
+        _REPLIES_SQLITE,
+        {
+            "partner": partner,
+            "references": references,
+            "leave_out": leave_out_form or "",
+            "limit": LIMIT,
+        },
+    ).all()
+    return [_item(row) for row in rows]
+
+
 def _read(
-    tx: Transaction, condition: ColumnElement[bool], leave_out_form: str | None
+    tx: Transaction,
+    condition: ColumnElement[bool],
+    leave_out_form: str | None,
 ) -> list[ThreadItem]:
     # No ORDER BY (the caller sorts what it found): with one, SQLite preferred walking the whole
     # table in id order to a lookup by the index and a sort of a few rows.
     query = select(*_COLUMNS).where(condition).limit(LIMIT)
     if leave_out_form:
         query = query.where(messages.c.form != leave_out_form)
-    return [
-        ThreadItem(
-            id=row.id,
-            direction=row.direction,
-            partner=row.partner,
-            form=row.form,
-            reference=row.reference,
-            in_reply_to=row.in_reply_to,
-            desk=row.desk,
-            state=row.state,
-            at=as_utc(row.created_at),
-        )
-        for row in tx.connection.execute(query).all()
-    ]
+    return [_item(row) for row in tx.connection.execute(query).all()]
+
+
+def _item(row: Any) -> ThreadItem:
+    return ThreadItem(
+        id=row.id,
+        direction=row.direction,
+        partner=row.partner,
+        form=row.form,
+        reference=row.reference,
+        in_reply_to=row.in_reply_to,
+        desk=row.desk,
+        state=row.state,
+        at=as_utc(row.created_at),
+    )
