@@ -8,9 +8,11 @@ in three; the newest is a real received message whose form lies in the inbound s
 app (gateway.web.app over open_services) answers through Starlette's TestClient, in process:
 each round times, on the small ledger and then on the large one, a handler's first worklist page
 (one desk), a handler's of two desks (one read per desk, merged), a supervisor's (every desk), a
-handler's page deep in the list (``?before=`` the middle id), and the message view (the form
-rendered, the view appended to the audit chain). The figure per request is p95 large over p95
-small (target <= 2: a page costs what it shows, not what the ledger holds).
+handler's page deep in the list (``?before=`` the middle id), a handler's page filtered by time
+left (overdue) and by priority and time left, and the message view (the form rendered, the view
+appended to the audit chain). One message in five is claimed (the worklist joins the claims).
+The figure per request is p95 large over p95 small (target <= 2: a page costs what it shows, not
+what the ledger holds).
 
     .venv/bin/python bench/console.py [--large 100000] [--small 1000] [--rounds 200]
                                       [--postgres URL]
@@ -61,6 +63,7 @@ MESSAGE_COLUMNS = (
     "id", "direction", "partner", "channel", "form", "reference", "message_id", "priority",
     "content_sha256", "raw_sha256", "desk", "state", "created_at", "updated_at",
 )  # fmt: skip
+CLAIM_COLUMNS = ("message_id", "holder", "since", "updated_at")
 DEADLINE_COLUMNS = (
     "message_id", "kind", "owed_by", "opened_at", "due", "state", "reminders_sent",
     "escalations", "resends", "next_action_at",
@@ -100,6 +103,12 @@ time_zone = "Europe/Bucharest"
 """
 
 
+def claim_rows(size: int) -> Iterator[tuple[Any, ...]]:
+    for number in range(5, size + 1, 5):
+        at = START + timedelta(seconds=number, minutes=5)
+        yield (number, "ana", at, at)
+
+
 def rows(size: int) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...] | None]]:
     for number in range(1, size + 1):
         at = START + timedelta(seconds=number)
@@ -128,6 +137,8 @@ def fill(engine: Engine, size: int) -> float:
                                [tuple(map(stamp, m)) for m, _ in pairs])  # fmt: skip
             cursor.executemany(_insert("deadlines", DEADLINE_COLUMNS, "?"),
                                [tuple(map(stamp, d)) for _, d in pairs if d])  # fmt: skip
+            cursor.executemany(_insert("claims", CLAIM_COLUMNS, "?"),
+                               [tuple(map(stamp, c)) for c in claim_rows(size)])  # fmt: skip
             raw.commit()
             cursor.execute("ANALYZE")
         else:
@@ -138,10 +149,14 @@ def fill(engine: Engine, size: int) -> float:
                 for _, deadline in rows(size):
                     if deadline:
                         copy.write_row(deadline)
+            with cursor.copy(f"COPY claims ({', '.join(CLAIM_COLUMNS)}) FROM STDIN") as copy:
+                for claim in claim_rows(size):
+                    copy.write_row(claim)
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('messages', 'id'), {size})")
             raw.commit()
             cursor.execute("ANALYZE messages")
             cursor.execute("ANALYZE deadlines")
+            cursor.execute("ANALYZE claims")
         raw.commit()
     finally:
         raw.close()
@@ -207,6 +222,8 @@ def console(folder: Path, url: str, size: int) -> Iterator[dict[str, Any]]:
                     "worklist, two desks": (clients["bob"], "/"),
                     "worklist, every desk": (clients["sue"], "/"),
                     "worklist, deep page": (clients["ana"], f"/?before={size // 2}"),
+                    "worklist, overdue": (clients["ana"], "/?due=overdue"),
+                    "worklist, urgent, 4 h": (clients["ana"], "/?priority=urgent&due=4"),
                     "message view": (clients["ana"], f"/messages/{newest}"),
                 },
             }

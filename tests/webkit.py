@@ -14,6 +14,7 @@ from pathlib import Path
 from accesskit import CHEAP, PASSWORD
 from dbkit import upgraded
 from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from gateway.access.passwords import Passwords
 from gateway.access.roles import Role
@@ -75,6 +76,8 @@ page_size = {page_size}
 USERS = {
     "ana": (frozenset({Role.HANDLER}), frozenset({"sirene"})),
     "ben": (frozenset({Role.HANDLER}), frozenset({"interpol"})),
+    "cai": (frozenset({Role.HANDLER}), frozenset({"sirene"})),
+    "dora": (frozenset({Role.DUTY_OFFICER}), frozenset()),
     "sue": (frozenset({Role.SUPERVISOR}), frozenset()),
     "olaf": (frozenset({Role.OPERATOR}), frozenset()),
     "aud": (frozenset({Role.AUDITOR}), frozenset()),
@@ -192,3 +195,28 @@ def console(config_path: Path) -> Iterator[Console]:
         for name, (roles, desks) in USERS.items():
             access.accounts.add(name, roles, desks, PASSWORD)
         yield Console(services, access, clock, build_app(services, access))
+
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF.search(html)
+    assert found is not None, "no CSRF field in the page"
+    return found.group(1)
+
+
+def login(
+    client: TestClient, name: str, password: str = PASSWORD, code: str = ""
+) -> tuple[int, str]:
+    """Log in through the form as a browser does; the status of the POST and the page it led to
+    (the redirect is not followed: its target is fetched when it was a 303)."""
+    token = csrf_of(client.get("/login").text)
+    answer = client.post(
+        "/login",
+        data={"csrf": token, "name": name, "password": password, "code": code},
+        follow_redirects=False,
+    )
+    if answer.status_code == 303:
+        return 303, client.get(answer.headers["location"]).text
+    return answer.status_code, answer.text

@@ -67,6 +67,8 @@ def open_deadlines(
             "state": row.state,
             "paused_at": iso_text(row.paused_at) if row.paused_at is not None else None,
             "reminders_sent": row.reminders_sent,
+            "escalations": row.escalations,
+            "holder": row.holder,
         }
         for row in rows
     ]
@@ -85,7 +87,7 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(
         f"{'REFERENCE':<20} {'FORM':<10} {'PARTNER':<12} {'DIRECTION':<9} {'KIND':<8} "
-        f"{'DUE (UTC)':<17} {'TIME LEFT':<18} REMINDERS"
+        f"{'DUE (UTC)':<17} {'TIME LEFT':<18} {'REMINDERS':<9} {'ESCALATED':<9} HELD BY"
     )
     for item in items:
         due = datetime.fromisoformat(item["due"])
@@ -97,7 +99,8 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
         print(
             f"{item['reference']:<20} {item['form']:<10} {item['partner']:<12} "
             f"{item['direction']:<9} {item['kind']:<8} {due:%Y-%m-%d %H:%M} "
-            f"{shown:<18} {item['reminders_sent']}"
+            f"{shown:<18} {item['reminders_sent']:<9} {item['escalations']:<9} "
+            f"{item['holder'] or '-'}"
         )
     return EXIT_OK
 

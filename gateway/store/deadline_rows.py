@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from gateway.store.ledger import as_utc, deadlines, messages
+from gateway.store.ledger import as_utc, claims, deadlines, messages
 from gateway.store.states import DEADLINE, DeadlineState, check_transition
 from gateway.store.unit import Transaction
 
@@ -88,6 +88,10 @@ class ListedDeadline:
     state: str
     reminders_sent: int
     paused_at: datetime | None = None  # while paused: since when
+    message_id: int = 0
+    priority: str = ""
+    escalations: int = 0
+    holder: str | None = None  # who holds the message on its desk (gateway.store.claims)
 
 
 @dataclass(frozen=True)
@@ -279,10 +283,15 @@ def open_of_reference(tx: Transaction, reference: str) -> list[OpenDeadlineOf]:
 
 
 def listed(
-    tx: Transaction, *, due_by: datetime | None = None, desk: str | None = None
+    tx: Transaction,
+    *,
+    due_by: datetime | None = None,
+    desk: str | None = None,
+    limit: int | None = None,
 ) -> list[ListedDeadline]:
-    """The open and paused deadlines, the soonest due first; with ``due_by``, the open ones due
-    by then (a paused one is never overdue); with ``desk``, those of that desk's messages."""
+    """The open and paused deadlines, the soonest due first (at most ``limit``); with ``due_by``,
+    the open ones due by then (a paused one is never overdue); with ``desk``, those of that desk's
+    messages. Each with its message's holder."""
     query = (
         select(
             messages.c.reference,
@@ -296,11 +305,17 @@ def listed(
             deadlines.c.state,
             deadlines.c.reminders_sent,
             deadlines.c.paused_at,
+            deadlines.c.message_id,
+            messages.c.priority,
+            deadlines.c.escalations,
+            claims.c.holder,
         )
-        .select_from(_WITH_MESSAGE)
+        .select_from(_WITH_MESSAGE.outerjoin(claims, claims.c.message_id == deadlines.c.message_id))
         .where(_PENDING)
         .order_by(deadlines.c.due, deadlines.c.id)
     )
+    if limit is not None:
+        query = query.limit(limit)
     if due_by is not None:
         query = query.where(_OPEN, deadlines.c.due <= due_by)
     if desk:

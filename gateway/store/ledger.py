@@ -248,6 +248,21 @@ sessions = Table(
 Index("ix_sessions_user", sessions.c.user_id)
 Index("ix_sessions_expires", sessions.c.expires_at)
 
+# The desk's work on a received message (revision 0004): who holds it and since when (one holder at
+# a time: a claim is a conditional write on this row), when it was first opened, and when it was
+# closed and by whom. A row is made by the first claim or view; no row: nobody has touched it.
+claims = Table(
+    "claims",
+    metadata,
+    Column("message_id", Integer, ForeignKey("messages.id"), primary_key=True, autoincrement=False),
+    Column("holder", String(32)),
+    Column("since", DateTime(timezone=True)),
+    Column("seen_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_by", String(32)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500
 

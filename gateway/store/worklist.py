@@ -1,21 +1,24 @@
 """The console's reads of received messages: a desk's worklist page by page (keyset on the ledger
-id, newest first, never OFFSET) and the reply deadline a message view shows."""
+id, newest first, never OFFSET) with each message's claim, and the reply deadline a message view
+shows."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Index, select
+from sqlalchemy import ColumnElement, Index, func, select
 
-from gateway.store.ledger import as_utc, deadlines, messages
+from gateway.store.claims import WorkState, work_state
+from gateway.store.ledger import as_utc, claims, deadlines, messages
 from gateway.store.unit import Transaction
 
 # The worklist newest first (revision 0003): of one desk, and of every desk. Declared here rather
 # than in ledger.py beside the table: only the console reads by them. Both are read in index
 # order, so a page costs the same at 1 k and at 100 k messages (no sort of the whole desk).
 WORKLIST_INDEX = Index("ix_messages_desk_id", messages.c.direction, messages.c.desk, messages.c.id)
+LATER = timedelta(days=1)  # a due instant after any due_by, for a message without a deadline
 RECEIVED_INDEX = Index("ix_messages_direction_id", messages.c.direction, messages.c.id)
 
 
@@ -33,6 +36,20 @@ class WorkItem:
     desk: str | None
     reply_due: datetime | None
     reply_state: str | None
+    holder: str | None = None
+    since: datetime | None = None
+    seen_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def work(self) -> WorkState:
+        return work_state(
+            self.state,
+            self.reply_state,
+            holder=self.holder,
+            seen_at=self.seen_at,
+            closed_at=self.closed_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -49,39 +66,42 @@ def page(
     before: int | None = None,
     form: str | None = None,
     partner: str | None = None,
+    priority: str | None = None,
+    due_by: datetime | None = None,
     leave_out_form: str | None = None,
     limit: int = 50,
 ) -> list[WorkItem]:
     """At most ``limit`` received messages of ``desks`` (None: every desk, and those of none),
-    newest first, with ids below ``before`` (the last id of the page before), with ``form`` and
-    ``partner`` when given, without ``leave_out_form``'s (receipts).
+    newest first, with ids below ``before`` (the last id of the page before), with ``form``,
+    ``partner`` and ``priority`` when given, with an open reply deadline due by ``due_by`` when
+    given (overdue: ``due_by`` now), without ``leave_out_form``'s (receipts).
 
     Several desks are read one by one, each in its index's order, and merged: an IN over desks
     would make the database sort every message of them."""
+    wanted = Wanted(form, partner, priority, due_by, leave_out_form)
     if desks is None:
-        return _page(
-            tx, None, before, form=form, partner=partner, leave_out=leave_out_form, limit=limit
-        )
-    found = [
-        item
-        for desk in sorted(desks)
-        for item in _page(
-            tx, desk, before, form=form, partner=partner, leave_out=leave_out_form, limit=limit
-        )
-    ]
+        return _page(tx, None, before, wanted, limit)
+    found = [item for desk in sorted(desks) for item in _page(tx, desk, before, wanted, limit)]
     return sorted(found, key=lambda item: item.id, reverse=True)[:limit]
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """The filters of a page."""
+
+    form: str | None
+    partner: str | None
+    priority: str | None
+    due_by: datetime | None
+    leave_out: str | None
+
+
 def _page(
-    tx: Transaction,
-    desk: str | None,
-    before: int | None,
-    *,
-    form: str | None,
-    partner: str | None,
-    leave_out: str | None,
-    limit: int,
+    tx: Transaction, desk: str | None, before: int | None, wanted: Wanted, limit: int
 ) -> list[WorkItem]:
+    # The claim and the deadline are joined to each message the index walk yields: the walk
+    # stays in index order whatever the filters (a filter on the deadline is a LEFT JOIN's
+    # condition tested on the row, never a reason to read the deadlines first and sort).
     query = (
         select(
             messages.c.id,
@@ -94,11 +114,15 @@ def _page(
             messages.c.desk,
             deadlines.c.due,
             deadlines.c.state.label("reply_state"),
+            claims.c.holder,
+            claims.c.since,
+            claims.c.seen_at,
+            claims.c.closed_at,
         )
         .select_from(
             messages.outerjoin(
                 deadlines, (deadlines.c.message_id == messages.c.id) & (deadlines.c.kind == "reply")
-            )
+            ).outerjoin(claims, claims.c.message_id == messages.c.id)
         )
         .where(messages.c.direction == "inbound")
         .order_by(messages.c.id.desc())
@@ -108,12 +132,16 @@ def _page(
         query = query.where(messages.c.desk == desk)
     if before is not None:
         query = query.where(messages.c.id < before)
-    if form:
-        query = query.where(messages.c.form == form)
-    if partner:
-        query = query.where(messages.c.partner == partner)
-    if leave_out:
-        query = query.where(messages.c.form != leave_out)
+    if wanted.form:
+        query = query.where(messages.c.form == wanted.form)
+    if wanted.partner:
+        query = query.where(messages.c.partner == wanted.partner)
+    if wanted.priority:
+        query = query.where(messages.c.priority == wanted.priority)
+    if wanted.due_by is not None:
+        query = query.where(*_due_by(tx, wanted.due_by))
+    if wanted.leave_out:
+        query = query.where(messages.c.form != wanted.leave_out)
     return [
         WorkItem(
             id=row.id,
@@ -126,6 +154,10 @@ def _page(
             desk=row.desk,
             reply_due=as_utc(row.due) if row.due is not None else None,
             reply_state=row.reply_state,
+            holder=row.holder,
+            since=_instant(row.since),
+            seen_at=_instant(row.seen_at),
+            closed_at=_instant(row.closed_at),
         )
         for row in tx.connection.execute(query).all()
     ]
@@ -141,3 +173,21 @@ def reply_deadline(tx: Transaction, message_id: int) -> ReplyDeadline | None:
     if row is None:
         return None
     return ReplyDeadline(due=as_utc(row.due), state=row.state, owed_by=row.owed_by)
+
+
+def _due_by(tx: Transaction, instant: datetime) -> tuple[ColumnElement[bool], ...]:
+    """An open reply deadline due by ``instant``. On SQLite written so that the join stays a
+    LEFT JOIN: a plain test on the deadline's columns let SQLite's planner read every deadline
+    first and sort them (it has no statistics of how many match). PostgreSQL's planner weighs
+    both ways with its statistics (the index walk for a common match, the deadlines first for a
+    rare one); the coalesce hid them from it and made it join and sort every message."""
+    if tx.dialect == "sqlite":
+        return (
+            func.coalesce(deadlines.c.state, "") == "open",
+            func.coalesce(deadlines.c.due, instant + LATER) <= instant,
+        )
+    return (deadlines.c.state == "open", deadlines.c.due <= instant)
+
+
+def _instant(value: datetime | None) -> datetime | None:
+    return None if value is None else as_utc(value)

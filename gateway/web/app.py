@@ -14,7 +14,9 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.access.setup import AccessServices
 from gateway.service.services import Services
+from gateway.web.board import board_page
 from gateway.web.bodylimit import BodyLimit
+from gateway.web.claims import claim_action
 from gateway.web.console import Console, console_of
 from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
@@ -27,6 +29,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Not allowed",
+    409: "Not done",
     429: "Too many attempts",
 }
 
@@ -38,6 +41,8 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
         routes=[
             Route("/", worklist_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
+            Route("/messages/{ledger_id:int}/{action}", claim_action, methods=["POST"]),
+            Route("/deadlines", board_page, methods=["GET"]),
             Route("/login", login_page, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),

@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse
 from gateway.access.sessions import SessionUser
 from gateway.access.setup import AccessServices
 from gateway.core.config import WebSettings
+from gateway.service.claims import Claims
 from gateway.service.services import Services
 from gateway.web import cookies, csrf, times
 from gateway.web.client import Client, client_of
@@ -40,6 +41,7 @@ class Console:
     login_limit: RateLimit
     zone: ZoneInfo
     templates: Environment
+    claims: Claims
 
     @classmethod
     def of(cls, services: Services, access: AccessServices) -> Console:
@@ -59,6 +61,7 @@ class Console:
             login_limit=RateLimit(settings.login_attempts_per_minute, services.clock),
             zone=zone,
             templates=environment,
+            claims=Claims(services.ledger, services.audit),
         )
 
     def client(self, request: Request) -> Client:

@@ -1,11 +1,14 @@
-"""The message view: metadata, the timeline (the ledger's events), the reply deadline and, for
-the roles that may read it, the form as its desk copy renders it, the view recorded in the
-access log before the page is sent. Out of the user's desks: 404, as if it did not exist."""
+"""The message view: metadata, who holds it on its desk (with the claim buttons), the timeline
+(the ledger's events), the reply deadline, the thread of related messages the user may see and,
+for the roles that may read it, the form as its desk copy renders it, the view recorded in the
+access log (and the message's first opening) before the page is sent. Out of the user's desks:
+404, as if it did not exist. A message of ours (outbound) shows its metadata, timeline and thread;
+its form is the sending desk's file."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -15,8 +18,10 @@ from starlette.responses import Response
 
 from gateway.access.accesslog import Purpose, Seen
 from gateway.access.roles import Permission, Role
+from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.service import received
-from gateway.store import worklist
+from gateway.store import claims, thread, worklist
+from gateway.store.claims import Claim, WorkState, work_state
 from gateway.store.ledger import MessageRow
 from gateway.web import times
 from gateway.web.console import Console, SignedIn, console_of, require_user
@@ -39,6 +44,19 @@ class Found:
     deadline: worklist.ReplyDeadline | None
     form: received.Rendered | None  # None: the role may not read it, or it cannot be shown
     missing: str  # why a form the role may read is not shown ("" when it is, or may not be)
+    claim: Claim | None = None
+    thread: tuple[thread.ThreadItem, ...] = ()
+
+    @property
+    def work(self) -> WorkState:
+        held = self.claim
+        return work_state(
+            self.row.state,
+            self.deadline.state if self.deadline is not None else None,
+            holder=held.holder if held is not None else None,
+            seen_at=held.seen_at if held is not None else None,
+            closed_at=held.closed_at if held is not None else None,
+        )
 
 
 async def message_page(request: Request) -> Response:
@@ -52,6 +70,17 @@ async def message_page(request: Request) -> Response:
     found = await run_in_threadpool(_read, console, signed, ledger_id)
     now = console.services.clock.now()
     deadline = found.deadline
+    row = found.row
+    may_claim = row.direction == "inbound" and principal.may(Permission.CLAIM, row.desk)
+    holder = found.claim.holder if found.claim is not None else None
+    may_act = may_claim and (
+        holder in (None, principal.name) or principal.may(Permission.DASHBOARDS)
+    )
+    candidates = (
+        await run_in_threadpool(console.claims.candidates, row.desk)
+        if may_act and holder is not None
+        else []
+    )
     return console.page(
         request,
         "message.html",
@@ -66,6 +95,12 @@ async def message_page(request: Request) -> Response:
             "form": found.form,
             "missing": found.missing,
             "may_read": principal.may(Permission.CONTENT, found.row.desk),
+            "claim": found.claim,
+            "work": found.work if row.direction == "inbound" else None,
+            "may_claim": may_claim,
+            "may_act": may_act,
+            "candidates": [name for name in candidates if name != holder],
+            "thread": found.thread,
         },
     )
 
@@ -80,20 +115,30 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
         row = services.ledger.get(ledger_id)
     except KeyError:
         raise HTTPException(404, NOT_FOUND) from None
-    if row.direction != "inbound" or not principal.may(Permission.METADATA, row.desk):
+    if not principal.may(Permission.METADATA, row.desk):
         raise HTTPException(404, NOT_FOUND)
     events = services.ledger.events_of(row.id)
     with services.ledger.reading() as tx:
         deadline = worklist.reply_deadline(tx, row.id)
+        held = claims.get(tx, row.id)
+        related = thread.related(tx, row.id, leave_out_form=RECEIPT_FORM)
+    shown = tuple(
+        item
+        for item in related
+        if item.id != row.id and principal.may(Permission.METADATA, item.desk)
+    )
+    found = Found(row, events, deadline, None, missing="", claim=held, thread=shown)
     role = principal.role_for(Permission.CONTENT, row.desk)
-    if role is None:
-        return Found(row, events, deadline, None, missing="")
+    if role is None or row.direction != "inbound":
+        return found
     try:
         form = received.render(services, row)
     except received.NotReadable as exc:
         log.warning("message view: %s", exc)
-        return Found(row, events, deadline, None, missing=exc.shown)
+        return replace(found, missing=exc.shown)
+    now = services.clock.now()
     with services.ledger.transaction() as tx:
+        claims.mark_seen_in(tx, row.id, now)
         console.access.access_log.record_view(
             tx,
             principal.name,
@@ -101,4 +146,8 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
             Seen(row.id, partner=row.partner, form=row.form, reference=row.reference),
             PURPOSES.get(role, Purpose.CASE_WORK),
         )
-    return Found(row, events, deadline, form, missing="")
+    if held is None:
+        held = Claim(row.id, holder=None, since=None, seen_at=now, closed_at=None, closed_by=None)
+    elif held.seen_at is None:
+        held = replace(held, seen_at=now)
+    return replace(found, form=form, claim=held)

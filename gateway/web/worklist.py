@@ -1,9 +1,13 @@
 """The worklist: the received messages of the desks the user may see, newest first, a page at a
-time (keyset on the ledger id), filtered by form and partner; metadata only."""
+time (keyset on the ledger id), each with its state on the desk (new, seen, claimed by whom and
+since when, answered, closed) and a claim or release button; filtered by form, partner, priority
+and time left (overdue, or due within N hours); metadata only."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -17,6 +21,10 @@ from gateway.web import times
 from gateway.web.console import console_of, require_user
 
 CODE = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
+PRIORITIES = ("normal", "urgent")
+# The time-left filter's choices (hours); any whole number of hours up to MAX_HOURS is accepted.
+DUE_WITHIN = (1, 4, 12, 24, 72)
+MAX_HOURS = 24 * 31
 
 
 async def worklist_page(request: Request) -> Response:
@@ -28,8 +36,12 @@ async def worklist_page(request: Request) -> Response:
         raise HTTPException(403, "your role has no worklist")
     form = _code(request, "form")
     partner = _code(request, "partner")
+    priority = _priority(request)
+    due = _due(request)
     before = _before(request)
     size = console.settings.page_size
+    now = console.services.clock.now()
+    due_by = _due_by(due, now)
 
     def read() -> list[worklist.WorkItem]:
         with console.services.ledger.reading() as tx:
@@ -39,6 +51,8 @@ async def worklist_page(request: Request) -> Response:
                 before=before,
                 form=form,
                 partner=partner,
+                priority=priority,
+                due_by=due_by,
                 leave_out_form=RECEIPT_FORM,
                 limit=size + 1,
             )
@@ -46,8 +60,10 @@ async def worklist_page(request: Request) -> Response:
     items = await run_in_threadpool(read)
     more = len(items) > size
     items = items[:size]
-    now = console.services.clock.now()
     config = console.services.config
+    filters = {"form": form, "partner": partner, "priority": priority, "due": due}
+    kept = urlencode({key: value for key, value in filters.items() if value})
+    here = "&".join(part for part in (kept, f"before={before}" if before else "") if part)
     return console.page(
         request,
         "worklist.html",
@@ -62,6 +78,12 @@ async def worklist_page(request: Request) -> Response:
             "desks": sorted(desks) if desks is not None else None,
             "form": form or "",
             "partner": partner or "",
+            "priority": priority or "",
+            "due": due or "",
+            "priorities": PRIORITIES,
+            "due_within": DUE_WITHIN,
+            "may_claim": {item.id: principal.may(Permission.CLAIM, item.desk) for item in items},
+            "back": "/" + (f"?{here}" if here else ""),
             "forms": sorted(
                 spec.code
                 for spec in console.services.validator.catalogue
@@ -69,7 +91,8 @@ async def worklist_page(request: Request) -> Response:
             ),
             "partners": sorted(p.code for p in config.partners),
             "next_before": items[-1].id if more and items else None,
-            "filtered": bool(form or partner or before),
+            "kept": kept,
+            "filtered": bool(kept or before),
         },
     )
 
@@ -90,3 +113,28 @@ def _before(request: Request) -> int | None:
     if not value.isdigit() or len(value) > 18:
         raise HTTPException(400, "before must be a ledger id")
     return int(value)
+
+
+def _priority(request: Request) -> str | None:
+    value = request.query_params.get("priority", "")
+    if not value:
+        return None
+    if value not in PRIORITIES:
+        raise HTTPException(400, "priority must be normal or urgent")
+    return value
+
+
+def _due(request: Request) -> str | None:
+    """``overdue``, or a whole number of hours (due within that time, overdue included)."""
+    value = request.query_params.get("due", "")
+    if not value:
+        return None
+    if value == "overdue" or (value.isdigit() and 1 <= int(value) <= MAX_HOURS):
+        return value
+    raise HTTPException(400, f"due must be overdue or a number of hours from 1 to {MAX_HOURS}")
+
+
+def _due_by(due: str | None, now: datetime) -> datetime | None:
+    if due is None:
+        return None
+    return now if due == "overdue" else now + timedelta(hours=int(due))

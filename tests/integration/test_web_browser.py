@@ -1,6 +1,7 @@
 """The console in a real browser: Debian's chromium, headless, driven by Selenium through
 chromium-driver, against `gateway web` served by uvicorn in a subprocess on an ephemeral port:
-log in, see the worklist, open a message, log out; no Content-Security-Policy violation.
+log in, see the worklist, open a message, claim it, log out; a supervisor's deadlines board
+with the overdue in red; no Content-Security-Policy violation.
 
 Skipped, saying why, where chromium or chromium-driver is missing, unless
 GATEWAY_REQUIRE_BROWSER is set (CI sets it after installing them): then it fails."""
@@ -53,19 +54,21 @@ def browser_paths() -> tuple[str, str]:
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
-    """`gateway web` on port 0 over a ledger holding a user and three received forms; its URL
-    and the forms' ledger ids by Reference."""
+    """`gateway web` on port 0 over a ledger holding a handler, a supervisor and four received
+    forms (one overdue); its URL and the forms' ledger ids by Reference."""
     config_path = write_config(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}")
     config = configuration.load(config_path)
     with open_services(config) as services:
         access = open_access(config, services.ledger, services.clock)
         access.accounts.add("ana", frozenset({Role.HANDLER}), frozenset({"sirene"}), PASSWORD)
+        access.accounts.add("sue", frozenset({Role.SUPERVISOR}), frozenset(), PASSWORD)
         ids = {
             reference: receive(services, reference, desk=desk, reply_in=timedelta(hours=hours))
             for reference, desk, hours in (
                 ("NO-2026-000101", "sirene", 24),
                 ("NO-2026-000102", "sirene", 6),
                 ("NO-2026-000103", "interpol", 6),
+                ("NO-2026-000104", "sirene", -1),
             )
         }
     process = subprocess.Popen(
@@ -104,7 +107,7 @@ def test_log_in_see_the_worklist_open_a_message(
         "--no-sandbox",
         "--disable-dev-shm-usage",
         "--disable-gpu",
-        "--window-size=1280,800",
+        "--window-size=1440,800",
         f"--user-data-dir={tmp_path / 'chromium'}",
     ):
         options.add_argument(argument)
@@ -131,13 +134,14 @@ def test_log_in_see_the_worklist_open_a_message(
         table = wait.until(expected_conditions.presence_of_element_located((By.ID, "worklist")))
         rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
         references = [row.find_element(By.CSS_SELECTOR, "a.open").text for row in rows]
-        assert references == ["NO-2026-000102", "NO-2026-000101"]  # newest first, desk only
+        # Newest first, the desk's only.
+        assert references == ["NO-2026-000104", "NO-2026-000102", "NO-2026-000101"]
         received = rows[0].find_element(By.TAG_NAME, "time")
         assert (received.get_attribute("title") or "").endswith(" UTC")  # UTC on hover
         assert browser.find_element(By.ID, "user").text == "ana"
-        browser.save_screenshot(str(shots / "console-worklist.png"))
+        assert [row.find_element(By.CSS_SELECTOR, ".state").text for row in rows] == ["new"] * 3
 
-        rows[0].find_element(By.CSS_SELECTOR, "a.open").click()
+        rows[1].find_element(By.CSS_SELECTOR, "a.open").click()
         form = wait.until(expected_conditions.presence_of_element_located((By.ID, "form-text")))
         assert browser.current_url == f"{url}messages/{ids['NO-2026-000102']}"
         assert "Action taken: Person arrested." in form.text
@@ -145,7 +149,24 @@ def test_log_in_see_the_worklist_open_a_message(
         timeline = browser.find_element(By.ID, "timeline").text
         assert "received" in timeline and "delivered" in timeline
         assert "left" in browser.find_element(By.ID, "reply-due").text
+        assert browser.find_element(By.ID, "work-state").text == "seen"
+        browser.find_element(By.ID, "claim").click()
+        holder = wait.until(expected_conditions.presence_of_element_located((By.ID, "holder")))
+        assert holder.text == "ana"
+        assert browser.find_element(By.ID, "work-state").text.startswith("claimed by ana since")
+        assert "claimed" in browser.find_element(By.ID, "timeline").text
         browser.save_screenshot(str(shots / "console-message.png"))
+
+        browser.get(url)  # the worklist: claimed, with Release; the others can be claimed
+        table = wait.until(expected_conditions.presence_of_element_located((By.ID, "worklist")))
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert "claimed ana" in rows[1].find_element(By.CSS_SELECTOR, "td.work").text
+        assert rows[1].find_element(By.CSS_SELECTOR, "button.release").text == "Release"
+        rows[0].find_element(By.CSS_SELECTOR, "button.claim").click()  # from the list itself
+        table = wait.until(expected_conditions.presence_of_element_located((By.ID, "worklist")))
+        rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert "claimed ana" in rows[0].find_element(By.CSS_SELECTOR, "td.work").text
+        browser.save_screenshot(str(shots / "console-worklist.png"))
 
         browser.get(f"{url}messages/{ids['NO-2026-000103']}")  # another desk's: 404
         assert "Not found" in browser.find_element(By.TAG_NAME, "h1").text
@@ -155,6 +176,27 @@ def test_log_in_see_the_worklist_open_a_message(
         wait.until(expected_conditions.presence_of_element_located((By.ID, "login")))
         browser.get(url)
         assert browser.current_url == url + "login"  # the session ended
+
+        browser.find_element(By.ID, "name").send_keys("sue")  # a supervisor: the board
+        browser.find_element(By.ID, "password").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login").click()
+        wait.until(
+            expected_conditions.presence_of_element_located((By.ID, "nav-deadlines"))
+        ).click()
+        board = wait.until(expected_conditions.presence_of_element_located((By.ID, "board")))
+        lines = board.find_elements(By.CSS_SELECTOR, "tbody tr")
+        assert [line.find_element(By.CSS_SELECTOR, "a.open").text for line in lines] == [
+            "NO-2026-000104",  # overdue first, then by time left
+            "NO-2026-000102",
+            "NO-2026-000103",
+            "NO-2026-000101",
+        ]
+        late = lines[0].find_element(By.CSS_SELECTOR, "td.left")
+        assert late.text.startswith("overdue")
+        assert late.value_of_css_property("color") in ("rgba(180, 35, 24, 1)", "rgb(180, 35, 24)")
+        assert lines[0].find_element(By.CSS_SELECTOR, "td.holder").text == "ana"
+        assert lines[2].find_element(By.CSS_SELECTOR, "td.holder").text == "-"
+        browser.save_screenshot(str(shots / "console-board.png"))
 
         violations = [
             entry["message"]

@@ -10,8 +10,8 @@ import pytest
 from trackingkit import CATALOGUE, Tracking
 
 from gateway.cli.main import main
-from gateway.store import deadline_rows, schema
-from gateway.store.ledger import make_engine
+from gateway.store import claims, deadline_rows, schema
+from gateway.store.ledger import Ledger, make_engine
 from gateway.store.states import DeadlineState
 from gateway.store.unit import writing
 from gateway.tracking.deadlines import reply_deadline
@@ -86,6 +86,8 @@ def test_json_lists_the_open_deadlines_soonest_first(
         "state",
         "paused_at",
         "reminders_sent",
+        "escalations",
+        "holder",
     }
     due = tracking.clock.now() - H
     assert first == {
@@ -98,6 +100,8 @@ def test_json_lists_the_open_deadlines_soonest_first(
         "state": "open",
         "paused_at": None,
         "reminders_sent": 0,
+        "escalations": 0,
+        "holder": None,
     }
     assert items[1]["kind"] == "receipt" and items[1]["direction"] == "outbound"
 
@@ -119,6 +123,28 @@ def test_the_table(seeded: tuple[Tracking, Path], capsys: pytest.CaptureFixture[
     assert lines[1].split()[:5] == ["NO-2026-000001", "G", "NO-SIRENE", "inbound", "reply"]
     assert "overdue 1 h 00 min" in lines[1] or "overdue 59 min" in lines[1]
     assert "RS-2026-000002" in lines[3] and ("23 h 59 min" in lines[3] or "1 d 00 h" in lines[3])
+
+
+def test_the_holder_of_each_message_is_listed(
+    seeded: tuple[Tracking, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracking, config = seeded
+    engine = make_engine(str(tracking.ledger.engine.url))
+    try:
+        ledger = Ledger(engine, tracking.clock)
+        found = ledger.find("inbound", "NO-SIRENE", "NO-2026-000001")
+        assert found is not None
+        with ledger.transaction() as tx:
+            assert claims.take_in(tx, found.id, "ana", tracking.clock.now())
+    finally:
+        engine.dispose()
+    items = {item["reference"]: item for item in listing(capsys, config)}
+    assert items["NO-2026-000001"]["holder"] == "ana"
+    assert items["RS-2026-000002"]["holder"] is None
+    assert main(["-c", str(config), "deadlines"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-3:] == ["ESCALATED", "HELD", "BY"]
+    assert lines[1].split()[-3:] == ["0", "0", "ana"] and lines[2].split()[-1] == "-"
 
 
 def test_close_by_reference(

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import deadline_rows, schema, users, worklist
+from gateway.store import claims, deadline_rows, schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -32,13 +32,13 @@ from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 # A next revision, as a future change to ledger.py would bring: a column added to messages.
-NEXT = "0099"
+NEXT = "9999"
 NEXT_REVISION = '''"""A note on each message (a test's revision)."""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0099"
+revision = "9999"
 down_revision = "{head}"
 branch_labels = None
 depends_on = None
@@ -198,18 +198,17 @@ def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     scripts = versions_with_next_revision(tmp_path)
+    head = schema.head()
     assert schema.head(scripts) == NEXT
     with pytest.raises(LedgerOutdated) as refused:
         schema.require_current(empty_engine, scripts)
     assert refused.value.upgradable
-    assert f"is at revision {schema.head()}, this gateway needs {NEXT}" in refused.value.line(
-        "gw.toml"
-    )
+    assert f"is at revision {head}, this gateway needs {NEXT}" in refused.value.line("gw.toml")
     assert refused.value.line("gw.toml").endswith("run `gateway -c gw.toml db upgrade`")
 
     done = schema.upgrade(empty_engine, scripts)
 
-    assert (done.before.current, done.after) == (schema.head(), NEXT)
+    assert (done.before.current, done.after) == (head, NEXT)
     schema.require_current(empty_engine, scripts)
     with empty_engine.connect() as connection:
         notes = connection.execute(text("SELECT reference, note FROM messages")).all()
@@ -270,9 +269,41 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     assert contents(empty_engine) == before
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
     assert added <= indexes
-    with Ledger(empty_engine, FakeClock(START)).reading() as tx:
-        found = worklist.page(tx, desks={"sirene"})
-    assert [(item.reference, item.reply_state) for item in found] == [(RECEIVED.reference, "open")]
+
+
+def test_revision_0004_adds_the_claims_table_to_a_0003_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "claims" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0004"))
+
+    assert (done.before.current, done.after) == ("0003", "0004")
+    assert contents(empty_engine) == before
+    assert "claims" in inspect(empty_engine).get_table_names()
+    ledger = Ledger(empty_engine, FakeClock(START))
+    with ledger.reading() as tx:
+        (item,) = worklist.page(tx, desks={"sirene"})
+    assert (item.reference, item.work, item.holder) == (RECEIVED.reference, "new", None)
+    with ledger.transaction() as tx:
+        assert claims.take_in(tx, item.id, "ana", START)
+    with ledger.reading() as tx:
+        (item,) = worklist.page(tx, desks={"sirene"})
+    assert (item.work, item.holder, item.since) == ("claimed", "ana", START)
+    assert contents(empty_engine) == before  # the claim is a row of its own table
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_the_migrations_at_head_make_the_schema_of_ledger_py_from_any_revision(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002"))
+    fill(empty_engine)
+    schema.upgrade(empty_engine)
+    assert differences(empty_engine) == []
 
 
 def test_revision_0006_lets_the_deadlines_of_a_0003_ledger_holding_data_pause(
