@@ -3,8 +3,6 @@ time (keyset on the ledger id), filtered by form and partner; metadata only."""
 
 from __future__ import annotations
 
-import re
-
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -13,10 +11,8 @@ from starlette.responses import Response
 from gateway.access.roles import Permission
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store import worklist
-from gateway.web import times
+from gateway.web import params, times
 from gateway.web.console import console_of, require_user
-
-CODE = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
 
 
 async def worklist_page(request: Request) -> Response:
@@ -25,10 +21,12 @@ async def worklist_page(request: Request) -> Response:
     principal = signed.user.principal
     desks = principal.desks_for(Permission.METADATA)
     if desks is not None and not desks:
+        if principal.may(Permission.AUDIT):
+            raise HTTPException(303, headers={"Location": "/access-log"})
         raise HTTPException(403, "your role has no worklist")
-    form = _code(request, "form")
-    partner = _code(request, "partner")
-    before = _before(request)
+    form = params.code(request, "form")
+    partner = params.code(request, "partner")
+    before = params.position(request)
     size = console.settings.page_size
 
     def read() -> list[worklist.WorkItem]:
@@ -72,21 +70,3 @@ async def worklist_page(request: Request) -> Response:
             "filtered": bool(form or partner or before),
         },
     )
-
-
-def _code(request: Request, key: str) -> str | None:
-    value = request.query_params.get(key, "")
-    if not value:
-        return None
-    if CODE.fullmatch(value) is None:
-        raise HTTPException(400, f"{key} must be a code such as G or NO-SIRENE")
-    return value
-
-
-def _before(request: Request) -> int | None:
-    value = request.query_params.get("before", "")
-    if not value:
-        return None
-    if not value.isdigit() or len(value) > 18:
-        raise HTTPException(400, "before must be a ledger id")
-    return int(value)
