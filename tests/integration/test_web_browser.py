@@ -135,7 +135,7 @@ def browser(browser_paths: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
         yield driver
         violations = [
             entry["message"]
-            for entry in driver.get_log("browser")
+            for entry in driver.get_log("browser")  # type: ignore[no-untyped-call]
             if "Content Security Policy" in entry["message"]
         ]
         assert violations == []

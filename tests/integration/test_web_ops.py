@@ -460,7 +460,7 @@ def test_bad_and_unknown_keys_are_refused(desk: Console) -> None:
 
 
 def test_every_action_without_or_with_a_wrong_csrf_token_is_403(desk: Console) -> None:
-    actions = (
+    actions: tuple[tuple[str, dict[str, str]], ...] = (
         ("/queues/release", {"queue": "inbound", "key": STUCK}),
         ("/queues/retry", {"key": "form.RO-2026-000004"}),
         ("/queues/drop", {"queue": "inbound", "key": STUCK, "reason": "x"}),
