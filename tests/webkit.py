@@ -22,9 +22,10 @@ from gateway.access.setup import AccessServices, open_access
 from gateway.core import config as configuration
 from gateway.core.clock import FakeClock
 from gateway.crypto import pgpmime
+from gateway.outbound.retry import iso
 from gateway.service.services import Services, open_services
 from gateway.store.ledger import NewMessage
-from gateway.store.states import InboundState
+from gateway.store.states import InboundState, OutboundState
 from gateway.web.app import build_app
 
 START = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -175,6 +176,96 @@ def receive(
                 tx, ledger_id, kind="reply", owed_by="desk", due=services.clock.now() + reply_in
             )
     return ledger_id
+
+
+# The ledger states an outbound message passes through to reach each state, and the detail of
+# each move as delivery writes it.
+PATHS = {
+    "queued": (),
+    "sent": ("sent",),
+    "acknowledged": ("sent", "acknowledged"),
+    "answered": ("sent", "acknowledged", "answered"),
+    "unacknowledged": ("sent", "unacknowledged"),
+    "rejected": ("rejected",),
+    "failed": ("failed",),
+}
+DETAILS = {
+    "sent": "250 2.0.0 Ok: queued as 4F2A",
+    "acknowledged": "receipt matched",
+    "answered": "reply NO-2026-000900",
+    "unacknowledged": "no receipt after 2 re-sends",
+    "rejected": "550 5.1.1 <sirene@no.example>: recipient unknown",
+    "failed": "gave up after 4 attempts: 451 4.3.0 mailbox busy",
+}
+
+
+def sent(
+    services: Services,
+    reference: str,
+    *,
+    state: str = "sent",
+    desk: str = "sirene",
+    errors: tuple[str, ...] = (),
+    form: bytes | None = None,
+) -> int:
+    """A form of ours to NO-SIRENE as delivery leaves it in ``state``: its ledger row and events
+    (a "deferred" event for each of ``errors``), and for one still queued (deferred: its next
+    attempt 20 minutes ahead), rejected or failed (quarantined) its item in the outbound spool,
+    whose payload stands for the sealed form: the form itself, so that a page that showed it
+    would be seen. Returns the ledger id."""
+    key = f"form.{reference}"
+    ledger = services.ledger
+    now = services.clock.now()
+    with ledger.transaction() as tx:
+        ledger_id = ledger.record_in(
+            tx,
+            NewMessage(
+                direction="outbound",
+                partner="NO-SIRENE",
+                channel="sirene",
+                form="G",
+                reference=reference,
+                message_id=f"<{reference}@ro.example>",
+                priority="normal",
+                content_sha256="c" * 64,
+                raw_sha256="d" * 64,
+                state=OutboundState.QUEUED,
+                spool_key=key,
+                desk=desk,
+            ),
+            "queued for NO-SIRENE",
+        )
+        for number, error in enumerate(errors, 1):
+            ledger.event_in(tx, ledger_id, "deferred", f"attempt {number}: {error}")
+        for step in PATHS[state]:
+            ledger.set_state_in(tx, ledger_id, OutboundState(step), DETAILS[step])
+    if state in ("queued", "rejected", "failed"):
+        services.outbound.put(
+            key,
+            form if form is not None else form_xml(reference),
+            {
+                "to": "sirene@no.example",
+                "partner": "NO-SIRENE",
+                "reference": reference,
+                "form": "G",
+                "kind": "form",
+                "ledger_id": ledger_id,
+                "queued_at": iso(now),
+                "attempts": len(errors),
+                "not_before": iso(now + timedelta(minutes=20)),
+                "last_error": errors[-1] if errors else "",
+            },
+        )
+        if state != "queued":
+            [item] = services.outbound.claim([key])
+            services.outbound.set_aside(item, f"{state}: {DETAILS[state]}")
+    return ledger_id
+
+
+def quarantine_inbound(services: Services, spool_key: str, why: str) -> None:
+    """An inbound message whose hand-off gave up: its item set aside with ``why`` as last error."""
+    [item] = services.inbound.claim([spool_key])
+    services.inbound.set_aside(item, why, {**item.meta, "attempts": 5, "last_error": why})
 
 
 @dataclass

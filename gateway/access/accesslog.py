@@ -31,6 +31,18 @@ class Access(StrEnum):
     EXPORT = "access.export"
 
 
+# The kinds an auditor filters on, each with the audit kinds (prefixes) it covers.
+KINDS: dict[str, tuple[str, ...]] = {
+    "consultations": (ACCESS_PREFIX,),
+    "view": (Access.VIEW,),
+    "download": (Access.DOWNLOAD,),
+    "search": (Access.SEARCH,),
+    "export": (Access.EXPORT,),
+    "accounts": ACCOUNT_PREFIXES,
+    "all": (ACCESS_PREFIX, *ACCOUNT_PREFIXES),
+}
+
+
 class Purpose(StrEnum):
     """Why personal data was consulted: a code, never free text (which could hold a name)."""
 
@@ -132,7 +144,56 @@ def read(
 ) -> list[AccessEntry]:
     """The access log for the auditor: consultations (and, with ``accounts``, logins and changes
     to users and keys), of one user when given, in [since, until), oldest first."""
-    prefixes = (ACCESS_PREFIX, *ACCOUNT_PREFIXES) if accounts else (ACCESS_PREFIX,)
+    return _read(
+        ledger,
+        KINDS["all"] if accounts else KINDS["consultations"],
+        user=user,
+        since=since,
+        until=until,
+        before=None,
+        newest_first=False,
+        limit=limit,
+    )
+
+
+def page(
+    ledger: Ledger,
+    *,
+    kind: str = "consultations",
+    user: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> list[AccessEntry]:
+    """A page of the access log for the auditor's view: entries of ``kind`` (a name of KINDS),
+    of one user when given, in [since, until), below sequence number ``before``, newest first.
+    ValueError for an unknown kind or a name that is not a user's."""
+    if kind not in KINDS:
+        raise ValueError(f"{kind!r} is not a kind of the access log: one of {', '.join(KINDS)}")
+    return _read(
+        ledger,
+        KINDS[kind],
+        user=user,
+        since=since,
+        until=until,
+        before=before,
+        newest_first=True,
+        limit=limit,
+    )
+
+
+def _read(
+    ledger: Ledger,
+    prefixes: tuple[str, ...],
+    *,
+    user: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    before: int | None,
+    newest_first: bool,
+    limit: int,
+) -> list[AccessEntry]:
     with ledger.reading() as tx:
         found = access_rows.entries(
             tx,
@@ -140,6 +201,8 @@ def read(
             reason_prefix=None if user is None else f"user={actor_field(user)} ",
             since=since,
             until=until,
+            before=before,
+            newest_first=newest_first,
             limit=limit,
         )
     return [_entry(entry) for entry in found]

@@ -11,12 +11,11 @@ from typing import Any
 
 from gateway.cli.deadlines import actor
 from gateway.core import config as configuration
-from gateway.service.queues import QueueItem, QueueRefusal, Queues
+from gateway.service.queues import REASON_LIMIT, QueueItem, QueueRefusal, Queues, checked_reason
 from gateway.service.services import open_services
 from gateway.tracking.deadline_notices import iso_text, span_text
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
-REASON_LIMIT = 200
 WHY_WIDTH = 60
 
 
@@ -94,14 +93,14 @@ def _queues(args: argparse.Namespace) -> Iterator[Queues]:
 
 
 def _checked_reason(text: str, *, required: bool) -> str | None:
-    reason = " ".join(text.split())
-    if (required and not reason) or len(reason) > REASON_LIMIT or not reason.isprintable():
+    try:
+        return checked_reason(text, required=required)
+    except ValueError:
         print(
             f"gateway: --reason must be one printable line of 1 to {REASON_LIMIT} characters",
             file=sys.stderr,
         )
         return None
-    return reason
 
 
 def cmd_list(args: argparse.Namespace) -> int:

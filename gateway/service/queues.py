@@ -34,11 +34,22 @@ _RETRY_STATE = {
 # The ledger states `queue release` sends again from (queued: an item set aside before it went).
 _RELEASABLE = (OutboundState.QUEUED, OutboundState.REJECTED, OutboundState.FAILED)
 _CODE = re.compile(r"[A-Z0-9-]{1,32}")
+REASON_LIMIT = 200
 _REFERENCE = re.compile(r"[A-Z0-9@<>._-]{1,64}")
 
 
 class QueueRefusal(Exception):
     """An action that cannot be done on this item (or no such item): the command exits 1."""
+
+
+def checked_reason(text: str, *, required: bool) -> str:
+    """The reason given for an action, its white space made single spaces; ValueError when it is
+    missing (and ``required``), longer than REASON_LIMIT or not printable. It is written in the
+    ledger and the audit chain: codes and references only, never personal data."""
+    reason = " ".join(text.split())
+    if (required and not reason) or len(reason) > REASON_LIMIT or not reason.isprintable():
+        raise ValueError(f"one printable line of {int(required)} to {REASON_LIMIT} characters")
+    return reason
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,14 @@ def entries(
     reason_prefix: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before: int | None = None,
+    newest_first: bool = False,
     limit: int = 1000,
 ) -> list[AuditEntry]:
     """Entries whose kind starts with one of ``kind_prefixes`` and whose reason starts with
-    ``reason_prefix`` (when given), at or after ``since`` and before ``until``, oldest first,
-    at most ``limit``."""
+    ``reason_prefix`` (when given), at or after ``since`` and before ``until``, with a sequence
+    number below ``before`` (the last of the page before: keyset, never OFFSET), oldest first
+    (newest with ``newest_first``), at most ``limit``."""
     statement = select(audit).where(
         or_(*(audit.c.kind.startswith(prefix, autoescape=True) for prefix in kind_prefixes))
     )
@@ -34,5 +37,8 @@ def entries(
         statement = statement.where(audit.c.at >= since)
     if until is not None:
         statement = statement.where(audit.c.at < until)
-    rows = tx.connection.execute(statement.order_by(audit.c.seq).limit(limit)).all()
+    if before is not None:
+        statement = statement.where(audit.c.seq < before)
+    order = audit.c.seq.desc() if newest_first else audit.c.seq
+    rows = tx.connection.execute(statement.order_by(order).limit(limit)).all()
     return [AuditEntry(**{**dict(row._mapping), "at": as_utc(row.at)}) for row in rows]

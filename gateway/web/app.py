@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from gateway.access.setup import AccessServices
 from gateway.service.services import Services
+from gateway.web import accesslog, outbound, queues
 from gateway.web.board import board_page
 from gateway.web.bodylimit import BodyLimit
 from gateway.web.claims import claim_action
@@ -29,7 +30,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Not allowed",
-    409: "Not done",
+    409: "Cannot do that now",
     429: "Too many attempts",
 }
 
@@ -43,6 +44,16 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}/{action}", claim_action, methods=["POST"]),
             Route("/deadlines", board_page, methods=["GET"]),
+            Route("/outbound", outbound.outbound_page, methods=["GET"]),
+            Route("/outbound/{ledger_id:int}/retry", outbound.retry, methods=["POST"]),
+            Route("/quarantine", queues.queues_page, methods=["GET"]),
+            Route("/queues", queues.queues_page, methods=["GET"]),
+            Route("/queues/drop", queues.drop_page, methods=["GET"]),
+            Route("/queues/drop", queues.drop, methods=["POST"]),
+            Route("/queues/release", queues.release, methods=["POST"]),
+            Route("/queues/retry", queues.send_now, methods=["POST"]),
+            Route("/access-log", accesslog.access_log_page, methods=["GET"]),
+            Route("/access-log/verify", accesslog.verify, methods=["POST"]),
             Route("/login", login_page, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
@@ -69,6 +80,7 @@ async def _refusal(request: Request, exc: Exception) -> Response:
         request,
         "refused.html",
         {
+            "signed": await console.signed_in(request),
             "title": TITLES.get(exc.status_code, "Refused"),
             "detail": exc.detail,
             "status": exc.status_code,

@@ -20,7 +20,8 @@ from gateway.access.setup import AccessServices
 from gateway.core.config import WebSettings
 from gateway.service.claims import Claims
 from gateway.service.services import Services
-from gateway.web import cookies, csrf, times
+from gateway.web import cookies, csrf, navigation, times
+from gateway.web.chaincheck import ChainCheck
 from gateway.web.client import Client, client_of
 from gateway.web.ratelimit import RateLimit
 
@@ -42,6 +43,7 @@ class Console:
     zone: ZoneInfo
     templates: Environment
     claims: Claims
+    chain: ChainCheck  # the audit chain's last verification, for the access-log page
 
     @classmethod
     def of(cls, services: Services, access: AccessServices) -> Console:
@@ -62,6 +64,7 @@ class Console:
             zone=zone,
             templates=environment,
             claims=Claims(services.ledger, services.audit),
+            chain=ChainCheck(services.audit, services.clock),
         )
 
     def client(self, request: Request) -> Client:
@@ -84,8 +87,10 @@ class Console:
         status: int = 200,
         headers: Mapping[str, str] | None = None,
     ) -> HTMLResponse:
+        signed = context.get("signed")
+        nav = navigation.links(signed.user.principal) if isinstance(signed, SignedIn) else []
         body = self.templates.get_template(template).render(
-            request=request, now=self.services.clock.now(), **context
+            request=request, now=self.services.clock.now(), nav=nav, **context
         )
         return HTMLResponse(body, status_code=status, headers=headers)
 

@@ -5,7 +5,6 @@ and time left (overdue, or due within N hours); metadata only."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
@@ -17,10 +16,9 @@ from starlette.responses import Response
 from gateway.access.roles import Permission
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store import worklist
-from gateway.web import times
+from gateway.web import params, times
 from gateway.web.console import console_of, require_user
 
-CODE = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
 PRIORITIES = ("normal", "urgent")
 # The time-left filter's choices (hours); any whole number of hours up to MAX_HOURS is accepted.
 DUE_WITHIN = (1, 4, 12, 24, 72)
@@ -33,12 +31,14 @@ async def worklist_page(request: Request) -> Response:
     principal = signed.user.principal
     desks = principal.desks_for(Permission.METADATA)
     if desks is not None and not desks:
+        if principal.may(Permission.AUDIT):
+            raise HTTPException(303, headers={"Location": "/access-log"})
         raise HTTPException(403, "your role has no worklist")
-    form = _code(request, "form")
-    partner = _code(request, "partner")
+    form = params.code(request, "form")
+    partner = params.code(request, "partner")
     priority = _priority(request)
     due = _due(request)
-    before = _before(request)
+    before = params.position(request)
     size = console.settings.page_size
     now = console.services.clock.now()
     due_by = _due_by(due, now)
@@ -95,24 +95,6 @@ async def worklist_page(request: Request) -> Response:
             "filtered": bool(kept or before),
         },
     )
-
-
-def _code(request: Request, key: str) -> str | None:
-    value = request.query_params.get(key, "")
-    if not value:
-        return None
-    if CODE.fullmatch(value) is None:
-        raise HTTPException(400, f"{key} must be a code such as G or NO-SIRENE")
-    return value
-
-
-def _before(request: Request) -> int | None:
-    value = request.query_params.get("before", "")
-    if not value:
-        return None
-    if not value.isdigit() or len(value) > 18:
-        raise HTTPException(400, "before must be a ledger id")
-    return int(value)
 
 
 def _priority(request: Request) -> str | None:

@@ -1,0 +1,30 @@
+"""The console's navigation: the pages a user's roles may use, in the order they are shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.access.roles import Permission, Principal
+
+
+@dataclass(frozen=True)
+class Link:
+    path: str
+    label: str
+    ident: str  # the element's id (tests and the browser find it by it)
+
+
+def links(principal: Principal) -> list[Link]:
+    """The pages ``principal`` may open: the worklist and the outbound list with a message's
+    metadata (of some desk), the deadlines board with the dashboards, the quarantine with the
+    queues, the access log with the audit."""
+    shown = []
+    if principal.desks_for(Permission.METADATA) != frozenset():
+        shown += [Link("/", "Worklist", "nav-worklist"), Link("/outbound", "Sent", "nav-outbound")]
+    if principal.may(Permission.DASHBOARDS):
+        shown.append(Link("/deadlines", "Deadlines", "nav-deadlines"))
+    if principal.may(Permission.QUEUES):
+        shown.append(Link("/quarantine", "Quarantine", "nav-quarantine"))
+    if principal.may(Permission.AUDIT):
+        shown.append(Link("/access-log", "Access log", "nav-access-log"))
+    return shown
