@@ -9,6 +9,7 @@ deadline; on SQLite the transaction's write lock serialises the writers.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,6 +84,7 @@ class ListedDeadline:
     due: datetime
     state: str
     reminders_sent: int
+    message_id: int
 
 
 _DUE_COLUMNS = (
@@ -192,10 +194,16 @@ def open_of_reference(tx: Transaction, reference: str) -> list[OpenDeadlineOf]:
 
 
 def listed(
-    tx: Transaction, *, due_by: datetime | None = None, desk: str | None = None
+    tx: Transaction,
+    *,
+    due_by: datetime | None = None,
+    desk: str | None = None,
+    desks: Collection[str] | None = None,
+    limit: int | None = None,
 ) -> list[ListedDeadline]:
     """The open deadlines, the soonest due first; with ``due_by``, those due by then; with
-    ``desk``, those of that desk's messages."""
+    ``desk``, those of that desk's messages; with ``desks``, those of these desks' (none when
+    empty); at most ``limit``."""
     query = (
         select(
             messages.c.reference,
@@ -208,11 +216,18 @@ def listed(
             deadlines.c.due,
             deadlines.c.state,
             deadlines.c.reminders_sent,
+            deadlines.c.message_id,
         )
         .select_from(_WITH_MESSAGE)
         .where(_OPEN)
         .order_by(deadlines.c.due, deadlines.c.id)
     )
+    if desks is not None:
+        if not desks:
+            return []
+        query = query.where(messages.c.desk.in_(sorted(desks)))
+    if limit is not None:
+        query = query.limit(limit)
     if due_by is not None:
         query = query.where(deadlines.c.due <= due_by)
     if desk:

@@ -243,6 +243,23 @@ sessions = Table(
 Index("ix_sessions_user", sessions.c.user_id)
 Index("ix_sessions_expires", sessions.c.expires_at)
 
+# The API's idempotency keys (revision 0005): a client's Idempotency-Key, per API key, with the
+# SHA-256 of the body it came with and the answer given, written in the transaction that queued
+# the form (so a key is stored if and only if its form is). ``answer`` is the JSON of the first
+# answer: codes, ids and references only, never the form's content.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(40), nullable=False),  # "key:" and the API key's name
+    Column("idempotency_key", String(64), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("answer", String(2000), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("owner", "idempotency_key", name="uq_idempotency_key"),
+)
+
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500
 

@@ -1,5 +1,5 @@
-"""The console's reads of received messages: a desk's worklist page by page (keyset on the ledger
-id, newest first, never OFFSET) and the reply deadline a message view shows."""
+"""The console's and the API's reads of messages: a desk's worklist page by page (keyset on the
+ledger id, newest first, never OFFSET) and the deadlines a message view shows."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ RECEIVED_INDEX = Index("ix_messages_direction_id", messages.c.direction, message
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One line of a worklist: metadata only (the form's content is read by the message view)."""
+    """One line of a worklist: metadata only (the form's content is read by the message view).
+    ``received_at`` is when the ledger recorded it: received, or queued for a message we send."""
 
     id: int
+    direction: str
     received_at: datetime
     partner: str
     form: str
@@ -49,24 +51,32 @@ def page(
     before: int | None = None,
     form: str | None = None,
     partner: str | None = None,
+    state: str | None = None,
     leave_out_form: str | None = None,
+    directions: Collection[str] = ("inbound",),
     limit: int = 50,
 ) -> list[WorkItem]:
-    """At most ``limit`` received messages of ``desks`` (None: every desk, and those of none),
-    newest first, with ids below ``before`` (the last id of the page before), with ``form`` and
-    ``partner`` when given, without ``leave_out_form``'s (receipts).
+    """At most ``limit`` messages of ``directions`` (received ones by default) of ``desks``
+    (None: every desk, and those of none), newest first, with ids below ``before`` (the last id
+    of the page before), with ``form``, ``partner`` and ``state`` when given, without
+    ``leave_out_form``'s (receipts).
 
-    Several desks are read one by one, each in its index's order, and merged: an IN over desks
-    would make the database sort every message of them."""
-    if desks is None:
-        return _page(
-            tx, None, before, form=form, partner=partner, leave_out=leave_out_form, limit=limit
-        )
+    Several desks (and directions) are read one by one, each in its index's order, and merged:
+    an IN over desks would make the database sort every message of them."""
     found = [
         item
-        for desk in sorted(desks)
+        for direction in sorted(directions)
+        for desk in ([None] if desks is None else sorted(desks))
         for item in _page(
-            tx, desk, before, form=form, partner=partner, leave_out=leave_out_form, limit=limit
+            tx,
+            direction,
+            desk,
+            before,
+            form=form,
+            partner=partner,
+            state=state,
+            leave_out=leave_out_form,
+            limit=limit,
         )
     ]
     return sorted(found, key=lambda item: item.id, reverse=True)[:limit]
@@ -74,17 +84,20 @@ def page(
 
 def _page(
     tx: Transaction,
+    direction: str,
     desk: str | None,
     before: int | None,
     *,
     form: str | None,
     partner: str | None,
+    state: str | None,
     leave_out: str | None,
     limit: int,
 ) -> list[WorkItem]:
     query = (
         select(
             messages.c.id,
+            messages.c.direction,
             messages.c.created_at,
             messages.c.partner,
             messages.c.form,
@@ -100,7 +113,7 @@ def _page(
                 deadlines, (deadlines.c.message_id == messages.c.id) & (deadlines.c.kind == "reply")
             )
         )
-        .where(messages.c.direction == "inbound")
+        .where(messages.c.direction == direction)
         .order_by(messages.c.id.desc())
         .limit(limit)
     )
@@ -112,11 +125,14 @@ def _page(
         query = query.where(messages.c.form == form)
     if partner:
         query = query.where(messages.c.partner == partner)
+    if state:
+        query = query.where(messages.c.state == state)
     if leave_out:
         query = query.where(messages.c.form != leave_out)
     return [
         WorkItem(
             id=row.id,
+            direction=row.direction,
             received_at=as_utc(row.created_at),
             partner=row.partner,
             form=row.form,
@@ -129,6 +145,24 @@ def _page(
         )
         for row in tx.connection.execute(query).all()
     ]
+
+
+@dataclass(frozen=True)
+class MessageDeadline:
+    kind: str  # receipt | reply
+    due: datetime
+    state: str  # open | met | missed | closed
+    owed_by: str  # desk | partner
+
+
+def deadlines_of(tx: Transaction, message_id: int) -> list[MessageDeadline]:
+    """Every deadline of a message (its receipt's, its reply's), whatever its state."""
+    rows = tx.connection.execute(
+        select(deadlines.c.kind, deadlines.c.due, deadlines.c.state, deadlines.c.owed_by)
+        .where(deadlines.c.message_id == message_id)
+        .order_by(deadlines.c.id)
+    ).all()
+    return [MessageDeadline(row.kind, as_utc(row.due), row.state, row.owed_by) for row in rows]
 
 
 def reply_deadline(tx: Transaction, message_id: int) -> ReplyDeadline | None:
