@@ -33,6 +33,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError
@@ -771,8 +773,16 @@ class Ledger:
             _ADVANCE_SEQUENCE, {"sequence_name": name, "advance": count}
         ).scalar()
         if last is None:
-            tx.connection.execute(insert(sequences).values(name=name, value=count))
-            last = count
+            # The year's first number. Concurrent first numbers must not collide on the row: an
+            # insert that finds the row (on PostgreSQL, after waiting for the transaction that
+            # made it) does nothing, and the advance then takes the next value.
+            dialect = sqlite_dialect if tx.connection.dialect.name == "sqlite" else pg_dialect
+            tx.connection.execute(
+                dialect.insert(sequences).values(name=name, value=0).on_conflict_do_nothing()
+            )
+            last = tx.connection.execute(
+                _ADVANCE_SEQUENCE, {"sequence_name": name, "advance": count}
+            ).scalar_one()
         return [f"{name}-{int(value):06d}" for value in range(int(last) - count + 1, int(last) + 1)]
 
 

@@ -16,6 +16,7 @@ from gateway.web.api.form import get_form
 from gateway.web.api.messages import get_message, get_status, list_messages
 from gateway.web.api.openapi import openapi_json
 from gateway.web.api.send import post_message
+from gateway.web.bodylimit import BodyTooLarge
 
 ROUTES = [
     Route("/messages", list_messages, methods=["GET"]),
@@ -31,7 +32,13 @@ ROUTES = [
 def build_api(services: Services, access: AccessServices) -> Starlette:
     app = Starlette(
         routes=ROUTES,
-        exception_handlers={ApiError: api_refusal, HTTPException: api_refusal},
+        # A body found too long while streaming is refused here: the mounted app would otherwise
+        # answer it 500 before the console's BodyLimit around it could.
+        exception_handlers={
+            ApiError: api_refusal,
+            HTTPException: api_refusal,
+            BodyTooLarge: api_refusal,
+        },
     )
     app.state.api = Api.of(services, access)
     return app

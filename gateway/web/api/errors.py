@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.web.bodylimit import BodyTooLarge
+
 # The codes of the framework's own refusals, by status.
 STATUS_CODES = {
     400: "bad_request",
@@ -64,6 +66,8 @@ async def api_refusal(request: Request, exc: Exception) -> Response:
     """The exception handler of the API app: its own errors and the framework's, as JSON."""
     if isinstance(exc, ApiError):
         return error_response(exc)
+    if isinstance(exc, BodyTooLarge):  # a body without Content-Length, found too long as read
+        return error_response(ApiError(413, "body_too_large", "request body too large"))
     if isinstance(exc, HTTPException):
         code = STATUS_CODES.get(exc.status_code, "error")
         return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers))
