@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import schema, users, worklist
+from gateway.store import idempotency, schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -37,8 +37,8 @@ NEXT_REVISION = '''"""A note on each message (a test's revision)."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "9999"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -98,10 +98,11 @@ def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
 
 
 def versions_with_next_revision(tmp_path: Path) -> Path:
-    """The package's migrations copied, plus revision 0004: what the next release will carry."""
+    """The package's migrations copied, plus revision 9999 after the last: what the next release
+    will carry."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0004_note.py").write_text(NEXT_REVISION)
+    (folder / "versions" / "9999_note.py").write_text(NEXT_REVISION.format(head=schema.head()))
     return folder
 
 
@@ -173,16 +174,18 @@ def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     scripts = versions_with_next_revision(tmp_path)
-    assert schema.head(scripts) == "0004"
+    assert schema.head(scripts) == "9999"
     with pytest.raises(LedgerOutdated) as refused:
         schema.require_current(empty_engine, scripts)
     assert refused.value.upgradable
-    assert "is at revision 0003, this gateway needs 0004" in refused.value.line("gw.toml")
+    assert f"is at revision {schema.head()}, this gateway needs 9999" in refused.value.line(
+        "gw.toml"
+    )
     assert refused.value.line("gw.toml").endswith("run `gateway -c gw.toml db upgrade`")
 
     done = schema.upgrade(empty_engine, scripts)
 
-    assert (done.before.current, done.after) == ("0003", "0004")
+    assert (done.before.current, done.after) == (schema.head(), "9999")
     schema.require_current(empty_engine, scripts)
     with empty_engine.connect() as connection:
         notes = connection.execute(text("SELECT reference, note FROM messages")).all()
@@ -199,7 +202,9 @@ def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     assert "users" not in inspect(empty_engine).get_table_names()
-    with pytest.raises(LedgerOutdated, match="is at revision 0001, this gateway needs 0003"):
+    with pytest.raises(
+        LedgerOutdated, match=f"is at revision 0001, this gateway needs {schema.head()}"
+    ):
         schema.require_current(empty_engine)
 
     done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002"))
@@ -237,7 +242,7 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after, schema.head()) == ("0002", "0003", "0003")
+    assert (done.before.current, done.after) == ("0002", schema.head())
     assert contents(empty_engine) == before
     assert differences(empty_engine) == []
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
@@ -247,18 +252,60 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     assert [(item.reference, item.reply_state) for item in found] == [(RECEIVED.reference, "open")]
 
 
+def test_revision_0005_adds_the_idempotency_keys_to_a_0003_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "idempotency_keys" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0005"))
+
+    assert (done.before.current, done.after) == ("0003", "0005")
+    assert contents(empty_engine) == before
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [message] = [row.id for row in ledger.in_state("inbound", "received")]
+    with ledger.transaction() as tx:
+        idempotency.store_in(
+            tx,
+            owner="key:cms",
+            key="k-1",
+            body_sha256="c" * 64,
+            message_id=message,
+            answer='{"id": 1}',
+            now=START,
+        )
+    with ledger.transaction() as tx, pytest.raises(idempotency.KeyTaken):
+        idempotency.store_in(
+            tx,
+            owner="key:cms",
+            key="k-1",
+            body_sha256="d" * 64,
+            message_id=message,
+            answer="{}",
+            now=START,
+        )
+    with ledger.reading() as tx:
+        found = idempotency.stored(tx, "key:cms", "k-1")
+        other = idempotency.stored(tx, "key:other", "k-1")
+    assert found is not None and other is None
+    assert (found.body_sha256, found.message_id, found.created_at) == ("c" * 64, message, START)
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
     schema.upgrade(empty_engine, versions_with_next_revision(tmp_path))
     found = schema.state(empty_engine)
-    assert (found.current, found.known) == ("0004", False)
+    assert (found.current, found.known) == ("9999", False)
     for attempt in (schema.require_current, schema.upgrade):
-        with pytest.raises(LedgerOutdated, match="0004, which this gateway does not know") as no:
+        with pytest.raises(LedgerOutdated, match="9999, which this gateway does not know") as no:
             attempt(empty_engine)
         assert not no.value.upgradable
         assert "db upgrade" not in no.value.line("gw.toml")
-    assert schema.state(empty_engine).current == "0004"
+    assert schema.state(empty_engine).current == "9999"
 
 
 def test_an_empty_ledger_is_refused_and_names_the_upgrade(empty_engine: Engine) -> None:
