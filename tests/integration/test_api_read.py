@@ -17,6 +17,8 @@ from starlette.testclient import TestClient
 from webkit import form_xml, receive, write_config
 
 from gateway.access import accesslog
+from gateway.access.roles import Role
+from gateway.web.api.openapi import document
 from gateway.web.headers import CSP
 
 PURPOSE = {"x-purpose": "case-work"}
@@ -98,8 +100,8 @@ def test_a_console_session_does_not_open_the_api(desk: ApiDesk, client: TestClie
     assert status == 401 and error_code(body) == "unauthorized"
 
 
-def _handler_of(desk: str) -> tuple[frozenset[accesslog.Role], frozenset[str]]:
-    return frozenset({accesslog.Role.HANDLER}), frozenset({desk})
+def _handler_of(desk: str) -> tuple[frozenset[Role], frozenset[str]]:
+    return frozenset({Role.HANDLER}), frozenset({desk})
 
 
 def test_wrong_keys_are_limited_per_address_and_the_first_refusal_audited(
@@ -371,6 +373,11 @@ def test_the_open_deadlines_of_the_keys_desks_by_time_left(
         client.get(f"{API}/deadlines?overdue=maybe", headers=desk.headers("cms-a")).status_code
         == 400
     )
+
+
+def test_the_openapi_document_is_served_without_a_key(client: TestClient) -> None:
+    answer = client.get(f"{API}/openapi.json")
+    assert answer.status_code == 200 and answer.json() == document()
 
 
 def test_unknown_routes_and_methods_are_json_refusals(desk: ApiDesk, client: TestClient) -> None:
