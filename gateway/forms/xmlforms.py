@@ -59,6 +59,20 @@ class FormHeader:
     alert: str | None
 
 
+class FormRefused(InvalidForm):
+    """An invalid form with its errors as found (line, path, sentence), for callers that list
+    them one by one (the API); ``detail`` holds them one per line, as `gateway send` prints."""
+
+    def __init__(self, errors: Sequence[FormError], error_count: int) -> None:
+        self.errors = tuple(errors)
+        self.error_count = max(error_count, len(self.errors))
+        lines = [str(error) for error in self.errors]
+        more = self.error_count - len(self.errors)
+        if more > 0:
+            lines.append(f"(and {more} more)")
+        super().__init__("\n".join(lines))
+
+
 class Validation:
     """The verdict on one document: valid or not, which form, and every error found (capped)."""
 
@@ -88,6 +102,10 @@ class Validation:
         first = "; ".join(str(error) for error in self.errors[:shown])
         more = self.error_count - min(shown, len(self.errors))
         raise InvalidForm(first + (f" (and {more} more)" if more > 0 else ""))
+
+    def refusal(self, shown: int) -> FormRefused:
+        """The refusal of an invalid form with its first ``shown`` errors and the count."""
+        return FormRefused(self.errors[:shown], self.error_count)
 
     def header(self) -> FormHeader:
         """The header fields of a valid form."""

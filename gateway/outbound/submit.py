@@ -6,14 +6,14 @@ import dataclasses
 import hashlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from gateway.core.clock import Clock
 from gateway.core.config import Config, Partner
-from gateway.core.errors import InvalidForm, KeyUnusable, StoreUnavailable, SubmissionRefused
+from gateway.core.errors import KeyUnusable, StoreUnavailable, SubmissionRefused
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.crypto.openpgp import GnuPG
@@ -42,6 +42,11 @@ class Submitted:
     form: str
     spool_key: str
     message_id: str
+
+
+# Written in the transaction that queues a form, with what the submission became: a caller's
+# own record of it (the API's idempotency key) commits with the form or not at all.
+AlsoIn = Callable[[Transaction, Submitted], None]
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,15 @@ class Submitter:
         *,
         desk: str | None = None,
         origin: str = "",
+        also_in: AlsoIn | None = None,
     ) -> Submitted:
-        """Queue ``form`` for its recipient. Raises InvalidForm (every error, one per line),
-        SubmissionRefused or KeyUnusable, with nothing queued; StoreUnavailable when the ledger
-        or the disk cannot take it. ``origin`` (no personal data: a desk and a digest) goes
-        into the ledger's first event, so that a submission can be found again after a crash."""
+        """Queue ``form`` for its recipient. Raises InvalidForm (FormRefused: every error, one
+        per line), SubmissionRefused or KeyUnusable, with nothing queued; StoreUnavailable when
+        the ledger or the disk cannot take it. ``origin`` (no personal data: a desk and a digest)
+        goes into the ledger's first event, so that a submission can be found again after a
+        crash. ``also_in`` is called inside the queueing transaction once the form is recorded;
+        what it raises rolls the submission back and is raised again (a LedgerError of its own
+        as StoreUnavailable)."""
         if desk is not None:
             self.config.desk(desk)  # KeyError for an unknown desk: a usage error
         now = self.clock.now()
@@ -104,7 +113,7 @@ class Submitter:
         )
         checked = dataclasses.replace(checked, origin=origin)
         try:
-            return self._queue(checked, now)
+            return self._queue(checked, now, also_in)
         except LedgerError as error:
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable("the ledger cannot take the form now; try again") from None
@@ -124,12 +133,7 @@ class Submitter:
         document = self.validator.complete_header(original, created=created, reference=placeholder)
         validation = self.validator.validate(document)
         if not validation.valid:
-            shown = validation.errors[: self.config.xml.max_errors]
-            more = validation.error_count - len(shown)
-            lines = [str(error) for error in shown]
-            if more > 0:
-                lines.append(f"(and {more} more)")
-            raise InvalidForm("\n".join(lines))
+            raise validation.refusal(self.config.xml.max_errors)
         form = validation.form
         if form is None:
             raise SubmissionRefused(f"{validation.root} is not a form of the catalogue")
@@ -199,11 +203,11 @@ class Submitter:
 
     # ------------------------------------------------------------------ queueing
 
-    def _queue(self, checked: _Checked, now: datetime) -> Submitted:
+    def _queue(self, checked: _Checked, now: datetime, also_in: AlsoIn | None) -> Submitted:
         spooled: str | None = None
         try:
             with self.ledger.transaction() as tx:
-                spooled = self._queue_in(tx, checked, now)
+                spooled = self._queue_in(tx, checked, now, also_in)
         except BaseException:
             # The commit failed or never came: take the item back, nothing is queued.
             if spooled is not None:
@@ -215,7 +219,9 @@ class Submitter:
         log.info("queued %s %s for %s", row.form, row.reference, row.partner)
         return Submitted(row.id, row.reference, row.partner, row.form, spooled, row.message_id)
 
-    def _queue_in(self, tx: Transaction, checked: _Checked, now: datetime) -> str:
+    def _queue_in(
+        self, tx: Transaction, checked: _Checked, now: datetime, also_in: AlsoIn | None = None
+    ) -> str:
         """Number, seal, record and spool the form inside ``tx``'s transaction; returns
         the spool key."""
         partner, form, header = checked.partner, checked.form, checked.header
@@ -261,6 +267,11 @@ class Submitter:
             " ".join(filter(None, (f"queued for {partner.code}", checked.origin))),
         )
         self._open_reply_deadline(tx, ledger_id, form, validation, now)
+        if also_in is not None:
+            also_in(
+                tx,
+                Submitted(ledger_id, reference, partner.code, form.code, key, message_id),
+            )
         self.audit.append_in(
             tx,
             "queued",

@@ -10,6 +10,7 @@ deadline; on SQLite the transaction's write lock serialises the writers.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -287,11 +288,13 @@ def listed(
     *,
     due_by: datetime | None = None,
     desk: str | None = None,
+    desks: Collection[str] | None = None,
     limit: int | None = None,
 ) -> list[ListedDeadline]:
     """The open and paused deadlines, the soonest due first (at most ``limit``); with ``due_by``,
     the open ones due by then (a paused one is never overdue); with ``desk``, those of that desk's
-    messages. Each with its message's holder."""
+    messages; with ``desks``, those of these desks' (none when empty). Each with its message's
+    holder."""
     query = (
         select(
             messages.c.reference,
@@ -314,6 +317,10 @@ def listed(
         .where(_PENDING)
         .order_by(deadlines.c.due, deadlines.c.id)
     )
+    if desks is not None:
+        if not desks:
+            return []
+        query = query.where(messages.c.desk.in_(sorted(desks)))
     if limit is not None:
         query = query.limit(limit)
     if due_by is not None:

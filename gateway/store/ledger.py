@@ -33,6 +33,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError
@@ -261,6 +263,23 @@ claims = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("closed_by", String(32)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The API's idempotency keys (revision 0005): a client's Idempotency-Key, per API key, with the
+# SHA-256 of the body it came with and the answer given, written in the transaction that queued
+# the form (so a key is stored if and only if its form is). ``answer`` is the JSON of the first
+# answer: codes, ids and references only, never the form's content.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", String(40), nullable=False),  # "key:" and the API key's name
+    Column("idempotency_key", String(64), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("answer", String(2000), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("owner", "idempotency_key", name="uq_idempotency_key"),
 )
 
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
@@ -780,8 +799,16 @@ class Ledger:
             _ADVANCE_SEQUENCE, {"sequence_name": name, "advance": count}
         ).scalar()
         if last is None:
-            tx.connection.execute(insert(sequences).values(name=name, value=count))
-            last = count
+            # The year's first number. Concurrent first numbers must not collide on the row: an
+            # insert that finds the row (on PostgreSQL, after waiting for the transaction that
+            # made it) does nothing, and the advance then takes the next value.
+            dialect = sqlite_dialect if tx.connection.dialect.name == "sqlite" else pg_dialect
+            tx.connection.execute(
+                dialect.insert(sequences).values(name=name, value=0).on_conflict_do_nothing()
+            )
+            last = tx.connection.execute(
+                _ADVANCE_SEQUENCE, {"sequence_name": name, "advance": count}
+            ).scalar_one()
         return [f"{name}-{int(value):06d}" for value in range(int(last) - count + 1, int(last) + 1)]
 
 

@@ -1,5 +1,5 @@
-"""The console's reads of received messages: a desk's worklist page by page (keyset on the ledger
-id, newest first, never OFFSET) with each message's claim, and the reply deadline a message view
+"""The console's and the API's reads of messages: a desk's worklist page by page (keyset on the
+ledger id, newest first, never OFFSET) with each message's claim, and the deadlines a message view
 shows."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class WorkItem:
     """One line of a worklist: metadata only (the form's content is read by the message view)."""
 
     id: int
+    direction: str
     received_at: datetime
     partner: str
     form: str
@@ -68,20 +69,26 @@ def page(
     partner: str | None = None,
     priority: str | None = None,
     due_by: datetime | None = None,
+    state: str | None = None,
     leave_out_form: str | None = None,
+    directions: Collection[str] = ("inbound",),
     limit: int = 50,
 ) -> list[WorkItem]:
-    """At most ``limit`` received messages of ``desks`` (None: every desk, and those of none),
-    newest first, with ids below ``before`` (the last id of the page before), with ``form``,
-    ``partner`` and ``priority`` when given, with an open reply deadline due by ``due_by`` when
-    given (overdue: ``due_by`` now), without ``leave_out_form``'s (receipts).
+    """At most ``limit`` messages of ``directions`` (received ones by default) of ``desks``
+    (None: every desk, and those of none), newest first, with ids below ``before`` (the last id
+    of the page before), with ``form``, ``partner``, ``priority`` and ``state`` when given, with
+    an open reply deadline due by ``due_by`` when given (overdue: ``due_by`` now), without
+    ``leave_out_form``'s (receipts).
 
-    Several desks are read one by one, each in its index's order, and merged: an IN over desks
-    would make the database sort every message of them."""
-    wanted = Wanted(form, partner, priority, due_by, leave_out_form)
-    if desks is None:
-        return _page(tx, None, before, wanted, limit)
-    found = [item for desk in sorted(desks) for item in _page(tx, desk, before, wanted, limit)]
+    Several desks (and directions) are read one by one, each in its index's order, and merged:
+    an IN over desks would make the database sort every message of them."""
+    wanted = Wanted(form, partner, priority, due_by, state, leave_out_form)
+    found = [
+        item
+        for direction in sorted(directions)
+        for desk in ([None] if desks is None else sorted(desks))
+        for item in _page(tx, direction, desk, before=before, wanted=wanted, limit=limit)
+    ]
     return sorted(found, key=lambda item: item.id, reverse=True)[:limit]
 
 
@@ -93,11 +100,18 @@ class Wanted:
     partner: str | None
     priority: str | None
     due_by: datetime | None
+    state: str | None
     leave_out: str | None
 
 
 def _page(
-    tx: Transaction, desk: str | None, before: int | None, wanted: Wanted, limit: int
+    tx: Transaction,
+    direction: str,
+    desk: str | None,
+    *,
+    before: int | None,
+    wanted: Wanted,
+    limit: int,
 ) -> list[WorkItem]:
     # The claim and the deadline are joined to each message the index walk yields: the walk
     # stays in index order whatever the filters (a filter on the deadline is a LEFT JOIN's
@@ -105,6 +119,7 @@ def _page(
     query = (
         select(
             messages.c.id,
+            messages.c.direction,
             messages.c.created_at,
             messages.c.partner,
             messages.c.form,
@@ -124,7 +139,7 @@ def _page(
                 deadlines, (deadlines.c.message_id == messages.c.id) & (deadlines.c.kind == "reply")
             ).outerjoin(claims, claims.c.message_id == messages.c.id)
         )
-        .where(messages.c.direction == "inbound")
+        .where(messages.c.direction == direction)
         .order_by(messages.c.id.desc())
         .limit(limit)
     )
@@ -138,6 +153,8 @@ def _page(
         query = query.where(messages.c.partner == wanted.partner)
     if wanted.priority:
         query = query.where(messages.c.priority == wanted.priority)
+    if wanted.state:
+        query = query.where(messages.c.state == wanted.state)
     if wanted.due_by is not None:
         query = query.where(*_due_by(tx, wanted.due_by))
     if wanted.leave_out:
@@ -145,6 +162,7 @@ def _page(
     return [
         WorkItem(
             id=row.id,
+            direction=row.direction,
             received_at=as_utc(row.created_at),
             partner=row.partner,
             form=row.form,
@@ -161,6 +179,24 @@ def _page(
         )
         for row in tx.connection.execute(query).all()
     ]
+
+
+@dataclass(frozen=True)
+class MessageDeadline:
+    kind: str  # receipt | reply
+    due: datetime
+    state: str  # open | met | missed | closed
+    owed_by: str  # desk | partner
+
+
+def deadlines_of(tx: Transaction, message_id: int) -> list[MessageDeadline]:
+    """Every deadline of a message (its receipt's, its reply's), whatever its state."""
+    rows = tx.connection.execute(
+        select(deadlines.c.kind, deadlines.c.due, deadlines.c.state, deadlines.c.owed_by)
+        .where(deadlines.c.message_id == message_id)
+        .order_by(deadlines.c.id)
+    ).all()
+    return [MessageDeadline(row.kind, as_utc(row.due), row.state, row.owed_by) for row in rows]
 
 
 def reply_deadline(tx: Transaction, message_id: int) -> ReplyDeadline | None:

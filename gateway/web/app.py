@@ -1,4 +1,5 @@
-"""The console as an ASGI application: its routes, the security headers, the refusal pages."""
+"""The console as an ASGI application: its routes, the API mounted at /api/v1, the security
+headers, the refusal pages."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from starlette.staticfiles import StaticFiles
 from gateway.access.setup import AccessServices
 from gateway.service.services import Services
 from gateway.web import accesslog, outbound, queues
+from gateway.web.api.app import build_api
+from gateway.web.api.context import PREFIX
 from gateway.web.board import board_page
 from gateway.web.bodylimit import BodyLimit
 from gateway.web.claims import claim_action
@@ -58,10 +61,11 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
+            Mount(PREFIX, build_api(services, access), name="api"),
         ],
         middleware=[
             Middleware(SecurityHeaders, hsts=services.config.web.tls),
-            Middleware(BodyLimit),
+            Middleware(BodyLimit, json_under=PREFIX + "/"),
         ],
         exception_handlers={HTTPException: _refusal},
     )

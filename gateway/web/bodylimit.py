@@ -3,7 +3,7 @@ is refused with 413 before it is read into memory (by its Content-Length, or whi
 
 from __future__ import annotations
 
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY = 64 * 1024
@@ -14,9 +14,12 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int = MAX_BODY, json_under: str | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.json_under = json_under  # a path prefix whose refusals are JSON (the API's)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -24,7 +27,7 @@ class BodyLimit:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            await _too_large(scope, receive, send)
+            await self._too_large(scope, receive, send)
             return
         seen = 0
         started = False
@@ -49,9 +52,14 @@ class BodyLimit:
         except BodyTooLarge:
             if started:
                 raise
-            await _too_large(scope, receive, send)
+            await self._too_large(scope, receive, send)
 
-
-async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
-    response = PlainTextResponse("request body too large", status_code=413)
-    await response(scope, receive, send)
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body too large: at most {self.max_body} bytes"
+        response: Response
+        if self.json_under is not None and str(scope.get("path", "")).startswith(self.json_under):
+            body = {"error": {"code": "body_too_large", "message": message, "details": []}}
+            response = JSONResponse(body, status_code=413)
+        else:
+            response = PlainTextResponse(message, status_code=413)
+        await response(scope, receive, send)

@@ -43,15 +43,27 @@ class RateLimit:
 
     def take(self, address: str) -> Verdict:
         """One attempt from ``address``: allowed while its bucket holds a token."""
+        return self._attempt(address, spend=True)
+
+    def peek(self, address: str) -> Verdict:
+        """Whether ``address`` would be allowed an attempt now, spending nothing (the API counts
+        only failed keys, and refuses every key while an address is held back)."""
+        return self._attempt(address, spend=False)
+
+    def _attempt(self, address: str, *, spend: bool) -> Verdict:
         now = self.clock.now()
         with self._lock:
             bucket = self._buckets.get(address)
             if bucket is None:
+                if not spend:
+                    return Verdict(True)
                 self._make_room(now)
                 bucket = self._buckets[address] = _Bucket(self.capacity, now)
             elapsed = max(0.0, (now - bucket.at).total_seconds())
             bucket.tokens = min(self.capacity, bucket.tokens + elapsed * self.rate)
             bucket.at = now
+            if bucket.tokens >= 1.0 and not spend:
+                return Verdict(True)
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
                 bucket.told = False

@@ -175,6 +175,36 @@ def test_references_are_sequential_per_country_and_year(ledger: Ledger) -> None:
     assert other == "RO-2027-000001"
 
 
+def test_the_first_reference_of_a_year_taken_by_two_at_once_collides_with_nothing(
+    ledger: Ledger,
+) -> None:
+    """Two transactions each take the year's first number before either commits (on SQLite the
+    second waits for the first's write lock, on PostgreSQL for its new sequence row): both get a
+    number, one after the other, and neither fails on the row the other made."""
+    taken: list[str] = []
+    failed: list[BaseException] = []
+    inside = threading.Event()
+
+    def second() -> None:
+        inside.wait()
+        try:
+            with writing(ledger.engine) as tx:
+                taken.append(ledger.next_reference_in(tx, "RO", 2031))
+        except BaseException as error:
+            failed.append(error)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with writing(ledger.engine) as tx:
+        taken.append(ledger.next_reference_in(tx, "RO", 2031))
+        inside.set()
+        thread.join(timeout=0.5)  # it runs into our row (or lock) and waits for our commit
+        assert thread.is_alive() or failed
+    thread.join()
+    assert failed == []
+    assert taken == ["RO-2031-000001", "RO-2031-000002"]
+
+
 def test_references_are_unique_under_concurrency(ledger: Ledger) -> None:
     with writing(ledger.engine) as tx:
         ledger.next_reference_in(tx, "RO", 2026)  # the row exists: updates race now

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import claims, deadline_rows, schema, users, worklist
+from gateway.store import claims, deadline_rows, idempotency, schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -336,6 +336,48 @@ def test_revision_0006_lets_the_deadlines_of_a_0003_ledger_holding_data_pause(
         assert paused is not None and paused.left == timedelta(hours=10)
         resumed = deadline_rows.resume_in(tx, message, "reply", START + timedelta(hours=5))
         assert resumed is not None and resumed.due == START + timedelta(hours=15)
+
+
+def test_revision_0005_adds_the_idempotency_keys_to_a_0003_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "idempotency_keys" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0005"))
+
+    assert (done.before.current, done.after) == ("0003", "0005")
+    assert contents(empty_engine) == before
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [message] = [row.id for row in ledger.in_state("inbound", "received")]
+    with ledger.transaction() as tx:
+        idempotency.store_in(
+            tx,
+            owner="key:cms",
+            key="k-1",
+            body_sha256="c" * 64,
+            message_id=message,
+            answer='{"id": 1}',
+            now=START,
+        )
+    with ledger.transaction() as tx, pytest.raises(idempotency.KeyTaken):
+        idempotency.store_in(
+            tx,
+            owner="key:cms",
+            key="k-1",
+            body_sha256="d" * 64,
+            message_id=message,
+            answer="{}",
+            now=START,
+        )
+    with ledger.reading() as tx:
+        found = idempotency.stored(tx, "key:cms", "k-1")
+        other = idempotency.stored(tx, "key:other", "k-1")
+    assert found is not None and other is None
+    assert (found.body_sha256, found.message_id, found.created_at) == ("c" * 64, message, START)
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(

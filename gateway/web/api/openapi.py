@@ -1,0 +1,390 @@
+"""The API described as an OpenAPI 3.1 document, served at /api/v1/openapi.json. A test holds it
+to the routes the app serves (every route documented, nothing documented that is not served)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.access.accesslog import Purpose
+from gateway.store.ledger import DIRECTIONS
+from gateway.web.api.context import PREFIX
+from gateway.web.api.messages import MAX_LIMIT, STATES
+from gateway.web.api.send import IDEMPOTENCY_HEADER
+
+DESCRIPTION = """\
+The gateway's HTTP API, for systems that integrate with it (a national case-management system)
+instead of the desks' outbox folders: list and read messages, send a form, follow its status
+and the open deadlines.
+
+Authentication: an API key made with `gateway users apikey create NAME --role R [--desk D]`,
+given as `Authorization: Bearer <key>`. A missing, unknown or revoked key is answered 401 with
+`WWW-Authenticate`; too many wrong keys from one address, 429 with `Retry-After`. The API reads
+no cookie, so a browser cannot be made to call it with someone's credentials: there is no CSRF
+token to give. A key has the roles and desks it was made with and the console's rules apply:
+a message of another desk is answered 404 exactly as one that does not exist; operators' and
+auditors' keys never get a form's content; every read of a form is recorded in the access log
+with the purpose the caller gives in `X-Purpose`.
+
+Errors are JSON of one shape: `{"error": {"code", "message", "details"}}`; `code` is stable,
+`message` a sentence, `details` a list (the errors of an invalid form: line, path, reason).
+Request bodies are limited to 64 KiB (413)."""
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+JSON = "application/json"
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": ERROR}}}
+
+
+def _ok(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+COMMON_ERRORS = {
+    "401": _error("no key, or a key unknown or revoked (with WWW-Authenticate)"),
+    "429": _error("too many wrong keys from this address (with Retry-After)"),
+}
+ID_PARAMETER = {
+    "name": "ledger_id",
+    "in": "path",
+    "required": True,
+    "description": "the message's ledger id",
+    "schema": {"type": "integer", "minimum": 0},
+}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+CODE = {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9-]{0,31}$"}
+DESK = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"}
+INSTANT = {"type": "string", "format": "date-time"}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _object(properties: dict[str, Any], *, required: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required if required is not None else list(properties),
+    }
+
+
+DEADLINE = _object(
+    {
+        "kind": {"type": "string", "enum": ["receipt", "reply"]},
+        "owed_by": {"type": "string", "enum": ["desk", "partner"]},
+        "due": INSTANT,
+        "state": {"type": "string", "enum": ["open", "met", "missed", "closed"]},
+        "seconds_left": {
+            "type": ["integer", "null"],
+            "description": "until due, negative when overdue; null unless open",
+        },
+    }
+)
+METADATA = {
+    "id": {"type": "integer"},
+    "direction": {"type": "string", "enum": list(DIRECTIONS)},
+    "partner": {"type": "string"},
+    "form": {"type": "string"},
+    "reference": {"type": "string"},
+    "priority": {"type": "string", "enum": ["normal", "urgent"]},
+    "state": {"type": "string", "enum": list(STATES)},
+    "desk": NULLABLE_STRING,
+}
+SCHEMAS: dict[str, Any] = {
+    "Error": _object(
+        {
+            "error": _object(
+                {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "details": {"type": "array", "items": {"type": "object"}},
+                }
+            )
+        }
+    ),
+    "MessageSummary": _object(
+        {
+            **METADATA,
+            "created_at": INSTANT,
+            "reply_deadline": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object(
+                        {
+                            "due": INSTANT,
+                            "state": {"type": "string"},
+                            "seconds_left": {"type": ["integer", "null"]},
+                        }
+                    ),
+                ]
+            },
+        }
+    ),
+    "MessageList": _object(
+        {
+            "messages": {"type": "array", "items": {"$ref": "#/components/schemas/MessageSummary"}},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "give it as cursor for the next page; null on the last page",
+            },
+        }
+    ),
+    "Deadline": DEADLINE,
+    "Message": _object(
+        {
+            **METADATA,
+            "channel": {"type": "string"},
+            "in_reply_to": NULLABLE_STRING,
+            "message_id": {"type": "string"},
+            "created_at": INSTANT,
+            "updated_at": INSTANT,
+            "deadlines": {"type": "array", "items": {"$ref": "#/components/schemas/Deadline"}},
+            "timeline": {
+                "type": "array",
+                "items": _object(
+                    {"at": INSTANT, "kind": {"type": "string"}, "detail": {"type": "string"}}
+                ),
+            },
+        }
+    ),
+    "Status": _object(
+        {
+            "id": {"type": "integer"},
+            "direction": {"type": "string", "enum": list(DIRECTIONS)},
+            "reference": {"type": "string"},
+            "state": {"type": "string", "enum": list(STATES)},
+            "updated_at": INSTANT,
+            "deadlines": {"type": "array", "items": {"$ref": "#/components/schemas/Deadline"}},
+        }
+    ),
+    "Submitted": _object(
+        {
+            "id": {"type": "integer"},
+            "reference": {"type": "string"},
+            "partner": {"type": "string"},
+            "form": {"type": "string"},
+            "message_id": {"type": "string"},
+            "state": {"type": "string", "enum": ["queued"]},
+        }
+    ),
+    "OpenDeadline": _object(
+        {
+            "message_id": {"type": "integer"},
+            "reference": {"type": "string"},
+            "form": {"type": "string"},
+            "partner": {"type": "string"},
+            "direction": {"type": "string", "enum": list(DIRECTIONS)},
+            "desk": NULLABLE_STRING,
+            "kind": {"type": "string", "enum": ["receipt", "reply"]},
+            "owed_by": {"type": "string", "enum": ["desk", "partner"]},
+            "due": INSTANT,
+            "seconds_left": {"type": "integer"},
+            "reminders_sent": {"type": "integer"},
+        }
+    ),
+    "DeadlineList": _object(
+        {"deadlines": {"type": "array", "items": {"$ref": "#/components/schemas/OpenDeadline"}}}
+    ),
+}
+
+PATHS: dict[str, Any] = {
+    "/messages": {
+        "get": {
+            "operationId": "listMessages",
+            "summary": "Messages of the key's desks, newest first, a page at a time (metadata)",
+            "parameters": [
+                _query(
+                    "direction", "received or sent", {"type": "string", "enum": list(DIRECTIONS)}
+                ),
+                _query("desk", "one desk (of the key's)", DESK),
+                _query("form", "a form's code; receipts (ACK) only when asked", CODE),
+                _query("partner", "a partner's code", CODE),
+                _query("state", "a message state", {"type": "string", "enum": list(STATES)}),
+                _query(
+                    "cursor",
+                    "next_cursor of the page before",
+                    {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                ),
+                _query(
+                    "limit",
+                    "messages a page",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                ),
+            ],
+            "responses": {
+                "200": _ok("a page", "MessageList"),
+                "400": _error("a parameter that is unknown or wrong"),
+                "403": _error("the key's role does not see messages (an auditor's)"),
+                **COMMON_ERRORS,
+            },
+        },
+        "post": {
+            "operationId": "sendForm",
+            "summary": "Send a form: validated, numbered, signed, encrypted and queued",
+            "description": (
+                "The body is the form's XML, as `gateway send` takes it (Created and Reference "
+                "filled in where left out). The Idempotency-Key makes a retry safe: the same key "
+                "with the same body answers the first answer again (200); with another body, "
+                "422. The key is stored with the form in one transaction; a refused form stores "
+                "no key."
+            ),
+            "parameters": [
+                {
+                    "name": IDEMPOTENCY_HEADER,
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
+                },
+                _query("desk", "the sending desk (required for a key of several desks)", DESK),
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/xml": {"schema": {"type": "string"}}},
+            },
+            "responses": {
+                "201": {
+                    **_ok("queued (Location: the message)", "Submitted"),
+                    "headers": {"Location": {"schema": {"type": "string"}}},
+                },
+                "200": _ok("the first answer of this Idempotency-Key and body", "Submitted"),
+                "400": _error("no or a malformed Idempotency-Key; a wrong parameter"),
+                "403": _error("the key's role does not send, or not for that desk"),
+                "413": _error("the body is over 64 KiB"),
+                "415": _error("the body is not application/xml"),
+                "422": _error(
+                    "invalid form (details: line, path, reason), refused (partner, channel, "
+                    "reference), unusable key, or an Idempotency-Key used with another body"
+                ),
+                "503": _error("the ledger cannot take it now (Retry-After): send it again"),
+                **COMMON_ERRORS,
+            },
+        },
+    },
+    "/messages/{ledger_id}": {
+        "get": {
+            "operationId": "getMessage",
+            "summary": "A message's metadata, timeline and deadlines",
+            "parameters": [ID_PARAMETER],
+            "responses": {
+                "200": _ok("the message", "Message"),
+                "403": _error("the key's role does not see messages"),
+                "404": _error("no such message, or not of the key's desks"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/messages/{ledger_id}/status": {
+        "get": {
+            "operationId": "getStatus",
+            "summary": "A message's state and deadlines",
+            "parameters": [ID_PARAMETER],
+            "responses": {
+                "200": _ok("its status", "Status"),
+                "403": _error("the key's role does not see messages"),
+                "404": _error("no such message, or not of the key's desks"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/messages/{ledger_id}/form": {
+        "get": {
+            "operationId": "getForm",
+            "summary": "A received message's form (XML), recorded in the access log",
+            "parameters": [
+                ID_PARAMETER,
+                {
+                    "name": "X-Purpose",
+                    "in": "header",
+                    "required": True,
+                    "description": "why the form is read, written in the access log",
+                    "schema": {"type": "string", "enum": [p.value for p in Purpose]},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "the form as received",
+                    "content": {"application/xml": {"schema": {"type": "string"}}},
+                },
+                "400": _error("no or an unknown X-Purpose"),
+                "403": _error("the key's role does not read content (operator, auditor)"),
+                "404": _error("no such message, or not of the key's desks"),
+                "409": _error("the stored copy cannot be read or no longer validates"),
+                "410": _error("not kept: past its retention, or a form we sent"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/deadlines": {
+        "get": {
+            "operationId": "listDeadlines",
+            "summary": "Open deadlines of the key's desks, the least time left first",
+            "parameters": [
+                _query(
+                    "overdue", "only those past due", {"type": "string", "enum": ["true", "false"]}
+                ),
+                _query(
+                    "limit", "at most so many", {"type": "integer", "minimum": 1, "maximum": 1000}
+                ),
+            ],
+            "responses": {
+                "200": _ok("the deadlines", "DeadlineList"),
+                "400": _error("a parameter that is unknown or wrong"),
+                "403": _error("the key's role does not see messages"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "operationId": "getOpenApi",
+            "summary": "This document",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "the OpenAPI document",
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "IPC Gateway API", "version": "1", "description": DESCRIPTION},
+        "servers": [{"url": PREFIX}],
+        "security": [{"apiKey": []}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "an API key from `gateway users apikey create`",
+                }
+            },
+        },
+    }
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(document())
