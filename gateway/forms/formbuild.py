@@ -9,8 +9,10 @@ the parts of its n-th alternative, ``=Type/`` before the parts of an abstract el
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import Any
 
 from lxml import etree
@@ -20,6 +22,8 @@ from gateway.forms.xmlforms import FormError, element_path
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 CHECKED = "on"  # the value of a ticked box (an optional empty element)
+_LOCAL_INSTANT = re.compile(r"\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(:\d{2})?\s*")
+_OCCURRENCE = re.compile(r"(?P<base>.*)\[(?P<index>\d+)\]")
 
 
 def join(parent: str, step: str) -> str:
@@ -104,15 +108,47 @@ class Placed:
     general: list[str] = field(default_factory=list)
 
 
-def build(description: FormDescription, values: Mapping[str, str]) -> Built:
+def added(values: Mapping[str, str], key: str, shown: int) -> dict[str, str]:
+    """The values with one more occurrence of the repeatable part whose count key is ``key``
+    (``shown`` now)."""
+    return {**values, key: str(shown + 1)}
+
+
+def removed(values: Mapping[str, str], key: str, shown: int) -> dict[str, str]:
+    """The values without the occurrence ``key`` (``.../Name[i]``) of a repeatable part shown
+    ``shown`` times: its values dropped, those of the later ones moved up one."""
+    found = _OCCURRENCE.fullmatch(key)
+    if found is None:  # an optional part that does not repeat: shown no more
+        kept = {name: value for name, value in values.items() if not name.startswith(key + "/")}
+        return {**kept, key + "#": "0"}
+    base, gone = found.group("base"), int(found.group("index"))
+    inside = re.compile(re.escape(base) + r"\[(\d+)\](/.*)?")
+    moved: dict[str, str] = {}
+    for name, value in values.items():
+        match = inside.fullmatch(name)
+        if match is None:
+            moved[name] = value
+            continue
+        index = int(match.group(1))
+        if index != gone:
+            at = index - 1 if index > gone else index
+            moved[f"{base}[{at}]{match.group(2) or ''}"] = value
+    moved[base + "#"] = str(max(shown - 1, 0))
+    return moved
+
+
+def build(
+    description: FormDescription, values: Mapping[str, str], zone: tzinfo | None = None
+) -> Built:
     """The form's XML from the values: a part is written when required (empty if left empty,
-    so that the validator names it) or filled in; nothing is checked here but the shape."""
+    so that the validator names it) or filled in; nothing is checked here but the shape. An
+    instant written without its offset (``2026-12-05T14:03``) is taken in ``zone``, if given."""
     root_group = description.root
     namespace = description.namespace
     tag = _tag(namespace, root_group.name)
     root = etree.Element(tag, nsmap={None: namespace} if namespace else None)
     made: list[tuple[Any, str]] = [(root, "")]
-    _fill_group(root, root_group, "", values, namespace, made)
+    _Writer(_Values(values, zone), namespace, made).group(root, root_group, "")
     body = etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
     built = Built(body)
     for element, key in made:
@@ -120,68 +156,86 @@ def build(description: FormDescription, values: Mapping[str, str]) -> Built:
     return built
 
 
-def _fill_group(
-    element: Any,
-    group: Group,
-    key: str,
-    values: Mapping[str, str],
-    namespace: str,
-    made: list[tuple[Any, str]],
-) -> None:
-    content = group.content
-    prefix = key
-    if group.variants:
-        name = chosen_variant(key, group, values)
-        if name is None:
-            return  # the validator says that the kind is missing
-        variant = next(variant for variant in group.variants if variant.type_name == name)
-        element.set(f"{{{XSI}}}type", name)
-        content = variant.content
-        prefix = join(key, f"={name}")
-    _fill(element, content, prefix, values, namespace, made)
+class _Writer:
+    """Writes the elements of the values under a root, noting each element's key."""
+
+    def __init__(self, values: _Values, namespace: str, made: list[tuple[Any, str]]) -> None:
+        self.values = values
+        self.namespace = namespace
+        self.made = made
+
+    def group(self, element: Any, group: Group, key: str) -> None:
+        content = group.content
+        prefix = key
+        if group.variants:
+            name = chosen_variant(key, group, self.values)
+            if name is None:
+                return  # the validator says that the kind is missing
+            variant = next(variant for variant in group.variants if variant.type_name == name)
+            element.set(f"{{{XSI}}}type", name)
+            content = variant.content
+            prefix = join(key, f"={name}")
+        self.fill(element, content, prefix)
+
+    def fill(self, parent: Any, content: tuple[Node, ...], key: str) -> None:
+        values = self.values
+        ordinal = 0
+        for node in content:
+            if isinstance(node, Choice):
+                ordinal += 1
+                number = selected(key, ordinal, node, values)
+                if number is not None:
+                    inner = option_key(key, ordinal, number)
+                    self.fill(parent, node.options[number - 1].content, inner)
+                continue
+            for index in range(1, occurrences(key, node, values) + 1):
+                own = step_key(key, node, index)
+                if isinstance(node, Group):
+                    child = self.element(parent, node.name, own)
+                    self.group(child, node, own)
+                elif node.kind == "flag":
+                    if node.required or values.get(own) == CHECKED:
+                        self.element(parent, node.name, own)
+                else:
+                    self.leaf(parent, node, own, index)
+
+    def leaf(self, parent: Any, node: Leaf, key: str, index: int) -> None:
+        text = _text(self.values.get(key, ""))
+        if node.kind == "datetime":
+            text = self.values.instant(text)
+        attributes = {
+            attribute.name[1:]: _text(self.values.get(join(key, attribute.name), ""))
+            for attribute in node.attributes
+        }
+        filled = text.strip() or any(value.strip() for value in attributes.values())
+        if not filled and not (node.required and index <= max(node.min_occurs, 1)):
+            return
+        child = self.element(parent, node.name, key)
+        child.text = text
+        for name, value in attributes.items():
+            if value.strip() or _required_attribute(node, name):
+                child.set(name, value)
+
+    def element(self, parent: Any, name: str, key: str) -> Any:
+        child = etree.SubElement(parent, _tag(self.namespace, name))
+        self.made.append((child, key))
+        return child
 
 
-def _fill(
-    parent: Any,
-    content: tuple[Node, ...],
-    key: str,
-    values: Mapping[str, str],
-    namespace: str,
-    made: list[tuple[Any, str]],
-) -> None:
-    ordinal = 0
-    for node in content:
-        if isinstance(node, Choice):
-            ordinal += 1
-            number = selected(key, ordinal, node, values)
-            if number is not None:
-                inner = option_key(key, ordinal, number)
-                _fill(parent, node.options[number - 1].content, inner, values, namespace, made)
-            continue
-        for index in range(1, occurrences(key, node, values) + 1):
-            own = step_key(key, node, index)
-            if isinstance(node, Group):
-                child = etree.SubElement(parent, _tag(namespace, node.name))
-                made.append((child, own))
-                _fill_group(child, node, own, values, namespace, made)
-            elif node.kind == "flag":
-                if node.required or values.get(own) == CHECKED:
-                    made.append((etree.SubElement(parent, _tag(namespace, node.name)), own))
-            else:
-                text = _text(values.get(own, ""))
-                attributes = {
-                    attribute.name[1:]: _text(values.get(join(own, attribute.name), ""))
-                    for attribute in node.attributes
-                }
-                filled = text.strip() or any(value.strip() for value in attributes.values())
-                if not filled and not (node.required and index <= max(node.min_occurs, 1)):
-                    continue
-                child = etree.SubElement(parent, _tag(namespace, node.name))
-                child.text = text
-                for name, value in attributes.items():
-                    if value.strip() or _required_attribute(node, name):
-                        child.set(name, value)
-                made.append((child, own))
+class _Values(dict[str, str]):
+    """The submitted values, and the zone an instant without offset is read in."""
+
+    def __init__(self, values: Mapping[str, str], zone: tzinfo | None) -> None:
+        super().__init__(values)
+        self.zone = zone
+
+    def instant(self, text: str) -> str:
+        found = _LOCAL_INSTANT.fullmatch(text)
+        if self.zone is None or found is None:
+            return text
+        date, minutes, seconds = found.groups()
+        local = datetime.fromisoformat(f"{date}T{minutes}{seconds or ':00'}")
+        return local.replace(tzinfo=self.zone).isoformat(timespec="seconds")
 
 
 def _required_attribute(node: Leaf, name: str) -> bool:

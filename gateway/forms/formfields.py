@@ -150,7 +150,7 @@ def describe(code: str, schema: Any, root: str) -> FormDescription:
 def _node(element: XsdElement, schema: Any, seen: tuple[str, ...]) -> Leaf | Group:
     """One element as a leaf (text) or a group (elements)."""
     name = element.local_name
-    xsd_type = element.type
+    xsd_type: Any = element.type
     occurs = (element.min_occurs, element.max_occurs)
     help_text = _documentation(element) or _documentation(xsd_type)
     if xsd_type.is_simple() or xsd_type.has_simple_content():
@@ -170,7 +170,7 @@ def _node(element: XsdElement, schema: Any, seen: tuple[str, ...]) -> Leaf | Gro
                 words(_local(other.name)),
                 _content(other.content, schema, inside),
             )
-            for other in schema.types.values()
+            for other in list(schema.types.values())
             if other is not xsd_type
             and not getattr(other, "abstract", False)
             and other.is_complex()
@@ -230,10 +230,7 @@ def _leaf(
 ) -> Leaf:
     base = _builtin(simple)
     choices = tuple(str(value) for value in (simple.enumeration or ()))
-    if choices:
-        kind = "enumeration"
-    else:
-        kind = _KINDS.get(base, "text")
+    kind = "enumeration" if choices else _KINDS.get(base, "text")
     max_length = simple.max_length
     patterns = getattr(simple, "patterns", None)
     regexps = tuple(getattr(patterns, "regexps", ()) or ())

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    Text,
     UniqueConstraint,
     bindparam,
     create_engine,
@@ -242,6 +243,23 @@ sessions = Table(
 )
 Index("ix_sessions_user", sessions.c.user_id)
 Index("ix_sessions_expires", sessions.c.expires_at)
+
+# Forms a user began in the console and kept for later, per user and desk (revision 0007). The
+# values hold personal data: a draft is deleted when its form is sent.
+drafts = Table(
+    "drafts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_name", String(32), nullable=False),
+    Column("desk", String(32), nullable=False),
+    Column("form", String(32), nullable=False),
+    Column("partner", String(32), nullable=False),
+    Column("reply_to", Integer, ForeignKey("messages.id")),
+    Column("field_values", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_drafts_user_desk", drafts.c.user_name, drafts.c.desk, drafts.c.id)
 
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500

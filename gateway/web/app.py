@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.access.setup import AccessServices
 from gateway.service.services import Services
 from gateway.web.bodylimit import BodyLimit
+from gateway.web.compose import compose_home, compose_page, compose_post
 from gateway.web.console import Console, console_of
 from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
@@ -27,6 +28,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Not allowed",
+    422: "Not sent",
     429: "Too many attempts",
 }
 
@@ -38,6 +40,9 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
         routes=[
             Route("/", worklist_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
+            Route("/compose", compose_home, methods=["GET"]),
+            Route("/compose/{form}", compose_page, methods=["GET"]),
+            Route("/compose/{form}", compose_post, methods=["POST"]),
             Route("/login", login_page, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),

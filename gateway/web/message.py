@@ -30,6 +30,7 @@ PURPOSES = {
     Role.DUTY_OFFICER: Purpose.ESCALATION,
 }
 NOT_FOUND = "no such message"
+SEALED = "The form went out signed and encrypted to the partner; no readable copy is kept."
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,19 @@ async def message_page(request: Request) -> Response:
             "form": found.form,
             "missing": found.missing,
             "may_read": principal.may(Permission.CONTENT, found.row.desk),
+            "replies": _replies(console, signed, found.row),
         },
     )
+
+
+def _replies(console: Console, signed: SignedIn, row: MessageRow) -> list[str]:
+    """The forms that answer a received message, for a user who may send from its desk."""
+    if row.direction != "inbound" or not signed.user.principal.may(Permission.SEND, row.desk):
+        return []
+    catalogue = console.services.validator.catalogue
+    if row.form not in catalogue:
+        return []
+    return list(catalogue.get(row.form).reply.answered_by)
 
 
 def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
@@ -80,11 +92,13 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
         row = services.ledger.get(ledger_id)
     except KeyError:
         raise HTTPException(404, NOT_FOUND) from None
-    if row.direction != "inbound" or not principal.may(Permission.METADATA, row.desk):
+    if not principal.may(Permission.METADATA, row.desk):
         raise HTTPException(404, NOT_FOUND)
     events = services.ledger.events_of(row.id)
     with services.ledger.reading() as tx:
         deadline = worklist.reply_deadline(tx, row.id)
+    if row.direction != "inbound":
+        return Found(row, events, deadline, None, missing=SEALED)
     role = principal.role_for(Permission.CONTENT, row.desk)
     if role is None:
         return Found(row, events, deadline, None, missing="")
