@@ -5,6 +5,9 @@ the Submitter."""
 
 from __future__ import annotations
 
+import re
+import secrets
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -14,10 +17,9 @@ from gateway.forms.catalogue import FormSpec
 from gateway.forms.formbuild import Built, Placed, build, join, values_of
 from gateway.forms.formfields import FormDescription
 from gateway.forms.xmlforms import Validation
-from gateway.outbound.submit import Submitted
 from gateway.service import received
 from gateway.service.services import Services
-from gateway.store import drafts
+from gateway.store import drafts, lookups
 from gateway.store.drafts import DraftRow
 from gateway.store.ledger import MessageRow
 
@@ -188,11 +190,31 @@ def check(
     return Checked(built, validation, built.place(list(validation.errors)))
 
 
-def send(services: Services, checked: Checked, goal: Target, user: str) -> Submitted:
-    """Queue the checked form (the Submitter's own checks apply: partner's key, InReplyTo...)."""
-    return services.submitter().submit(
-        checked.built.xml, desk=goal.desk, origin=f"composed in the console by {user}"
-    )
+ONCE = re.compile(r"[A-Za-z0-9_-]{22,64}")
+# One send at a time in this process: the look for an earlier send of the same page and the
+# queueing are one step, so a form sent twice (a double click, a reload) is queued once.
+_SENDING = threading.Lock()
+
+
+def new_once() -> str:
+    """The token a compose page carries until its form is sent: what makes a send happen once."""
+    return secrets.token_urlsafe(18)
+
+
+def send(services: Services, checked: Checked, goal: Target, user: str, once: str) -> int:
+    """Queue the checked form (the Submitter's own checks apply: partner's key, InReplyTo...)
+    and return its ledger id; the page's ``once`` token sent before: the message it queued."""
+    if ONCE.fullmatch(once) is None:
+        raise ValueError("not a compose page's token")
+    origin = f"console {user} once:{once}"
+    with _SENDING:
+        with services.ledger.reading() as tx:
+            earlier = lookups.queued_from(tx, origin)
+        if earlier is not None:
+            rows = services.ledger.by_reference(earlier)
+            return next(row.id for row in rows if row.direction == "outbound")
+        submitted = services.submitter().submit(checked.built.xml, desk=goal.desk, origin=origin)
+        return submitted.ledger_id
 
 
 # ---------------------------------------------------------------------- drafts

@@ -28,7 +28,7 @@ from gateway.web.console import Console, SignedIn, check_csrf, console_of, requi
 
 log = logging.getLogger("gateway.web")
 # The page's own fields beside the form's.
-OWN = frozenset({"csrf", "partner", "desk", "reply", "draft", "action"})
+OWN = frozenset({"csrf", "partner", "desk", "reply", "draft", "action", "once"})
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Draft:
     description: FormDescription
     values: dict[str, str]
     draft_id: int | None = None
+    once: str = field(default_factory=compose.new_once)
     checked: Checked | None = None
     notice: str = ""
     refused: list[str] = field(default_factory=list)
@@ -114,7 +115,10 @@ async def compose_post(request: Request) -> Response:
     description = services.descriptions.get(code)
     values = {key: value for key, value in submitted.items() if key not in OWN}
     values.update(compose.fixed(services, description, goal))
-    shown = Draft(goal, description, values, _number(submitted.get("draft", "")))
+    once = submitted.get("once", "")
+    if compose.ONCE.fullmatch(once) is None:
+        raise HTTPException(400, "the page's form is incomplete: reload the page")
+    shown = Draft(goal, description, values, _number(submitted.get("draft", "")), once)
     action = submitted.get("action", "")
     user = signed.user.principal.name
     if action.startswith("add:"):
@@ -134,13 +138,15 @@ async def compose_post(request: Request) -> Response:
         )
         if shown.checked.valid:
             try:
-                sent = await run_in_threadpool(compose.send, services, shown.checked, goal, user)
+                sent = await run_in_threadpool(
+                    compose.send, services, shown.checked, goal, user, once
+                )
             except GatewayError as error:
                 shown.refused = error.detail.splitlines()
             else:
                 if shown.draft_id is not None:
                     await run_in_threadpool(compose.discard_draft, services, user, shown.draft_id)
-                return RedirectResponse(f"/messages/{sent.ledger_id}", status_code=303)
+                return RedirectResponse(f"/messages/{sent}", status_code=303)
         return _render(request, console, signed, shown, status=422)
     else:
         raise HTTPException(400, "unknown action")
@@ -253,6 +259,7 @@ def _render(
         "general": layout.general + shown.refused,
         "error_count": shown.checked.validation.error_count if shown.checked else 0,
         "draft_id": shown.draft_id,
+        "once": shown.once,
         "notice": shown.notice,
         "reply": goal.reply_to,
     }

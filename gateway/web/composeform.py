@@ -22,6 +22,7 @@ from gateway.forms.formbuild import (
 )
 from gateway.forms.formfields import Choice, FormDescription, Group, Leaf, Node
 
+REQUIRED = "Required: fill this in."
 INPUTS = {
     "text": "text",
     "longtext": "textarea",
@@ -170,6 +171,9 @@ class _Walker:
 
     def leaf(self, node: Leaf, key: str, label: str, remove: str) -> None:
         value = self.values.get(key, "")
+        errors = self.errors(key)
+        if errors and node.required and not value.strip():
+            errors = (REQUIRED,)
         self.rows.append(
             Row(
                 "leaf",
@@ -180,7 +184,7 @@ class _Walker:
                 value,
                 required=node.required,
                 choices=node.choices,
-                errors=self.errors(key),
+                errors=errors,
                 remove=remove,
                 checked=value == CHECKED,
                 max_length=node.max_length,

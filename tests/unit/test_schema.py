@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import schema, users, worklist
+from gateway.store import drafts, schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -37,8 +37,8 @@ NEXT_REVISION = '''"""A note on each message (a test's revision)."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0099"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -98,10 +98,10 @@ def contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
 
 
 def versions_with_next_revision(tmp_path: Path) -> Path:
-    """The package's migrations copied, plus revision 0004: what the next release will carry."""
+    """The package's migrations copied, plus revision 0099: what the next release will carry."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema.SCRIPTS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0004_note.py").write_text(NEXT_REVISION)
+    (folder / "versions" / "0099_note.py").write_text(NEXT_REVISION.format(head=schema.head()))
     return folder
 
 
@@ -173,16 +173,17 @@ def test_a_next_revision_adds_a_column_to_a_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     scripts = versions_with_next_revision(tmp_path)
-    assert schema.head(scripts) == "0004"
+    head = schema.head()
+    assert schema.head(scripts) == "0099"
     with pytest.raises(LedgerOutdated) as refused:
         schema.require_current(empty_engine, scripts)
     assert refused.value.upgradable
-    assert "is at revision 0003, this gateway needs 0004" in refused.value.line("gw.toml")
+    assert f"is at revision {head}, this gateway needs 0099" in refused.value.line("gw.toml")
     assert refused.value.line("gw.toml").endswith("run `gateway -c gw.toml db upgrade`")
 
     done = schema.upgrade(empty_engine, scripts)
 
-    assert (done.before.current, done.after) == ("0003", "0004")
+    assert (done.before.current, done.after) == (head, "0099")
     schema.require_current(empty_engine, scripts)
     with empty_engine.connect() as connection:
         notes = connection.execute(text("SELECT reference, note FROM messages")).all()
@@ -199,7 +200,9 @@ def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
     fill(empty_engine)
     before = contents(empty_engine)
     assert "users" not in inspect(empty_engine).get_table_names()
-    with pytest.raises(LedgerOutdated, match="is at revision 0001, this gateway needs 0003"):
+    with pytest.raises(
+        LedgerOutdated, match=f"is at revision 0001, this gateway needs {schema.head()}"
+    ):
         schema.require_current(empty_engine)
 
     done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002"))
@@ -235,11 +238,10 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     added = {worklist.WORKLIST_INDEX.name, worklist.RECEIVED_INDEX.name}
     assert not added & indexes
 
-    done = schema.upgrade(empty_engine)
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003"))
 
-    assert (done.before.current, done.after, schema.head()) == ("0002", "0003", "0003")
+    assert (done.before.current, done.after) == ("0002", "0003")
     assert contents(empty_engine) == before
-    assert differences(empty_engine) == []
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
     assert added <= indexes
     with Ledger(empty_engine, FakeClock(START)).reading() as tx:
@@ -247,18 +249,58 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     assert [(item.reference, item.reply_state) for item in found] == [(RECEIVED.reference, "open")]
 
 
+def test_revision_0007_adds_the_drafts_table_to_a_0003_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "drafts" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0003", "0007")
+    assert contents(empty_engine) == before
+    assert differences(empty_engine) == []
+    ledger = Ledger(empty_engine, FakeClock(START))
+    with ledger.reading() as tx:
+        message = ledger.by_reference(RECEIVED.reference)[0].id
+    with ledger.transaction() as tx:
+        kept = drafts.save(
+            tx,
+            draft_id=None,
+            user_name="ana",
+            desk="sirene",
+            form="M",
+            partner="NO-SIRENE",
+            reply_to=message,
+            values={"Information": "Text é"},
+            now=START,
+        )
+    with ledger.reading() as tx:
+        found = drafts.get(tx, kept, "ana")
+        other = drafts.get(tx, kept, "ben")
+    assert found is not None and other is None
+    assert (found.reply_to, found.values, found.created_at) == (
+        message,
+        {"Information": "Text é"},
+        START,
+    )
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
     schema.upgrade(empty_engine, versions_with_next_revision(tmp_path))
     found = schema.state(empty_engine)
-    assert (found.current, found.known) == ("0004", False)
+    assert (found.current, found.known) == ("0099", False)
     for attempt in (schema.require_current, schema.upgrade):
-        with pytest.raises(LedgerOutdated, match="0004, which this gateway does not know") as no:
+        with pytest.raises(LedgerOutdated, match="0099, which this gateway does not know") as no:
             attempt(empty_engine)
         assert not no.value.upgradable
         assert "db upgrade" not in no.value.line("gw.toml")
-    assert schema.state(empty_engine).current == "0004"
+    assert schema.state(empty_engine).current == "0099"
 
 
 def test_an_empty_ledger_is_refused_and_names_the_upgrade(empty_engine: Engine) -> None:
