@@ -76,7 +76,8 @@ def test_a_sample_entered_through_its_fields_gives_back_the_same_valid_form(
 
     built = build(description, values)
 
-    assert VALIDATOR.validate(built.xml).valid, [str(e) for e in VALIDATOR.validate(built.xml).errors]
+    validation = VALIDATOR.validate(built.xml)
+    assert validation.valid, [str(error) for error in validation.errors]
     assert canonical(built.xml) == canonical(original)
     assert values_of(description, built.xml) == values
 
