@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from dbkit import upgraded
 from integration.inboundkit import World, gateway_config
+from integration.test_web_console import audit_kinds, csrf_of, login
 from starlette.testclient import TestClient
-from test_web_console import audit_kinds, csrf_of, login
 from webkit import XSS, Console, console, form_values, receive
 
 from gateway.store.ledger import MessageRow

@@ -36,7 +36,7 @@ def canonical(data: bytes) -> bytes:
             element.text = None
         if element.tail is not None and not element.tail.strip():
             element.tail = None
-    return etree.tostring(root, method="c14n")
+    return bytes(etree.tostring(root, method="c14n"))
 
 
 def find(nodes: tuple[Node, ...], path: str) -> Node:
