@@ -135,10 +135,11 @@ def fixed(services: Services, description: FormDescription, goal: Target) -> dic
 
 
 def hidden(description: FormDescription, goal: Target) -> frozenset[str]:
-    """Keys not shown as inputs: those the gateway sets, and Created and Reference, which the
-    send fills in."""
+    """Keys not shown as inputs: those the gateway sets, Created and Reference, which the send
+    fills in, and the Attachment list (files are attached with `gateway send` or an outbox)."""
     keys = set()
     for prefix in header_prefixes(description):
+        keys.add(join(prefix, "Attachment"))
         head = join(prefix, "Header")
         keys |= {join(head, name) for name in ("Created", "Reference")}
         keys |= {join(head, "Sender/Bureau"), join(head, "Recipient/Bureau")}

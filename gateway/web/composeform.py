@@ -135,6 +135,8 @@ class _Walker:
         self.rows.append(Row("choice-end"))
 
     def element(self, node: Leaf | Group, key: str) -> None:
+        if join(key, node.name) in self.hidden:
+            return
         count = occurrences(key, node, self.values)
         counted = isinstance(node, Group) or node.repeats
         if counted:
