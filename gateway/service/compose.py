@@ -85,6 +85,10 @@ def target(
     form = forms.get(code)
     if form is None:
         raise NotFound(f"no form {code} to compose")
+    try:
+        services.descriptions.get(code)
+    except ValueError as error:  # a configured schema this page cannot show (xs:any, recursion)
+        raise Unsuitable(f"form {code} cannot be composed in the console: {error}") from None
     original = None
     if reply_to is not None:
         try:
