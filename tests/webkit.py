@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 from accesskit import CHEAP, PASSWORD
@@ -311,3 +312,63 @@ def login(
     if answer.status_code == 303:
         return 303, client.get(answer.headers["location"]).text
     return answer.status_code, answer.text
+
+
+class _FormReader(HTMLParser):
+    """What a browser would submit from one form of a page: text and hidden inputs, ticked
+    boxes and radio buttons, selected options, text areas (no button)."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.form_id = form_id
+        self.inside = False
+        self.values: dict[str, str] = {}
+        self.select: str | None = None
+        self.first_option: str | None = None
+        self.textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {key: value or "" for key, value in attrs}
+        if tag == "form":
+            self.inside = attributes.get("id") == self.form_id
+        if not self.inside:
+            return
+        name = attributes.get("name", "")
+        if tag == "input" and name:
+            kind = attributes.get("type", "text")
+            if kind in ("checkbox", "radio"):
+                if "checked" in attributes:
+                    self.values[name] = attributes.get("value", "on")
+            elif kind not in ("submit", "button"):
+                self.values[name] = attributes.get("value", "")
+        elif tag == "select":
+            self.select, self.first_option = name, None
+        elif tag == "option" and self.select is not None:
+            value = attributes.get("value", "")
+            if self.first_option is None:
+                self.first_option = value
+                self.values.setdefault(self.select, value)
+            if "selected" in attributes:
+                self.values[self.select] = value
+        elif tag == "textarea":
+            self.textarea = name
+            self.values[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = None
+        elif tag == "textarea":
+            self.textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea is not None:
+            self.values[self.textarea] += data
+
+
+def form_values(page: str, form_id: str) -> dict[str, str]:
+    """The values the form ``form_id`` of ``page`` submits as it stands."""
+    reader = _FormReader(form_id)
+    reader.feed(page)
+    return reader.values

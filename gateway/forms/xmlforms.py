@@ -337,6 +337,10 @@ class FormValidator:
         """The same compiled schemas under other limits."""
         return FormValidator(dict.fromkeys(self._by_root.values()), self.catalogue, limits)
 
+    def schema_of(self, form: FormSpec) -> Any:
+        """The xmlschema twin of a form's schema, to read the form's fields from."""
+        return self._by_root[form.root].explainer()
+
     @property
     def roots(self) -> list[str]:
         return sorted(self._by_root)
@@ -675,6 +679,11 @@ def _shorten_choices(match: re.Match[str]) -> str:
     if len(choices) <= 12:
         return match.group(0)
     return f"value must be one of the {len(choices)} codes {', '.join(choices[:3])}, ..."
+
+
+def element_path(element: Any) -> str:
+    """The path an error about ``element`` carries (``/FormM/Subject[2]/Person``)."""
+    return _path(element)
 
 
 def _path(element: Any) -> str:

@@ -13,6 +13,7 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config
 from gateway.crypto.openpgp import GnuPG
 from gateway.crypto.setup import open_gnupg
+from gateway.forms.formfields import Descriptions
 from gateway.forms.setup import load_validator
 from gateway.forms.xmlforms import FormValidator
 from gateway.outbound.submit import Submitter
@@ -80,6 +81,11 @@ class Services:
     def validator(self) -> FormValidator:
         """The forms and schemas, built-in and configured, compiled."""
         return self._once("validator", lambda: load_validator(self.config))
+
+    @property
+    def descriptions(self) -> Descriptions:
+        """Each form's fields, read from its schema on first need (the console's form pages)."""
+        return self._once("descriptions", lambda: Descriptions(self.validator))
 
     @property
     def inbound(self) -> Spool:

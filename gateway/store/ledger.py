@@ -24,6 +24,7 @@ from sqlalchemy import (
     Row,
     String,
     Table,
+    Text,
     UniqueConstraint,
     bindparam,
     create_engine,
@@ -281,6 +282,23 @@ idempotency_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("owner", "idempotency_key", name="uq_idempotency_key"),
 )
+
+# Forms a user began in the console and kept for later, per user and desk (revision 0007). The
+# values hold personal data: a draft is deleted when its form is sent.
+drafts = Table(
+    "drafts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_name", String(32), nullable=False),
+    Column("desk", String(32), nullable=False),
+    Column("form", String(32), nullable=False),
+    Column("partner", String(32), nullable=False),
+    Column("reply_to", Integer, ForeignKey("messages.id")),
+    Column("field_values", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_drafts_user_desk", drafts.c.user_name, drafts.c.desk, drafts.c.id)
 
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500

@@ -21,6 +21,7 @@ from gateway.web.api.context import PREFIX
 from gateway.web.board import board_page
 from gateway.web.bodylimit import BodyLimit
 from gateway.web.claims import claim_action
+from gateway.web.compose import compose_home, compose_page, compose_post
 from gateway.web.console import Console, console_of
 from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
@@ -57,6 +58,9 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/queues/retry", queues.send_now, methods=["POST"]),
             Route("/access-log", accesslog.access_log_page, methods=["GET"]),
             Route("/access-log/verify", accesslog.verify, methods=["POST"]),
+            Route("/compose", compose_home, methods=["GET"]),
+            Route("/compose/{form}", compose_page, methods=["GET"]),
+            Route("/compose/{form}", compose_post, methods=["POST"]),
             Route("/login", login_page, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),

@@ -35,6 +35,7 @@ PURPOSES = {
     Role.DUTY_OFFICER: Purpose.ESCALATION,
 }
 NOT_FOUND = "no such message"
+SEALED = "The form went out signed and encrypted to the partner; no readable copy is kept."
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,19 @@ async def message_page(request: Request) -> Response:
             "may_act": may_act,
             "candidates": [name for name in candidates if name != holder],
             "thread": found.thread,
+            "replies": _replies(console, signed, found.row),
         },
     )
+
+
+def _replies(console: Console, signed: SignedIn, row: MessageRow) -> list[str]:
+    """The forms that answer a received message, for a user who may send from its desk."""
+    if row.direction != "inbound" or not signed.user.principal.may(Permission.SEND, row.desk):
+        return []
+    catalogue = console.services.validator.catalogue
+    if row.form not in catalogue:
+        return []
+    return list(catalogue.get(row.form).reply.answered_by)
 
 
 def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
@@ -129,8 +141,10 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
     )
     found = Found(row, events, deadline, None, missing="", claim=held, thread=shown)
     role = principal.role_for(Permission.CONTENT, row.desk)
-    if role is None or row.direction != "inbound":
+    if role is None:
         return found
+    if row.direction != "inbound":
+        return replace(found, missing=SEALED)
     try:
         form = received.render(services, row)
     except received.NotReadable as exc:

@@ -21,6 +21,8 @@ def links(principal: Principal) -> list[Link]:
     shown = []
     if principal.desks_for(Permission.METADATA) != frozenset():
         shown += [Link("/", "Worklist", "nav-worklist"), Link("/outbound", "Sent", "nav-outbound")]
+    if principal.desks_for(Permission.SEND) != frozenset():
+        shown.append(Link("/compose", "Compose", "nav-compose"))
     if principal.may(Permission.DASHBOARDS):
         shown.append(Link("/deadlines", "Deadlines", "nav-deadlines"))
     if principal.may(Permission.QUEUES):

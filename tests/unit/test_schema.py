@@ -17,7 +17,7 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import claims, deadline_rows, idempotency, schema, users, worklist
+from gateway.store import claims, deadline_rows, drafts, idempotency, schema, users, worklist
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -377,6 +377,46 @@ def test_revision_0005_adds_the_idempotency_keys_to_a_0003_ledger_holding_data(
         other = idempotency.stored(tx, "key:other", "k-1")
     assert found is not None and other is None
     assert (found.body_sha256, found.message_id, found.created_at) == ("c" * 64, message, START)
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_revision_0007_adds_the_drafts_table_to_a_0003_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "drafts" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0003", "0007")
+    assert contents(empty_engine) == before
+    assert differences(empty_engine) == []
+    ledger = Ledger(empty_engine, FakeClock(START))
+    with ledger.reading() as tx:
+        message = ledger.by_reference(RECEIVED.reference)[0].id
+    with ledger.transaction() as tx:
+        kept = drafts.save(
+            tx,
+            draft_id=None,
+            user_name="ana",
+            desk="sirene",
+            form="M",
+            partner="NO-SIRENE",
+            reply_to=message,
+            values={"Information": "Text é"},
+            now=START,
+        )
+    with ledger.reading() as tx:
+        found = drafts.get(tx, kept, "ana")
+        other = drafts.get(tx, kept, "ben")
+    assert found is not None and other is None
+    assert (found.reply_to, found.values, found.created_at) == (
+        message,
+        {"Information": "Text é"},
+        START,
+    )
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
