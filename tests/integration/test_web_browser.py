@@ -10,8 +10,6 @@ GATEWAY_REQUIRE_BROWSER is set (CI sets it after installing them): then it fails
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from typing import Any
 
 import pytest
 from accesskit import PASSWORD
+from browserkit import SHOTS, WAIT, browser_or_skip, csp_violations, start_chromium
 from dbkit import upgraded
 from webkit import receive, write_config
 
@@ -33,26 +32,6 @@ from gateway.core import config as configuration
 from gateway.core.config import BUILTIN_FORMS
 from gateway.service.services import open_services
 from gateway.store.ledger import MessageRow
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-REQUIRED = os.environ.get("GATEWAY_REQUIRE_BROWSER", "") not in ("", "0")
-# Where the screenshots of the main screens are written when asked (docs/img for the README).
-SHOTS = os.environ.get("GATEWAY_SCREENSHOTS", "")
-WAIT = 20
-
-
-def browser_or_skip() -> tuple[str, str]:
-    if CHROMIUM and DRIVER:
-        return CHROMIUM, DRIVER
-    missing = " and ".join(
-        name for name, found in (("chromium", CHROMIUM), ("chromium-driver", DRIVER)) if not found
-    )
-    reason = f"{missing} not installed: apt-get install chromium chromium-driver"
-    if REQUIRED:
-        pytest.fail(f"GATEWAY_REQUIRE_BROWSER is set but {reason}")
-    print(f"\nBROWSER TESTS SKIPPED: {reason}", file=sys.stderr)
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -101,27 +80,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
 def test_log_in_see_the_worklist_open_a_message(
     browser_paths: tuple[str, str], served: tuple[str, dict[str, int]], tmp_path: Path
 ) -> None:
-    chromium, driver_path = browser_paths
-    from selenium import webdriver  # noqa: PLC0415 (only where a browser runs)
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
     from selenium.webdriver.common.by import By  # noqa: PLC0415
     from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
     from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
     url, ids = served
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1440,800",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    browser = start_chromium(browser_paths, tmp_path / "chromium", "1440,800")
     wait = WebDriverWait(browser, WAIT)
     shots = Path(SHOTS) if SHOTS else tmp_path
 
@@ -207,12 +171,7 @@ def test_log_in_see_the_worklist_open_a_message(
         assert lines[2].find_element(By.CSS_SELECTOR, "td.holder").text == "-"
         browser.save_screenshot(str(shots / "console-board.png"))
 
-        violations = [
-            entry["message"]
-            for entry in browser.get_log("browser")  # type: ignore[no-untyped-call]
-            if "Content Security Policy" in entry["message"]
-        ]
-        assert violations == []
+        assert csp_violations(browser) == []
     finally:
         browser.quit()
 
@@ -274,8 +233,7 @@ def exchange(browser_paths: tuple[str, str], tmp_path: Path) -> Iterator[Exchang
     """The demo's bureaux made in tmp_path; RO and NO serving, RO's console on port 0 with ana,
     a handler of RO's sirene and duty desks; NO sends its G (a hit on RO's alert) to RO."""
     sites = demo.make_sites(tmp_path / "demo", lambda line: None)
-    ro, no = sites["ro"].config_path, sites["no"].config_path
-    ro.write_text(ro.read_text() + '\n[web]\nhost = "127.0.0.1"\nport = 0\n')
+    ro, no = sites["ro"].config_path, sites["no"].config_path  # [web]: loopback, port 0
     for config in (ro, no):
         upgraded(configuration.load(config).database_url)
     with open_services(configuration.load(ro)) as services:
@@ -334,27 +292,12 @@ def exchange(browser_paths: tuple[str, str], tmp_path: Path) -> Iterator[Exchang
 def test_reply_with_one_field_wrong_fix_it_send_it_see_it_receipted_and_answered(
     browser_paths: tuple[str, str], exchange: Exchange, tmp_path: Path
 ) -> None:
-    chromium, driver_path = browser_paths
-    from selenium import webdriver  # noqa: PLC0415 (only where a browser runs)
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
     from selenium.webdriver.common.by import By  # noqa: PLC0415
     from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
     from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
     url = exchange.url
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1280,1400",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    browser = start_chromium(browser_paths, tmp_path / "chromium", "1280,1400")
     wait = WebDriverWait(browser, WAIT)
     slow = WebDriverWait(browser, EXCHANGE_WAIT, poll_frequency=0.5)
     shots = Path(SHOTS) if SHOTS else tmp_path
@@ -420,11 +363,6 @@ def test_reply_with_one_field_wrong_fix_it_send_it_see_it_receipted_and_answered
         )
         assert _state(exchange.no, "inbound", "RO-SIRENE", reply) in ("received", "delivered")
 
-        violations = [
-            entry["message"]
-            for entry in browser.get_log("browser")  # type: ignore[no-untyped-call]
-            if "Content Security Policy" in entry["message"]
-        ]
-        assert violations == []
+        assert csp_violations(browser) == []
     finally:
         browser.quit()

@@ -8,8 +8,6 @@ GATEWAY_REQUIRE_BROWSER is set (CI sets it after installing them): then it fails
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +17,15 @@ from typing import Any
 
 import pytest
 from accesskit import PASSWORD
+from browserkit import (
+    SHOTS,
+    WAIT,
+    browser_or_skip,
+    csp_violations,
+    sign_in,
+    sign_out,
+    start_chromium,
+)
 from webkit import quarantine_inbound, receive, sent, write_config
 
 from gateway.access.roles import Role
@@ -26,33 +33,6 @@ from gateway.access.setup import open_access
 from gateway.core import config as configuration
 from gateway.service.services import open_services
 from gateway.store.spool import Spool
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-REQUIRED = os.environ.get("GATEWAY_REQUIRE_BROWSER", "") not in ("", "0")
-# Where the screenshots of the main screens are written when asked (docs/img for the README).
-SHOTS = os.environ.get("GATEWAY_SCREENSHOTS", "")
-WAIT = 20
-
-
-def browser_or_skip() -> tuple[str, str]:
-    if CHROMIUM and DRIVER:
-        return CHROMIUM, DRIVER
-    missing = " and ".join(
-        name for name, found in (("chromium", CHROMIUM), ("chromium-driver", DRIVER)) if not found
-    )
-    reason = f"{missing} not installed: apt-get install chromium chromium-driver"
-    if REQUIRED:
-        pytest.fail(f"GATEWAY_REQUIRE_BROWSER is set but {reason}")
-    print(f"\nBROWSER TESTS SKIPPED: {reason}", file=sys.stderr)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def browser_paths() -> tuple[str, str]:
-    """chromium and chromium-driver, or a skip saying which is missing (before a server starts)."""
-    return browser_or_skip()
-
 
 STUCK = "in-NO-2026-000104"  # a received message whose hand-off gave up: quarantined
 
@@ -111,64 +91,21 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
 
 
 @pytest.fixture
-def browser(browser_paths: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
-    """Headless chromium through chromium-driver, its console log kept; quit at the end, after
-    checking that no page broke the Content-Security-Policy."""
-    chromium, driver_path = browser_paths
-    from selenium import webdriver  # noqa: PLC0415 (only where a browser runs)
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
+def browser_paths() -> tuple[str, str]:
+    """chromium and chromium-driver, or a skip saying which is missing (before a server starts)."""
+    return browser_or_skip()
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1280,800",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+
+@pytest.fixture
+def browser(browser_paths: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
+    """Headless chromium, quit at the end, after checking that no page broke the
+    Content-Security-Policy."""
+    driver = start_chromium(browser_paths, tmp_path / "chromium")
     try:
         yield driver
-        violations = [
-            entry["message"]
-            for entry in driver.get_log("browser")  # type: ignore[no-untyped-call]
-            if "Content Security Policy" in entry["message"]
-        ]
-        assert violations == []
+        assert csp_violations(driver) == []
     finally:
         driver.quit()
-
-
-def sign_in(browser: Any, url: str, name: str) -> None:
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
-    from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
-    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
-
-    browser.get(url + "login")
-    WebDriverWait(browser, WAIT).until(
-        expected_conditions.presence_of_element_located((By.ID, "login"))
-    )
-    browser.find_element(By.ID, "name").send_keys(name)
-    browser.find_element(By.ID, "password").send_keys(PASSWORD)
-    browser.find_element(By.ID, "login").click()
-    WebDriverWait(browser, WAIT).until(
-        expected_conditions.presence_of_element_located((By.ID, "logout"))
-    )
-
-
-def sign_out(browser: Any) -> None:
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
-    from selenium.webdriver.support import expected_conditions  # noqa: PLC0415
-    from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
-
-    browser.find_element(By.ID, "logout").click()
-    WebDriverWait(browser, WAIT).until(
-        expected_conditions.presence_of_element_located((By.ID, "login"))
-    )
 
 
 def test_an_operator_releases_an_item_and_an_auditor_filters_the_access_log(
