@@ -35,8 +35,6 @@ PURPOSES = {
     Role.DUTY_OFFICER: Purpose.ESCALATION,
 }
 NOT_FOUND = "no such message"
-SEALED = "The form went out signed and encrypted to the partner; no readable copy is kept."
-
 
 @dataclass(frozen=True)
 class Found:
@@ -141,10 +139,8 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
     )
     found = Found(row, events, deadline, None, missing="", claim=held, thread=shown)
     role = principal.role_for(Permission.CONTENT, row.desk)
-    if role is None:
+    if role is None or row.direction != "inbound":
         return found
-    if row.direction != "inbound":
-        return replace(found, missing=SEALED)
     try:
         form = received.render(services, row)
     except received.NotReadable as exc:

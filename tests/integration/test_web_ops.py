@@ -183,8 +183,8 @@ def _id(desk: Console, reference: str) -> int:
 
 def test_each_role_sees_its_pages_in_the_navigation(desk: Console) -> None:
     expected = {
-        "ana": ["worklist", "outbound"],
-        "sue": ["worklist", "outbound"],
+        "ana": ["worklist", "outbound", "compose"],
+        "sue": ["worklist", "outbound", "compose", "deadlines"],
         "olaf": ["worklist", "outbound", "quarantine"],
         "aud": ["access-log"],
     }
