@@ -36,6 +36,7 @@ PURPOSES = {
 }
 NOT_FOUND = "no such message"
 
+
 @dataclass(frozen=True)
 class Found:
     row: MessageRow

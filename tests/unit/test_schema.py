@@ -380,17 +380,17 @@ def test_revision_0005_adds_the_idempotency_keys_to_a_0003_ledger_holding_data(
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
-def test_revision_0007_adds_the_drafts_table_to_a_0003_ledger_holding_data(
+def test_revision_0007_adds_the_drafts_table_to_a_0006_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0006")).after == "0006"
     fill(empty_engine)
     before = contents(empty_engine)
     assert "drafts" not in inspect(empty_engine).get_table_names()
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after) == ("0003", "0007")
+    assert (done.before.current, done.after) == ("0006", "0007")
     assert contents(empty_engine) == before
     assert differences(empty_engine) == []
     ledger = Ledger(empty_engine, FakeClock(START))
