@@ -4,9 +4,12 @@ headless chromium started, and signing in and out through the pages."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,28 @@ def browser_or_skip() -> tuple[str, str]:
         pytest.fail(f"GATEWAY_REQUIRE_BROWSER is set but {reason}")
     print(f"\nBROWSER TESTS SKIPPED: {reason}", file=sys.stderr)
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def web_process(config_path: Path) -> Iterator[str]:
+    """`gateway web` of ``config_path`` in a subprocess (its [web] port 0): its URL; at the end
+    stopped by SIGTERM, which must end it with 0 and no password in its output."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "-c", str(config_path), "web"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "serving the console at http://127.0.0.1:" in line, line
+        yield line.rsplit(" ", 1)[1].strip()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+        assert process.returncode == 0, output
+        assert PASSWORD not in output
 
 
 def start_chromium(paths: tuple[str, str], profile: Path, size: str = "1280,800") -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from accesskit import PASSWORD
-from browserkit import SHOTS, WAIT, browser_or_skip, csp_violations, start_chromium
+from browserkit import SHOTS, WAIT, browser_or_skip, csp_violations, start_chromium, web_process
 from dbkit import upgraded
 from webkit import receive, write_config
 
@@ -59,22 +59,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
                 ("NO-2026-000104", "sirene", -1),
             )
         }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "-c", str(config_path), "web"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "serving the console at http://127.0.0.1:" in line, line
-        yield line.rsplit(" ", 1)[1].strip(), ids
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0]
-        assert process.returncode == 0, output
-        assert PASSWORD not in output
+    with web_process(config_path) as url:
+        yield url, ids
 
 
 def test_log_in_see_the_worklist_open_a_message(

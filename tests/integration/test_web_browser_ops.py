@@ -8,8 +8,6 @@ GATEWAY_REQUIRE_BROWSER is set (CI sets it after installing them): then it fails
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +23,7 @@ from browserkit import (
     sign_in,
     sign_out,
     start_chromium,
+    web_process,
 )
 from webkit import quarantine_inbound, receive, sent, write_config
 
@@ -72,22 +71,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, int]]]:
             ids[f"RO-2026-000{number}"] = sent(
                 services, f"RO-2026-000{number}", state=state, errors=errors
             )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "-c", str(config_path), "web"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "serving the console at http://127.0.0.1:" in line, line
-        yield line.rsplit(" ", 1)[1].strip(), ids
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=30)[0]
-        assert process.returncode == 0, output
-        assert PASSWORD not in output
+    with web_process(config_path) as url:
+        yield url, ids
 
 
 @pytest.fixture
