@@ -250,10 +250,25 @@ class WebSettings:
     time_zone: str = "UTC"  # an IANA name such as Europe/Bucharest: the times shown
     login_attempts_per_minute: int = 10  # per client address, before 429
     page_size: int = 50
+    # The worklist page asks this often whether anything changed (0: never; its Refresh button).
+    live_seconds: int = 5
 
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API (/api/v1 of `gateway web`)."""
+
+    # An Idempotency-Key is kept this long after its form was queued: a client's retry within
+    # it gets the first answer; `gateway serve` deletes older keys (hourly).
+    idempotency_keep: timedelta = timedelta(hours=24)
+
+
+IDEMPOTENCY_HOURS_MAX = 24 * 366
+LIVE_SECONDS_MAX = 300
 
 
 @dataclass(frozen=True)
@@ -277,6 +292,7 @@ class Config:
     retention: tuple[RetentionRule, ...] = ()
     access: AccessSettings = field(default_factory=AccessSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -376,6 +392,7 @@ def load(path: Path) -> Config:
     retention = tuple(_retention(item) for item in table.tables("retention"))
     access = _access(table.table("access"), base)
     web = _web(table.table("web"), base)
+    api = _api(table.table("api"))
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -414,6 +431,7 @@ def load(path: Path) -> Config:
         retention=retention,
         access=access,
         web=web,
+        api=api,
         source=path,
     )
 
@@ -775,6 +793,9 @@ def _web(table: Table, base: Path) -> WebSettings:
             "login_attempts_per_minute", defaults.login_attempts_per_minute, minimum=1, maximum=1000
         ),
         page_size=table.integer("page_size", defaults.page_size, minimum=5, maximum=500),
+        live_seconds=table.integer(
+            "live_seconds", defaults.live_seconds, minimum=0, maximum=LIVE_SECONDS_MAX
+        ),
     )
     table.finish()
     if (web.tls_cert is None) != (web.tls_key is None):
@@ -797,6 +818,17 @@ def _web(table: Table, base: Path) -> WebSettings:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         table.fail("time_zone", f"{web.time_zone!r} is not a time zone such as Europe/Bucharest")
     return web
+
+
+def _api(table: Table) -> ApiSettings:
+    hours = table.integer(
+        "idempotency_hours",
+        int(ApiSettings().idempotency_keep / timedelta(hours=1)),
+        minimum=1,
+        maximum=IDEMPOTENCY_HOURS_MAX,
+    )
+    table.finish()
+    return ApiSettings(idempotency_keep=timedelta(hours=hours))
 
 
 def _check_unique(table: Table, section: str, key: str, values: list[str]) -> None:

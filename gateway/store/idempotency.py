@@ -1,12 +1,13 @@
 """The API's idempotency keys: the row of a key read, and written inside the transaction that
-queues its form; a key taken meanwhile by a concurrent request is told apart (KeyTaken)."""
+queues its form; a key taken meanwhile by a concurrent request is told apart (KeyTaken); the
+keys older than their retention deleted."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.store.ledger import as_utc, idempotency_keys
@@ -78,3 +79,13 @@ def store_in(
         )
     except IntegrityError:
         raise KeyTaken(key) from None
+
+
+def purge_before(tx: Transaction, cutoff: datetime) -> int:
+    """Delete the keys stored before ``cutoff``; how many. A retry with a deleted key is a new
+    request (the form it queued stays queued and recorded: only the key's row goes)."""
+    return int(
+        tx.connection.execute(
+            delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff)
+        ).rowcount
+    )

@@ -7,6 +7,7 @@ Jobs live in memory, defined from the configuration at start; nothing is stored 
 - the outbound wake-up at the instant the outbound queue says (``outbound_next_due``);
 - the retention purge, the partner-key check (daily) and the statistics report (daily at
   ``[scheduler] report_at`` UTC);
+- the purge of the API's idempotency keys older than ``[api] idempotency_hours`` (hourly);
 - the duty desk's checks every ``sweep_every``: refusals of the hours that are over, items that
   appeared in quarantine (``refusal_notices``, ``quarantine_notices``).
 
@@ -38,7 +39,7 @@ from gateway.core.config import Config
 from gateway.crypto.openpgp import GnuPG
 from gateway.desks.notices import post
 from gateway.forms.catalogue import FormCatalogue
-from gateway.store import jobruns, statistics
+from gateway.store import idempotency, jobruns, statistics
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger
 from gateway.store.spool import Spool
@@ -53,6 +54,7 @@ log = logging.getLogger("gateway.scheduler")
 
 PURGE_AT = (0, 15)  # UTC hour and minute of the daily retention purge
 KEYS_AT = (0, 30)  # and of the partner-key check
+IDEMPOTENCY_AT = 45  # minute of each hour of the idempotency keys' purge
 WAKE_GAP = timedelta(seconds=1)  # never wake the outbound queue more often than this
 JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
@@ -138,12 +140,23 @@ class Schedule:
         """Today's partner-key check, unless some gateway did it already (None)."""
         return self._daily("keys", self._today(), self._check_keys)
 
+    def purge_idempotency_once(self) -> int | None:
+        """This hour's purge of the API's idempotency keys older than their retention: how many
+        were deleted, or None when some gateway did this hour's already."""
+        hour = self.clock.now().astimezone(UTC).strftime("%Y-%m-%dT%H")
+        return self._daily("idempotency", hour, self._purge_idempotency)
+
+    def _purge_idempotency(self, now: datetime) -> int:
+        with self.ledger.transaction() as tx:
+            return idempotency.purge_before(tx, now - self.config.api.idempotency_keep)
+
     def report_once(self) -> Path | None:
         """The last daily report due by now, unless some gateway sent it already (None)."""
         day = reports.report_day(self.clock.now(), self.config.scheduler.report_at)
         return self._daily("report", day.isoformat(), lambda now: self._report(day, now))
 
     def _daily(self, job: str, slot: str, run: Callable[[datetime], T]) -> T | None:
+        """Run ``job`` for ``slot`` (a day, or an hour) unless some gateway claimed it first."""
         now = self.clock.now()
         if not jobruns.claim(self.ledger.engine, job, slot, self.node, now):
             return None
@@ -202,6 +215,11 @@ class Schedule:
                 CronTrigger(hour=hour, minute=minute, timezone=UTC),
                 id=job_id,
             )
+        timer.add_job(
+            self._job("idempotency", self.purge_idempotency_once),
+            CronTrigger(minute=IDEMPOTENCY_AT, timezone=UTC),
+            id="idempotency",
+        )
         timer.start()
         self._timer = timer
         self._track(loop.create_task(self.run_due_now()))
@@ -237,6 +255,7 @@ class Schedule:
             ("purge", self.purge_once),
             ("keys", self.check_keys_once),
             ("report", self.report_once),
+            ("idempotency", self.purge_idempotency_once),
         ):
             await self._job(job_id, run)()
 
@@ -311,6 +330,8 @@ def _summary(outcome: object) -> str:
     if isinstance(outcome, PurgeResult):
         counts = vars(outcome).items()
         return ", ".join(f"{name.replace('_', ' ')} {count}" for name, count in counts)
+    if isinstance(outcome, int):
+        return f"{outcome} deleted"
     if isinstance(outcome, list):
         return f"{len(outcome)} warning" + ("" if len(outcome) == 1 else "s")
     if isinstance(outcome, Path):

@@ -17,7 +17,8 @@ from sqlalchemy import Engine, select, update
 from trackingkit import CATALOGUE, START, Tracking, url_of, write_config
 
 from gateway.crypto.openpgp import GnuPG
-from gateway.store.ledger import deadlines, job_runs
+from gateway.store import idempotency
+from gateway.store.ledger import deadlines, idempotency_keys, job_runs
 from gateway.store.states import DeadlineState
 from gateway.store.unit import writing
 from gateway.tracking.deadlines import reply_deadline
@@ -123,6 +124,49 @@ def test_retention_purge_deletes_files_and_keeps_the_ledger(tracking: Tracking) 
     assert jobs.purge_once() == PurgeResult()
     assert sirene.names() == []
     assert tracking.audit.verify() == []
+
+
+# ------------------------------------------------------------------ idempotency keys
+
+
+def test_idempotency_keys_older_than_their_retention_are_purged_hourly(
+    tmp_path: Path, ledger_engine: Engine
+) -> None:
+    tracking = Tracking.make(tmp_path, ledger_engine, extra="[api]\nidempotency_hours = 2\n")
+    message = tracking.record(direction="outbound", form="G", reference="RO-2026-000050")
+    for key, age in (("old", 3 * H), ("edge", 2 * H), ("young", H + timedelta(minutes=59))):
+        with writing(tracking.ledger.engine) as tx:
+            idempotency.store_in(
+                tx,
+                owner="key:cms",
+                key=key,
+                body_sha256="e" * 64,
+                message_id=message,
+                answer="{}",
+                now=START - age,
+            )
+    jobs = schedule(tracking)
+
+    def kept() -> list[str]:
+        with tracking.ledger.engine.connect() as connection:
+            rows = connection.execute(select(idempotency_keys.c.idempotency_key)).scalars()
+            return sorted(rows)
+
+    assert jobs.purge_idempotency_once() == 1  # "old": 3 h > 2 h; "edge" is exactly 2 h old
+    assert kept() == ["edge", "young"]
+    assert jobs.purge_idempotency_once() is None  # this hour's slot ran
+    tracking.clock.set(START + H)
+    assert jobs.purge_idempotency_once() == 2
+    assert kept() == []
+    assert tracking.ledger.get(message).reference == "RO-2026-000050"  # the form stays
+    with tracking.ledger.engine.connect() as connection:
+        runs = connection.execute(
+            select(job_runs.c.slot, job_runs.c.outcome).where(job_runs.c.job == "idempotency")
+        ).all()
+    assert sorted(runs) == [
+        ("2026-11-25T08", "done: 1 deleted"),
+        ("2026-11-25T09", "done: 2 deleted"),
+    ]
 
 
 # ------------------------------------------------------------------ partner keys
@@ -281,7 +325,7 @@ async def test_a_gateway_that_was_down_catches_up_once_at_start(tracking: Tracki
     assert len(supervisor.notices("key-expiry")) == 2  # the test's partner keys are not there
     with tracking.ledger.engine.connect() as connection:
         jobs_run = connection.execute(select(job_runs.c.job, job_runs.c.node)).all()
-    assert sorted(jobs_run) == [("keys", "a"), ("purge", "a"), ("report", "a")]
+    assert sorted(jobs_run) == [("idempotency", "a"), ("keys", "a"), ("purge", "a"), ("report", "a")]
 
 
 async def wait_for(condition: object, seconds: float = 10.0) -> None:
@@ -315,7 +359,14 @@ async def test_the_timer_sweeps_at_start_and_plans_the_next_due_instant(
         # The next reminder is 4 h 48 min away on the FakeClock: so on the wall clock too.
         expected = datetime.now(UTC) + timedelta(hours=4, minutes=48)
         assert abs(jobs.next_runs()["sweep-next"] - expected) < timedelta(seconds=5)
-        assert set(jobs.next_runs()) >= {"sweep", "purge", "keys", "report", "sweep-next"}
+        assert set(jobs.next_runs()) >= {
+            "sweep",
+            "purge",
+            "keys",
+            "report",
+            "idempotency",
+            "sweep-next",
+        }
         await wait_for(lambda: bool(woken))  # the outbound wake-up, a second later
     finally:
         await jobs.stop()

@@ -306,3 +306,25 @@ def test_access_mistakes(tmp_path: Path, setting: str, key: str, reason: str) ->
     error = failure(tmp_path, MINIMAL + f"\n[access]\n{setting}\n")
     assert error.key == key
     assert reason in error.reason
+
+
+def test_api_idempotency_retention(tmp_path: Path) -> None:
+    assert configuration.load(write(tmp_path, MINIMAL)).api.idempotency_keep == timedelta(hours=24)
+    config = configuration.load(write(tmp_path, MINIMAL + "\n[api]\nidempotency_hours = 72\n"))
+    assert config.api.idempotency_keep == timedelta(hours=72)
+    assert configuration.load(EXAMPLE).api.idempotency_keep == timedelta(hours=24)
+
+
+@pytest.mark.parametrize(
+    ("setting", "key", "reason"),
+    [
+        ("idempotency_hours = 0", "api.idempotency_hours", "below the minimum 1"),
+        ("idempotency_hours = 9000", "api.idempotency_hours", "above the maximum 8784"),
+        ('idempotency_hours = "24"', "api.idempotency_hours", "must be an integer"),
+        ("idempotency_days = 1", "api.idempotency_days", "unknown key"),
+    ],
+)
+def test_api_mistakes(tmp_path: Path, setting: str, key: str, reason: str) -> None:
+    error = failure(tmp_path, MINIMAL + f"\n[api]\n{setting}\n")
+    assert error.key == key
+    assert reason in error.reason
