@@ -46,10 +46,11 @@ class Sessions:
             )
         return token
 
-    def check(self, token: str) -> SessionUser | None:
+    def check(self, token: str, *, use: bool = True) -> SessionUser | None:
         """Who holds ``token``, or None: unknown, past its absolute end, idle too long, or its
         user disabled (an ended session is deleted). A read; a write only to end the session or
-        to note its use (at most once a ``TOUCH_EVERY``)."""
+        to note its use (at most once a ``TOUCH_EVERY``). ``use=False``: a request the page made
+        by itself (the worklist's check for changes), not the user: the idle time runs on."""
         key = digest(token)
         now = self.clock.now()
         with self.ledger.reading() as tx:
@@ -66,7 +67,7 @@ class Sessions:
             with self.ledger.transaction() as tx:
                 users.delete_session(tx, key)
             return None
-        if now - row.last_seen_at >= TOUCH_EVERY:
+        if use and now - row.last_seen_at >= TOUCH_EVERY:
             with self.ledger.transaction() as tx:
                 users.touch_session(tx, key, now)
         return SessionUser(principal_of(user.name, user.roles, user.desks), user.id, row.expires_at)

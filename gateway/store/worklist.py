@@ -1,6 +1,6 @@
 """The console's and the API's reads of messages: a desk's worklist page by page (keyset on the
-ledger id, newest first, never OFFSET) with each message's claim, and the deadlines a message view
-shows."""
+ledger id, newest first, never OFFSET) with each message's claim, the deadlines a message view
+shows, and the ledger's change token (whether anything a worklist shows may have changed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Index, func, select
 
 from gateway.store.claims import WorkState, work_state
-from gateway.store.ledger import as_utc, claims, deadlines, messages
+from gateway.store.ledger import as_utc, audit, claims, deadlines, events, messages
 from gateway.store.unit import Transaction
 
 # The worklist newest first (revision 0003): of one desk, and of every desk. Declared here rather
@@ -179,6 +179,20 @@ def _page(
         )
         for row in tx.connection.execute(query).all()
     ]
+
+
+def change_token(tx: Transaction) -> str:
+    """A token that changes whenever a worklist line may have: the newest event (a message
+    recorded, a state moved, a claim taken, released, handed over or closed: each writes one)
+    and the newest audit entry (a message opened: its view is logged there, and its first view
+    makes it "seen"). Two primary-key maxima: an index lookup each, whatever the ledger holds."""
+    row = tx.connection.execute(
+        select(
+            select(func.max(events.c.id)).scalar_subquery(),
+            select(func.max(audit.c.seq)).scalar_subquery(),
+        )
+    ).one()
+    return f"{row[0] or 0}.{row[1] or 0}"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from gateway.web.console import Console, console_of
 from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
 from gateway.web.message import message_page
-from gateway.web.worklist import worklist_page
+from gateway.web.worklist import worklist_page, worklist_rows
 
 STATIC = Path(__file__).resolve().parent / "static"
 TITLES = {
@@ -45,6 +45,7 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
     app = Starlette(
         routes=[
             Route("/", worklist_page, methods=["GET"]),
+            Route("/worklist/rows", worklist_rows, methods=["GET"]),
             Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}/{action}", claim_action, methods=["POST"]),
             Route("/deadlines", board_page, methods=["GET"]),

@@ -22,6 +22,7 @@ from gateway.service.claims import Claims
 from gateway.service.services import Services
 from gateway.web import cookies, csrf, navigation, times
 from gateway.web.chaincheck import ChainCheck
+from gateway.web.changes import ChangeWatch
 from gateway.web.client import Client, client_of
 from gateway.web.ratelimit import RateLimit
 
@@ -44,6 +45,7 @@ class Console:
     templates: Environment
     claims: Claims
     chain: ChainCheck  # the audit chain's last verification, for the access-log page
+    changes: ChangeWatch  # the ledger's change token, read once for every open worklist
 
     @classmethod
     def of(cls, services: Services, access: AccessServices) -> Console:
@@ -65,17 +67,19 @@ class Console:
             templates=environment,
             claims=Claims(services.ledger, services.audit),
             chain=ChainCheck(services.audit, services.clock),
+            changes=ChangeWatch(services.ledger, services.clock, settings.live_seconds),
         )
 
     def client(self, request: Request) -> Client:
         return client_of(request, self.settings)
 
-    async def signed_in(self, request: Request) -> SignedIn | None:
-        """The session of the request's cookie, checked (and its use noted); None without one."""
+    async def signed_in(self, request: Request, *, use: bool = True) -> SignedIn | None:
+        """The session of the request's cookie, checked (and its use noted unless ``use`` is
+        False: a request the page made by itself); None without one."""
         token = cookies.read(request, cookies.SESSION, self.client(request))
         if not token:
             return None
-        user = await run_in_threadpool(self.access.sessions.check, token)
+        user = await run_in_threadpool(self.access.sessions.check, token, use=use)
         return SignedIn(user, csrf.session_token(token)) if user is not None else None
 
     def page(
@@ -93,6 +97,15 @@ class Console:
             request=request, now=self.services.clock.now(), nav=nav, **context
         )
         return HTMLResponse(body, status_code=status, headers=headers)
+
+    def fragment(
+        self, request: Request, template: str, context: dict[str, Any], headers: Mapping[str, str]
+    ) -> HTMLResponse:
+        """A part of a page (no layout), for a page's script to put in place."""
+        body = self.templates.get_template(template).render(
+            request=request, now=self.services.clock.now(), **context
+        )
+        return HTMLResponse(body, headers=headers)
 
 
 def console_of(request: Request) -> Console:

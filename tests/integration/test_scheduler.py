@@ -325,7 +325,12 @@ async def test_a_gateway_that_was_down_catches_up_once_at_start(tracking: Tracki
     assert len(supervisor.notices("key-expiry")) == 2  # the test's partner keys are not there
     with tracking.ledger.engine.connect() as connection:
         jobs_run = connection.execute(select(job_runs.c.job, job_runs.c.node)).all()
-    assert sorted(jobs_run) == [("idempotency", "a"), ("keys", "a"), ("purge", "a"), ("report", "a")]
+    assert sorted(jobs_run) == [
+        ("idempotency", "a"),
+        ("keys", "a"),
+        ("purge", "a"),
+        ("report", "a"),
+    ]
 
 
 async def wait_for(condition: object, seconds: float = 10.0) -> None:

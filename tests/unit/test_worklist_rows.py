@@ -112,3 +112,35 @@ def test_sqlite_reads_every_page_in_index_order(tmp_path: Any) -> None:
     finally:
         raw.close()
         engine.dispose()
+
+
+def test_the_change_token_moves_with_each_write_a_worklist_shows(ledger_engine: Engine) -> None:
+    from gateway.store import claims  # noqa: PLC0415
+    from gateway.store.audit import AuditLog  # noqa: PLC0415
+    from gateway.store.states import InboundState  # noqa: PLC0415
+
+    ledger = Ledger(ledger_engine, FakeClock(START))
+
+    def token() -> str:
+        with ledger.reading() as tx:
+            return worklist.change_token(tx)
+
+    empty = token()
+    assert empty == "0.0"
+    fill(ledger_engine, 3)
+    recorded = token()
+    with ledger.reading() as tx:
+        [newest] = worklist.page(tx, desks=None, limit=1)
+    ledger_id = newest.id
+    assert recorded != empty and token() == recorded  # a read changes nothing
+    with ledger.transaction() as tx:
+        claims.take_in(tx, ledger_id, "ana", START)
+        ledger.event_in(tx, ledger_id, "claimed", "by ana")
+    claimed = token()
+    assert claimed != recorded
+    with ledger.transaction() as tx:
+        ledger.set_state_in(tx, ledger_id, InboundState.DELIVERED, "desk sirene")
+    moved = token()
+    assert moved != claimed
+    AuditLog(ledger_engine, FakeClock(START)).append("access.viewed", reason="user=ana")
+    assert token() not in (moved, claimed, recorded)
