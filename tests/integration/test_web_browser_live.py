@@ -52,8 +52,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, int]]]:
 def test_a_claim_by_another_and_a_new_message_appear_without_reload(
     browser_paths: tuple[str, str], served: tuple[str, Path, dict[str, int]], tmp_path: Path
 ) -> None:
-    from selenium.webdriver.common.by import By  # noqa: PLC0415
     from selenium.common.exceptions import StaleElementReferenceException  # noqa: PLC0415
+    from selenium.webdriver.common.by import By  # noqa: PLC0415
     from selenium.webdriver.support.ui import WebDriverWait  # noqa: PLC0415
 
     url, config_path, ids = served
