@@ -58,6 +58,7 @@ class Console:
         )
         zone = ZoneInfo(settings.time_zone)
         environment.filters["shown"] = lambda instant: times.shown(instant, zone)
+        environment.filters["fingerprint"] = grouped
         return cls(
             services=services,
             access=access,
@@ -106,6 +107,11 @@ class Console:
             request=request, now=self.services.clock.now(), **context
         )
         return HTMLResponse(body, headers=headers)
+
+
+def grouped(fingerprint: str) -> str:
+    """A key's fingerprint in groups of four, as gpg prints it."""
+    return " ".join(fingerprint[index : index + 4] for index in range(0, len(fingerprint), 4))
 
 
 def console_of(request: Request) -> Console:

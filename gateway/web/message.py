@@ -3,7 +3,9 @@
 for the roles that may read it, the form as its desk copy renders it, the view recorded in the
 access log (and the message's first opening) before the page is sent. Out of the user's desks:
 404, as if it did not exist. A message of ours (outbound) shows its metadata, timeline and thread;
-its form is the sending desk's file."""
+its form is the sending desk's file; its delivery history (attempts, the partner server's replies,
+receipts and the keys that signed them, answers, quarantine and the operators' actions) is
+metadata, which an operator sees too."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from gateway.access.accesslog import Purpose, Seen
 from gateway.access.roles import Permission, Role
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.service import received
-from gateway.store import claims, thread, worklist
+from gateway.store import claims, delivery_history, thread, worklist
 from gateway.store.claims import Claim, WorkState, work_state
 from gateway.store.ledger import MessageRow
 from gateway.web import times
@@ -46,6 +48,7 @@ class Found:
     missing: str  # why a form the role may read is not shown ("" when it is, or may not be)
     claim: Claim | None = None
     thread: tuple[thread.ThreadItem, ...] = ()
+    delivery: delivery_history.DeliveryHistory | None = None  # of a message of ours
 
     @property
     def work(self) -> WorkState:
@@ -101,6 +104,11 @@ async def message_page(request: Request) -> Response:
             "may_act": may_act,
             "candidates": [name for name in candidates if name != holder],
             "thread": found.thread,
+            "delivery": found.delivery,
+            "may_open": {
+                answer.ledger_id: principal.may(Permission.METADATA, answer.desk)
+                for answer in (found.delivery.answers if found.delivery else ())
+            },
             "replies": _replies(console, signed, found.row),
         },
     )
@@ -133,12 +141,21 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
         deadline = worklist.reply_deadline(tx, row.id)
         held = claims.get(tx, row.id)
         related = thread.related(tx, row.id, leave_out_form=RECEIPT_FORM)
+        delivery = (
+            delivery_history.history(
+                tx, row.id, partner=row.partner, reference=row.reference, receipt_form=RECEIPT_FORM
+            )
+            if row.direction == "outbound"
+            else None
+        )
     shown = tuple(
         item
         for item in related
         if item.id != row.id and principal.may(Permission.METADATA, item.desk)
     )
-    found = Found(row, events, deadline, None, missing="", claim=held, thread=shown)
+    found = Found(
+        row, events, deadline, None, missing="", claim=held, thread=shown, delivery=delivery
+    )
     role = principal.role_for(Permission.CONTENT, row.desk)
     if role is None or row.direction != "inbound":
         return found

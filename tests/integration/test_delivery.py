@@ -1176,3 +1176,121 @@ async def test_stopping_the_courier_closes_its_kept_sessions(rig: Rig) -> None:
     assert courier.idle_sessions() == 0
     await settled(lambda: rig.partner.open_sessions == 0)
     assert rig.partner.quits == 1
+
+
+# ---------------------------------------------------------------------------------- its history
+
+
+async def test_the_delivery_history_tells_each_attempt_the_receipt_and_the_answer(
+    rig: Rig,
+) -> None:
+    """What the message view of a message of ours shows, from what delivery, the receipt
+    matching and the reply matching wrote (on SQLite and PostgreSQL)."""
+    from gateway.store import delivery_history  # noqa: PLC0415
+    from gateway.tracking.matching import Matcher  # noqa: PLC0415
+
+    ledger_id = rig.queue_form()
+    rig.partner.fail("rcpt", "450 4.2.1 mailbox busy", times=1)
+    courier = rig.courier()
+    assert await courier.run_once() == 1
+    rig.clock.advance(timedelta(minutes=1))
+    assert await courier.run_once() == 1
+    assert rig.row(ledger_id).state == "sent"
+
+    def inbound(form: str, reference: str, **fields: Any) -> MessageRow:
+        return rig.row(
+            rig.record(
+                NewMessage(
+                    direction="inbound",
+                    partner="NO-SIRENE",
+                    channel="sirene",
+                    form=form,
+                    reference=reference,
+                    message_id=f"<{reference}@no.example>",
+                    priority="normal",
+                    content_sha256="e" * 64,
+                    raw_sha256="f" * 64,
+                    state=InboundState.RECEIVED,
+                    spool_key=f"in.{reference}",
+                    desk="sirene",
+                    **fields,
+                )
+            )
+        )
+
+    matcher = Matcher(rig.ledger, rig.audit, CATALOGUE)
+    rig.clock.advance(timedelta(minutes=3))
+    receipt = inbound("ACK", "NO-2026-000500", signer="F" * 40)
+    matcher.receipt_received(receipt, "RO-2026-000001", "c" * 64)
+    rig.clock.advance(timedelta(hours=2))
+    answer = inbound("M", "NO-2026-000501", in_reply_to="RO-2026-000001")
+    matcher.reply_received(answer)
+    inbound("M", "NO-2026-000502", in_reply_to="RO-2026-000777")  # answers another
+
+    with rig.ledger.reading() as tx:
+        found = delivery_history.history(
+            tx, ledger_id, partner="NO-SIRENE", reference="RO-2026-000001", receipt_form="ACK"
+        )
+    first, second = found.attempts
+    assert (first.at, first.outcome, first.number) == (START, "deferred", 1)
+    # The codes and the stage: the server's words may quote the form, so only the desk's
+    # notice carries them, never the ledger.
+    assert first.reply == "450 4.2.1 at RCPT"
+    assert first.next_try == START + timedelta(minutes=1)
+    assert (second.at, second.outcome, second.next_try) == (
+        START + timedelta(minutes=1),
+        "sent",
+        None,
+    )
+    assert second.reply.startswith("250 ")
+    assert not found.quarantined and found.queue == ()
+    [got] = found.receipts
+    assert (got.reference, got.ledger_id, got.signer, got.again) == (
+        "NO-2026-000500",
+        receipt.id,
+        "F" * 40,
+        False,
+    )
+    assert got.at == START + timedelta(minutes=4)
+    [answered] = found.answers
+    assert (answered.ledger_id, answered.form, answered.reference) == (
+        answer.id,
+        "M",
+        "NO-2026-000501",
+    )
+    assert rig.row(ledger_id).state == "answered"
+
+
+async def test_a_rejected_message_waits_in_quarantine_until_an_operator_acts(rig: Rig) -> None:
+    from gateway.store import delivery_history  # noqa: PLC0415
+
+    ledger_id = rig.queue_form()
+    rig.partner.fail("rcpt", "550 5.1.1 no such mailbox")
+    assert await rig.courier().run_once() == 1
+    assert rig.row(ledger_id).state == "rejected"
+
+    def read() -> delivery_history.DeliveryHistory:
+        with rig.ledger.reading() as tx:
+            return delivery_history.history(
+                tx, ledger_id, partner="NO-SIRENE", reference="RO-2026-000001", receipt_form="ACK"
+            )
+
+    found = read()
+    [attempt] = found.attempts
+    assert (attempt.outcome, attempt.quarantined) == ("rejected", True)
+    assert attempt.reply == "550 5.1.1 at RCPT"
+    assert found.quarantined and found.receipts == () and found.answers == ()
+    rig.clock.advance(timedelta(minutes=5))
+    with writing(rig.engine) as tx:  # as gateway.service.queues writes a release
+        rig.ledger.set_state_in(
+            tx,
+            ledger_id,
+            OutboundState.QUEUED,
+            "released by olaf: address fixed",
+            expected=(OutboundState.REJECTED,),
+        )
+    found = read()
+    assert not found.quarantined
+    assert [(a.action, a.detail) for a in found.queue] == [
+        ("released", "released by olaf: address fixed")
+    ]
