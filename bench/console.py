@@ -247,7 +247,7 @@ def console(folder: Path, url: str, size: int) -> Iterator[dict[str, Any]]:
                     "live: lines": (clients["ana"], "/worklist/rows"),
                 },
                 "calls": {
-                    "live: change token read": lambda: _token_read(services),
+                    "live: token read": lambda: _token_read(services),
                     "live: check, unchanged": lambda: _unchanged(clients["ana"]),
                 },
             }
