@@ -42,8 +42,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, int]]]:
         for name in ("ana", "cai"):
             access.accounts.add(name, frozenset({Role.HANDLER}), frozenset({"sirene"}), PASSWORD)
         ids = {
-            reference: receive(services, reference, priority=priority)
-            for reference, priority in (("NO-2026-000201", "urgent"), ("NO-2026-000202", "normal"))
+            reference: receive(services, reference, priority=priority, reply_in=reply_in)
+            for reference, priority, reply_in in (
+                ("NO-2026-000201", "urgent", timedelta(hours=12)),
+                ("NO-2026-000202", "normal", timedelta(hours=12)),
+                ("NO-2026-000205", "urgent", None),  # no deadline: its line never changes
+            )
         }
     with web_process(config_path) as url:
         yield url, config_path, ids
@@ -89,6 +93,12 @@ def test_a_claim_by_another_and_a_new_message_appear_without_reload(
         live = WebDriverWait(first, WAIT, ignored_exceptions=(StaleElementReferenceException,))
         live.until(lambda b: "claimed cai" in holder_cell())
         assert first.find_elements(By.ID, f"claim-{ids['NO-2026-000201']}") == []  # cai's now
+        # The user is on the Claim button of a line that will not change.
+        quiet = ids["NO-2026-000205"]
+        first.execute_script(
+            f"window.quiet = document.getElementById('line-{quiet}');"
+            f"document.getElementById('claim-{quiet}').focus();"
+        )
 
         config = configuration.load(config_path)
         with open_services(config) as services:
@@ -99,9 +109,14 @@ def test_a_claim_by_another_and_a_new_message_appear_without_reload(
             table = first.find_element(By.ID, "worklist")
             return [link.text for link in table.find_elements(By.CSS_SELECTOR, "a.open")]
 
-        wanted = ["NO-2026-000203", "NO-2026-000201"]  # urgent only, as filtered
+        wanted = ["NO-2026-000203", "NO-2026-000205", "NO-2026-000201"]  # urgent only
         live.until(lambda b: references() == wanted)
         assert first.execute_script("return document.body.dataset.mark;") == "kept"
+        # The unchanged line is the same element, and its button still has the focus.
+        assert first.execute_script(
+            f"return window.quiet === document.getElementById('line-{quiet}');"
+        )
+        assert first.execute_script("return document.activeElement.id;") == f"claim-{quiet}"
         assert first.current_url == url + "?priority=urgent"
         assert first.find_element(By.ID, "filter-priority").get_attribute("value") == "urgent"
         assert first.find_element(By.ID, "live-status").text == "Updates by itself."

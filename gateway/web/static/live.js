@@ -24,13 +24,47 @@
     }
   }
 
+  // The table's lines by their ids: a line that did not change keeps its element (a button
+  // in it keeps its focus, a reference to it stays good), a changed one is replaced.
+  function merged(old, fresh) {
+    if (old && old.isEqualNode(fresh)) {
+      return old;
+    }
+    if (
+      old && old.id === "worklist" && fresh.id === "worklist" &&
+      old.tHead && fresh.tHead && old.tHead.isEqualNode(fresh.tHead)
+    ) {
+      const body = old.tBodies[0];
+      const kept = new Map(Array.from(body.rows, function (row) { return [row.id, row]; }));
+      const rows = Array.from(fresh.tBodies[0].rows, function (row) {
+        const before = kept.get(row.id);
+        return before && before.isEqualNode(row) ? before : row;
+      });
+      const same = rows.length === body.rows.length &&
+        rows.every(function (row, index) { return row === body.rows[index]; });
+      if (!same) {
+        body.replaceChildren.apply(body, rows);
+      }
+      return old;
+    }
+    return fresh;
+  }
+
   function swap(html) {
     const focused = document.activeElement;
     const focusedId = focused && region.contains(focused) ? focused.id : "";
     const parsed = document.createElement("template");
     parsed.innerHTML = html;
-    region.replaceChildren(parsed.content);
-    if (focusedId) {
+    const before = Array.from(region.children);
+    const parts = Array.from(parsed.content.children, function (fresh, index) {
+      return merged(before[index], fresh);
+    });
+    const same = parts.length === before.length &&
+      parts.every(function (part, index) { return part === before[index]; });
+    if (!same) {
+      region.replaceChildren.apply(region, parts);
+    }
+    if (focusedId && document.activeElement !== focused) {
       const again = document.getElementById(focusedId);
       if (again) {
         again.focus({ preventScroll: true });
