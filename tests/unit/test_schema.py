@@ -351,7 +351,8 @@ def test_revision_0005_adds_the_idempotency_keys_to_a_0003_ledger_holding_data(
     assert (done.before.current, done.after) == ("0003", "0005")
     assert contents(empty_engine) == before
     ledger = Ledger(empty_engine, FakeClock(START))
-    [message] = [row.id for row in ledger.in_state("inbound", "received")]
+    with empty_engine.connect() as connection:  # the columns of 0005 (not the alert article)
+        [message] = connection.execute(select(messages.c.id)).scalars().all()
     with ledger.transaction() as tx:
         idempotency.store_in(
             tx,
@@ -388,14 +389,14 @@ def test_revision_0007_adds_the_drafts_table_to_a_0006_ledger_holding_data(
     before = contents(empty_engine)
     assert "drafts" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine)
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0007"))
 
     assert (done.before.current, done.after) == ("0006", "0007")
     assert contents(empty_engine) == before
-    assert differences(empty_engine) == []
+    assert "drafts" in inspect(empty_engine).get_table_names()
     ledger = Ledger(empty_engine, FakeClock(START))
-    with ledger.reading() as tx:
-        message = ledger.by_reference(RECEIVED.reference)[0].id
+    with empty_engine.connect() as connection:  # the columns of 0007 (not the alert article)
+        [message] = connection.execute(select(messages.c.id)).scalars().all()
     with ledger.transaction() as tx:
         kept = drafts.save(
             tx,
