@@ -87,7 +87,12 @@ def upgraded(url: str) -> str:
     return url
 
 
-REPORT_INDEXES = ("ix_messages_created", "ix_events_kind_at", "ix_deadlines_due", "ix_deadlines_opened")
+REPORT_INDEXES = (
+    "ix_messages_created",
+    "ix_events_kind_at",
+    "ix_deadlines_due",
+    "ix_deadlines_opened",
+)
 
 
 def make_pre_migration_ledger(engine: Engine) -> None:

@@ -120,7 +120,7 @@ def _utc_text(tx: Transaction, column: Any, fmt: str) -> ColumnElement[str]:
     return func.to_char(func.timezone("UTC", column), pg)
 
 
-def _seconds(tx: Transaction, later: Any, earlier: Any) -> ColumnElement[float]:
+def _seconds(tx: Transaction, later: Any, earlier: Any) -> ColumnElement[Any]:
     """``later - earlier`` in seconds."""
     if tx.dialect == "sqlite":
         return (func.julianday(later) - func.julianday(earlier)) * 86400.0
@@ -252,17 +252,17 @@ def _times(tx: Transaction, scope: Scope) -> list[Times]:
 
     def at_rank(percent: int) -> Any:
         # nearest rank: the ceil(percent * n / 100)-th value, in integer arithmetic
-        rank = (ranked.c.n * percent + 99) / 100
+        rank = (ranked.c.n * percent + 99) // 100
         return func.max(case((ranked.c.rank == rank, ranked.c.took)))
 
     rows = tx.connection.execute(
-        select(
-            ranked.c.measure, func.count(), at_rank(50), at_rank(90), func.max(ranked.c.took)
-        )
+        select(ranked.c.measure, func.count(), at_rank(50), at_rank(90), func.max(ranked.c.took))
         .group_by(ranked.c.measure)
         .order_by(ranked.c.measure)
     ).all()
-    return [Times(str(m), int(n), round(p50), round(p90), round(top)) for m, n, p50, p90, top in rows]
+    return [
+        Times(str(m), int(n), round(p50), round(p90), round(top)) for m, n, p50, p90, top in rows
+    ]
 
 
 def _refusals(tx: Transaction, scope: Scope) -> list[tuple[str, str, int]]:
@@ -358,4 +358,3 @@ def _trend(tx: Transaction, scope: Scope) -> list[tuple[str, int, int]]:
         .order_by(day)
     ).all()
     return [(str(d), int(i or 0), int(n) - int(i or 0)) for d, i, n in rows]
-
