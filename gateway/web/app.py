@@ -19,6 +19,7 @@ from gateway.web import accesslog, outbound, queues
 from gateway.web.api.app import build_api
 from gateway.web.api.context import PREFIX
 from gateway.web.board import board_page
+from gateway.web.dashboard import dashboard_page
 from gateway.web.bodylimit import BodyLimit
 from gateway.web.claims import claim_action
 from gateway.web.compose import compose_home, compose_page, compose_post
@@ -48,6 +49,7 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}/{action}", claim_action, methods=["POST"]),
             Route("/deadlines", board_page, methods=["GET"]),
+            Route("/dashboard", dashboard_page, methods=["GET"]),
             Route("/outbound", outbound.outbound_page, methods=["GET"]),
             Route("/outbound/{ledger_id:int}/retry", outbound.retry, methods=["POST"]),
             Route("/quarantine", queues.queues_page, methods=["GET"]),
