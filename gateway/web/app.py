@@ -19,11 +19,11 @@ from gateway.web import accesslog, outbound, queues
 from gateway.web.api.app import build_api
 from gateway.web.api.context import PREFIX
 from gateway.web.board import board_page
-from gateway.web.dashboard import dashboard_page
 from gateway.web.bodylimit import BodyLimit
 from gateway.web.claims import claim_action
 from gateway.web.compose import compose_home, compose_page, compose_post
 from gateway.web.console import Console, console_of
+from gateway.web.dashboard import dashboard_page
 from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
 from gateway.web.message import message_page
