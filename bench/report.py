@@ -197,7 +197,7 @@ def run(url: str, size: int) -> dict[str, Any]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(BENCH.parent)},
     )
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     figures["messages"] = size
     figures["fill_s"] = round(filled, 1)
     figures["target_met"] = figures["peak_rss_mb"] < TARGET_MB
