@@ -133,7 +133,7 @@ FORMS = [
     ("2026-02", "outbound", "NL-ENU", "EU-RFI", 1),
     ("2026-02", "outbound", "RS-NCB", "IP-MSG", 1),
 ]
-HITS = [("26", 1), ("36", 1), ("none", 1)]
+HITS = [("inbound", "26", 1), ("inbound", "36", 1), ("inbound", "none", 1)]
 # (owed_by, form, priority, partner, in_time, late)
 COMPLIANCE = [
     ("desk", "G", "normal", "NO-SIRENE", 0, 1),

@@ -82,7 +82,13 @@ def fragment(report: Report, charts_as: str = "svg") -> str:
             )
         )
     parts.append(_section("hits", "Hits (G forms) per alert category"))
-    parts.append(_table("hits-table", ("SIS article", "Hits"), ((a, n) for a, n in f.hits)))
+    parts.append(
+        _table(
+            "hits-table",
+            ("Hit", "SIS article", "Hits"),
+            (("by a partner" if d == "inbound" else "by us", a, n) for d, a, n in f.hits),
+        )
+    )
     parts.append(_section("compliance", "Deadline compliance (reply deadlines due in the period)"))
     parts.append(
         _table(

@@ -52,7 +52,7 @@ def to_json(report: Report) -> str:
             {"month": m, "direction": d, "partner": p, "form": f, "count": n}
             for m, d, p, f, n in figures.forms
         ],
-        "hits": [{"article": a, "count": n} for a, n in figures.hits],
+        "hits": [{"direction": d, "article": a, "count": n} for d, a, n in figures.hits],
         "compliance": [{**asdict(row), "share_in_time": row.share} for row in figures.compliance],
         "worst_overdue": [
             {**asdict(row), "due": row.due.isoformat().replace("+00:00", "Z")}
@@ -75,8 +75,8 @@ def csv_rows(report: Report) -> list[dict[str, Any]]:
 
     for month, direction, partner, form, count in figures.forms:
         add("forms", "count", count, period=month, direction=direction, partner=partner, form=form)
-    for article, count in figures.hits:
-        add("hits", "count", count, form="G", category=article)
+    for direction, article, count in figures.hits:
+        add("hits", "count", count, direction=direction, form="G", category=article)
     for c in figures.compliance:
         keys = {"form": c.form, "priority": c.priority, "partner": c.partner, "owed_by": c.owed_by}
         add("compliance", "in_time", c.in_time, **keys)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, select
 
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store.ledger import as_utc, deadlines, events, messages, refusals
@@ -88,7 +88,9 @@ class Outbound:
 class Figures:
     scope: Scope
     forms: list[tuple[str, str, str, str, int]]  # (month, direction, partner, form, count)
-    hits: list[tuple[str, int]]  # (alert article or "none", count) of G forms
+    # G forms (a hit, action taken) by direction: inbound, a partner's hit on an alert of ours;
+    # outbound, ours on a partner's alert. (direction, SIS article or "none", count)
+    hits: list[tuple[str, str, int]]
     compliance: list[Compliance]
     worst: list[Overdue]
     times: list[Times]
@@ -152,15 +154,15 @@ def _forms(tx: Transaction, scope: Scope) -> list[tuple[str, str, str, str, int]
     return [(str(m), str(d), str(p), str(f), int(n)) for m, d, p, f, n in rows]
 
 
-def _hits(tx: Transaction, scope: Scope) -> list[tuple[str, int]]:
+def _hits(tx: Transaction, scope: Scope) -> list[tuple[str, str, int]]:
     article = func.coalesce(messages.c.alert_article, literal("none")).label("article")
     rows = tx.connection.execute(
-        select(article, func.count())
+        select(messages.c.direction, article, func.count())
         .where(*_messages_in(scope), messages.c.form == "G")
-        .group_by(article)
-        .order_by(article)
+        .group_by(messages.c.direction, article)
+        .order_by(messages.c.direction, article)
     ).all()
-    return [(str(a), int(n)) for a, n in rows]
+    return [(str(d), str(a), int(n)) for d, a, n in rows]
 
 
 def _fell_due(scope: Scope) -> list[ColumnElement[bool]]:
@@ -269,7 +271,7 @@ def _refusals(tx: Transaction, scope: Scope) -> list[tuple[str, str, int]]:
     if scope.desk is not None:  # a refused message never reached a desk
         return []
     reason = (
-        func.cast(refusals.c.smtp_code, messages.c.form.type)
+        cast(refusals.c.smtp_code, String)
         + literal(" ")
         + refusals.c.enhanced
         + literal(" ")

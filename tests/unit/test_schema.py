@@ -513,5 +513,8 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0007_l
     assert ledger.get(new).alert_article == "26"
     scope = Scope(START - timedelta(days=1), START + timedelta(days=1), START)
     with ledger.reading() as tx:
-        assert reportfigures.gather(tx, scope).hits == [("26", 1), ("none", 1)]
+        assert reportfigures.gather(tx, scope).hits == [
+            ("inbound", "26", 1),
+            ("inbound", "none", 1),
+        ]
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
