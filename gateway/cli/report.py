@@ -75,7 +75,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-    else:
+        return EXIT_OK
+    try:
         args.out.write_bytes(data)
-        print(f"report written to {args.out} ({len(data)} bytes)", file=sys.stderr)
+    except OSError as exc:
+        print(f"gateway report: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"report written to {args.out} ({len(data)} bytes)", file=sys.stderr)
     return EXIT_OK

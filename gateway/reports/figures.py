@@ -34,6 +34,8 @@ def scope_of(
     """The UTC days ``first`` to ``last``, both included: [first 00:00 UTC, last + 1 00:00 UTC)."""
     if last < first:
         raise ValueError(f"the period ends ({last}) before it begins ({first})")
+    if last >= date.max:
+        raise ValueError(f"the period must end before {date.max}")
     start = datetime.combine(first, time(0, 0), tzinfo=UTC)
     end = datetime.combine(last + timedelta(days=1), time(0, 0), tzinfo=UTC)
     return Scope(start=start, end=end, as_of=as_of.astimezone(UTC), partner=partner, desk=desk)

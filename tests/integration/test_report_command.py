@@ -62,6 +62,7 @@ def test_html_and_pdf_files(config: Path, tmp_path: Path) -> None:
     [
         (["--from", "2026-02-01", "--to", "2026-01-31"], "the period ends (2026-01-31) before"),
         (["--from", "2026-02-30", "--to", "2026-03-01"], "'2026-02-30' is not a day"),
+        (["--from", FIRST, "--to", "9999-12-31"], "the period must end before 9999-12-31"),
         (["--from", FIRST, "--to", LAST, "--format", "pdf"], "a PDF needs --out FILE"),
         (["--from", FIRST, "--to", LAST, "--format", "xls"], "invalid choice: 'xls'"),
     ],
@@ -84,3 +85,13 @@ def test_a_bad_request_is_refused_and_nothing_is_written(
     assert said in captured.err
     assert captured.out == ""
     assert not out.exists()
+
+
+def test_an_unwritable_file_is_a_clear_refusal(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["-c", str(config), "report", "--from", FIRST, "--to", LAST, "--out", str(tmp_path)]
+    )
+    assert code == 2
+    assert f"gateway report: cannot write {tmp_path}: Is a directory" in capsys.readouterr().err
