@@ -76,9 +76,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
         return EXIT_OK
+    part = args.out.with_name(args.out.name + ".part")  # a whole report or none under its name
     try:
-        args.out.write_bytes(data)
+        part.write_bytes(data)
+        part.replace(args.out)
     except OSError as exc:
+        part.unlink(missing_ok=True)
         print(f"gateway report: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     print(f"report written to {args.out} ({len(data)} bytes)", file=sys.stderr)

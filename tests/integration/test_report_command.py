@@ -95,3 +95,4 @@ def test_an_unwritable_file_is_a_clear_refusal(
     )
     assert code == 2
     assert f"gateway report: cannot write {tmp_path}: Is a directory" in capsys.readouterr().err
+    assert not tmp_path.with_name(tmp_path.name + ".part").exists()  # nothing left behind
