@@ -87,6 +87,14 @@ def upgraded(url: str) -> str:
     return url
 
 
+REPORT_INDEXES = (
+    "ix_messages_created",
+    "ix_events_kind_at",
+    "ix_deadlines_due",
+    "ix_deadlines_opened",
+)
+
+
 def make_pre_migration_ledger(engine: Engine) -> None:
     """The tables every command made with ``metadata.create_all`` before schema migrations began
     (those of revision 0001), and no version table."""
@@ -100,3 +108,7 @@ def make_pre_migration_ledger(engine: Engine) -> None:
         connection.execute(text("DROP INDEX IF EXISTS ix_messages_direction_id"))
         connection.execute(text("ALTER TABLE deadlines DROP COLUMN paused_at"))
         connection.execute(text("ALTER TABLE deadlines DROP COLUMN paused_seconds"))
+        # 0009: the alert article and the reports' indexes
+        for index in REPORT_INDEXES:
+            connection.execute(text(f"DROP INDEX IF EXISTS {index}"))
+        connection.execute(text("ALTER TABLE messages DROP COLUMN alert_article"))

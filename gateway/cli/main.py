@@ -16,6 +16,7 @@ from gateway.cli import deadlines as cli_deadlines
 from gateway.cli import keys as cli_keys
 from gateway.cli import partners as cli_partners
 from gateway.cli import queue as cli_queue
+from gateway.cli import report as cli_report
 from gateway.cli import send as cli_send
 from gateway.cli import serve as cli_serve
 from gateway.cli import users as cli_users
@@ -108,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_send.register(commands)
     cli_audit.register(commands)
     cli_deadlines.register(commands)
+    cli_report.register(commands)
     cli_queue.register(commands)
     cli_db.register(commands)
     cli_users.register(commands)

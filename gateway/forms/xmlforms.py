@@ -57,6 +57,7 @@ class FormHeader:
     in_reply_to: str | None
     language: str
     alert: str | None
+    alert_article: str | None = None  # the SIS article the alert was issued under (a code)
 
 
 class FormRefused(InvalidForm):
@@ -113,6 +114,7 @@ class Validation:
             raise ValueError("only a valid form has a header")
         head = self._tree.find("{*}Header")
         urgent = head.find("{*}Priority/{*}Urgent")
+        alert = head.find("{*}AlertRef")
         return FormHeader(
             created=datetime.fromisoformat(_text(head, "Created")).astimezone(UTC),
             reference=_text(head, "Reference"),
@@ -122,6 +124,7 @@ class Validation:
             in_reply_to=_text(head, "InReplyTo", None),
             language=_text(head, "Language"),
             alert=_text(head, "AlertRef", None),
+            alert_article=None if alert is None else alert.get("article"),
         )
 
     def outline(self) -> list[tuple[int, str, str]]:

@@ -220,6 +220,7 @@ class Pipeline:
                         desk=desk,
                         signer=checked.opened.verified.signer,
                         signed_at=checked.opened.verified.signed_at,
+                        alert_article=header.alert_article,
                     ),
                     f"spooled {key}",
                 )

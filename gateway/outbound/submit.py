@@ -263,6 +263,7 @@ class Submitter:
                 state=OutboundState.QUEUED,
                 spool_key=key,
                 desk=checked.desk,
+                alert_article=header.alert_article,
             ),
             " ".join(filter(None, (f"queued for {partner.code}", checked.origin))),
         )

@@ -8,7 +8,12 @@
   reply at or before due), closed by a handler at or before due, missed (the rest: still open,
   answered late, or missed).
 
-The counts come from gateway.store.statistics; only codes and counts are written.
+and, from the statistics report's daily cut (gateway.reports: the same figures as
+`gateway report --from D --to D`), times to receipt and to reply, refusals, outbound retries and
+failures, and the worst overdue replies by reference.
+
+The counts come from gateway.store.statistics and gateway.store.reportfigures; only codes,
+counts and references are written.
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from gateway.desks.notices import Notice
+from gateway.reports.figures import Report
 from gateway.store.states import DeadlineState
 from gateway.store.statistics import DailyFigures
 
 OUTCOMES = (DeadlineState.MET, DeadlineState.CLOSED, DeadlineState.MISSED)
 
 
-def report_notice(figures: DailyFigures) -> Notice:
+def report_notice(figures: DailyFigures, cut: Report | None = None) -> Notice:
     """The report as a notice for the supervisor desk, keyed by its day."""
     day = figures.day.isoformat()
     received, sent = figures.total("inbound"), figures.total("outbound")
@@ -55,6 +61,8 @@ def report_notice(figures: DailyFigures) -> Notice:
     for owed_by, label in (("desk", "owed by our desks"), ("partner", "owed by partners")):
         counts = [figures.replies.get((owed_by, outcome), 0) for outcome in OUTCOMES]
         lines.append(f"  {label:<40}{counts[0]:>5}{counts[1]:>10}{counts[2]:>10}")
+    if cut is not None:
+        lines += ["", *cut_lines(cut)]
     return Notice(kind="report", key=f"report.{day}", subject=subject, body="\n".join(lines) + "\n")
 
 
@@ -66,3 +74,27 @@ def report_day(now: datetime, report_at: str) -> date:
     due_today = datetime.combine(now.date(), time(hours, minutes), tzinfo=UTC)
     last_due = due_today if now >= due_today else due_today - timedelta(days=1)
     return last_due.date() - timedelta(days=1)
+
+
+def cut_lines(cut: Report) -> list[str]:
+    """The daily cut of the statistics report: the figures the counts above do not give."""
+    f = cut.figures
+    lines = ["Times (seconds: count, median, 90th percentile, maximum)"]
+    lines += [
+        f"  {t.measure:<16}{t.count:>6}{t.median:>10}{t.p90:>10}{t.max:>10}" for t in f.times
+    ] or ["  (none)"]
+    lines += ["", "Refusals"]
+    lines += [f"  {partner:<12} {reason:<32}{n:>5}" for partner, reason, n in f.refusals] or [
+        "  (none)"
+    ]
+    lines += ["", "Outbound          sent   retries    failed"]
+    lines += [f"  {b.partner:<12}{b.sent:>8}{b.retries:>10}{b.failed:>10}" for b in f.outbound] or [
+        "  (none)"
+    ]
+    lines += ["", "Worst overdue replies (ledger id, reference, overdue seconds)"]
+    lines += [
+        f"  {o.message_id:<8} {o.reference:<20} {o.overdue_seconds:>10}"
+        + ("" if o.answered else "  not answered")
+        for o in f.worst
+    ] or ["  (none)"]
+    return lines

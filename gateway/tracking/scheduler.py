@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -39,6 +40,7 @@ from gateway.core.config import Config
 from gateway.crypto.openpgp import GnuPG
 from gateway.desks.notices import post
 from gateway.forms.catalogue import FormCatalogue
+from gateway.reports.figures import make_report, scope_of
 from gateway.store import idempotency, jobruns, statistics
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger
@@ -188,7 +190,8 @@ class Schedule:
         if desk is None:
             log.warning("daily report %s: no desk to send it to", day)
             return None
-        path = post(self.config, desk, reports.report_notice(figures), now)
+        cut = make_report(self.ledger, scope_of(day, day, now), ZoneInfo(self.config.web.time_zone))
+        path = post(self.config, desk, reports.report_notice(figures, cut), now)
         self.audit.append("report.sent", reason=f"daily report {day} to desk {desk}")
         return path
 

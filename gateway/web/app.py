@@ -23,6 +23,7 @@ from gateway.web.bodylimit import BodyLimit
 from gateway.web.claims import claim_action
 from gateway.web.compose import compose_home, compose_page, compose_post
 from gateway.web.console import Console, console_of
+from gateway.web.dashboard import dashboard_page
 from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
 from gateway.web.message import message_page
@@ -49,6 +50,7 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}/{action}", claim_action, methods=["POST"]),
             Route("/deadlines", board_page, methods=["GET"]),
+            Route("/dashboard", dashboard_page, methods=["GET"]),
             Route("/outbound", outbound.outbound_page, methods=["GET"]),
             Route("/outbound/{ledger_id:int}/retry", outbound.retry, methods=["POST"]),
             Route("/quarantine", queues.queues_page, methods=["GET"]),

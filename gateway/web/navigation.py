@@ -16,7 +16,8 @@ class Link:
 
 def links(principal: Principal) -> list[Link]:
     """The pages ``principal`` may open: the worklist and the outbound list with a message's
-    metadata (of some desk), the deadlines board with the dashboards, the quarantine with the
+    metadata (of some desk), the deadlines board with the dashboards, the statistics dashboard
+    with the dashboards or the operations, the quarantine with the
     queues, the access log with the audit."""
     shown = []
     if principal.desks_for(Permission.METADATA) != frozenset():
@@ -25,6 +26,8 @@ def links(principal: Principal) -> list[Link]:
         shown.append(Link("/compose", "Compose", "nav-compose"))
     if principal.may(Permission.DASHBOARDS):
         shown.append(Link("/deadlines", "Deadlines", "nav-deadlines"))
+    if principal.may(Permission.DASHBOARDS) or principal.may(Permission.OPERATIONS):
+        shown.append(Link("/dashboard", "Dashboard", "nav-dashboard"))
     if principal.may(Permission.QUEUES):
         shown.append(Link("/quarantine", "Quarantine", "nav-quarantine"))
     if principal.may(Permission.AUDIT):

@@ -44,6 +44,7 @@ async def test_a_form_reaches_its_desk_with_a_receipt_queued(
     assert subject.startswith("[URGENT] SIRENE G from NO-SIRENE NO-2026-000123, reply due ")
     row = gateway.ledger.find("inbound", "NO-SIRENE", "NO-2026-000123")
     assert row is not None and row.state == "delivered" and row.signer == world.no.fingerprint
+    assert row.alert_article == "26"  # for the reports' hits per alert category
     receipt = gateway.outbound.get(f"receipt.{row.id}")
     assert receipt.meta["to"] == "sirene@no.example"
     envelope, ciphertext = pgpmime.parse_outer(receipt.payload())

@@ -297,6 +297,12 @@ def test_the_daily_report_counts_the_previous_utc_day(tracking: Tracking) -> Non
     partner_line = next(line for line in lines if "owed by partners" in line)
     assert desk_line.split()[-3:] == ["1", "0", "2"]
     assert partner_line.split()[-3:] == ["0", "1", "0"]
+    # the statistics report's daily cut: the receipt that came 0 s after sending (the clock
+    # stood still), our reply late by an hour, the outbound forms of the day
+    assert "  receipt              1         0         0         0" in lines
+    assert "Worst overdue replies (ledger id, reference, overdue seconds)" in lines
+    assert any(line.endswith("      3600") for line in lines)
+    assert "  NO-SIRENE          3         0         0" in lines
     with tracking.ledger.engine.connect() as connection:
         runs = connection.execute(
             select(job_runs.c.slot, job_runs.c.node, job_runs.c.outcome).where(

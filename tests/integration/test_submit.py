@@ -155,6 +155,7 @@ def test_the_queued_form_is_recorded_with_its_desk_its_deadline_and_an_audit_ent
     )
     assert (row.state, row.reference, row.priority) == ("queued", submitted.reference, "urgent")
     assert row.desk == "duty"  # the route of urgent forms
+    assert row.alert_article == "26"  # the form's AlertRef/@article, for the reports
     assert (row.spool_key, row.message_id) == (submitted.spool_key, submitted.message_id)
     assert row.created_at == NOW
     assert [(kind, detail) for _, kind, detail in any_env.ledger.events_of(row.id)] == [

@@ -6,18 +6,28 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from dbkit import RECEIVED, make_pre_migration_ledger, postgres_schema
+from dbkit import RECEIVED, REPORT_INDEXES, make_pre_migration_ledger, postgres_schema
 from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
-from gateway.store import claims, deadline_rows, drafts, idempotency, schema, users, worklist
+from gateway.store import (
+    claims,
+    deadline_rows,
+    drafts,
+    idempotency,
+    reportfigures,
+    schema,
+    users,
+    worklist,
+)
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import (
     Ledger,
@@ -28,6 +38,7 @@ from gateway.store.ledger import (
     messages,
     metadata,
 )
+from gateway.store.reportfigures import Scope
 from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -351,7 +362,8 @@ def test_revision_0005_adds_the_idempotency_keys_to_a_0003_ledger_holding_data(
     assert (done.before.current, done.after) == ("0003", "0005")
     assert contents(empty_engine) == before
     ledger = Ledger(empty_engine, FakeClock(START))
-    [message] = [row.id for row in ledger.in_state("inbound", "received")]
+    with empty_engine.connect() as connection:  # the columns of 0005 (not the alert article)
+        [message] = connection.execute(select(messages.c.id)).scalars().all()
     with ledger.transaction() as tx:
         idempotency.store_in(
             tx,
@@ -388,14 +400,14 @@ def test_revision_0007_adds_the_drafts_table_to_a_0006_ledger_holding_data(
     before = contents(empty_engine)
     assert "drafts" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine)
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0007"))
 
     assert (done.before.current, done.after) == ("0006", "0007")
     assert contents(empty_engine) == before
-    assert differences(empty_engine) == []
+    assert "drafts" in inspect(empty_engine).get_table_names()
     ledger = Ledger(empty_engine, FakeClock(START))
-    with ledger.reading() as tx:
-        message = ledger.by_reference(RECEIVED.reference)[0].id
+    with empty_engine.connect() as connection:  # the columns of 0007 (not the alert article)
+        [message] = connection.execute(select(messages.c.id)).scalars().all()
     with ledger.transaction() as tx:
         kept = drafts.save(
             tx,
@@ -469,3 +481,40 @@ def test_the_refusal_never_shows_the_password_of_the_url(empty_engine: Engine) -
         with_password.dispose()
     assert "s3cret-word" not in no.value.line("gw.toml")
     assert "***" in no.value.detail
+
+
+def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0007_ledger(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0007")).after == "0007"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "alert_article" not in {c["name"] for c in inspect(empty_engine).get_columns("messages")}
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0007", "0009")
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    indexes = {
+        index["name"]
+        for table in ("messages", "events", "deadlines")
+        for index in inspect(empty_engine).get_indexes(table)
+    }
+    assert set(REPORT_INDEXES) <= indexes
+    ledger = Ledger(empty_engine, FakeClock(START))
+    with ledger.reading() as tx:
+        [old] = ledger.by_reference(RECEIVED.reference)
+    assert old.alert_article is None  # the row kept: no article known for it
+    with ledger.transaction() as tx:
+        new = ledger.record_in(
+            tx, replace(RECEIVED, reference="NO-2026-000124", alert_article="26"), "spooled"
+        )
+    assert ledger.get(new).alert_article == "26"
+    scope = Scope(START - timedelta(days=1), START + timedelta(days=1), START)
+    with ledger.reading() as tx:
+        assert reportfigures.gather(tx, scope).hits == [
+            ("inbound", "26", 1),
+            ("inbound", "none", 1),
+        ]
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
