@@ -18,6 +18,7 @@ from gateway.service.services import Services
 from gateway.web import accesslog, outbound, queues
 from gateway.web.api.app import build_api
 from gateway.web.api.context import PREFIX
+from gateway.web.attachments import attachment_file
 from gateway.web.board import board_page
 from gateway.web.bodylimit import BodyLimit
 from gateway.web.claims import claim_action
@@ -35,6 +36,7 @@ TITLES = {
     404: "Not found",
     405: "Not allowed",
     409: "Cannot do that now",
+    410: "No longer kept",
     429: "Too many attempts",
 }
 
@@ -47,6 +49,11 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/", worklist_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}/{action}", claim_action, methods=["POST"]),
+            Route(
+                "/messages/{ledger_id:int}/attachments/{number:int}",
+                attachment_file,
+                methods=["GET"],
+            ),
             Route("/deadlines", board_page, methods=["GET"]),
             Route("/outbound", outbound.outbound_page, methods=["GET"]),
             Route("/outbound/{ledger_id:int}/retry", outbound.retry, methods=["POST"]),

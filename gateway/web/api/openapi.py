@@ -25,8 +25,8 @@ given as `Authorization: Bearer <key>`. A missing, unknown or revoked key is ans
 no cookie, so a browser cannot be made to call it with someone's credentials: there is no CSRF
 token to give. A key has the roles and desks it was made with and the console's rules apply:
 a message of another desk is answered 404 exactly as one that does not exist; operators' and
-auditors' keys never get a form's content; every read of a form is recorded in the access log
-with the purpose the caller gives in `X-Purpose`.
+auditors' keys never get a form's content; every read of a form or of an attachment is recorded
+in the access log with the purpose the caller gives in `X-Purpose`.
 
 Errors are JSON of one shape: `{"error": {"code", "message", "details"}}`; `code` is stable,
 `message` a sentence, `details` a list (the errors of an invalid form: line, path, reason).
@@ -70,6 +70,13 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     }
 
 
+PURPOSE_PARAMETER = {
+    "name": "X-Purpose",
+    "in": "header",
+    "required": True,
+    "description": "why the form or file is read, written in the access log",
+    "schema": {"type": "string", "enum": [p.value for p in Purpose]},
+}
 CODE = {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9-]{0,31}$"}
 DESK = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"}
 INSTANT = {"type": "string", "format": "date-time"}
@@ -154,6 +161,17 @@ SCHEMAS: dict[str, Any] = {
             "message_id": {"type": "string"},
             "created_at": INSTANT,
             "updated_at": INSTANT,
+            "attachments": {
+                "description": (
+                    "a received message's attachments, for a key whose role reads content (the "
+                    "listing, when not empty, is recorded in the access log with X-Purpose if "
+                    "given); null for other keys, a message we sent, or a copy no longer kept"
+                ),
+                "oneOf": [
+                    {"type": "null"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/Attachment"}},
+                ],
+            },
             "deadlines": {"type": "array", "items": {"$ref": "#/components/schemas/Deadline"}},
             "timeline": {
                 "type": "array",
@@ -161,6 +179,19 @@ SCHEMAS: dict[str, Any] = {
                     {"at": INSTANT, "kind": {"type": "string"}, "detail": {"type": "string"}}
                 ),
             },
+        }
+    ),
+    "Attachment": _object(
+        {
+            "number": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "its number in /messages/{ledger_id}/attachments/{number}",
+            },
+            "filename": {"type": "string", "description": "as the partner named it (data)"},
+            "media_type": {"type": "string", "description": "as the partner declared it"},
+            "size": {"type": "integer", "minimum": 0, "description": "bytes"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         }
     ),
     "Status": _object(
@@ -279,8 +310,15 @@ PATHS: dict[str, Any] = {
     "/messages/{ledger_id}": {
         "get": {
             "operationId": "getMessage",
-            "summary": "A message's metadata, timeline and deadlines",
-            "parameters": [ID_PARAMETER],
+            "summary": "A message's metadata, timeline and deadlines (and attachments' list)",
+            "parameters": [
+                ID_PARAMETER,
+                {
+                    **PURPOSE_PARAMETER,
+                    "required": False,
+                    "description": "why the attachments are listed (else the role's purpose)",
+                },
+            ],
             "responses": {
                 "200": _ok("the message", "Message"),
                 "403": _error("the key's role does not see messages"),
@@ -308,13 +346,7 @@ PATHS: dict[str, Any] = {
             "summary": "A received message's form (XML), recorded in the access log",
             "parameters": [
                 ID_PARAMETER,
-                {
-                    "name": "X-Purpose",
-                    "in": "header",
-                    "required": True,
-                    "description": "why the form is read, written in the access log",
-                    "schema": {"type": "string", "enum": [p.value for p in Purpose]},
-                },
+                PURPOSE_PARAMETER,
             ],
             "responses": {
                 "200": {
@@ -326,6 +358,40 @@ PATHS: dict[str, Any] = {
                 "404": _error("no such message, or not of the key's desks"),
                 "409": _error("the stored copy cannot be read or no longer validates"),
                 "410": _error("not kept: past its retention, or a form we sent"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/messages/{ledger_id}/attachments/{number}": {
+        "get": {
+            "operationId": "getAttachment",
+            "summary": "A received message's attachment, recorded in the access log",
+            "description": (
+                "Always a download (Content-Disposition: attachment, RFC 6266 file name): a "
+                "JPEG, PNG, GIF or WebP photo whose media type and first bytes agree keeps its "
+                "type, any other file is application/octet-stream."
+            ),
+            "parameters": [
+                ID_PARAMETER,
+                {
+                    "name": "number",
+                    "in": "path",
+                    "required": True,
+                    "description": "the attachment's number in the message's list (from 1)",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                PURPOSE_PARAMETER,
+            ],
+            "responses": {
+                "200": {
+                    "description": "the file as received",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                "400": _error("no or an unknown X-Purpose"),
+                "403": _error("the key's role does not read content (operator, auditor)"),
+                "404": _error("no such message or attachment, or not of the key's desks"),
+                "409": _error("the stored copy cannot be read or no longer validates"),
+                "410": _error("not kept: past its retention"),
                 **COMMON_ERRORS,
             },
         }
