@@ -78,7 +78,7 @@ def test_the_file_name_is_plain_ascii_and_given_whole_in_filename_star(
     if plain == whole:  # nothing to add: a path's separators are simply dropped
         assert header == f'attachment; filename="{plain}"'
     else:
-        assert header.startswith(f'attachment; filename="{plain}"; filename*=UTF-8\'\'')
+        assert header.startswith(f"attachment; filename=\"{plain}\"; filename*=UTF-8''")
         assert unquote(header.split("filename*=UTF-8''", 1)[1]) == whole
 
 
