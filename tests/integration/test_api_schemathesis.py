@@ -22,7 +22,6 @@ from webkit import png, receive
 
 from gateway.crypto.pgpmime import Attachment
 
-
 # Messages 2 and 3 carry attachments (a photo, a document), so that their reads find files.
 ATTACHED = (
     Attachment("photo.png", "image/png", png()),
