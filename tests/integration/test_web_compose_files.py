@@ -23,7 +23,7 @@ from webkit import Console, console, form_values, png
 from gateway.service import attachments
 
 PHOTO = ("face.png", png(5, 4), "image/png")
-NOTE = ("Notă de caz.txt", "checked at the border\n".encode(), "text/plain")
+NOTE = ("Notă de caz.txt", b"checked at the border\n", "text/plain")
 MAX_MESSAGE = 64 * 1024  # smtp.listen.max_message_bytes here: files up to 32 KiB together
 
 
