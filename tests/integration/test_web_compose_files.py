@@ -85,6 +85,7 @@ def test_the_files_are_listed_in_the_form_and_sealed_with_it(
 
     assert sent.status_code == 303, sent.text
     [row] = outbound(desk)
+    assert row.spool_key is not None
     opened = open_as(world.no.home, desk.services.outbound.get(row.spool_key).payload())
     parts = opened.parts()
     assert parts[1:] == [
@@ -116,6 +117,7 @@ def test_a_forged_attachment_list_is_replaced_by_the_files_given(
     sent = client.post("/compose/M", data=values)
     assert sent.status_code == 303
     [row] = outbound(desk)
+    assert row.spool_key is not None
     opened = open_as(world.no.home, desk.services.outbound.get(row.spool_key).payload())
     assert len(opened.parts()) == 1 and b"other.pdf" not in opened.parts()[0][2]
 
