@@ -24,7 +24,7 @@ class Received:
 
     fields: dict[str, str]
     files: tuple[UploadFile, ...]
-    others: tuple[str, ...]  # names of parts with a file that are not ``attachment``
+    others: dict[str, UploadFile]  # parts with a file that are not ``attachment``, by name
 
 
 def limits_of(config: Config) -> UploadLimits:
@@ -37,15 +37,15 @@ async def parse(request: Request, limits: UploadLimits, *, max_field: int) -> Re
     form: FormData = await request.form(max_files=limits.files + 1, max_part_size=max_field)
     fields: dict[str, str] = {}
     files: list[UploadFile] = []
-    others: list[str] = []
+    others: dict[str, UploadFile] = {}
     for name, value in form.multi_items():
         if isinstance(value, str):
             fields.setdefault(name, value)
         elif name != FIELD:
-            others.append(name)
+            others.setdefault(name, value)
         elif value.filename or (value.size or 0) > 0:  # an empty file input sends an empty part
             files.append(value)
-    return Received(fields, tuple(files), tuple(others))
+    return Received(fields, tuple(files), others)
 
 
 async def taken(files: tuple[UploadFile, ...], limits: UploadLimits) -> tuple[Attachment, ...]:
@@ -70,6 +70,15 @@ async def taken(files: tuple[UploadFile, ...], limits: UploadLimits) -> tuple[At
     return tuple(found)
 
 
+async def read_part(item: UploadFile, most: int) -> bytes | None:
+    """A part sent as a file, up to ``most`` bytes; None when it is larger."""
+    if (item.size or 0) > most:
+        return None
+    await item.seek(0)
+    data = await item.read(most + 1)
+    return data if len(data) <= most else None
+
+
 async def close(received: Received) -> None:
-    for item in received.files:
+    for item in (*received.files, *received.others.values()):
         await item.close()

@@ -30,7 +30,8 @@ in the access log with the purpose the caller gives in `X-Purpose`.
 
 Errors are JSON of one shape: `{"error": {"code", "message", "details"}}`; `code` is stable,
 `message` a sentence, `details` a list (the errors of an invalid form: line, path, reason).
-Request bodies are limited to 64 KiB (413)."""
+Request bodies are limited to 64 KiB (413), but for a form sent with files (multipart/form-data),
+whose files together may be half of the gateway's `smtp.listen.max_message_bytes`."""
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON = "application/json"
@@ -270,10 +271,14 @@ PATHS: dict[str, Any] = {
             "summary": "Send a form: validated, numbered, signed, encrypted and queued",
             "description": (
                 "The body is the form's XML, as `gateway send` takes it (Created and Reference "
-                "filled in where left out). The Idempotency-Key makes a retry safe: the same key "
-                "with the same body answers the first answer again (200); with another body, "
-                "422. The key is stored with the form in one transaction; a refused form stores "
-                "no key."
+                "filled in where left out); or, to send files with it, multipart/form-data with "
+                "the XML in the part `form` and each file in a part `attachment` (the files "
+                "must be those the form's Attachment list names, by file name and SHA-256; "
+                "together at most half of the gateway's smtp.listen.max_message_bytes). The "
+                "Idempotency-Key makes a retry safe: the same key with the same request (the "
+                "form and every file) answers the first answer again (200); with another, 422. "
+                "The key is stored with the form in one transaction; a refused form stores no "
+                "key."
             ),
             "parameters": [
                 {
@@ -286,7 +291,36 @@ PATHS: dict[str, Any] = {
             ],
             "requestBody": {
                 "required": True,
-                "content": {"application/xml": {"schema": {"type": "string"}}},
+                "content": {
+                    "application/xml": {"schema": {"type": "string"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "form": {
+                                    "type": "string",
+                                    "contentMediaType": "application/xml",
+                                    "description": "the form's XML, as a field or a file",
+                                },
+                                "attachment": {
+                                    "type": "array",
+                                    "maxItems": 20,
+                                    "items": {
+                                        "type": "string",
+                                        "contentMediaType": "application/octet-stream",
+                                    },
+                                    "description": (
+                                        "a file the form's Attachment list names (its file "
+                                        "name and SHA-256), one part each, with its filename "
+                                        "and Content-Type"
+                                    ),
+                                },
+                            },
+                            "required": ["form"],
+                        },
+                        "encoding": {"attachment": {"contentType": "*/*"}},
+                    },
+                },
             },
             "responses": {
                 "201": {
@@ -294,13 +328,20 @@ PATHS: dict[str, Any] = {
                     "headers": {"Location": {"schema": {"type": "string"}}},
                 },
                 "200": _ok("the first answer of this Idempotency-Key and body", "Submitted"),
-                "400": _error("no or a malformed Idempotency-Key; a wrong parameter"),
+                "400": _error(
+                    "no or a malformed Idempotency-Key; a wrong parameter; a multipart body "
+                    "without the part form, with an unknown part, or not well-formed"
+                ),
                 "403": _error("the key's role does not send, or not for that desk"),
-                "413": _error("the body is over 64 KiB"),
-                "415": _error("the body is not application/xml"),
+                "413": _error(
+                    "an XML body over 64 KiB; files over the limits (alone or together), or a "
+                    "multipart body over its cap"
+                ),
+                "415": _error("the body is neither application/xml nor multipart/form-data"),
                 "422": _error(
                     "invalid form (details: line, path, reason), refused (partner, channel, "
-                    "reference), unusable key, or an Idempotency-Key used with another body"
+                    "reference, files not those of its Attachment list), a file name a form "
+                    "cannot list, unusable key, or an Idempotency-Key used with another body"
                 ),
                 "503": _error("the ledger cannot take it now (Retry-After): send it again"),
                 **COMMON_ERRORS,
