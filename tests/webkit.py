@@ -382,7 +382,7 @@ class _FormReader(HTMLParser):
             if kind in ("checkbox", "radio"):
                 if "checked" in attributes:
                     self.values[name] = attributes.get("value", "on")
-            elif kind not in ("submit", "button"):
+            elif kind not in ("submit", "button", "file"):  # a file input sends a file
                 self.values[name] = attributes.get("value", "")
         elif tag == "select":
             self.select, self.first_option = name, None

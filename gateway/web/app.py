@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.access.setup import AccessServices
-from gateway.service import attachments
+from gateway.service import attaching
 from gateway.service.services import Services
 from gateway.web import accesslog, outbound, queues
 from gateway.web.api.app import build_api
@@ -81,7 +81,7 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
                 BodyLimit,
                 json_under=PREFIX + "/",
                 upload_paths=("/compose/", PREFIX + "/messages"),
-                max_upload=attachments.upload_limits(services.config).body,
+                max_upload=attaching.upload_limits(services.config).body,
             ),
         ],
         exception_handlers={HTTPException: _refusal},

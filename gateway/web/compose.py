@@ -23,15 +23,15 @@ from gateway.access.roles import Permission
 from gateway.core.errors import GatewayError
 from gateway.forms.formbuild import Placed, added, removed
 from gateway.forms.formfields import FormDescription
-from gateway.service import attachments, compose
-from gateway.service.attachments import UploadLimits
+from gateway.service import attaching, compose
+from gateway.service.attaching import UploadLimits
 from gateway.service.compose import Checked, NotFound, Target, Unsuitable
 from gateway.web import composeform, uploads
 from gateway.web.console import Console, SignedIn, check_csrf, console_of, require_user
 
 log = logging.getLogger("gateway.web")
 # The page's own fields beside the form's.
-OWN = frozenset({"csrf", "partner", "desk", "reply", "draft", "action", "once"})
+OWN = frozenset({"csrf", "partner", "desk", "reply", "draft", "action", "once", uploads.FIELD})
 MAX_FIELD = 64 * 1024  # a field of the page (the whole page's fields are in BodyLimit's cap)
 FILES_NOT_KEPT = (
     "The {count} file(s) you chose were not kept (a draft, a page shown again, keeps no files): "
@@ -153,7 +153,7 @@ async def _post(
     user = signed.user.principal.name
     try:
         files = await uploads.taken(received.files, limits)
-    except attachments.UploadRefused as refused:
+    except attaching.UploadRefused as refused:
         shown.refused = [*refused.reasons, "Nothing was sent or saved."]
         return _render(request, console, signed, shown, status=413 if refused.too_large else 422)
     if files and action != "send":

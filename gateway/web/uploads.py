@@ -12,8 +12,8 @@ from starlette.requests import Request
 
 from gateway.core.config import Config
 from gateway.crypto.pgpmime import Attachment
-from gateway.service import attachments
-from gateway.service.attachments import UploadLimits
+from gateway.service import attaching
+from gateway.service.attaching import UploadLimits
 
 FIELD = "attachment"  # the name of the parts that carry files
 
@@ -28,7 +28,7 @@ class Received:
 
 
 def limits_of(config: Config) -> UploadLimits:
-    return attachments.upload_limits(config)
+    return attaching.upload_limits(config)
 
 
 async def parse(request: Request, limits: UploadLimits, *, max_field: int) -> Received:
@@ -50,20 +50,18 @@ async def parse(request: Request, limits: UploadLimits, *, max_field: int) -> Re
 
 async def taken(files: tuple[UploadFile, ...], limits: UploadLimits) -> tuple[Attachment, ...]:
     """The files as Attachments (name, media type as sent, bytes), checked first:
-    attachments.UploadRefused names every one that cannot be attached, none of them read."""
-    attachments.check_uploads([(item.filename or "", item.size or 0) for item in files], limits)
+    attaching.UploadRefused names every one that cannot be attached, none of them read."""
+    attaching.check_uploads([(item.filename or "", item.size or 0) for item in files], limits)
     found = []
     for item in files:
         await item.seek(0)
         data = await item.read(limits.per_file + 1)
         if len(data) > limits.per_file:  # pragma: no cover - size came from these bytes
-            raise attachments.UploadRefused(
-                [f"file {item.filename!r} is too large"], too_large=True
-            )
+            raise attaching.UploadRefused([f"file {item.filename!r} is too large"], too_large=True)
         found.append(
             Attachment(
                 item.filename or "",
-                attachments.media_type_of(item.content_type),
+                attaching.media_type_of(item.content_type),
                 data,
             )
         )

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from webkit import listing, png
 
 from gateway.crypto.pgpmime import Attachment
-from gateway.service import attachments
+from gateway.service import attaching
 
 MAX_MESSAGE = 64 * 1024  # files up to 32 KiB together
 PHOTO = Attachment("face.png", "image/png", png(6, 6))
@@ -168,7 +168,7 @@ def test_files_over_the_limits_are_refused_with_each_reason(
 def test_a_body_over_the_upload_cap_is_refused_before_it_is_read(
     desk: ApiDesk, client: TestClient
 ) -> None:
-    cap = attachments.upload_limits(desk.services.config).body
+    cap = attaching.upload_limits(desk.services.config).body
     huge = Attachment("huge.bin", "application/octet-stream", b"z" * cap)
     answer = send(client, desk, g_listing(huge), (huge,))
     assert answer.status_code == 413 and error_code(answer.json()) == "body_too_large"

@@ -20,7 +20,7 @@ from integration.test_web_compose import REPLY_TEXT, outbound, reply_page, spool
 from starlette.testclient import TestClient
 from webkit import Console, console, form_values, png
 
-from gateway.service import attachments
+from gateway.service import attaching
 
 PHOTO = ("face.png", png(5, 4), "image/png")
 NOTE = ("Notă de caz.txt", b"checked at the border\n", "text/plain")
@@ -192,7 +192,7 @@ def test_a_body_over_the_upload_cap_is_refused_413_before_it_is_read(
     desk: Console, client: TestClient
 ) -> None:
     _, page = reply_page(client, desk)
-    cap = attachments.upload_limits(desk.services.config).body
+    cap = attaching.upload_limits(desk.services.config).body
     values = form_values(page, "compose") | {"Information": REPLY_TEXT, "action": "send"}
     answer = client.post(
         "/compose/M", data=values, files=files(("huge.bin", b"x" * cap, "application/octet-stream"))

@@ -30,7 +30,7 @@ from gateway.core.errors import (
 from gateway.crypto.pgpmime import Attachment
 from gateway.forms.xmlforms import FormRefused
 from gateway.outbound.submit import Submitted
-from gateway.service import attachments
+from gateway.service import attaching
 from gateway.store import idempotency
 from gateway.store.idempotency import KeyTaken, StoredKey
 from gateway.store.states import OutboundState
@@ -99,7 +99,7 @@ async def _multipart(api: Api, request: Request) -> tuple[bytes, tuple[Attachmen
             raise _bad_part(f"{FORM_PART}: the form's XML is missing")
         try:
             files = await uploads.taken(received.files, limits)
-        except attachments.UploadRefused as refused:
+        except attaching.UploadRefused as refused:
             raise ApiError(
                 413 if refused.too_large else 422,
                 "attachments_refused",
