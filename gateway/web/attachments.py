@@ -23,6 +23,8 @@ NO_ATTACHMENT = "no such attachment"
 
 
 async def attachment_file(request: Request) -> Response:
+    if request.method != "GET":  # a HEAD would be recorded as a view that sent nothing
+        raise HTTPException(405, "GET the file", headers={"Allow": "GET"})
     console = console_of(request)
     signed = await require_user(request)
     principal = signed.user.principal

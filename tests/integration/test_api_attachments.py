@@ -144,4 +144,6 @@ def test_without_a_purpose_another_desk_or_no_such_file_nothing_is_given_or_reco
         assert PDF.data not in answer.content
     answer = client.get(url, headers=PURPOSE)
     assert answer.status_code == 401
+    answer = client.head(url, headers=desk.headers("cms-a", **PURPOSE))
+    assert answer.status_code == 405 and answer.headers["allow"] == "GET"
     assert accesslog.read(desk.services.ledger) == []

@@ -171,6 +171,7 @@ def test_no_such_attachment_a_copy_gone_or_a_form_of_ours_is_refused_unrecorded(
         answer = client.get(url)
         assert answer.status_code == status, url
         assert PDF.data not in answer.content
+    assert client.head(f"/messages/{kept}/attachments/1").status_code == 405
     assert accesslog.read(desk.services.ledger) == []
     assert client.get("/messages/1/attachments/1", follow_redirects=False).status_code == 200
     with TestClient(desk.app, follow_redirects=False) as nobody:

@@ -23,6 +23,8 @@ log = logging.getLogger("gateway.web")
 
 
 async def get_attachment(request: Request) -> Response:
+    if request.method != "GET":  # a HEAD would be recorded as a download that sent nothing
+        raise ApiError(405, "method_not_allowed", "GET the file", headers={"Allow": "GET"})
     api = api_of(request)
     principal = await principal_of(request)
     purpose = purpose_of(request)
