@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -135,6 +138,42 @@ def form_xml(reference: str, action: str = "Person arrested.", **fields: str) ->
     return text.encode("utf-8")
 
 
+def png(width: int = 3, height: int = 2) -> bytes:
+    """A real PNG image (8-bit RGB, a red-green pattern) made here with zlib."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(
+        b"\x00" + b"".join(bytes((255, 0, 0) if (x + y) % 2 else (0, 160, 0)) for x in range(width))
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def listing(attachments: tuple[pgpmime.Attachment, ...]) -> str:
+    """The form's Attachment elements for these files (name, media type, SHA-256)."""
+    return "".join(
+        f"<Attachment><FileName>{escape(item.filename)}</FileName>"
+        f"<MediaType>{escape(item.media_type)}</MediaType><SHA256>{item.sha256}</SHA256>"
+        "</Attachment>"
+        for item in attachments
+    )
+
+
+def attached_form(reference: str, attachments: tuple[pgpmime.Attachment, ...]) -> bytes:
+    """The sample form G with another Reference and an Attachment list naming ``attachments``."""
+    text = form_xml(reference).decode("utf-8")
+    return text.replace("</FormG>", listing(attachments) + "</FormG>").encode("utf-8")
+
+
 def receive(
     services: Services,
     reference: str,
@@ -143,13 +182,17 @@ def receive(
     form: bytes | None = None,
     priority: str = "urgent",
     reply_in: timedelta | None = timedelta(hours=12),
+    attachments: tuple[pgpmime.Attachment, ...] = (),
 ) -> int:
     """A received form G as the pipeline leaves it: its ledger row and events, its reply
     deadline, and the message in the inbound spool (a stand-in for the raw bytes, then the
-    decrypted entity). Returns the ledger id."""
+    decrypted entity, with ``attachments`` after the form, which lists them unless ``form`` is
+    given). Returns the ledger id."""
     spool_key = f"in-{reference}"
     raw = b"raw message as received\r\n"
-    entity = pgpmime.build_entity(form if form is not None else form_xml(reference))
+    if form is None:
+        form = attached_form(reference, attachments) if attachments else form_xml(reference)
+    entity = pgpmime.build_entity(form, attachments)
     services.inbound.put(spool_key, raw + entity, {"raw_length": len(raw)})
     ledger = services.ledger
     with ledger.transaction() as tx:
@@ -339,7 +382,7 @@ class _FormReader(HTMLParser):
             if kind in ("checkbox", "radio"):
                 if "checked" in attributes:
                     self.values[name] = attributes.get("value", "on")
-            elif kind not in ("submit", "button"):
+            elif kind not in ("submit", "button", "file"):  # a file input sends a file
                 self.values[name] = attributes.get("value", "")
         elif tag == "select":
             self.select, self.first_option = name, None

@@ -8,20 +8,23 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 
 from gateway.core.config import Partner
+from gateway.crypto.pgpmime import Attachment
 from gateway.forms.catalogue import FormSpec
-from gateway.forms.formbuild import Built, Placed, build, join, values_of
-from gateway.forms.formfields import FormDescription
+from gateway.forms.formbuild import Built, Placed, build, count_key, join, step_key, values_of
+from gateway.forms.formfields import FormDescription, Group
 from gateway.forms.xmlforms import Validation
 from gateway.service import received
 from gateway.service.services import Services
 from gateway.store import drafts, lookups
 from gateway.store.drafts import DraftRow
 from gateway.store.ledger import MessageRow
+
+ATTACHMENT = "Attachment"  # the element a form lists its files with (xsd/common.xsd)
 
 
 class NotFound(Exception):
@@ -140,7 +143,7 @@ def fixed(services: Services, description: FormDescription, goal: Target) -> dic
 
 def hidden(description: FormDescription, goal: Target) -> frozenset[str]:
     """Keys not shown as inputs: those the gateway sets, Created and Reference, which the send
-    fills in, and the Attachment list (files are attached with `gateway send` or an outbox)."""
+    fills in, and the Attachment list (filled from the files attached: see attach)."""
     keys = set()
     for prefix in header_prefixes(description):
         keys.add(join(prefix, "Attachment"))
@@ -150,6 +153,51 @@ def hidden(description: FormDescription, goal: Target) -> frozenset[str]:
         if goal.reply_to is not None:
             keys.add(join(head, "InReplyTo"))
     return frozenset(keys)
+
+
+def attachment_list(description: FormDescription) -> Group | None:
+    """The form's Attachment list (the element of the common Attachment type, or a restriction
+    of it), where the files sent with it are named; None for a form that takes no files."""
+    contents = [variant.content for variant in description.root.variants] or [
+        description.root.content
+    ]
+    for content in contents:
+        for node in content:
+            if isinstance(node, Group) and node.name == ATTACHMENT:
+                return node
+    return None
+
+
+def attach(
+    description: FormDescription, values: Mapping[str, str], files: Sequence[Attachment]
+) -> dict[str, str]:
+    """The values with the form's Attachment list filled from ``files`` (name, media type,
+    SHA-256), so that no one types a digest; whatever the page sent for that list is dropped."""
+    found = without_attachments(description, values)
+    group = attachment_list(description)
+    if group is None:
+        return found
+    for prefix in header_prefixes(description):
+        found[count_key(prefix, group)] = str(len(files))
+        for index, item in enumerate(files, 1):
+            key = step_key(prefix, group, index)
+            found[join(key, "FileName")] = item.filename
+            found[join(key, "MediaType")] = item.media_type
+            found[join(key, "SHA256")] = item.sha256
+    return found
+
+
+def without_attachments(description: FormDescription, values: Mapping[str, str]) -> dict[str, str]:
+    """The values without any of the Attachment list (a draft keeps no files, so no list)."""
+    starts = tuple(join(prefix, ATTACHMENT) for prefix in header_prefixes(description))
+    return {
+        key: value
+        for key, value in values.items()
+        if not any(
+            key == start or key.startswith((start + "[", start + "#", start + "/"))
+            for start in starts
+        )
+    }
 
 
 # What a reply takes over from the form it answers, by the key's end: the alert and the language.
@@ -206,9 +254,18 @@ def new_once() -> str:
     return secrets.token_urlsafe(18)
 
 
-def send(services: Services, checked: Checked, goal: Target, user: str, once: str) -> int:
-    """Queue the checked form (the Submitter's own checks apply: partner's key, InReplyTo...)
-    and return its ledger id; the page's ``once`` token sent before: the message it queued."""
+def send(
+    services: Services,
+    checked: Checked,
+    goal: Target,
+    user: str,
+    once: str,
+    *,
+    attachments: Sequence[Attachment] = (),
+) -> int:
+    """Queue the checked form with its files (the Submitter's own checks apply: partner's key,
+    InReplyTo, the files against the form's Attachment list...) and return its ledger id; the
+    page's ``once`` token sent before: the message it queued."""
     if ONCE.fullmatch(once) is None:
         raise ValueError("not a compose page's token")
     origin = f"console {user} once:{once}"
@@ -218,7 +275,9 @@ def send(services: Services, checked: Checked, goal: Target, user: str, once: st
         if earlier is not None:
             rows = services.ledger.by_reference(earlier)
             return next(row.id for row in rows if row.direction == "outbound")
-        submitted = services.submitter().submit(checked.built.xml, desk=goal.desk, origin=origin)
+        submitted = services.submitter().submit(
+            checked.built.xml, attachments, desk=goal.desk, origin=origin
+        )
         return submitted.ledger_id
 
 

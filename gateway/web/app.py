@@ -14,10 +14,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.access.setup import AccessServices
+from gateway.service import attaching
 from gateway.service.services import Services
 from gateway.web import accesslog, outbound, queues
 from gateway.web.api.app import build_api
 from gateway.web.api.context import PREFIX
+from gateway.web.attachments import attachment_file
 from gateway.web.board import board_page
 from gateway.web.bodylimit import BodyLimit
 from gateway.web.claims import claim_action
@@ -36,6 +38,7 @@ TITLES = {
     404: "Not found",
     405: "Not allowed",
     409: "Cannot do that now",
+    410: "No longer kept",
     429: "Too many attempts",
 }
 
@@ -49,6 +52,11 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/worklist/rows", worklist_rows, methods=["GET"]),
             Route("/messages/{ledger_id:int}", message_page, methods=["GET"]),
             Route("/messages/{ledger_id:int}/{action}", claim_action, methods=["POST"]),
+            Route(
+                "/messages/{ledger_id:int}/attachments/{number:int}",
+                attachment_file,
+                methods=["GET"],
+            ),
             Route("/deadlines", board_page, methods=["GET"]),
             Route("/dashboard", dashboard_page, methods=["GET"]),
             Route("/outbound", outbound.outbound_page, methods=["GET"]),
@@ -72,7 +80,12 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
         ],
         middleware=[
             Middleware(SecurityHeaders, hsts=services.config.web.tls),
-            Middleware(BodyLimit, json_under=PREFIX + "/"),
+            Middleware(
+                BodyLimit,
+                json_under=PREFIX + "/",
+                upload_paths=("/compose/", PREFIX + "/messages"),
+                max_upload=attaching.upload_limits(services.config).body,
+            ),
         ],
         exception_handlers={HTTPException: _refusal},
     )

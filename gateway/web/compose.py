@@ -1,6 +1,8 @@
 """Compose pages: choose a form, a partner and a desk (or open a draft); the form's page,
-generated from its schema; its POST adds or removes repeated parts, saves a draft, or checks the
-form with the validator of `gateway send` and sends it, each error beside its field. A reply
+generated from its schema, with a file input when the form lists attachments; its POST adds or
+removes repeated parts, saves a draft (without the files: the page says so), or checks the form
+(its Attachment list filled from the files) with the validator of `gateway send` and sends it
+with them, each error beside its field; files over the limits are refused, nothing kept. A reply
 comes from the message view, prefilled. Desks without SEND, and other users' drafts: 404."""
 
 from __future__ import annotations
@@ -21,14 +23,20 @@ from gateway.access.roles import Permission
 from gateway.core.errors import GatewayError
 from gateway.forms.formbuild import Placed, added, removed
 from gateway.forms.formfields import FormDescription
-from gateway.service import compose
+from gateway.service import attaching, compose
+from gateway.service.attaching import UploadLimits
 from gateway.service.compose import Checked, NotFound, Target, Unsuitable
-from gateway.web import composeform
+from gateway.web import composeform, uploads
 from gateway.web.console import Console, SignedIn, check_csrf, console_of, require_user
 
 log = logging.getLogger("gateway.web")
 # The page's own fields beside the form's.
-OWN = frozenset({"csrf", "partner", "desk", "reply", "draft", "action", "once"})
+OWN = frozenset({"csrf", "partner", "desk", "reply", "draft", "action", "once", uploads.FIELD})
+MAX_FIELD = 64 * 1024  # a field of the page (the whole page's fields are in BodyLimit's cap)
+FILES_NOT_KEPT = (
+    "The {count} file(s) you chose were not kept (a draft, a page shown again, keeps no files): "
+    "choose them again before you send."
+)
 
 
 @dataclass
@@ -43,6 +51,7 @@ class Draft:
     checked: Checked | None = None
     notice: str = ""
     refused: list[str] = field(default_factory=list)
+    files_note: str = ""
 
 
 async def compose_home(request: Request) -> Response:
@@ -99,7 +108,27 @@ async def compose_post(request: Request) -> Response:
     console = console_of(request)
     signed = await require_user(request)
     allowed = _sending_desks(signed)
+    services = console.services
+    limits = uploads.limits_of(services.config)
+    received = await uploads.parse(request, limits, max_field=MAX_FIELD)
+    try:
+        return await _post(request, console, signed, allowed, received=received, limits=limits)
+    finally:
+        await uploads.close(received)
+
+
+async def _post(
+    request: Request,
+    console: Console,
+    signed: SignedIn,
+    allowed: frozenset[str] | None,
+    *,
+    received: uploads.Received,
+    limits: UploadLimits,
+) -> Response:
     submitted = await check_csrf(request, signed)
+    if received.others:
+        raise HTTPException(400, "files are sent in the page's attachment field only")
     code = request.path_params["form"]
     goal = await run_in_threadpool(
         lambda: _target(
@@ -113,7 +142,8 @@ async def compose_post(request: Request) -> Response:
     )
     services = console.services
     description = services.descriptions.get(code)
-    values = {key: value for key, value in submitted.items() if key not in OWN}
+    given = {key: value for key, value in submitted.items() if key not in OWN}
+    values = compose.without_attachments(description, given)
     values.update(compose.fixed(services, description, goal))
     once = submitted.get("once", "")
     if compose.ONCE.fullmatch(once) is None:
@@ -121,6 +151,13 @@ async def compose_post(request: Request) -> Response:
     shown = Draft(goal, description, values, _number(submitted.get("draft", "")), once)
     action = submitted.get("action", "")
     user = signed.user.principal.name
+    try:
+        files = await uploads.taken(received.files, limits)
+    except attaching.UploadRefused as refused:
+        shown.refused = [*refused.reasons, "Nothing was sent or saved."]
+        return _render(request, console, signed, shown, status=413 if refused.too_large else 422)
+    if files and action != "send":
+        shown.files_note = FILES_NOT_KEPT.format(count=len(files))
     if action.startswith("add:"):
         key = action[4:]
         shown.values = added(values, key, _count(values, key))
@@ -133,13 +170,15 @@ async def compose_post(request: Request) -> Response:
         )
         shown.notice = "Draft saved."
     elif action == "send":
-        shown.checked = await run_in_threadpool(
-            compose.check, services, description, values, console.zone
+        listed = compose.attach(description, values, files)
+        checked = await run_in_threadpool(
+            compose.check, services, description, listed, console.zone
         )
-        if shown.checked.valid:
+        shown.checked = checked
+        if checked.valid:
             try:
                 sent = await run_in_threadpool(
-                    compose.send, services, shown.checked, goal, user, once
+                    lambda: compose.send(services, checked, goal, user, once, attachments=files)
                 )
             except GatewayError as error:
                 shown.refused = error.detail.splitlines()
@@ -147,6 +186,8 @@ async def compose_post(request: Request) -> Response:
                 if shown.draft_id is not None:
                     await run_in_threadpool(compose.discard_draft, services, user, shown.draft_id)
                 return RedirectResponse(f"/messages/{sent}", status_code=303)
+        if files:
+            shown.files_note = FILES_NOT_KEPT.format(count=len(files))
         return _render(request, console, signed, shown, status=422)
     else:
         raise HTTPException(400, "unknown action")
@@ -262,6 +303,9 @@ def _render(
         "once": shown.once,
         "notice": shown.notice,
         "reply": goal.reply_to,
+        "files": compose.attachment_list(shown.description),
+        "limits": uploads.limits_of(console.services.config),
+        "files_note": shown.files_note,
     }
     return console.page(request, "compose.html", context, status=status)
 

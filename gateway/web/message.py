@@ -21,7 +21,7 @@ from starlette.responses import Response
 from gateway.access.accesslog import Purpose, Seen
 from gateway.access.roles import Permission, Role
 from gateway.core.vocabulary import RECEIPT_FORM
-from gateway.service import received
+from gateway.service import attachments, received
 from gateway.store import claims, delivery_history, thread, worklist
 from gateway.store.claims import Claim, WorkState, work_state
 from gateway.store.ledger import MessageRow
@@ -96,6 +96,7 @@ async def message_page(request: Request) -> Response:
             if deadline is not None and deadline.state == "open"
             else None,
             "form": found.form,
+            "attachments": attachments.listed(found.form.attachments) if found.form else [],
             "missing": found.missing,
             "may_read": principal.may(Permission.CONTENT, found.row.desk),
             "claim": found.claim,

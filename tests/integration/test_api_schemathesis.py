@@ -18,7 +18,15 @@ from integration.inboundkit import World, gateway_config
 from integration.submitkit import NOW
 from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.result import Ok
-from webkit import receive
+from webkit import png, receive
+
+from gateway.crypto.pgpmime import Attachment
+
+# Messages 2 and 3 carry attachments (a photo, a document), so that their reads find files.
+ATTACHED = (
+    Attachment("photo.png", "image/png", png()),
+    Attachment("report.pdf", "application/pdf", b"%PDF-1.4\n"),
+)
 
 
 @pytest.fixture
@@ -29,7 +37,7 @@ def fuzzed(world: World, tmp_path: Path) -> Iterator[ApiDesk]:
     config.write_text(config.read_text() + "\n[web]\nlogin_attempts_per_minute = 1000\n")
     with api_desk(config, "sirene", "duty", start=NOW) as desk:
         for n in range(1, 4):
-            receive(desk.services, f"NO-{NOW.year}-{n:06d}")
+            receive(desk.services, f"NO-{NOW.year}-{n:06d}", attachments=ATTACHED[: n - 1])
         yield desk
 
 
@@ -46,7 +54,7 @@ def test_every_answer_matches_the_document(fuzzed: ApiDesk) -> None:
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result.err()  # every operation of the document loads
         operations.append(result.ok())
-    assert len(operations) == 6  # every route but the document itself, which it skips
+    assert len(operations) == 7  # every route but the document itself, which it skips
 
     for operation in operations:
 

@@ -278,7 +278,9 @@ def test_a_new_form_chosen_on_the_compose_page(desk: Console, client: TestClient
     assert '<input id="f-Hit/Time"' in page.text
     assert 'type="date"' in page.text  # Person/DateOfBirth
     assert "Header/Recipient/Bureau" not in form_values(page.text, "compose")
-    assert "Attachment" not in page.text  # files go with `gateway send` or an outbox
+    # The Attachment list is no input: it is filled from the files of the file input.
+    assert not any(key.startswith("Attachment") for key in form_values(page.text, "compose"))
+    assert '<input type="file" id="attachment" name="attachment" multiple>' in page.text
 
 
 def test_a_payload_in_every_field_is_rendered_inert(desk: Console, client: TestClient) -> None:

@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from gateway.access.setup import AccessServices
 from gateway.service.services import Services
+from gateway.web.api.attachments import get_attachment
 from gateway.web.api.context import Api
 from gateway.web.api.deadlines import list_deadlines
 from gateway.web.api.errors import ApiError, api_refusal
@@ -24,6 +25,7 @@ ROUTES = [
     Route("/messages/{ledger_id:int}", get_message, methods=["GET"]),
     Route("/messages/{ledger_id:int}/status", get_status, methods=["GET"]),
     Route("/messages/{ledger_id:int}/form", get_form, methods=["GET"]),
+    Route("/messages/{ledger_id:int}/attachments/{number:int}", get_attachment, methods=["GET"]),
     Route("/deadlines", list_deadlines, methods=["GET"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
 ]

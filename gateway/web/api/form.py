@@ -29,7 +29,7 @@ XML = "application/xml"
 async def get_form(request: Request) -> Response:
     api = api_of(request)
     principal = await principal_of(request)
-    purpose = _purpose(request)
+    purpose = purpose_of(request)
     row = await visible(api, principal, int(request.path_params["ledger_id"]))
     role = principal.role_for(Permission.CONTENT, row.desk)
     if role is None:
@@ -44,7 +44,7 @@ async def get_form(request: Request) -> Response:
     return Response(form, media_type=XML)
 
 
-def _purpose(request: Request) -> Purpose:
+def purpose_of(request: Request) -> Purpose:
     value = request.headers.get(PURPOSE_HEADER)
     if value is None or value not in PURPOSES:
         why = f"give the purpose of this read in {PURPOSE_HEADER}: one of {', '.join(PURPOSES)}"

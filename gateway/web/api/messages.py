@@ -1,9 +1,11 @@
 """Messages as metadata: the list (keyset pages by cursor, filtered by direction, desk, form,
 partner and state), one message with its timeline and deadlines, and its status. Never a form's
-content (that is gateway.web.api.form's, with the access log)."""
+content (that is gateway.web.api.form's and .attachments', with the access log) but, for keys
+whose role reads content, the list of a received message's attachments (recorded as a view)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -13,15 +15,27 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from gateway.access.accesslog import Purpose, Seen
+from gateway.access.roles import Permission, Principal, Role
 from gateway.core.vocabulary import RECEIPT_FORM
+from gateway.service import attachments, received
 from gateway.store import worklist
 from gateway.store.ledger import DIRECTIONS, MessageRow
 from gateway.store.states import InboundState, OutboundState
 from gateway.web.api.auth import principal_of
-from gateway.web.api.context import api_of, instant, seconds_left
+from gateway.web.api.context import Api, api_of, instant, seconds_left
 from gateway.web.api.errors import ApiError
+from gateway.web.api.form import PURPOSE_HEADER, PURPOSES
 from gateway.web.api.scope import metadata_desks, visible
 
+log = logging.getLogger("gateway.web")
+
+# The purpose recorded when a key lists a message's attachments without giving X-Purpose.
+ROLE_PURPOSES = {
+    Role.HANDLER: Purpose.CASE_WORK,
+    Role.SUPERVISOR: Purpose.SUPERVISION,
+    Role.DUTY_OFFICER: Purpose.ESCALATION,
+}
 CODE = re.compile(r"[A-Z0-9][A-Z0-9-]{0,31}")
 DESK = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 STATES = tuple(sorted({*InboundState, *OutboundState}))
@@ -80,16 +94,65 @@ async def get_message(request: Request) -> Response:
             return events, worklist.deadlines_of(tx, row.id)
 
     events, deadlines = await run_in_threadpool(read)
+    listed = await run_in_threadpool(_attachments, api, principal, row, request)
     now = api.services.clock.now()
     return JSONResponse(
         {
             **metadata(row),
+            "attachments": listed,
             "deadlines": [_deadline(deadline, now) for deadline in deadlines],
             "timeline": [
                 {"at": instant(at), "kind": kind, "detail": detail} for at, kind, detail in events
             ],
         }
     )
+
+
+def _attachments(
+    api: Api, principal: Principal, row: MessageRow, request: Request
+) -> list[dict[str, Any]] | None:
+    """A received message's attachments (number, name, type, size, SHA-256) for a key whose
+    role reads content, the listing recorded in the access log (part "attachments", with the
+    X-Purpose given or the role's own) when there is any; None for other keys, a message we
+    sent, or one whose copy is no longer readable."""
+    role = principal.role_for(Permission.CONTENT, row.desk)
+    if role is None or row.direction != "inbound":
+        return None
+    services = api.services
+    try:
+        found = received.delivery_of(services, row).attachments
+    except received.NotReadable as exc:
+        log.warning("api message: %s", exc)
+        return None
+    if found:
+        given = request.headers.get(PURPOSE_HEADER)
+        purpose = (
+            Purpose(given) if given in PURPOSES else ROLE_PURPOSES.get(role, Purpose.CASE_WORK)
+        )
+        with services.ledger.transaction() as tx:
+            api.access.access_log.record_view(
+                tx,
+                principal.name,
+                role,
+                Seen(
+                    row.id,
+                    partner=row.partner,
+                    form=row.form,
+                    reference=row.reference,
+                    part="attachments",
+                ),
+                purpose,
+            )
+    return [
+        {
+            "number": item.number,
+            "filename": item.filename,
+            "media_type": item.media_type,
+            "size": item.size,
+            "sha256": item.sha256,
+        }
+        for item in attachments.listed(found)
+    ]
 
 
 async def get_status(request: Request) -> Response:

@@ -25,12 +25,13 @@ given as `Authorization: Bearer <key>`. A missing, unknown or revoked key is ans
 no cookie, so a browser cannot be made to call it with someone's credentials: there is no CSRF
 token to give. A key has the roles and desks it was made with and the console's rules apply:
 a message of another desk is answered 404 exactly as one that does not exist; operators' and
-auditors' keys never get a form's content; every read of a form is recorded in the access log
-with the purpose the caller gives in `X-Purpose`.
+auditors' keys never get a form's content; every read of a form or of an attachment is recorded
+in the access log with the purpose the caller gives in `X-Purpose`.
 
 Errors are JSON of one shape: `{"error": {"code", "message", "details"}}`; `code` is stable,
 `message` a sentence, `details` a list (the errors of an invalid form: line, path, reason).
-Request bodies are limited to 64 KiB (413)."""
+Request bodies are limited to 64 KiB (413), but for a form sent with files (multipart/form-data),
+whose files together may be half of the gateway's `smtp.listen.max_message_bytes`."""
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON = "application/json"
@@ -70,6 +71,13 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     }
 
 
+PURPOSE_PARAMETER = {
+    "name": "X-Purpose",
+    "in": "header",
+    "required": True,
+    "description": "why the form or file is read, written in the access log",
+    "schema": {"type": "string", "enum": [p.value for p in Purpose]},
+}
 CODE = {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9-]{0,31}$"}
 DESK = {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"}
 INSTANT = {"type": "string", "format": "date-time"}
@@ -154,6 +162,17 @@ SCHEMAS: dict[str, Any] = {
             "message_id": {"type": "string"},
             "created_at": INSTANT,
             "updated_at": INSTANT,
+            "attachments": {
+                "description": (
+                    "a received message's attachments, for a key whose role reads content (the "
+                    "listing, when not empty, is recorded in the access log with X-Purpose if "
+                    "given); null for other keys, a message we sent, or a copy no longer kept"
+                ),
+                "oneOf": [
+                    {"type": "null"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/Attachment"}},
+                ],
+            },
             "deadlines": {"type": "array", "items": {"$ref": "#/components/schemas/Deadline"}},
             "timeline": {
                 "type": "array",
@@ -161,6 +180,19 @@ SCHEMAS: dict[str, Any] = {
                     {"at": INSTANT, "kind": {"type": "string"}, "detail": {"type": "string"}}
                 ),
             },
+        }
+    ),
+    "Attachment": _object(
+        {
+            "number": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "its number in /messages/{ledger_id}/attachments/{number}",
+            },
+            "filename": {"type": "string", "description": "as the partner named it (data)"},
+            "media_type": {"type": "string", "description": "as the partner declared it"},
+            "size": {"type": "integer", "minimum": 0, "description": "bytes"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         }
     ),
     "Status": _object(
@@ -239,10 +271,14 @@ PATHS: dict[str, Any] = {
             "summary": "Send a form: validated, numbered, signed, encrypted and queued",
             "description": (
                 "The body is the form's XML, as `gateway send` takes it (Created and Reference "
-                "filled in where left out). The Idempotency-Key makes a retry safe: the same key "
-                "with the same body answers the first answer again (200); with another body, "
-                "422. The key is stored with the form in one transaction; a refused form stores "
-                "no key."
+                "filled in where left out); or, to send files with it, multipart/form-data with "
+                "the XML in the part `form` and each file in a part `attachment` (the files "
+                "must be those the form's Attachment list names, by file name and SHA-256; "
+                "together at most half of the gateway's smtp.listen.max_message_bytes). The "
+                "Idempotency-Key makes a retry safe: the same key with the same request (the "
+                "form and every file) answers the first answer again (200); with another, 422. "
+                "The key is stored with the form in one transaction; a refused form stores no "
+                "key."
             ),
             "parameters": [
                 {
@@ -255,7 +291,36 @@ PATHS: dict[str, Any] = {
             ],
             "requestBody": {
                 "required": True,
-                "content": {"application/xml": {"schema": {"type": "string"}}},
+                "content": {
+                    "application/xml": {"schema": {"type": "string"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "form": {
+                                    "type": "string",
+                                    "contentMediaType": "application/xml",
+                                    "description": "the form's XML, as a field or a file",
+                                },
+                                "attachment": {
+                                    "type": "array",
+                                    "maxItems": 20,
+                                    "items": {
+                                        "type": "string",
+                                        "contentMediaType": "application/octet-stream",
+                                    },
+                                    "description": (
+                                        "a file the form's Attachment list names (its file "
+                                        "name and SHA-256), one part each, with its filename "
+                                        "and Content-Type"
+                                    ),
+                                },
+                            },
+                            "required": ["form"],
+                        },
+                        "encoding": {"attachment": {"contentType": "*/*"}},
+                    },
+                },
             },
             "responses": {
                 "201": {
@@ -263,13 +328,20 @@ PATHS: dict[str, Any] = {
                     "headers": {"Location": {"schema": {"type": "string"}}},
                 },
                 "200": _ok("the first answer of this Idempotency-Key and body", "Submitted"),
-                "400": _error("no or a malformed Idempotency-Key; a wrong parameter"),
+                "400": _error(
+                    "no or a malformed Idempotency-Key; a wrong parameter; a multipart body "
+                    "without the part form, with an unknown part, or not well-formed"
+                ),
                 "403": _error("the key's role does not send, or not for that desk"),
-                "413": _error("the body is over 64 KiB"),
-                "415": _error("the body is not application/xml"),
+                "413": _error(
+                    "an XML body over 64 KiB; files over the limits (alone or together), or a "
+                    "multipart body over its cap"
+                ),
+                "415": _error("the body is neither application/xml nor multipart/form-data"),
                 "422": _error(
                     "invalid form (details: line, path, reason), refused (partner, channel, "
-                    "reference), unusable key, or an Idempotency-Key used with another body"
+                    "reference, files not those of its Attachment list), a file name a form "
+                    "cannot list, unusable key, or an Idempotency-Key used with another body"
                 ),
                 "503": _error("the ledger cannot take it now (Retry-After): send it again"),
                 **COMMON_ERRORS,
@@ -279,8 +351,15 @@ PATHS: dict[str, Any] = {
     "/messages/{ledger_id}": {
         "get": {
             "operationId": "getMessage",
-            "summary": "A message's metadata, timeline and deadlines",
-            "parameters": [ID_PARAMETER],
+            "summary": "A message's metadata, timeline and deadlines (and attachments' list)",
+            "parameters": [
+                ID_PARAMETER,
+                {
+                    **PURPOSE_PARAMETER,
+                    "required": False,
+                    "description": "why the attachments are listed (else the role's purpose)",
+                },
+            ],
             "responses": {
                 "200": _ok("the message", "Message"),
                 "403": _error("the key's role does not see messages"),
@@ -308,13 +387,7 @@ PATHS: dict[str, Any] = {
             "summary": "A received message's form (XML), recorded in the access log",
             "parameters": [
                 ID_PARAMETER,
-                {
-                    "name": "X-Purpose",
-                    "in": "header",
-                    "required": True,
-                    "description": "why the form is read, written in the access log",
-                    "schema": {"type": "string", "enum": [p.value for p in Purpose]},
-                },
+                PURPOSE_PARAMETER,
             ],
             "responses": {
                 "200": {
@@ -326,6 +399,40 @@ PATHS: dict[str, Any] = {
                 "404": _error("no such message, or not of the key's desks"),
                 "409": _error("the stored copy cannot be read or no longer validates"),
                 "410": _error("not kept: past its retention, or a form we sent"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/messages/{ledger_id}/attachments/{number}": {
+        "get": {
+            "operationId": "getAttachment",
+            "summary": "A received message's attachment, recorded in the access log",
+            "description": (
+                "Always a download (Content-Disposition: attachment, RFC 6266 file name): a "
+                "JPEG, PNG, GIF or WebP photo whose media type and first bytes agree keeps its "
+                "type, any other file is application/octet-stream."
+            ),
+            "parameters": [
+                ID_PARAMETER,
+                {
+                    "name": "number",
+                    "in": "path",
+                    "required": True,
+                    "description": "the attachment's number in the message's list (from 1)",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                PURPOSE_PARAMETER,
+            ],
+            "responses": {
+                "200": {
+                    "description": "the file as received",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                "400": _error("no or an unknown X-Purpose"),
+                "403": _error("the key's role does not read content (operator, auditor)"),
+                "404": _error("no such message or attachment, or not of the key's desks"),
+                "409": _error("the stored copy cannot be read or no longer validates"),
+                "410": _error("not kept: past its retention"),
                 **COMMON_ERRORS,
             },
         }
