@@ -257,6 +257,21 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The Prometheus metrics of `gateway serve`: where they are served (``listen`` as
+    "host:port"; empty: not served) and the free space under the spool below which the
+    disk alert fires."""
+
+    host: str | None = "127.0.0.1"
+    port: int = 9464
+    disk_floor_mb: int = 1024
+
+    @property
+    def enabled(self) -> bool:
+        return self.host is not None
+
+
+@dataclass(frozen=True)
 class Config:
     identity: Identity
     paths: Paths
@@ -277,6 +292,7 @@ class Config:
     retention: tuple[RetentionRule, ...] = ()
     access: AccessSettings = field(default_factory=AccessSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -376,6 +392,7 @@ def load(path: Path) -> Config:
     retention = tuple(_retention(item) for item in table.tables("retention"))
     access = _access(table.table("access"), base)
     web = _web(table.table("web"), base)
+    metrics = _metrics(table.table("metrics"))
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -414,6 +431,7 @@ def load(path: Path) -> Config:
         retention=retention,
         access=access,
         web=web,
+        metrics=metrics,
         source=path,
     )
 
@@ -797,6 +815,24 @@ def _web(table: Table, base: Path) -> WebSettings:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         table.fail("time_zone", f"{web.time_zone!r} is not a time zone such as Europe/Bucharest")
     return web
+
+
+def _metrics(table: Table) -> MetricsSettings:
+    defaults = MetricsSettings()
+    listen = table.text(
+        "listen",
+        f"{defaults.host}:{defaults.port}",
+        pattern=rf"|(?:{_HOST}):[0-9]{{1,5}}",
+        hint='"host:port" such as "127.0.0.1:9464", or "" for no metrics',
+    )
+    floor = table.integer("disk_floor_mb", defaults.disk_floor_mb, minimum=0)
+    table.finish()
+    if not listen:
+        return MetricsSettings(host=None, port=0, disk_floor_mb=floor)
+    host, _, port = listen.rpartition(":")
+    if int(port) > 65535:
+        table.fail("listen", f"port {port} is above 65535")
+    return MetricsSettings(host=host.strip("[]"), port=int(port), disk_floor_mb=floor)
 
 
 def _check_unique(table: Table, section: str, key: str, values: list[str]) -> None:

@@ -30,6 +30,7 @@ from gateway.core.errors import (
     TooManyRecipients,
     UnknownSender,
 )
+from gateway.core.tally import ACCEPTED, REFUSED, TIME_TO_250, Tally, code
 from gateway.inbound.pipeline import Accepted, Pipeline
 
 log = logging.getLogger("gateway.smtp")
@@ -342,8 +343,10 @@ class Handler:
         executor: Executor,
         after: Callable[[Accepted], None],
         limits: Limits,
+        tally: Tally | None = None,
     ) -> None:
         self.config = config
+        self.tally = tally or Tally()
         self.pipeline = pipeline
         self.executor = executor
         self.after = after
@@ -414,15 +417,18 @@ class Handler:
                 self.executor, self.pipeline.accept, envelope.mail_from or "", raw
             )
         except GatewayError as error:
+            partner = self.config.partner_by_address(envelope.mail_from or "")
+            self.tally.count(REFUSED, code(partner.code if partner else ""), type(error).__name__)
             return error.smtp_reply()
         finally:
             self.limits.in_data -= 1
             self.limits.last_data_end = time.monotonic()
             if self.limits.in_data == 0:
                 self.limits.drained.set()
-        log.debug(
-            "250 for %s in %.0f ms", accepted.reference, (time.perf_counter() - started) * 1000
-        )
+        took = time.perf_counter() - started
+        self.tally.count(ACCEPTED, code(accepted.partner), code(accepted.form))
+        self.tally.observe(TIME_TO_250, took, code(accepted.partner))
+        log.debug("250 for %s in %.0f ms", accepted.reference, took * 1000)
         self.limits.learn(_client(server))
         self.after(accepted)
         status = "duplicate, already accepted" if accepted.duplicate else "accepted"
@@ -461,6 +467,8 @@ class Handler:
         )
 
     def _audit(self, error: GatewayError, client: str, partner: str) -> None:
+        self.tally.count(REFUSED, code(partner), type(error).__name__)
+
         def write() -> None:
             reason = f"{error.enhanced} {type(error).__name__} {client}"
             self.pipeline.audit.append("rejected", partner=partner, reason=reason)

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
+from gateway.core.tally import ATTEMPTS, Tally, code
 from gateway.desks import notices
 from gateway.desks.notices import MAIL_KIND, Notice
 from gateway.forms.catalogue import FormCatalogue
@@ -52,13 +53,15 @@ class Recorder:
         clock: Clock,
         rng: random.Random,
         catalogue: FormCatalogue,
+        tally: Tally | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.spool = spool
         self.audit = audit
         self.clock = clock
-        self.matcher = Matcher(ledger, audit, catalogue)
+        self.tally = tally or Tally()
+        self.matcher = Matcher(ledger, audit, catalogue, self.tally)
         self.retry = RetryPolicy(config.outbound, rng)
 
     def settle_batch(self, batch: list[tuple[Job, Attempt]]) -> None:
@@ -67,6 +70,9 @@ class Recorder:
         ones fails, each is tried on its own."""
         now = self.clock.now()
         decided = [(job, self._decide(job, attempt, now)) for job, attempt in batch]
+        for job, attempt in decided:
+            partner = code(job.partner.code if job.partner else "")
+            self.tally.count(ATTEMPTS, partner, attempt.verdict)
         sent = [(job, attempt) for job, attempt in decided if attempt.verdict == "sent"]
         together = False
         if len(sent) > 1:

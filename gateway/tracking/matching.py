@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from gateway.core.tally import TIME_TO_RECEIPT, TIME_TO_REPLY, Tally
 from gateway.forms.catalogue import FormCatalogue
 from gateway.store import deadline_rows, lookups
 from gateway.store.audit import AuditLog
@@ -32,10 +33,17 @@ log = logging.getLogger("gateway.tracking")
 class Matcher:
     """Matches what answers a message to it, in the ledger and the audit chain."""
 
-    def __init__(self, ledger: Ledger, audit: AuditLog, catalogue: FormCatalogue) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        audit: AuditLog,
+        catalogue: FormCatalogue,
+        tally: Tally | None = None,
+    ) -> None:
         self.ledger = ledger
         self.audit = audit
         self.catalogue = catalogue
+        self.tally = tally or Tally()
 
     def pauses(self, form: str) -> bool:
         """Whether ``form`` asks for clarification of the form it replies to."""
@@ -91,6 +99,9 @@ class Matcher:
                 )
             else:
                 self.ledger.event_in(tx, original.id, "receipt", f"again: {row.reference}")
+        if acknowledged:
+            took = (row.created_at - original.created_at).total_seconds()
+            self.tally.observe(TIME_TO_RECEIPT, max(took, 0.0), row.partner, original.form)
         log.info("%s %s acknowledged by %s", original.form, original.reference, row.partner)
 
     def reply_received(self, row: MessageRow) -> None:
@@ -136,6 +147,8 @@ class Matcher:
                 reference=asked.reference,
                 reason=f"reply {row.form} {row.reference}",
             )
+        took = (row.created_at - asked.created_at).total_seconds()
+        self.tally.observe(TIME_TO_REPLY, max(took, 0.0), row.partner, asked.form)
         log.info("%s %s answered by %s %s", asked.form, asked.reference, row.form, row.reference)
 
     def reply_sent_in(self, tx: Transaction, row: MessageHead) -> None:
