@@ -343,6 +343,7 @@ class Handler:
         executor: Executor,
         after: Callable[[Accepted], None],
         limits: Limits,
+        *,
         tally: Tally | None = None,
     ) -> None:
         self.config = config

@@ -157,7 +157,7 @@ class Gateway:
             log.warning("set aside %d message(s) spooled but never recorded", orphans)
         loop = asyncio.get_running_loop()
         handler = Handler(
-            self.config, self.pipeline, self.executor, self._after, self.limits, self.tally
+            self.config, self.pipeline, self.executor, self._after, self.limits, tally=self.tally
         )
         listen = self.config.listen
         try:
