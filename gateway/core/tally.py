@@ -3,7 +3,7 @@ labels, safe to add to from any thread, read as a snapshot by the exporter (gate
 
 The message path pays one lock and one addition per event: no library, no I/O. Every metric is
 declared in ``CATALOGUE`` with its help text and label names; a label value is a code (a partner
-bureau code, a form code, a reason code, a job name, an outcome), never a reference, a name or
+bureau code, a form code, a reason code, a scheduler job's name, an outcome), never a reference, a name or
 any other value taken from a form: a label value that is not a short code is counted as
 ``other``.
 """
@@ -102,7 +102,7 @@ CATALOGUE: Final = {
             JOB_LAST_RUN,
             GAUGE,
             "When each scheduled job last finished without an error (seconds since the epoch)",
-            ("job",),
+            ("scheduler_job",),  # not "job": Prometheus gives that label to the scrape's job
         ),
         Metric(
             CERT_EXPIRY,

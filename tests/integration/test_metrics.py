@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from promkit import alert_exprs, dashboard_exprs, family_of, metric_names
 from servekit import Served, smtp_send
 
 from gateway.cli import demo
@@ -215,7 +216,8 @@ def test_ledger_figures_scheduler_keys_and_certificates(world: World) -> None:
     chain = value(samples, "ipcgw_ledger_audit_chain_length", "ipcgw_ledger_audit_chain_length")
     assert 0 < chain <= length
     jobs = {
-        labels["job"] for name, labels, _ in samples["ipcgw_scheduler_last_run_timestamp_seconds"]
+        labels["scheduler_job"]
+        for name, labels, _ in samples["ipcgw_scheduler_last_run_timestamp_seconds"]
     }
     assert {"sweep", "desk-checks", "keys", "certificates", "purge", "report"} <= jobs
     assert value(samples, "ipcgw_our_key_expiry_days", "ipcgw_our_key_expiry_days") > 1
@@ -262,3 +264,14 @@ def test_no_scrape_holds_a_value_of_the_forms_sent(world: World) -> None:
         scrape = node.scrape()
         leaked = sorted(v for v in values if v in scrape)
         assert leaked == [], leaked
+
+
+@pytest.mark.parametrize("source", ["alerts", "dashboard"])
+def test_every_metric_the_rules_and_the_dashboard_read_is_served(world: World, source: str) -> None:
+    families: set[str] = set()
+    for node in world.nodes.values():
+        families |= set(parse(node.scrape()))
+    exprs = alert_exprs() if source == "alerts" else dashboard_exprs()
+    names = metric_names(exprs)
+    assert len(names) >= 12
+    assert sorted(name for name in names if family_of(name, families) is None) == []

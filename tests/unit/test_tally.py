@@ -99,6 +99,6 @@ def test_every_metric_name_is_prometheus_style_and_its_labels_are_codes() -> Non
     for name, metric in t.CATALOGUE.items():
         assert name.startswith("ipcgw_") and name == metric.name
         assert (metric.kind == t.COUNTER) == name.endswith("_total")
-        assert set(metric.labels) <= {"partner", "form", "reason", "job", "outcome"}
+        assert set(metric.labels) <= {"partner", "form", "reason", "scheduler_job", "outcome"}
         assert (metric.kind == t.HISTOGRAM) == bool(metric.buckets)
         assert list(metric.buckets) == sorted(metric.buckets)
