@@ -3,9 +3,9 @@ labels, safe to add to from any thread, read as a snapshot by the exporter (gate
 
 The message path pays one lock and one addition per event: no library, no I/O. Every metric is
 declared in ``CATALOGUE`` with its help text and label names; a label value is a code (a partner
-bureau code, a form code, a reason code, a scheduler job's name, an outcome), never a reference, a name or
-any other value taken from a form: a label value that is not a short code is counted as
-``other``.
+bureau code, a form code, a reason code, a scheduler job's name, an outcome), never a reference,
+a name or any other value taken from a form: a label value that is not a short code is counted
+as ``other``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fakepartner import FakePartner, certificate_from_ca, make_pki, server_context
+from integration.fakepartner import FakePartner, certificate_from_ca, make_pki, server_context
 from sqlalchemy import Engine
 from trackingkit import CATALOGUE, Tracking
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from integration.promkit import alert_exprs, dashboard_exprs, family_of, metric_names
+from integration.servekit import Served, smtp_send
 from lxml import etree
-from promkit import alert_exprs, dashboard_exprs, family_of, metric_names
-from servekit import Served, smtp_send
 
 from gateway.cli import demo
 from gateway.core import config as configuration

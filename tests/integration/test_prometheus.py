@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from promkit import ALERTS, CONTRIB, alert_exprs, dashboard, dashboard_exprs
+from integration.promkit import ALERTS, CONTRIB, alert_exprs, dashboard, dashboard_exprs
 
 LEDGER_SERIES = re.compile(r"ipcgw_ledger_\w+")
 # max( or max by (...) ( right before the series: the only way a ledger-wide figure is read
