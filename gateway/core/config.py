@@ -272,6 +272,14 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class LoggingSettings:
+    """The log of `gateway serve` and `gateway web`: ``format`` plain (one line of words per
+    event) or json (one JSON object per line, with a message's fields)."""
+
+    format: str = "plain"
+
+
+@dataclass(frozen=True)
 class Config:
     identity: Identity
     paths: Paths
@@ -293,6 +301,7 @@ class Config:
     access: AccessSettings = field(default_factory=AccessSettings)
     web: WebSettings = field(default_factory=WebSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -393,6 +402,11 @@ def load(path: Path) -> Config:
     access = _access(table.table("access"), base)
     web = _web(table.table("web"), base)
     metrics = _metrics(table.table("metrics"))
+    logging_table = table.table("logging")
+    log_settings = LoggingSettings(
+        format=logging_table.text("format", "plain", choices=("plain", "json"))
+    )
+    logging_table.finish()
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -432,6 +446,7 @@ def load(path: Path) -> Config:
         access=access,
         web=web,
         metrics=metrics,
+        logging=log_settings,
         source=path,
     )
 

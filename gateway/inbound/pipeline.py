@@ -131,7 +131,7 @@ class Pipeline:
         except Exception as failure:
             log.error("cannot audit a refusal: %s", type(failure).__name__)
             raise StoreUnavailable() from None
-        log.info("refused from %s: %s %s", partner.code, error.enhanced, type(error).__name__)
+        log.debug("refused from %s: %s %s", partner.code, error.enhanced, type(error).__name__)
 
     def _checked(self, partner: Partner, raw: bytes) -> _Checked:
         """The checks of what the partner sent: anything they raise that is not one of our
@@ -238,7 +238,7 @@ class Pipeline:
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable() from None
         self.carried.put(key, checked.opened.payload, checked.validation)
-        log.info("received %s %s from %s", checked.form.code, header.reference, partner.code)
+        log.debug("received %s %s from %s", checked.form.code, header.reference, partner.code)
         return Accepted(
             ledger_id,
             header.reference,

@@ -15,6 +15,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway import __version__
+from gateway.core import messagelog
 from gateway.core.config import Config, IPNetwork, in_networks
 from gateway.core.errors import (
     ConfigError,
@@ -419,7 +420,15 @@ class Handler:
             )
         except GatewayError as error:
             partner = self.config.partner_by_address(envelope.mail_from or "")
-            self.tally.count(REFUSED, code(partner.code if partner else ""), type(error).__name__)
+            reason = type(error).__name__
+            self.tally.count(REFUSED, code(partner.code if partner else ""), reason)
+            messagelog.event(
+                "inbound",
+                "refused",
+                partner=partner.code if partner else "",
+                detail=f"{error.smtp_code} {error.enhanced} {reason}",
+                to_reply=time.perf_counter() - started,
+            )
             return error.smtp_reply()
         finally:
             self.limits.in_data -= 1
@@ -429,7 +438,14 @@ class Handler:
         took = time.perf_counter() - started
         self.tally.count(ACCEPTED, code(accepted.partner), code(accepted.form))
         self.tally.observe(TIME_TO_250, took, code(accepted.partner))
-        log.debug("250 for %s in %.0f ms", accepted.reference, took * 1000)
+        messagelog.event(
+            "inbound",
+            "duplicate, receipt sent again" if accepted.duplicate else "accepted",
+            reference=accepted.reference,
+            partner=accepted.partner,
+            form=accepted.form,
+            to_250=took,
+        )
         self.limits.learn(_client(server))
         self.after(accepted)
         status = "duplicate, already accepted" if accepted.duplicate else "accepted"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from gateway.core import messagelog
 from gateway.core.tally import TIME_TO_RECEIPT, TIME_TO_REPLY, Tally
 from gateway.forms.catalogue import FormCatalogue
 from gateway.store import deadline_rows, lookups
@@ -100,9 +101,17 @@ class Matcher:
             else:
                 self.ledger.event_in(tx, original.id, "receipt", f"again: {row.reference}")
         if acknowledged:
-            took = (row.created_at - original.created_at).total_seconds()
-            self.tally.observe(TIME_TO_RECEIPT, max(took, 0.0), row.partner, original.form)
-        log.info("%s %s acknowledged by %s", original.form, original.reference, row.partner)
+            took = max((row.created_at - original.created_at).total_seconds(), 0.0)
+            self.tally.observe(TIME_TO_RECEIPT, took, row.partner, original.form)
+            messagelog.event(
+                "outbound",
+                "acknowledged",
+                reference=original.reference,
+                partner=row.partner,
+                form=original.form,
+                detail=f"receipt {row.reference}",
+                to_receipt=took,
+            )
 
     def reply_received(self, row: MessageRow) -> None:
         """A form that answers one of ours: that message is answered and its reply deadline
@@ -147,9 +156,17 @@ class Matcher:
                 reference=asked.reference,
                 reason=f"reply {row.form} {row.reference}",
             )
-        took = (row.created_at - asked.created_at).total_seconds()
-        self.tally.observe(TIME_TO_REPLY, max(took, 0.0), row.partner, asked.form)
-        log.info("%s %s answered by %s %s", asked.form, asked.reference, row.form, row.reference)
+        took = max((row.created_at - asked.created_at).total_seconds(), 0.0)
+        self.tally.observe(TIME_TO_REPLY, took, row.partner, asked.form)
+        messagelog.event(
+            "outbound",
+            "answered",
+            reference=asked.reference,
+            partner=row.partner,
+            form=asked.form,
+            detail=f"reply {row.form} {row.reference}",
+            to_reply=took,
+        )
 
     def reply_sent_in(self, tx: Transaction, row: MessageHead) -> None:
         """Our reply ``row`` went out (in the caller's transaction): the partner's message it
