@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from lxml import etree
 from gateway.cli import demo
 from gateway.core import config as configuration
 from gateway.core import logsetup, messagelog
+from gateway.core.errors import ConfigError
 
 # Codes and words a form shares with any log line: bureau codes, the channels' vocabulary.
 CODES = {"RO-SIRENE", "NO-SIRENE", "RS-NCB", "RO-NCB", "IN-REPLY-TO"}
@@ -113,8 +115,6 @@ def test_json_lines_carry_the_fields() -> None:
     try:
         raise ValueError("boom")
     except ValueError:
-        import sys
-
         failed = logging.LogRecord(
             "gateway", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
         )
@@ -133,5 +133,5 @@ def test_the_log_format_is_configured(tmp_path: Path) -> None:
     path.write_text(base.replace("[metrics]", '[logging]\nformat = "json"\n\n[metrics]', 1))
     assert configuration.load(path).logging.format == "json"
     path.write_text(base.replace("[metrics]", '[logging]\nformat = "xml"\n\n[metrics]', 1))
-    with pytest.raises(Exception, match="logging.format"):
+    with pytest.raises(ConfigError, match=r"logging\.format"):
         configuration.load(path)
