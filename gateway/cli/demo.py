@@ -206,6 +206,10 @@ def _write_config(site: Site, sites: dict[str, Site], ca_cert: Path) -> Path:
         'host = "127.0.0.1"',
         "port = 0",
         f'time_zone = "{bureau.zone}"',
+        "",
+        "# /metrics on a port the system picks (three bureaux on one machine): see the log.",
+        "[metrics]",
+        'listen = "127.0.0.1:0"',
     ]
     for other in _partners_of(site, sites):
         channel = next(c for c in other.bureau.codes if c in bureau.codes)

@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # on top of the explicit modes each of them is created with.
     os.umask(0o077)
     config = configuration.load_required(args.config)
-    logsetup.configure(args.log_level)
+    logsetup.configure(args.log_level, config.logging.format)
     lock = preflight.check(config, SystemClock().now())
     try:
         asyncio.run(server.run(config))

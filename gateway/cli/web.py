@@ -33,7 +33,7 @@ def register(commands: Any) -> None:
 def cmd_web(args: argparse.Namespace) -> int:
     os.umask(0o077)
     config = configuration.load_required(args.config)
-    logsetup.configure(args.log_level)
+    logsetup.configure(args.log_level, config.logging.format)
     with open_services(config) as services:
         access = open_access(config, services.ledger, services.clock)
         # What a page needs is built before the first request: the schemas, the inbound spool.

@@ -272,6 +272,29 @@ LIVE_SECONDS_MAX = 300
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """The Prometheus metrics of `gateway serve`: where they are served (``listen`` as
+    "host:port"; empty: not served) and the free space under the spool below which the
+    disk alert fires."""
+
+    host: str | None = "127.0.0.1"
+    port: int = 9464
+    disk_floor_mb: int = 1024
+
+    @property
+    def enabled(self) -> bool:
+        return self.host is not None
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """The log of `gateway serve` and `gateway web`: ``format`` plain (one line of words per
+    event) or json (one JSON object per line, with a message's fields)."""
+
+    format: str = "plain"
+
+
+@dataclass(frozen=True)
 class Config:
     identity: Identity
     paths: Paths
@@ -293,6 +316,8 @@ class Config:
     access: AccessSettings = field(default_factory=AccessSettings)
     web: WebSettings = field(default_factory=WebSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -393,6 +418,12 @@ def load(path: Path) -> Config:
     access = _access(table.table("access"), base)
     web = _web(table.table("web"), base)
     api = _api(table.table("api"))
+    metrics = _metrics(table.table("metrics"))
+    logging_table = table.table("logging")
+    log_settings = LoggingSettings(
+        format=logging_table.text("format", "plain", choices=("plain", "json"))
+    )
+    logging_table.finish()
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -432,6 +463,10 @@ def load(path: Path) -> Config:
         access=access,
         web=web,
         api=api,
+
+
+        metrics=metrics,
+        logging=log_settings,
         source=path,
     )
 
@@ -829,6 +864,22 @@ def _api(table: Table) -> ApiSettings:
     )
     table.finish()
     return ApiSettings(idempotency_keep=timedelta(hours=hours))
+def _metrics(table: Table) -> MetricsSettings:
+    defaults = MetricsSettings()
+    listen = table.text(
+        "listen",
+        f"{defaults.host}:{defaults.port}",
+        pattern=rf"|(?:{_HOST}):[0-9]{{1,5}}",
+        hint='"host:port" such as "127.0.0.1:9464", or "" for no metrics',
+    )
+    floor = table.integer("disk_floor_mb", defaults.disk_floor_mb, minimum=0)
+    table.finish()
+    if not listen:
+        return MetricsSettings(host=None, port=0, disk_floor_mb=floor)
+    host, _, port = listen.rpartition(":")
+    if int(port) > 65535:
+        table.fail("listen", f"port {port} is above 65535")
+    return MetricsSettings(host=host.strip("[]"), port=int(port), disk_floor_mb=floor)
 
 
 def _check_unique(table: Table, section: str, key: str, values: list[str]) -> None:

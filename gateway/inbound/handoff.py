@@ -13,6 +13,7 @@ from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
 from gateway.core.stagecpu import DESK, RECEIPT, StageCpu
+from gateway.core.tally import Tally
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.crypto.openpgp import GnuPG
@@ -100,6 +101,7 @@ class Handoff:
         cpu: StageCpu | None = None,
         carried: Carryover | None = None,
         receipts_queued: Callable[[], None] | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.config = config
         # Told (from the hand-off's thread) when a batch's receipts are queued: delivery can
@@ -114,7 +116,7 @@ class Handoff:
         self.outbound = outbound
         self.audit = audit
         self.clock = clock
-        self.matcher = Matcher(ledger, audit, validator.catalogue)
+        self.matcher = Matcher(ledger, audit, validator.catalogue, tally)
         self.retry = HandoffRetry(inbound)
 
     def run_once(self) -> int:

@@ -44,6 +44,8 @@ class Accepted:
     ledger_id: int
     reference: str
     duplicate: bool
+    partner: str = ""  # its partner's code and its form's, for the metrics
+    form: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class Pipeline:
         except Exception as failure:
             log.error("cannot audit a refusal: %s", type(failure).__name__)
             raise StoreUnavailable() from None
-        log.info("refused from %s: %s %s", partner.code, error.enhanced, type(error).__name__)
+        log.debug("refused from %s: %s %s", partner.code, error.enhanced, type(error).__name__)
 
     def _checked(self, partner: Partner, raw: bytes) -> _Checked:
         """The checks of what the partner sent: anything they raise that is not one of our
@@ -237,8 +239,14 @@ class Pipeline:
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable() from None
         self.carried.put(key, checked.opened.payload, checked.validation)
-        log.info("received %s %s from %s", checked.form.code, header.reference, partner.code)
-        return Accepted(ledger_id, header.reference, duplicate=False)
+        log.debug("received %s %s from %s", checked.form.code, header.reference, partner.code)
+        return Accepted(
+            ledger_id,
+            header.reference,
+            duplicate=False,
+            partner=partner.code,
+            form=checked.form.code,
+        )
 
     def _dedupe(self, checked: _Checked) -> Accepted | None:
         """The same signed content again is a duplicate; the same Reference with other content
@@ -256,7 +264,13 @@ class Pipeline:
         with self.ledger.transaction() as tx:
             self.ledger.event_in(tx, existing.id, "duplicate", "same content again")
         self.audit.append("duplicate", **checked.audit_fields())
-        return Accepted(existing.id, existing.reference, duplicate=True)
+        return Accepted(
+            existing.id,
+            existing.reference,
+            duplicate=True,
+            partner=existing.partner,
+            form=existing.form,
+        )
 
     def _open_reply_deadline(
         self, tx: Transaction, ledger_id: int, checked: _Checked, received_at: datetime

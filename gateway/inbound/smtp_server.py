@@ -15,6 +15,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway import __version__
+from gateway.core import messagelog
 from gateway.core.config import Config, IPNetwork, in_networks
 from gateway.core.errors import (
     ConfigError,
@@ -30,6 +31,7 @@ from gateway.core.errors import (
     TooManyRecipients,
     UnknownSender,
 )
+from gateway.core.tally import ACCEPTED, REFUSED, TIME_TO_250, Tally, code
 from gateway.inbound.pipeline import Accepted, Pipeline
 
 log = logging.getLogger("gateway.smtp")
@@ -342,8 +344,11 @@ class Handler:
         executor: Executor,
         after: Callable[[Accepted], None],
         limits: Limits,
+        *,
+        tally: Tally | None = None,
     ) -> None:
         self.config = config
+        self.tally = tally or Tally()
         self.pipeline = pipeline
         self.executor = executor
         self.after = after
@@ -414,14 +419,32 @@ class Handler:
                 self.executor, self.pipeline.accept, envelope.mail_from or "", raw
             )
         except GatewayError as error:
+            partner = self.config.partner_by_address(envelope.mail_from or "")
+            reason = type(error).__name__
+            self.tally.count(REFUSED, code(partner.code if partner else ""), reason)
+            messagelog.event(
+                "inbound",
+                "refused",
+                partner=partner.code if partner else "",
+                detail=f"{error.smtp_code} {error.enhanced} {reason}",
+                to_reply=time.perf_counter() - started,
+            )
             return error.smtp_reply()
         finally:
             self.limits.in_data -= 1
             self.limits.last_data_end = time.monotonic()
             if self.limits.in_data == 0:
                 self.limits.drained.set()
-        log.debug(
-            "250 for %s in %.0f ms", accepted.reference, (time.perf_counter() - started) * 1000
+        took = time.perf_counter() - started
+        self.tally.count(ACCEPTED, code(accepted.partner), code(accepted.form))
+        self.tally.observe(TIME_TO_250, took, code(accepted.partner))
+        messagelog.event(
+            "inbound",
+            "duplicate, receipt sent again" if accepted.duplicate else "accepted",
+            reference=accepted.reference,
+            partner=accepted.partner,
+            form=accepted.form,
+            to_250=took,
         )
         self.limits.learn(_client(server))
         self.after(accepted)
@@ -461,6 +484,8 @@ class Handler:
         )
 
     def _audit(self, error: GatewayError, client: str, partner: str) -> None:
+        self.tally.count(REFUSED, code(partner), type(error).__name__)
+
         def write() -> None:
             reason = f"{error.enhanced} {type(error).__name__} {client}"
             self.pipeline.audit.append("rejected", partner=partner, reason=reason)

@@ -51,6 +51,7 @@ from datetime import datetime, timedelta
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.stagecpu import DELIVERY, StageCpu
+from gateway.core.tally import Tally
 from gateway.core.waits import to_the_end, wait_event
 from gateway.desks.notices import MAIL_KIND
 from gateway.forms.catalogue import FormCatalogue
@@ -197,6 +198,7 @@ class Courier:
         catalogue: FormCatalogue,
         rng: random.Random | None = None,
         cpu: StageCpu | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.config = config
         self.cpu = cpu or StageCpu()
@@ -221,6 +223,7 @@ class Courier:
             clock=clock,
             rng=rng or random.Random(),  # noqa: S311 - jitter, not secrecy
             catalogue=catalogue,
+            tally=tally,
         )
 
     async def run_once(self) -> int:

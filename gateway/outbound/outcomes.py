@@ -19,9 +19,11 @@ import logging
 import random
 from datetime import datetime, timedelta
 
+from gateway.core import messagelog
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.errors import GatewayError
+from gateway.core.tally import ATTEMPTS, Tally, code
 from gateway.desks import notices
 from gateway.desks.notices import MAIL_KIND, Notice
 from gateway.forms.catalogue import FormCatalogue
@@ -52,13 +54,15 @@ class Recorder:
         clock: Clock,
         rng: random.Random,
         catalogue: FormCatalogue,
+        tally: Tally | None = None,
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.spool = spool
         self.audit = audit
         self.clock = clock
-        self.matcher = Matcher(ledger, audit, catalogue)
+        self.tally = tally or Tally()
+        self.matcher = Matcher(ledger, audit, catalogue, self.tally)
         self.retry = RetryPolicy(config.outbound, rng)
 
     def settle_batch(self, batch: list[tuple[Job, Attempt]]) -> None:
@@ -67,6 +71,9 @@ class Recorder:
         ones fails, each is tried on its own."""
         now = self.clock.now()
         decided = [(job, self._decide(job, attempt, now)) for job, attempt in batch]
+        for job, attempt in decided:
+            partner = code(job.partner.code if job.partner else "")
+            self.tally.count(ATTEMPTS, partner, attempt.verdict)
         sent = [(job, attempt) for job, attempt in decided if attempt.verdict == "sent"]
         together = False
         if len(sent) > 1:
@@ -139,7 +146,7 @@ class Recorder:
             left = {item.key for item in stuck}
             for job, attempt in sent:
                 if job.item.key not in left:
-                    log.info("sent %s to %s: %s", job.item.key, job.peer, attempt.summary)
+                    _told(job, "sent", attempt.summary)
 
     def _sent_in(self, tx: Transaction, sent: list[tuple[Job, Attempt]], now: datetime) -> None:
         """The ledger and audit side of ``_sent`` in the caller's transaction (audit last)."""
@@ -184,13 +191,11 @@ class Recorder:
         """Put the item back with its next attempt's time; the "deferred" event it owes."""
         retry = self.retry.next_try(job.item.meta, attempt.error, now)
         self.spool.requeue(job.item, retry.meta)
-        log.info(
-            "%s to %s: %s; attempt %d, next in %.0f s",
-            job.item.key,
-            job.peer,
-            attempt.summary,
-            retry.attempts,
-            retry.delay.total_seconds(),
+        _told(
+            job,
+            "deferred",
+            f"{attempt.summary}; attempt {retry.attempts}, "
+            f"next in {retry.delay.total_seconds():.0f} s",
         )
         subject = job.subject
         if subject is None:
@@ -297,3 +302,19 @@ class Recorder:
             return subject.desk
         duty = self.config.deadlines.duty_desk
         return duty if duty in names else None
+
+
+def _told(job: Job, outcome: str, detail: str) -> None:
+    """The log line of an attempt: a message's (its Reference, partner, form), or a notice's."""
+    subject = job.subject
+    if subject is None:
+        log.info("%s to %s: %s: %s", job.item.key, job.peer, outcome, detail)
+        return
+    messagelog.event(
+        "outbound",
+        outcome,
+        reference=subject.reference,
+        partner=job.partner.code if job.partner else job.peer,
+        form=subject.form,
+        detail=detail,
+    )

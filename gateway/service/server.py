@@ -15,11 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from gateway.core.config import Config
 from gateway.core.errors import CannotStart, ConfigError
 from gateway.core.stagecpu import StageCpu
+from gateway.core.tally import Tally
 from gateway.core.waits import wait_event
 from gateway.inbound.carryover import Carryover
 from gateway.inbound.handoff import Handoff, Progress
 from gateway.inbound.pipeline import Accepted, Pipeline
 from gateway.inbound.smtp_server import Handler, Limits, protocol_factory
+from gateway.metrics.exporter import MetricsServer, registry_of
+from gateway.metrics.figures import Figures
 from gateway.outbound.delivery import Courier
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.retry import requeue_interrupted
@@ -70,6 +73,7 @@ class Gateway:
         self.inbound = services.inbound
         self.outbound = services.outbound
         self.cpu = StageCpu()  # CPU per stage of a message's path, for benchmarks and metrics
+        self.tally = Tally()  # the events of this process, for the metrics
         carried = Carryover()  # what the intake checked, for the hand-off: not parsed twice
         self.pipeline = Pipeline(
             config=config,
@@ -94,6 +98,7 @@ class Gateway:
             cpu=self.cpu,
             carried=carried,
             receipts_queued=self.wake_outbound,
+            tally=self.tally,
         )
         self.submitter = services.submitter()
         self.outbox = Outbox(config, self.submitter)
@@ -105,6 +110,7 @@ class Gateway:
             clock=self.clock,
             catalogue=self.validator.catalogue,
             cpu=self.cpu,
+            tally=self.tally,
         )
         self._outbound_wake = asyncio.Event()
         self.schedule = Schedule(
@@ -112,6 +118,7 @@ class Gateway:
             wake_outbound=self.wake_outbound,
             outbound_next_due=self.courier.next_due,
             catalogue=self.validator.catalogue,
+            tally=self.tally,
         )
         # Sessions inside DATA get their own workers; the hand-off has threads of its own, so
         # a backlog of deliveries and receipts never makes a sender wait for its 250.
@@ -134,6 +141,7 @@ class Gateway:
         self._worker: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.metrics: MetricsServer | None = None
 
     @property
     def port(self) -> int:
@@ -148,7 +156,9 @@ class Gateway:
         if orphans:
             log.warning("set aside %d message(s) spooled but never recorded", orphans)
         loop = asyncio.get_running_loop()
-        handler = Handler(self.config, self.pipeline, self.executor, self._after, self.limits)
+        handler = Handler(
+            self.config, self.pipeline, self.executor, self._after, self.limits, tally=self.tally
+        )
         listen = self.config.listen
         try:
             self._server = await loop.create_server(
@@ -166,7 +176,31 @@ class Gateway:
             asyncio.create_task(self._outbox_loop()),
         ]
         self.schedule.start()
+        self._serve_metrics()
         log.info("listening on %s:%d", self.config.listen.host, self.port)
+
+    def _serve_metrics(self) -> None:
+        """/metrics at ``[metrics] listen``. A metrics address that cannot be bound is logged
+        and the gateway runs on without it: intake matters more than its figures."""
+        settings = self.config.metrics
+        if settings.host is None:
+            return
+        figures = Figures(
+            config=self.config,
+            ledger=self.ledger,
+            clock=self.clock,
+            spools={"inbound": self.inbound, "outbound": self.outbound},
+            keys=self.gpg.list_keys,
+        )
+        try:
+            self.metrics = MetricsServer(
+                registry_of(self.tally, figures), settings.host, settings.port
+            )
+        except OSError as exc:
+            where = _address(settings.host, settings.port)
+            log.error("metrics not served: cannot listen on %s: %s", where, _why(exc))
+            return
+        log.info("metrics on http://%s/metrics", _address(settings.host, self.metrics.port))
 
     def _recover(self) -> None:
         """What a stopped process left claimed goes back by each queue's own retry policy: an
@@ -263,6 +297,9 @@ class Gateway:
             if not await wait_event(self.limits.drained, DRAIN_SECONDS):
                 log.error("sessions still in DATA after %.0f s", DRAIN_SECONDS)
         await self.schedule.stop()
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
+            self.metrics = None
         for task in [*self._tasks, *([self._worker] if self._worker is not None else [])]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

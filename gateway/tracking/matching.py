@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from gateway.core import messagelog
+from gateway.core.tally import TIME_TO_RECEIPT, TIME_TO_REPLY, Tally
 from gateway.forms.catalogue import FormCatalogue
 from gateway.store import deadline_rows, lookups
 from gateway.store.audit import AuditLog
@@ -32,10 +34,17 @@ log = logging.getLogger("gateway.tracking")
 class Matcher:
     """Matches what answers a message to it, in the ledger and the audit chain."""
 
-    def __init__(self, ledger: Ledger, audit: AuditLog, catalogue: FormCatalogue) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        audit: AuditLog,
+        catalogue: FormCatalogue,
+        tally: Tally | None = None,
+    ) -> None:
         self.ledger = ledger
         self.audit = audit
         self.catalogue = catalogue
+        self.tally = tally or Tally()
 
     def pauses(self, form: str) -> bool:
         """Whether ``form`` asks for clarification of the form it replies to."""
@@ -91,7 +100,18 @@ class Matcher:
                 )
             else:
                 self.ledger.event_in(tx, original.id, "receipt", f"again: {row.reference}")
-        log.info("%s %s acknowledged by %s", original.form, original.reference, row.partner)
+        if acknowledged:
+            took = max((row.created_at - original.created_at).total_seconds(), 0.0)
+            self.tally.observe(TIME_TO_RECEIPT, took, row.partner, original.form)
+            messagelog.event(
+                "outbound",
+                "acknowledged",
+                reference=original.reference,
+                partner=row.partner,
+                form=original.form,
+                detail=f"receipt {row.reference}",
+                to_receipt=took,
+            )
 
     def reply_received(self, row: MessageRow) -> None:
         """A form that answers one of ours: that message is answered and its reply deadline
@@ -136,7 +156,17 @@ class Matcher:
                 reference=asked.reference,
                 reason=f"reply {row.form} {row.reference}",
             )
-        log.info("%s %s answered by %s %s", asked.form, asked.reference, row.form, row.reference)
+        took = max((row.created_at - asked.created_at).total_seconds(), 0.0)
+        self.tally.observe(TIME_TO_REPLY, took, row.partner, asked.form)
+        messagelog.event(
+            "outbound",
+            "answered",
+            reference=asked.reference,
+            partner=row.partner,
+            form=asked.form,
+            detail=f"reply {row.form} {row.reference}",
+            to_reply=took,
+        )
 
     def reply_sent_in(self, tx: Transaction, row: MessageHead) -> None:
         """Our reply ``row`` went out (in the caller's transaction): the partner's message it

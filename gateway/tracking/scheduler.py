@@ -8,6 +8,8 @@ Jobs live in memory, defined from the configuration at start; nothing is stored 
 - the retention purge, the partner-key check (daily) and the statistics report (daily at
   ``[scheduler] report_at`` UTC);
 - the purge of the API's idempotency keys older than ``[api] idempotency_hours`` (hourly);
+- the partner certificate check every CERTS_EVERY on every gateway (its notices are claimed
+  once across them, ``certcheck``), which also keeps the certificates' metrics current;
 - the duty desk's checks every ``sweep_every``: refusals of the hours that are over, items that
   appeared in quarantine (``refusal_notices``, ``quarantine_notices``).
 
@@ -37,6 +39,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from gateway.core.clock import Clock
 from gateway.core.config import Config
+from gateway.core.tally import ESCALATIONS, JOB_LAST_RUN, REMINDERS, Tally
 from gateway.crypto.openpgp import GnuPG
 from gateway.desks.notices import post
 from gateway.forms.catalogue import FormCatalogue
@@ -46,6 +49,7 @@ from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger
 from gateway.store.spool import Spool
 from gateway.tracking import keycheck, reports
+from gateway.tracking.certcheck import CertFinding, CertificateCheck
 from gateway.tracking.quarantine_notices import notify_quarantined
 from gateway.tracking.recipients import supervisor_desk
 from gateway.tracking.refusal_notices import RefusalRun, notify_refusals
@@ -57,6 +61,7 @@ log = logging.getLogger("gateway.scheduler")
 PURGE_AT = (0, 15)  # UTC hour and minute of the daily retention purge
 KEYS_AT = (0, 30)  # and of the partner-key check
 IDEMPOTENCY_AT = 45  # minute of each hour of the idempotency keys' purge
+CERTS_EVERY = timedelta(hours=6)  # the partner certificate check
 WAKE_GAP = timedelta(seconds=1)  # never wake the outbound queue more often than this
 JOB_DEFAULTS = {"misfire_grace_time": None, "coalesce": True, "max_instances": 1}
 
@@ -96,8 +101,10 @@ class Schedule:
         outbound_next_due: Callable[[], datetime | None] | None = None,
         node: str = "",
         catalogue: FormCatalogue | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.services = services
+        self.tally = tally or Tally()
         self.config = config = services.config
         self.ledger, self.audit, self.clock = services.ledger, services.audit, services.clock
         self.wake_outbound = wake_outbound
@@ -118,6 +125,7 @@ class Schedule:
             inbound=services.inbound,
             outbound=services.outbound,
         )
+        self.certificates = CertificateCheck(config, self.ledger, self.audit, self.tally, self.node)
         self._timer: AsyncIOScheduler | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._running: set[asyncio.Task[Any]] = set()
@@ -126,7 +134,10 @@ class Schedule:
 
     def sweep_once(self) -> SweepResult:
         """Handle the deadlines due now."""
-        return self.sweeper.sweep(self.clock.now())
+        result = self.sweeper.sweep(self.clock.now())
+        self.tally.count(REMINDERS, amount=result.reminders)
+        self.tally.count(ESCALATIONS, amount=result.escalations)
+        return result
 
     def desk_checks_once(self) -> tuple[RefusalRun, int]:
         """The duty desk's notices: refusals of the hours that are over, quarantined items."""
@@ -151,6 +162,10 @@ class Schedule:
     def _purge_idempotency(self, now: datetime) -> int:
         with self.ledger.transaction() as tx:
             return idempotency.purge_before(tx, now - self.config.api.idempotency_keep)
+
+    def check_certificates_once(self) -> list[CertFinding]:
+        """Check every partner's SMTP certificate now; notices once per threshold."""
+        return self.certificates.run(self.clock.now())
 
     def report_once(self) -> Path | None:
         """The last daily report due by now, unless some gateway sent it already (None)."""
@@ -208,6 +223,11 @@ class Schedule:
             IntervalTrigger(seconds=every, timezone=UTC),
             id="desk-checks",
         )
+        timer.add_job(
+            self._job("certificates", self.check_certificates_once),
+            IntervalTrigger(seconds=CERTS_EVERY.total_seconds(), timezone=UTC),
+            id="certificates",
+        )
         for job_id, run, (hour, minute) in (
             ("purge", self.purge_once, PURGE_AT),
             ("keys", self.check_keys_once, KEYS_AT),
@@ -257,6 +277,7 @@ class Schedule:
             ("desk-checks", self.desk_checks_once),
             ("purge", self.purge_once),
             ("keys", self.check_keys_once),
+            ("certificates", self.check_certificates_once),
             ("report", self.report_once),
             ("idempotency", self.purge_idempotency_once),
         ):
@@ -300,10 +321,12 @@ class Schedule:
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             try:
-                return await asyncio.to_thread(run)
+                outcome = await asyncio.to_thread(run)
             except Exception:
                 log.exception("scheduled job %s failed", name)
                 return None
+            self.tally.set(JOB_LAST_RUN, self.clock.now().timestamp(), name)
+            return outcome
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._running.add(task)

@@ -74,6 +74,22 @@ def make_pki(folder: Path) -> Pki:
     return Pki(ca, cert, key, stranger_cert, stranger_key)
 
 
+def certificate_from_ca(pki: Pki, name: str, days: int) -> tuple[Path, Path]:
+    """A server certificate for 127.0.0.1 from the test CA of ``pki``, valid ``days`` days from
+    now (negative: expired that many days ago); its (certificate, key) files beside the CA's."""
+    folder = pki.ca.parent
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+    _openssl("req", *ec, "-subj", "/CN=mx.partner.example", "-keyout", str(key), "-out", str(csr))
+    extensions = folder / f"{name}.ext"
+    extensions.write_text("subjectAltName=DNS:mx.partner.example,IP:127.0.0.1\n")
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(pki.ca), "-CAkey", str(folder / "ca.key"),
+        "-CAcreateserial", "-days", str(days), "-extfile", str(extensions), "-out", str(cert),
+    )  # fmt: skip
+    return cert, key
+
+
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert), str(key))

@@ -289,6 +289,9 @@ def ledger_messages(gateway: Gateway) -> list[tuple[str, str, str]]:
 
 
 REFUSAL_KINDS = frozenset({"rejected", "session.refused"})
+# What the scheduler's checks at start may audit, whatever arrives: the partners' SMTP servers
+# of the test world do not run, so their certificate checks fail.
+CHECK_KINDS = frozenset({"cert.warning"})
 
 
 def assert_nothing_stored(gateway: Gateway) -> None:
@@ -296,5 +299,7 @@ def assert_nothing_stored(gateway: Gateway) -> None:
     the lines that record refusals."""
     assert spooled(gateway) == []
     assert ledger_messages(gateway) == []
-    others = [entry for entry in gateway.audit.entries() if entry.kind not in REFUSAL_KINDS]
+    others = [
+        entry for entry in gateway.audit.entries() if entry.kind not in REFUSAL_KINDS | CHECK_KINDS
+    ]
     assert [(entry.kind, entry.reason) for entry in others] == []

@@ -329,10 +329,14 @@ async def test_a_gateway_that_was_down_catches_up_once_at_start(tracking: Tracki
     supervisor = tracking.desk("supervisor")
     assert supervisor.notices("report") == ["notice.report.2026-11-24"]
     assert len(supervisor.notices("key-expiry")) == 2  # the test's partner keys are not there
+    # nothing listens on the partners' port 25 here: each failed check is told once a day
+    assert len(supervisor.notices("cert-expiry")) == 2
     with tracking.ledger.engine.connect() as connection:
         jobs_run = connection.execute(select(job_runs.c.job, job_runs.c.node)).all()
     assert sorted(jobs_run) == [
         ("idempotency", "a"),
+        ("cert-notice", "a"),
+        ("cert-notice", "a"),
         ("keys", "a"),
         ("purge", "a"),
         ("report", "a"),

@@ -328,3 +328,33 @@ def test_api_mistakes(tmp_path: Path, setting: str, key: str, reason: str) -> No
     error = failure(tmp_path, MINIMAL + f"\n[api]\n{setting}\n")
     assert error.key == key
     assert reason in error.reason
+
+
+def test_metrics_are_served_on_loopback_unless_configured(tmp_path: Path) -> None:
+    default = configuration.load(write(tmp_path, MINIMAL)).metrics
+    assert (default.host, default.port, default.enabled) == ("127.0.0.1", 9464, True)
+    assert default.disk_floor_mb == 1024
+    example = configuration.load(EXAMPLE).metrics
+    assert (example.host, example.port) == ("127.0.0.1", 9464)
+    text = MINIMAL + '\n[metrics]\nlisten = "[::1]:9100"\ndisk_floor_mb = 200\n'
+    chosen = configuration.load(write(tmp_path, text)).metrics
+    assert (chosen.host, chosen.port, chosen.disk_floor_mb) == ("::1", 9100, 200)
+    off = configuration.load(write(tmp_path, MINIMAL + '\n[metrics]\nlisten = ""\n')).metrics
+    assert (off.host, off.enabled) == (None, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('listen = "9464"', '"host:port"'),
+        ('listen = "127.0.0.1:"', '"host:port"'),
+        ('listen = "127.0.0.1:70000"', "above 65535"),
+        ('listen = "bad host:1"', '"host:port"'),
+        ("listen = 9464", "must be a string"),
+        ("disk_floor_mb = -1", "below the minimum"),
+        ("listen_on = 1", "listen_on"),
+    ],
+)
+def test_a_bad_metrics_setting_is_named(tmp_path: Path, text: str, reason: str) -> None:
+    error = failure(tmp_path, MINIMAL + f"\n[metrics]\n{text}\n")
+    assert "metrics." in str(error) and reason in str(error)

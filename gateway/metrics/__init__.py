@@ -1,0 +1,1 @@
+"""Prometheus metrics of `gateway serve`: the figures, and their exporter."""
