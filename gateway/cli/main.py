@@ -13,6 +13,7 @@ from gateway import __version__
 from gateway.cli import audit as cli_audit
 from gateway.cli import db as cli_db
 from gateway.cli import deadlines as cli_deadlines
+from gateway.cli import index as cli_index
 from gateway.cli import keys as cli_keys
 from gateway.cli import partners as cli_partners
 from gateway.cli import queue as cli_queue
@@ -110,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_deadlines.register(commands)
     cli_queue.register(commands)
     cli_db.register(commands)
+    cli_index.register(commands)
     cli_users.register(commands)
     cli_web.register(commands)
     return parser

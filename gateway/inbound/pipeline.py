@@ -26,8 +26,10 @@ from gateway.desks.maildir import choose_desk
 from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.inbound.carryover import Carryover
+from gateway.search import index
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage
+from gateway.store.search_rows import Where
 from gateway.store.spool import Spool
 from gateway.store.states import InboundState
 from gateway.store.unit import LedgerConflict, LedgerError, Transaction
@@ -224,6 +226,12 @@ class Pipeline:
                     f"spooled {key}",
                 )
                 self._open_reply_deadline(tx, ledger_id, checked, now)
+                index.write_in(
+                    tx,
+                    Where(ledger_id, "inbound", partner.code, desk, checked.form.code),
+                    checked.validation.entities(),
+                    now,
+                )
                 self.audit.append_in(tx, "received", **checked.audit_fields())
         except LedgerConflict:
             self.spool.delete(key, "queued")
