@@ -1,5 +1,6 @@
 """The searchable entities a validated form carries (persons, documents, vehicles, firearms,
-objects, phone numbers, e-mail addresses, references), read from its parsed tree in one walk.
+objects, phone numbers and e-mail addresses written in any text, references), read from its
+parsed tree in one walk.
 
 What is read is recognised by its structure in the common types (xsd/common.xsd), whatever the
 element is named in a form: a Person has FamilyName and Sex (form Q calls it Identity), a
@@ -42,9 +43,6 @@ _OBJECT_IDENTIFIERS = (
     "HullIdentificationNumber",
     "RegistrationNumber",
     "EngineSerialNumber",
-)
-_FREE_TEXT = frozenset(
-    {"Information", "Deeds", "Facts", "Details", "Description", "Circumstances", "Remarks"}
 )
 _EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
 _PHONE = re.compile(r"(?<![\w+])\+[1-9][0-9][0-9 ().-]{5,18}[0-9]")
@@ -108,7 +106,7 @@ def _walk(root: Any) -> Iterator[Entity]:
             yield from _other_object(element, name)
         elif name in _REFERENCES and element.text:
             yield Entity(REFERENCE, _REFERENCES[name], _text(element), element=name)
-        elif name in _FREE_TEXT and element.text:
+        elif not children and element.text and ("@" in element.text or "+" in element.text):
             yield from _contacts(element.text, name)
 
 

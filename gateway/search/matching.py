@@ -23,7 +23,8 @@ from gateway.store import search_rows
 from gateway.store.search_rows import Candidate
 from gateway.store.unit import Transaction
 
-DEFAULT_THRESHOLD = 80.0
+DEFAULT_THRESHOLD = 80.0  # names
+IDENTIFIER_THRESHOLD = 90.0  # numbers, plates, addresses: one wrong character of eight is out
 MAX_QUERY = 200  # characters: longer is no name, number or address
 CANDIDATES = 200  # per way of finding them, scored one by one
 _UNPAIRED_WEIGHT = 0.25
@@ -38,8 +39,15 @@ class Query:
     value: str
     born: date | None = None
     born_within_days: int = 0
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float | None = None  # None: the default of its kind
     limit: int = 50
+
+    @property
+    def least(self) -> float:
+        """The score a result needs."""
+        if self.threshold is not None:
+            return self.threshold
+        return DEFAULT_THRESHOLD if self.kind == PERSON else IDENTIFIER_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -52,7 +60,7 @@ class Query:
             raise SearchRefused("a date of birth goes with a person search only")
         if not 0 <= self.born_within_days <= 366:
             raise SearchRefused("the date-of-birth tolerance is 0 to 366 days")
-        if not 0 < self.threshold <= 100:
+        if self.threshold is not None and not 0 < self.threshold <= 100:
             raise SearchRefused("the threshold is above 0 and at most 100")
         if not 0 < self.limit <= 500:
             raise SearchRefused("the limit is 1 to 500 results")
@@ -85,9 +93,9 @@ def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> F
     hits = []
     for candidate in found:
         hit = score(query, folded, candidate)
-        if hit is not None and hit.score >= query.threshold:
+        if hit is not None and hit.score >= query.least:
             hits.append(hit)
-    hits.sort(key=lambda hit: (-hit.score, -hit.candidate.id))
+    hits.sort(key=lambda hit: (-hit.score, hit.candidate.row.role != "name", hit.candidate.id))
     return Found(tuple(hits[: query.limit]), len(found), fuzzy_index)
 
 
