@@ -41,6 +41,7 @@ _VARIANTS = (
     ("z", "s"),
 )
 _DOUBLED = re.compile(r"(.)\1+")
+_VOWELS = re.compile(r"[aeiou]+")
 _ID_CONFUSABLE = str.maketrans("OI", "01")
 _ID_NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 
@@ -63,6 +64,11 @@ def skeleton(part: str) -> str:
 def name_key(parts: list[str]) -> str:
     """The index key of a name: its parts' skeletons, sorted (name parts in any order)."""
     return " ".join(sorted(skeleton(part) for part in parts))
+
+
+def consonants(skeleton_part: str) -> str:
+    """A skeleton without its vowels after the first letter: mohamed, muhamad -> mhmd."""
+    return skeleton_part[:1] + _VOWELS.sub("", skeleton_part[1:])
 
 
 def identifier(text: str) -> str:

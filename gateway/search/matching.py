@@ -2,8 +2,10 @@
 with the reasons it matched.
 
 A name's score pairs each part of the query with the most alike part of the candidate (in any
-order): a part counts fully when equal after folding (transliteration, case, diacritics) or as
-a spelling variant (same skeleton), and by its fuzzy similarity otherwise; parts of the
+order): a part counts fully when equal after folding (transliteration, case, diacritics), almost
+fully as a spelling variant (same skeleton), by its fuzzy similarity when that is at least
+PART_ALIKE, as 90 when only its vowels differ (Muhammad, Mohammed), and not at all otherwise;
+parts of the
 candidate left unpaired (a second given name, a patronymic) weigh a quarter. A date of birth given
 with the query must match exactly or within the tolerance, or the candidate is dropped.
 Identifiers compare on their folded form (no spaces or dashes, O/0 and I/1 confused).
@@ -28,6 +30,7 @@ IDENTIFIER_THRESHOLD = 90.0  # numbers, plates, addresses: one wrong character o
 MAX_QUERY = 200  # characters: longer is no name, number or address
 CANDIDATES = 200  # per way of finding them, scored one by one
 _UNPAIRED_WEIGHT = 0.25
+PART_ALIKE = 80.0  # a name part less alike than this counts as no match (Larsson, Andersson)
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def name_score(written: str, asked: list[str], held: list[str]) -> tuple[float, 
             if value > best:
                 best, best_at, how = value, at, said
         weight += len(part)
-        if best_at < 0:
+        if best_at < 0 or best == 0:
             why.append(f"{part}: no part alike")
             continue
         free.remove(best_at)
@@ -154,12 +157,15 @@ def name_score(written: str, asked: list[str], held: list[str]) -> tuple[float, 
 def _part_score(asked: str, held: str) -> tuple[float, str]:
     if asked == held:
         return 100.0, "the same"
-    if folding.skeleton(asked) == folding.skeleton(held):
+    asked_skeleton, held_skeleton = folding.skeleton(asked), folding.skeleton(held)
+    if asked_skeleton == held_skeleton:
         return 98.0, "spelling variant"
-    value = max(
-        fuzzy.ratio(asked, held), fuzzy.ratio(folding.skeleton(asked), folding.skeleton(held))
-    )
-    return value, f"{value:.0f}% alike"
+    value = max(fuzzy.ratio(asked, held), fuzzy.ratio(asked_skeleton, held_skeleton))
+    if value >= PART_ALIKE:
+        return value, f"{value:.0f}% alike"
+    if folding.consonants(asked_skeleton) == folding.consonants(held_skeleton):
+        return 90.0, "vowels spelled otherwise"
+    return 0.0, ""
 
 
 def _born_reason(query: Query, held: str | None) -> str | None:

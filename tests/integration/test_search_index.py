@@ -44,7 +44,7 @@ def entries(gateway: Gateway) -> list[tuple[str, str, str, str | None]]:
                 search_entries.c.desk,
             ).order_by(search_entries.c.id)
         ).all()
-    return [tuple(row) for row in rows]  # type: ignore[misc]
+    return [(row.kind, row.role, row.shown, row.desk) for row in rows]
 
 
 def search(gateway: Gateway, query: matching.Query, desks: set[str] | None) -> list[str]:
