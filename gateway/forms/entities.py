@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lxml import etree
-
 # Kinds of entity, as the index and the searches name them.
 PERSON = "person"
 DOCUMENT = "document"
@@ -38,11 +36,12 @@ _REFERENCES = {
     "RecordReference": "interpol-record",
     "NoticeReference": "interpol-notice",
 }
-# Identifiers of objects that are not a common Object (Boat, Banknote).
+_REFERENCE_TAGS = tuple("{*}" + name for name in _REFERENCES)
+# Identifiers of objects that are not a common Object (Boat).
 _OBJECT_IDENTIFIERS = (
-    "HullIdentificationNumber",
-    "RegistrationNumber",
-    "EngineSerialNumber",
+    "{*}HullIdentificationNumber",
+    "{*}RegistrationNumber",
+    "{*}EngineSerialNumber",
 )
 _EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
 _PHONE = re.compile(r"(?<![\w+])\+[1-9][0-9][0-9 ().-]{5,18}[0-9]")
@@ -68,7 +67,7 @@ class Entity:
 
 
 def entities(tree: Any) -> list[Entity]:
-    """Every searchable entity of a parsed, valid form, in document order, duplicates dropped."""
+    """Every searchable entity of a parsed, valid form, by kind, duplicates dropped."""
     found: list[Entity] = []
     seen: set[Entity] = set()
     for entity in _walk(tree.getroot()):
@@ -81,67 +80,83 @@ def entities(tree: Any) -> list[Entity]:
 
 
 def _walk(root: Any) -> Iterator[Entity]:
-    for element in root.iter("{*}*"):
-        name = etree.QName(element).localname
-        children = {etree.QName(child).localname: child for child in element.iterchildren("{*}*")}
-        if "FamilyName" in children and "Sex" in children:
-            yield from _person(element, name)
-        elif {"Type", "Number", "IssuingCountry"} <= children.keys():
+    """The entities, found by the elements that mark them: lxml picks those out by name in C,
+    so a form's other elements cost nothing here."""
+    for family in root.iter("{*}FamilyName"):
+        person = family.getparent()
+        if person.find("{*}Sex") is not None and family.getprevious() is None:
+            yield from _person(person, _local(person.tag))
+    for number in root.iter("{*}Number"):
+        document = number.getparent()
+        country = document.find("{*}IssuingCountry")
+        kind = document.find("{*}Type")
+        if country is not None and kind is not None:
             yield Entity(
-                DOCUMENT,
-                _text(children["Type"]),
-                _text(children["Number"]),
-                country=_text(children["IssuingCountry"]),
-                element=name,
-            )
-        elif "VIN" in children or "Plate" in children:
-            yield from _vehicle(element, name, children)
-        elif "SerialNumber" in children and "Make" in children:
-            for serial in element.iterchildren("{*}SerialNumber"):
-                yield Entity(FIREARM, "serial", _text(serial), element=name)
-        elif "Type" in children and "Description" in children:
-            for identifier in element.iterchildren("{*}Identifier"):
-                yield Entity(OBJECT, _text(children["Type"]), _text(identifier), element=name)
-        elif name == "Banknote" or "HullIdentificationNumber" in children or name == "Boat":
-            yield from _other_object(element, name)
-        elif name in _REFERENCES and element.text:
-            yield Entity(REFERENCE, _REFERENCES[name], _text(element), element=name)
-        elif not children and element.text and ("@" in element.text or "+" in element.text):
-            yield from _contacts(element.text, name)
+                DOCUMENT, _text(kind), _text(number), country=_text(country),
+                element=_local(document.tag),
+            )  # fmt: skip
+    for mark in root.iter("{*}VIN", "{*}Plate"):
+        vehicle = mark.getparent()
+        role = "vin" if _local(mark.tag) == "VIN" else "plate"
+        country = _child_text(vehicle, "RegistrationCountry")
+        yield Entity(VEHICLE, role, _text(mark), country=country, element=_local(vehicle.tag))
+    for serial in root.iter("{*}SerialNumber"):
+        owner = serial.getparent()
+        name = _local(owner.tag)
+        if owner.find("{*}Make") is not None and name != "Boat":
+            yield Entity(FIREARM, "serial", _text(serial), element=name)
+        else:
+            yield Entity(OBJECT, name.lower(), _text(serial), element=name)
+    for identifier in root.iter("{*}Identifier", *_OBJECT_IDENTIFIERS):
+        owner = identifier.getparent()
+        name = _local(owner.tag)
+        kind = owner.find("{*}Type")
+        role = _text(kind) if kind is not None else name.lower()
+        yield Entity(OBJECT, role, _text(identifier), element=name)
+    for reference in root.iter(*_REFERENCE_TAGS):
+        name = _local(reference.tag)
+        yield Entity(REFERENCE, _REFERENCES[name], _text(reference), element=name)
+    for text in root.itertext(with_tail=False):
+        if ("@" in text or "+" in text) and not text.startswith("<"):  # not a <Message-ID>
+            yield from _contacts(text)
+
+
+def _local(tag: Any) -> str:
+    """An element's local name ("" for a comment or processing instruction)."""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def _person(element: Any, name: str) -> Iterator[Entity]:
-    born = _child_text(element, "DateOfBirth")
-    nationality = ",".join(_text(item) for item in element.iterchildren("{*}Nationality"))
-    country = nationality or None
-    yield Entity(PERSON, "name", _full_name(element), born, country, name)
-    original = _child_text(element, "OriginalScriptName")
+    """A person's names (as written, in its original script, its aliases), in one pass over
+    its children."""
+    parts: dict[str, list[str]] = {"GivenName": [], "FamilyName": [], "Nationality": []}
+    aliases: list[str] = []
+    born = original = None
+    for child in element:
+        local = _local(child.tag)
+        if local in parts:
+            parts[local].append(_text(child))
+        elif local == "Alias":
+            aliases.append(_full_name(child))
+        elif local == "DateOfBirth":
+            born = _text(child)
+        elif local == "OriginalScriptName":
+            original = _text(child)
+    country = ",".join(parts["Nationality"]) or None
+    latin = " ".join(filter(None, (*parts["GivenName"], *parts["FamilyName"])))
+    yield Entity(PERSON, "name", latin, born, country, name)
     if original:
         yield Entity(PERSON, "original-script", original, born, country, name)
-    for alias in element.iterchildren("{*}Alias"):
-        yield Entity(PERSON, "alias", _full_name(alias), born, country, name)
+    for alias in aliases:
+        yield Entity(PERSON, "alias", alias, born, country, name)
 
 
-def _vehicle(element: Any, name: str, children: dict[str, Any]) -> Iterator[Entity]:
-    country = _child_text(element, "RegistrationCountry")
-    if "VIN" in children:
-        yield Entity(VEHICLE, "vin", _text(children["VIN"]), country=country, element=name)
-    if "Plate" in children:
-        yield Entity(VEHICLE, "plate", _text(children["Plate"]), country=country, element=name)
-
-
-def _other_object(element: Any, name: str) -> Iterator[Entity]:
-    for field in ("SerialNumber", *_OBJECT_IDENTIFIERS):
-        for item in element.iterchildren("{*}" + field):
-            yield Entity(OBJECT, name.lower(), _text(item), element=name)
-
-
-def _contacts(text: str, name: str) -> Iterator[Entity]:
+def _contacts(text: str) -> Iterator[Entity]:
     """E-mail addresses and international phone numbers (+country code) in free text."""
     for match in _EMAIL.finditer(text):
-        yield Entity(EMAIL, "address", match.group(0), element=name)
+        yield Entity(EMAIL, "address", match.group(0))
     for match in _PHONE.finditer(text):
-        yield Entity(PHONE, "number", match.group(0), element=name)
+        yield Entity(PHONE, "number", match.group(0))
 
 
 def _full_name(element: Any) -> str:

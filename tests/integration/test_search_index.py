@@ -62,10 +62,10 @@ async def test_an_accepted_message_is_indexed_in_its_transaction(
     assert row is not None
     # Written before the 250 (the test reads before the hand-off has run).
     assert entries(gateway) == [
-        ("reference", "sis-alert", "RO0000000000123456", "duty"),
         ("person", "name", "Ivan IVANOV", "duty"),
         ("person", "original-script", "Иванов Иван", "duty"),
         ("document", "passport", "AB 123-456", "duty"),
+        ("reference", "sis-alert", "RO0000000000123456", "duty"),
         ("email", "address", "ivan.ivanov@example.org", "duty"),
         ("phone", "number", "+47 22 00 00 00", "duty"),
     ]
