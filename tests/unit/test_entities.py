@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gateway.core import config as configuration
@@ -42,19 +40,18 @@ def test_a_person_with_aliases_a_document_and_references(validator: FormValidato
 
 
 def test_the_original_script_name_is_valid_and_read(validator: FormValidator) -> None:
-    found = read(
-        validator,
-        "G/valid-person-arrested.xml",
-        (b"<GivenName>Test</GivenName>", "<GivenName>Test</GivenName><OriginalScriptName>Тест Пример</OriginalScriptName>".encode()),
-    )  # fmt: skip
+    given = b"<GivenName>Test</GivenName>"
+    original = "<OriginalScriptName>Тест Пример</OriginalScriptName>".encode()
+    found = read(validator, "G/valid-person-arrested.xml", (given, given + original))
     assert Entity("person", "original-script", "Тест Пример", "1980-01-01", "RO", "Person") in found
 
 
 def test_vehicles_firearms_and_other_objects(validator: FormValidator) -> None:
-    assert [(e.kind, e.role, e.value) for e in read(validator, "G/valid-vehicle-seized.xml")][:2] == [
+    seized = read(validator, "G/valid-vehicle-seized.xml")
+    assert [(e.kind, e.role, e.value) for e in seized][:2] == [
         ("vehicle", "vin", "WVWZZZ1JZXW000001"),
         ("vehicle", "plate", "AB-12-CD"),
-    ]  # fmt: skip
+    ]
     assert read(validator, "IP-MSG/valid-information-firearm.xml")[0] == Entity(
         "firearm", "serial", "EXA000123", element="Firearm"
     )
@@ -80,7 +77,7 @@ def test_an_invalid_form_has_no_entities(validator: FormValidator) -> None:
 @pytest.mark.parametrize(
     ("written", "parts", "key"),
     [
-        ("Jürgen  MÜLLER-Lüdenscheidt", ["jurgen", "muller", "ludenscheidt"], "iurgen ludensheit muler"),
+        ("Jürgen MÜLLER-Lüden", ["jurgen", "muller", "luden"], "iurgen luden muler"),
         ("Mueller, Hans", ["mueller", "hans"], "hans muler"),
         ("Иванов Иван", ["ivanov", "ivan"], "ivan ivanov"),
         ("Iwanow Iwan", ["iwanow", "iwan"], "ivan ivanov"),
@@ -89,7 +86,7 @@ def test_an_invalid_form_has_no_entities(validator: FormValidator) -> None:
         ("Νίκος", ["nikos"], "nikos"),
         ("H4ns Mül1er", ["h4ns", "muller"], "h4ns muler"),
     ],
-)  # fmt: skip
+)
 def test_names_fold_to_parts_and_keys(written: str, parts: list[str], key: str) -> None:
     assert folding.name_parts(written) == parts
     assert folding.name_key(parts) == key
