@@ -17,6 +17,7 @@ from gateway.cli import index as cli_index
 from gateway.cli import keys as cli_keys
 from gateway.cli import partners as cli_partners
 from gateway.cli import queue as cli_queue
+from gateway.cli import search as cli_search
 from gateway.cli import send as cli_send
 from gateway.cli import serve as cli_serve
 from gateway.cli import users as cli_users
@@ -112,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_queue.register(commands)
     cli_db.register(commands)
     cli_index.register(commands)
+    cli_search.register(commands)
     cli_users.register(commands)
     cli_web.register(commands)
     return parser

@@ -327,6 +327,24 @@ search_entries = Table(
 Index("ix_search_entries_kind_key", search_entries.c.kind, search_entries.c.key)
 Index("ix_search_entries_message", search_entries.c.message_id)
 
+# What each search asked, for auditors: the audit chain carries no personal data, only this
+# row's id and digest. Purged with retention (the longest rule) like the messages it concerns.
+search_requests = Table(
+    "search_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("user_name", String(40), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("case_reference", String(64)),
+    Column("reason", String(200)),
+    Column("terms", Text, nullable=False),
+    Column("hits", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+)
+Index("ix_search_requests_at", search_requests.c.at)
+
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500
 

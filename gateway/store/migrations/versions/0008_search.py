@@ -1,4 +1,5 @@
-"""The search index: an entry per entity a message carries, with its trigram index.
+"""The search index: an entry per entity a message carries, with its trigram index; and the
+searches' terms, for auditors.
 
 Revision ID: 0008
 Revises: 0007
@@ -41,9 +42,25 @@ def upgrade() -> None:
     op.create_index("ix_search_entries_kind_key", "search_entries", ["kind", "key"])
     op.create_index("ix_search_entries_message", "search_entries", ["message_id"])
     search_ddl.create(op.get_bind())
+    op.create_table(
+        "search_requests",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("user_name", sa.String(40), nullable=False),
+        sa.Column("role", sa.String(32), nullable=False),
+        sa.Column("purpose", sa.String(32), nullable=False),
+        sa.Column("case_reference", sa.String(64)),
+        sa.Column("reason", sa.String(200)),
+        sa.Column("terms", sa.Text(), nullable=False),
+        sa.Column("hits", sa.Integer(), nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+    )
+    op.create_index("ix_search_requests_at", "search_requests", ["at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_search_requests_at", table_name="search_requests")
+    op.drop_table("search_requests")
     search_ddl.drop(op.get_bind())
     op.drop_index("ix_search_entries_message", table_name="search_entries")
     op.drop_index("ix_search_entries_kind_key", table_name="search_entries")
