@@ -76,7 +76,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"gateway: search refused: {refused.detail}", file=sys.stderr)
             return EXIT_REJECTED
     if args.json:
-        print(json.dumps(as_json(done), indent=2, ensure_ascii=False))
+        print(json.dumps(searching.as_json(done), indent=2, ensure_ascii=False))
         return EXIT_OK
     found = done.found
     print(
@@ -94,29 +94,3 @@ def cmd_search(args: argparse.Namespace) -> int:
         for reason in hit.why:
             print(f"       {reason}")
     return EXIT_OK
-
-
-def as_json(done: searching.Searched) -> dict[str, Any]:
-    return {
-        "search_id": done.search_id,
-        "candidates": done.found.candidates,
-        "fuzzy_index": done.found.fuzzy_index,
-        "results": [
-            {
-                "score": hit.score,
-                "kind": hit.candidate.row.kind,
-                "role": hit.candidate.row.role,
-                "value": hit.candidate.row.shown,
-                "born": hit.candidate.row.born,
-                "country": hit.candidate.row.country,
-                "message": hit.candidate.where.message_id,
-                "direction": hit.candidate.where.direction,
-                "partner": hit.candidate.where.partner,
-                "form": hit.candidate.where.form,
-                "desk": hit.candidate.where.desk,
-                "indexed_at": hit.candidate.created_at.isoformat(),
-                "why": list(hit.why),
-            }
-            for hit in done.found.hits
-        ],
-    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.access.accesslog import AccessLog, Purpose
 from gateway.access.roles import Permission, Principal, Role
@@ -115,6 +116,33 @@ class Rebuilt:
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
+
+
+def as_json(done: Searched) -> dict[str, Any]:
+    """A search's results as the CLI's --json and the API answer them."""
+    return {
+        "search_id": done.search_id,
+        "candidates": done.found.candidates,
+        "fuzzy_index": done.found.fuzzy_index,
+        "results": [
+            {
+                "score": hit.score,
+                "kind": hit.candidate.row.kind,
+                "role": hit.candidate.row.role,
+                "value": hit.candidate.row.shown,
+                "born": hit.candidate.row.born,
+                "country": hit.candidate.row.country,
+                "message": hit.candidate.where.message_id,
+                "direction": hit.candidate.where.direction,
+                "partner": hit.candidate.where.partner,
+                "form": hit.candidate.where.form,
+                "desk": hit.candidate.where.desk,
+                "indexed_at": hit.candidate.created_at.isoformat(),
+                "why": list(hit.why),
+            }
+            for hit in done.found.hits
+        ],
+    }
 
 
 def rebuild(services: Services) -> Rebuilt:
