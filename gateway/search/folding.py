@@ -10,6 +10,7 @@ reference) keeps only letters and digits, upper-cased, with O read as 0 and I as
 
 from __future__ import annotations
 
+import functools
 import re
 
 from gateway.search.translit import to_ascii
@@ -53,6 +54,7 @@ def name_parts(text: str) -> list[str]:
     return [part for part in _NOT_ALNUM.split(ascii_text) if part]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def skeleton(part: str) -> str:
     """A folded name part with its spelling variants folded: mueller, muller -> muler."""
     for written, read in _VARIANTS:
@@ -66,6 +68,7 @@ def name_key(parts: list[str]) -> str:
     return " ".join(sorted(skeleton(part) for part in parts))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def consonants(skeleton_part: str) -> str:
     """A skeleton without its vowels after the first letter: mohamed, muhamad -> mhmd."""
     return skeleton_part[:1] + _VOWELS.sub("", skeleton_part[1:])
