@@ -27,6 +27,7 @@ from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.inbound.carryover import Carryover
 from gateway.search import index
+from gateway.store import search_rows
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage
 from gateway.store.search_rows import Where
@@ -200,6 +201,7 @@ class Pipeline:
             raise StoreUnavailable(
                 "the same message is being received in another session"
             ) from None
+        entries = index.rows_for_intake(checked.validation)
         try:
             # The ledger's writer lock is taken up front: concurrent sessions queue for it
             # rather than meet in SQLite's busy handler, which sleeps.
@@ -226,10 +228,10 @@ class Pipeline:
                     f"spooled {key}",
                 )
                 self._open_reply_deadline(tx, ledger_id, checked, now)
-                index.write_in(
+                search_rows.add_in(
                     tx,
                     Where(ledger_id, "inbound", partner.code, desk, checked.form.code),
-                    checked.validation.entities(),
+                    entries,
                     now,
                 )
                 self.audit.append_in(tx, "received", **checked.audit_fields())
