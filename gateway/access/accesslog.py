@@ -9,6 +9,7 @@ never what was searched for.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -82,6 +83,12 @@ class AccessEntry:
     details: dict[str, str]
 
 
+def _hex(digest: str) -> str:
+    if digest and re.fullmatch(r"[0-9a-f]{64}", digest) is None:
+        raise ValueError("a digest is 64 hexadecimal digits")
+    return digest
+
+
 def actor_field(user: str) -> str:
     """The user as the audit chain names it: a user's name or ``key:`` and an API key's name;
     ValueError for anything else (a name is a code: it cannot carry other data)."""
@@ -123,14 +130,26 @@ class AccessLog:
         )
 
     def record_search(
-        self, tx: Transaction, user: str, role: Role, hits: int, purpose: Purpose
+        self,
+        tx: Transaction,
+        user: str,
+        role: Role,
+        hits: int,
+        purpose: Purpose,
+        *,
+        search_id: int | None = None,
+        digest: str = "",
     ) -> AuditEntry:
-        """Append a search: who, as what, why, and how many messages it found."""
+        """Append a search: who, as what, why, and how many messages it found; with the id
+        and digest of its row in search_requests (gateway.store.search_log) that holds the
+        terms, which the chain never does."""
         reason = (
             f"user={actor_field(user)} role={Role(role)} purpose={Purpose(purpose)} "
             f"hits={int(hits)}"
         )
-        return self.audit.append_in(tx, Access.SEARCH, reason=reason)
+        if search_id is not None:
+            reason += f" search={int(search_id)}"
+        return self.audit.append_in(tx, Access.SEARCH, digest=_hex(digest), reason=reason)
 
 
 def read(

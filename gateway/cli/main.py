@@ -13,10 +13,12 @@ from gateway import __version__
 from gateway.cli import audit as cli_audit
 from gateway.cli import db as cli_db
 from gateway.cli import deadlines as cli_deadlines
+from gateway.cli import index as cli_index
 from gateway.cli import keys as cli_keys
 from gateway.cli import partners as cli_partners
 from gateway.cli import queue as cli_queue
 from gateway.cli import report as cli_report
+from gateway.cli import search as cli_search
 from gateway.cli import send as cli_send
 from gateway.cli import serve as cli_serve
 from gateway.cli import users as cli_users
@@ -112,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     cli_report.register(commands)
     cli_queue.register(commands)
     cli_db.register(commands)
+    cli_index.register(commands)
+    cli_search.register(commands)
     cli_users.register(commands)
     cli_web.register(commands)
     return parser

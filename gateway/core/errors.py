@@ -284,3 +284,12 @@ class IllegalTransition(Exception):
         self.target = target
         reason = why or "not in the transition table"
         super().__init__(f"illegal {machine} transition {source} -> {target}: {reason}")
+
+
+class SearchRefused(RejectedError):
+    """A search that cannot run as asked: empty, too long, an unknown kind, no purpose. Nothing
+    was searched or logged; the command exits 1 with this reason, the API answers 400."""
+
+    smtp_code = 554
+    enhanced = "5.5.4"
+    summary = "search refused"

@@ -17,6 +17,7 @@ from gateway.core.errors import InvalidForm, SchemaSetError
 from gateway.core.limits import XmlLimits
 from gateway.core.vocabulary import SchemaSetSpec
 from gateway.forms.catalogue import FormCatalogue, FormSpec
+from gateway.forms.entities import Entity, entities
 from gateway.forms.formwording import Fault, plain, sentence
 from gateway.forms.schemacatalog import CATALOG_NS, CatalogEntry, XmlCatalog
 
@@ -146,6 +147,12 @@ class Validation:
 
         walk(self._tree.getroot(), 0)
         return rows
+
+    def entities(self) -> list[Entity]:
+        """The searchable entities of a valid form (gateway.forms.entities), from its tree."""
+        if not self.valid or self._tree is None:
+            raise ValueError("only a valid form has entities")
+        return entities(self._tree)
 
     def attachment_refs(self) -> list[tuple[str, str, str]]:
         """(FileName, MediaType, SHA256) of every Attachment the form lists."""

@@ -26,8 +26,11 @@ from gateway.desks.maildir import choose_desk
 from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.inbound.carryover import Carryover
+from gateway.search import index
+from gateway.store import search_rows
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage
+from gateway.store.search_rows import Where
 from gateway.store.spool import Spool
 from gateway.store.states import InboundState
 from gateway.store.unit import LedgerConflict, LedgerError, Transaction
@@ -200,6 +203,7 @@ class Pipeline:
             raise StoreUnavailable(
                 "the same message is being received in another session"
             ) from None
+        entries = index.rows_for_intake(checked.validation)
         try:
             # The ledger's writer lock is taken up front: concurrent sessions queue for it
             # rather than meet in SQLite's busy handler, which sleeps.
@@ -227,6 +231,12 @@ class Pipeline:
                     f"spooled {key}",
                 )
                 self._open_reply_deadline(tx, ledger_id, checked, now)
+                search_rows.add_in(
+                    tx,
+                    Where(ledger_id, "inbound", partner.code, desk, checked.form.code),
+                    entries,
+                    now,
+                )
                 self.audit.append_in(tx, "received", **checked.audit_fields())
         except LedgerConflict:
             self.spool.delete(key, "queued")

@@ -21,9 +21,11 @@ from gateway.crypto.pgpmime import Attachment
 from gateway.desks.maildir import choose_desk
 from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
+from gateway.search import index
 from gateway.store import lookups
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, NewMessage
+from gateway.store.search_rows import Where
 from gateway.store.spool import Spool
 from gateway.store.states import OutboundState
 from gateway.store.unit import LedgerError, Transaction
@@ -268,6 +270,12 @@ class Submitter:
             " ".join(filter(None, (f"queued for {partner.code}", checked.origin))),
         )
         self._open_reply_deadline(tx, ledger_id, form, validation, now)
+        index.write_in(
+            tx,
+            Where(ledger_id, "outbound", partner.code, checked.desk, form.code),
+            validation.entities(),
+            now,
+        )
         if also_in is not None:
             also_in(
                 tx,

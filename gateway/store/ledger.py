@@ -39,6 +39,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError
+from gateway.store import search_ddl
 from gateway.store.durable import private_folder
 from gateway.store.states import (
     DEADLINE,
@@ -308,6 +309,50 @@ drafts = Table(
 )
 Index("ix_drafts_user_desk", drafts.c.user_name, drafts.c.desk, drafts.c.id)
 
+# The search index: one row per entity a message carries (gateway.search), written in the
+# transaction that records the message. ``shown`` is the value as written, ``folded`` its folded
+# parts, ``key`` what candidates are found by (a name's sorted skeletons, an identifier folded).
+# The trigram indexes over ``key`` (an FTS5 table on SQLite, a pg_trgm GIN index on PostgreSQL)
+# are not tables of this metadata: gateway.store.search_rows makes them.
+search_entries = Table(
+    "search_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("partner", String(32), nullable=False),
+    Column("desk", String(32)),
+    Column("form", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("shown", String(255), nullable=False),
+    Column("folded", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("born", String(10)),
+    Column("country", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_search_entries_kind_key", search_entries.c.kind, search_entries.c.key)
+Index("ix_search_entries_message", search_entries.c.message_id)
+
+# What each search asked, for auditors: the audit chain carries no personal data, only this
+# row's id and digest. Purged with retention (the longest rule) like the messages it concerns.
+search_requests = Table(
+    "search_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("user_name", String(40), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("case_reference", String(64)),
+    Column("reason", String(200)),
+    Column("terms", Text, nullable=False),
+    Column("hits", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+)
+Index("ix_search_requests_at", search_requests.c.at)
+
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500
 
@@ -374,6 +419,8 @@ def create_schema(engine: Engine) -> None:
     """The tables straight from ``metadata``, for throwaway ledgers (tests, benchmarks) only: the
     gateway's commands require the migrated schema (gateway.schema, `gateway db upgrade`)."""
     metadata.create_all(engine)
+    with engine.begin() as connection:
+        search_ddl.create(connection)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from gateway.core.config import Config
 from gateway.core.durations import format_duration
 from gateway.core.errors import GatewayError
-from gateway.store import retention_rows
+from gateway.store import retention_rows, search_log, search_rows
 from gateway.store.audit import AuditLog
 from gateway.store.durable import fsync_dir
 from gateway.store.ledger import Ledger, MessageRow
@@ -43,6 +43,7 @@ class PurgeResult:
     desk_copies: int = 0
     waiting: int = 0  # due, but their spooled item is still being handled: next time
     failed: int = 0  # left for the next purge after an error
+    searches: int = 0  # searches' terms older than the longest retention rule
 
 
 class Purger:
@@ -67,9 +68,19 @@ class Purger:
             except (GatewayError, OSError, LedgerError) as error:
                 result.failed += 1
                 log.error("purge of %s %s failed: %r", row.form, row.reference, error)
-        if result.messages:
+        result.searches = self._purge_searches(now)
+        if result.messages or result.searches:
             log.info("purged %s", result)
         return result
+
+    def _purge_searches(self, now: datetime) -> int:
+        """The searches' terms are kept as long as the longest retention rule keeps messages
+        (what they may have found): none is purged without a rule."""
+        longest = max((rule.keep for rule in self.config.retention), default=None)
+        if longest is None:
+            return 0
+        with self.ledger.transaction() as tx:
+            return search_log.purge_before_in(tx, now - longest)
 
     def _purge(
         self, row: MessageRow, now: datetime, result: PurgeResult, copies: _DeskCopies
@@ -93,6 +104,7 @@ class Purger:
         )
         with self.ledger.transaction() as tx:
             self.ledger.event_in(tx, row.id, PURGED, detail)
+            search_rows.delete_of_message_in(tx, row.id)  # its search index entries
             self.audit.append_in(
                 tx,
                 "retention.purged",

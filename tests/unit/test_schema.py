@@ -18,6 +18,8 @@ from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
+from gateway.forms.entities import Entity
+from gateway.search import index, matching
 from gateway.store import (
     claims,
     deadline_rows,
@@ -25,6 +27,8 @@ from gateway.store import (
     idempotency,
     reportfigures,
     schema,
+    search_ddl,
+    search_rows,
     users,
     worklist,
 )
@@ -39,6 +43,7 @@ from gateway.store.ledger import (
     metadata,
 )
 from gateway.store.reportfigures import Scope
+from gateway.store.search_rows import Where
 from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -80,9 +85,18 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         engine.dispose()
 
 
+def _described(name: str | None, kind: str, _parents: object) -> bool:
+    """Whether metadata describes it: not the search index's trigram tables and index, which
+    gateway.store.search_ddl makes."""
+    if kind == "table":
+        return name not in search_ddl.EXTRA_TABLES
+    return not (kind == "index" and name == search_ddl.TRGM_INDEX)
+
+
 def differences(engine: Engine) -> list[object]:
     with engine.connect() as connection:
-        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+        context = MigrationContext.configure(connection, opts={"include_name": _described})
+        return list(compare_metadata(context, metadata))
 
 
 def fill(engine: Engine) -> None:
@@ -158,7 +172,8 @@ def test_the_migrations_make_exactly_the_schema_of_ledger_py(empty_engine: Engin
     assert (done.before.current, done.after, done.stamped) == (None, schema.head(), False)
     assert done.before.empty
     assert differences(empty_engine) == []
-    assert set(inspect(empty_engine).get_table_names()) == {*metadata.tables, "alembic_version"}
+    tables = set(inspect(empty_engine).get_table_names())
+    assert tables - search_ddl.EXTRA_TABLES == {*metadata.tables, "alembic_version"}
     schema.require_current(empty_engine)
 
 
@@ -432,6 +447,43 @@ def test_revision_0007_adds_the_drafts_table_to_a_0006_ledger_holding_data(
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
+def test_revision_0008_adds_the_search_index_to_a_0007_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0007")).after == "0007"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "search_entries" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0008"))
+
+    assert (done.before.current, done.after) == ("0007", "0008")
+    assert contents(empty_engine) == before
+    assert "search_entries" in inspect(empty_engine).get_table_names()
+    schema.upgrade(empty_engine)  # the later revisions, for the ledger's queries below
+    assert differences(empty_engine) == []
+    ledger = Ledger(empty_engine, FakeClock(START))
+    message = ledger.by_reference(RECEIVED.reference)[0].id
+    where = Where(message, "inbound", "NO-SIRENE", "sirene", "G")
+    with ledger.transaction() as tx:
+        written = index.write_in(
+            tx, where, [Entity("person", "name", "Jürgen MÜLLER", "1970-01-01", "DE")], START
+        )
+    assert written == 1
+    with ledger.reading() as tx:
+        typo = matching.search(tx, matching.Query("person", "Jurgen Mulller"), desks=None)
+        variant = matching.search(tx, matching.Query("person", "Mueller Juergen"), desks=None)
+    assert typo.fuzzy_index  # FTS5 on SQLite; pg_trgm installed by the revision on PostgreSQL
+    assert [hit.candidate.row.shown for hit in typo.hits] == ["Jürgen MÜLLER"]
+    assert [hit.candidate.where for hit in variant.hits] == [where]
+    with ledger.transaction() as tx:
+        assert search_rows.delete_of_message_in(tx, message) == 1
+    with ledger.reading() as tx:
+        gone = matching.search(tx, matching.Query("person", "Jurgen Muller"), desks=None)
+    assert gone.hits == ()
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
 def test_a_ledger_at_a_revision_this_gateway_does_not_know_is_refused(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
@@ -483,17 +535,17 @@ def test_the_refusal_never_shows_the_password_of_the_url(empty_engine: Engine) -
     assert "***" in no.value.detail
 
 
-def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0007_ledger(
+def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_ledger(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0007")).after == "0007"
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0008")).after == "0008"
     fill(empty_engine)
     before = contents(empty_engine)
     assert "alert_article" not in {c["name"] for c in inspect(empty_engine).get_columns("messages")}
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after) == ("0007", "0009")
+    assert (done.before.current, done.after) == ("0008", "0009")
     assert kept(empty_engine, before)
     assert differences(empty_engine) == []
     indexes = {

@@ -16,6 +16,7 @@ from gateway.web.api.errors import ApiError, api_refusal
 from gateway.web.api.form import get_form
 from gateway.web.api.messages import get_message, get_status, list_messages
 from gateway.web.api.openapi import openapi_json
+from gateway.web.api.search import post_search
 from gateway.web.api.send import post_message
 from gateway.web.bodylimit import BodyTooLarge
 
@@ -27,6 +28,7 @@ ROUTES = [
     Route("/messages/{ledger_id:int}/form", get_form, methods=["GET"]),
     Route("/messages/{ledger_id:int}/attachments/{number:int}", get_attachment, methods=["GET"]),
     Route("/deadlines", list_deadlines, methods=["GET"]),
+    Route("/search", post_search, methods=["POST"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
 ]
 

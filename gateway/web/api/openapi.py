@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.access.accesslog import Purpose
+from gateway.forms.entities import KINDS
+from gateway.search.matching import MAX_QUERY
 from gateway.store.ledger import DIRECTIONS
 from gateway.web.api.context import PREFIX
 from gateway.web.api.messages import MAX_LIMIT, STATES
@@ -17,7 +19,7 @@ from gateway.web.api.send import IDEMPOTENCY_HEADER
 DESCRIPTION = """\
 The gateway's HTTP API, for systems that integrate with it (a national case-management system)
 instead of the desks' outbox folders: list and read messages, send a form, follow its status
-and the open deadlines.
+and the open deadlines, search what was exchanged.
 
 Authentication: an API key made with `gateway users apikey create NAME --role R [--desk D]`,
 given as `Authorization: Bearer <key>`. A missing, unknown or revoked key is answered 401 with
@@ -228,6 +230,47 @@ SCHEMAS: dict[str, Any] = {
             "due": INSTANT,
             "seconds_left": {"type": "integer"},
             "reminders_sent": {"type": "integer"},
+        }
+    ),
+    "SearchRequest": _object(
+        {
+            "kind": {"type": "string", "enum": list(KINDS), "default": "person"},
+            "value": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY},
+            "born": {"type": "string", "format": "date"},
+            "born_within_days": {"type": "integer", "minimum": 0, "maximum": 366},
+            "threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 100},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 500},
+            "purpose": {"type": "string", "enum": [p.value for p in Purpose]},
+            "case_reference": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9/._-]{1,63}$"},
+            "reason": {"type": "string", "minLength": 3, "maxLength": 200},
+        },
+        required=["value", "purpose"],
+    ),
+    "SearchResults": _object(
+        {
+            "search_id": {"type": "integer"},
+            "candidates": {"type": "integer"},
+            "fuzzy_index": {"type": "boolean"},
+            "results": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "score": {"type": "number"},
+                        "kind": {"type": "string"},
+                        "role": {"type": "string"},
+                        "value": {"type": "string"},
+                        "born": NULLABLE_STRING,
+                        "country": NULLABLE_STRING,
+                        "message": {"type": "integer"},
+                        "direction": {"type": "string", "enum": list(DIRECTIONS)},
+                        "partner": {"type": "string"},
+                        "form": {"type": "string"},
+                        "desk": NULLABLE_STRING,
+                        "indexed_at": INSTANT,
+                        "why": {"type": "array", "items": {"type": "string"}},
+                    }
+                ),
+            },
         }
     ),
     "DeadlineList": _object(
@@ -453,6 +496,34 @@ PATHS: dict[str, Any] = {
                 "200": _ok("the deadlines", "DeadlineList"),
                 "400": _error("a parameter that is unknown or wrong"),
                 "403": _error("the key's role does not see messages"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/search": {
+        "post": {
+            "operationId": "search",
+            "summary": "Search persons, documents, vehicles, ... in what was exchanged",
+            "description": (
+                "The terms go in the body, never the URL. Candidates come from the search "
+                "index (trigrams), a fuzzy score ranks them, each result says why it matched; "
+                "only messages of the key's desks are searched. A search needs a purpose and a "
+                "case reference or a short reason; it is recorded: its terms in their own "
+                "table for auditors, an access-log line with that row's id and digest."
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": {"$ref": "#/components/schemas/SearchRequest"}}},
+            },
+            "responses": {
+                "200": _ok("the results, best first", "SearchResults"),
+                "400": _error(
+                    "no purpose, no case reference or reason, an empty, too long "
+                    "or malformed search, an unknown field"
+                ),
+                "403": _error("the key's role does not search (operator, auditor)"),
+                "413": _error("the body is over 4 KiB"),
+                "415": _error("the body is not application/json"),
                 **COMMON_ERRORS,
             },
         }

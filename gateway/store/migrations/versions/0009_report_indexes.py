@@ -1,7 +1,7 @@
 """The statistics reports: the alert article of a form, and indexes for the periods' counts.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 A column added (empty on the rows a ledger holds: their forms named no article the reports
 knew of) and indexes: every row is kept.
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

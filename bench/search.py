@@ -1,0 +1,223 @@
+"""Benchmark: person searches through the index (gateway.search.matching) with N indexed persons,
+p50 and p95, against a full rapidfuzz scan over the same folded names in the same run.
+
+The persons are made from lists of family and given names (several scripts) with numbered
+suffixes, so that many share trigrams; the searches are held names with a variant applied (a
+typo, parts swapped, a transliteration). SQLite always; PostgreSQL when GATEWAY_TEST_POSTGRES_URL
+is set (a private schema, dropped afterwards). The baseline is rapidfuzz.process.extract with
+token_sort_ratio over every folded name held (C speed, one call per search).
+
+    .venv/bin/python bench/search.py [--sizes 10000,100000] [--queries 200] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from rapidfuzz import fuzz, process
+from sqlalchemy import text
+
+from gateway.core.clock import FakeClock
+from gateway.forms.entities import Entity
+from gateway.search import folding, index, matching
+from gateway.search.translit import to_ascii
+from gateway.store import schema, search_rows
+from gateway.store.ledger import Ledger, NewMessage, make_engine
+from gateway.store.search_rows import Where
+from gateway.store.states import InboundState
+
+ROOT = Path(__file__).resolve().parent.parent
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+FAMILY = [
+    "MÜLLER", "SCHMIDT", "NOWAK", "IVANOV", "PETROV", "PAPADOPOULOS", "JOVANOVIĆ", "POPESCU",
+    "GARCÍA", "WÓJCIK", "DUBOIS", "KOVALENKO", "NAGY", "YILMAZ", "ROSSI", "ANDERSSON",
+    "SZYMAŃSKA", "WEBER", "SOKOLOVA", "NOVÁK", "SCHNEIDER", "KOWALSKI", "SMIRNOV", "GEORGIOU",
+]  # fmt: skip
+GIVEN = [
+    "Hans", "Jürgen", "Anna", "Ivan", "Sergey", "Nikolaos", "Dragan", "Ion", "María", "Krzysztof",
+    "Jean", "Yuriy", "Zoltán", "Ahmet", "Giuseppe", "Lars", "Agnieszka", "Philipp", "Olga",
+]  # fmt: skip
+PER_MESSAGE = 1000
+MESSAGE = NewMessage(
+    direction="inbound",
+    partner="NO-SIRENE",
+    channel="sirene",
+    form="M",
+    reference="NO-2026-000000",
+    message_id="<bench@no.example>",
+    priority="normal",
+    content_sha256="a" * 64,
+    raw_sha256="b" * 64,
+    state=InboundState.RECEIVED,
+    spool_key=None,
+    desk="sirene",
+)
+
+
+def person(number: int, pick: random.Random) -> tuple[str, str]:
+    """A held person: a name (a family name with a suffix that makes it one of many) and a
+    date of birth."""
+    family = f"{pick.choice(FAMILY)}{_suffix(number)}"
+    born = date(1950 + pick.randrange(55), 1 + pick.randrange(12), 1 + pick.randrange(28))
+    return f"{pick.choice(GIVEN)} {family}", born.isoformat()
+
+
+def _suffix(number: int) -> str:
+    letters = "abcdefghijklmnoprstuvz"
+    word = ""
+    while True:
+        number, rest = divmod(number, len(letters))
+        word += letters[rest]
+        if number == 0:
+            return word.upper()
+
+
+def variant(name: str, pick: random.Random) -> str:
+    parts = name.split()
+    which = pick.randrange(3)
+    if which == 0:  # a typo in the family name: one letter doubled
+        family = parts[-1]
+        at = pick.randrange(len(family))
+        parts[-1] = family[:at] + family[at] + family[at:]
+    elif which == 1:  # parts swapped
+        parts.reverse()
+    else:  # written without diacritics, lower case
+        parts = [to_ascii(part).lower() for part in parts]
+    return " ".join(parts)
+
+
+@contextlib.contextmanager
+def database(kind: str, folder: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / f'search-{uuid.uuid4().hex[:6]}.db'}"
+        return
+    admin = make_engine(os.environ["GATEWAY_TEST_POSTGRES_URL"])
+    name = f"b_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield f"{os.environ['GATEWAY_TEST_POSTGRES_URL']}?options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+def fill(ledger: Ledger, size: int, seed: int) -> tuple[list[tuple[str, str]], float]:
+    """Index ``size`` persons, a thousand per message; returns them and the seconds it took."""
+    pick = random.Random(seed)
+    held = [person(number, pick) for number in range(size)]
+    start = time.perf_counter()
+    for first in range(0, size, PER_MESSAGE):
+        with ledger.transaction() as tx:
+            new = dataclasses.replace(MESSAGE, reference=f"NO-2026-{first:06d}")
+            message = ledger.record_in(tx, new, "spooled")
+            where = Where(message, "inbound", "NO-SIRENE", "sirene", "M")
+            batch = held[first : first + PER_MESSAGE]
+            found = [Entity("person", "name", name, born) for name, born in batch]
+            index.write_in(tx, where, found, NOW)
+    return held, time.perf_counter() - start
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def measure(kind: str, size: int, queries: int, folder: Path) -> dict[str, object]:
+    with database(kind, folder) as url:
+        engine = make_engine(url)
+        try:
+            schema.upgrade(engine)
+            ledger = Ledger(engine, FakeClock(NOW))
+            held, filled = fill(ledger, size, seed=size)
+            pick = random.Random(7)
+            asked = [variant(pick.choice(held)[0], pick) for _ in range(queries)]
+            times, found, candidates = [], 0, []
+            for query in asked:
+                start = time.perf_counter()
+                with ledger.reading() as tx:
+                    result = matching.search(tx, matching.Query("person", query), desks={"sirene"})
+                times.append(time.perf_counter() - start)
+                found += bool(result.hits)
+                candidates.append(result.candidates)
+            with ledger.reading() as tx:
+                fuzzy_index = search_rows.trigram_available(tx)
+        finally:
+            engine.dispose()
+    folded = [" ".join(folding.name_parts(name)) for name, _ in held]
+    scan = []
+    for query in asked[: max(10, queries // 10)]:
+        start = time.perf_counter()
+        process.extract(
+            " ".join(folding.name_parts(query)), folded, scorer=fuzz.token_sort_ratio, limit=50
+        )
+        scan.append(time.perf_counter() - start)
+    p95 = percentile(times, 0.95)
+    scan_p95 = percentile(scan, 0.95)
+    return {
+        "database": kind,
+        "persons": size,
+        "index_seconds": round(filled, 1),
+        "searches": queries,
+        "found_share": round(found / queries, 3),
+        "candidates_median": statistics.median(candidates),
+        "fuzzy_index": fuzzy_index,
+        "p50_ms": round(percentile(times, 0.5) * 1000, 2),
+        "p95_ms": round(p95 * 1000, 2),
+        "scan_searches": len(scan),
+        "scan_p50_ms": round(percentile(scan, 0.5) * 1000, 2),
+        "scan_p95_ms": round(scan_p95 * 1000, 2),
+        "scan_over_index_p95": round(scan_p95 / p95, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "search.json")
+    args = parser.parse_args()
+    kinds = ["sqlite"] + (["postgresql"] if os.environ.get("GATEWAY_TEST_POSTGRES_URL") else [])
+    results: dict[str, object] = {
+        "benchmark": "search",
+        "python": platform.python_version(),
+        "threshold": matching.DEFAULT_THRESHOLD,
+        "runs": [],
+    }
+    runs: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory() as folder:
+        for kind in kinds:
+            for size in (int(value) for value in args.sizes.split(",")):
+                figures = measure(kind, size, args.queries, Path(folder))
+                runs.append(figures)
+                print(
+                    f"{kind:>10} {size:>9,} persons (indexed in {figures['index_seconds']} s): "
+                    f"p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, found "
+                    f"{figures['found_share']:.1%}, {figures['candidates_median']} candidates; "
+                    f"full rapidfuzz scan p95 {figures['scan_p95_ms']} ms "
+                    f"({figures['scan_over_index_p95']}x)"
+                )
+    results["runs"] = runs
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

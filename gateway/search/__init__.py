@@ -1,0 +1,1 @@
+"""Search across what was exchanged: entity folding, the index written at acceptance, matching."""

@@ -1,0 +1,16 @@
+"""Fuzzy similarity of two strings, 0 to 100: the only module that imports rapidfuzz."""
+
+from __future__ import annotations
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
+
+
+def ratio(left: str, right: str) -> float:
+    """The normalised Indel similarity of two strings, 0 (nothing alike) to 100 (the same)."""
+    return float(fuzz.ratio(left, right))
+
+
+def edits(left: str, right: str) -> int:
+    """The Levenshtein distance: insertions, deletions and substitutions from one to the other."""
+    return int(Levenshtein.distance(left, right))

@@ -1,0 +1,187 @@
+"""A search of the index: candidates from the trigram or exact-key index, scored, ranked, each
+with the reasons it matched.
+
+A name's score pairs each part of the query with the most alike part of the candidate (in any
+order): a part counts fully when equal after folding (transliteration, case, diacritics), almost
+fully as a spelling variant (same skeleton), by its fuzzy similarity when that is at least
+PART_ALIKE, as 90 when only its vowels differ (Muhammad, Mohammed), and not at all otherwise;
+parts of the
+candidate left unpaired (a second given name, a patronymic) weigh a quarter. A date of birth given
+with the query must match exactly or within the tolerance, or the candidate is dropped.
+Identifiers compare on their folded form (no spaces or dashes, O/0 and I/1 confused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import date
+
+from gateway.core.errors import SearchRefused
+from gateway.forms.entities import KINDS, PERSON
+from gateway.search import folding, fuzzy
+from gateway.search.index import fold
+from gateway.store import search_rows
+from gateway.store.search_rows import Candidate
+from gateway.store.unit import Transaction
+
+DEFAULT_THRESHOLD = 80.0  # names
+IDENTIFIER_THRESHOLD = 90.0  # numbers, plates, addresses: one wrong character of eight is out
+MAX_QUERY = 200  # characters: longer is no name, number or address
+CANDIDATES = 200  # per way of finding them, scored one by one
+_UNPAIRED_WEIGHT = 0.25
+PART_ALIKE = 80.0  # a name part less alike than this counts as no match (Larsson, Andersson)
+
+
+@dataclass(frozen=True)
+class Query:
+    """What is searched: a value of ``kind``; for a person a name, optionally a date of birth
+    and how many days it may be off."""
+
+    kind: str
+    value: str
+    born: date | None = None
+    born_within_days: int = 0
+    threshold: float | None = None  # None: the default of its kind
+    limit: int = 50
+
+    @property
+    def least(self) -> float:
+        """The score a result needs."""
+        if self.threshold is not None:
+            return self.threshold
+        return DEFAULT_THRESHOLD if self.kind == PERSON else IDENTIFIER_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise SearchRefused(f"unknown kind {self.kind!r}: one of {', '.join(KINDS)}")
+        if not self.value.strip():
+            raise SearchRefused("the search is empty: give a name, number or address")
+        if len(self.value) > MAX_QUERY:
+            raise SearchRefused(f"the search is too long: at most {MAX_QUERY} characters")
+        if self.born is not None and self.kind != PERSON:
+            raise SearchRefused("a date of birth goes with a person search only")
+        if not 0 <= self.born_within_days <= 366:
+            raise SearchRefused("the date-of-birth tolerance is 0 to 366 days")
+        if self.threshold is not None and not 0 < self.threshold <= 100:
+            raise SearchRefused("the threshold is above 0 and at most 100")
+        if not 0 < self.limit <= 500:
+            raise SearchRefused("the limit is 1 to 500 results")
+        if not fold(self.kind, self.value)[1]:
+            raise SearchRefused("the search has no letter or digit to look for")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A result: the entry, its message's place, its score and why it matched."""
+
+    candidate: Candidate
+    score: float
+    why: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Found:
+    hits: tuple[Hit, ...]
+    candidates: int  # scored
+    fuzzy_index: bool  # False: PostgreSQL without pg_trgm, exact keys only
+
+
+def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> Found:
+    """The entries that match ``query`` at its threshold, best first, on ``desks`` only (None:
+    every desk)."""
+    folded, key = fold(query.kind, query.value)
+    fuzzy_index = search_rows.trigram_available(tx)
+    found = search_rows.candidates(tx, query.kind, [key], desks=desks, limit=CANDIDATES, fuzzy=True)
+    hits = []
+    for candidate in found:
+        hit = score(query, folded, candidate)
+        if hit is not None and hit.score >= query.least:
+            hits.append(hit)
+    hits.sort(key=lambda hit: (-hit.score, hit.candidate.row.role != "name", hit.candidate.id))
+    return Found(tuple(hits[: query.limit]), len(found), fuzzy_index)
+
+
+def score(query: Query, folded: str, candidate: Candidate) -> Hit | None:
+    """The candidate's score against the query and the reasons, or None when its date of
+    birth rules it out."""
+    row = candidate.row
+    if query.kind == PERSON:
+        value, why = name_score(query.value, folded.split(), row.folded.split())
+        born = _born_reason(query, row.born)
+        if born is None:
+            return None
+        why.append(born)
+    else:
+        value = 100.0 if folded == row.folded else fuzzy.ratio(folded, row.folded)
+        how = "the same" if value == 100 else f"{value:.0f}% alike"
+        why = [f"{row.role} {row.shown!r}: {how} once folded ({row.folded})"]
+    if row.role == "alias":
+        why.append("matched an alias")
+    elif row.role == "original-script":
+        why.append("matched the name in its original script")
+    return Hit(candidate, round(value, 1), tuple(why))
+
+
+def name_score(written: str, asked: list[str], held: list[str]) -> tuple[float, list[str]]:
+    """Score (0-100) of the held name parts against the asked ones, and why."""
+    free = list(range(len(held)))
+    total = weight = 0.0
+    why: list[str] = []
+    order: list[int] = []
+    for part in asked:
+        best, best_at, how = 0.0, -1, ""
+        for at in free:
+            value, said = _part_score(part, held[at])
+            if value > best:
+                best, best_at, how = value, at, said
+        weight += len(part)
+        if best_at < 0 or best == 0:
+            why.append(f"{part}: no part alike")
+            continue
+        free.remove(best_at)
+        order.append(best_at)
+        total += best * len(part)
+        why.append(f"{part} ~ {held[best_at]}: {how}")
+    unpaired = sum(len(held[at]) for at in free)
+    weight += _UNPAIRED_WEIGHT * unpaired
+    if free:
+        why.append("not in the search: " + " ".join(held[at] for at in free))
+    if order != sorted(order):
+        why.append("name parts in another order")
+    if not written.isascii():
+        why.insert(0, "transliterated to Latin letters")
+    return (total / weight if weight else 0.0), why
+
+
+def _part_score(asked: str, held: str) -> tuple[float, str]:
+    if asked == held:
+        return 100.0, "the same"
+    asked_skeleton, held_skeleton = folding.skeleton(asked), folding.skeleton(held)
+    if asked_skeleton == held_skeleton:
+        return 98.0, "spelling variant"
+    value = max(fuzzy.ratio(asked, held), fuzzy.ratio(asked_skeleton, held_skeleton))
+    if value >= PART_ALIKE:
+        return value, f"{value:.0f}% alike"
+    if folding.consonants(asked_skeleton) == folding.consonants(held_skeleton):
+        return 90.0, "vowels spelled otherwise"
+    return 0.0, ""
+
+
+def _born_reason(query: Query, held: str | None) -> str | None:
+    if query.born is None:
+        return "no date of birth asked" if held else "no date of birth"
+    if not held:
+        return "no date of birth recorded"
+    try:
+        day = date.fromisoformat(held)
+    except ValueError:
+        return "date of birth recorded unreadable"
+    apart = abs((day - query.born).days)
+    if apart == 0:
+        return "date of birth the same"
+    if (day.day, day.month) == (query.born.month, query.born.day) and day.year == query.born.year:
+        return "date of birth with day and month swapped"
+    if apart <= query.born_within_days:
+        return f"date of birth {apart} day(s) apart"
+    return None
