@@ -672,7 +672,7 @@ class Ledger:
                 continue
             existing.add(message_id)
             rows.append(
-                _new_deadline(
+                new_deadline_row(
                     message_id,
                     kind=kind,
                     owed_by=owed_by,
@@ -733,7 +733,7 @@ class Ledger:
             return
         tx.connection.execute(
             _INSERT_DEADLINE,
-            _new_deadline(
+            new_deadline_row(
                 message_id,
                 kind=kind,
                 owed_by=owed_by,
@@ -830,7 +830,7 @@ class Ledger:
         return [f"{name}-{int(value):06d}" for value in range(int(last) - count + 1, int(last) + 1)]
 
 
-def _new_deadline(
+def new_deadline_row(
     message_id: int,
     *,
     kind: str,
