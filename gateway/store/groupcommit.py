@@ -88,6 +88,7 @@ class GroupCommit:
         self._turn = threading.Condition(threading.Lock())
         self._queue: list[_Ticket] = []
         self._leading = False
+        self._pending = 0  # records handed in and not yet settled
         self.groups = 0  # groups committed or refused, and the records in them: for benchmarks
         self.records = 0
 
@@ -111,6 +112,7 @@ class GroupCommit:
         ticket = _Ticket(record, cleaned)
         with self._turn:
             self._queue.append(ticket)
+            self._pending += 1
             while self._leading and not ticket.done:
                 self._turn.wait()
             if not ticket.done:
@@ -129,6 +131,12 @@ class GroupCommit:
                 ticket.error
             )
         return ticket.message_id
+
+    def pending(self) -> int:
+        """Records handed in whose outcome is not known yet (queued, or in the group being
+        written)."""
+        with self._turn:
+            return self._pending
 
     # ------------------------------------------------------------------ the leader
 
@@ -192,6 +200,7 @@ class GroupCommit:
                 ticket.done = True
             self.groups += 1
             self.records += len(group)
+            self._pending -= len(group)
             self._turn.notify_all()
 
     def _write(self, tx: Transaction, records: Sequence[Received]) -> list[int]:
