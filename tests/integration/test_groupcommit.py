@@ -7,6 +7,7 @@ leaves nothing of the group and answers none of its sessions; the audit chain st
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import os
@@ -21,9 +22,11 @@ from pathlib import Path
 
 import pytest
 from dbkit import RECEIVED, postgres_schema, upgraded
+from integration.inboundkit import FORM, World, ledger_messages, message, send, settle, spooled
 from sqlalchemy import Engine, Table, func, select, text
 
 from gateway.core.clock import FakeClock
+from gateway.service.server import Gateway
 from gateway.store.audit import LOCK_KEY, AuditLog
 from gateway.store.groupcommit import GroupCommit, GroupNotCommitted, Received
 from gateway.store.ledger import Ledger, deadlines, events, make_engine, messages
@@ -31,6 +34,7 @@ from gateway.store.unit import LedgerConflict
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 DIGEST = "c" * 64
+SAMPLE_REFERENCE = b"<Reference>NO-2026-000123</Reference>"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -289,3 +293,66 @@ def test_a_process_killed_between_the_groups_statements_answered_none_and_stored
     assert count(engine, deadlines) == 0
     audit = AuditLog(engine, FakeClock(START))
     assert audit.entries() == [] and audit.verify() == []
+
+
+# ------------------------------------------------------------- through SMTP, end to end
+
+
+@contextlib.contextmanager
+def writer_held_in_a_thread(gateway: Gateway) -> Iterator[None]:
+    """The gateway's ledger held by another writer (holding_the_writer, in a thread of its
+    own) until the block ends."""
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with holding_the_writer(gateway.engine, gateway.ledger, record(97)):
+            taken.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert taken.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join(60)
+
+
+async def test_sessions_finishing_together_each_get_their_own_reply(
+    world: World, gateway: Gateway
+) -> None:
+    """Four sessions (the gateway's data threads) whose records meet in the group commit: two
+    new forms are accepted, the
+    same form again (encrypted anew) is a duplicate, and another form with an accepted form's
+    Reference is refused with its own 550; nothing of the refused one stays."""
+    accepted = FORM.replace(SAMPLE_REFERENCE, b"<Reference>NO-2026-000500</Reference>")
+    assert (await send(world, gateway, message(world, accepted)))[0] == 250
+    forms = [
+        FORM.replace(SAMPLE_REFERENCE, f"<Reference>NO-2026-00050{n}</Reference>".encode())
+        for n in range(1, 3)
+    ]
+    forms.append(accepted)  # a duplicate: the same content, encrypted again
+    forms.append(accepted.replace(b"Person arrested", b"Person detained"))  # a conflict
+    raws = [message(world, form) for form in forms]
+    records = gateway.pipeline.records
+    with writer_held_in_a_thread(gateway):
+        sending = [asyncio.ensure_future(send(world, gateway, raw)) for raw in raws]
+        for _ in range(3000):  # until every session's record waits for the held ledger
+            if records.pending() == len(raws) or any(task.done() for task in sending):
+                break
+            await asyncio.sleep(0.01)
+        assert records.pending() == len(raws)
+    replies = await asyncio.gather(*sending)
+    codes = [(code, text.split()[0]) for code, text in replies]
+    assert codes == [(250, "2.0.0")] * 3 + [(550, "5.7.1")]
+    assert [("duplicate" in text) for _, text in replies] == [False] * 2 + [True, False]
+    await settle(gateway)
+    stored = sorted(
+        reference for direction, _, reference in ledger_messages(gateway) if direction == "inbound"
+    )
+    assert stored == sorted({"NO-2026-000097", *(f"NO-2026-00050{n}" for n in range(3))})
+    assert len([name for name in spooled(gateway) if name.startswith("done/")]) == 3
+    assert [name for name in spooled(gateway) if not name.startswith("done/")] == []
+    received = [line for line in gateway.audit.entries() if line.kind == "received"]
+    assert len(received) == 3 and gateway.audit.verify() == []
