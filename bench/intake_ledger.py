@@ -8,7 +8,7 @@ GroupCommit.commit. With ``--sessions`` N, N threads hand in their messages at t
 (a barrier each round), as N SMTP sessions whose DATA completes together. The figures are the
 process's CPU time (all threads; system time included: the WAL's syncs) and the wall time per
 message, the median of ``--repeat`` runs, on a SQLite ledger file (WAL, synchronous=FULL) or a
-PostgreSQL URL (``--url``).
+PostgreSQL URL (``--url``: a schema of its own is made there for the run, and dropped).
 
     .venv/bin/python bench/intake_ledger.py                     # SQLite, 1 and 4 sessions
     .venv/bin/python bench/intake_ledger.py --sessions 1 2 4 --count 800
@@ -17,14 +17,18 @@ PostgreSQL URL (``--url``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy import text
 
 from gateway.core.clock import SystemClock
 from gateway.store import schema
@@ -121,6 +125,22 @@ def run(url: str, way: str, sessions: int, count: int, first: int) -> tuple[floa
     return cpu * 1000 / done, wall * 1000 / done, transactions
 
 
+@contextlib.contextmanager
+def private_schema(url: str) -> Iterator[str]:
+    """A URL whose connections see only a new schema of the PostgreSQL at ``url``, dropped
+    after the run."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="a ledger's URL (a new SQLite file when not given)")
@@ -128,8 +148,13 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=400, help="messages a run")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="gw-ledger-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="gw-ledger-") as folder,
+        contextlib.ExitStack() as stack,
+    ):
         url = args.url or f"sqlite:///{Path(folder) / 'ledger.db'}"
+        if not url.startswith("sqlite"):
+            url = stack.enter_context(private_schema(url))
         engine = make_engine(url)
         schema.upgrade(engine)
         engine.dispose()
