@@ -6,9 +6,10 @@ store operations: the dedupe read, then one transaction each (BEGIN IMMEDIATE, t
 event, the deadline's read and row, the audit chain's head and line, COMMIT). "grouped" is
 GroupCommit.commit. With ``--sessions`` N, N threads hand in their messages at the same moment
 (a barrier each round), as N SMTP sessions whose DATA completes together. The figures are the
-process's CPU time (all threads; system time included: the WAL's syncs) and the wall time per
-message, the median of ``--repeat`` runs, on a SQLite ledger file (WAL, synchronous=FULL) or a
-PostgreSQL URL (``--url``: a schema of its own is made there for the run, and dropped).
+process's CPU time (all threads; system time included: the WAL's syncs), its user part (the
+Python and SQLite's own work) and the wall time per message, the median of ``--repeat`` runs,
+on a SQLite ledger file (WAL, synchronous=FULL) or a PostgreSQL URL (``--url``: a schema of its
+own is made there for the run, and dropped).
 
     .venv/bin/python bench/intake_ledger.py                     # SQLite, 1 and 4 sessions
     .venv/bin/python bench/intake_ledger.py --sessions 1 2 4 --count 800
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 import statistics
 import sys
 import tempfile
@@ -90,8 +92,10 @@ def separate(ledger: Ledger, audit: AuditLog) -> Callable[[Received], int]:
     return write
 
 
-def run(url: str, way: str, sessions: int, count: int, first: int) -> tuple[float, float, int]:
-    """(CPU ms, wall ms) per message, and the transactions, for ``count`` messages."""
+def run(
+    url: str, way: str, sessions: int, count: int, first: int
+) -> tuple[float, float, float, int]:
+    """(CPU ms, of which user ms, wall ms) per message, and the transactions."""
     engine = make_engine(url)
     clock = SystemClock()
     ledger, audit = Ledger(engine, clock), AuditLog(engine, clock)
@@ -111,18 +115,21 @@ def run(url: str, way: str, sessions: int, count: int, first: int) -> tuple[floa
             gate.abort()
 
     threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
-    cpu, wall = time.process_time(), time.perf_counter()
+    used, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    user = after.ru_utime - used.ru_utime
+    cpu = user + after.ru_stime - used.ru_stime
     engine.dispose()
     if failures:
         raise failures[0]
     done = rounds * sessions
     transactions = group.groups if way == "grouped" else done
-    return cpu * 1000 / done, wall * 1000 / done, transactions
+    return cpu * 1000 / done, user * 1000 / done, wall * 1000 / done, transactions
 
 
 @contextlib.contextmanager
@@ -160,18 +167,22 @@ def main() -> int:
         engine.dispose()
         first = 1
         for sessions in args.sessions:
-            results: dict[str, list[tuple[float, float, int]]] = {"separate": [], "grouped": []}
+            results: dict[str, list[tuple[float, float, float, int]]] = {
+                "separate": [],
+                "grouped": [],
+            }
             for _ in range(args.repeat):
                 for way in ("separate", "grouped"):  # alternated: the machine's load is shared
                     results[way].append(run(url, way, sessions, args.count, first))
                     first += args.count
             for way, runs in results.items():
                 cpu = statistics.median(r[0] for r in runs)
-                wall = statistics.median(r[1] for r in runs)
-                transactions = statistics.median(r[2] for r in runs)
+                user = statistics.median(r[1] for r in runs)
+                wall = statistics.median(r[2] for r in runs)
+                transactions = statistics.median(r[3] for r in runs)
                 print(
-                    f"{sessions} session(s), {way:8}: CPU {cpu:.3f} ms/message "
-                    f"(runs {', '.join(f'{r[0]:.3f}' for r in runs)}), wall {wall:.3f} ms/message, "
+                    f"{sessions} session(s), {way:8}: CPU {cpu:.3f} ms/message, user {user:.3f} "
+                    f"(runs {', '.join(f'{r[1]:.3f}' for r in runs)}), wall {wall:.3f} ms, "
                     f"{transactions:.0f} transactions for {args.count // sessions * sessions}"
                 )
             sys.stdout.flush()
