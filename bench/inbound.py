@@ -590,6 +590,8 @@ async def run(world: World, args: argparse.Namespace, partner: Partner) -> dict[
     finally:
         await gateway.stop()
         closing.close()
+    records = gateway.pipeline.records
+    groups = {"groups": records.groups, "messages": records.records}
 
     receipts, sunk_count, handshakes = partner.stop()
     expected = len(warm) + len(lone) + sum(map(len, slices))
@@ -609,6 +611,7 @@ async def run(world: World, args: argparse.Namespace, partner: Partner) -> dict[
             receipts=receipts,
         ),
         "receipt_starttls_handshakes": handshakes,
+        "intake_commit_groups": groups,
     }
 
 
@@ -742,6 +745,11 @@ def report(results: dict[str, Any]) -> None:
     print(
         f"receipts: {results['receipts_delivered']} delivered over "
         f"{results['receipt_starttls_handshakes']} STARTTLS handshakes"
+    )
+    groups = results["intake_commit_groups"]
+    print(
+        f"intake: {groups['messages']} messages recorded in {groups['groups']} ledger "
+        "transactions (group commit)"
     )
     print(f"(a) aiosmtpd sink, write+fsync: {rate['sink_a']}/s")
     print(f"(b) gpg --decrypt, {GPG_WORKERS} workers: {rate['gpg_decrypt_b']}/s")

@@ -27,13 +27,12 @@ from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.inbound.carryover import Carryover
 from gateway.search import index
-from gateway.store import search_rows
 from gateway.store.audit import AuditLog
+from gateway.store.groupcommit import GroupCommit, Received
 from gateway.store.ledger import Ledger, NewMessage
-from gateway.store.search_rows import Where
 from gateway.store.spool import Spool
 from gateway.store.states import InboundState
-from gateway.store.unit import LedgerConflict, LedgerError, Transaction
+from gateway.store.unit import LedgerConflict, LedgerError
 from gateway.tracking.deadlines import reply_deadline
 
 log = logging.getLogger("gateway.inbound")
@@ -94,6 +93,7 @@ class Pipeline:
         self.clock = clock
         self.cpu = cpu or StageCpu()
         self.carried = Carryover(max_entries=0) if carried is None else carried  # kept if shared
+        self.records = GroupCommit(ledger, audit, clock)
 
     def accept(self, mail_from: str, raw: bytes) -> Accepted:
         """Run every stage. Raise the GatewayError that is the SMTP reply, audited, or return once
@@ -177,10 +177,10 @@ class Pipeline:
         return _Checked(partner, opened, validation, form, header)
 
     def _commit(self, checked: _Checked, raw: bytes, raw_sha256: str) -> Accepted:
+        """Spool the message, then record it. No read comes first to look for an earlier copy:
+        the ledger's unique key finds it (the very same bytes, already spooled, are found at
+        the spool's door), and a duplicate or a conflict is told apart only then."""
         partner, header = checked.partner, checked.header
-        duplicate = self._dedupe(checked)
-        if duplicate is not None:
-            return duplicate
         desk = choose_desk(
             self.config.routes, partner.channel, checked.form.code, header.priority, partner.code
         )
@@ -199,17 +199,19 @@ class Pipeline:
         }
         try:
             self.spool.put(key, raw + checked.opened.entity, meta)
-        except FileExistsError:  # the very same message, in another session, a moment ago
+        except FileExistsError:  # these very bytes: recorded before, or in another session now
+            earlier = self._dedupe(checked)
+            if earlier is not None:
+                return earlier
             raise StoreUnavailable(
                 "the same message is being received in another session"
             ) from None
         entries = index.rows_for_intake(checked.validation)
         try:
-            # The ledger's writer lock is taken up front: concurrent sessions queue for it
-            # rather than meet in SQLite's busy handler, which sleeps.
-            with self.ledger.transaction() as tx:
-                ledger_id = self.ledger.record_in(
-                    tx,
+            # Committed with the records of the sessions that finish at the same time: one
+            # transaction and one sync for them all; the 250 waits for that commit.
+            ledger_id = self.records.commit(
+                Received(
                     NewMessage(
                         direction="inbound",
                         partner=partner.code,
@@ -228,19 +230,15 @@ class Pipeline:
                         signed_at=checked.opened.verified.signed_at,
                         alert_article=header.alert_article,
                     ),
-                    f"spooled {key}",
+                    event_detail=f"spooled {key}",
+                    audit=checked.audit_fields(),
+                    reply_due=self._reply_due(checked, now),
+                    index=entries,
                 )
-                self._open_reply_deadline(tx, ledger_id, checked, now)
-                search_rows.add_in(
-                    tx,
-                    Where(ledger_id, "inbound", partner.code, desk, checked.form.code),
-                    entries,
-                    now,
-                )
-                self.audit.append_in(tx, "received", **checked.audit_fields())
+            )
         except LedgerConflict:
             self.spool.delete(key, "queued")
-            raced = self._dedupe(checked)  # another session recorded it a moment ago
+            raced = self._dedupe(checked)  # recorded before, or by another session a moment ago
             if raced is None:
                 raise StoreUnavailable() from None
             return raced
@@ -248,6 +246,9 @@ class Pipeline:
             self.spool.delete(key, "queued")
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable() from None
+        except Exception:
+            self.spool.delete(key, "queued")  # no 250 for it: nothing of it may stay
+            raise
         self.carried.put(key, checked.opened.payload, checked.validation)
         log.debug("received %s %s from %s", checked.form.code, header.reference, partner.code)
         return Accepted(
@@ -282,10 +283,11 @@ class Pipeline:
             form=existing.form,
         )
 
-    def _open_reply_deadline(
-        self, tx: Transaction, ledger_id: int, checked: _Checked, received_at: datetime
-    ) -> None:
-        """The reply our desk owes, as a fixed UTC instant from the form's policy."""
+    def _reply_due(
+        self, checked: _Checked, received_at: datetime
+    ) -> tuple[datetime, datetime] | None:
+        """The reply our desk owes, as fixed UTC instants (due, first action) from the form's
+        policy; None when the form expects no reply."""
         planned = reply_deadline(
             checked.form,
             checked.header.priority,
@@ -293,16 +295,7 @@ class Pipeline:
             received_at,
             self.config.deadlines,
         )
-        if planned is None:
-            return
-        self.ledger.open_deadline_in(
-            tx,
-            ledger_id,
-            kind="reply",
-            owed_by="desk",
-            due=planned.due,
-            next_action_at=planned.next_action_at,
-        )
+        return None if planned is None else (planned.due, planned.next_action_at)
 
 
 def normalise_line_ends(raw: bytes) -> bytes:

@@ -234,6 +234,14 @@ class AuditLog:
         ]
         return self._append_all_locked(tx.connection, cleaned)
 
+    def chain_in(
+        self, tx: Transaction, cleaned: Sequence[tuple[str, str, str, str, str, str]]
+    ) -> list[AuditEntry]:
+        """``append_many_in`` for entries already cleaned: each as ``clean_fields`` returned it
+        (kind, partner, form, reference, digest, reason), so that a caller can refuse a bad
+        entry on its own before it joins others' in one transaction."""
+        return self._append_all_locked(tx.connection, cleaned)
+
     def begin(self) -> AbstractContextManager[Transaction]:
         """A write transaction for ``append_in`` and the caller's other writes (see
         gateway.store.unit.writing: on SQLite it takes the write lock up front)."""

@@ -728,7 +728,7 @@ class Ledger:
                 continue
             existing.add(message_id)
             rows.append(
-                _new_deadline(
+                new_deadline_row(
                     message_id,
                     kind=kind,
                     owed_by=owed_by,
@@ -789,7 +789,7 @@ class Ledger:
             return
         tx.connection.execute(
             _INSERT_DEADLINE,
-            _new_deadline(
+            new_deadline_row(
                 message_id,
                 kind=kind,
                 owed_by=owed_by,
@@ -886,7 +886,7 @@ class Ledger:
         return [f"{name}-{int(value):06d}" for value in range(int(last) - count + 1, int(last) + 1)]
 
 
-def _new_deadline(
+def new_deadline_row(
     message_id: int,
     *,
     kind: str,

@@ -60,30 +60,36 @@ class Candidate:
 
 def add_in(tx: Transaction, where: Where, rows: Sequence[IndexRow], now: datetime) -> int:
     """Write the entries of one message inside ``tx``; returns how many."""
-    if not rows:
-        return 0
-    tx.connection.execute(
-        _INSERT,
-        [
-            {
-                "message_id": where.message_id,
-                "direction": where.direction,
-                "partner": where.partner,
-                "desk": where.desk,
-                "form": where.form,
-                "kind": row.kind,
-                "role": row.role,
-                "shown": row.shown[:255],
-                "folded": row.folded[:255],
-                "key": row.key[:255],
-                "born": row.born,
-                "country": row.country,
-                "created_at": now,
-            }
-            for row in rows
-        ],
-    )
-    return len(rows)
+    return add_many_in(tx, [(where, rows)], now)
+
+
+def add_many_in(
+    tx: Transaction, messages_rows: Sequence[tuple[Where, Sequence[IndexRow]]], now: datetime
+) -> int:
+    """Write the entries of several messages inside ``tx`` in one statement; returns how
+    many."""
+    values = [
+        {
+            "message_id": where.message_id,
+            "direction": where.direction,
+            "partner": where.partner,
+            "desk": where.desk,
+            "form": where.form,
+            "kind": row.kind,
+            "role": row.role,
+            "shown": row.shown[:255],
+            "folded": row.folded[:255],
+            "key": row.key[:255],
+            "born": row.born,
+            "country": row.country,
+            "created_at": now,
+        }
+        for where, rows in messages_rows
+        for row in rows
+    ]
+    if values:
+        tx.connection.execute(_INSERT, values)
+    return len(values)
 
 
 def delete_of_message_in(tx: Transaction, message_id: int) -> int:

@@ -10,6 +10,7 @@ trouble" (a 4xx) from the rest needs no import of SQLAlchemy.
 
 from __future__ import annotations
 
+import re
 import threading
 import weakref
 from collections.abc import Iterator
@@ -184,6 +185,27 @@ def reading(engine: Engine) -> Iterator[Transaction]:
         kept.forget(connection)  # a read inside a read
     elif connection.in_transaction():
         connection.rollback()  # ends what SQLAlchemy began: the next read sees new commits
+
+
+_SAVEPOINT_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@contextmanager
+def savepoint(tx: Transaction, name: str) -> Iterator[None]:
+    """A SAVEPOINT inside ``tx``: when the block raises, what it wrote is undone and the rest of
+    the transaction goes on (on PostgreSQL too, where an error otherwise aborts the whole
+    transaction). ``name``: a lower-case SQL identifier."""
+    if not _SAVEPOINT_NAME.fullmatch(name):
+        raise ValueError(f"not a savepoint name: {name!r}")
+    connection = tx.connection
+    connection.exec_driver_sql(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        raise
+    connection.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
 
 
 def in_sqlite_transaction(connection: Connection) -> bool:
