@@ -463,8 +463,6 @@ def load(path: Path) -> Config:
         access=access,
         web=web,
         api=api,
-
-
         metrics=metrics,
         logging=log_settings,
         source=path,
@@ -864,6 +862,8 @@ def _api(table: Table) -> ApiSettings:
     )
     table.finish()
     return ApiSettings(idempotency_keep=timedelta(hours=hours))
+
+
 def _metrics(table: Table) -> MetricsSettings:
     defaults = MetricsSettings()
     listen = table.text(

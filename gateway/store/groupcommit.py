@@ -9,11 +9,11 @@ company, the group is whoever queued while the previous commit ran.
 
 A group is written with one statement per table (the messages with one INSERT ... RETURNING,
 their events, their deadlines, their search index entries), then its audit lines after one read
-of the chain's head, hashed in the group's order, in one INSERT. When a unique key refuses a record (the same Reference,
-recorded a moment ago or earlier in the same group), the group is written again in a new
-transaction, each record in its own SAVEPOINT: the refused one gets LedgerConflict, the others
-commit. When the transaction fails otherwise, nothing of the group is committed and every record
-of it gets GroupNotCommitted.
+of the chain's head, hashed in the group's order, in one INSERT. When a unique key refuses a
+record (the same Reference, recorded a moment ago or earlier in the same group), the group is
+written again in a new transaction, each record in its own SAVEPOINT: the refused one gets
+LedgerConflict, the others commit. When the transaction fails otherwise, nothing of the group is
+committed and every record of it gets GroupNotCommitted.
 """
 
 from __future__ import annotations
