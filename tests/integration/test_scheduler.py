@@ -334,9 +334,9 @@ async def test_a_gateway_that_was_down_catches_up_once_at_start(tracking: Tracki
     with tracking.ledger.engine.connect() as connection:
         jobs_run = connection.execute(select(job_runs.c.job, job_runs.c.node)).all()
     assert sorted(jobs_run) == [
+        ("cert-notice", "a"),
+        ("cert-notice", "a"),
         ("idempotency", "a"),
-        ("cert-notice", "a"),
-        ("cert-notice", "a"),
         ("keys", "a"),
         ("purge", "a"),
         ("report", "a"),
