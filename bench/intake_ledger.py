@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import resource
 import statistics
 import sys
@@ -29,8 +30,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from gateway.core.clock import SystemClock
 from gateway.store import schema
@@ -154,7 +156,17 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--count", type=int, default=400, help="messages a run")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "intake_ledger.json"
+    )
     args = parser.parse_args()
+    figures: dict[str, Any] = {
+        "benchmark": "intake_ledger",
+        "dialect": "sqlite" if args.url is None else make_url(args.url).get_backend_name(),
+        "count": args.count,
+        "repeat": args.repeat,
+        "cpu_ms_user_ms_wall_ms_transactions": {},
+    }
     with (
         tempfile.TemporaryDirectory(prefix="gw-ledger-") as folder,
         contextlib.ExitStack() as stack,
@@ -175,6 +187,7 @@ def main() -> int:
                 for way in ("separate", "grouped"):  # alternated: the machine's load is shared
                     results[way].append(run(url, way, sessions, args.count, first))
                     first += args.count
+            figures["cpu_ms_user_ms_wall_ms_transactions"][str(sessions)] = results
             for way, runs in results.items():
                 cpu = statistics.median(r[0] for r in runs)
                 user = statistics.median(r[1] for r in runs)
@@ -186,6 +199,9 @@ def main() -> int:
                     f"{transactions:.0f} transactions for {args.count // sessions * sessions}"
                 )
             sys.stdout.flush()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"wrote {args.out}")
     return 0
 
 

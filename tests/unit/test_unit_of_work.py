@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from gateway.store.ledger import make_engine
-from gateway.store.unit import in_sqlite_transaction, reading, writing
+from gateway.store.unit import in_sqlite_transaction, reading, savepoint, writing
 
 
 @pytest.fixture
@@ -157,3 +157,19 @@ def test_dispose_leaves_a_read_in_progress_to_its_thread(engine: Engine) -> None
     assert seen[1] == 1, "the read went on after the dispose"
     with pytest.raises(Exception, match="closed"):
         seen[0].execute("SELECT 1")  # type: ignore[attr-defined]
+
+
+def test_a_savepoint_undoes_its_block_only_and_refuses_a_bad_name(engine: Engine) -> None:
+    with writing(engine) as tx:
+        tx.connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with pytest.raises(ZeroDivisionError), savepoint(tx, "one"):
+            tx.connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+            raise ZeroDivisionError
+        with savepoint(tx, "two"):
+            tx.connection.exec_driver_sql("INSERT INTO t VALUES (3)")
+        for bad in ("x; DROP TABLE t", "", "Upper", "a b"):
+            with pytest.raises(ValueError, match="savepoint name"), savepoint(tx, bad):
+                tx.connection.exec_driver_sql("INSERT INTO t VALUES (4)")
+    with reading(engine) as tx:
+        values = tx.connection.execute(text("SELECT n FROM t ORDER BY n")).scalars().all()
+    assert values == [1, 3]
