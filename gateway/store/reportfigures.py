@@ -244,6 +244,9 @@ def _times(tx: Transaction, scope: Scope) -> list[Times]:
         )
         .select_from(_JOINED)
         .where(
+            deadlines.c.kind.in_(
+                ("receipt", "reply")
+            ),  # every kind: lets ix_deadlines_opened serve
             deadlines.c.state == DeadlineState.MET,
             deadlines.c.opened_at >= scope.start,
             deadlines.c.opened_at < scope.end,
