@@ -130,8 +130,10 @@ def test_the_log_format_is_configured(tmp_path: Path) -> None:
         == "plain"
     )
     path = tmp_path / "gateway.toml"
-    path.write_text(base.replace("[metrics]", '[logging]\nformat = "json"\n\n[metrics]', 1))
+    plain = '[logging]\nformat = "plain"'
+    assert plain in base
+    path.write_text(base.replace(plain, '[logging]\nformat = "json"', 1))
     assert configuration.load(path).logging.format == "json"
-    path.write_text(base.replace("[metrics]", '[logging]\nformat = "xml"\n\n[metrics]', 1))
+    path.write_text(base.replace(plain, '[logging]\nformat = "xml"', 1))
     with pytest.raises(ConfigError, match=r"logging\.format"):
         configuration.load(path)
