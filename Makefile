@@ -39,6 +39,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/index_cost.py
+	$(BIN)/python bench/search.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/inbound.py
 	$(BIN)/python bench/intake_ledger.py

@@ -2,8 +2,9 @@
 
 SQLite: two FTS5 tables with the trigram tokenizer (names; every other kind), whose content is
 search_entries itself, kept by triggers in the transaction that writes or deletes an entry.
-PostgreSQL: the pg_trgm extension and a GIN index on ``key``. Where pg_trgm cannot be installed
-(not shipped with the server, or no right to create it), the index is left out and searches
+PostgreSQL: the pg_trgm extension and two partial GiST indexes on ``key`` (names; the rest).
+Where pg_trgm cannot be installed (not shipped with the server, or no right to create it), the
+indexes are left out and searches
 find candidates by their exact key only (spelling variants and reordered name parts, no typos);
 ``trigram_schema`` says which, and a search says so in its result.
 """
@@ -14,7 +15,9 @@ from sqlalchemy import Connection, text
 
 NAMES_FTS = "search_names"
 IDS_FTS = "search_ids"
-TRGM_INDEX = "ix_search_entries_key_trgm"
+TRGM_INDEX = "ix_search_entries_key_trgm"  # names
+TRGM_OTHERS_INDEX = "ix_search_entries_key_trgm_others"  # every other kind
+TRGM_INDEXES = frozenset({TRGM_INDEX, TRGM_OTHERS_INDEX})
 # What these make besides the tables of metadata: the FTS5 tables and their shadow tables.
 EXTRA_TABLES = frozenset(
     f"{table}{suffix}"
@@ -54,10 +57,13 @@ def create(connection: Connection) -> None:
         return
     schema = trigram_schema(connection) or _install_pg_trgm(connection)
     if schema is not None:
-        connection.exec_driver_sql(
-            f"CREATE INDEX IF NOT EXISTS {TRGM_INDEX} ON search_entries"
-            f' USING gin (key "{schema}".gin_trgm_ops)'
-        )
+        # GiST, not GIN: it serves ORDER BY key <-> query LIMIT n, the nearest keys found by
+        # walking the index, where GIN finds every key over a threshold and sorts them all.
+        for name, which in ((TRGM_INDEX, "= 'person'"), (TRGM_OTHERS_INDEX, "<> 'person'")):
+            connection.exec_driver_sql(
+                f"CREATE INDEX IF NOT EXISTS {name} ON search_entries"
+                f' USING gist (key "{schema}".gist_trgm_ops) WHERE kind {which}'
+            )
 
 
 def drop(connection: Connection) -> None:
@@ -65,7 +71,8 @@ def drop(connection: Connection) -> None:
         for statement in _SQLITE_DROP:
             connection.exec_driver_sql(statement)
         return
-    connection.exec_driver_sql(f"DROP INDEX IF EXISTS {TRGM_INDEX}")
+    for name in sorted(TRGM_INDEXES):
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
 
 
 def trigram_schema(connection: Connection) -> str | None:

@@ -15,12 +15,11 @@ from gateway.store.unit import Transaction
 
 PERSON = "person"
 _INSERT = insert(search_entries)
-# pg_trgm's similarity below which a key is no candidate (its default is 0.3: typos in short
-# names fall under it).
-_PG_SIMILARITY = 0.2
+# The nearest keys by trigram distance, found by walking a partial GiST index (the kind is
+# written into the statement, as the index's predicate, so the planner can prove it applies).
 _PG_CANDIDATES = (
-    'SELECT id FROM search_entries WHERE kind = :kind AND key OPERATOR("{schema}".%) :key'
-    ' ORDER BY "{schema}".similarity(key, :key) DESC LIMIT :limit'
+    "SELECT id FROM search_entries WHERE kind {which}"
+    ' ORDER BY key OPERATOR("{schema}".<->) :key LIMIT :limit'
 )
 
 
@@ -197,18 +196,19 @@ def _pg_trigram(
     connection: Connection, schema: str, kind: str, keys: Sequence[str], limit: int
 ) -> list[int]:
     ids: list[int] = []
-    connection.execute(
-        text("SELECT set_config('pg_trgm.similarity_threshold', :limit, true)"),
-        {"limit": str(_PG_SIMILARITY)},
-    )
+    which = "= 'person'" if kind == PERSON else "<> 'person'"
+    statement = text(_PG_CANDIDATES.format(schema=schema, which=which))
     for key in keys:
-        # The schema is pg_trgm's, read from pg_extension; the values are parameters.
-        found = connection.execute(
-            text(_PG_CANDIDATES.format(schema=schema)),
-            {"kind": kind, "key": key, "limit": limit},
-        )
+        found = connection.execute(statement, {"key": key, "limit": limit})
         ids.extend(row[0] for row in found)
-    return ids
+    if kind == PERSON or not ids:
+        return ids
+    kinds = connection.execute(
+        select(search_entries.c.id).where(
+            search_entries.c.id.in_(ids), search_entries.c.kind == kind
+        )
+    )
+    return [row[0] for row in kinds]
 
 
 def _trigram_schema(connection: Connection) -> str | None:

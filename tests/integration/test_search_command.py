@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from dbkit import RECEIVED, postgres_schema, upgraded
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
 from gateway.access.accesslog import Access
 from gateway.access.roles import Role
@@ -25,7 +25,7 @@ from gateway.forms.entities import Entity
 from gateway.search import index
 from gateway.store import search_log
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, make_engine, search_requests
+from gateway.store.ledger import Ledger, make_engine, search_entries, search_requests
 from gateway.store.search_rows import Where
 from gateway.store.spool import Spool
 from gateway.store.unit import reading
@@ -92,6 +92,13 @@ def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
                 where = Where(message, "inbound", "NO-SIRENE", desk, "G")
                 index.write_in(tx, where, [person], now)
         yield path
+
+
+def entries(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.execute(select(func.count()).select_from(search_entries)).scalar_one()
+        )
 
 
 def run(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, str, str]:
@@ -212,7 +219,10 @@ def test_the_terms_are_purged_with_retention(
             outbound=Spool(tmp_path / "out"),
         )
         assert purger.purge(datetime.now(UTC)).searches == 0  # kept 30 days
-        assert purger.purge(later).searches == 1
+        assert entries(engine) == 2
+        done = purger.purge(later)
+        assert (done.searches, done.messages) == (1, 2)
+        assert entries(engine) == 0  # the messages' index entries went with them
     finally:
         engine.dispose()
     kept, lines = recorded(config)

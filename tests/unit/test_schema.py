@@ -90,7 +90,7 @@ def _described(name: str | None, kind: str, _parents: object) -> bool:
     gateway.store.search_ddl makes."""
     if kind == "table":
         return name not in search_ddl.EXTRA_TABLES
-    return not (kind == "index" and name == search_ddl.TRGM_INDEX)
+    return not (kind == "index" and name in search_ddl.TRGM_INDEXES)
 
 
 def differences(engine: Engine) -> list[object]:
