@@ -186,8 +186,8 @@ def _id(desk: Console, reference: str) -> int:
 def test_each_role_sees_its_pages_in_the_navigation(desk: Console) -> None:
     expected = {
         "ana": ["worklist", "outbound", "compose"],
-        "sue": ["worklist", "outbound", "compose", "deadlines"],
-        "olaf": ["worklist", "outbound", "quarantine"],
+        "sue": ["worklist", "outbound", "compose", "deadlines", "dashboard"],
+        "olaf": ["worklist", "outbound", "dashboard", "quarantine"],
         "aud": ["access-log"],
     }
     for name, links in expected.items():
