@@ -122,6 +122,7 @@ def test_log_in_see_the_worklist_open_a_message(
         assert "claimed ana" in rows[1].find_element(By.CSS_SELECTOR, "td.work").text
         assert rows[1].find_element(By.CSS_SELECTOR, "button.release").text == "Release"
         rows[0].find_element(By.CSS_SELECTOR, "button.claim").click()  # from the list itself
+        wait.until(expected_conditions.staleness_of(table))  # the page the POST leads to
         table = wait.until(expected_conditions.presence_of_element_located((By.ID, "worklist")))
         rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
         assert "claimed ana" in rows[0].find_element(By.CSS_SELECTOR, "td.work").text

@@ -141,7 +141,9 @@ def test_an_operator_releases_an_item_and_an_auditor_filters_the_access_log(
     assert [link.get_attribute("id") for link in links] == ["nav-access-log"]
     browser.find_element(By.ID, "filter-user").send_keys("ana")
     Select(browser.find_element(By.ID, "filter-kind")).select_by_value("view")
-    browser.find_element(By.ID, "filter").click()
+    before = browser.find_element(By.ID, "filter")
+    before.click()
+    wait.until(expected_conditions.staleness_of(before))  # the filtered page, not this one
     table = wait.until(expected_conditions.presence_of_element_located((By.ID, "access-entries")))
     assert "user=ana" in browser.current_url and "kind=view" in browser.current_url
     rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
