@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from dbkit import RECEIVED, postgres_schema, upgraded
+from integration.test_users_command import CONFIG as USERS_CONFIG
+from integration.test_users_command import PASSWORD
 from sqlalchemy import Engine, func, select
 
 from gateway.access.accesslog import Access
@@ -31,34 +33,14 @@ from gateway.store.spool import Spool
 from gateway.store.unit import reading
 from gateway.tracking.retention import Purger
 
-PASSWORD = "a long enough passphrase"
-CONFIG = """
-[identity]
-country = "RO"
-address = "gateway@ro.example"
-bureaux = {{ sirene = "RO-SIRENE" }}
-
-[[desks]]
-name = "sirene"
-maildir = "desks/sirene"
-
-[[desks]]
-name = "interpol"
-maildir = "desks/interpol"
-
-[[routes]]
-desk = "sirene"
-
-[database]
-url = "{url}"
-
-[access]
-password_time_cost = 2
-password_memory_kib = 19456
-
+# The users command's configuration, with a retention rule (the search log is purged by it).
+CONFIG = (
+    USERS_CONFIG
+    + """
 [[retention]]
 keep = "P30D"
 """
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,12 +27,16 @@ REPLY_TEXT = "The European Arrest Warrant is confirmed."
 
 @pytest.fixture
 def config(world: World, tmp_path: Path) -> Path:
-    """The inbound world's configuration (our key, NO-SIRENE's and RS-NCB's pinned) with the
-    console's settings and a desk of its own for a second handler."""
+    return compose_config(world, tmp_path)
+
+
+def compose_config(world: World, tmp_path: Path, edit: Callable[[str], str] = str) -> Path:
+    """The inbound world's configuration (our key, NO-SIRENE's and RS-NCB's pinned), ``edit``
+    applied to it, with the console's settings and a desk of its own for a second handler."""
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     path = gateway_config(world, tmp_path, database_url=url)
     path.write_text(
-        path.read_text()
+        edit(path.read_text())
         + f"""
 [[desks]]
 name = "interpol"

@@ -13,10 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dbkit import upgraded
-from integration.inboundkit import LISTEN_ANCHOR, World, gateway_config
+from integration.inboundkit import LISTEN_ANCHOR, World
 from integration.submitkit import open_as
-from integration.test_web_compose import REPLY_TEXT, outbound, reply_page, spooled
+from integration.test_web_compose import (
+    REPLY_TEXT,
+    compose_config,
+    outbound,
+    reply_page,
+    spooled,
+)
 from starlette.testclient import TestClient
 from webkit import Console, console, form_values, png
 
@@ -29,30 +34,10 @@ MAX_MESSAGE = 64 * 1024  # smtp.listen.max_message_bytes here: files up to 32 Ki
 
 @pytest.fixture
 def small(world: World, tmp_path: Path) -> Path:
-    """The compose tests' configuration (the inbound world's, with the console's settings) with
-    a small message size, so that the limits are cheap to pass."""
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    path = gateway_config(world, tmp_path, database_url=url)
-    path.write_text(
-        path.read_text().replace(LISTEN_ANCHOR, f"max_message_bytes = {MAX_MESSAGE}\n")
-        + f"""
-[[desks]]
-name = "interpol"
-maildir = "{tmp_path}/desks/interpol"
-
-[access]
-password_time_cost = 2
-password_memory_kib = 19456
-totp_required = []
-
-[web]
-host = "127.0.0.1"
-port = 0
-time_zone = "Europe/Bucharest"
-"""
-    )
-    upgraded(url)
-    return path
+    """The compose tests' configuration with a small message size, so that the limits are cheap
+    to pass."""
+    listen = f"max_message_bytes = {MAX_MESSAGE}\n"
+    return compose_config(world, tmp_path, lambda text: text.replace(LISTEN_ANCHOR, listen))
 
 
 @pytest.fixture
