@@ -64,6 +64,12 @@ async def attachment_file(request: Request) -> Response:
             raise HTTPException(410 if exc.shown == received.GONE else 409, exc.shown) from None
 
     out = await run_in_threadpool(read)
+    return served(out)
+
+
+def served(out: attachments.Served) -> Response:
+    """A file's bytes as they leave: its disposition (inline photo or download), never sniffed
+    by the browser, never cached."""
     return Response(
         out.data,
         media_type=out.media_type,

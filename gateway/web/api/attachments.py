@@ -18,6 +18,7 @@ from gateway.web.api.context import api_of
 from gateway.web.api.errors import ApiError
 from gateway.web.api.form import purpose_of
 from gateway.web.api.scope import visible
+from gateway.web.attachments import served
 
 log = logging.getLogger("gateway.web")
 
@@ -57,12 +58,4 @@ async def get_attachment(request: Request) -> Response:
             raise ApiError(409, "form_unreadable", exc.shown) from None
 
     out = await run_in_threadpool(read)
-    return Response(
-        out.data,
-        media_type=out.media_type,
-        headers={
-            "Content-Disposition": out.disposition,
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store",
-        },
-    )
+    return served(out)
