@@ -1,5 +1,6 @@
 """A search of the index: candidates from the trigram or exact-key index, scored, ranked, each
-with the reasons it matched.
+with the reasons it matched. A name's candidates come from its parts: the held name parts alike
+each part asked, then the entries holding them, a bounded short list scored one by one.
 
 A name's score pairs each part of the query with the most alike part of the candidate (in any
 order): a part counts fully when equal after folding (transliteration, case, diacritics), almost
@@ -20,7 +21,7 @@ from datetime import date
 from gateway.core.errors import SearchRefused
 from gateway.forms.entities import KINDS, PERSON
 from gateway.search import folding, fuzzy
-from gateway.search.index import fold
+from gateway.search.index import PART_CHARS, fold
 from gateway.store import search_rows
 from gateway.store.search_rows import Candidate
 from gateway.store.unit import Transaction
@@ -28,7 +29,13 @@ from gateway.store.unit import Transaction
 DEFAULT_THRESHOLD = 80.0  # names
 IDENTIFIER_THRESHOLD = 90.0  # numbers, plates, addresses: one wrong character of eight is out
 MAX_QUERY = 200  # characters: longer is no name, number or address
-CANDIDATES = 200  # per way of finding them, scored one by one
+CANDIDATES = 200  # identifiers: per way of finding them, scored one by one
+# Names: held parts found by trigrams per part asked; of those, the most alike whose entries are
+# read; entries read per part asked; and the entries scored one by one.
+PARTS_LOOKED = 1000
+PARTS_KEPT = 50
+HOLDERS = 2000
+SHORT_LIST = 100
 _UNPAIRED_WEIGHT = 0.25
 PART_ALIKE = 80.0  # a name part less alike than this counts as no match (Larsson, Andersson)
 
@@ -92,7 +99,12 @@ def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> F
     every desk)."""
     folded, key = fold(query.kind, query.value)
     fuzzy_index = search_rows.trigram_available(tx)
-    found = search_rows.candidates(tx, query.kind, [key], desks=desks, limit=CANDIDATES, fuzzy=True)
+    if query.kind == PERSON:
+        found = _name_candidates(tx, folded.split(), desks)
+    else:
+        found = search_rows.candidates(
+            tx, query.kind, [key], desks=desks, limit=CANDIDATES, fuzzy=True
+        )
     hits = []
     for candidate in found:
         hit = score(query, folded, candidate)
@@ -100,6 +112,34 @@ def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> F
             hits.append(hit)
     hits.sort(key=lambda hit: (-hit.score, hit.candidate.row.role != "name", hit.candidate.id))
     return Found(tuple(hits[: query.limit]), len(found), fuzzy_index)
+
+
+def _name_candidates(
+    tx: Transaction, asked: list[str], desks: Collection[str] | None
+) -> list[Candidate]:
+    """The SHORT_LIST entries most likely to match a name: for each part asked, the held name
+    parts alike it (the index's trigrams find them, their skeletons' similarity keeps the
+    PARTS_KEPT most alike), then the entries holding them, ranked by how much of the name
+    their alike parts cover."""
+    cover: dict[int, float] = {}
+    for part in dict.fromkeys(asked):
+        skeleton = folding.skeleton(part)[:PART_CHARS]
+        sound = folding.consonants(skeleton)
+        alike: dict[int, float] = {}
+        for part_id, held in search_rows.alike_parts(tx, skeleton, sound, limit=PARTS_LOOKED):
+            value = fuzzy.ratio(skeleton, held)
+            if folding.consonants(held) == sound:
+                value = max(value, 90.0)
+            if value >= PART_ALIKE - 10:
+                alike[part_id] = value
+        kept = sorted(alike, key=lambda part_id: -alike[part_id])[:PARTS_KEPT]
+        best: dict[int, float] = {}
+        for entry, part_id in search_rows.entries_holding(tx, kept, desks=desks, limit=HOLDERS):
+            best[entry] = max(best.get(entry, 0.0), alike[part_id] * len(part))
+        for entry, value in best.items():
+            cover[entry] = cover.get(entry, 0.0) + value
+    short = sorted(cover, key=lambda entry: (-cover[entry], entry))[:SHORT_LIST]
+    return search_rows.entries(tx, short)
 
 
 def score(query: Query, folded: str, candidate: Candidate) -> Hit | None:
