@@ -39,18 +39,18 @@ _SQLITE = (
     "content_rowid='id', tokenize='trigram')",
     f"""CREATE TRIGGER IF NOT EXISTS search_parts_added AFTER INSERT ON search_parts BEGIN
       INSERT INTO {PARTS_FTS}(rowid, part) VALUES (new.id, new.part);
-    END""",
+    END""",  # noqa: S608 (our table names)
     f"""CREATE TRIGGER IF NOT EXISTS search_parts_deleted AFTER DELETE ON search_parts BEGIN
       INSERT INTO {PARTS_FTS}({PARTS_FTS}, rowid, part) VALUES ('delete', old.id, old.part);
-    END""",
+    END""",  # noqa: S608 (our table names)
     f"""CREATE TRIGGER IF NOT EXISTS search_entries_added AFTER INSERT ON search_entries
       WHEN new.kind <> 'person' BEGIN
       INSERT INTO {IDS_FTS}(rowid, key) VALUES (new.id, new.key);
-    END""",
+    END""",  # noqa: S608 (our table names)
     f"""CREATE TRIGGER IF NOT EXISTS search_entries_deleted AFTER DELETE ON search_entries
       WHEN old.kind <> 'person' BEGIN
       INSERT INTO {IDS_FTS}({IDS_FTS}, rowid, key) VALUES ('delete', old.id, old.key);
-    END""",
+    END""",  # noqa: S608 (our table names)
 )
 _SQLITE_DROP = (
     "DROP TRIGGER IF EXISTS search_entries_deleted",
