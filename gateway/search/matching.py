@@ -14,6 +14,7 @@ Identifiers compare on their folded form (no spaces or dashes, O/0 and I/1 confu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,9 +33,10 @@ MAX_QUERY = 200  # characters: longer is no name, number or address
 CANDIDATES = 200  # identifiers: per way of finding them, scored one by one
 # Names: held parts found by trigrams per part asked; of those, the most alike whose entries are
 # read; entries read per part asked; and the entries scored one by one.
-PARTS_LOOKED = 1000
+PARTS_LOOKED = 300
 PARTS_KEPT = 50
-HOLDERS = 2000
+PROBED = 300  # entries read per part asked, to tell the rare parts from the common
+HOLDERS = 3000  # entries read for a common part that leads
 SHORT_LIST = 100
 _UNPAIRED_WEIGHT = 0.25
 PART_ALIKE = 80.0  # a name part less alike than this counts as no match (Larsson, Andersson)
@@ -100,7 +102,7 @@ def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> F
     folded, key = fold(query.kind, query.value)
     fuzzy_index = search_rows.trigram_available(tx)
     if query.kind == PERSON:
-        found = _name_candidates(tx, folded.split(), desks)
+        found = _name_candidates(tx, folded.split(), query.least, desks)
     else:
         found = search_rows.candidates(
             tx, query.kind, [key], desks=desks, limit=CANDIDATES, fuzzy=True
@@ -115,31 +117,84 @@ def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> F
 
 
 def _name_candidates(
-    tx: Transaction, asked: list[str], desks: Collection[str] | None
+    tx: Transaction, asked: list[str], least: float, desks: Collection[str] | None
 ) -> list[Candidate]:
     """The SHORT_LIST entries most likely to match a name: for each part asked, the held name
     parts alike it (the index's trigrams find them, their skeletons' similarity keeps the
-    PARTS_KEPT most alike), then the entries holding them, ranked by how much of the name
-    their alike parts cover."""
+    PARTS_KEPT most alike) and the entries holding those (at most PROBED, or HOLDERS for a
+    common leading part); the entries of the leading parts (see _leading), ranked by how much
+    of the name their alike parts cover."""
+    parts = list(dict.fromkeys(asked))
+    alike = {part: _alike_parts(tx, part) for part in parts}
+    held = {
+        part: search_rows.entries_holding(tx, list(alike[part]), desks=desks, limit=PROBED)
+        for part in parts
+    }
+    leading = _leading(parts, {part: len(held[part]) for part in parts}, least)
     cover: dict[int, float] = {}
-    for part in dict.fromkeys(asked):
-        skeleton = folding.skeleton(part)[:PART_CHARS]
-        sound = folding.consonants(skeleton)
-        alike: dict[int, float] = {}
-        for part_id, held in search_rows.alike_parts(tx, skeleton, sound, limit=PARTS_LOOKED):
-            value = fuzzy.ratio(skeleton, held)
-            if folding.consonants(held) == sound:
-                value = max(value, 90.0)
-            if value >= PART_ALIKE - 10:
-                alike[part_id] = value
-        kept = sorted(alike, key=lambda part_id: -alike[part_id])[:PARTS_KEPT]
-        best: dict[int, float] = {}
-        for entry, part_id in search_rows.entries_holding(tx, kept, desks=desks, limit=HOLDERS):
-            best[entry] = max(best.get(entry, 0.0), alike[part_id] * len(part))
-        for entry, value in best.items():
-            cover[entry] = cover.get(entry, 0.0) + value
+    for part in leading:
+        if len(held[part]) >= PROBED:  # a common part leads (every part is): read more
+            held[part] = search_rows.entries_holding(
+                tx, list(alike[part]), desks=desks, limit=HOLDERS
+            )
+        _add_cover(cover, part, alike[part], held[part])
+    found = sorted(cover)
+    for part in parts:
+        if part in leading or not found:
+            continue
+        if len(held[part]) >= PROBED:  # not all read: which of those found hold it
+            held[part] = search_rows.entries_holding_among(tx, list(alike[part]), found)
+        _add_cover(cover, part, alike[part], [pair for pair in held[part] if pair[0] in cover])
     short = sorted(cover, key=lambda entry: (-cover[entry], entry))[:SHORT_LIST]
     return search_rows.entries(tx, short)
+
+
+def _alike_parts(tx: Transaction, part: str) -> dict[int, float]:
+    """id: similarity of the PARTS_KEPT held parts most alike ``part`` (by their skeletons; the
+    same consonants count 90), at least PART_ALIKE - 10."""
+    skeleton = folding.skeleton(part)[:PART_CHARS]
+    sound = folding.consonants(skeleton)
+    # A ratio of r% needs the shorter string at least r / (200 - r) of the longer one.
+    lowest = PART_ALIKE - 10
+    lengths = (
+        math.floor(len(skeleton) * lowest / (200 - lowest)),
+        math.ceil(len(skeleton) * (200 - lowest) / lowest),
+    )
+    found = search_rows.alike_parts(tx, skeleton, sound, lengths=lengths, limit=PARTS_LOOKED)
+    alike = {
+        found[at][0]: value
+        for at, value in fuzzy.ratios(skeleton, [held for _, held in found], lowest)
+    }
+    for part_id, held in found:
+        if folding.consonants(held) == sound:
+            alike[part_id] = max(alike.get(part_id, 0.0), 90.0)
+    kept = sorted(alike, key=lambda part_id: -alike[part_id])[:PARTS_KEPT]
+    return {part_id: alike[part_id] for part_id in kept}
+
+
+def _leading(parts: list[str], holders: dict[str, int], least: float) -> list[str]:
+    """The parts asked held by fewest entries, as few as make more than (100 - least)% of the
+    name's length: an entry that scores ``least`` holds a part alike one of them (a part not
+    paired counts nothing, and parts weigh by their length)."""
+    total = sum(len(part) for part in parts)
+    leading: list[str] = []
+    weight = 0
+    for part in sorted(parts, key=lambda part: (holders[part], -len(part))):
+        leading.append(part)
+        weight += len(part)
+        if weight * 100 > (100 - least) * total:
+            break
+    return leading
+
+
+def _add_cover(
+    cover: dict[int, float], part: str, alike: dict[int, float], held: list[tuple[int, int]]
+) -> None:
+    best: dict[int, float] = {}
+    for entry, part_id in held:
+        best[entry] = max(best.get(entry, 0.0), alike[part_id] * len(part))
+    for entry, value in best.items():
+        cover[entry] = cover.get(entry, 0.0) + value
 
 
 def score(query: Query, folded: str, candidate: Candidate) -> Hit | None:

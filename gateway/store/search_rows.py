@@ -40,6 +40,10 @@ _PG_PARTS = (
 # How many trigrams of a searched part are looked up: the rarest ones. A part missing at most
 # GRAMS_LOOKED - 1 of the searched part's trigrams (a typo costs up to three) holds one of them.
 GRAMS_LOOKED = 5
+# ... as long as the parts holding them are at most POSTINGS (the rarest one is always read):
+# a common trigram (a frequent stem) adds many parts and little to tell them apart.
+POSTINGS = 1000
+PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
 
 
 @dataclass(frozen=True)
@@ -231,11 +235,14 @@ def _candidate(row: Row[tuple[object, ...]]) -> Candidate:
     )
 
 
-def alike_parts(tx: Transaction, part: str, sound: str, *, limit: int) -> list[tuple[int, str]]:
+def alike_parts(
+    tx: Transaction, part: str, sound: str, *, lengths: tuple[int, int], limit: int
+) -> list[tuple[int, str]]:
     """(id, part) of the name parts held that may be alike ``part`` (a skeleton): the same
     part or the same ``sound`` (its consonants), and those found by trigrams: on SQLite the
     parts holding one of its GRAMS_LOOKED rarest trigrams, on PostgreSQL the nearest by
-    trigram distance; at most ``limit`` of these."""
+    trigram distance; at most ``limit`` of these, on SQLite only those whose length is within
+    ``lengths`` (least, most)."""
     same = tx.connection.execute(
         select(search_parts.c.id, search_parts.c.part).where(
             (search_parts.c.part == part) | (search_parts.c.sound == sound)
@@ -244,15 +251,19 @@ def alike_parts(tx: Transaction, part: str, sound: str, *, limit: int) -> list[t
     found = {int(row[0]): str(row[1]) for row in same}
     if len(part) >= 3:
         if tx.dialect == "sqlite":
-            found.update(_sqlite_parts(tx.connection, part, limit))
+            found.update(_sqlite_parts(tx.connection, part, lengths, limit))
         elif (schema := _trigram_schema(tx.connection)) is not None:
             statement = text(_PG_PARTS.format(schema=schema))
-            nearest = tx.connection.execute(statement, {"part": part, "limit": limit})
+            nearest = tx.connection.execute(
+                statement, {"part": part, "limit": min(limit, PG_NEAREST)}
+            ).all()
             found.update((int(row[0]), str(row[1])) for row in nearest)
     return sorted(found.items())
 
 
-def _sqlite_parts(connection: Connection, part: str, limit: int) -> list[tuple[int, str]]:
+def _sqlite_parts(
+    connection: Connection, part: str, lengths: tuple[int, int], limit: int
+) -> list[tuple[int, str]]:
     grams = _trigrams([part])
     # Trigrams and table names are ours (letters and digits of a folded name part); the
     # trigrams are parameters besides.
@@ -263,15 +274,27 @@ def _sqlite_parts(connection: Connection, part: str, limit: int) -> list[tuple[i
         {"grams": grams},
     )
     held = {str(row[0]): int(row[1]) for row in counted}
-    rarest = sorted(held, key=lambda gram: (held[gram], gram))[:GRAMS_LOOKED]
+    rarest: list[str] = []
+    postings = 0
+    for gram in sorted(held, key=lambda gram: (held[gram], gram))[:GRAMS_LOOKED]:
+        if rarest and postings + held[gram] > POSTINGS:
+            break
+        rarest.append(gram)
+        postings += held[gram]
     if not rarest:
         return []
     match = " OR ".join('"' + gram.replace('"', '""') + '"' for gram in rarest)
     table = search_ddl.PARTS_FTS
+    # Parts much shorter or longer cannot be alike: (least, most) characters.
+    least, most = lengths
     found = connection.execute(
-        text(f"SELECT rowid, part FROM {table} WHERE {table} MATCH :match LIMIT :limit"),  # noqa: S608
-        {"match": match, "limit": limit},
-    )
+        text(
+            f"SELECT p.id, p.part FROM {table} g JOIN search_parts p ON p.id = g.rowid"  # noqa: S608
+            f" WHERE {table} MATCH :match AND length(p.part) BETWEEN :least AND :most"
+            " ORDER BY g.rank LIMIT :limit"
+        ),
+        {"match": match, "least": least, "most": most, "limit": limit},
+    ).all()
     return [(int(row[0]), str(row[1])) for row in found]
 
 
@@ -289,8 +312,24 @@ def entries_holding(
         query = query.join(
             search_entries, search_entries.c.id == search_entry_parts.c.entry_id
         ).where(search_entries.c.desk.in_(list(desks)))
-    found = tx.connection.execute(query.limit(limit), {"parts": list(part_ids)})
+    found = tx.connection.execute(query.limit(limit), {"parts": list(part_ids)}).all()
     return [(int(row[0]), int(row[1])) for row in found]
+
+
+def entries_holding_among(
+    tx: Transaction, part_ids: Sequence[int], entry_ids: Sequence[int]
+) -> list[tuple[int, int]]:
+    """(entry id, part id) of the entries of ``entry_ids`` holding one of these parts."""
+    held: list[tuple[int, int]] = []
+    for first in range(0, len(entry_ids), KEYS_PER_QUERY):
+        found = tx.connection.execute(
+            select(search_entry_parts.c.entry_id, search_entry_parts.c.part_id).where(
+                search_entry_parts.c.entry_id.in_(entry_ids[first : first + KEYS_PER_QUERY]),
+                search_entry_parts.c.part_id.in_(list(part_ids)),
+            )
+        ).all()
+        held.extend((int(row[0]), int(row[1])) for row in found)
+    return held
 
 
 def _trigrams(keys: Sequence[str]) -> list[str]:
