@@ -4,6 +4,7 @@ retention, rebuilt."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,7 @@ GRAMS_LOOKED = 5
 # ... as long as the parts holding them are at most POSTINGS (the rarest one is always read):
 # a common trigram (a frequent stem) adds many parts and little to tell them apart.
 POSTINGS = 1000
+_PG_SAME = "SELECT id, part FROM search_parts WHERE part = :part OR sound = :sound"
 PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
 
 
@@ -243,21 +245,21 @@ def alike_parts(
     parts holding one of its GRAMS_LOOKED rarest trigrams, on PostgreSQL the nearest by
     trigram distance; at most ``limit`` of these, on SQLite only those whose length is within
     ``lengths`` (least, most)."""
-    same = tx.connection.execute(
-        select(search_parts.c.id, search_parts.c.part).where(
-            (search_parts.c.part == part) | (search_parts.c.sound == sound)
-        )
+    same = select(search_parts.c.id, search_parts.c.part).where(
+        (search_parts.c.part == part) | (search_parts.c.sound == sound)
     )
-    found = {int(row[0]): str(row[1]) for row in same}
-    if len(part) >= 3:
-        if tx.dialect == "sqlite":
-            found.update(_sqlite_parts(tx.connection, part, lengths, limit))
-        elif (schema := _trigram_schema(tx.connection)) is not None:
-            statement = text(_PG_PARTS.format(schema=schema))
-            nearest = tx.connection.execute(
-                statement, {"part": part, "limit": min(limit, PG_NEAREST)}
-            ).all()
-            found.update((int(row[0]), str(row[1])) for row in nearest)
+    if len(part) >= 3 and tx.dialect == "sqlite":
+        found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
+        found.update(_sqlite_parts(tx.connection, part, lengths, limit))
+    elif len(part) >= 3 and (schema := _trigram_schema(tx.connection)) is not None:
+        # One round trip: the same part or sound, and the nearest.
+        statement = text(f"({_PG_SAME}) UNION ({_PG_PARTS.format(schema=schema)})")
+        nearest = tx.connection.execute(
+            statement, {"part": part, "sound": sound, "limit": min(limit, PG_NEAREST)}
+        )
+        found = {int(row[0]): str(row[1]) for row in nearest}
+    else:
+        found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
     return sorted(found.items())
 
 
@@ -391,9 +393,16 @@ def _of_kind(connection: Connection, kind: str, ids: list[int]) -> list[int]:
 
 
 def _trigram_schema(connection: Connection) -> str | None:
+    """Where pg_trgm is (None: not installed, or SQLite), asked once per connection checkout
+    (a search asks for each part)."""
     if connection.dialect.name != "postgresql":
         return None
-    return search_ddl.trigram_schema(connection)
+    if connection not in _SCHEMAS:
+        _SCHEMAS[connection] = search_ddl.trigram_schema(connection)
+    return _SCHEMAS[connection]
+
+
+_SCHEMAS: weakref.WeakKeyDictionary[Connection, str | None] = weakref.WeakKeyDictionary()
 
 
 def messages_after(tx: Transaction, after_id: int, limit: int) -> list[MessageRow]:
