@@ -1,7 +1,7 @@
 """Name searches against a variant set written for this project: transliterations (Cyrillic,
 Greek, Serbian), swapped name parts, typos, diacritics, OCR-style confusions, spelling variants,
 and true non-matches; recall and precision at the default threshold, through the index (SQLite
-FTS5 trigrams, PostgreSQL pg_trgm), printed and asserted."""
+FTS5 trigrams, PostgreSQL pg_trgm), printed and asserted; the name parts the index keeps."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 from dbkit import RECEIVED, postgres_schema, upgraded
+from sqlalchemy import select
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import SearchRefused
