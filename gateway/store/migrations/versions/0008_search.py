@@ -5,9 +5,9 @@ Revision ID: 0008
 Revises: 0007
 Tables only added (filled by `gateway index rebuild` for the messages already stored): the
 entries, the distinct name parts and which entries hold them; on SQLite two FTS5 trigram tables
-(name parts; other keys), their triggers and a vocabulary table, on PostgreSQL pg_trgm, a GIN
-index on the name parts and a GiST index on the other keys where the extension can be
-installed (gateway.store.search_ddl says what happens where it cannot).
+(name parts; other keys), their triggers and a vocabulary table, on PostgreSQL pg_trgm and two
+GiST indexes where the extension can be installed (gateway.store.search_ddl says what happens
+where it cannot).
 """
 
 from __future__ import annotations
