@@ -34,13 +34,10 @@ _PG_CANDIDATES = (
     "SELECT id FROM search_entries WHERE kind <> 'person'"
     ' ORDER BY key OPERATOR("{schema}".<->) :key LIMIT :limit'
 )
-# The name parts at least PG_SIMILARITY alike by trigrams (the GIN index on search_parts),
-# nearest first.
+# The nearest name parts by trigram distance, by walking the GiST index on search_parts.
 _PG_PARTS = (
-    'SELECT id, part FROM search_parts WHERE part OPERATOR("{schema}".%) :part'
-    ' ORDER BY part OPERATOR("{schema}".<->) :part LIMIT :limit'
+    'SELECT id, part FROM search_parts ORDER BY part OPERATOR("{schema}".<->) :part LIMIT :limit'
 )
-PG_SIMILARITY = 0.5
 # How many trigrams of a searched part are looked up: the rarest ones. A part missing at most
 # GRAMS_LOOKED - 1 of the searched part's trigrams (a typo costs up to three) holds one of them.
 GRAMS_LOOKED = 5
@@ -48,7 +45,7 @@ GRAMS_LOOKED = 5
 # a common trigram (a frequent stem) adds many parts and little to tell them apart.
 POSTINGS = 1000
 _PG_SAME = "SELECT id, part FROM search_parts WHERE part = :part OR sound = :sound"
-PG_NEAREST = 100  # PostgreSQL: the nearest parts over the threshold, no more
+PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
 
 
 @dataclass(frozen=True)
@@ -245,9 +242,9 @@ def alike_parts(
 ) -> list[tuple[int, str]]:
     """(id, part) of the name parts held that may be alike ``part`` (a skeleton): the same
     part or the same ``sound`` (its consonants), and those found by trigrams: on SQLite the
-    parts holding one of its GRAMS_LOOKED rarest trigrams, on PostgreSQL the nearest of those
-    at least PG_SIMILARITY alike by trigrams; at most ``limit`` of these, on SQLite only those
-    whose length is within ``lengths`` (least, most)."""
+    parts holding one of its GRAMS_LOOKED rarest trigrams, on PostgreSQL the nearest by
+    trigram distance; at most ``limit`` of these, on SQLite only those whose length is within
+    ``lengths`` (least, most)."""
     same = select(search_parts.c.id, search_parts.c.part).where(
         (search_parts.c.part == part) | (search_parts.c.sound == sound)
     )
@@ -255,11 +252,7 @@ def alike_parts(
         found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
         found.update(_sqlite_parts(tx.connection, part, lengths, limit))
     elif len(part) >= 3 and (schema := _trigram_schema(tx.connection)) is not None:
-        tx.connection.execute(
-            text("SELECT set_config('pg_trgm.similarity_threshold', :least, true)"),
-            {"least": str(PG_SIMILARITY)},
-        )
-        # One round trip: the same part or sound, and the nearest over the threshold.
+        # One round trip: the same part or sound, and the nearest.
         statement = text(f"({_PG_SAME}) UNION ({_PG_PARTS.format(schema=schema)})")
         nearest = tx.connection.execute(
             statement, {"part": part, "sound": sound, "limit": min(limit, PG_NEAREST)}
