@@ -15,6 +15,7 @@ from gateway.store.search_rows import IndexRow, Where
 from gateway.store.unit import Transaction
 
 log = logging.getLogger("gateway.search")
+PART_CHARS = 64  # search_parts.part
 
 
 def index_rows(found: Sequence[Entity]) -> list[IndexRow]:
@@ -32,9 +33,17 @@ def index_rows(found: Sequence[Entity]) -> list[IndexRow]:
                     key,
                     entity.born,
                     entity.country,
+                    name_parts(key) if entity.kind == PERSON else (),
                 )
             )
     return rows
+
+
+def name_parts(key: str) -> tuple[tuple[str, str], ...]:
+    """The parts of a name's key (skeletons, at most PART_CHARS long), each with its
+    consonants: what search_parts holds."""
+    parts = dict.fromkeys(part[:PART_CHARS] for part in key[:255].split())
+    return tuple((part, folding.consonants(part)) for part in parts)
 
 
 def fold(kind: str, value: str) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """A search of the index: candidates from the trigram or exact-key index, scored, ranked, each
-with the reasons it matched.
+with the reasons it matched. A name's candidates come from its parts: the held name parts alike
+each part asked, then the entries holding them, a bounded short list scored one by one.
 
 A name's score pairs each part of the query with the most alike part of the candidate (in any
 order): a part counts fully when equal after folding (transliteration, case, diacritics), almost
@@ -13,6 +14,7 @@ Identifiers compare on their folded form (no spaces or dashes, O/0 and I/1 confu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,7 +22,7 @@ from datetime import date
 from gateway.core.errors import SearchRefused
 from gateway.forms.entities import KINDS, PERSON
 from gateway.search import folding, fuzzy
-from gateway.search.index import fold
+from gateway.search.index import PART_CHARS, fold
 from gateway.store import search_rows
 from gateway.store.search_rows import Candidate
 from gateway.store.unit import Transaction
@@ -28,7 +30,14 @@ from gateway.store.unit import Transaction
 DEFAULT_THRESHOLD = 80.0  # names
 IDENTIFIER_THRESHOLD = 90.0  # numbers, plates, addresses: one wrong character of eight is out
 MAX_QUERY = 200  # characters: longer is no name, number or address
-CANDIDATES = 200  # per way of finding them, scored one by one
+CANDIDATES = 200  # identifiers: per way of finding them, scored one by one
+# Names: held parts found by trigrams per part asked; of those, the most alike whose entries are
+# read; entries read per part asked; and the entries scored one by one.
+PARTS_LOOKED = 300
+PARTS_KEPT = 50
+PROBED = 300  # entries read per part asked, to tell the rare parts from the common
+HOLDERS = 3000  # entries read for a common part that leads
+SHORT_LIST = 100
 _UNPAIRED_WEIGHT = 0.25
 PART_ALIKE = 80.0  # a name part less alike than this counts as no match (Larsson, Andersson)
 
@@ -92,7 +101,12 @@ def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> F
     every desk)."""
     folded, key = fold(query.kind, query.value)
     fuzzy_index = search_rows.trigram_available(tx)
-    found = search_rows.candidates(tx, query.kind, [key], desks=desks, limit=CANDIDATES, fuzzy=True)
+    if query.kind == PERSON:
+        found = _name_candidates(tx, folded.split(), query.least, desks)
+    else:
+        found = search_rows.candidates(
+            tx, query.kind, [key], desks=desks, limit=CANDIDATES, fuzzy=True
+        )
     hits = []
     for candidate in found:
         hit = score(query, folded, candidate)
@@ -100,6 +114,87 @@ def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> F
             hits.append(hit)
     hits.sort(key=lambda hit: (-hit.score, hit.candidate.row.role != "name", hit.candidate.id))
     return Found(tuple(hits[: query.limit]), len(found), fuzzy_index)
+
+
+def _name_candidates(
+    tx: Transaction, asked: list[str], least: float, desks: Collection[str] | None
+) -> list[Candidate]:
+    """The SHORT_LIST entries most likely to match a name: for each part asked, the held name
+    parts alike it (the index's trigrams find them, their skeletons' similarity keeps the
+    PARTS_KEPT most alike) and the entries holding those (at most PROBED, or HOLDERS for a
+    common leading part); the entries of the leading parts (see _leading), ranked by how much
+    of the name their alike parts cover."""
+    parts = list(dict.fromkeys(asked))
+    alike = {part: _alike_parts(tx, part) for part in parts}
+    held = {
+        part: search_rows.entries_holding(tx, list(alike[part]), desks=desks, limit=PROBED)
+        for part in parts
+    }
+    leading = _leading(parts, {part: len(held[part]) for part in parts}, least)
+    cover: dict[int, float] = {}
+    for part in leading:
+        if len(held[part]) >= PROBED:  # a common part leads (every part is): read more
+            held[part] = search_rows.entries_holding(
+                tx, list(alike[part]), desks=desks, limit=HOLDERS
+            )
+        _add_cover(cover, part, alike[part], held[part])
+    found = sorted(cover)
+    for part in parts:
+        if part in leading or not found:
+            continue
+        if len(held[part]) >= PROBED:  # not all read: which of those found hold it
+            held[part] = search_rows.entries_holding_among(tx, list(alike[part]), found)
+        _add_cover(cover, part, alike[part], [pair for pair in held[part] if pair[0] in cover])
+    short = sorted(cover, key=lambda entry: (-cover[entry], entry))[:SHORT_LIST]
+    return search_rows.entries(tx, short)
+
+
+def _alike_parts(tx: Transaction, part: str) -> dict[int, float]:
+    """id: similarity of the PARTS_KEPT held parts most alike ``part`` (by their skeletons; the
+    same consonants count 90), at least PART_ALIKE - 10."""
+    skeleton = folding.skeleton(part)[:PART_CHARS]
+    sound = folding.consonants(skeleton)
+    # A ratio of r% needs the shorter string at least r / (200 - r) of the longer one.
+    lowest = PART_ALIKE - 10
+    lengths = (
+        math.floor(len(skeleton) * lowest / (200 - lowest)),
+        math.ceil(len(skeleton) * (200 - lowest) / lowest),
+    )
+    found = search_rows.alike_parts(tx, skeleton, sound, lengths=lengths, limit=PARTS_LOOKED)
+    alike = {
+        found[at][0]: value
+        for at, value in fuzzy.ratios(skeleton, [held for _, held in found], lowest)
+    }
+    for part_id, held in found:
+        if folding.consonants(held) == sound:
+            alike[part_id] = max(alike.get(part_id, 0.0), 90.0)
+    kept = sorted(alike, key=lambda part_id: -alike[part_id])[:PARTS_KEPT]
+    return {part_id: alike[part_id] for part_id in kept}
+
+
+def _leading(parts: list[str], holders: dict[str, int], least: float) -> list[str]:
+    """The parts asked held by fewest entries, as few as make more than (100 - least)% of the
+    name's length: an entry that scores ``least`` holds a part alike one of them (a part not
+    paired counts nothing, and parts weigh by their length)."""
+    total = sum(len(part) for part in parts)
+    leading: list[str] = []
+    weight = 0
+    for part in sorted(parts, key=lambda part: (holders[part], -len(part))):
+        leading.append(part)
+        weight += len(part)
+        if weight * 100 > (100 - least) * total:
+            break
+    return leading
+
+
+def _add_cover(
+    cover: dict[int, float], part: str, alike: dict[int, float], held: list[tuple[int, int]]
+) -> None:
+    best: dict[int, float] = {}
+    for entry, part_id in held:
+        best[entry] = max(best.get(entry, 0.0), alike[part_id] * len(part))
+    for entry, value in best.items():
+        cover[entry] = cover.get(entry, 0.0) + value
 
 
 def score(query: Query, folded: str, candidate: Candidate) -> Hit | None:

@@ -334,6 +334,25 @@ search_entries = Table(
 )
 Index("ix_search_entries_kind_key", search_entries.c.kind, search_entries.c.key)
 Index("ix_search_entries_message", search_entries.c.message_id)
+# The distinct name parts held (their skeletons), with their consonants (Mohamed, Muhamad), and
+# which person entries hold each: a search finds alike parts first (few, even with many
+# persons), then the entries holding them by the B-tree index on part_id.
+search_parts = Table(
+    "search_parts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("part", String(64), nullable=False),
+    Column("sound", String(64), nullable=False),
+)
+Index("ix_search_parts_part", search_parts.c.part, unique=True)
+Index("ix_search_parts_sound", search_parts.c.sound)
+search_entry_parts = Table(
+    "search_entry_parts",
+    metadata,
+    Column("part_id", Integer, ForeignKey("search_parts.id"), primary_key=True),
+    Column("entry_id", Integer, ForeignKey("search_entries.id"), primary_key=True),
+)
+Index("ix_search_entry_parts_entry", search_entry_parts.c.entry_id)
 
 # What each search asked, for auditors: the audit chain carries no personal data, only this
 # row's id and digest. Purged with retention (the longest rule) like the messages it concerns.

@@ -1,8 +1,10 @@
 """The trigram indexes over the search index's keys, which table metadata cannot describe.
 
-SQLite: two FTS5 tables with the trigram tokenizer (names; every other kind), whose content is
-search_entries itself, kept by triggers in the transaction that writes or deletes an entry.
-PostgreSQL: the pg_trgm extension and two partial GiST indexes on ``key`` (names; the rest).
+SQLite: two FTS5 tables with the trigram tokenizer, one over the distinct name parts
+(search_parts, with an fts5vocab table saying how many parts hold each trigram), one over the
+keys of every other kind (search_entries), kept by triggers in the transaction that writes or
+deletes a row. PostgreSQL: the pg_trgm extension and two GiST indexes (name parts; the keys of
+every other kind).
 Where pg_trgm cannot be installed (not shipped with the server, or no right to create it), the
 indexes are left out and searches
 find candidates by their exact key only (spelling variants and reordered name parts, no typos);
@@ -13,39 +15,51 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-NAMES_FTS = "search_names"
+PARTS_FTS = "search_parts_grams"  # the distinct name parts
+PARTS_VOCAB = "search_parts_vocab"  # how many parts hold each trigram
 IDS_FTS = "search_ids"
-TRGM_INDEX = "ix_search_entries_key_trgm"  # names
-TRGM_OTHERS_INDEX = "ix_search_entries_key_trgm_others"  # every other kind
+TRGM_INDEX = "ix_search_parts_trgm"  # name parts
+TRGM_OTHERS_INDEX = "ix_search_entries_key_trgm_others"  # every kind but names
 TRGM_INDEXES = frozenset({TRGM_INDEX, TRGM_OTHERS_INDEX})
 # What these make besides the tables of metadata: the FTS5 tables and their shadow tables.
 EXTRA_TABLES = frozenset(
-    f"{table}{suffix}"
-    for table in (NAMES_FTS, IDS_FTS)
-    for suffix in ("", "_data", "_idx", "_docsize", "_config")
+    {PARTS_VOCAB}
+    | {
+        f"{table}{suffix}"
+        for table in (PARTS_FTS, IDS_FTS)
+        for suffix in ("", "_data", "_idx", "_docsize", "_config")
+    }
 )
 
 _SQLITE = (
-    f"CREATE VIRTUAL TABLE IF NOT EXISTS {NAMES_FTS} USING fts5(key, content='search_entries', "
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {PARTS_FTS} USING fts5(part, content='search_parts', "
     "content_rowid='id', tokenize='trigram')",
+    f"CREATE VIRTUAL TABLE IF NOT EXISTS {PARTS_VOCAB} USING fts5vocab({PARTS_FTS}, 'row')",
     f"CREATE VIRTUAL TABLE IF NOT EXISTS {IDS_FTS} USING fts5(key, content='search_entries', "
     "content_rowid='id', tokenize='trigram')",
-    f"""CREATE TRIGGER IF NOT EXISTS search_entries_added AFTER INSERT ON search_entries BEGIN
-      INSERT INTO {NAMES_FTS}(rowid, key) SELECT new.id, new.key WHERE new.kind = 'person';
-      INSERT INTO {IDS_FTS}(rowid, key) SELECT new.id, new.key WHERE new.kind <> 'person';
-    END""",
-    f"""CREATE TRIGGER IF NOT EXISTS search_entries_deleted AFTER DELETE ON search_entries BEGIN
-      INSERT INTO {NAMES_FTS}({NAMES_FTS}, rowid, key)
-        SELECT 'delete', old.id, old.key WHERE old.kind = 'person';
-      INSERT INTO {IDS_FTS}({IDS_FTS}, rowid, key)
-        SELECT 'delete', old.id, old.key WHERE old.kind <> 'person';
-    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS search_parts_added AFTER INSERT ON search_parts BEGIN
+      INSERT INTO {PARTS_FTS}(rowid, part) VALUES (new.id, new.part);
+    END""",  # noqa: S608 (our table names)
+    f"""CREATE TRIGGER IF NOT EXISTS search_parts_deleted AFTER DELETE ON search_parts BEGIN
+      INSERT INTO {PARTS_FTS}({PARTS_FTS}, rowid, part) VALUES ('delete', old.id, old.part);
+    END""",  # noqa: S608 (our table names)
+    f"""CREATE TRIGGER IF NOT EXISTS search_entries_added AFTER INSERT ON search_entries
+      WHEN new.kind <> 'person' BEGIN
+      INSERT INTO {IDS_FTS}(rowid, key) VALUES (new.id, new.key);
+    END""",  # noqa: S608 (our table names)
+    f"""CREATE TRIGGER IF NOT EXISTS search_entries_deleted AFTER DELETE ON search_entries
+      WHEN old.kind <> 'person' BEGIN
+      INSERT INTO {IDS_FTS}({IDS_FTS}, rowid, key) VALUES ('delete', old.id, old.key);
+    END""",  # noqa: S608 (our table names)
 )
 _SQLITE_DROP = (
     "DROP TRIGGER IF EXISTS search_entries_deleted",
     "DROP TRIGGER IF EXISTS search_entries_added",
+    "DROP TRIGGER IF EXISTS search_parts_deleted",
+    "DROP TRIGGER IF EXISTS search_parts_added",
     f"DROP TABLE IF EXISTS {IDS_FTS}",
-    f"DROP TABLE IF EXISTS {NAMES_FTS}",
+    f"DROP TABLE IF EXISTS {PARTS_VOCAB}",
+    f"DROP TABLE IF EXISTS {PARTS_FTS}",
 )
 
 
@@ -59,11 +73,14 @@ def create(connection: Connection) -> None:
     if schema is not None:
         # GiST, not GIN: it serves ORDER BY key <-> query LIMIT n, the nearest keys found by
         # walking the index, where GIN finds every key over a threshold and sorts them all.
-        for name, which in ((TRGM_INDEX, "= 'person'"), (TRGM_OTHERS_INDEX, "<> 'person'")):
-            connection.exec_driver_sql(
-                f"CREATE INDEX IF NOT EXISTS {name} ON search_entries"
-                f' USING gist (key "{schema}".gist_trgm_ops) WHERE kind {which}'
-            )
+        connection.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS {TRGM_INDEX} ON search_parts"
+            f' USING gist (part "{schema}".gist_trgm_ops)'
+        )
+        connection.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS {TRGM_OTHERS_INDEX} ON search_entries"
+            f" USING gist (key \"{schema}\".gist_trgm_ops) WHERE kind <> 'person'"
+        )
 
 
 def drop(connection: Connection) -> None:

@@ -1,26 +1,51 @@
-"""The search index's rows: written with a message, candidates read by trigram or exact key,
-deleted with a message's retention, rebuilt."""
+"""The search index's rows: written with a message, candidates read by trigram or exact key
+(names: alike name parts first, then the entries holding them), deleted with a message's
+retention, rebuilt."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, text
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from gateway.store import search_ddl
-from gateway.store.ledger import MessageRow, as_utc, message_of, messages, search_entries
+from gateway.store.ledger import (
+    KEYS_PER_QUERY,
+    MessageRow,
+    as_utc,
+    message_of,
+    messages,
+    search_entries,
+    search_entry_parts,
+    search_parts,
+)
 from gateway.store.unit import Transaction
 
 PERSON = "person"
-_INSERT = insert(search_entries)
+_INSERT = insert(search_entries).returning(search_entries.c.id, sort_by_parameter_order=True)
 # The nearest keys by trigram distance, found by walking a partial GiST index (the kind is
 # written into the statement, as the index's predicate, so the planner can prove it applies).
 _PG_CANDIDATES = (
-    "SELECT id FROM search_entries WHERE kind {which}"
+    "SELECT id FROM search_entries WHERE kind <> 'person'"
     ' ORDER BY key OPERATOR("{schema}".<->) :key LIMIT :limit'
 )
+# The nearest name parts by trigram distance, by walking the GiST index on search_parts.
+_PG_PARTS = (
+    'SELECT id, part FROM search_parts ORDER BY part OPERATOR("{schema}".<->) :part LIMIT :limit'
+)
+# How many trigrams of a searched part are looked up: the rarest ones. A part missing at most
+# GRAMS_LOOKED - 1 of the searched part's trigrams (a typo costs up to three) holds one of them.
+GRAMS_LOOKED = 5
+# ... as long as the parts holding them are at most POSTINGS (the rarest one is always read):
+# a common trigram (a frequent stem) adds many parts and little to tell them apart.
+POSTINGS = 1000
+_PG_SAME = "SELECT id, part FROM search_parts WHERE part = :part OR sound = :sound"
+PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,8 @@ class IndexRow:
     key: str
     born: str | None
     country: str | None
+    # A name's parts as its key holds them (skeletons), each with its consonants.
+    parts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,20 +113,73 @@ def add_many_in(
         for where, rows in messages_rows
         for row in rows
     ]
-    if values:
-        tx.connection.execute(_INSERT, values)
+    if not values:
+        return 0
+    ids = [row[0] for row in tx.connection.execute(_INSERT, values)]
+    held = [
+        (entry, part)
+        for entry, row in zip(ids, (row for _, rows in messages_rows for row in rows), strict=True)
+        for part in row.parts
+    ]
+    if held:
+        _add_parts(tx, held)
     return len(values)
 
 
+def _add_parts(tx: Transaction, held: Sequence[tuple[int, tuple[str, str]]]) -> None:
+    """Record which entries hold which name parts, adding the parts not held before."""
+    sounds = {part: sound for _, (part, sound) in held}
+    dialect = pg_dialect if tx.dialect == "postgresql" else sqlite_dialect
+    tx.connection.execute(
+        dialect.insert(search_parts).on_conflict_do_nothing(index_elements=["part"]),
+        [{"part": part, "sound": sound} for part, sound in sounds.items()],
+    )
+    ids: dict[str, int] = {}
+    names = sorted(sounds)
+    for first in range(0, len(names), KEYS_PER_QUERY):
+        found = tx.connection.execute(
+            select(search_parts.c.part, search_parts.c.id).where(
+                search_parts.c.part.in_(names[first : first + KEYS_PER_QUERY])
+            )
+        )
+        ids.update((row[0], row[1]) for row in found)
+    links = {(ids[part], entry) for entry, (part, _) in held}
+    tx.connection.execute(
+        insert(search_entry_parts),
+        [{"part_id": part, "entry_id": entry} for part, entry in sorted(links)],
+    )
+
+
 def delete_of_message_in(tx: Transaction, message_id: int) -> int:
-    """Delete a message's entries (its retention ended, or the index is rebuilt)."""
+    """Delete a message's entries (its retention ended, or the index is rebuilt), and the name
+    parts no other entry holds."""
+    entries = select(search_entries.c.id).where(search_entries.c.message_id == message_id)
+    parts = [
+        row[0]
+        for row in tx.connection.execute(
+            select(search_entry_parts.c.part_id)
+            .where(search_entry_parts.c.entry_id.in_(entries))
+            .distinct()
+        )
+    ]
+    tx.connection.execute(
+        delete(search_entry_parts).where(search_entry_parts.c.entry_id.in_(entries))
+    )
     result = tx.connection.execute(
         delete(search_entries).where(search_entries.c.message_id == message_id)
     )
+    for first in range(0, len(parts), KEYS_PER_QUERY):
+        some = parts[first : first + KEYS_PER_QUERY]
+        still = select(search_entry_parts.c.part_id).where(search_entry_parts.c.part_id.in_(some))
+        tx.connection.execute(
+            delete(search_parts).where(search_parts.c.id.in_(some), search_parts.c.id.not_in(still))
+        )
     return int(result.rowcount or 0)
 
 
 def delete_all_in(tx: Transaction) -> int:
+    tx.connection.execute(delete(search_entry_parts))
+    tx.connection.execute(delete(search_parts))
     result = tx.connection.execute(delete(search_entries))
     return int(result.rowcount or 0)
 
@@ -122,30 +202,136 @@ def candidates(
     desks: Collection[str] | None,
     limit: int,
 ) -> list[Candidate]:
-    """Entries of ``kind`` whose key is one of ``keys`` or (``fuzzy``), ranked by the trigram
-    index, shares trigrams with them: at most ``limit`` per way of finding them.
-    ``desks``: only entries of messages on these desks (None: every desk)."""
+    """Entries of ``kind`` (not names: see alike_parts) whose key is one of ``keys`` or
+    (``fuzzy``), ranked by the trigram index, shares trigrams with them: at most ``limit`` per
+    way of finding them. ``desks``: only entries of messages on these desks (None: every
+    desk)."""
     ids = set(_exact(tx.connection, kind, keys, limit))
-    if fuzzy and keys:
+    if fuzzy and keys and kind != PERSON:
         if tx.dialect == "sqlite":
             ids.update(_sqlite_trigram(tx.connection, kind, _trigrams(keys), limit))
         elif (schema := _trigram_schema(tx.connection)) is not None:
             ids.update(_pg_trigram(tx.connection, schema, kind, keys, limit))
+    return entries(tx, sorted(ids), desks=desks)
+
+
+def entries(
+    tx: Transaction, ids: Sequence[int], *, desks: Collection[str] | None = None
+) -> list[Candidate]:
+    """The entries of these ids (on ``desks`` only, unless None), by id."""
     if not ids:
         return []
     query = select(search_entries).where(search_entries.c.id.in_(bindparam("ids", expanding=True)))
     if desks is not None:
         query = query.where(search_entries.c.desk.in_(list(desks)))
-    rows = tx.connection.execute(query, {"ids": sorted(ids)}).all()
-    return [
-        Candidate(
-            id=row.id,
-            row=IndexRow(row.kind, row.role, row.shown, row.folded, row.key, row.born, row.country),
-            where=Where(row.message_id, row.direction, row.partner, row.desk, row.form),
-            created_at=as_utc(row.created_at),
+    rows = tx.connection.execute(query.order_by(search_entries.c.id), {"ids": list(ids)}).all()
+    return [_candidate(row) for row in rows]
+
+
+def _candidate(row: Row[tuple[object, ...]]) -> Candidate:
+    return Candidate(
+        id=row.id,
+        row=IndexRow(row.kind, row.role, row.shown, row.folded, row.key, row.born, row.country),
+        where=Where(row.message_id, row.direction, row.partner, row.desk, row.form),
+        created_at=as_utc(row.created_at),
+    )
+
+
+def alike_parts(
+    tx: Transaction, part: str, sound: str, *, lengths: tuple[int, int], limit: int
+) -> list[tuple[int, str]]:
+    """(id, part) of the name parts held that may be alike ``part`` (a skeleton): the same
+    part or the same ``sound`` (its consonants), and those found by trigrams: on SQLite the
+    parts holding one of its GRAMS_LOOKED rarest trigrams, on PostgreSQL the nearest by
+    trigram distance; at most ``limit`` of these, on SQLite only those whose length is within
+    ``lengths`` (least, most)."""
+    same = select(search_parts.c.id, search_parts.c.part).where(
+        (search_parts.c.part == part) | (search_parts.c.sound == sound)
+    )
+    if len(part) >= 3 and tx.dialect == "sqlite":
+        found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
+        found.update(_sqlite_parts(tx.connection, part, lengths, limit))
+    elif len(part) >= 3 and (schema := _trigram_schema(tx.connection)) is not None:
+        # One round trip: the same part or sound, and the nearest.
+        statement = text(f"({_PG_SAME}) UNION ({_PG_PARTS.format(schema=schema)})")
+        nearest = tx.connection.execute(
+            statement, {"part": part, "sound": sound, "limit": min(limit, PG_NEAREST)}
         )
-        for row in rows
-    ]
+        found = {int(row[0]): str(row[1]) for row in nearest}
+    else:
+        found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
+    return sorted(found.items())
+
+
+def _sqlite_parts(
+    connection: Connection, part: str, lengths: tuple[int, int], limit: int
+) -> list[tuple[int, str]]:
+    grams = _trigrams([part])
+    # Trigrams and table names are ours (letters and digits of a folded name part); the
+    # trigrams are parameters besides.
+    counted = connection.execute(
+        text(
+            f"SELECT term, doc FROM {search_ddl.PARTS_VOCAB} WHERE term IN :grams"  # noqa: S608
+        ).bindparams(bindparam("grams", expanding=True)),
+        {"grams": grams},
+    )
+    held = {str(row[0]): int(row[1]) for row in counted}
+    rarest: list[str] = []
+    postings = 0
+    for gram in sorted(held, key=lambda gram: (held[gram], gram))[:GRAMS_LOOKED]:
+        if rarest and postings + held[gram] > POSTINGS:
+            break
+        rarest.append(gram)
+        postings += held[gram]
+    if not rarest:
+        return []
+    match = " OR ".join('"' + gram.replace('"', '""') + '"' for gram in rarest)
+    table = search_ddl.PARTS_FTS
+    # Parts much shorter or longer cannot be alike: (least, most) characters.
+    least, most = lengths
+    found = connection.execute(
+        text(
+            f"SELECT p.id, p.part FROM {table} g JOIN search_parts p ON p.id = g.rowid"  # noqa: S608
+            f" WHERE {table} MATCH :match AND length(p.part) BETWEEN :least AND :most"
+            " ORDER BY g.rank LIMIT :limit"
+        ),
+        {"match": match, "least": least, "most": most, "limit": limit},
+    ).all()
+    return [(int(row[0]), str(row[1])) for row in found]
+
+
+def entries_holding(
+    tx: Transaction, part_ids: Sequence[int], *, desks: Collection[str] | None, limit: int
+) -> list[tuple[int, int]]:
+    """(entry id, part id) of at most ``limit`` person entries holding one of these parts, on
+    ``desks`` only (None: every desk)."""
+    if not part_ids:
+        return []
+    query = select(search_entry_parts.c.entry_id, search_entry_parts.c.part_id).where(
+        search_entry_parts.c.part_id.in_(bindparam("parts", expanding=True))
+    )
+    if desks is not None:
+        query = query.join(
+            search_entries, search_entries.c.id == search_entry_parts.c.entry_id
+        ).where(search_entries.c.desk.in_(list(desks)))
+    found = tx.connection.execute(query.limit(limit), {"parts": list(part_ids)}).all()
+    return [(int(row[0]), int(row[1])) for row in found]
+
+
+def entries_holding_among(
+    tx: Transaction, part_ids: Sequence[int], entry_ids: Sequence[int]
+) -> list[tuple[int, int]]:
+    """(entry id, part id) of the entries of ``entry_ids`` holding one of these parts."""
+    held: list[tuple[int, int]] = []
+    for first in range(0, len(entry_ids), KEYS_PER_QUERY):
+        found = tx.connection.execute(
+            select(search_entry_parts.c.entry_id, search_entry_parts.c.part_id).where(
+                search_entry_parts.c.entry_id.in_(entry_ids[first : first + KEYS_PER_QUERY]),
+                search_entry_parts.c.part_id.in_(list(part_ids)),
+            )
+        ).all()
+        held.extend((int(row[0]), int(row[1])) for row in found)
+    return held
 
 
 def _trigrams(keys: Sequence[str]) -> list[str]:
@@ -174,34 +360,29 @@ def _sqlite_trigram(
 ) -> list[int]:
     if not trigrams:
         return []
-    table = search_ddl.NAMES_FTS if kind == PERSON else search_ddl.IDS_FTS
+    table = search_ddl.IDS_FTS
     match = " OR ".join('"' + gram.replace('"', '""') + '"' for gram in trigrams)
-    # The table is one of our two names; the match and the limit are parameters.
+    # The table is one of our names; the match and the limit are parameters.
     found = connection.execute(
         text(f"SELECT rowid FROM {table} WHERE {table} MATCH :match ORDER BY rank LIMIT :limit"),  # noqa: S608
         {"match": match, "limit": limit},
     )
-    ids = [row[0] for row in found]
-    if kind == PERSON or not ids:
-        return ids
-    kinds = connection.execute(
-        select(search_entries.c.id).where(
-            search_entries.c.id.in_(ids), search_entries.c.kind == kind
-        )
-    )
-    return [row[0] for row in kinds]
+    return _of_kind(connection, kind, [row[0] for row in found])
 
 
 def _pg_trigram(
     connection: Connection, schema: str, kind: str, keys: Sequence[str], limit: int
 ) -> list[int]:
     ids: list[int] = []
-    which = "= 'person'" if kind == PERSON else "<> 'person'"
-    statement = text(_PG_CANDIDATES.format(schema=schema, which=which))
+    statement = text(_PG_CANDIDATES.format(schema=schema))
     for key in keys:
         found = connection.execute(statement, {"key": key, "limit": limit})
         ids.extend(row[0] for row in found)
-    if kind == PERSON or not ids:
+    return _of_kind(connection, kind, ids)
+
+
+def _of_kind(connection: Connection, kind: str, ids: list[int]) -> list[int]:
+    if not ids:
         return ids
     kinds = connection.execute(
         select(search_entries.c.id).where(
@@ -212,9 +393,16 @@ def _pg_trigram(
 
 
 def _trigram_schema(connection: Connection) -> str | None:
+    """Where pg_trgm is (None: not installed, or SQLite), asked once per connection checkout
+    (a search asks for each part)."""
     if connection.dialect.name != "postgresql":
         return None
-    return search_ddl.trigram_schema(connection)
+    if connection not in _SCHEMAS:
+        _SCHEMAS[connection] = search_ddl.trigram_schema(connection)
+    return _SCHEMAS[connection]
+
+
+_SCHEMAS: weakref.WeakKeyDictionary[Connection, str | None] = weakref.WeakKeyDictionary()
 
 
 def messages_after(tx: Transaction, after_id: int, limit: int) -> list[MessageRow]:

@@ -1,7 +1,7 @@
 """Name searches against a variant set written for this project: transliterations (Cyrillic,
 Greek, Serbian), swapped name parts, typos, diacritics, OCR-style confusions, spelling variants,
 and true non-matches; recall and precision at the default threshold, through the index (SQLite
-FTS5 trigrams, PostgreSQL pg_trgm), printed and asserted."""
+FTS5 trigrams, PostgreSQL pg_trgm), printed and asserted; the name parts the index keeps."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 from dbkit import RECEIVED, postgres_schema, upgraded
+from sqlalchemy import select
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import SearchRefused
 from gateway.forms.entities import Entity
 from gateway.search import index, matching
-from gateway.store.ledger import Ledger, make_engine
+from gateway.store import search_rows
+from gateway.store.ledger import Ledger, make_engine, search_parts
 from gateway.store.search_rows import Where
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -276,3 +278,42 @@ def test_other_bad_search_settings_are_refused() -> None:
         matching.Query("person", "Ivan", born=date(1980, 1, 1), born_within_days=400)
     with pytest.raises(SearchRefused, match="threshold is above 0"):
         matching.Query("person", "Ivan", threshold=0)
+
+
+def held_parts(ledger: Ledger) -> set[str]:
+    with ledger.reading() as tx:
+        return {row[0] for row in tx.connection.execute(select(search_parts.c.part))}
+
+
+def test_a_deleted_message_takes_the_name_parts_only_it_held(ledger: Ledger) -> None:
+    assert {"sergei", "petrov", "ivan"} <= held_parts(ledger)
+    message = ledger.by_reference("NO-2026-000005")[0].id  # Sergey PETROV, Сергей Петров
+
+    with ledger.transaction() as tx:
+        assert search_rows.delete_of_message_in(tx, message) == 2
+
+    left = held_parts(ledger)
+    assert "sergei" not in left  # no one else holds it: no trace of the name is left
+    assert {"petrov", "ivan"} <= left  # Ivan PETROV holds them still
+    assert whom(ledger, "Sergej Petrow", None) == set()
+    assert whom(ledger, "Ivan Petrow", None) == {"petrov_i"}
+
+
+def test_a_rare_part_leads_when_a_common_one_has_more_holders_than_are_read(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(matching, "PROBED", 3)
+    monkeypatch.setattr(matching, "HOLDERS", 5)
+    smirnov = ledger.by_reference("NO-2026-000026")[0].id
+    where = Where(smirnov, "inbound", "NO-SIRENE", "sirene", "G")
+    with ledger.transaction() as tx:  # many holders of Aleksandr, Smirnov's entries after them
+        search_rows.delete_of_message_in(tx, smirnov)
+        others = [Entity("person", "name", f"Aleksandr TESTOV{n:02d}", None) for n in range(30)]
+        index.write_in(tx, where, others, NOW)
+        latin, original, born = PERSONS["smirnov"]
+        again = [Entity("person", "name", latin, born), Entity("person", "name", original, born)]
+        index.write_in(tx, where, again, NOW)
+
+    # The longer part asked is the common one: the entries holding "smirnov" are read instead.
+    assert whom(ledger, "Aleksandr Smirnof", None) == {"smirnov"}
+    assert whom(ledger, "Petrow Ivan", None) == {"petrov_i"}

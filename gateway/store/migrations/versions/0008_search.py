@@ -3,9 +3,11 @@ searches' terms, for auditors.
 
 Revision ID: 0008
 Revises: 0007
-A table only added (filled by `gateway index rebuild` for the messages already stored); on
-SQLite two FTS5 trigram tables and their triggers, on PostgreSQL pg_trgm and a GIN index where
-the extension can be installed (gateway.store.search_ddl says what happens where it cannot).
+Tables only added (filled by `gateway index rebuild` for the messages already stored): the
+entries, the distinct name parts and which entries hold them; on SQLite two FTS5 trigram tables
+(name parts; other keys), their triggers and a vocabulary table, on PostgreSQL pg_trgm and two
+GiST indexes where the extension can be installed (gateway.store.search_ddl says what happens
+where it cannot).
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ def upgrade() -> None:
     )
     op.create_index("ix_search_entries_kind_key", "search_entries", ["kind", "key"])
     op.create_index("ix_search_entries_message", "search_entries", ["message_id"])
+    op.create_table(
+        "search_parts",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("part", sa.String(64), nullable=False),
+        sa.Column("sound", sa.String(64), nullable=False),
+    )
+    op.create_index("ix_search_parts_part", "search_parts", ["part"], unique=True)
+    op.create_index("ix_search_parts_sound", "search_parts", ["sound"])
+    op.create_table(
+        "search_entry_parts",
+        sa.Column("part_id", sa.Integer(), sa.ForeignKey("search_parts.id"), primary_key=True),
+        sa.Column("entry_id", sa.Integer(), sa.ForeignKey("search_entries.id"), primary_key=True),
+    )
+    op.create_index("ix_search_entry_parts_entry", "search_entry_parts", ["entry_id"])
     search_ddl.create(op.get_bind())
     op.create_table(
         "search_requests",
@@ -62,6 +78,11 @@ def downgrade() -> None:
     op.drop_index("ix_search_requests_at", table_name="search_requests")
     op.drop_table("search_requests")
     search_ddl.drop(op.get_bind())
+    op.drop_index("ix_search_entry_parts_entry", table_name="search_entry_parts")
+    op.drop_table("search_entry_parts")
+    op.drop_index("ix_search_parts_sound", table_name="search_parts")
+    op.drop_index("ix_search_parts_part", table_name="search_parts")
+    op.drop_table("search_parts")
     op.drop_index("ix_search_entries_message", table_name="search_entries")
     op.drop_index("ix_search_entries_kind_key", table_name="search_entries")
     op.drop_table("search_entries")
