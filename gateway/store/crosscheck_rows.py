@@ -1,5 +1,6 @@
 """The cross-check's hits: written with an arriving message's hand-off, read for its message
-view; and the index entries of one message, which the cross-check starts from."""
+view, deleted with the retention purge of either message; and the index entries of one
+message, which the cross-check starts from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, insert, or_, select
 
 from gateway.store.ledger import as_utc, crosscheck_hits, search_entries
 from gateway.store.search_rows import IndexRow
@@ -105,3 +106,16 @@ def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
         )
         for row in rows
     ]
+
+
+def delete_of_message_in(tx: Transaction, message_id: int) -> int:
+    """Delete the hits of a message and those that describe it (its retention ended)."""
+    result = tx.connection.execute(
+        delete(crosscheck_hits).where(
+            or_(
+                crosscheck_hits.c.message_id == message_id,
+                crosscheck_hits.c.earlier_id == message_id,
+            )
+        )
+    )
+    return int(result.rowcount or 0)

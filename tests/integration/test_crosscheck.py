@@ -7,8 +7,10 @@ in the ledger, an audit line without personal data) and its view access-logged."
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.message
 from collections.abc import Iterator
+from datetime import timedelta
 
 from accesskit import CHEAP, PASSWORD
 from integration.inboundkit import FORM, World, desk_messages, message, send, settle
@@ -20,8 +22,10 @@ from gateway.access import accesslog, totp
 from gateway.access.passwords import Passwords
 from gateway.access.roles import Role
 from gateway.access.setup import open_access
+from gateway.core.config import RetentionRule
 from gateway.service.server import Gateway
 from gateway.store.ledger import crosscheck_hits
+from gateway.tracking.retention import Purger
 from gateway.web.app import build_app
 
 ALERT = b"RO0000000000123456"
@@ -49,7 +53,9 @@ def form(
         .replace(b"<FamilyName>EXAMPLE</FamilyName>", f"<FamilyName>{family}</FamilyName>".encode())
         .replace(b"<GivenName>Test</GivenName>", f"<GivenName>{given}</GivenName>".encode())
         .replace(b"<Number>X0000000</Number>", f"<Number>{number}</Number>".encode())
-        .replace(b"<DateOfBirth>1980-01-01</DateOfBirth>", f"<DateOfBirth>{born}</DateOfBirth>".encode())
+        .replace(
+            b"<DateOfBirth>1980-01-01</DateOfBirth>", f"<DateOfBirth>{born}</DateOfBirth>".encode()
+        )
         .replace(ALERT, alert)
     )
     assert URGENT in text
@@ -136,7 +142,7 @@ async def test_a_second_message_about_the_same_passport_and_person_shows_the_fir
     assert ("crosschecked", "NO-2026-000702", "3 hit(s) on desk duty, 0 elsewhere") in audit
     assert not any("IVANOV" in str(entry) or "AB 123" in str(entry) for entry in audit)
 
-    with console(gateway) as (client, code):
+    with console(gateway) as (client, _code):
         assert login(client, "dana")[0] == 303
         page = client.get(f"/messages/{two}")
         assert page.status_code == 200
@@ -144,6 +150,19 @@ async def test_a_second_message_about_the_same_passport_and_person_shows_the_fir
         assert "earlier-hidden" not in page.text
     views = accesslog.read(gateway.ledger)
     assert [(v.user, v.reference) for v in views] == [("dana", "NO-2026-000702")]
+
+    # The first message's retention ends: the hits that describe it go with it.
+    later = gateway.clock.now() + timedelta(days=31)
+    config = dataclasses.replace(gateway.config, retention=(RetentionRule(timedelta(days=30)),))
+    purger = Purger(
+        config=config,
+        ledger=gateway.ledger,
+        audit=gateway.audit,
+        inbound=gateway.inbound,
+        outbound=gateway.services.outbound,
+    )
+    assert purger.purge(later).messages >= 2
+    assert hits_of(gateway, two) == []
 
 
 async def test_a_desk_sees_described_only_the_hits_on_its_own_messages(
@@ -194,7 +213,7 @@ async def test_an_unrelated_message_has_no_hit(world: World, gateway: Gateway) -
     await settle(gateway)
     assert "Earlier exchanges" not in copy_of(gateway, "duty", "NO-2026-000722")
     assert hits_of(gateway, ledger_id(gateway, "NO-2026-000722")) == []
-    with console(gateway) as (client, code):
+    with console(gateway) as (client, _code):
         assert login(client, "dana")[0] == 303
         page = client.get(f"/messages/{ledger_id(gateway, 'NO-2026-000722')}").text
         assert "Earlier exchanges" not in page

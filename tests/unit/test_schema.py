@@ -607,4 +607,8 @@ def test_revision_0010_adds_the_crosscheck_hits_to_a_0009_ledger_holding_data(
         assert crosscheck_rows.replace_in(tx, [(new, hits)], START) == 1  # again: replaced
     with ledger.reading() as tx:
         assert crosscheck_rows.of_message(tx, new) == hits
+    with ledger.transaction() as tx:  # the earlier message's retention ended
+        assert crosscheck_rows.delete_of_message_in(tx, old.id) == 1
+    with ledger.reading() as tx:
+        assert crosscheck_rows.of_message(tx, new) == []
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
