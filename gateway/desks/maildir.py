@@ -200,8 +200,8 @@ def body(delivery: Delivery) -> str:
     ]
     lines = [f"{delivery.channel.upper()} form {delivery.form}: {delivery.title}", ""]
     lines += [f"{label + ':':<13}{value}" for label, value in summary if value]
-    lines += _earlier_lines(delivery)
     lines += _outline_lines(header_rest)
+    lines += _earlier_lines(delivery)
     lines += ["", *_outline_lines(content), "", *_attachment_lines(delivery.attachments)]
     return "\n".join(lines) + "\n"
 
