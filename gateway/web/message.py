@@ -177,7 +177,7 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
     if role is None or row.direction != "inbound":
         return found
     try:
-        form = received.render(services, row)
+        form = received.render(services, row, earlier=False)  # the page has its own list
     except received.NotReadable as exc:
         log.warning("message view: %s", exc)
         return replace(found, missing=exc.shown)
