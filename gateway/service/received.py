@@ -12,8 +12,8 @@ from gateway.crypto.pgpmime import Attachment
 from gateway.desks import maildir
 from gateway.desks.maildir import Delivery
 from gateway.inbound.handoff import Spooled
-from gateway.service.services import Services
 from gateway.search import crosscheck
+from gateway.service.services import Services
 from gateway.store import crosscheck_rows, lookups
 from gateway.store.ledger import MessageRow
 
