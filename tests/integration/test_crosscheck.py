@@ -88,18 +88,22 @@ def hits_of(gateway: Gateway, ledger_id: int) -> list[tuple[int, str, str, str |
 
 
 @contextlib.contextmanager
-def console(gateway: Gateway) -> Iterator[tuple[TestClient, str]]:
-    """The console over the running gateway's own services, with a handler of each desk and a
-    supervisor (PASSWORD each; the supervisor's second factor enrolled): the client and the
-    supervisor's code."""
+def console(gateway: Gateway) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The console over the running gateway's own services, with a handler of each desk, a
+    supervisor and an operator (PASSWORD each; the second factor enrolled for the two who need
+    it): the client and their codes."""
     services = gateway.services
     access = open_access(services.config, services.ledger, services.clock, Passwords(CHEAP))
     access.accounts.add("dana", frozenset({Role.HANDLER}), frozenset({"duty"}), PASSWORD)
     access.accounts.add("sam", frozenset({Role.HANDLER}), frozenset({"sirene"}), PASSWORD)
     access.accounts.add("sue", frozenset({Role.SUPERVISOR}), frozenset(), PASSWORD)
-    secret = access.accounts.enrol_totp("sue").secret
+    access.accounts.add("olaf", frozenset({Role.OPERATOR}), frozenset(), PASSWORD)
+    codes = {
+        name: totp.code_at(access.accounts.enrol_totp(name).secret, services.clock.now())
+        for name in ("sue", "olaf")
+    }
     with TestClient(build_app(services, access)) as client:
-        yield client, totp.code_at(secret, services.clock.now())
+        yield client, codes
 
 
 def ledger_id(gateway: Gateway, reference: str) -> int:
@@ -142,7 +146,7 @@ async def test_a_second_message_about_the_same_passport_and_person_shows_the_fir
     assert ("crosschecked", "NO-2026-000702", "3 hit(s) on desk duty, 0 elsewhere") in audit
     assert not any("IVANOV" in str(entry) or "AB 123" in str(entry) for entry in audit)
 
-    with console(gateway) as (client, _code):
+    with console(gateway) as (client, _codes):
         assert login(client, "dana")[0] == 303
         page = client.get(f"/messages/{two}")
         assert page.status_code == 200
@@ -183,17 +187,28 @@ async def test_a_desk_sees_described_only_the_hits_on_its_own_messages(
     assert f"ledger {duty}" not in copy and "Jan NOWAK" not in copy
     assert [hit[3] for hit in hits_of(gateway, sirene)] == ["duty", "duty", "duty"]
 
-    with console(gateway) as (client, code):
+    with console(gateway) as (client, codes):
         assert login(client, "sam")[0] == 303
         page = client.get(f"/messages/{sirene}").text
         assert '<ul id="earlier">' not in page and f"/messages/{duty}" not in page
         assert "3 hits on messages you do not see." in page
         assert "Jan NOWAK" not in page
         client.cookies.clear()
-        assert login(client, "sue", code=code)[0] == 303
+        assert login(client, "sue", code=codes["sue"])[0] == 303
         page = client.get(f"/messages/{sirene}").text
         assert f'<a href="/messages/{duty}">passport PL 998877 in a G form' in page
         assert "earlier-hidden" not in page
+        client.cookies.clear()
+        assert login(client, "olaf", code=codes["olaf"])[0] == 303
+        page = client.get(f"/messages/{sirene}").text  # metadata only: counted
+        assert "3 hits (your role sees a message&#39;s metadata, not what matched)." in page
+        assert '<ul id="earlier">' not in page and "PL 998877" not in page
+    # Who read what: the handler and the supervisor read the form; the operator did not.
+    views = accesslog.read(gateway.ledger)
+    assert [(v.user, v.reference) for v in views] == [
+        ("sam", "NO-2026-000712"),
+        ("sue", "NO-2026-000712"),
+    ]
 
 
 async def test_an_unrelated_message_has_no_hit(world: World, gateway: Gateway) -> None:
@@ -213,7 +228,7 @@ async def test_an_unrelated_message_has_no_hit(world: World, gateway: Gateway) -
     await settle(gateway)
     assert "Earlier exchanges" not in copy_of(gateway, "duty", "NO-2026-000722")
     assert hits_of(gateway, ledger_id(gateway, "NO-2026-000722")) == []
-    with console(gateway) as (client, _code):
+    with console(gateway) as (client, _codes):
         assert login(client, "dana")[0] == 303
         page = client.get(f"/messages/{ledger_id(gateway, 'NO-2026-000722')}").text
         assert "Earlier exchanges" not in page
