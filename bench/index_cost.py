@@ -20,34 +20,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
+from search import MESSAGE, NOW
 from validate import documents
 
 from gateway.core.clock import FakeClock
 from gateway.forms.setup import load_validator
 from gateway.search import index
-from gateway.store.ledger import Ledger, NewMessage, create_schema, make_engine
+from gateway.store.ledger import Ledger, create_schema, make_engine
 from gateway.store.search_rows import Where
-from gateway.store.states import InboundState
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 12, 1, tzinfo=UTC)
-MESSAGE = NewMessage(
-    direction="inbound",
-    partner="NO-SIRENE",
-    channel="sirene",
-    form="M",
-    reference="NO-2026-000000",
-    message_id="<bench@no.example>",
-    priority="normal",
-    content_sha256="a" * 64,
-    raw_sha256="b" * 64,
-    state=InboundState.RECEIVED,
-    spool_key=None,
-    desk="sirene",
-)
 
 
 def per_message_us(run: Callable[[], int], rounds: int) -> float:
