@@ -101,16 +101,13 @@ class Matcher:
             else:
                 self.ledger.event_in(tx, original.id, "receipt", f"again: {row.reference}")
         if acknowledged:
-            took = max((row.created_at - original.created_at).total_seconds(), 0.0)
-            self.tally.observe(TIME_TO_RECEIPT, took, row.partner, original.form)
-            messagelog.event(
-                "outbound",
+            self._timed(
+                TIME_TO_RECEIPT,
                 "acknowledged",
-                reference=original.reference,
-                partner=row.partner,
-                form=original.form,
-                detail=f"receipt {row.reference}",
-                to_receipt=took,
+                "to_receipt",
+                ours=original,
+                answer=row,
+                what="receipt",
             )
 
     def reply_received(self, row: MessageRow) -> None:
@@ -156,16 +153,8 @@ class Matcher:
                 reference=asked.reference,
                 reason=f"reply {row.form} {row.reference}",
             )
-        took = max((row.created_at - asked.created_at).total_seconds(), 0.0)
-        self.tally.observe(TIME_TO_REPLY, took, row.partner, asked.form)
-        messagelog.event(
-            "outbound",
-            "answered",
-            reference=asked.reference,
-            partner=row.partner,
-            form=asked.form,
-            detail=f"reply {row.form} {row.reference}",
-            to_reply=took,
+        self._timed(
+            TIME_TO_REPLY, "answered", "to_reply", ours=asked, answer=row, what=f"reply {row.form}"
         )
 
     def reply_sent_in(self, tx: Transaction, row: MessageHead) -> None:
@@ -260,4 +249,28 @@ class Matcher:
         )
         log.info(
             "%s %s reply deadline resumed by %s", about.form, about.reference, answer.reference
+        )
+
+    def _timed(
+        self,
+        metric: str,
+        outcome: str,
+        timing: str,
+        *,
+        ours: MessageRow,
+        answer: MessageRow,
+        what: str,
+    ) -> None:
+        """The time from our message to the partner's ``answer`` (a receipt or a reply): into
+        ``metric`` and the message's log line."""
+        took = max((answer.created_at - ours.created_at).total_seconds(), 0.0)
+        self.tally.observe(metric, took, answer.partner, ours.form)
+        messagelog.event(
+            "outbound",
+            outcome,
+            reference=ours.reference,
+            partner=answer.partner,
+            form=ours.form,
+            detail=f"{what} {answer.reference}",
+            **{timing: took},
         )
