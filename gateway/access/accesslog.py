@@ -1,4 +1,5 @@
-"""The access log: every consultation of personal data (a view, a download, a search, an export)
+"""The access log: every consultation of personal data (a view, a download, a search, an export,
+a data-subject report)
 appended to the audit chain with the user, the role that allowed it, the purpose and what was
 seen (ledger id, partner, form, reference: never content); and its reader for the auditor.
 
@@ -30,6 +31,7 @@ class Access(StrEnum):
     DOWNLOAD = "access.download"
     SEARCH = "access.search"
     EXPORT = "access.export"
+    REPORT = "access.report"  # a data-subject report
 
 
 # The kinds an auditor filters on, each with the audit kinds (prefixes) it covers.
@@ -39,6 +41,7 @@ KINDS: dict[str, tuple[str, ...]] = {
     "download": (Access.DOWNLOAD,),
     "search": (Access.SEARCH,),
     "export": (Access.EXPORT,),
+    "report": (Access.REPORT,),
     "accounts": ACCOUNT_PREFIXES,
     "all": (ACCESS_PREFIX, *ACCOUNT_PREFIXES),
 }
@@ -150,6 +153,27 @@ class AccessLog:
         if search_id is not None:
             reason += f" search={int(search_id)}"
         return self.audit.append_in(tx, Access.SEARCH, digest=_hex(digest), reason=reason)
+
+    def record_report(
+        self,
+        tx: Transaction,
+        user: str,
+        role: Role,
+        messages: int,
+        purpose: Purpose,
+        *,
+        search_id: int,
+        digest: str,
+        output: str,
+    ) -> AuditEntry:
+        """Append a data-subject report: who, as what, why, how many messages it lists and in
+        which ``output`` (html, pdf); for whom only through the id and digest of its row in
+        search_requests, which holds the terms (a name, a date of birth, a document)."""
+        reason = (
+            f"user={actor_field(user)} role={Role(role)} purpose={Purpose(purpose)} "
+            f"messages={int(messages)} search={int(search_id)} output={_code(output)}"
+        )
+        return self.audit.append_in(tx, Access.REPORT, digest=_hex(digest), reason=reason)
 
 
 def read(

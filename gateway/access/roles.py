@@ -34,6 +34,9 @@ class Permission(StrEnum):
     QUEUES = "queue.manage"  # retry, release, requeue, drop spool items
     OPERATIONS = "operations.view"  # partners, keys, schema sets, the gateway's health
     AUDIT = "audit.read"  # the audit chain and the access log
+    # A data subject's report: every exchange about a person on every desk (dates, partners,
+    # forms, retention), for the data-protection officer (an auditor) and supervisors.
+    SUBJECT_REPORT = "subject.report"
 
 
 # The permissions that show what a form says: never to an operator or an auditor.
@@ -51,10 +54,10 @@ _DESK_WORK = frozenset(
 
 PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
     Role.HANDLER: _DESK_WORK,
-    Role.SUPERVISOR: _DESK_WORK | {Permission.DASHBOARDS},
+    Role.SUPERVISOR: _DESK_WORK | {Permission.DASHBOARDS, Permission.SUBJECT_REPORT},
     Role.DUTY_OFFICER: _DESK_WORK | {Permission.DASHBOARDS, Permission.ESCALATIONS},
     Role.OPERATOR: frozenset({Permission.METADATA, Permission.QUEUES, Permission.OPERATIONS}),
-    Role.AUDITOR: frozenset({Permission.AUDIT}),
+    Role.AUDITOR: frozenset({Permission.AUDIT, Permission.SUBJECT_REPORT}),
 }
 """What each role may do. Desk-bound permissions (``DESK_BOUND``) apply to the desks in scope."""
 

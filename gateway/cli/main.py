@@ -21,6 +21,7 @@ from gateway.cli import report as cli_report
 from gateway.cli import search as cli_search
 from gateway.cli import send as cli_send
 from gateway.cli import serve as cli_serve
+from gateway.cli import subject_report as cli_subject_report
 from gateway.cli import users as cli_users
 from gateway.cli import web as cli_web
 from gateway.cli.progress import Progress
@@ -116,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_db.register(commands)
     cli_index.register(commands)
     cli_search.register(commands)
+    cli_subject_report.register(commands)
     cli_users.register(commands)
     cli_web.register(commands)
     return parser

@@ -29,6 +29,7 @@ from gateway.web.dashboard import dashboard_page
 from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
 from gateway.web.message import message_page
+from gateway.web.search import search_page, search_post
 from gateway.web.worklist import worklist_page, worklist_rows
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -67,6 +68,8 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/queues/drop", queues.drop, methods=["POST"]),
             Route("/queues/release", queues.release, methods=["POST"]),
             Route("/queues/retry", queues.send_now, methods=["POST"]),
+            Route("/search", search_page, methods=["GET"]),
+            Route("/search", search_post, methods=["POST"]),
             Route("/access-log", accesslog.access_log_page, methods=["GET"]),
             Route("/access-log/verify", accesslog.verify, methods=["POST"]),
             Route("/compose", compose_home, methods=["GET"]),

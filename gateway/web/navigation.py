@@ -16,14 +16,17 @@ class Link:
 
 def links(principal: Principal) -> list[Link]:
     """The pages ``principal`` may open: the worklist and the outbound list with a message's
-    metadata (of some desk), the deadlines board with the dashboards, the statistics dashboard
-    with the dashboards or the operations, the quarantine with the
-    queues, the access log with the audit."""
+    metadata (of some desk), the search with the search (of some desk), the deadlines board with
+    the dashboards, the statistics dashboard with the dashboards or the operations, the
+    quarantine with the queues, the access log with the audit, the data-subject report with
+    its permission."""
     shown = []
     if principal.desks_for(Permission.METADATA) != frozenset():
         shown += [Link("/", "Worklist", "nav-worklist"), Link("/outbound", "Sent", "nav-outbound")]
     if principal.desks_for(Permission.SEND) != frozenset():
         shown.append(Link("/compose", "Compose", "nav-compose"))
+    if principal.desks_for(Permission.SEARCH) != frozenset():
+        shown.append(Link("/search", "Search", "nav-search"))
     if principal.may(Permission.DASHBOARDS):
         shown.append(Link("/deadlines", "Deadlines", "nav-deadlines"))
     if principal.may(Permission.DASHBOARDS) or principal.may(Permission.OPERATIONS):
@@ -32,4 +35,6 @@ def links(principal: Principal) -> list[Link]:
         shown.append(Link("/quarantine", "Quarantine", "nav-quarantine"))
     if principal.may(Permission.AUDIT):
         shown.append(Link("/access-log", "Access log", "nav-access-log"))
+    if principal.may(Permission.SUBJECT_REPORT):
+        shown.append(Link("/subject-report", "Subject report", "nav-subject-report"))
     return shown

@@ -22,7 +22,16 @@ from gateway.core.vocabulary import ROLES
 P = Permission
 EXPECTED = {
     Role.HANDLER: {P.METADATA, P.CONTENT, P.DOWNLOAD, P.SEARCH, P.SEND, P.CLAIM},
-    Role.SUPERVISOR: {P.METADATA, P.CONTENT, P.DOWNLOAD, P.SEARCH, P.SEND, P.CLAIM, P.DASHBOARDS},
+    Role.SUPERVISOR: {
+        P.METADATA,
+        P.CONTENT,
+        P.DOWNLOAD,
+        P.SEARCH,
+        P.SEND,
+        P.CLAIM,
+        P.DASHBOARDS,
+        P.SUBJECT_REPORT,
+    },
     Role.DUTY_OFFICER: {
         P.METADATA,
         P.CONTENT,
@@ -34,7 +43,7 @@ EXPECTED = {
         P.ESCALATIONS,
     },
     Role.OPERATOR: {P.METADATA, P.QUEUES, P.OPERATIONS},
-    Role.AUDITOR: {P.AUDIT},
+    Role.AUDITOR: {P.AUDIT, P.SUBJECT_REPORT},
 }
 
 

@@ -1,0 +1,156 @@
+"""A data-subject report as HTML: who asked, why and for whom, how the exchanges were found (the
+matching and its threshold), every exchange about the person (date, direction, partner, form and
+what it is for, retention, score and why it matched), and the partners to inform of a
+rectification or an erasure. Every value is escaped; the page is self-contained (inline style,
+for the PDF and a file); the console shows the fragment under its own style sheet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from zoneinfo import ZoneInfo
+
+STYLE = """
+body { font-family: sans-serif; font-size: 10pt; margin: 1.5em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #999; padding: 2px 6px; text-align: left; vertical-align: top; }
+td.n { text-align: right; }
+"""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One message that concerns the person."""
+
+    ledger_id: int
+    at: datetime  # when it was received or queued
+    direction: str  # inbound, outbound
+    partner: str
+    form: str
+    purpose: str  # what the form is for (its title in the catalogue)
+    reference: str
+    desk: str | None
+    retention: str  # when its copies are deleted, or were, or that no rule deletes them
+    score: float
+    matched: tuple[str, ...]  # what matched: "person name 'Test EXAMPLE' born 1980-01-01"
+    why: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Informed:
+    """A partner that sent or received data about the person."""
+
+    partner: str
+    sent_us: int
+    we_sent: int
+
+
+@dataclass(frozen=True)
+class SubjectReport:
+    made_at: datetime
+    made_by: str
+    role: str
+    purpose: str
+    case_reference: str | None
+    reason: str | None
+    search_id: int
+    asked: tuple[str, ...]  # what identifies the person, as asked
+    method: tuple[str, ...]  # how the exchanges were found
+    exchanges: tuple[Exchange, ...]
+    partners: tuple[Informed, ...]
+    zone: ZoneInfo
+
+    @property
+    def title(self) -> str:
+        return f"Data-subject report {self.search_id}"
+
+
+def page(report: SubjectReport) -> str:
+    """A self-contained HTML page (inline style: it fetches nothing)."""
+    title = escape(report.title)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title}</title><style>{STYLE}</style></head><body>"
+        f"<h1>{title}</h1>{fragment(report)}</body></html>\n"
+    )
+
+
+def fragment(report: SubjectReport) -> str:
+    """The report's sections, without <html> or <body>."""
+    zone = report.zone
+    made = report.made_at.astimezone(zone)
+    why = f"case {report.case_reference}" if report.case_reference else report.reason or ""
+    parts = [
+        '<p id="subject-made">Made '
+        f"{made:%Y-%m-%d %H:%M} {escape(made.tzname() or zone.key)} by {escape(report.made_by)} "
+        f"({escape(report.role)}), purpose {escape(report.purpose)}: {escape(why)}; recorded "
+        f"as search {report.search_id} in the access log. Times in {escape(zone.key)}.</p>",
+        '<h2 id="subject-asked">The person</h2>',
+        _list("subject-terms", report.asked),
+        '<h2 id="subject-method">How the exchanges were found</h2>',
+        _list("subject-how", report.method),
+        '<h2 id="subject-exchanges">Exchanges that concern the person</h2>',
+        _table(
+            "subject-table",
+            (
+                "Date",
+                "Direction",
+                "Partner",
+                "Form",
+                "Purpose of the exchange",
+                "Reference",
+                "Desk",
+                "Retention",
+                "Score",
+                "Matched",
+            ),
+            (
+                (
+                    f"{exchange.at.astimezone(zone):%Y-%m-%d %H:%M}",
+                    "received" if exchange.direction == "inbound" else "sent",
+                    exchange.partner,
+                    exchange.form,
+                    exchange.purpose,
+                    exchange.reference,
+                    exchange.desk or "-",
+                    exchange.retention,
+                    f"{exchange.score:.1f}",
+                    (*exchange.matched, *exchange.why),
+                )
+                for exchange in report.exchanges
+            ),
+        ),
+        '<h2 id="subject-partners">Partners to inform of a rectification or an erasure</h2>',
+        _table(
+            "subject-partners-table",
+            ("Partner", "Forms it sent us", "Forms we sent it"),
+            ((p.partner, p.sent_us, p.we_sent) for p in report.partners),
+        ),
+    ]
+    return "\n".join(parts)
+
+
+def _list(ident: str, items: Sequence[str]) -> str:
+    return f'<ul id="{ident}">' + "".join(f"<li>{escape(item)}</li>" for item in items) + "</ul>"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, int):
+        return f'<td class="n">{value}</td>'
+    if isinstance(value, tuple):
+        return "<td>" + "<br>".join(escape(str(line)) for line in value) + "</td>"
+    return f"<td>{escape(str(value))}</td>"
+
+
+def _table(ident: str, head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    body = ["<tr>" + "".join(_cell(value) for value in row) + "</tr>" for row in rows]
+    if not body:
+        return f'<p class="empty" id="{ident}">None.</p>'
+    header = "".join(f'<th scope="col">{escape(name)}</th>' for name in head)
+    return (
+        f'<table id="{ident}"><thead><tr>{header}</tr></thead><tbody>'
+        + "".join(body)
+        + "</tbody></table>"
+    )

@@ -1,0 +1,231 @@
+"""Data-subject reports (`gateway subject-report`, the console's /subject-report): every exchange
+that concerns a person, found through the search index at a strict threshold on every desk, with
+its retention and the partners to inform of a rectification or an erasure; the request recorded
+as a search is (its terms in search_requests, an access-log line with that row's id and digest)
+in the transaction that reads it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from gateway.access.accesslog import AccessLog
+from gateway.access.roles import Permission, Principal
+from gateway.core.durations import format_duration
+from gateway.core.errors import SearchRefused
+from gateway.forms.entities import DOCUMENT, PERSON
+from gateway.reports import subject as subject_page
+from gateway.reports.subject import Exchange, Informed, SubjectReport
+from gateway.search import matching
+from gateway.service.searching import Why
+from gateway.service.services import Services
+from gateway.store import retention_rows, search_log
+from gateway.store.ledger import MessageRow
+from gateway.store.unit import Transaction
+
+STRICT = 90.0  # the score an entry needs: a name and an exact date of birth, or a document
+LIMIT = 500  # entries per search: the most matching.Query allows
+OUTPUTS = ("html", "pdf")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who the report is about: a name with a date of birth, a document number, or both."""
+
+    name: str | None
+    born: date | None
+    document: str | None
+
+    @classmethod
+    def of(cls, name: str | None, born: date | None, document: str | None) -> Subject:
+        """Checked; SearchRefused saying what is missing."""
+        name = " ".join(name.split()) if name else None
+        document = document.strip() if document else None
+        if name and born is None:
+            raise SearchRefused("a name goes with a date of birth (the report is strict)")
+        if born is not None and not name:
+            raise SearchRefused("a date of birth goes with a name")
+        if not name and not document:
+            raise SearchRefused("give a name and a date of birth, or a document number")
+        return cls(name, born, document)
+
+    def queries(self) -> list[matching.Query]:
+        asked = []
+        if self.name:
+            asked.append(matching.Query(PERSON, self.name, born=self.born, threshold=STRICT))
+        if self.document:
+            asked.append(matching.Query(DOCUMENT, self.document, threshold=STRICT))
+        return [
+            matching.Query(q.kind, q.value, born=q.born, threshold=q.threshold, limit=LIMIT)
+            for q in asked
+        ]
+
+    def terms(self) -> dict[str, str]:
+        """What search_requests keeps of the request."""
+        return {
+            "kind": "subject-report",
+            "name": self.name or "",
+            "born": self.born.isoformat() if self.born else "",
+            "document": self.document or "",
+            "threshold": str(STRICT),
+        }
+
+    def described(self) -> tuple[str, ...]:
+        said = []
+        if self.name and self.born:
+            said.append(f"Name {self.name}, born {self.born.isoformat()}")
+        if self.document:
+            said.append(f"Document number {self.document}")
+        return tuple(said)
+
+
+@dataclass
+class _Found:
+    row: MessageRow
+    score: float
+    matched: list[str]
+    why: list[str]
+
+
+def report(
+    services: Services,
+    access_log: AccessLog,
+    principal: Principal,
+    subject: Subject,
+    why: Why,
+    *,
+    output: str,
+) -> SubjectReport:
+    """The report on ``subject`` over every desk, recorded (terms in search_requests, a line
+    ``access.report`` in the audit chain) in the transaction that reads it. A principal whose
+    roles do not make reports is refused (SearchRefused) and nothing is recorded."""
+    role = principal.role_for(Permission.SUBJECT_REPORT)
+    if role is None:
+        raise SearchRefused(f"{principal.name} has no role that makes data-subject reports")
+    if output not in OUTPUTS:
+        raise SearchRefused(f"a report is one of {', '.join(OUTPUTS)}")
+    now = services.clock.now()
+    with services.ledger.transaction() as tx:
+        fuzzy = True
+        found: dict[int, _Found] = {}
+        for query in subject.queries():
+            result = matching.search(tx, query, desks=None)
+            fuzzy = fuzzy and result.fuzzy_index
+            for hit in result.hits:
+                _add(tx, services, found, hit)
+        purged = retention_rows.purged_at_in(tx, list(found))
+        search_id, digest = search_log.add_in(
+            tx,
+            at=now,
+            user_name=principal.name,
+            role=str(role),
+            purpose=str(why.purpose),
+            case_reference=why.case_reference,
+            reason=why.reason,
+            terms=subject.terms(),
+            hits=len(found),
+        )
+        access_log.record_report(
+            tx,
+            principal.name,
+            role,
+            len(found),
+            why.purpose,
+            search_id=search_id,
+            digest=digest,
+            output=output,
+        )
+    ordered = sorted(found.values(), key=lambda item: (item.row.created_at, item.row.id))
+    return SubjectReport(
+        made_at=now,
+        made_by=principal.name,
+        role=str(role),
+        purpose=str(why.purpose),
+        case_reference=why.case_reference,
+        reason=why.reason,
+        search_id=search_id,
+        asked=subject.described(),
+        method=_method(fuzzy),
+        exchanges=tuple(_exchange(services, item, purged.get(item.row.id)) for item in ordered),
+        partners=_partners([item.row for item in ordered]),
+        zone=ZoneInfo(services.config.web.time_zone),
+    )
+
+
+def _add(tx: Transaction, services: Services, found: dict[int, _Found], hit: matching.Hit) -> None:
+    where, row = hit.candidate.where, hit.candidate.row
+    matched = f"{row.kind} {row.role} {row.shown!r}" + (f" born {row.born}" if row.born else "")
+    item = found.get(where.message_id)
+    if item is None:
+        item = found[where.message_id] = _Found(
+            services.ledger.get_in(tx, where.message_id), hit.score, [], []
+        )
+    item.score = max(item.score, hit.score)
+    item.matched.append(f"{matched}: score {hit.score:.1f}")
+    item.why.extend(reason for reason in hit.why if reason not in item.why)
+
+
+def _method(fuzzy: bool) -> tuple[str, ...]:
+    return (
+        "Candidates come from the search index of every desk, which holds the persons, "
+        "documents and other entities of every form received or sent while it is kept"
+        + ("." if fuzzy else " (exact keys only: the database has no trigram index)."),
+        "A name is scored part by part after transliteration and folding (case, diacritics, "
+        "spelling variants, typos); the date of birth must be the same (or with day and "
+        "month swapped). A document number is compared on its folded form.",
+        f"An entry is listed when it scores at least {STRICT:.0f} of 100: the score and the "
+        "reasons are given for each exchange; check those below 100 by hand.",
+        "Messages past their retention are no longer indexed: their files are deleted and the "
+        "ledger keeps only codes and references.",
+    )
+
+
+def _exchange(services: Services, item: _Found, purged: datetime | None) -> Exchange:
+    row = item.row
+    catalogue = services.validator.catalogue
+    title = catalogue.get(row.form).title if row.form in catalogue else "form not in the catalogue"
+    return Exchange(
+        ledger_id=row.id,
+        at=row.created_at,
+        direction=row.direction,
+        partner=row.partner,
+        form=row.form,
+        purpose=title,
+        reference=row.reference,
+        desk=row.desk,
+        retention=_retention(services, row, purged),
+        score=item.score,
+        matched=tuple(item.matched),
+        why=tuple(item.why),
+    )
+
+
+def _retention(services: Services, row: MessageRow, purged: datetime | None) -> str:
+    zone = ZoneInfo(services.config.web.time_zone)
+    if purged is not None:
+        return f"files deleted {purged.astimezone(zone):%Y-%m-%d}"
+    keep = services.config.keep_for(row.channel, row.form)
+    if keep is None:
+        return "kept: no retention rule deletes it"
+    until = (row.created_at + keep).astimezone(zone)
+    return f"deleted from {until:%Y-%m-%d} (kept {format_duration(keep)})"
+
+
+def _partners(rows: Sequence[MessageRow]) -> tuple[Informed, ...]:
+    counts: dict[str, list[int]] = {}
+    for row in rows:
+        count = counts.setdefault(row.partner, [0, 0])
+        count[0 if row.direction == "inbound" else 1] += 1
+    return tuple(Informed(partner, *counts[partner]) for partner in sorted(counts))
+
+
+def rendered(made: SubjectReport, output: str) -> bytes:
+    """The report as the bytes of ``output`` (html: a self-contained page; pdf: its PDF)."""
+    page = subject_page.page(made)
+    if output == "html":
+        return page.encode()
+    from gateway.reports import pdf  # noqa: PLC0415 (WeasyPrint only for a PDF)
+
+    return pdf.to_pdf(page)
