@@ -30,6 +30,7 @@ from gateway.web.headers import SecurityHeaders
 from gateway.web.login import login, login_page, logout
 from gateway.web.message import message_page
 from gateway.web.search import search_page, search_post
+from gateway.web.subject_report import subject_form, subject_pdf, subject_post
 from gateway.web.worklist import worklist_page, worklist_rows
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -70,6 +71,9 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/queues/retry", queues.send_now, methods=["POST"]),
             Route("/search", search_page, methods=["GET"]),
             Route("/search", search_post, methods=["POST"]),
+            Route("/subject-report", subject_form, methods=["GET"]),
+            Route("/subject-report", subject_post, methods=["POST"]),
+            Route("/subject-report/pdf", subject_pdf, methods=["POST"]),
             Route("/access-log", accesslog.access_log_page, methods=["GET"]),
             Route("/access-log/verify", accesslog.verify, methods=["POST"]),
             Route("/compose", compose_home, methods=["GET"]),
