@@ -13,7 +13,9 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 STYLE = """
-body { font-family: sans-serif; font-size: 10pt; margin: 1.5em; }
+@page { size: A4 landscape; margin: 1.2cm; }
+body { font-family: sans-serif; font-size: 9pt; margin: 1.5em; }
+td.code { white-space: nowrap; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #999; padding: 2px 6px; text-align: left; vertical-align: top; }
 td.n { text-align: right; }
@@ -108,15 +110,15 @@ def fragment(report: SubjectReport) -> str:
             ),
             (
                 (
-                    f"{exchange.at.astimezone(zone):%Y-%m-%d %H:%M}",
-                    "received" if exchange.direction == "inbound" else "sent",
-                    exchange.partner,
-                    exchange.form,
+                    Code(f"{exchange.at.astimezone(zone):%Y-%m-%d %H:%M}"),
+                    Code("received" if exchange.direction == "inbound" else "sent"),
+                    Code(exchange.partner),
+                    Code(exchange.form),
                     exchange.purpose,
-                    exchange.reference,
-                    exchange.desk or "-",
+                    Code(exchange.reference),
+                    Code(exchange.desk or "-"),
                     exchange.retention,
-                    f"{exchange.score:.1f}",
+                    Code(f"{exchange.score:.1f}"),
                     (*exchange.matched, *exchange.why),
                 )
                 for exchange in report.exchanges
@@ -126,7 +128,7 @@ def fragment(report: SubjectReport) -> str:
         _table(
             "subject-partners-table",
             ("Partner", "Forms it sent us", "Forms we sent it"),
-            ((p.partner, p.sent_us, p.we_sent) for p in report.partners),
+            ((Code(p.partner), p.sent_us, p.we_sent) for p in report.partners),
         ),
     ]
     return "\n".join(parts)
@@ -141,7 +143,15 @@ def _cell(value: object) -> str:
         return f'<td class="n">{value}</td>'
     if isinstance(value, tuple):
         return "<td>" + "<br>".join(escape(str(line)) for line in value) + "</td>"
+    if isinstance(value, Code):
+        return f'<td class="code">{escape(value)}</td>'
     return f"<td>{escape(str(value))}</td>"
+
+
+class Code(str):
+    """A cell's value kept on one line (a date, a reference, a partner's code)."""
+
+    __slots__ = ()
 
 
 def _table(ident: str, head: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

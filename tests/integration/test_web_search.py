@@ -143,13 +143,17 @@ def test_an_auditor_makes_the_report_in_html_and_pdf(
     status, body = report(client, **ASK)
     page = body.decode()
     assert status == 200, page
-    rows = re.findall(r"<tr><td>[^<]*</td><td>(received|sent)</td><td>([^<]+)</td>.*?</tr>", page)
+    rows = re.findall(
+        r'<tr><td class="code">[^<]*</td><td class="code">(received|sent)</td>'
+        r'<td class="code">([^<]+)</td>',
+        page,
+    )
     assert rows == [("received", "NO-SIRENE"), ("received", "NO-SIRENE"), ("sent", "RS-NCB")]
     assert "NO-2026-000004" not in page and "NO-2026-000003" not in page  # strict: not them
     assert "Hit, action taken" in page and "NCB message" in page
     assert "deleted from 2027-12-01 (kept P365D)" in page
-    assert re.search(r"<td>NO-SIRENE</td><td class=\"n\">2</td><td class=\"n\">0</td>", page)
-    assert re.search(r"<td>RS-NCB</td><td class=\"n\">0</td><td class=\"n\">1</td>", page)
+    assert '<td class="code">NO-SIRENE</td><td class="n">2</td><td class="n">0</td>' in page
+    assert '<td class="code">RS-NCB</td><td class="n">0</td><td class="n">1</td>' in page
     assert 'action="/subject-report/pdf"' in page
 
     status, pdf = report(client, "/subject-report/pdf", **ASK)
