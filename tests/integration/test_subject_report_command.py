@@ -1,7 +1,7 @@
 """`gateway subject-report` on a real ledger (SQLite file): the report written as HTML and as a
 PDF read back with pdftotext, recorded in the access log (terms apart, no personal data in the
 chain); bad requests, unknown users and roles without the report refused with nothing recorded
-and nothing written."""
+and nothing written (to standard output)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,6 @@ def test_html_to_standard_output(config: Path, capsys: pytest.CaptureFixture[str
 )  # fmt: skip
 def test_refused_with_nothing_recorded_or_written(
     config: Path,
-    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     args: tuple[str, ...],
     code: int,

@@ -90,6 +90,7 @@ def test_search_and_report_in_a_browser(
         assert ids["NO-2026-000002"] not in opened and ids["RO-2026-000900"] not in opened
         why = browser.find_element(By.CSS_SELECTOR, "tr.hit td.why").text
         assert "exampel ~ example" in why
+        assert browser.find_element(By.ID, "results-1").location_once_scrolled_into_view
         browser.save_screenshot(str(shots / "console-search.png"))
         links[0].click()
         title = wait.until(present((By.ID, "message-title")))
@@ -117,6 +118,7 @@ def test_search_and_report_in_a_browser(
         assert "NO-SIRENE 2 0" in partners
         assert browser.find_element(By.ID, "subject-pdf").is_displayed()
         assert browser.current_url == url + "subject-report"
+        assert browser.find_element(By.ID, "subject-title").location_once_scrolled_into_view
         browser.save_screenshot(str(shots / "console-subject-report.png"))
         assert csp_violations(browser) == []
     finally:
