@@ -185,10 +185,18 @@ def _id(desk: Console, reference: str) -> int:
 
 def test_each_role_sees_its_pages_in_the_navigation(desk: Console) -> None:
     expected = {
-        "ana": ["worklist", "outbound", "compose"],
-        "sue": ["worklist", "outbound", "compose", "deadlines", "dashboard"],
+        "ana": ["worklist", "outbound", "compose", "search"],
+        "sue": [
+            "worklist",
+            "outbound",
+            "compose",
+            "search",
+            "deadlines",
+            "dashboard",
+            "subject-report",
+        ],
         "olaf": ["worklist", "outbound", "dashboard", "quarantine"],
-        "aud": ["access-log"],
+        "aud": ["access-log", "subject-report"],
     }
     for name, links in expected.items():
         with signed_in(desk, name) as client:
