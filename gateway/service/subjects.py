@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from gateway.access.accesslog import AccessLog
@@ -21,7 +21,7 @@ from gateway.reports.subject import Exchange, Informed, SubjectReport
 from gateway.search import matching
 from gateway.service.searching import Why
 from gateway.service.services import Services
-from gateway.store import retention_rows, search_log
+from gateway.store import search_log
 from gateway.store.ledger import MessageRow
 from gateway.store.unit import Transaction
 
@@ -115,7 +115,6 @@ def report(
             fuzzy = fuzzy and result.fuzzy_index
             for hit in result.hits:
                 _add(tx, services, found, hit)
-        purged = retention_rows.purged_at_in(tx, list(found))
         search_id, digest = search_log.add_in(
             tx,
             at=now,
@@ -148,7 +147,7 @@ def report(
         search_id=search_id,
         asked=subject.described(),
         method=_method(fuzzy),
-        exchanges=tuple(_exchange(services, item, purged.get(item.row.id)) for item in ordered),
+        exchanges=tuple(_exchange(services, item) for item in ordered),
         partners=_partners([item.row for item in ordered]),
         zone=ZoneInfo(services.config.web.time_zone),
     )
@@ -182,7 +181,7 @@ def _method(fuzzy: bool) -> tuple[str, ...]:
     )
 
 
-def _exchange(services: Services, item: _Found, purged: datetime | None) -> Exchange:
+def _exchange(services: Services, item: _Found) -> Exchange:
     row = item.row
     catalogue = services.validator.catalogue
     title = catalogue.get(row.form).title if row.form in catalogue else "form not in the catalogue"
@@ -195,17 +194,17 @@ def _exchange(services: Services, item: _Found, purged: datetime | None) -> Exch
         purpose=title,
         reference=row.reference,
         desk=row.desk,
-        retention=_retention(services, row, purged),
+        retention=_retention(services, row),
         score=item.score,
         matched=tuple(item.matched),
         why=tuple(item.why),
     )
 
 
-def _retention(services: Services, row: MessageRow, purged: datetime | None) -> str:
+def _retention(services: Services, row: MessageRow) -> str:
+    """When the message's files are deleted. A purged message has lost its index entries with
+    its files, so no report lists it."""
     zone = ZoneInfo(services.config.web.time_zone)
-    if purged is not None:
-        return f"files deleted {purged.astimezone(zone):%Y-%m-%d}"
     keep = services.config.keep_for(row.channel, row.form)
     if keep is None:
         return "kept: no retention rule deletes it"

@@ -1,15 +1,14 @@
-"""The messages kept past their retention and not purged yet, found by the database in batches;
-when messages were purged."""
+"""The messages kept past their retention and not purged yet, found by the database in batches."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
 
 from gateway.core.config import RetentionRule
-from gateway.store.ledger import MessageRow, as_utc, events, message_of, messages
+from gateway.store.ledger import MessageRow, events, message_of, messages
 from gateway.store.unit import Transaction
 
 PURGED = "purged"  # the event that says a message's originals and copies were deleted
@@ -53,15 +52,3 @@ def _past_retention(rules: Sequence[RetentionRule], now: datetime) -> ColumnElem
         chosen.append(and_(matches, messages.c.created_at <= now - rule.keep, *map(not_, earlier)))
         earlier.append(matches)
     return or_(*chosen) if chosen else None
-
-
-def purged_at_in(tx: Transaction, message_ids: Sequence[int]) -> dict[int, datetime]:
-    """When each of ``message_ids`` that has been purged was (its first ``purged`` event)."""
-    if not message_ids:
-        return {}
-    rows = tx.connection.execute(
-        select(events.c.message_id, func.min(events.c.at))
-        .where(events.c.message_id.in_(list(message_ids)), events.c.kind == PURGED)
-        .group_by(events.c.message_id)
-    ).all()
-    return {int(message_id): as_utc(at) for message_id, at in rows}

@@ -1,14 +1,17 @@
-"""`gateway subject-report` on a real ledger (SQLite file): the report written as HTML and as a
-PDF read back with pdftotext, recorded in the access log (terms apart, no personal data in the
-chain); bad requests, unknown users and roles without the report refused with nothing recorded
-and nothing written (to standard output)."""
+"""`gateway subject-report` on a real ledger (SQLite file and PostgreSQL): the report written
+as HTML and as a PDF read back with pdftotext, recorded in the access log (terms apart, no
+personal data in the chain); bad requests, unknown users and roles without the report refused
+with nothing recorded and nothing written (to standard output)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dbkit import postgres_schema
 from subjectkit import BORN, NAME, RETENTION, fill
 from webkit import console, write_config
 
@@ -20,12 +23,18 @@ from gateway.store.audit import AuditLog
 from gateway.store.ledger import make_engine
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = write_config(tmp_path, f"sqlite:///{tmp_path / 'ledger.db'}", extra=RETENTION)
-    with console(path) as made:
-        fill(made.services)
-    return path
+@pytest.fixture(params=["sqlite", "postgresql"])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'ledger.db'}"
+            if request.param == "sqlite"
+            else stack.enter_context(postgres_schema())
+        )
+        path = write_config(tmp_path, url, extra=RETENTION)
+        with console(path) as made:
+            fill(made.services)
+        yield path
 
 
 def reports(config: Path) -> list[str]:
