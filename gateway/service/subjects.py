@@ -18,15 +18,16 @@ from gateway.core.errors import SearchRefused
 from gateway.forms.entities import DOCUMENT, PERSON
 from gateway.reports import subject as subject_page
 from gateway.reports.subject import Exchange, Informed, SubjectReport
-from gateway.search import matching
+from gateway.search import index, matching
 from gateway.service.searching import Why
 from gateway.service.services import Services
-from gateway.store import search_log
+from gateway.store import search_log, search_rows
 from gateway.store.ledger import MessageRow
 from gateway.store.unit import Transaction
 
 STRICT = 90.0  # the score an entry needs: a name and an exact date of birth, or a document
 LIMIT = 500  # entries per search: the most matching.Query allows
+EXACT = 2000  # entries with the very key asked, read besides the search's (times EXACT_READ)
 OUTPUTS = ("html", "pdf")
 
 
@@ -108,12 +109,12 @@ def report(
         raise SearchRefused(f"a report is one of {', '.join(OUTPUTS)}")
     now = services.clock.now()
     with services.ledger.transaction() as tx:
-        fuzzy = True
+        fuzzy, complete = True, True
         found: dict[int, _Found] = {}
         for query in subject.queries():
-            result = matching.search(tx, query, desks=None)
-            fuzzy = fuzzy and result.fuzzy_index
-            for hit in result.hits:
+            hits, fuzzy_index, whole = _hits(tx, query)
+            fuzzy, complete = fuzzy and fuzzy_index, complete and whole
+            for hit in hits:
                 _add(tx, services, found, hit)
         search_id, digest = search_log.add_in(
             tx,
@@ -146,11 +147,35 @@ def report(
         reason=why.reason,
         search_id=search_id,
         asked=subject.described(),
-        method=_method(fuzzy),
+        method=_method(fuzzy, complete),
         exchanges=tuple(_exchange(services, item) for item in ordered),
         partners=_partners([item.row for item in ordered]),
         zone=ZoneInfo(services.config.web.time_zone),
     )
+
+
+def _hits(tx: Transaction, query: matching.Query) -> tuple[list[matching.Hit], bool, bool]:
+    """The entries that match ``query`` on every desk: the search's (its short list of the most
+    alike), and every entry with the same key (the same name parts in any order and spelling,
+    the same folded number) however many, scored alike; whether the index was fuzzy, and
+    whether nothing was left unread."""
+    result = matching.search(tx, query, desks=None)
+    hits = list(result.hits)
+    folded, key = index.fold(query.kind, query.value)
+    same = search_rows.candidates(tx, query.kind, [key], fuzzy=False, desks=None, limit=EXACT)
+    seen = {hit.candidate.id for hit in hits}
+    for candidate in same:
+        if candidate.id not in seen:
+            hit = matching.score(query, folded, candidate)
+            if hit is not None and hit.score >= query.least:
+                hits.append(hit)
+    short = matching.SHORT_LIST if query.kind == PERSON else matching.CANDIDATES
+    whole = (
+        len(result.hits) < query.limit
+        and result.candidates < short
+        and len(same) < EXACT * search_rows.EXACT_READ
+    )
+    return hits, result.fuzzy_index, whole
 
 
 def _add(tx: Transaction, services: Services, found: dict[int, _Found], hit: matching.Hit) -> None:
@@ -166,19 +191,28 @@ def _add(tx: Transaction, services: Services, found: dict[int, _Found], hit: mat
     item.why.extend(reason for reason in hit.why if reason not in item.why)
 
 
-def _method(fuzzy: bool) -> tuple[str, ...]:
-    return (
+def _method(fuzzy: bool, complete: bool) -> tuple[str, ...]:
+    said = [
         "Candidates come from the search index of every desk, which holds the persons, "
         "documents and other entities of every form received or sent while it is kept"
         + ("." if fuzzy else " (exact keys only: the database has no trigram index)."),
         "A name is scored part by part after transliteration and folding (case, diacritics, "
         "spelling variants, typos); the date of birth must be the same (or with day and "
-        "month swapped). A document number is compared on its folded form.",
+        "month swapped). A document number is compared on its folded form. Every entry with "
+        "the same name parts (in any order and spelling) or the same number is scored, however "
+        "many there are.",
         f"An entry is listed when it scores at least {STRICT:.0f} of 100: the score and the "
         "reasons are given for each exchange; check those below 100 by hand.",
         "Messages past their retention are no longer indexed: their files are deleted and the "
         "ledger keeps only codes and references.",
-    )
+    ]
+    if not complete:
+        said.insert(
+            0,
+            "More entries were alike than a search reads: this list may be incomplete. Ask "
+            "again with the name as a form wrote it, or with a document number.",
+        )
+    return tuple(said)
 
 
 def _exchange(services: Services, item: _Found) -> Exchange:

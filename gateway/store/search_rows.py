@@ -46,6 +46,7 @@ GRAMS_LOOKED = 5
 POSTINGS = 1000
 _PG_SAME = "SELECT id, part FROM search_parts WHERE part = :part OR sound = :sound"
 PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
+EXACT_READ = 5  # entries with a key asked are read up to this many times a search's limit
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,7 @@ def _exact(connection: Connection, kind: str, keys: Sequence[str], limit: int) -
     found = connection.execute(
         select(search_entries.c.id)
         .where(search_entries.c.kind == kind, search_entries.c.key.in_(list(keys)))
-        .limit(limit * 5)
+        .limit(limit * EXACT_READ)
     )
     return [row[0] for row in found]
 

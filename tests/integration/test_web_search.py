@@ -5,18 +5,26 @@ digest), bad requests refused with nothing recorded, the roles that may not refu
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
+from dbkit import RECEIVED
 from starlette.testclient import TestClient
 from subjectkit import BORN, DOCUMENT, NAME, RETENTION, Filled, fill
 from webkit import Console, console, csrf_of, login, write_config
 
 from gateway.access.accesslog import Access
+from gateway.access.roles import Principal, Role
+from gateway.forms.entities import Entity
+from gateway.search import index
+from gateway.service import searching, subjects
 from gateway.store import search_log
+from gateway.store.search_rows import Where
 
 
 @pytest.fixture
@@ -155,6 +163,7 @@ def test_an_auditor_makes_the_report_in_html_and_pdf(
     assert '<td class="code">NO-SIRENE</td><td class="n">2</td><td class="n">0</td>' in page
     assert '<td class="code">RS-NCB</td><td class="n">0</td><td class="n">1</td>' in page
     assert 'action="/subject-report/pdf"' in page
+    assert "may be incomplete" not in page
 
     status, pdf = report(client, "/subject-report/pdf", **ASK)
     assert status == 200 and pdf.startswith(b"%PDF-")
@@ -223,3 +232,32 @@ def test_a_supervisor_finds_by_document(desk: tuple[Console, Filled], client: Te
     assert "NO-2026-000001" in page and "NO-2026-000002" in page
     assert "NO-2026-000004" not in page  # X0000001: one digit off is out at the strict threshold
     assert "RO-2026-000900" not in page  # no document in the form we sent
+
+
+def test_a_report_lists_every_exchange_with_the_same_name_however_many(
+    desk: tuple[Console, Filled],
+) -> None:
+    """More entries than a search's short list (100): every one with the person's very name is
+    listed, and the report warns that more alike ones were not all read."""
+    made, _ = desk
+    services = made.services
+    now = services.clock.now()
+    many: list[int] = []
+    with services.ledger.transaction() as tx:
+        for number, name in enumerate(["Test EXAMPLE"] * 130 + ["Tests EXAMPLE"] * 110):
+            reference = f"NL-2026-{number:06d}"
+            message = services.ledger.record_in(
+                tx, dataclasses.replace(RECEIVED, reference=reference, spool_key=None), "spooled"
+            )
+            where = Where(message, "inbound", "NO-SIRENE", "sirene", "G")
+            index.write_in(tx, where, [Entity("person", "name", name, BORN, "RO")], now)
+            if name == NAME:
+                many.append(message)
+    principal = Principal("aud", frozenset({Role.AUDITOR}))
+    why = searching.Why.of("data-subject-request", None, "request 17/2026")
+    subject = subjects.Subject.of(NAME, date.fromisoformat(BORN), None)
+    done = subjects.report(services, made.access.access_log, principal, subject, why, output="html")
+    listed = {exchange.ledger_id for exchange in done.exchanges}
+    assert set(many) <= listed
+    assert "this list may be incomplete" in done.method[0]
+    assert all(exchange.reference.startswith(("NL-", "NO-", "RO-")) for exchange in done.exchanges)
