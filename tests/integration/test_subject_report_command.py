@@ -6,6 +6,7 @@ with nothing recorded and nothing written (to standard output)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,15 +56,22 @@ WHY = ("--purpose", "data-subject-request", "--reason", "request 17/2026")
 
 
 def test_a_pdf_lists_every_exchange_and_the_partners_to_inform(
-    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     out = tmp_path / "subject.pdf"
     code = run(
         config, "--user", "aud", "--name", "example test", "--birth-date", BORN, *WHY,
         "--format", "pdf", "--out", str(out),
     )  # fmt: skip
-    assert code == 0, capsys.readouterr().err
-    assert "3 exchange(s)" in capsys.readouterr().err
+    told = capsys.readouterr().err
+    assert code == 0, told
+    assert "3 exchange(s)" in told
+    for said in (told, caplog.text):  # no personal data in what is printed or logged
+        assert "xample" not in said.lower() and BORN not in said and "X0000000" not in said
     text = subprocess.run(
         ["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True, check=True
     ).stdout
