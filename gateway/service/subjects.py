@@ -50,18 +50,21 @@ class Subject:
             raise SearchRefused("a date of birth goes with a name")
         if not name and not document:
             raise SearchRefused("give a name and a date of birth, or a document number")
-        return cls(name, born, document)
+        made = cls(name, born, document)
+        made.queries()
+        return made
 
     def queries(self) -> list[matching.Query]:
+        """The searches of the report (SearchRefused for a name or number that cannot be
+        searched: empty once folded, too long)."""
         asked = []
         if self.name:
-            asked.append(matching.Query(PERSON, self.name, born=self.born, threshold=STRICT))
+            asked.append(
+                matching.Query(PERSON, self.name, born=self.born, threshold=STRICT, limit=LIMIT)
+            )
         if self.document:
-            asked.append(matching.Query(DOCUMENT, self.document, threshold=STRICT))
-        return [
-            matching.Query(q.kind, q.value, born=q.born, threshold=q.threshold, limit=LIMIT)
-            for q in asked
-        ]
+            asked.append(matching.Query(DOCUMENT, self.document, threshold=STRICT, limit=LIMIT))
+        return asked
 
     def terms(self) -> dict[str, str]:
         """What search_requests keeps of the request."""

@@ -111,6 +111,8 @@ def test_html_to_standard_output(config: Path, capsys: pytest.CaptureFixture[str
         (("--user", "aud", "--name", NAME, "--purpose", "audit", "--case", "C-1"), 2,
          "a name goes with a date of birth"),
         (("--user", "aud", "--purpose", "audit", "--case", "C-1"), 2, "give a name"),
+        (("--user", "aud", "--document", "//", "--purpose", "audit", "--case", "C-1"), 2,
+         "no letter or digit"),
         (("--user", "aud", "--document", "X0000000", *WHY, "--format", "pdf"), 2,
          "a PDF needs --out"),
         (("--user", "nobody", "--document", "X0000000", *WHY), 2, "no user 'nobody'"),
