@@ -372,6 +372,22 @@ search_requests = Table(
 )
 Index("ix_search_requests_at", search_requests.c.at)
 
+# The alert register's own state (revision 0012): what the exchanged forms do not say in their
+# structure. The register itself (the alerts, their exchanges) is read from search_entries (kind
+# reference) and messages; a row here exists only for an alert a supervisor set the following
+# desk of, or marked deleted as a message (``told_by``) said it was. ``alert`` is the index key.
+alert_register = Table(
+    "alert_register",
+    metadata,
+    Column("alert", String(64), primary_key=True),
+    Column("register", String(32), nullable=False),  # sis-alert | interpol-notice
+    Column("desk", String(32)),
+    Column("status", String(8), nullable=False, server_default="active"),
+    Column("told_by", Integer, ForeignKey("messages.id")),
+    Column("changed_by", String(40), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
+
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500
 
