@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gateway.crypto import pgpmime
 from gateway.search import index
 from gateway.service.services import Services
 from gateway.store.ledger import NewMessage
@@ -39,13 +40,19 @@ def exchange(
     desk: str | None = "sirene",
 ) -> int:
     """Record a valid form as exchanged (received from, or queued to, ``partner`` on ``desk``)
-    with its index entries, in one transaction as the pipeline does; its ledger id."""
+    with its index entries, in one transaction as the pipeline does (a received one also in the
+    inbound spool); its ledger id."""
     validation = services.validator.validate(data)
     validation.raise_for_errors()
     assert validation.form is not None
     header = validation.header()
     form = validation.form.code
     inbound = direction == "inbound"
+    spool_key = f"{direction}-{header.reference}"
+    if inbound:  # the form in the inbound spool, as the message view reads it
+        raw = b"raw message as received\r\n"
+        entity = pgpmime.build_entity(data, ())
+        services.inbound.put(spool_key, raw + entity, {"raw_length": len(raw)})
     ledger = services.ledger
     with ledger.transaction() as tx:
         ledger_id = ledger.record_in(
@@ -62,7 +69,7 @@ def exchange(
                 content_sha256="a" * 64,
                 raw_sha256="b" * 64,
                 state=InboundState.RECEIVED if inbound else OutboundState.QUEUED,
-                spool_key=f"{direction}-{header.reference}",
+                spool_key=spool_key,
                 desk=desk,
                 alert_article=header.alert_article,
             ),

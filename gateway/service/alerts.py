@@ -234,6 +234,8 @@ def set_status(
     """Record an alert's status as a message said it (``told_by``: a message that refers to the
     alert; required for deleted); audited. ValueError for a message that does not refer to it."""
     _require_supervision(principal)
+    if status not in alert_rows.STATUSES:
+        raise ValueError(f"{status!r} is not a status: one of {', '.join(alert_rows.STATUSES)}")
     alert = _read(services, alert_id, None)
     if status == DELETED and told_by is None:
         raise ValueError("a deletion names the message that told it (its ledger id)")

@@ -16,7 +16,8 @@ class Link:
 
 def links(principal: Principal) -> list[Link]:
     """The pages ``principal`` may open: the worklist and the outbound list with a message's
-    metadata (of some desk), the deadlines board with the dashboards, the statistics dashboard
+    metadata (of some desk), the deadlines board with the dashboards, the alert register with
+    the reading of forms, the statistics dashboard
     with the dashboards or the operations, the quarantine with the
     queues, the access log with the audit."""
     shown = []
@@ -24,6 +25,8 @@ def links(principal: Principal) -> list[Link]:
         shown += [Link("/", "Worklist", "nav-worklist"), Link("/outbound", "Sent", "nav-outbound")]
     if principal.desks_for(Permission.SEND) != frozenset():
         shown.append(Link("/compose", "Compose", "nav-compose"))
+    if principal.desks_for(Permission.CONTENT) != frozenset():
+        shown.append(Link("/alerts", "Alerts", "nav-alerts"))
     if principal.may(Permission.DASHBOARDS):
         shown.append(Link("/deadlines", "Deadlines", "nav-deadlines"))
     if principal.may(Permission.DASHBOARDS) or principal.may(Permission.OPERATIONS):
