@@ -185,8 +185,8 @@ def _id(desk: Console, reference: str) -> int:
 
 def test_each_role_sees_its_pages_in_the_navigation(desk: Console) -> None:
     expected = {
-        "ana": ["worklist", "outbound", "compose"],
-        "sue": ["worklist", "outbound", "compose", "deadlines", "dashboard"],
+        "ana": ["worklist", "outbound", "compose", "alerts"],
+        "sue": ["worklist", "outbound", "compose", "alerts", "deadlines", "dashboard"],
         "olaf": ["worklist", "outbound", "dashboard", "quarantine"],
         "aud": ["access-log"],
     }
