@@ -119,7 +119,7 @@ def test_a_handler_follows_an_alert_and_a_supervisor_records_its_deletion(
         assert status
         assert "deletion" in browser.find_element(By.ID, f"exchange-{ids['M']}").text
         assert "hit" in browser.find_element(By.ID, f"exchange-{ids['G']}").text
-        browser.save_screenshot(str(shots / "console-alert.png"))
+        browser.save_screenshot(str(tmp_path / "console-alert.png"))
         assert csp_violations(browser) == []
     finally:
         browser.quit()
