@@ -90,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             empty="(no alert)",
         )
         if not found.complete:
-            print("note: the register holds more exchanges than one listing reads")
+            print("note: more exchanges than one listing reads: the oldest are left out")
         return EXIT_OK
 
     return _as_user(args, run)

@@ -172,7 +172,7 @@ def listing(
     complete = len(found) <= alert_rows.LIMIT
     alerts = [
         alert
-        for alert in _alerts(found[: alert_rows.LIMIT], marks, desks)
+        for alert in _alerts(found[-alert_rows.LIMIT :], marks, desks)
         if _is_kind(alert, kind) and (desk is None or alert.desk == desk)
     ]
     alerts.sort(key=lambda alert: (alert.last or NEVER, alert.key), reverse=True)

@@ -9,11 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select, text
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from gateway.store.ledger import alert_register, as_utc, messages, search_entries
+from gateway.store.ledger import (
+    ALERT_ENTRIES,
+    alert_register,
+    as_utc,
+    messages,
+    search_entries,
+)
 from gateway.store.unit import Transaction
 
 REFERENCE = "reference"  # the index's kind of the entries read here
@@ -71,7 +77,9 @@ _COLUMNS = (
     messages.c.created_at,
     messages.c.alert_article,
 )
-_IS_ALERT = and_(search_entries.c.kind == REFERENCE, search_entries.c.role.in_(REGISTERS))
+# Written as literals (the partial index's predicate, ledger.ALERT_ENTRIES): with bound
+# parameters the planner could not prove that index applies.
+_IS_ALERT = text(ALERT_ENTRIES)
 
 
 def _select() -> Select[Any]:
@@ -89,7 +97,8 @@ def exchanges(
     desks: Collection[str] | None = None,
     limit: int = LIMIT,
 ) -> list[Exchange]:
-    """The exchanges about one alert (``alert``, a key) or about every alert, newest last; with
+    """The exchanges about one alert (``alert``, a key) or about every alert, the newest
+    ``limit`` of them, oldest first; with
     ``desks``, only the alerts that a message of those desks refers to or that one of them
     follows (and of those, every exchange: the caller decides what it shows)."""
     query = _select()
@@ -97,8 +106,11 @@ def exchanges(
         query = query.where(search_entries.c.key == alert)
     if desks is not None:
         query = query.where(_on_desks(sorted(desks)))
-    query = query.order_by(messages.c.created_at, messages.c.id).limit(limit)
-    return [_exchange(row) for row in tx.connection.execute(query)]
+    # The newest ``limit``, handed back oldest first: entries are written in the transaction
+    # that records their message, so their ids follow the messages' order, and walking the
+    # primary key backwards stops after ``limit`` (a sort by time would read them all).
+    query = query.order_by(search_entries.c.id.desc()).limit(limit)
+    return [_exchange(row) for row in tx.connection.execute(query)][::-1]
 
 
 def _on_desks(desks: Sequence[str]) -> ColumnElement[bool]:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     make_url,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -334,6 +335,17 @@ search_entries = Table(
 )
 Index("ix_search_entries_kind_key", search_entries.c.kind, search_entries.c.key)
 Index("ix_search_entries_message", search_entries.c.message_id)
+# The alert register's entries, newest first by walking this partial index (revision 0012): only
+# an AlertRef's or a NoticeReference's entry adds to it. Its predicate is written as literals in
+# the register's statement (gateway.store.alert_rows), so the planner can prove it applies.
+ALERT_ENTRIES = "kind = 'reference' AND role IN ('sis-alert', 'interpol-notice')"
+Index(
+    "ix_search_entries_alerts",
+    search_entries.c.kind,  # so that it is chosen over (kind, key): it also gives the order
+    search_entries.c.id,
+    sqlite_where=text(ALERT_ENTRIES),
+    postgresql_where=text(ALERT_ENTRIES),
+)
 # The distinct name parts held (their skeletons), with their consonants (Mohamed, Muhamad), and
 # which person entries hold each: a search finds alike parts first (few, even with many
 # persons), then the entries holding them by the B-tree index on part_id.

@@ -26,9 +26,9 @@ from gateway.core.clock import FakeClock
 from gateway.forms.entities import Entity
 from gateway.search import index
 from gateway.service.services import open_services
-from gateway.store import search_rows
+from gateway.store import alert_rows, search_rows
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import alert_register, make_engine
+from gateway.store.ledger import ALERT_ENTRIES, alert_register, make_engine
 from gateway.store.search_rows import Where
 from gateway.store.unit import reading
 
@@ -276,3 +276,21 @@ def test_a_refused_change_stores_nothing(
     assert (code, out) == (exit_code, "")
     assert says in err
     assert marks(path) == 0 and views(path) == before
+
+
+def test_a_listing_reads_the_newest_exchanges_by_the_partial_index(
+    config: tuple[Path, dict[str, int]],
+) -> None:
+    path, ids = config
+    # The partial index's predicate names every register the rows are read from.
+    assert all(f"'{register}'" in ALERT_ENTRIES for register in alert_rows.REGISTERS)
+    engine = make_engine(configuration.load(path).database_url)
+    try:
+        with reading(engine) as tx:
+            newest = alert_rows.exchanges(tx, limit=2)
+            every = alert_rows.exchanges(tx)
+    finally:
+        engine.dispose()
+    assert [item.message_id for item in newest] == [ids["NL-I"], ids["IP"]]
+    assert [item.message_id for item in every][-2:] == [ids["NL-I"], ids["IP"]]
+    assert len(every) == 7
