@@ -62,6 +62,7 @@ PURPOSES = {
     Role.DUTY_OFFICER: Purpose.ESCALATION,
 }
 LISTING = "alerts"
+AUDIT_REFERENCE = 64  # the audit chain's reference column
 NEVER = datetime.min.replace(tzinfo=UTC)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ./_-]{1,63}")
 
@@ -201,7 +202,7 @@ def show(services: Services, access_log: AccessLog, principal: Principal, alert_
             "alert",
             shown=len(alert.exchanges),
             purpose=PURPOSES.get(role, Purpose.CASE_WORK),
-            reference=alert.key,
+            reference=alert.key[:AUDIT_REFERENCE],
         )
     return alert
 
@@ -218,7 +219,7 @@ def follow(services: Services, principal: Principal, alert_id: str, desk: str | 
         services.audit.append_in(
             tx,
             "alert.followed",
-            reference=alert.key,
+            reference=alert.key[:AUDIT_REFERENCE],
             reason=f"user={principal.name} desk={desk or '-'}",
         )
     return _read(services, alert_id, None)
@@ -250,7 +251,7 @@ def set_status(
         services.audit.append_in(
             tx,
             f"alert.{status}",
-            reference=alert.key,
+            reference=alert.key[:AUDIT_REFERENCE],
             reason=f"user={principal.name} ledger={told_by if told_by is not None else '-'}",
         )
     return _read(services, alert_id, None)
