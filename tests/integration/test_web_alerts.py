@@ -68,15 +68,18 @@ def test_a_handler_sees_her_desks_alerts_and_another_desks_is_not_found(
     assert 'class="what what-hit">hit<' in one.text
     assert 'class="what what-supplementary">supplementary<' in one.text
     assert 'id="set-status"' not in one.text  # a handler does not change the register
+    assert client.get("/alerts?kind=art-99").status_code == 400
+    assert client.get("/alerts?desk=interpol").text.count('class="open"') == 0
     other = client.get(f"/alerts/{NL_KEY}")
     missing = client.get("/alerts/XX0000000000000000")
     assert other.status_code == missing.status_code == 404
     assert other.text == missing.text
-    [listed, shown] = views(made)
+    [listed, shown, by_desk] = views(made)
     assert (listed.user, listed.role, listed.purpose, listed.details) == (
         "ana", "handler", "case-work", {"list": "alerts", "shown": "1"},
     )  # fmt: skip
     assert (shown.reference, shown.details) == (RO_KEY, {"list": "alert", "shown": "2"})
+    assert by_desk.details == {"list": "alerts", "shown": "0"}  # the refused filter: no line
 
 
 @pytest.mark.parametrize("name", ["olaf", "aud"])
