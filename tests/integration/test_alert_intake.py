@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from inboundkit import FORM, World, message, send, settle
+from integration.inboundkit import FORM, World, message, send, settle
 from sqlalchemy import func, select
 
 from gateway.access.accesslog import AccessLog
