@@ -132,6 +132,25 @@ class AccessLog:
             reason=reason,
         )
 
+    def record_listing(
+        self,
+        tx: Transaction,
+        user: str,
+        role: Role,
+        listing: str,
+        *,
+        shown: int,
+        purpose: Purpose,
+        reference: str = "",
+    ) -> AuditEntry:
+        """Append a view of a register (``listing``, a code such as ``alerts``, or one of its
+        records named by ``reference``): who, as what, why, and how many lines were shown."""
+        reason = (
+            f"user={actor_field(user)} role={Role(role)} purpose={Purpose(purpose)} "
+            f"list={_code(listing)} shown={int(shown)}"
+        )
+        return self.audit.append_in(tx, Access.VIEW, reference=reference, reason=reason)
+
     def record_search(
         self,
         tx: Transaction,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO
 
 from gateway import __version__
+from gateway.cli import alerts as cli_alerts
 from gateway.cli import audit as cli_audit
 from gateway.cli import db as cli_db
 from gateway.cli import deadlines as cli_deadlines
@@ -118,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_index.register(commands)
     cli_search.register(commands)
     cli_subject_report.register(commands)
+    cli_alerts.register(commands)
     cli_users.register(commands)
     cli_web.register(commands)
     return parser

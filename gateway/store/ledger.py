@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     make_url,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -334,6 +335,17 @@ search_entries = Table(
 )
 Index("ix_search_entries_kind_key", search_entries.c.kind, search_entries.c.key)
 Index("ix_search_entries_message", search_entries.c.message_id)
+# The alert register's entries, newest first by walking this partial index (revision 0012): only
+# an AlertRef's or a NoticeReference's entry adds to it. Its predicate is written as literals in
+# the register's statement (gateway.store.alert_rows), so the planner can prove it applies.
+ALERT_ENTRIES = "kind = 'reference' AND role IN ('sis-alert', 'interpol-notice')"
+Index(
+    "ix_search_entries_alerts",
+    search_entries.c.kind,  # so that it is chosen over (kind, key): it also gives the order
+    search_entries.c.id,
+    sqlite_where=text(ALERT_ENTRIES),
+    postgresql_where=text(ALERT_ENTRIES),
+)
 # The distinct name parts held (their skeletons), with their consonants (Mohamed, Muhamad), and
 # which person entries hold each: a search finds alike parts first (few, even with many
 # persons), then the entries holding them by the B-tree index on part_id.
@@ -371,6 +383,22 @@ search_requests = Table(
     Column("digest", String(64), nullable=False),
 )
 Index("ix_search_requests_at", search_requests.c.at)
+
+# The alert register's own state (revision 0012): what the exchanged forms do not say in their
+# structure. The register itself (the alerts, their exchanges) is read from search_entries (kind
+# reference) and messages; a row here exists only for an alert a supervisor set the following
+# desk of, or marked deleted as a message (``told_by``) said it was. ``alert`` is the index key.
+alert_register = Table(
+    "alert_register",
+    metadata,
+    Column("alert", String(64), primary_key=True),
+    Column("register", String(32), nullable=False),  # sis-alert | interpol-notice
+    Column("desk", String(32)),
+    Column("status", String(8), nullable=False, server_default="active"),
+    Column("told_by", Integer, ForeignKey("messages.id")),
+    Column("changed_by", String(40), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+)
 
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.access.setup import AccessServices
 from gateway.service import attaching
 from gateway.service.services import Services
-from gateway.web import accesslog, outbound, queues
+from gateway.web import accesslog, alerts, outbound, queues
 from gateway.web.api.app import build_api
 from gateway.web.api.context import PREFIX
 from gateway.web.attachments import attachment_file
@@ -59,6 +59,9 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
                 attachment_file,
                 methods=["GET"],
             ),
+            Route("/alerts", alerts.alerts_page, methods=["GET"]),
+            Route("/alerts/{key}", alerts.alert_page, methods=["GET"]),
+            Route("/alerts/{key}/{action}", alerts.alert_change, methods=["POST"]),
             Route("/deadlines", board_page, methods=["GET"]),
             Route("/dashboard", dashboard_page, methods=["GET"]),
             Route("/outbound", outbound.outbound_page, methods=["GET"]),

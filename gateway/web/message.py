@@ -21,7 +21,7 @@ from starlette.responses import Response
 from gateway.access.accesslog import Purpose, Seen
 from gateway.access.roles import Permission, Role
 from gateway.core.vocabulary import RECEIPT_FORM
-from gateway.service import attachments, received
+from gateway.service import alerts, attachments, received
 from gateway.store import claims, delivery_history, thread, worklist
 from gateway.store.claims import Claim, WorkState, work_state
 from gateway.store.ledger import MessageRow
@@ -111,6 +111,9 @@ async def message_page(request: Request) -> Response:
                 for answer in (found.delivery.answers if found.delivery else ())
             },
             "replies": _replies(console, signed, found.row),
+            "alerts": await run_in_threadpool(alerts.of_message, console.services, row.id)
+            if principal.may(Permission.CONTENT, row.desk)
+            else [],
         },
     )
 

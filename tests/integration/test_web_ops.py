@@ -185,12 +185,13 @@ def _id(desk: Console, reference: str) -> int:
 
 def test_each_role_sees_its_pages_in_the_navigation(desk: Console) -> None:
     expected = {
-        "ana": ["worklist", "outbound", "compose", "search"],
+        "ana": ["worklist", "outbound", "compose", "search", "alerts"],
         "sue": [
             "worklist",
             "outbound",
             "compose",
             "search",
+            "alerts",
             "deadlines",
             "dashboard",
             "subject-report",

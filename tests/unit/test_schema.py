@@ -21,6 +21,7 @@ from gateway.core.errors import LedgerOutdated
 from gateway.forms.entities import Entity
 from gateway.search import index, matching
 from gateway.store import (
+    alert_rows,
     claims,
     deadline_rows,
     drafts,
@@ -545,7 +546,7 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after) == ("0008", "0009")
+    assert (done.before.current, done.after) == ("0008", schema.head())
     assert kept(empty_engine, before)
     assert differences(empty_engine) == []
     indexes = {
@@ -569,4 +570,40 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
             ("inbound", "26", 1),
             ("inbound", "none", 1),
         ]
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_revision_0012_adds_the_alert_register_to_a_0009_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    """The register's alerts come from what a ledger already holds: after the upgrade an alert
+    a form named before it is listed (no mark of its own), and marks can be kept."""
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+    with ledger.transaction() as tx:
+        hit = ledger.record_in(
+            tx, replace(RECEIVED, reference="NO-2026-000124", alert_article="26"), "spooled"
+        )
+        where = Where(hit, "inbound", "NO-SIRENE", "sirene", "G")
+        alert = Entity("reference", "sis-alert", "RO0000000000123456", element="AlertRef")
+        index.write_in(tx, where, [alert], START)
+    before = contents(empty_engine)
+    assert "alert_register" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0009", "0012")
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    with ledger.reading() as tx:
+        [found] = alert_rows.exchanges(tx)
+        assert alert_rows.marks(tx) == {}
+    assert (found.shown, found.message_id, found.article) == ("RO0000000000123456", hit, "26")
+    with ledger.transaction() as tx:
+        alert_rows.set_status_in(
+            tx, found.alert, found.register, status="deleted", told_by=hit, by="sue", at=START
+        )
+    with ledger.reading() as tx:
+        assert alert_rows.marks(tx)[found.alert].status == "deleted"
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
