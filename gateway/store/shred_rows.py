@@ -100,11 +100,15 @@ def count_drafts(tx: Transaction, message_id: int) -> int:
     )
 
 
-def mark_in(tx: Transaction, message_id: int, now: datetime) -> None:
-    """The message's row is a stub from now on."""
-    tx.connection.execute(
-        update(messages).where(messages.c.id == message_id).values(shredded_at=now)
+def mark_in(tx: Transaction, message_id: int, now: datetime) -> bool:
+    """The message's row is a stub from now on; False when it was already (another run
+    finished it first)."""
+    result = tx.connection.execute(
+        update(messages)
+        .where(messages.c.id == message_id, messages.c.shredded_at.is_(None))
+        .values(shredded_at=now)
     )
+    return bool(result.rowcount)
 
 
 def clear_sqlite(engine: Engine) -> bool:

@@ -129,10 +129,11 @@ class Purger:
             shred_rows.record_in(tx, row.id, measured, now)
         remove(found)
         with self.ledger.transaction() as tx:
+            if not shred_rows.mark_in(tx, row.id, now):
+                return  # another run (another node, the command) finished it meanwhile
             entries = search_rows.delete_of_message_in(tx, row.id)
             drafts = shred_rows.delete_drafts_in(tx, row.id)
             kept = shred_rows.copies_of(tx, row.id)
-            shred_rows.mark_in(tx, row.id, now)
             detail = _detail(format_duration(keep), kept, entries, drafts)
             self.ledger.event_in(tx, row.id, PURGED, detail)
             self.audit.append_in(
