@@ -19,7 +19,8 @@ digests of the files still there beside those kept already, and finishes.
 
 After a run that shredded anything, SQLite's trigram indexes are merged and its write-ahead
 log written back and truncated (gateway.store.shred_rows.clear_sqlite), so that neither keeps
-what was deleted; every SQLite connection zeroes what it deletes (secure_delete).
+what was deleted; every SQLite connection zeroes what it deletes (secure_delete). The name
+folding's caches in this process are emptied too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from gateway.core.config import Config
 from gateway.core.durations import format_duration
 from gateway.core.errors import GatewayError
+from gateway.search import folding
 from gateway.store import retention_rows, search_log, search_rows, shred_rows
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageRow
@@ -89,6 +91,7 @@ class Purger:
         result.searches = self._purge_searches(now)
         if result.messages or result.searches:
             result.log_cleared = shred_rows.clear_sqlite(self.ledger.engine)
+            folding.forget()
             log.info("purged %s", result)
         return result
 

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, select
 
 from gateway.core import config as configuration
 from gateway.crypto.pgpmime import Attachment
+from gateway.search import folding
 from gateway.service.server import Gateway
 from gateway.service.services import open_services
 from gateway.store import drafts, search_rows, shred_rows
@@ -328,6 +329,7 @@ async def test_shredding_removes_every_copy_and_keeps_a_stub(
         assert "1 spooled item(s), 1 desk copy(ies)" in line.reason
         assert "1 draft(s)" in line.reason
         assert gateway.ledger.events_of(row.id)[-1][1] == "purged"
+        assert folding.skeleton.cache_info().currsize == 0  # no name part kept in memory
 
         # The other message is all there; a second run changes nothing.
         assert gateway.inbound.exists(other.spool_key or "")
