@@ -112,3 +112,4 @@ def make_pre_migration_ledger(engine: Engine) -> None:
         for index in REPORT_INDEXES:
             connection.execute(text(f"DROP INDEX IF EXISTS {index}"))
         connection.execute(text("ALTER TABLE messages DROP COLUMN alert_article"))
+        connection.execute(text("ALTER TABLE messages DROP COLUMN shredded_at"))  # 0011

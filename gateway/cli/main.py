@@ -19,6 +19,7 @@ from gateway.cli import keys as cli_keys
 from gateway.cli import partners as cli_partners
 from gateway.cli import queue as cli_queue
 from gateway.cli import report as cli_report
+from gateway.cli import retention as cli_retention
 from gateway.cli import search as cli_search
 from gateway.cli import send as cli_send
 from gateway.cli import serve as cli_serve
@@ -117,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_queue.register(commands)
     cli_db.register(commands)
     cli_index.register(commands)
+    cli_retention.register(commands)
     cli_search.register(commands)
     cli_subject_report.register(commands)
     cli_alerts.register(commands)

@@ -74,6 +74,13 @@ def consonants(skeleton_part: str) -> str:
     return skeleton_part[:1] + _VOWELS.sub("", skeleton_part[1:])
 
 
+def forget() -> None:
+    """Empty the caches of name parts: after a shredding, no part of a shredded name stays in
+    this process's memory for them."""
+    skeleton.cache_clear()
+    consonants.cache_clear()
+
+
 def identifier(text: str) -> str:
     """An identifier folded: ``"ab-12 cd"`` -> AB12CD, ``"XO1I"`` -> X0110."""
     return _ID_NOT_ALNUM.sub("", to_ascii(text).upper()).translate(_ID_CONFUSABLE)

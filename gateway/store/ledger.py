@@ -88,6 +88,9 @@ messages = Table(
     # The SIS article of the alert a form names (SIRENE field 005; revision 0009), for the
     # statistics of hits by alert category: a code, never the alert's id.
     Column("alert_article", String(4)),
+    # When retention shredded every copy of the message (revision 0011): the row stays as its
+    # stub (ids, form, partner, dates, digests), its copies' digests in shredded_copies.
+    Column("shredded_at", DateTime(timezone=True)),
     UniqueConstraint("direction", "partner", "reference", name="uq_message_reference"),
     CheckConstraint(f"direction IN {DIRECTIONS!r}", name="ck_message_direction"),
 )
@@ -109,6 +112,22 @@ events = Table(
     Column("detail", String(500), nullable=False, default=""),
 )
 Index("ix_events_message", events.c.message_id, events.c.id)
+
+# What retention shredded of a message (revision 0011): one row per file deleted, where it was
+# (``place``: inbound-spool, outbound-spool, desk, outbox; ``name``: the folder and file name,
+# which hold ids and references only), its SHA-256 and size, read before it was deleted.
+shredded_copies = Table(
+    "shredded_copies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("place", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("message_id", "place", "name", name="uq_shredded_copy"),
+)
 Index("ix_events_kind_at", events.c.kind, events.c.at)  # the reports' retries (revision 0009)
 
 deadlines = Table(
@@ -431,7 +450,8 @@ _ADVANCE_SEQUENCE = (
 
 
 def make_engine(url: str, **options: Any) -> Engine:
-    """An engine for the ledger. SQLite: WAL journal, synchronous=FULL, foreign keys on."""
+    """An engine for the ledger. SQLite: WAL journal, synchronous=FULL, foreign keys on, deleted
+    content overwritten (secure_delete)."""
     if url.startswith("sqlite"):
         _prepare_sqlite_file(make_url(url).database)
         engine = create_engine(url, connect_args={"timeout": 30}, **options)
@@ -442,6 +462,9 @@ def make_engine(url: str, **options: Any) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # Deleted rows are overwritten with zeros, not left in free space: a shredded
+            # message's index entries and drafts must not stay readable in the file.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -491,6 +514,7 @@ class MessageRow:
     created_at: datetime
     updated_at: datetime
     alert_article: str | None = None
+    shredded_at: datetime | None = None
 
 
 class MessageHead(NamedTuple):
@@ -986,7 +1010,7 @@ def _message(row: Row[Any]) -> MessageRow:
 def message_of(columns: Mapping[Any, Any]) -> MessageRow:
     """A MessageRow from a row's columns by name (datetimes in UTC)."""
     data = dict(columns)
-    for key in ("signed_at", "created_at", "updated_at"):
-        if data[key] is not None:
+    for key in ("signed_at", "created_at", "updated_at", "shredded_at"):
+        if data.get(key) is not None:
             data[key] = as_utc(data[key])
     return MessageRow(**data)

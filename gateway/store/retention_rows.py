@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, exists, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, not_, or_, select, true
 
 from gateway.core.config import RetentionRule
-from gateway.store.ledger import MessageRow, events, message_of, messages
+from gateway.store.ledger import MessageRow, message_of, messages
 from gateway.store.unit import Transaction
 
-PURGED = "purged"  # the event that says a message's originals and copies were deleted
+PURGED = "purged"  # the event that says a message's originals and copies were shredded
 
 
 def past_retention(
@@ -23,15 +23,14 @@ def past_retention(
     limit: int,
 ) -> list[MessageRow]:
     """At most ``limit`` messages with an id above ``after_id`` that the first matching rule says
-    have been kept long enough at ``now``, with no ``purged`` event yet; by id. Empty without a
-    rule (nothing is ever due)."""
+    have been kept long enough at ``now``, not shredded yet; by id. Empty without a rule
+    (nothing is ever due)."""
     kept = _past_retention(rules, now)
     if kept is None:
         return []
-    purged = exists().where(events.c.message_id == messages.c.id, events.c.kind == PURGED)
     rows = tx.connection.execute(
         select(messages)
-        .where(messages.c.id > after_id, kept, not_(purged))
+        .where(messages.c.id > after_id, kept, messages.c.shredded_at.is_(None))
         .order_by(messages.c.id)
         .limit(limit)
     ).all()

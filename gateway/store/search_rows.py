@@ -178,6 +178,17 @@ def delete_of_message_in(tx: Transaction, message_id: int) -> int:
     return int(result.rowcount or 0)
 
 
+def count_of_message(tx: Transaction, message_id: int) -> int:
+    """How many entries the message has in the index."""
+    return int(
+        tx.connection.execute(
+            select(func.count())
+            .select_from(search_entries)
+            .where(search_entries.c.message_id == message_id)
+        ).scalar_one()
+    )
+
+
 def delete_all_in(tx: Transaction) -> int:
     tx.connection.execute(delete(search_entry_parts))
     tx.connection.execute(delete(search_parts))

@@ -1,35 +1,46 @@
-"""The retention purge: delete the spooled originals and desk copies of messages kept long enough.
+"""The retention purge: shred every copy of the messages kept long enough, keep a stub of each.
 
 A message is due when ``created_at + keep <= now``, ``keep`` being the first retention rule
-that matches its channel and form (Config.keep_for; no rule: kept for ever). Its item in the
-inbound or outbound spool (with the re-sent copies of an outbound one) and its copies in the
-desk's Maildir (named ``<ledger id>.<Reference>`` by the hand-off, in new/ or cur/ with a
-``:2,`` flags suffix) are deleted; then an event ``purged`` and an audit entry are recorded in
-one transaction. The ledger row, its digests and its history stay. A purge interrupted before
-that commit is simply done again: deleting what is gone already is no error.
+that matches its channel and form (Config.keep_for; no rule: kept for ever), and it is not
+shredded yet. A due message still needed waits for a later run: a deadline of it still open
+(or paused), or a spooled item of it still queued (being handed off or delivered).
+
+Shredding a message, in three steps, each safe to do again:
+1. every file it left (gateway.tracking.copies: spooled items of both spools with the re-sent
+   copies, desk copies, outbox copies) is read for its SHA-256 and size, and these are kept
+   in the ledger (shredded_copies) before anything is deleted;
+2. the files are deleted;
+3. in one transaction: its search index entries (and the name parts no other entry holds) and
+   the drafts of replies to it are deleted, its row is marked ``shredded_at`` (the stub: ids,
+   form, partner, dates and digests, which hold no personal data), an event ``purged`` and an
+   audit line (counts, and the SHA-256 of the stub's digests; never content) are recorded.
+A run stopped before 3 leaves the message due: the next run finds what is left, keeps the
+digests of the files still there beside those kept already, and finishes.
+
+After a run that shredded anything, SQLite's trigram indexes are merged and its write-ahead
+log written back and truncated (gateway.store.shred_rows.clear_sqlite), so that neither keeps
+what was deleted; every SQLite connection zeroes what it deletes (secure_delete). The name
+folding's caches in this process are emptied too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from gateway.core.config import Config
 from gateway.core.durations import format_duration
 from gateway.core.errors import GatewayError
-from gateway.store import retention_rows, search_log, search_rows
+from gateway.search import folding
+from gateway.store import retention_rows, search_log, search_rows, shred_rows
 from gateway.store.audit import AuditLog
-from gateway.store.durable import fsync_dir
 from gateway.store.ledger import Ledger, MessageRow
 from gateway.store.retention_rows import PURGED
 from gateway.store.spool import Spool
 from gateway.store.unit import LedgerError
-from gateway.tracking.sweep import resend_key
+from gateway.tracking.copies import Copies, Found, remove
 
 log = logging.getLogger("gateway.retention")
 
@@ -38,16 +49,22 @@ BATCH = 500
 
 @dataclass
 class PurgeResult:
-    messages: int = 0
+    messages: int = 0  # shredded (with a dry run: that would be)
     spool_items: int = 0
     desk_copies: int = 0
-    waiting: int = 0  # due, but their spooled item is still being handled: next time
+    outbox_files: int = 0
+    index_entries: int = 0
+    drafts: int = 0
+    waiting: int = 0  # due, but still needed (an open deadline, a queued item): next time
     failed: int = 0  # left for the next purge after an error
     searches: int = 0  # searches' terms older than the longest retention rule
+    # SQLite's log truncated after the run (False: nothing shredded, PostgreSQL, or a reader
+    # held it: the next run tries again). Not compared: it depends on the database.
+    log_cleared: bool = field(default=False, compare=False)
 
 
 class Purger:
-    """Applies the retention rules of the configuration to the spools and desk Maildirs."""
+    """Applies the retention rules of the configuration: shreds what is due."""
 
     def __init__(
         self, *, config: Config, ledger: Ledger, audit: AuditLog, inbound: Spool, outbound: Spool
@@ -57,19 +74,24 @@ class Purger:
         self.audit = audit
         self.spools = {"inbound": inbound, "outbound": outbound}
 
-    def purge(self, now: datetime | None = None) -> PurgeResult:
-        """Purge every message due at ``now`` (default: the ledger's clock)."""
+    def purge(self, now: datetime | None = None, *, dry_run: bool = False) -> PurgeResult:
+        """Shred every message due at ``now`` (default: the ledger's clock); ``dry_run``: only
+        count what would be shredded (nothing is read, written or deleted but listings)."""
         now = (now or self.ledger.clock.now()).astimezone(UTC)
         result = PurgeResult()
-        copies = _DeskCopies()
+        copies = Copies(self.config, self.spools)
         for row in self._due(now):
             try:
-                self._purge(row, now, result, copies)
+                self._shred(row, now, result, copies, dry_run=dry_run)
             except (GatewayError, OSError, LedgerError) as error:
                 result.failed += 1
-                log.error("purge of %s %s failed: %r", row.form, row.reference, error)
+                log.error("shredding of %s %s failed: %r", row.form, row.reference, error)
+        if dry_run:
+            return result
         result.searches = self._purge_searches(now)
         if result.messages or result.searches:
+            result.log_cleared = shred_rows.clear_sqlite(self.ledger.engine)
+            folding.forget()
             log.info("purged %s", result)
         return result
 
@@ -82,44 +104,54 @@ class Purger:
         with self.ledger.transaction() as tx:
             return search_log.purge_before_in(tx, now - longest)
 
-    def _purge(
-        self, row: MessageRow, now: datetime, result: PurgeResult, copies: _DeskCopies
+    def _shred(
+        self, row: MessageRow, now: datetime, result: PurgeResult, copies: Copies, *, dry_run: bool
     ) -> None:
         keep = self.config.keep_for(row.channel, row.form)
         if keep is None or row.created_at + keep > now:
             return  # the SQL filter and keep_for agree; this is a guard
-        spool = self.spools[row.direction]
-        keys = self._keys(row)
-        items = sum(spool.delete(key, "done") for key in keys[:1])
-        if keys and not items and spool.exists(keys[0]):
-            result.waiting += 1  # still being delivered or handed off: purge when done
-            return
-        items += sum(spool.delete(key, "done") for key in keys[1:])
-        desk_copies = 0
-        if row.desk is not None and row.direction == "inbound":
-            desk_copies = copies.remove(self._maildir(row.desk), f"{row.id}.{row.reference}")
-        detail = (
-            f"kept {format_duration(keep)}: {items} spooled item(s), "
-            f"{desk_copies} desk copy(ies) deleted"
+        found = copies.of(
+            ledger_id=row.id,
+            direction=row.direction,
+            reference=row.reference,
+            spool_key=row.spool_key,
         )
+        with self.ledger.reading() as tx:
+            still_owed = shred_rows.open_deadlines(tx, row.id)
+            if dry_run:
+                entries = search_rows.count_of_message(tx, row.id)
+                drafts = shred_rows.count_drafts(tx, row.id)
+        if still_owed or any(item.queued for item in found):
+            result.waiting += 1
+            return
+        if dry_run:
+            _count(result, found, entries, drafts)
+            return
+        measured = [copy for item in found if (copy := item.measured()) is not None]
         with self.ledger.transaction() as tx:
+            shred_rows.record_in(tx, row.id, measured, now)
+        remove(found)
+        with self.ledger.transaction() as tx:
+            if not shred_rows.mark_in(tx, row.id, now):
+                return  # another run (another node, the command) finished it meanwhile
+            entries = search_rows.delete_of_message_in(tx, row.id)
+            drafts = shred_rows.delete_drafts_in(tx, row.id)
+            kept = shred_rows.copies_of(tx, row.id)
+            detail = _detail(format_duration(keep), kept, entries, drafts)
             self.ledger.event_in(tx, row.id, PURGED, detail)
-            search_rows.delete_of_message_in(tx, row.id)  # its search index entries
             self.audit.append_in(
                 tx,
                 "retention.purged",
                 partner=row.partner,
                 form=row.form,
                 reference=row.reference,
-                digest=row.raw_sha256 or "",
+                digest=shred_rows.manifest_digest([row.content_sha256, row.raw_sha256], kept),
                 reason=detail,
             )
-        result.messages += 1
-        result.spool_items += items
-        result.desk_copies += desk_copies
+        _count(result, found, entries, drafts)
 
     def _due(self, now: datetime) -> Iterator[MessageRow]:
-        """Messages past their retention and not purged yet, by id, in batches."""
+        """Messages past their retention and not shredded yet, by id, in batches."""
         last = 0
         while True:
             with self.ledger.reading() as tx:
@@ -131,51 +163,23 @@ class Purger:
                 return
             last = rows[-1].id
 
-    def _keys(self, row: MessageRow) -> list[str]:
-        if row.spool_key is None:
-            return []
-        keys = [row.spool_key]
-        if row.direction == "outbound":
-            resends = range(1, self.config.outbound.receipt_resends + 1)
-            keys += [resend_key(row.spool_key, row.id, number) for number in resends]
-        return keys
 
-    def _maildir(self, desk: str) -> Path | None:
-        try:
-            return self.config.desk(desk).maildir
-        except KeyError:
-            return None
+def _count(result: PurgeResult, found: list[Found], entries: int, drafts: int) -> None:
+    result.messages += 1
+    result.spool_items += sum(item.place.endswith("-spool") for item in found)
+    result.desk_copies += sum(item.place == "desk" for item in found)
+    result.outbox_files += sum(item.place == "outbox" for item in found)
+    result.index_entries += entries
+    result.drafts += drafts
 
 
-class _DeskCopies:
-    """Deletes desk copies by name; each Maildir's cur/ is listed once per purge."""
-
-    def __init__(self) -> None:
-        self._cur: dict[Path, dict[str, list[str]]] = {}
-
-    def remove(self, maildir: Path | None, name: str) -> int:
-        if maildir is None:
-            return 0
-        removed = 0
-        for folder, names in (("new", [name]), ("cur", self._in_cur(maildir, name))):
-            here = 0
-            for entry in names:
-                with contextlib.suppress(FileNotFoundError):
-                    (maildir / folder / entry).unlink()
-                    here += 1
-            if here:
-                fsync_dir(maildir / folder)
-            removed += here
-        return removed
-
-    def _in_cur(self, maildir: Path, name: str) -> list[str]:
-        listing = self._cur.get(maildir)
-        if listing is None:
-            listing = {}
-            cur = maildir / "cur"
-            if cur.is_dir():
-                with os.scandir(cur) as entries:
-                    for entry in entries:
-                        listing.setdefault(entry.name.partition(":")[0], []).append(entry.name)
-            self._cur[maildir] = listing
-        return listing.pop(name, [])
+def _detail(keep: str, kept: list[shred_rows.Copy], entries: int, drafts: int) -> str:
+    """What the event and the audit line say: counts of what the stub keeps digests of, and of
+    the rows deleted (their content has no digest: a digest of a name would tell it)."""
+    spooled = sum(copy.place.endswith("-spool") for copy in kept)
+    desk = sum(copy.place == "desk" for copy in kept)
+    outbox = sum(copy.place == "outbox" for copy in kept)
+    return (
+        f"kept {keep}: shredded {spooled} spooled item(s), {desk} desk copy(ies), "
+        f"{outbox} outbox file(s), {entries} index entry(ies), {drafts} draft(s)"
+    )

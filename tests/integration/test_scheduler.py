@@ -5,6 +5,7 @@ deadline: the FakeClock reaches it, the timer only has to fire)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,7 +18,7 @@ from sqlalchemy import Engine, select, update
 from trackingkit import CATALOGUE, START, Tracking, url_of, write_config
 
 from gateway.crypto.openpgp import GnuPG
-from gateway.store import idempotency
+from gateway.store import idempotency, shred_rows
 from gateway.store.ledger import deadlines, idempotency_keys, job_runs
 from gateway.store.states import DeadlineState
 from gateway.store.unit import writing
@@ -107,8 +108,18 @@ def test_retention_purge_deletes_files_and_keeps_the_ledger(tracking: Tracking) 
     assert (row.content_sha256, row.raw_sha256, row.state) == ("c" * 64, "d" * 64, "delivered")
     assert tracking.ledger.events_of(h_form)[-1][1:] == (
         "purged",
-        "kept P30D: 1 spooled item(s), 2 desk copy(ies) deleted",
+        "kept P30D: shredded 1 spooled item(s), 2 desk copy(ies), 0 outbox file(s), "
+        "0 index entry(ies), 0 draft(s)",
     )
+    assert row.shredded_at == START + 30 * D + H
+    with tracking.ledger.reading() as tx:
+        stub = shred_rows.copies_of(tx, h_form)
+    assert [(copy.place, copy.name, copy.size) for copy in stub] == [
+        ("desk", f"sirene cur/{h_form}.NO-2026-000001:2,S", 9),
+        ("desk", f"sirene new/{h_form}.NO-2026-000001", 9),
+        ("inbound-spool", "done/NO-SIRENE.NO-2026-000001.0123456789abcdef.msg", 40),
+    ]
+    assert stub[0].sha256 == hashlib.sha256(b"desk copy").hexdigest()
     assert tracking.ledger.events_of(sent)[-1][1] == "purged"
     assert tracking.ledger.events_of(ip_msg)[-1][1] != "purged"
     assert tracking.audit_kinds("retention.") == ["retention.purged"] * 2

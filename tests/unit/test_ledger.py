@@ -240,3 +240,5 @@ def test_sqlite_is_durable_by_configuration(ledger_engine: Engine) -> None:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        # Deleted content zeroed, whatever the build's default (Debian's is on, SQLite's off).
+        assert connection.execute(text("PRAGMA secure_delete")).scalar() == 1

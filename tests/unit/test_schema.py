@@ -17,6 +17,7 @@ from dbkit import RECEIVED, REPORT_INDEXES, make_pre_migration_ledger, postgres_
 from sqlalchemy import Engine, inspect, select, text
 
 from gateway.core.clock import FakeClock
+from gateway.core.config import RetentionRule
 from gateway.core.errors import LedgerOutdated
 from gateway.forms.entities import Entity
 from gateway.search import index, matching
@@ -27,9 +28,11 @@ from gateway.store import (
     drafts,
     idempotency,
     reportfigures,
+    retention_rows,
     schema,
     search_ddl,
     search_rows,
+    shred_rows,
     users,
     worklist,
 )
@@ -606,4 +609,39 @@ def test_revision_0012_adds_the_alert_register_to_a_0009_ledger_holding_data(
         )
     with ledger.reading() as tx:
         assert alert_rows.marks(tx)[found.alert].status == "deleted"
+def test_revision_0011_adds_the_shredding_stub_to_a_0009_ledger(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+    with empty_engine.connect() as connection:  # the columns of 0009 only
+        old_id = connection.execute(select(messages.c.id)).scalar_one()
+    with ledger.transaction() as tx:  # purged by the retention of that time
+        ledger.event_in(tx, old_id, retention_rows.PURGED, "kept P30D: 1 spooled item(s)")
+    before = contents(empty_engine)
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0009", schema.head())
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    assert ledger.get(old_id).shredded_at is None
+    # A message purged before is due again: its shredding finds what that purge left.
+    rules = (RetentionRule(keep=timedelta(days=30)),)
+    later = START + timedelta(days=31)
+    with ledger.reading() as tx:
+        assert [row.id for row in retention_rows.past_retention(tx, rules, later, limit=10)] == [
+            old_id
+        ]
+    copy = shred_rows.Copy("desk", "sirene cur/1.NO-2026-000123:2,S", "e" * 64, 9)
+    with ledger.transaction() as tx:
+        shred_rows.record_in(tx, old_id, [copy], later)
+        shred_rows.record_in(tx, old_id, [copy], later)  # once more, as a run done again
+        assert shred_rows.mark_in(tx, old_id, later)
+        assert not shred_rows.mark_in(tx, old_id, later)
+    with ledger.reading() as tx:
+        assert shred_rows.copies_of(tx, old_id) == [copy]
+        assert retention_rows.past_retention(tx, rules, later, limit=10) == []
+    assert ledger.get(old_id).shredded_at == later
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
