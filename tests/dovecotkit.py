@@ -223,9 +223,10 @@ def _wait_ready(dovecot: Dovecot) -> None:
         if dovecot.process.poll() is not None:
             break
         if dovecot.lmtp_socket.exists():
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", dovecot.imap_port), timeout=1
-            ) as probe:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", dovecot.imap_port), timeout=1) as probe,
+            ):
                 if probe.recv(100).startswith(b"* OK"):
                     return
         time.sleep(0.05)

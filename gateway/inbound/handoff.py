@@ -334,8 +334,7 @@ class Handoff:
                     continue
                 failed.add(ready.item.key)
                 if isinstance(error, DeskRefused):
-                    log.error("setting aside %s: %s", ready.item.key, error)
-                    self.inbound.set_aside(ready.item, str(error)[:200])
+                    self.retry.refused(ready.item, error)
                 else:
                     self._failed(ready.item, error)
             log.debug("delivered %d desk copies", len(copies) - len(failed))

@@ -207,4 +207,7 @@ async def test_a_refused_copy_is_set_aside_not_lost(world: World, tmp_path: Path
             row = received_row(gateway, "NO-2026-000601")
             assert row and row.state == InboundState.RECEIVED
             assert no_duty.message_ids("sirene") == {}
-            assert b"550 5.1.1" in quarantined[0].read_bytes().split(b"\n", 1)[0]  # its reason
+            assert (
+                b"DeskRefused: LMTP RCPT TO: 550 5.1.1"
+                in quarantined[0].read_bytes().split(b"\n", 1)[0]
+            )
