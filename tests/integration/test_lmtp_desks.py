@@ -86,7 +86,7 @@ def test_each_copy_once_and_a_redelivery_finds_it_first(dovecot: Dovecot, tmp_pa
     handler.login("sirene", DESK_PASSWORD)
     handler.create("Filed")
     handler.select("INBOX")
-    typ, found = handler.search(None, "HEADER", "Message-ID", f'"{copies[0].message_id}"')
+    _, found = handler.search(None, "HEADER", "Message-ID", f'"{copies[0].message_id}"')
     handler.copy(found[0], "Filed")
     handler.store(found[0], "+FLAGS", "\\Deleted")
     handler.expunge()
