@@ -28,9 +28,13 @@ def read_password(settings: DeskDelivery) -> str:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
-        raise ConfigError(str(path), "", f"cannot read: {error.strerror or error}") from error
+        raise ConfigError(
+            str(path), "", f"cannot read {path}: {error.strerror or error}"
+        ) from error
     if not lines or not lines[0]:
-        raise ConfigError(str(path), "", "empty: put the master user's password on its first line")
+        raise ConfigError(
+            str(path), "", f"{path} is empty: put the master user's password on its first line"
+        )
     return lines[0]
 
 
