@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Sequence
 
 from gateway.core.config import DeskDelivery
-from gateway.core.errors import ConfigError, DeskUnavailable
+from gateway.core.errors import ConfigError, DeskRefused, DeskUnavailable
 
 # A LIST reply: (flags) delimiter name; the name quoted or an atom.
 _LISTED = re.compile(
@@ -52,7 +52,8 @@ class CopyFinder:
 
     def present(self, mailbox: str, message_ids: Sequence[str]) -> set[str]:
         """Those of ``message_ids`` that some folder of ``mailbox`` holds. DeskUnavailable when
-        the server cannot be asked (then nothing may be delivered: it could be a second copy)."""
+        the server cannot be asked (then nothing may be delivered: it could be a second copy),
+        DeskRefused when it says the mailbox is none the master user may open (no such desk)."""
         for message_id in message_ids:
             if not _SAFE_ID.fullmatch(message_id):
                 raise ValueError(f"not a desk copy's Message-ID: {message_id[:80]!r}")
@@ -65,7 +66,14 @@ class CopyFinder:
         try:
             if self.settings.imap_tls:
                 client.starttls(ssl.create_default_context(cafile=self.settings.imap_tls_ca))
-            client.login(f"{mailbox}*{self.user}", self.password)
+            try:
+                client.login(f"{mailbox}*{self.user}", self.password)
+            except imaplib.IMAP4.error as refused:
+                if "AUTHORIZATIONFAILED" in str(refused):  # (RFC 5530) the master user is good
+                    raise DeskRefused(
+                        f"IMAP: no mailbox {mailbox} for the master user to open"
+                    ) from refused
+                raise
             found: set[str] = set()
             for folder in self._folders(client):
                 typ, _ = client.select(folder, readonly=True)

@@ -8,6 +8,7 @@ import contextlib
 import imaplib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from gateway.core import config as configuration
 from gateway.core.config import Desk, DeskDelivery
 from gateway.core.errors import DeskRefused, DeskUnavailable
 from gateway.desks.lmtp import LmtpSink
+from gateway.desks.notices import Notice, post
 from gateway.desks.sink import DeskCopy
 from gateway.service.server import Gateway
 from gateway.service.services import open_services
@@ -111,6 +113,10 @@ def test_an_unknown_mailbox_is_refused_for_good_and_the_others_go_through(
     assert "550 5.1.1" in str(outcome[0])
     assert outcome[1] is None
     assert dovecot.message_ids("sirene")[copies[1].message_id] == 1
+    # A retry looks over IMAP first: there too the mailbox is none, and that is lasting.
+    (again,) = LmtpSink(settings(dovecot), DOMAIN).deliver(copies[:1])
+    assert isinstance(again, DeskRefused)
+    assert "no mailbox europol" in str(again)
 
 
 def test_dovecot_away_is_transient_and_nothing_is_delivered_unlooked(
@@ -211,3 +217,36 @@ async def test_a_refused_copy_is_set_aside_not_lost(world: World, tmp_path: Path
                 b"DeskRefused: LMTP RCPT TO: 550 5.1.1"
                 in quarantined[0].read_bytes().split(b"\n", 1)[0]
             )
+
+
+def test_a_notice_reaches_the_dovecot_desk_once(
+    world: World, dovecot: Dovecot, tmp_path: Path
+) -> None:
+    path = gateway_config(world, tmp_path)
+    path.write_text(path.read_text() + dovecot.desk_config())
+    config = configuration.load(path)
+    notice = Notice(kind="reminder", key="reminder.77.1", subject="Reminder", body="due soon\n")
+    for _ in range(2):  # posted twice (a sweep retried): one copy in each place
+        post(config, "sirene", notice, datetime(2026, 12, 6, 12, 0, tzinfo=UTC))
+    assert dovecot.message_ids("sirene")[f"<notice.reminder.77.1@{DOMAIN}>"] == 1
+    assert [p.name for p in (tmp_path / "desks" / "sirene" / "new").iterdir()] == [
+        "notice.reminder.77.1"
+    ]
+
+
+def test_a_notice_dovecot_refuses_stays_in_the_maildir(world: World, tmp_path: Path) -> None:
+    with running_dovecot(("duty",)) as no_sirene:
+        path = gateway_config(world, tmp_path)
+        path.write_text(path.read_text() + no_sirene.desk_config())
+        config = configuration.load(path)
+        kept = tmp_path / "imap.password"  # outlives the Dovecot folder
+        kept.write_bytes(no_sirene.password_file.read_bytes())
+        settings = replace(config.desk_delivery, imap_password_file=kept)
+        config = replace(config, desk_delivery=settings)
+        notice = Notice(kind="reminder", key="reminder.78.1", subject="Reminder", body="due\n")
+        post(config, "sirene", notice, datetime(2026, 12, 6, 12, 0, tzinfo=UTC))
+        assert (tmp_path / "desks" / "sirene" / "new" / "notice.reminder.78.1").is_file()
+    # Dovecot away: the Maildir copy is made, and the caller told to post again later.
+    with pytest.raises(DeskUnavailable):
+        post(config, "sirene", replace(notice, key="reminder.79.1"), datetime.now(UTC))
+    assert (tmp_path / "desks" / "sirene" / "new" / "notice.reminder.79.1").is_file()
