@@ -110,7 +110,9 @@ def main() -> int:
         lmtp = lmtp_figures(dovecot, copies)
     with running_dovecot(("sirene",), extra="mail_fsync = never\n") as dovecot:
         unsynced = lmtp_figures(dovecot, copies)
-    version = subprocess.run(["dovecot", "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run(
+        ["dovecot", "--version"], capture_output=True, text=True, check=True
+    ).stdout
     results = {
         "benchmark": "lmtp",
         "python": platform.python_version(),
