@@ -10,12 +10,14 @@ again; with a Maildir the file's name, fixed by the ledger id, does the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import ssl
 import time
 from pathlib import Path
 
 import pytest
+from dbkit import postgres_schema
 from dovecotkit import Dovecot, running_dovecot
 from integration.inboundkit import FORM, World, gateway_config, message
 from integration.servekit import Served, smtp_send
@@ -55,45 +57,56 @@ def maildir_copies(folder: Path, desk: str) -> list[str]:
     )
 
 
-@pytest.mark.parametrize("method", ["lmtp", "maildir"])
+@pytest.mark.parametrize(
+    ("method", "ledger"), [("lmtp", "sqlite"), ("lmtp", "postgresql"), ("maildir", "sqlite")]
+)
 async def test_killed_between_the_desk_copy_and_its_record_leaves_one_copy(
-    world: World, tmp_path: Path, method: str
+    world: World, tmp_path: Path, method: str, ledger: str
 ) -> None:
-    with running_dovecot(("sirene", "duty")) as dovecot:
-        path = gateway_config(world, tmp_path)
-        extra = dovecot.desk_config() if method == "lmtp" else ""
-        path.write_text(path.read_text() + extra + '\n[metrics]\nlisten = ""\n')
-        served = Served(path, tmp_path / "logs")
-        context = ssl.create_default_context(cafile=str(world.tls_cert))
-        raw = message(
-            world,
-            FORM.replace(b"NO-2026-000123", REFERENCE.encode()),
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_schema()) if ledger == "postgresql" else None
+        dovecot = stack.enter_context(running_dovecot(("sirene", "duty")))
+        await one_kill(world, tmp_path, method, dovecot, url)
+
+
+async def one_kill(
+    world: World, tmp_path: Path, method: str, dovecot: Dovecot, url: str | None
+) -> None:
+    """Start, send, be killed at the crash point, restart: one copy, recorded delivered."""
+    path = gateway_config(world, tmp_path, database_url=url)
+    extra = dovecot.desk_config() if method == "lmtp" else ""
+    path.write_text(path.read_text() + extra + '\n[metrics]\nlisten = ""\n')
+    served = Served(path, tmp_path / "logs")
+    context = ssl.create_default_context(cafile=str(world.tls_cert))
+    raw = message(
+        world,
+        FORM.replace(b"NO-2026-000123", REFERENCE.encode()),
+    )
+
+    port = await served.start(env={crashpoints.ENV_VAR: crashpoints.DESK_DELIVERED})
+    code, _ = await smtp_send(port, raw, context)
+    assert code == 250
+    assert await served.died() == -signal.SIGKILL
+    ledger_id, state = ledger_state(path)
+    assert state == "received"  # killed before the ledger recorded the delivery
+    wanted = f"<desk.{ledger_id}.{REFERENCE}@{DOMAIN}>"
+    assert copies(method, dovecot, tmp_path, wanted) == 1  # ... and after the copy was made
+
+    await served.start()  # no crash point: the hand-off takes the item again
+    try:
+        deadline = time.monotonic() + 60
+        while ledger_state(path)[1] != "delivered":
+            assert time.monotonic() < deadline, served.log_tail()
+            await asyncio.sleep(0.1)
+    finally:
+        assert await served.terminate() == 0
+    assert copies(method, dovecot, tmp_path, wanted) == 1
+    if method == "lmtp":
+        assert maildir_copies(tmp_path, "duty") == []
+        assert (
+            "is on its desk already: not sent again"
+            in (tmp_path / "logs" / "serve-02.log").read_text()
         )
-
-        port = await served.start(env={crashpoints.ENV_VAR: crashpoints.DESK_DELIVERED})
-        code, _ = await smtp_send(port, raw, context)
-        assert code == 250
-        assert await served.died() == -signal.SIGKILL
-        ledger_id, state = ledger_state(path)
-        assert state == "received"  # killed before the ledger recorded the delivery
-        wanted = f"<desk.{ledger_id}.{REFERENCE}@{DOMAIN}>"
-        assert copies(method, dovecot, tmp_path, wanted) == 1  # ... and after the copy was made
-
-        await served.start()  # no crash point: the hand-off takes the item again
-        try:
-            deadline = time.monotonic() + 60
-            while ledger_state(path)[1] != "delivered":
-                assert time.monotonic() < deadline, served.log_tail()
-                await asyncio.sleep(0.1)
-        finally:
-            assert await served.terminate() == 0
-        assert copies(method, dovecot, tmp_path, wanted) == 1
-        if method == "lmtp":
-            assert maildir_copies(tmp_path, "duty") == []
-            assert (
-                "is on its desk already: not sent again"
-                in (tmp_path / "logs" / "serve-02.log").read_text()
-            )
 
 
 def copies(method: str, dovecot: Dovecot, folder: Path, wanted: str) -> int:
