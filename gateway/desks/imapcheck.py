@@ -17,7 +17,9 @@ from gateway.core.errors import ConfigError, DeskRefused, DeskUnavailable
 _LISTED = re.compile(
     rb'\((?P<flags>[^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*") (?P<name>"(?:[^"\\]|\\.)*"|\S+)$'
 )
-_SAFE_ID = re.compile(r"<[A-Za-z0-9._@-]{1,250}>")
+# What a desk copy's or a notice's Message-ID holds (the host name may be an address literal):
+# nothing that could end the quoted string it is searched as.
+_SAFE_ID = re.compile(r"<[A-Za-z0-9._@:\[\]-]{1,250}>")
 
 
 def read_password(settings: DeskDelivery) -> str:

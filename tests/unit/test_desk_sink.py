@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from gateway.core import config as configuration
+from gateway.core import crashpoints
 from gateway.core.config import Desk, DeskDelivery
 from gateway.core.errors import ConfigError, DeskRefused, DeskUnavailable, StoreUnavailable
+from gateway.desks.imapcheck import CopyFinder
 from gateway.desks.lmtp import verdict
 from gateway.desks.sink import DeskCopy, MaildirSink, copy_message_id, copy_name
 from gateway.service import preflight
@@ -94,3 +96,17 @@ def test_serve_checks_the_imap_password_file(tmp_path: Path) -> None:
     preflight.desk_delivery(lmtp_config(tmp_path, password), "gateway.toml")
     maildir = configuration.load(configuration.PROJECT_ROOT / "config" / "gateway.example.toml")
     preflight.desk_delivery(maildir, "gateway.toml")  # nothing to check
+
+
+def test_a_crash_point_must_be_known_and_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="unknown crash point"):
+        crashpoints.reached("handoff.nowhere")
+    monkeypatch.setenv(crashpoints.ENV_VAR, "another.point")
+    crashpoints.reached(crashpoints.DESK_DELIVERED)  # not the one named: the process lives on
+
+
+def test_the_imap_look_refuses_a_message_id_it_cannot_quote(tmp_path: Path) -> None:
+    settings = lmtp_config(tmp_path, tmp_path / "unused").desk_delivery
+    finder = CopyFinder(settings, "secret")
+    with pytest.raises(ValueError, match="not a desk copy's Message-ID"):
+        finder.present("sirene", ['<a"b@h>'])
