@@ -1,5 +1,6 @@
 """Test kit: a real Dovecot (Debian's dovecot-imapd and dovecot-lmtpd) started by the test in a
-temporary folder: LMTP on a unix socket, IMAP on a free port of 127.0.0.1, one mailbox user per
+temporary folder: LMTP on a unix socket and on a free port of 127.0.0.1, IMAP on another,
+STARTTLS on both when given a certificate, one mailbox user per
 desk and a master user for the gateway's look before a re-delivery, Maildirs in the folder.
 
 It runs as the current user. Under root, Dovecot's login processes run as ``nobody`` and the
@@ -63,24 +64,29 @@ class Dovecot:
 
     root: Path
     lmtp_socket: Path
+    lmtp_port: int
     imap_port: int
     password_file: Path  # the master user's password, for [desk_delivery] imap_password_file
     process: subprocess.Popen[bytes]
+    ca: Path | None = None  # the certificate Dovecot presents (self-signed): its own CA
 
     @property
     def log(self) -> Path:
         return self.root / "dovecot.log"
 
     def desk_config(self) -> str:
-        """The [desk_delivery] table of a gateway that delivers to this Dovecot."""
+        """The [desk_delivery] table of a gateway that delivers to this Dovecot: LMTP by its
+        socket without a certificate, by TCP with STARTTLS (and IMAP too) with one."""
+        lmtp = self.lmtp_socket if self.ca is None else f"127.0.0.1:{self.lmtp_port}"
+        tls = "imap_tls = false\n" if self.ca is None else f'tls_ca = "{self.ca}"\n'
         return (
             "\n[desk_delivery]\n"
             'method = "lmtp"\n'
-            f'lmtp = "{self.lmtp_socket}"\n'
+            f'lmtp = "{lmtp}"\n'
             f'imap = "127.0.0.1:{self.imap_port}"\n'
             f'imap_user = "{MASTER_USER}"\n'
             f'imap_password_file = "{self.password_file}"\n'
-            "imap_tls = false\n"
+            f"{tls}"
             'timeout = "PT10S"\n'
         )
 
@@ -120,7 +126,15 @@ class Dovecot:
                 client.logout()
 
 
-def _config(root: Path, mailboxes: tuple[str, ...], imap_port: int, extra: str) -> str:
+def _config(
+    root: Path,
+    mailboxes: tuple[str, ...],
+    ports: tuple[int, int],
+    extra: str,
+    tls: tuple[Path, Path] | None,
+) -> str:
+    imap_port, lmtp_port = ports
+    ssl = "ssl = no\n" if tls is None else f"ssl = yes\nssl_cert = <{tls[0]}\nssl_key = <{tls[1]}\n"
     me = pwd.getpwuid(os.getuid())
     if os.getuid() == 0:
         nobody = pwd.getpwnam("nobody")
@@ -139,8 +153,7 @@ instance_name = dovecot-{root.name}
 log_path = {root}/dovecot.log
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+{ssl}disable_plaintext_auth = no
 auth_mechanisms = plain
 auth_master_user_separator = *
 mail_location = maildir:{root}/mail/%n
@@ -175,14 +188,21 @@ service lmtp {{
   unix_listener lmtp-gateway {{
     mode = 0600
   }}
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
 }}
 {extra}"""
 
 
 @contextlib.contextmanager
-def running_dovecot(mailboxes: tuple[str, ...], extra: str = "") -> Iterator[Dovecot]:
+def running_dovecot(
+    mailboxes: tuple[str, ...], extra: str = "", tls: tuple[Path, Path] | None = None
+) -> Iterator[Dovecot]:
     """Dovecot in a fresh folder under /tmp (its socket paths must stay short), stopped and
-    removed at the end; ``extra``: more of its configuration (e.g. a quota)."""
+    removed at the end; ``extra``: more of its configuration (e.g. a quota); ``tls``: its
+    certificate and key (PEM, for 127.0.0.1), for STARTTLS."""
     require_dovecot()
     root = Path(tempfile.mkdtemp(prefix="dv", dir="/tmp"))
     for sub in ("run", "state", "mail"):
@@ -191,9 +211,9 @@ def running_dovecot(mailboxes: tuple[str, ...], extra: str = "") -> Iterator[Dov
         root.chmod(0o755)
         nobody = pwd.getpwnam("nobody")
         os.chown(root / "mail", nobody.pw_uid, nobody.pw_gid)
-    imap_port = free_port()
+    imap_port, lmtp_port = free_port(), free_port()
     conf = root / "dovecot.conf"
-    conf.write_text(_config(root, mailboxes, imap_port, extra))
+    conf.write_text(_config(root, mailboxes, (imap_port, lmtp_port), extra, tls))
     password_file = root / "gateway.password"
     password_file.write_text(MASTER_PASSWORD + "\n")
     password_file.chmod(0o600)
@@ -203,7 +223,9 @@ def running_dovecot(mailboxes: tuple[str, ...], extra: str = "") -> Iterator[Dov
         stdout=subprocess.DEVNULL,
         stderr=(root / "stderr.log").open("wb"),
     )
-    dovecot = Dovecot(root, root / "run" / "lmtp-gateway", imap_port, password_file, process)
+    socket_path = root / "run" / "lmtp-gateway"
+    ca = None if tls is None else tls[0]
+    dovecot = Dovecot(root, socket_path, lmtp_port, imap_port, password_file, process, ca)
     try:
         _wait_ready(dovecot)
         yield dovecot

@@ -166,7 +166,8 @@ class DeskDelivery:
     imap_user: str | None = None  # a Dovecot master user, logged in as "<mailbox>*<user>"
     imap_password_file: Path | None = None
     imap_tls: bool = True  # STARTTLS on the IMAP check (false only on loopback)
-    imap_tls_ca: Path | None = None  # CA certificates (PEM) for it; None: the system's
+    lmtp_tls: bool = True  # STARTTLS on LMTP over TCP (never on a socket path)
+    tls_ca: Path | None = None  # CA certificates (PEM) of Dovecot's certificate; None: the system's
     timeout: timedelta = timedelta(seconds=60)  # connect, and each command
 
     @property
@@ -681,7 +682,8 @@ def _desk_delivery(table: Table, base: Path) -> DeskDelivery:
         imap_user=table.text("imap_user", None, pattern=_MAILBOX, hint="a Dovecot master user"),
         imap_password_file=table.path("imap_password_file", base, None),
         imap_tls=table.boolean("imap_tls", defaults.imap_tls),
-        imap_tls_ca=table.path("imap_tls_ca", base, None),
+        lmtp_tls=table.boolean("lmtp_tls", defaults.lmtp_tls),
+        tls_ca=table.path("tls_ca", base, None),
         timeout=table.duration("timeout", defaults.timeout),
     )
     table.finish()

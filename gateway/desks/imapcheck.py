@@ -67,7 +67,7 @@ class CopyFinder:
             raise DeskUnavailable(f"IMAP {self.settings.imap}: {type(error).__name__}") from error
         try:
             if self.settings.imap_tls:
-                client.starttls(ssl.create_default_context(cafile=self.settings.imap_tls_ca))
+                client.starttls(ssl.create_default_context(cafile=self.settings.tls_ca))
             try:
                 client.login(f"{mailbox}*{self.user}", self.password)
             except imaplib.IMAP4.error as refused:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
+import ssl
 from collections.abc import Collection, Sequence
 from types import TracebackType
 
@@ -49,16 +50,34 @@ def verdict(step: str, code: int, text: bytes | str) -> GatewayError | None:
 class LmtpSession:
     """One LMTP connection: LHLO once, then one transaction per copy."""
 
-    def __init__(self, address: str, hostname: str, timeout: float) -> None:
+    def __init__(
+        self, address: str, hostname: str, timeout: float, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Connect and LHLO; over TCP with ``tls``, STARTTLS (refused: DeskUnavailable, never
+        on in clear) and LHLO again."""
         host, port = (address, 0) if address.startswith("/") else _split(address)
         try:
             self.client = smtplib.LMTP(host, port, local_hostname=hostname, timeout=timeout)
-            code, text = self.client.ehlo()
         except (smtplib.SMTPException, OSError) as error:
             raise DeskUnavailable(f"LMTP {address}: {type(error).__name__}: {error}") from error
-        if (refused := verdict("LHLO", code, text)) is not None:
+        try:
+            self._hello(address)
+            if tls is not None and port:
+                if not self.client.has_extn("starttls"):
+                    raise DeskUnavailable(f"LMTP {address} offers no STARTTLS: not sent in clear")
+                self.client.starttls(context=tls)
+                self._hello(address)
+        except (smtplib.SMTPException, OSError, ssl.SSLError) as error:
+            self.client.close()
+            raise DeskUnavailable(f"LMTP {address}: {type(error).__name__}: {error}") from error
+        except DeskUnavailable:
             self.close()
-            raise DeskUnavailable(str(refused))
+            raise
+
+    def _hello(self, address: str) -> None:
+        code, text = self.client.ehlo()
+        if (refused := verdict("LHLO", code, text)) is not None:
+            raise DeskUnavailable(f"{address}: {refused}")
 
     def send(self, mailbox: str, data: bytes) -> None:
         """One copy to ``mailbox``: MAIL FROM:<>, RCPT TO, DATA (CRLF line ends). Raises
@@ -111,6 +130,11 @@ class LmtpSink:
         self.settings = settings
         self.hostname = hostname
         self.finder = CopyFinder(settings, read_password(settings))
+        self.tls = (
+            ssl.create_default_context(cafile=settings.tls_ca)
+            if settings.lmtp_tls and settings.lmtp_socket is None
+            else None
+        )
 
     def deliver(self, copies: Sequence[DeskCopy], *, unseen: Collection[str] = ()) -> list[Outcome]:
         outcome: list[Outcome] = [None] * len(copies)
@@ -119,7 +143,7 @@ class LmtpSink:
             return outcome
         timeout = self.settings.timeout.total_seconds()
         try:
-            session = LmtpSession(self.address, self.hostname, timeout)
+            session = LmtpSession(self.address, self.hostname, timeout, self.tls)
         except DeskUnavailable as error:
             for index in to_send:
                 outcome[index] = error

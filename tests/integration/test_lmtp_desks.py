@@ -250,3 +250,44 @@ def test_a_notice_dovecot_refuses_stays_in_the_maildir(world: World, tmp_path: P
     with pytest.raises(DeskUnavailable):
         post(config, "sirene", replace(notice, key="reminder.79.1"), datetime.now(UTC))
     assert (tmp_path / "desks" / "sirene" / "new" / "notice.reminder.79.1").is_file()
+
+
+def test_lmtp_and_imap_over_tcp_use_starttls(world: World, tmp_path: Path) -> None:
+    key = world.root / "gateway.key"  # the world's certificate is for 127.0.0.1
+    with running_dovecot(("sirene",), tls=(world.tls_cert, key)) as secured:
+        tcp = replace(
+            settings(secured),
+            lmtp=f"127.0.0.1:{secured.lmtp_port}",
+            imap_tls=True,
+            tls_ca=world.tls_cert,
+        )
+        one = copy(desk(tmp_path, "sirene"), 801)
+        assert LmtpSink(tcp, DOMAIN).deliver([one], unseen={one.name}) == [None]
+        assert LmtpSink(tcp, DOMAIN).deliver([one]) == [None]  # looked for over IMAPS: found
+        assert secured.message_ids("sirene") == {one.message_id: 1}
+        assert "TLS" in secured.log.read_text()  # the gateway's IMAP login was over TLS
+
+        # A certificate that does not chain to the CA given: nothing sent, by either protocol.
+        untrusted = replace(tcp, tls_ca=None)
+        other = copy(desk(tmp_path, "sirene"), 802)
+        (outcome,) = LmtpSink(replace(untrusted, imap_tls=False), DOMAIN).deliver(
+            [other], unseen={other.name}
+        )
+        assert isinstance(outcome, DeskUnavailable) and "CERTIFICATE_VERIFY_FAILED" in str(outcome)
+        (outcome,) = LmtpSink(untrusted, DOMAIN).deliver([other])
+        assert isinstance(outcome, DeskUnavailable)
+        assert secured.message_ids("sirene") == {one.message_id: 1}
+
+
+def test_lmtp_over_tcp_without_starttls_is_not_sent_in_clear(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    tcp = replace(settings(dovecot), lmtp=f"127.0.0.1:{dovecot.lmtp_port}")
+    one = copy(desk(tmp_path, "sirene"), 901)
+    (outcome,) = LmtpSink(tcp, DOMAIN).deliver([one], unseen={one.name})
+    assert isinstance(outcome, DeskUnavailable) and "not sent in clear" in str(outcome)
+    assert one.message_id not in dovecot.message_ids("sirene")
+    # lmtp_tls = false (loopback, or a private network the operator vouches for): sent.
+    clear = replace(tcp, lmtp_tls=False)
+    assert LmtpSink(clear, DOMAIN).deliver([one], unseen={one.name}) == [None]
+    assert dovecot.message_ids("sirene")[one.message_id] == 1

@@ -386,7 +386,8 @@ def test_desk_delivery_is_maildir_unless_configured(tmp_path: Path) -> None:
         "127.0.0.1:143",
     )
     assert chosen.imap_password_file == tmp_path / "imap.password"
-    assert (chosen.imap_tls, chosen.timeout) == (True, timedelta(seconds=5))
+    assert (chosen.imap_tls, chosen.lmtp_tls, chosen.tls_ca) == (True, True, None)
+    assert chosen.timeout == timedelta(seconds=5)
     assert config.desk("sirene").mailbox_user == "sis"
     tcp = configuration.load(
         write(tmp_path, MINIMAL + LMTP.replace("/run/dovecot/lmtp-gateway", "mail.example:24"))
