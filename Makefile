@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/deadlines.py
 	$(BIN)/python bench/console.py
+	$(BIN)/python bench/lmtp.py
 
 # One round of bench/inbound.py under py-spy, samples of the threads that hold the GIL: where the
 # gateway's Python CPU goes (the load generator runs in a process of its own, not sampled; the

@@ -38,6 +38,7 @@ _ADDRESS = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}
 _HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[?[0-9A-Fa-f:.]+\]?"
 _FINGERPRINT = r"[0-9A-F]{40}|[0-9A-F]{64}"
 _NAME = r"[a-z][a-z0-9_-]{0,31}"
+_MAILBOX = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}"
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -141,6 +142,38 @@ class Desk:
     email: str | None = None
     # Forms dropped here (*.xml) are sent by `gateway serve`; None: <spool>/outbox/<name>.
     outbox: Path | None = None
+    # The desk's mailbox user in Dovecot when [desk_delivery] method = "lmtp"; None: its name.
+    mailbox: str | None = None
+
+    @property
+    def mailbox_user(self) -> str:
+        return self.mailbox or self.name
+
+
+DESK_METHODS = ("maildir", "lmtp")
+
+
+@dataclass(frozen=True)
+class DeskDelivery:
+    """How desk copies reach the handlers: into each desk's Maildir (one node, the default) or
+    by LMTP to Dovecot (several nodes; handlers read over IMAP). With LMTP, a copy that may have
+    been delivered before (a retry) is looked for over IMAP, as a master user, by its
+    Message-ID first. ``lmtp`` and ``imap`` are "host:port" or, for LMTP, a socket path."""
+
+    method: str = "maildir"
+    lmtp: str | None = None
+    imap: str | None = None
+    imap_user: str | None = None  # a Dovecot master user, logged in as "<mailbox>*<user>"
+    imap_password_file: Path | None = None
+    imap_tls: bool = True  # STARTTLS on the IMAP check (false only on loopback)
+    lmtp_tls: bool = True  # STARTTLS on LMTP over TCP (never on a socket path)
+    tls_ca: Path | None = None  # CA certificates (PEM) of Dovecot's certificate; None: the system's
+    timeout: timedelta = timedelta(seconds=60)  # connect, and each command
+
+    @property
+    def lmtp_socket(self) -> str | None:
+        """The socket path when ``lmtp`` is one (it starts with /)."""
+        return self.lmtp if self.lmtp is not None and self.lmtp.startswith("/") else None
 
 
 @dataclass(frozen=True)
@@ -318,6 +351,7 @@ class Config:
     api: ApiSettings = field(default_factory=ApiSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    desk_delivery: DeskDelivery = field(default_factory=DeskDelivery)
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -419,11 +453,8 @@ def load(path: Path) -> Config:
     web = _web(table.table("web"), base)
     api = _api(table.table("api"))
     metrics = _metrics(table.table("metrics"))
-    logging_table = table.table("logging")
-    log_settings = LoggingSettings(
-        format=logging_table.text("format", "plain", choices=("plain", "json"))
-    )
-    logging_table.finish()
+    log_settings = _logging(table.table("logging"))
+    desk_delivery = _desk_delivery(table.table("desk_delivery"), base)
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -465,6 +496,7 @@ def load(path: Path) -> Config:
         api=api,
         metrics=metrics,
         logging=log_settings,
+        desk_delivery=desk_delivery,
         source=path,
     )
 
@@ -624,9 +656,57 @@ def _desk(table: Table, base: Path) -> Desk:
         maildir=table.path("maildir", base),
         email=table.text("email", None, pattern=_ADDRESS, hint="an e-mail address"),
         outbox=table.path("outbox", base, None),
+        mailbox=table.text(
+            "mailbox", None, pattern=_MAILBOX, hint="a Dovecot user name such as sirene"
+        ),
     )
     table.finish()
     return desk
+
+
+def _logging(table: Table) -> LoggingSettings:
+    settings = LoggingSettings(format=table.text("format", "plain", choices=("plain", "json")))
+    table.finish()
+    return settings
+
+
+def _desk_delivery(table: Table, base: Path) -> DeskDelivery:
+    defaults = DeskDelivery()
+    endpoint = rf"(?:{_HOST}):[0-9]{{1,5}}"
+    settings = DeskDelivery(
+        method=table.text("method", defaults.method, choices=DESK_METHODS),
+        lmtp=table.text(
+            "lmtp", None, pattern=rf"{endpoint}|/\S+", hint='"host:port" or a socket path /...'
+        ),
+        imap=table.text("imap", None, pattern=endpoint, hint='"host:port"'),
+        imap_user=table.text("imap_user", None, pattern=_MAILBOX, hint="a Dovecot master user"),
+        imap_password_file=table.path("imap_password_file", base, None),
+        imap_tls=table.boolean("imap_tls", defaults.imap_tls),
+        lmtp_tls=table.boolean("lmtp_tls", defaults.lmtp_tls),
+        tls_ca=table.path("tls_ca", base, None),
+        timeout=table.duration("timeout", defaults.timeout),
+    )
+    table.finish()
+    if settings.timeout <= timedelta(0):
+        table.fail("timeout", "must be longer than zero")
+    for key in ("lmtp", "imap"):
+        value = getattr(settings, key)
+        if (
+            value is not None
+            and not value.startswith("/")
+            and int(value.rpartition(":")[2]) > 65535
+        ):
+            table.fail(key, f"port {value.rpartition(':')[2]} is above 65535")
+    if settings.method == "lmtp":
+        for key, why in (
+            ("lmtp", "where Dovecot's LMTP listens"),
+            ("imap", "where Dovecot's IMAP listens, to look for a copy before a re-delivery"),
+            ("imap_user", "a Dovecot master user that may read the desks' mailboxes"),
+            ("imap_password_file", "the file holding that master user's password"),
+        ):
+            if getattr(settings, key) is None:
+                table.fail(key, f'missing: method = "lmtp" needs {why}')
+    return settings
 
 
 def _route(table: Table) -> Route:

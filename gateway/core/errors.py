@@ -293,3 +293,23 @@ class SearchRefused(RejectedError):
     smtp_code = 554
     enhanced = "5.5.4"
     summary = "search refused"
+
+
+class DeskUnavailable(GatewayError):
+    """The desks' mail store (Dovecot, by LMTP or IMAP) cannot take or show a copy now: not
+    reachable, a temporary (4xx) answer, a connection lost. The copy is tried again later."""
+
+    smtp_code = 451
+    enhanced = "4.4.1"
+    transient = True
+    summary = "the desks' mail store is not available, try again later"
+
+
+class DeskRefused(GatewayError):
+    """The desks' mail store refused a copy for good (a 5xx LMTP answer: no such mailbox, over
+    quota for good, a message it will not store). The item is set aside for an operator."""
+
+    smtp_code = 550
+    enhanced = "5.1.1"
+    transient = False
+    summary = "the desks' mail store refused the copy"

@@ -63,6 +63,9 @@ class Delivery:
     desk_email: str | None = None
     attachments: tuple[Attachment, ...] = ()
     reply_due: datetime | None = None
+    # Fixed by the caller (the hand-off: from the ledger id) so that a re-delivery is known by
+    # it; None: a new one.
+    message_id: str | None = None
 
 
 def choose_desk(
@@ -100,7 +103,7 @@ def render(delivery: Delivery, *, domain: str = PLACEHOLDER_DOMAIN) -> bytes:
         ("From", formataddr((delivery.partner, delivery.partner_address))),
         ("To", formataddr((f"{delivery.desk} desk", desk_address))),
         ("Date", format_datetime(_as_utc(delivery.received_at), usegmt=True)),
-        ("Message-ID", make_msgid(domain=domain)),
+        ("Message-ID", delivery.message_id or make_msgid(domain=domain)),
         ("Subject", subject(delivery)),
         ("X-IPC-Reference", delivery.header.reference),
         ("X-IPC-Form", delivery.form),

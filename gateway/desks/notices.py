@@ -1,5 +1,6 @@
 """Notices to a desk (failed delivery, missing receipt, reminder, escalation, report): once each,
-into its Maildir and, when it has an e-mail address and a relay is configured, by mail.
+into its Maildir (and, with LMTP desk delivery, into its Dovecot mailbox) and, when it has an
+e-mail address and a relay is configured, by mail.
 
 The mail is queued in the outbound spool as an item of kind ``notice`` whose key follows from the
 notice's key, so posting a notice twice sends one mail; delivery sends it only through the relay
@@ -19,7 +20,10 @@ from email.utils import format_datetime, formataddr
 from pathlib import Path
 
 from gateway.core.config import Config, Desk
+from gateway.core.errors import DeskRefused
+from gateway.desks.lmtp import LmtpSink
 from gateway.desks.maildir import PLACEHOLDER_DOMAIN, deliver
+from gateway.desks.sink import DeskCopy
 from gateway.store.spool import KEY_PATTERN, SUFFIX, Spool
 
 log = logging.getLogger("gateway.notices")
@@ -54,7 +58,7 @@ def render_notice(
     message["From"] = formataddr(("IPC Gateway", config.identity.address))
     message["To"] = formataddr((f"{desk.name} desk", desk.email or f"desk-{desk.name}@{domain}"))
     message["Date"] = format_datetime(at, usegmt=True)
-    message["Message-ID"] = f"<notice.{_UNSAFE.sub('_', notice.key)}@{domain}>"
+    message["Message-ID"] = _message_id(config, notice)
     message["Subject"] = f"[NOTICE] {notice.subject}"
     message["X-IPC-Notice"] = notice.kind
     if notice.reference:
@@ -64,15 +68,36 @@ def render_notice(
 
 def post(config: Config, desk_name: str, notice: Notice, at: datetime) -> Path:
     """Deliver ``notice`` into the desk's Maildir exactly once (the name is fixed by its key),
-    then, for a desk with an e-mail address when a relay is configured, queue it once for
-    delivery by mail. Raises StorageFull or StoreUnavailable when the Maildir or the outbound
-    spool cannot take it (posting again later leaves one of each)."""
+    with LMTP desk delivery into its Dovecot mailbox once too (looked for by its Message-ID
+    first), then, for a desk with an e-mail address when a relay is configured, queue it once
+    for delivery by mail. Raises StorageFull or StoreUnavailable when the Maildir or the outbound
+    spool cannot take it, DeskUnavailable when Dovecot cannot (posting again later leaves one of
+    each)."""
     desk = config.desk(desk_name)
     name = "notice." + _UNSAFE.sub("_", notice.key)[:90]
-    path = deliver(desk.maildir, name, render_notice(config, desk, notice, at, linesep="\n"))
+    copy = render_notice(config, desk, notice, at, linesep="\n")
+    path = deliver(desk.maildir, name, copy)
+    if config.desk_delivery.method == "lmtp":
+        _to_dovecot(config, DeskCopy(desk, name, _message_id(config, notice), copy))
     if desk.email and config.relay is not None:
         queue_mail(config, desk, notice, render_notice(config, desk, notice, at), at)
     return path
+
+
+def _message_id(config: Config, notice: Notice) -> str:
+    domain = config.listen.hostname or PLACEHOLDER_DOMAIN
+    return f"<notice.{_UNSAFE.sub('_', notice.key)}@{domain}>"
+
+
+def _to_dovecot(config: Config, copy: DeskCopy) -> None:
+    """The notice into the desk's Dovecot mailbox too, once: always looked for first (its
+    Message-ID follows from its key). DeskUnavailable when Dovecot cannot take it now (posting
+    again later leaves one); a lasting refusal is logged, the Maildir copy stays."""
+    (outcome,) = LmtpSink(config.desk_delivery, config.listen.hostname).deliver([copy])
+    if isinstance(outcome, DeskRefused):
+        log.error("%s not delivered to the %s desk by LMTP: %s", copy.name, copy.desk.name, outcome)
+    elif outcome is not None:
+        raise outcome
 
 
 def mail_key(notice_key: str) -> str:

@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
+from gateway.core import crashpoints
 from gateway.core.clock import Clock
 from gateway.core.config import Config
-from gateway.core.errors import GatewayError
+from gateway.core.errors import DeskRefused, GatewayError
 from gateway.core.stagecpu import DESK, RECEIPT, StageCpu
 from gateway.core.tally import Tally
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.crypto import pgpmime
 from gateway.crypto.openpgp import GnuPG
-from gateway.desks.maildir import Delivery, deliver_many, render
+from gateway.desks.maildir import Delivery, render
+from gateway.desks.setup import open_sink
+from gateway.desks.sink import DeskCopy, DeskSink, copy_message_id, copy_name
 from gateway.forms.xmlforms import FormValidator, Validation
 from gateway.inbound.carryover import Carryover
 from gateway.inbound.retry import HandoffRetry
@@ -102,8 +105,10 @@ class Handoff:
         carried: Carryover | None = None,
         receipts_queued: Callable[[], None] | None = None,
         tally: Tally | None = None,
+        sink: DeskSink | None = None,
     ) -> None:
         self.config = config
+        self.sink = sink if sink is not None else open_sink(config)
         # Told (from the hand-off's thread) when a batch's receipts are queued: delivery can
         # start on them while the next batch is handed off.
         self.receipts_queued = receipts_queued
@@ -305,30 +310,35 @@ class Handoff:
         return _Ready(item, row, desk.name, receipt=True, first=first), copy
 
     def _deliver(self, opened: list[tuple[_Ready, bytes | None]]) -> list[_Ready]:
-        """The desks' copies into their Maildirs, each desk's in one go (once: the name is
-        fixed by the ledger id); returns the items whose copies are there (or had none)."""
-        by_desk: dict[str, list[tuple[_Ready, bytes]]] = {}
-        for ready, copy in opened:
-            if copy is not None and ready.desk is not None:
-                by_desk.setdefault(ready.desk, []).append((ready, copy))
-        failed: set[str] = set()
-        for name, copies in by_desk.items():
-            desk = self.config.desk(name)
-            try:
-                names = [f"{ready.row.id}.{ready.row.reference}" for ready, _ in copies]
-                deliver_many(
-                    desk.maildir,
-                    [(name, copy) for name, (_, copy) in zip(names, copies, strict=True)],
-                    unseen={
-                        name for name, (ready, _) in zip(names, copies, strict=True) if ready.first
-                    },
+        """The desks' copies through the desk sink (Maildir or LMTP), once each: name and
+        Message-ID are fixed by the ledger id; returns the items whose copies are there (or had
+        none). A copy the sink refused for good sets its item aside at once."""
+        copies: list[tuple[_Ready, DeskCopy]] = []
+        for ready, data in opened:
+            if data is not None and ready.desk is not None:
+                name = copy_name(ready.row.id, ready.row.reference)
+                message_id = copy_message_id(
+                    ready.row.id, ready.row.reference, self.config.listen.hostname
                 )
-            except (GatewayError, OSError) as error:
-                for ready, _ in copies:
+                copies.append(
+                    (ready, DeskCopy(self.config.desk(ready.desk), name, message_id, data))
+                )
+        failed: set[str] = set()
+        if copies:
+            outcomes = self.sink.deliver(
+                [copy for _, copy in copies],
+                unseen={copy.name for ready, copy in copies if ready.first},
+            )
+            for (ready, _), error in zip(copies, outcomes, strict=True):
+                if error is None:
+                    continue
+                failed.add(ready.item.key)
+                if isinstance(error, DeskRefused):
+                    self.retry.refused(ready.item, error)
+                else:
                     self._failed(ready.item, error)
-                    failed.add(ready.item.key)
-                continue
-            log.debug("delivered %d to desk %s", len(copies), name)
+            log.debug("delivered %d desk copies", len(copies) - len(failed))
+        crashpoints.reached(crashpoints.DESK_DELIVERED)
         return [ready for ready, _ in opened if ready.item.key not in failed]
 
     def _render(
@@ -342,6 +352,7 @@ class Handoff:
         form = self.validator.catalogue.get(row.form)
         partner = self.config.partner(row.partner)
         desk = self.config.desk(row.desk or "")
+        domain = self.config.listen.hostname
         return render(
             Delivery(
                 partner=partner.code,
@@ -357,6 +368,7 @@ class Handoff:
                 received_at=row.created_at,
                 desk=desk.name,
                 desk_email=desk.email,
+                message_id=copy_message_id(row.id, row.reference, domain),
             )
         )
 

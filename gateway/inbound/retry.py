@@ -83,6 +83,14 @@ class HandoffRetry:
         log.info("deferred %s (attempt %d): %s", item.key, verdict.attempts, reason)
         return True
 
+    def refused(self, item: SpoolItem, error: Exception) -> None:
+        """Set a claimed item aside at once, counted and with its reason: a refusal no retry can
+        change (the desks' mail store refused its copy for good). The quarantine notice tells
+        the duty desk; `gateway queue release` tries it again once the cause is mended."""
+        reason = f"{type(error).__name__}: {error}"[:200]
+        self.spool.set_aside(item, reason, after_failure(item.meta, reason, 1).meta)
+        log.warning("quarantined %s: %s", item.key, reason)
+
     def interrupted(self, items: Iterable[SpoolItem]) -> int:
         """At start-up: items a stopped process left claimed (``Spool.recover``). As in Mailman's
         .bak recovery, each counts as a failed attempt, so an item that kills the gateway every

@@ -11,6 +11,7 @@ from pathlib import Path
 from gateway.core.config import Config
 from gateway.core.errors import BadPassphrase, CannotStart, ConfigError, KeyUnusable
 from gateway.crypto.setup import open_gnupg
+from gateway.desks.imapcheck import read_password
 from gateway.inbound.smtp_server import tls_context
 from gateway.service.services import open_services
 from gateway.store.durable import private_folder
@@ -35,6 +36,7 @@ def check(config: Config, now: datetime) -> SpoolLock:
     try:
         tls_files(config, source)
         passphrase_source(config, source)
+        desk_delivery(config, source)
         signing_key(config, source)
         ledger(config, source)
     except BaseException:
@@ -123,6 +125,17 @@ def passphrase_source(config: Config, source: str) -> None:
             pass
     except OSError as exc:
         raise ConfigError(source, key, f"passphrase file {path}: {_words(exc)}") from None
+
+
+def desk_delivery(config: Config, source: str) -> None:
+    """With LMTP desk delivery, the IMAP master user's password file can be read and holds a
+    password. Dovecot itself is not asked: while it is away, desk copies wait in the spool."""
+    if config.desk_delivery.method != "lmtp":
+        return
+    try:
+        read_password(config.desk_delivery)
+    except ConfigError as exc:
+        raise ConfigError(source, "desk_delivery.imap_password_file", exc.reason) from None
 
 
 def signing_key(config: Config, source: str) -> None:

@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -39,8 +40,9 @@ class Served:
         self._log_file: IO[bytes] | None = None
         logs.mkdir(parents=True, exist_ok=True)
 
-    async def start(self) -> int:
-        """Start the server and return the port it logged once it listens."""
+    async def start(self, env: Mapping[str, str] | None = None) -> int:
+        """Start the server and return the port it logged once it listens; ``env``: variables
+        added to this start's environment (e.g. a crash point, core/crashpoints.py)."""
         if self.process is not None:
             raise RuntimeError("already running")
         if self.starts == 0:  # the operator's `gateway db upgrade` before the first serve
@@ -54,6 +56,7 @@ class Served:
             stdout=subprocess.DEVNULL,
             stderr=self._log_file,
             cwd=self.config.parent,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -84,6 +87,19 @@ class Served:
             if time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(f"no stop {timeout:.0f} s after SIGTERM:\n{self.log_tail()}")
+            await asyncio.sleep(0.05)
+        self._closed()
+        return status
+
+    async def died(self, timeout: float = 30.0) -> int:
+        """Wait for the server to end by itself (a crash point); its exit status."""
+        if self.process is None:
+            raise RuntimeError("not running")
+        deadline = time.monotonic() + timeout
+        while (status := self.process.poll()) is None:
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"still running after {timeout:.0f} s:\n{self.log_tail()}")
             await asyncio.sleep(0.05)
         self._closed()
         return status

@@ -315,6 +315,18 @@ def test_a_missing_tls_certificate_is_named(config: Path, world: World, tmp_path
     assert_refused(done, 2, "smtp.listen.tls_cert", f"cannot read {missing}", "no such file")
 
 
+def test_a_missing_imap_password_file_is_named(config: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "imap.password"
+    desk_delivery = (
+        '\n[desk_delivery]\nmethod = "lmtp"\nlmtp = "/run/dovecot/lmtp"\n'
+        f'imap = "127.0.0.1:143"\nimap_user = "gateway"\nimap_password_file = "{missing}"\n'
+    )
+    done = serve_once(edited(config, append=desk_delivery))
+    assert_refused(
+        done, 2, "desk_delivery.imap_password_file", f"cannot read {missing}", "No such file"
+    )
+
+
 def test_a_tls_key_that_is_a_folder_is_named(config: Path, tmp_path: Path) -> None:
     key = configuration.load(config).listen.tls_key
     folder = tmp_path / "key-folder"

@@ -358,3 +358,82 @@ def test_metrics_are_served_on_loopback_unless_configured(tmp_path: Path) -> Non
 def test_a_bad_metrics_setting_is_named(tmp_path: Path, text: str, reason: str) -> None:
     error = failure(tmp_path, MINIMAL + f"\n[metrics]\n{text}\n")
     assert "metrics." in str(error) and reason in str(error)
+
+
+LMTP = """
+[desk_delivery]
+method = "lmtp"
+lmtp = "/run/dovecot/lmtp-gateway"
+imap = "127.0.0.1:143"
+imap_user = "gateway"
+imap_password_file = "imap.password"
+"""
+
+
+def test_desk_delivery_is_maildir_unless_configured(tmp_path: Path) -> None:
+    default = configuration.load(write(tmp_path, MINIMAL))
+    assert default.desk_delivery.method == "maildir"
+    assert default.desk("sirene").mailbox_user == "sirene"
+    assert configuration.load(EXAMPLE).desk_delivery.method == "maildir"
+    text = MINIMAL.replace(
+        'maildir = "desks/sirene"\n', 'maildir = "desks/sirene"\nmailbox = "sis"\n'
+    )
+    config = configuration.load(write(tmp_path, text + LMTP + 'timeout = "PT5S"\n'))
+    chosen = config.desk_delivery
+    assert (chosen.method, chosen.lmtp_socket, chosen.imap) == (
+        "lmtp",
+        "/run/dovecot/lmtp-gateway",
+        "127.0.0.1:143",
+    )
+    assert chosen.imap_password_file == tmp_path / "imap.password"
+    assert (chosen.imap_tls, chosen.lmtp_tls, chosen.tls_ca) == (True, True, None)
+    assert chosen.timeout == timedelta(seconds=5)
+    assert config.desk("sirene").mailbox_user == "sis"
+    tcp = configuration.load(
+        write(tmp_path, MINIMAL + LMTP.replace("/run/dovecot/lmtp-gateway", "mail.example:24"))
+    )
+    assert (tcp.desk_delivery.lmtp, tcp.desk_delivery.lmtp_socket) == ("mail.example:24", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ('method = "imap"', "desk_delivery.method", "one of"),
+        ('method = "lmtp"', "desk_delivery.lmtp", 'method = "lmtp" needs'),
+        (
+            LMTP.replace('imap_user = "gateway"\n', "").split("\n", 2)[2],
+            "desk_delivery.imap_user",
+            "master user",
+        ),
+        (
+            LMTP.replace('imap = "127.0.0.1:143"\n', "").split("\n", 2)[2],
+            "desk_delivery.imap",
+            "IMAP",
+        ),
+        (
+            LMTP.replace('imap_password_file = "imap.password"\n', "").split("\n", 2)[2],
+            "desk_delivery.imap_password_file",
+            "password",
+        ),
+        ('lmtp = "relative/socket"', "desk_delivery.lmtp", "socket path"),
+        ('lmtp = "127.0.0.1:99999"', "desk_delivery.lmtp", "above 65535"),
+        ('imap = "/run/dovecot/imap"', "desk_delivery.imap", '"host:port"'),
+        ('imap_user = "gw*master"', "desk_delivery.imap_user", "master user"),
+        ('timeout = "PT0S"', "desk_delivery.timeout", ""),
+        ("pipelining = true", "desk_delivery.pipelining", "unknown key"),
+    ],
+)
+def test_a_bad_desk_delivery_setting_is_named(
+    tmp_path: Path, text: str, key: str, reason: str
+) -> None:
+    error = failure(tmp_path, MINIMAL + f"\n[desk_delivery]\n{text}\n")
+    assert error.key == key, error
+    assert reason in error.reason
+
+
+def test_a_desk_mailbox_must_be_a_user_name(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        'maildir = "desks/sirene"\n', 'maildir = "desks/sirene"\nmailbox = "a b"\n'
+    )
+    error = failure(tmp_path, text)
+    assert error.key == "desks[0].mailbox"

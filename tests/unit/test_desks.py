@@ -190,6 +190,15 @@ def test_each_rendering_has_its_own_message_id(validator: FormValidator) -> None
     assert len(ids) == 3
 
 
+def test_a_fixed_message_id_is_kept(validator: FormValidator) -> None:
+    item = replace(delivery(validator, SEIZED, "sirene@ro.example"), message_id="<desk.7.X@h>")
+    ids = {
+        email.message_from_bytes(render(item), policy=email.policy.default)["Message-ID"]
+        for _ in range(2)
+    }
+    assert ids == {"<desk.7.X@h>"}
+
+
 def test_naive_times_are_utc(validator: FormValidator) -> None:
     aware = delivery(validator, SEIZED, "sirene@ro.example", reply_due=RECEIVED)
     naive = replace(
