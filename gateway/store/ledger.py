@@ -113,9 +113,11 @@ events = Table(
 )
 Index("ix_events_message", events.c.message_id, events.c.id)
 
-# What retention shredded of a message (revision 0011): one row per file deleted, where it was
-# (``place``: inbound-spool, outbound-spool, desk, outbox; ``name``: the folder and file name,
-# which hold ids and references only), its SHA-256 and size, read before it was deleted.
+# What retention shredded of a message (revision 0011): one row per file deleted (or copy
+# expunged from a Dovecot mailbox), where it was (``place``: inbound-spool, outbound-spool, desk,
+# dovecot, outbox; ``name``: the folder and file name, or the mailbox, a digest of the folder's
+# name and the UID, which hold ids and references only), its SHA-256 and size, read before it
+# was deleted.
 shredded_copies = Table(
     "shredded_copies",
     metadata,

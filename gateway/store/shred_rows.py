@@ -25,7 +25,7 @@ _OPEN = (DeadlineState.OPEN.value, DeadlineState.PAUSED.value)
 class Copy:
     """One file a message left, as the ledger keeps it once deleted."""
 
-    place: str  # inbound-spool, outbound-spool, desk, outbox
+    place: str  # inbound-spool, outbound-spool, desk, dovecot, outbox
     name: str  # the folder and file name under that place (ids and references only)
     sha256: str
     size: int

@@ -7,9 +7,10 @@ shredded yet. A due message still needed waits for a later run: a deadline of it
 
 Shredding a message, in three steps, each safe to do again:
 1. every file it left (gateway.tracking.copies: spooled items of both spools with the re-sent
-   copies, desk copies, outbox copies) is read for its SHA-256 and size, and these are kept
-   in the ledger (shredded_copies) before anything is deleted;
-2. the files are deleted;
+   copies, desk copies, outbox copies) and, when desks are in Dovecot, every copy a desk's
+   mailbox holds (gateway.tracking.dovecot_copies, over IMAP) is read for its SHA-256 and
+   size, and these are kept in the ledger (shredded_copies) before anything is deleted;
+2. the files are deleted, the Dovecot copies expunged;
 3. in one transaction: its search index entries (and the name parts no other entry holds) and
    the drafts of replies to it are deleted, its row is marked ``shredded_at`` (the stub: ids,
    form, partner, dates and digests, which hold no personal data), an event ``purged`` and an
@@ -41,6 +42,8 @@ from gateway.store.retention_rows import PURGED
 from gateway.store.spool import Spool
 from gateway.store.unit import LedgerError
 from gateway.tracking.copies import Copies, Found, remove
+from gateway.tracking.dovecot_copies import PLACE as DOVECOT
+from gateway.tracking.dovecot_copies import DovecotCopies
 
 log = logging.getLogger("gateway.retention")
 
@@ -51,7 +54,7 @@ BATCH = 500
 class PurgeResult:
     messages: int = 0  # shredded (with a dry run: that would be)
     spool_items: int = 0
-    desk_copies: int = 0
+    desk_copies: int = 0  # in the desks' Maildirs or their Dovecot mailboxes
     outbox_files: int = 0
     index_entries: int = 0
     drafts: int = 0
@@ -73,10 +76,21 @@ class Purger:
         self.ledger = ledger
         self.audit = audit
         self.spools = {"inbound": inbound, "outbound": outbound}
+        self._dovecot: DovecotCopies | None = None
+
+    @property
+    def dovecot(self) -> DovecotCopies | None:
+        """The desks' Dovecot mailboxes when desk copies go there by LMTP (made when first
+        needed: the master user's password is read then)."""
+        if self.config.desk_delivery.method != "lmtp":
+            return None
+        if self._dovecot is None:
+            self._dovecot = DovecotCopies(self.config)
+        return self._dovecot
 
     def purge(self, now: datetime | None = None, *, dry_run: bool = False) -> PurgeResult:
         """Shred every message due at ``now`` (default: the ledger's clock); ``dry_run``: only
-        count what would be shredded (nothing is read, written or deleted but listings)."""
+        count what would be shredded (nothing is written or deleted)."""
         now = (now or self.ledger.clock.now()).astimezone(UTC)
         result = PurgeResult()
         copies = Copies(self.config, self.spools)
@@ -124,13 +138,17 @@ class Purger:
         if still_owed or any(item.queued for item in found):
             result.waiting += 1
             return
+        mailboxes = self.dovecot if row.direction == "inbound" else None
+        held = mailboxes.measure(row) if mailboxes is not None else []
         if dry_run:
-            _count(result, found, entries, drafts)
+            _count(result, found, entries, drafts, held)
             return
         measured = [copy for item in found if (copy := item.measured()) is not None]
         with self.ledger.transaction() as tx:
-            shred_rows.record_in(tx, row.id, measured, now)
+            shred_rows.record_in(tx, row.id, [*measured, *held], now)
         remove(found)
+        if mailboxes is not None and held:
+            mailboxes.remove(row)
         with self.ledger.transaction() as tx:
             if not shred_rows.mark_in(tx, row.id, now):
                 return  # another run (another node, the command) finished it meanwhile
@@ -148,7 +166,7 @@ class Purger:
                 digest=shred_rows.manifest_digest([row.content_sha256, row.raw_sha256], kept),
                 reason=detail,
             )
-        _count(result, found, entries, drafts)
+        _count(result, found, entries, drafts, held)
 
     def _due(self, now: datetime) -> Iterator[MessageRow]:
         """Messages past their retention and not shredded yet, by id, in batches."""
@@ -164,10 +182,16 @@ class Purger:
             last = rows[-1].id
 
 
-def _count(result: PurgeResult, found: list[Found], entries: int, drafts: int) -> None:
+def _count(
+    result: PurgeResult,
+    found: list[Found],
+    entries: int,
+    drafts: int,
+    held: list[shred_rows.Copy],
+) -> None:
     result.messages += 1
     result.spool_items += sum(item.place.endswith("-spool") for item in found)
-    result.desk_copies += sum(item.place == "desk" for item in found)
+    result.desk_copies += sum(item.place == "desk" for item in found) + len(held)
     result.outbox_files += sum(item.place == "outbox" for item in found)
     result.index_entries += entries
     result.drafts += drafts
@@ -177,7 +201,7 @@ def _detail(keep: str, kept: list[shred_rows.Copy], entries: int, drafts: int) -
     """What the event and the audit line say: counts of what the stub keeps digests of, and of
     the rows deleted (their content has no digest: a digest of a name would tell it)."""
     spooled = sum(copy.place.endswith("-spool") for copy in kept)
-    desk = sum(copy.place == "desk" for copy in kept)
+    desk = sum(copy.place in ("desk", DOVECOT) for copy in kept)
     outbox = sum(copy.place == "outbox" for copy in kept)
     return (
         f"kept {keep}: shredded {spooled} spooled item(s), {desk} desk copy(ies), "

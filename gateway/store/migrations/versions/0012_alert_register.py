@@ -1,7 +1,7 @@
 """The alert register's own state: the desk that follows an alert and its status.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 A table added, empty: the register's alerts and exchanges are read from the search index and
 the messages a ledger already holds, so nothing is back-filled; and a partial index over the
 search index's alert entries (built from those a ledger holds), for the newest first.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
