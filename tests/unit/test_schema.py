@@ -545,7 +545,7 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after) == ("0008", "0009")
+    assert (done.before.current, done.after) == ("0008", schema.head())
     assert kept(empty_engine, before)
     assert differences(empty_engine) == []
     indexes = {
