@@ -20,7 +20,9 @@ from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
 from gateway.forms.entities import Entity
 from gateway.search import index, matching
+from gateway.service.cases import Cases
 from gateway.store import (
+    case_rows,
     claims,
     deadline_rows,
     drafts,
@@ -570,3 +572,30 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
             ("inbound", "none", 1),
         ]
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_revision_0010_adds_the_cases_to_a_0009_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "cases" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0009", "0010")
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    clock = FakeClock(START)
+    ledger = Ledger(empty_engine, clock)
+    [old] = ledger.by_reference(RECEIVED.reference)
+    with ledger.transaction() as tx:
+        assert case_rows.case_of_message(tx, old.id) is None  # in no case until regrouped
+        reply = ledger.record_in(
+            tx, replace(RECEIVED, reference="NO-2026-000124", in_reply_to=old.reference), "x"
+        )
+    assert Cases(ledger, AuditLog(empty_engine, clock)).regroup() == 1
+    with ledger.reading() as tx:
+        assert case_rows.case_of_message(tx, old.id) == case_rows.case_of_message(tx, reply)
+    assert AuditLog(empty_engine, clock).check(None).intact
