@@ -4,8 +4,9 @@ Bounded cost, indexed exact lookups only, in this order:
 1. a reply (InReplyTo) joins the case of the message it answers (same partner, either direction;
    a closed case is reopened); when that message is in no case, a case is opened for both;
 2. else each SIS alert, Interpol notice or national case reference of the form (the search
-   index's ``reference`` entries, by the index on (kind, key); a national reference counts with
-   the same partner only) finds an open case holding it, which the message joins;
+   index's ``reference`` entries, one read by the index on (kind, key) for all of them, at most
+   HOLDERS rows; a national reference counts with the same partner only) finds an open case
+   holding it, which the message joins;
 3. else messages holding one of those references and in no case yet form a new case with it.
 A message related to nothing stays in no case. A fault here never refuses the message: the
 caller runs ``group_in`` in a savepoint, logs, and `gateway cases regroup` catches up.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy import bindparam, select
 
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store import case_rows
@@ -45,6 +46,8 @@ GROUPING_ROLES = {
 }
 PARTNER_BOUND = frozenset({"national-case"})  # national references are unique per country only
 CASELESS_LIMIT = 20  # messages in no case gathered into a new one at most
+HOLDERS = 100  # messages holding a message's references read at most, per KEY_SLOTS keys
+KEY_SLOTS = 4
 
 
 @dataclass(frozen=True)
@@ -76,38 +79,33 @@ _ANSWERED = (
 )
 
 
-def _holding(*, partner_bound: bool, in_case: bool) -> Select[Any]:
-    """The statement for the messages holding a reference: in an open case (its id), or in none."""
-    held = and_(
+# Every message holding one of the references (by the index on (kind, key)), with its case and
+# that case's status: one read for all of a message's references, at most HOLDERS rows.
+_HOLDERS = (
+    select(
+        search_entries.c.role,
+        search_entries.c.key,
+        search_entries.c.partner,
+        search_entries.c.message_id,
+        messages.c.desk,
+        messages.c.form,
+        messages.c.reference,
+        case_members.c.case_id,
+        cases.c.status,
+    )
+    .select_from(search_entries)
+    .join(messages, messages.c.id == search_entries.c.message_id)
+    .outerjoin(case_members, case_members.c.message_id == search_entries.c.message_id)
+    .outerjoin(cases, cases.c.id == case_members.c.case_id)
+    .where(
         search_entries.c.kind == REFERENCE_KIND,
-        search_entries.c.key == bindparam("key"),
-        search_entries.c.role == bindparam("role"),
+        # A fixed number of keys (padded by repeating one): an expanding IN is compiled again at
+        # every execution, which cost more than the read.
+        search_entries.c.key.in_([bindparam(f"key{slot}") for slot in range(KEY_SLOTS)]),
         search_entries.c.message_id != bindparam("self"),
     )
-    if partner_bound:
-        held = and_(held, search_entries.c.partner == bindparam("partner"))
-    if in_case:
-        return (
-            select(cases.c.id)
-            .select_from(search_entries)
-            .join(case_members, case_members.c.message_id == search_entries.c.message_id)
-            .join(cases, cases.c.id == case_members.c.case_id)
-            .where(held, cases.c.status == OPEN)
-            .order_by(cases.c.id)
-            .limit(1)
-        )
-    return (
-        select(search_entries.c.message_id, messages.c.desk, messages.c.form, messages.c.reference)
-        .join(messages, messages.c.id == search_entries.c.message_id)
-        .outerjoin(case_members, case_members.c.message_id == search_entries.c.message_id)
-        .where(held, case_members.c.case_id.is_(None), messages.c.form != RECEIPT_FORM)
-        .order_by(search_entries.c.message_id)
-        .limit(CASELESS_LIMIT)
-    )
-
-
-_OPEN_HOLDING = {bound: _holding(partner_bound=bound, in_case=True) for bound in (False, True)}
-_CASELESS_HOLDING = {bound: _holding(partner_bound=bound, in_case=False) for bound in (False, True)}
+    .limit(HOLDERS)
+)
 
 
 def grouping_references(entries: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
@@ -120,10 +118,35 @@ def grouping_references(entries: Sequence[tuple[str, str, str]]) -> list[tuple[s
     return list(found)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What the reads decided: join ``case_id`` (reopening it if closed), or open a case with
+    ``fellows`` (ids of messages in no case yet) and the message."""
+
+    how: str
+    reason: str
+    case_id: int | None = None
+    reopen: bool = False
+    desk: str | None = None
+    title: str = ""
+    fellows: tuple[int, ...] = ()
+
+
 def group_safely_in(tx: Transaction, message: ToGroup, now: datetime) -> int | None:
-    """``group_in`` in a savepoint: a fault is logged (ledger id and error class only) and undone,
-    the message stays in no case and the transaction goes on."""
+    """``group_in``, whose fault is logged (ledger id and error class only) and undone: the
+    message stays in no case and the transaction goes on. A message with neither InReplyTo nor
+    a grouping reference costs nothing. The writes run in a savepoint; so do the reads on
+    PostgreSQL (where a failed statement aborts the transaction; on SQLite it does not, and a
+    savepoint costs more than the reads)."""
+    if message.form == RECEIPT_FORM or not (message.in_reply_to or message.references):
+        return None
     try:
+        if tx.dialect == "sqlite":
+            decision = decide(tx, message)
+            if decision is None:
+                return None
+            with savepoint(tx, "grouping"):
+                return apply_in(tx, message, decision, now)
         with savepoint(tx, "grouping"):
             return group_in(tx, message, now)
     except Exception as error:
@@ -137,46 +160,90 @@ def group_safely_in(tx: Transaction, message: ToGroup, now: datetime) -> int | N
 
 def group_in(tx: Transaction, message: ToGroup, now: datetime) -> int | None:
     """Put the message into its case, if it has one; returns the case's id or None."""
+    decision = decide(tx, message)
+    return None if decision is None else apply_in(tx, message, decision, now)
+
+
+def decide(tx: Transaction, message: ToGroup) -> Decision | None:
+    """Where the message belongs, by reads only; None: in no case."""
     if message.form == RECEIPT_FORM:
         return None
     if message.in_reply_to:
-        joined = _by_reply(tx, message, now)
-        if joined is not None:
-            return joined
-    for role, key in message.references:
-        found = tx.connection.execute(
-            _OPEN_HOLDING[role in PARTNER_BOUND],
-            {"key": key, "role": role, "self": message.id, "partner": message.partner},
-        ).scalar()
+        found = _by_reply(tx, message)
         if found is not None:
-            how = GROUPING_ROLES[role]
-            _join(tx, int(found), message.id, how, f"same {role} reference", now=now)
-            return int(found)
-    for role, key in message.references:
-        rows = tx.connection.execute(
-            _CASELESS_HOLDING[role in PARTNER_BOUND],
-            {"key": key, "role": role, "self": message.id, "partner": message.partner},
-        ).all()
-        if rows:
-            how = GROUPING_ROLES[role]
-            first = rows[0]
-            case_id = case_rows.open_in(
-                tx,
-                desk=first.desk or message.desk,
-                title=f"{first.form} {first.reference}",
-                actor=GROUPER,
-                reason=f"messages with the same {role} reference",
-                now=now,
-            )
-            reason = f"same {role} reference"
-            for holder in dict.fromkeys(int(row.message_id) for row in rows):
-                _join(tx, case_id, holder, how, reason, now=now)
-            _join(tx, case_id, message.id, how, reason, now=now)
-            return case_id
+            return found
+    if message.references:
+        return _by_references(tx, message)
     return None
 
 
-def _by_reply(tx: Transaction, message: ToGroup, now: datetime) -> int | None:
+def apply_in(tx: Transaction, message: ToGroup, decision: Decision, now: datetime) -> int:
+    """The decision written: memberships, the case opened or reopened, timeline events."""
+    if decision.case_id is not None:
+        case_id = decision.case_id
+        if decision.reopen and case_rows.set_status_in(tx, case_id, CLOSED, OPEN, now):
+            case_rows.event_in(
+                tx, case_id, "reopened", GROUPER, decision.reason, now=now, message_id=message.id
+            )
+    else:
+        case_id = case_rows.open_in(
+            tx,
+            desk=decision.desk,
+            title=decision.title,
+            actor=GROUPER,
+            reason=decision.reason,
+            now=now,
+        )
+    for member in (*decision.fellows, message.id):
+        case_rows.add_member_in(tx, case_id, member, decision.how, GROUPER, now=now)
+        case_rows.event_in(
+            tx, case_id, "linked", GROUPER, decision.reason, now=now, message_id=member
+        )
+    return case_id
+
+
+def _by_references(tx: Transaction, message: ToGroup) -> Decision | None:
+    wanted = set(message.references)
+    keys = sorted({key for _, key in wanted})
+    found: list[Any] = []
+    for start in range(0, len(keys), KEY_SLOTS):
+        chunk = keys[start : start + KEY_SLOTS]
+        chunk += [chunk[0]] * (KEY_SLOTS - len(chunk))
+        values: dict[str, object] = {f"key{slot}": key for slot, key in enumerate(chunk)}
+        found += tx.connection.execute(_HOLDERS, {**values, "self": message.id}).all()
+    holders = [
+        row
+        for row in found
+        if (row.role, row.key) in wanted
+        and (row.role not in PARTNER_BOUND or row.partner == message.partner)
+        and row.form != RECEIPT_FORM
+    ]
+    for role, key in message.references:  # the form's order: its first reference leads
+        open_cases = sorted(
+            int(row.case_id)
+            for row in holders
+            if (row.role, row.key) == (role, key) and row.status == OPEN
+        )
+        if open_cases:
+            return Decision(GROUPING_ROLES[role], f"same {role} reference", open_cases[0])
+    for role, key in message.references:
+        caseless = sorted(
+            (row for row in holders if (row.role, row.key) == (role, key) and row.case_id is None),
+            key=lambda row: int(row.message_id),
+        )[:CASELESS_LIMIT]
+        if caseless:
+            first = caseless[0]
+            return Decision(
+                GROUPING_ROLES[role],
+                f"same {role} reference",
+                desk=first.desk or message.desk,
+                title=f"{first.form} {first.reference}",
+                fellows=tuple(dict.fromkeys(int(row.message_id) for row in caseless)),
+            )
+    return None
+
+
+def _by_reply(tx: Transaction, message: ToGroup) -> Decision | None:
     answered = tx.connection.execute(
         _ANSWERED,
         {"reference": message.in_reply_to, "partner": message.partner, "self": message.id},
@@ -185,28 +252,13 @@ def _by_reply(tx: Transaction, message: ToGroup, now: datetime) -> int | None:
         return None
     reason = f"reply to {message.in_reply_to}"
     if answered.case_id is not None:
-        case_id = int(answered.case_id)
-        if answered.status == CLOSED and case_rows.set_status_in(tx, case_id, CLOSED, OPEN, now):
-            case_rows.event_in(
-                tx, case_id, "reopened", GROUPER, reason, now=now, message_id=message.id
-            )
-        _join(tx, case_id, message.id, REPLY_CHAIN, reason, now=now)
-        return case_id
-    case_id = case_rows.open_in(
-        tx,
+        return Decision(
+            REPLY_CHAIN, reason, int(answered.case_id), reopen=answered.status == CLOSED
+        )
+    return Decision(
+        REPLY_CHAIN,
+        reason,
         desk=answered.desk or message.desk,
         title=f"{answered.form} {message.in_reply_to}",
-        actor=GROUPER,
-        reason=reason,
-        now=now,
+        fellows=(int(answered.id),),
     )
-    _join(tx, case_id, int(answered.id), REPLY_CHAIN, reason, now=now)
-    _join(tx, case_id, message.id, REPLY_CHAIN, reason, now=now)
-    return case_id
-
-
-def _join(
-    tx: Transaction, case_id: int, message_id: int, how: str, reason: str, *, now: datetime
-) -> None:
-    case_rows.add_member_in(tx, case_id, message_id, how, GROUPER, now=now)
-    case_rows.event_in(tx, case_id, "linked", GROUPER, reason, now=now, message_id=message_id)
