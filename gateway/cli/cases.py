@@ -17,7 +17,6 @@ from gateway.core import config as configuration
 from gateway.service.cases import CaseRefused, Cases, CaseView
 from gateway.service.services import Services, open_services
 from gateway.store.case_rows import STATUSES, Case
-from gateway.store.ledger import MessageRow
 from gateway.tracking.deadline_notices import iso_text
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -141,7 +140,7 @@ def cmd_action(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         cases = Cases(services.ledger, services.audit)
         try:
-            case = _act(services, cases, principal, args)
+            case = _act(cases, principal, args)
         except CaseRefused as refused:
             print(f"gateway: {refused}", file=sys.stderr)
             return EXIT_REJECTED
@@ -163,12 +162,12 @@ def cmd_regroup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _act(services: Services, cases: Cases, principal: Principal, args: argparse.Namespace) -> Case:
+def _act(cases: Cases, principal: Principal, args: argparse.Namespace) -> Case:
     action, reason = args.action, args.reason
     if action == "link":
-        return cases.link(principal, args.case, _message(services, args.message), reason)
+        return cases.link(principal, args.case, cases.message(args.message), reason)
     if action == "unlink":
-        return cases.unlink(principal, args.case, _message(services, args.message), reason)
+        return cases.unlink(principal, args.case, cases.message(args.message), reason)
     if action == "merge":
         return cases.merge(principal, args.case, args.into, reason)
     if action == "close":
@@ -176,24 +175,8 @@ def _act(services: Services, cases: Cases, principal: Principal, args: argparse.
     if action == "reopen":
         return cases.reopen(principal, args.case, reason)
     if action == "open":
-        return cases.open_around(principal, _message(services, args.message), reason)
+        return cases.open_around(principal, cases.message(args.message), reason)
     return cases.set_desk(principal, args.case, args.desk, reason)
-
-
-def _message(services: Services, wanted: str) -> MessageRow:
-    """A message by ledger id or Reference; CaseRefused when none or several."""
-    if wanted.isdigit():
-        try:
-            return services.ledger.get(int(wanted))
-        except KeyError:
-            raise CaseRefused(f"no message {wanted}") from None
-    found = [row for row in services.ledger.by_reference(wanted) if row.form != "ACK"]
-    if not found:
-        raise CaseRefused(f"no message {wanted}")
-    if len(found) > 1:
-        ids = ", ".join(str(row.id) for row in found)
-        raise CaseRefused(f"several messages have Reference {wanted}: give a ledger id ({ids})")
-    return found[0]
 
 
 def _principal(services: Services, name: str) -> Principal | None:

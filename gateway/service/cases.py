@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.access.roles import DESK, Permission, Principal
+from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store import case_rows, grouping, search_rows
 from gateway.store.audit import AuditLog
 from gateway.store.case_rows import BY_HAND, CLOSED, OPEN, Case, CaseEvent, Member
@@ -26,6 +27,7 @@ from gateway.store.unit import Transaction
 log = logging.getLogger("gateway.cases")
 REASON_LIMIT = 200
 REGROUP_BATCH = 500
+MESSAGE_NAME_LIMIT = 64
 
 
 class CaseRefused(Exception):
@@ -92,6 +94,25 @@ class Cases:
         with self.ledger.reading() as tx:
             case = self._visible(tx, principal, wanted)
             return CaseView(case, case_rows.members(tx, case.id), case_rows.timeline(tx, case.id))
+
+    def message(self, wanted: str) -> MessageRow:
+        """A message by ledger id or Reference (receipts left out); CaseRefused when none or
+        several."""
+        wanted = wanted.strip()
+        if wanted.isdigit():
+            try:
+                return self.ledger.get(int(wanted))
+            except KeyError:
+                raise CaseRefused(f"no message {wanted}") from None
+        if not wanted or len(wanted) > MESSAGE_NAME_LIMIT:
+            raise CaseRefused("name the message by its Reference or ledger id")
+        found = [row for row in self.ledger.by_reference(wanted) if row.form != RECEIPT_FORM]
+        if not found:
+            raise CaseRefused(f"no message {wanted}")
+        if len(found) > 1:
+            ids = ", ".join(str(row.id) for row in found)
+            raise CaseRefused(f"several messages have Reference {wanted}: give a ledger id ({ids})")
+        return found[0]
 
     def case_of(self, principal: Principal, message_id: int) -> Case | None:
         with self.ledger.reading() as tx:

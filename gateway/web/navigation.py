@@ -16,14 +16,16 @@ class Link:
 
 def links(principal: Principal) -> list[Link]:
     """The pages ``principal`` may open: the worklist and the outbound list with a message's
-    metadata (of some desk), the deadlines board with the dashboards, the statistics dashboard
-    with the dashboards or the operations, the quarantine with the
-    queues, the access log with the audit."""
+    metadata (of some desk), the cases with a form's content (of some desk) or the audit, the
+    deadlines board with the dashboards, the statistics dashboard with the dashboards or the
+    operations, the quarantine with the queues, the access log with the audit."""
     shown = []
     if principal.desks_for(Permission.METADATA) != frozenset():
         shown += [Link("/", "Worklist", "nav-worklist"), Link("/outbound", "Sent", "nav-outbound")]
     if principal.desks_for(Permission.SEND) != frozenset():
         shown.append(Link("/compose", "Compose", "nav-compose"))
+    if principal.desks_for(Permission.CONTENT) != frozenset() or principal.may(Permission.AUDIT):
+        shown.append(Link("/cases", "Cases", "nav-cases"))
     if principal.may(Permission.DASHBOARDS):
         shown.append(Link("/deadlines", "Deadlines", "nav-deadlines"))
     if principal.may(Permission.DASHBOARDS) or principal.may(Permission.OPERATIONS):

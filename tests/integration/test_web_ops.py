@@ -185,10 +185,10 @@ def _id(desk: Console, reference: str) -> int:
 
 def test_each_role_sees_its_pages_in_the_navigation(desk: Console) -> None:
     expected = {
-        "ana": ["worklist", "outbound", "compose"],
-        "sue": ["worklist", "outbound", "compose", "deadlines", "dashboard"],
+        "ana": ["worklist", "outbound", "compose", "cases"],
+        "sue": ["worklist", "outbound", "compose", "cases", "deadlines", "dashboard"],
         "olaf": ["worklist", "outbound", "dashboard", "quarantine"],
-        "aud": ["access-log"],
+        "aud": ["cases", "access-log"],
     }
     for name, links in expected.items():
         with signed_in(desk, name) as client:
