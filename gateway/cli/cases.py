@@ -14,7 +14,7 @@ from gateway.access.principals import principal_of
 from gateway.access.roles import Principal
 from gateway.access.setup import open_access
 from gateway.core import config as configuration
-from gateway.service.cases import CaseRefused, Cases, CaseView
+from gateway.service.cases import CaseRefused, Cases, case_json, view_json
 from gateway.service.services import Services, open_services
 from gateway.store.case_rows import STATUSES, Case
 from gateway.tracking.deadline_notices import iso_text
@@ -190,49 +190,3 @@ def _principal(services: Services, name: str) -> Principal | None:
         print(f"gateway: user {name!r} is disabled", file=sys.stderr)
         return None
     return principal_of(user.name, user.roles, user.desks)
-
-
-def case_json(case: Case) -> dict[str, Any]:
-    return {
-        "id": case.id,
-        "number": case.number,
-        "status": case.status,
-        "desk": case.desk,
-        "title": case.title,
-        "opened_at": iso_text(case.opened_at),
-        "closed_at": iso_text(case.closed_at) if case.closed_at is not None else None,
-        "closed_by": case.closed_by,
-        "merged_into": case.merged_into,
-        "messages": case.members,
-    }
-
-
-def view_json(view: CaseView) -> dict[str, Any]:
-    return {
-        **case_json(view.case),
-        "members": [
-            {
-                "ledger_id": member.message_id,
-                "direction": member.direction,
-                "partner": member.partner,
-                "form": member.form,
-                "reference": member.reference,
-                "at": iso_text(member.created_at),
-                "how": member.how,
-                "by": member.by,
-                "joined_at": iso_text(member.at),
-            }
-            for member in view.members
-        ],
-        "timeline": [
-            {
-                "at": iso_text(event.at),
-                "kind": event.kind,
-                "actor": event.actor,
-                "reason": event.reason,
-                "ledger_id": event.message_id,
-                "other_case": event.other_case,
-            }
-            for event in view.timeline
-        ],
-    }

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
-from gateway.access.roles import DESK, Permission, Principal
+from gateway.access.accesslog import AccessLog, Purpose, Seen
+from gateway.access.roles import DESK, Permission, Principal, Role
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store import case_rows, grouping, search_rows
 from gateway.store.audit import AuditLog
@@ -27,6 +29,13 @@ from gateway.store.unit import Transaction
 log = logging.getLogger("gateway.cases")
 REASON_LIMIT = 200
 REGROUP_BATCH = 500
+# Why a role consults a case's messages, written in the access log with the view.
+PURPOSES = {
+    Role.HANDLER: Purpose.CASE_WORK,
+    Role.SUPERVISOR: Purpose.SUPERVISION,
+    Role.DUTY_OFFICER: Purpose.ESCALATION,
+    Role.AUDITOR: Purpose.AUDIT,
+}
 MESSAGE_NAME_LIMIT = 64
 
 
@@ -56,6 +65,11 @@ def check_reason(reason: str) -> str:
 
 def may_view(principal: Principal, desk: str | None) -> bool:
     return principal.may(Permission.CONTENT, desk) or principal.may(Permission.AUDIT)
+
+
+def may_see_cases(principal: Principal) -> bool:
+    """Whether any case may be seen: a form's content on some desk, or the audit."""
+    return principal.desks_for(Permission.CONTENT) != frozenset() or principal.may(Permission.AUDIT)
 
 
 def may_act(principal: Principal, desk: str | None) -> bool:
@@ -113,6 +127,30 @@ class Cases:
             ids = ", ".join(str(row.id) for row in found)
             raise CaseRefused(f"several messages have Reference {wanted}: give a ledger id ({ids})")
         return found[0]
+
+    def view_logged(self, principal: Principal, wanted: str, access_log: AccessLog) -> CaseView:
+        """``view`` for a user, each message shown written to the access log (one line a
+        message, the role that allowed it and its purpose) before it is returned."""
+        view = self.view(principal, wanted)
+        role = principal.role_for(Permission.CONTENT, view.case.desk) or Role.AUDITOR
+        purpose = PURPOSES.get(role, Purpose.CASE_WORK)
+        if view.members:
+            with self.ledger.transaction() as tx:
+                for member in view.members:
+                    access_log.record_view(
+                        tx,
+                        principal.name,
+                        role,
+                        Seen(
+                            member.message_id,
+                            partner=member.partner,
+                            form=member.form,
+                            reference=member.reference,
+                            part="case",
+                        ),
+                        purpose,
+                    )
+        return view
 
     def case_of(self, principal: Principal, message_id: int) -> Case | None:
         with self.ledger.reading() as tx:
@@ -352,3 +390,57 @@ def _lookup(tx: Transaction, wanted: str) -> Case | None:
     if wanted.isdigit():
         return case_rows.get(tx, int(wanted))
     return case_rows.by_number(tx, wanted.upper())
+
+
+def _instant(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def case_json(case: Case) -> dict[str, Any]:
+    """A case as the command's and the API's JSON give it (metadata only)."""
+    return {
+        "id": case.id,
+        "number": case.number,
+        "status": case.status,
+        "desk": case.desk,
+        "title": case.title,
+        "opened_at": _instant(case.opened_at),
+        "closed_at": _instant(case.closed_at),
+        "closed_by": case.closed_by,
+        "merged_into": case.merged_into,
+        "messages": case.members,
+    }
+
+
+def view_json(view: CaseView) -> dict[str, Any]:
+    """A case with its messages and timeline, as JSON."""
+    return {
+        **case_json(view.case),
+        "members": [
+            {
+                "ledger_id": member.message_id,
+                "direction": member.direction,
+                "partner": member.partner,
+                "form": member.form,
+                "reference": member.reference,
+                "at": _instant(member.created_at),
+                "how": member.how,
+                "by": member.by,
+                "joined_at": _instant(member.at),
+            }
+            for member in view.members
+        ],
+        "timeline": [
+            {
+                "at": _instant(event.at),
+                "kind": event.kind,
+                "actor": event.actor,
+                "reason": event.reason,
+                "ledger_id": event.message_id,
+                "other_case": event.other_case,
+            }
+            for event in view.timeline
+        ],
+    }

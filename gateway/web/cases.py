@@ -11,13 +11,18 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.access.accesslog import Purpose, Seen
-from gateway.access.roles import Permission, Principal, Role
-from gateway.service.cases import CaseNotFound, CaseRefused, Cases, CaseView, may_act
+from gateway.access.roles import Permission
+from gateway.service.cases import (
+    CaseNotFound,
+    CaseRefused,
+    Cases,
+    CaseView,
+    may_act,
+    may_see_cases,
+)
 from gateway.store.case_rows import STATUSES, Case
 from gateway.web import params
 from gateway.web.console import Console, SignedIn, check_csrf, console_of, require_user
-from gateway.web.message import PURPOSES
 
 ACTIONS = ("link", "unlink", "merge", "close", "reopen", "desk")
 NOT_FOUND = "no such case"
@@ -31,15 +36,11 @@ def cases_of(console: Console) -> Cases:
     return Cases(console.services.ledger, console.services.audit)
 
 
-def _may_see_cases(principal: Principal) -> bool:
-    return principal.desks_for(Permission.CONTENT) != frozenset() or principal.may(Permission.AUDIT)
-
-
 async def cases_page(request: Request) -> Response:
     console = console_of(request)
     signed = await require_user(request)
     principal = signed.user.principal
-    if not _may_see_cases(principal):
+    if not may_see_cases(principal):
         raise HTTPException(403, "your role does not see cases")
     status = params.choice(request, "status", STATUSES)
     desk = params.choice(request, "desk", _desk_names(console))
@@ -63,7 +64,7 @@ async def case_page(request: Request) -> Response:
     console = console_of(request)
     signed = await require_user(request)
     principal = signed.user.principal
-    if not _may_see_cases(principal):
+    if not may_see_cases(principal):
         raise HTTPException(403, "your role does not see cases")
     case_id = int(request.path_params["case_id"])
     view = await run_in_threadpool(_read, console, signed, case_id)
@@ -85,30 +86,12 @@ async def case_page(request: Request) -> Response:
 
 def _read(console: Console, signed: SignedIn, case_id: int) -> CaseView:
     """The case, if the user may see it (404 otherwise), its members' view recorded."""
-    principal = signed.user.principal
     try:
-        view = cases_of(console).view(principal, str(case_id))
+        return cases_of(console).view_logged(
+            signed.user.principal, str(case_id), console.access.access_log
+        )
     except CaseNotFound:
         raise HTTPException(404, NOT_FOUND) from None
-    role = principal.role_for(Permission.CONTENT, view.case.desk) or Role.AUDITOR
-    purpose = PURPOSES.get(role, Purpose.AUDIT)
-    if view.members:
-        with console.services.ledger.transaction() as tx:
-            for member in view.members:
-                console.access.access_log.record_view(
-                    tx,
-                    principal.name,
-                    role,
-                    Seen(
-                        member.message_id,
-                        partner=member.partner,
-                        form=member.form,
-                        reference=member.reference,
-                        part="case",
-                    ),
-                    purpose,
-                )
-    return view
 
 
 async def case_action(request: Request) -> Response:

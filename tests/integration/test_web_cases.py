@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from integration.apikit import API, api_desk, error_code, get_json
 from starlette.testclient import TestClient
 from webkit import Console, console, csrf_of, login, receive, write_config
 
@@ -123,3 +124,37 @@ def test_actions_need_csrf_and_a_reason_and_go_to_the_timeline(desk: Console) ->
         assert 'id="case-desk">interpol' in supervisor.get("/cases/1").text
     kinds = [e.kind for e in desk.services.audit.entries() if e.kind.startswith("case.")]
     assert kinds == ["case.opened", "case.linked", "case.linked", "case.closed", "case.desk"]
+
+
+def test_the_api_reads_a_case_with_the_console_s_rules(tmp_path: Path) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'api.db'}")
+    with api_desk(config, "sirene", "interpol") as desk:
+        services = desk.services
+        first = services.ledger.get(receive(services, "NO-2026-000001"))
+        Cases(services.ledger, services.audit).open_around(ANA, first, "a hit")
+        with TestClient(desk.app) as client:
+            status, body = get_json(client, f"{API}/cases/1", desk.headers("cms-a"))
+            assert status == 200
+            assert (body["number"], body["status"], body["desk"]) == (
+                "C2026-000001",
+                "open",
+                "sirene",
+            )
+            assert [m["reference"] for m in body["members"]] == ["NO-2026-000001"]
+            assert [e["kind"] for e in body["timeline"]] == ["opened", "linked"]
+            status, body = get_json(client, f"{API}/cases/1", desk.headers("cms-b"))
+            assert (status, error_code(body)) == (404, "not_found")
+            status, body = get_json(client, f"{API}/cases/2", desk.headers("cms-all"))
+            assert (status, error_code(body)) == (404, "not_found")
+            status, body = get_json(client, f"{API}/cases/1", desk.headers("ops"))
+            assert (status, error_code(body)) == (403, "forbidden")
+            assert get_json(client, f"{API}/cases/1", desk.headers("audit"))[0] == 200
+        seen = [
+            entry.reason
+            for entry in services.audit.entries()
+            if entry.kind == "access.view" and "part=case" in entry.reason
+        ]
+        assert seen == [
+            f"user=key:cms-a role=handler purpose=case-work ledger={first.id} part=case",
+            f"user=key:audit role=auditor purpose=audit ledger={first.id} part=case",
+        ]
