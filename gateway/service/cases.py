@@ -37,6 +37,7 @@ PURPOSES = {
     Role.AUDITOR: Purpose.AUDIT,
 }
 MESSAGE_NAME_LIMIT = 64
+LARGEST_ID = 2**63 - 1  # the databases' integer: a larger id is no case or message
 
 
 class CaseRefused(Exception):
@@ -113,7 +114,7 @@ class Cases:
         """A message by ledger id or Reference (receipts left out); CaseRefused when none or
         several."""
         wanted = wanted.strip()
-        if wanted.isdigit():
+        if wanted.isdigit() and int(wanted) <= LARGEST_ID:
             try:
                 return self.ledger.get(int(wanted))
             except KeyError:
@@ -388,7 +389,7 @@ class Cases:
 def _lookup(tx: Transaction, wanted: str) -> Case | None:
     wanted = wanted.strip()
     if wanted.isdigit():
-        return case_rows.get(tx, int(wanted))
+        return case_rows.get(tx, int(wanted)) if int(wanted) <= LARGEST_ID else None
     return case_rows.by_number(tx, wanted.upper())
 
 

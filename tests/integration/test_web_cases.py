@@ -68,6 +68,7 @@ def test_a_handler_lists_and_opens_a_case_of_its_desk_and_the_view_is_logged(
         assert 'id="message-case"' in message and "C2026-000001" in message
         assert 'id="message-case"' not in client.get("/messages/3").text
         assert client.get("/cases/99").status_code == 404
+        assert client.get(f"/cases/{2**70}").status_code == 404  # never sent to the database
 
 
 def test_other_desks_operators_and_auditors(desk: Console) -> None:
