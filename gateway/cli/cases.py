@@ -14,7 +14,8 @@ from gateway.access.principals import principal_of
 from gateway.access.roles import Principal
 from gateway.access.setup import open_access
 from gateway.core import config as configuration
-from gateway.service.cases import CaseRefused, Cases, case_json, view_json
+from gateway.service.case_json import case_json, view_json
+from gateway.service.cases import CaseRefused, Cases
 from gateway.service.services import Services, open_services
 from gateway.store.case_rows import STATUSES, Case
 from gateway.tracking.deadline_notices import iso_text

@@ -8,7 +8,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.service.cases import CaseNotFound, Cases, CaseView, may_see_cases, view_json
+from gateway.service.case_json import view_json
+from gateway.service.cases import CaseNotFound, Cases, CaseView, may_see_cases
 from gateway.web.api.auth import principal_of
 from gateway.web.api.context import api_of
 from gateway.web.api.errors import ApiError
