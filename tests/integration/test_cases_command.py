@@ -76,6 +76,14 @@ def test_regroup_list_show_and_act(capsys: pytest.CaptureFixture[str], config: P
         capsys, config, "link", number, "NO-2026-000003", "--user", "ana", "--reason", "same matter"
     )
     assert code == 0 and "3 message(s)" in out
+    code, _, err = run(
+        capsys, config, "desk", number, "interpol", "--user", "ana", "--reason", "theirs"
+    )
+    assert code == 1 and "supervisor" in err
+    code, _, err = run(
+        capsys, config, "merge", number, "--into", number, "--user", "ana", "--reason", "x"
+    )
+    assert code == 1 and "into itself" in err
     code, out, _ = run(capsys, config, "close", number, "--user", "ana", "--reason", "done")
     assert (code, out) == (0, f"{number}: closed, desk sirene, 3 message(s)\n")
     shown = json.loads(run(capsys, config, "show", number, "--json")[1])
