@@ -9,7 +9,7 @@ Bounded cost, indexed exact lookups only, in this order:
    holding it, which the message joins;
 3. else messages holding one of those references and in no case yet form a new case with it.
 A message related to nothing stays in no case. A fault here never refuses the message: the
-caller runs ``group_in`` in a savepoint, logs, and `gateway cases regroup` catches up.
+caller runs ``group_safely_in``: undone, logged, and `gateway cases regroup` catches up.
 """
 
 from __future__ import annotations
