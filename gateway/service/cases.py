@@ -337,9 +337,8 @@ class Cases:
         *,
         now: datetime,
     ) -> None:
-        case_rows.add_member_in(tx, case_id, message.id, BY_HAND, principal.name, now=now)
-        case_rows.event_in(
-            tx, case_id, "linked", principal.name, reason, now=now, message_id=message.id
+        case_rows.link_in(
+            tx, case_id, [message.id], how=BY_HAND, by=principal.name, reason=reason, now=now
         )
 
     def _require_message(self, principal: Principal, message: MessageRow) -> None:

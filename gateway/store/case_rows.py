@@ -6,11 +6,12 @@ gateway.service.cases's; the automatic grouping is gateway.store.grouping's."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 
 from gateway.store.ledger import (
     MessageRow,
@@ -136,13 +137,63 @@ def event_in(
     )
 
 
-def add_member_in(
-    tx: Transaction, case_id: int, message_id: int, how: str, by: str, *, now: datetime
+# On PostgreSQL a member and its "linked" event in one statement (one round trip, not two).
+_LINK_PG = text(
+    "WITH joined AS (INSERT INTO case_members (message_id, case_id, how, by_user, at) "
+    "VALUES (:message_id, :case_id, :how, :by_user, :at) RETURNING message_id, case_id) "
+    "INSERT INTO case_events (case_id, at, kind, actor, reason, message_id) "
+    "SELECT case_id, :at, 'linked', :by_user, :reason, message_id FROM joined"
+)
+
+
+def link_in(
+    tx: Transaction,
+    case_id: int,
+    members: Sequence[int],
+    *,
+    how: str,
+    by: str,
+    reason: str,
+    now: datetime,
 ) -> None:
-    """``message_id`` joins the case (it must be in none: the primary key refuses a second)."""
+    """``members`` (each in no case) join the case, each with its "linked" event."""
+    rows = [
+        {
+            "message_id": member,
+            "case_id": case_id,
+            "how": how,
+            "by_user": by[:40],
+            "at": now,
+            "reason": reason[:200],
+        }
+        for member in members
+    ]
+    if not rows:
+        return
+    if tx.dialect == "postgresql":
+        tx.connection.execute(_LINK_PG, rows if len(rows) > 1 else rows[0])
+        return
     tx.connection.execute(
         _INSERT_MEMBER,
-        {"message_id": message_id, "case_id": case_id, "how": how, "by_user": by, "at": now},
+        [
+            {key: row[key] for key in ("message_id", "case_id", "how", "by_user", "at")}
+            for row in rows
+        ],
+    )
+    tx.connection.execute(
+        _INSERT_EVENT,
+        [
+            {
+                "case_id": case_id,
+                "at": now,
+                "kind": "linked",
+                "actor": row["by_user"],
+                "reason": row["reason"],
+                "message_id": row["message_id"],
+                "other_case": None,
+            }
+            for row in rows
+        ],
     )
 
 

@@ -213,11 +213,15 @@ def apply_in(tx: Transaction, message: ToGroup, decision: Decision, now: datetim
             reason=decision.reason,
             now=now,
         )
-    for member in (*decision.fellows, message.id):
-        case_rows.add_member_in(tx, case_id, member, decision.how, GROUPER, now=now)
-        case_rows.event_in(
-            tx, case_id, "linked", GROUPER, decision.reason, now=now, message_id=member
-        )
+    case_rows.link_in(
+        tx,
+        case_id,
+        [*decision.fellows, message.id],
+        how=decision.how,
+        by=GROUPER,
+        reason=decision.reason,
+        now=now,
+    )
     return case_id
 
 
