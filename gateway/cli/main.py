@@ -12,6 +12,7 @@ from typing import IO
 from gateway import __version__
 from gateway.cli import alerts as cli_alerts
 from gateway.cli import audit as cli_audit
+from gateway.cli import cases as cli_cases
 from gateway.cli import db as cli_db
 from gateway.cli import deadlines as cli_deadlines
 from gateway.cli import index as cli_index
@@ -114,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_send.register(commands)
     cli_audit.register(commands)
     cli_deadlines.register(commands)
+    cli_cases.register(commands)
     cli_report.register(commands)
     cli_queue.register(commands)
     cli_db.register(commands)

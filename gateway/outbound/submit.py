@@ -22,8 +22,9 @@ from gateway.desks.maildir import choose_desk
 from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.search import index
-from gateway.store import lookups
+from gateway.store import lookups, search_rows
 from gateway.store.audit import AuditLog
+from gateway.store.grouping import ToGroup, group_safely_in, grouping_references
 from gateway.store.ledger import Ledger, NewMessage
 from gateway.store.search_rows import Where
 from gateway.store.spool import Spool
@@ -270,10 +271,21 @@ class Submitter:
             " ".join(filter(None, (f"queued for {partner.code}", checked.origin))),
         )
         self._open_reply_deadline(tx, ledger_id, form, validation, now)
-        index.write_in(
+        indexed = index.index_rows(validation.entities())
+        search_rows.add_in(
+            tx, Where(ledger_id, "outbound", partner.code, checked.desk, form.code), indexed, now
+        )
+        group_safely_in(
             tx,
-            Where(ledger_id, "outbound", partner.code, checked.desk, form.code),
-            validation.entities(),
+            ToGroup(
+                ledger_id,
+                partner.code,
+                form.code,
+                reference,
+                header.in_reply_to,
+                checked.desk,
+                grouping_references([(row.kind, row.role, row.key) for row in indexed]),
+            ),
             now,
         )
         if also_in is not None:

@@ -29,6 +29,7 @@ from sqlalchemy import exc, insert
 
 from gateway.core.clock import Clock
 from gateway.store.audit import AuditLog, clean_fields
+from gateway.store.grouping import ToGroup, group_safely_in, grouping_references
 from gateway.store.ledger import (
     Ledger,
     NewMessage,
@@ -266,4 +267,19 @@ class GroupCommit:
             if record.index
         ]
         add_many_in(tx, indexed, now)
+        for message_id, record in zip(ids, records, strict=True):
+            new = record.message
+            group_safely_in(
+                tx,
+                ToGroup(
+                    message_id,
+                    new.partner,
+                    new.form,
+                    new.reference,
+                    new.in_reply_to,
+                    new.desk,
+                    grouping_references([(row.kind, row.role, row.key) for row in record.index]),
+                ),
+                now,
+            )
         return ids

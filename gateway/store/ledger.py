@@ -420,6 +420,53 @@ alert_register = Table(
     Column("changed_by", String(40), nullable=False),
     Column("changed_at", DateTime(timezone=True), nullable=False),
 )
+# Cases (revision 0010): messages grouped by reply chains, alert and national references, or by
+# hand. ``number`` is what users are shown; ``title`` is the form code and Reference of the
+# message that opened it (never personal data); a merged case is closed with ``merged_into``.
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", String(24), nullable=False, unique=True),
+    Column("desk", String(32)),
+    Column("status", String(8), nullable=False),  # open | closed
+    Column("title", String(100), nullable=False, default=""),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_by", String(40)),
+    Column("merged_into", Integer, ForeignKey("cases.id")),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("status IN ('open', 'closed')", name="ck_case_status"),
+)
+Index("ix_cases_status_desk", cases.c.status, cases.c.desk)
+Index("ix_cases_closed", cases.c.closed_at)
+# A message is in one case at most; ``how`` it came there: reply-chain, alert-reference,
+# national-reference or by-hand; ``by`` who put it there (``gateway`` for the grouping).
+case_members = Table(
+    "case_members",
+    metadata,
+    Column("message_id", Integer, ForeignKey("messages.id"), primary_key=True, autoincrement=False),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
+    Column("how", String(24), nullable=False),
+    Column("by_user", String(40), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_case_members_case", case_members.c.case_id)
+# A case's timeline: opened, linked, unlinked, merged, closed, reopened, desk, with who and why
+# (a reason is one line of codes and references; no personal data).
+case_events = Table(
+    "case_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("actor", String(40), nullable=False),
+    Column("reason", String(200), nullable=False, default=""),
+    Column("message_id", Integer),
+    Column("other_case", Integer),
+)
+Index("ix_case_events_case", case_events.c.case_id, case_events.c.id)
 
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500

@@ -423,3 +423,13 @@ def messages_after(tx: Transaction, after_id: int, limit: int) -> list[MessageRo
         select(messages).where(messages.c.id > after_id).order_by(messages.c.id).limit(limit)
     ).all()
     return [message_of(row._mapping) for row in rows]
+
+
+def references_of(tx: Transaction, message_id: int) -> list[tuple[str, str, str]]:
+    """The (kind, role, key) of a message's ``reference`` entries."""
+    rows = tx.connection.execute(
+        select(search_entries.c.kind, search_entries.c.role, search_entries.c.key).where(
+            search_entries.c.message_id == message_id, search_entries.c.kind == "reference"
+        )
+    ).all()
+    return [(row.kind, row.role, row.key) for row in rows]

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 from gateway.access.setup import AccessServices
 from gateway.service import attaching
 from gateway.service.services import Services
-from gateway.web import accesslog, alerts, outbound, queues
+from gateway.web import accesslog, alerts, cases, outbound, queues
 from gateway.web.api.app import build_api
 from gateway.web.api.context import PREFIX
 from gateway.web.attachments import attachment_file
@@ -62,6 +62,9 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             Route("/alerts", alerts.alerts_page, methods=["GET"]),
             Route("/alerts/{key}", alerts.alert_page, methods=["GET"]),
             Route("/alerts/{key}/{action}", alerts.alert_change, methods=["POST"]),
+            Route("/cases", cases.cases_page, methods=["GET"]),
+            Route("/cases/{case_id:int}", cases.case_page, methods=["GET"]),
+            Route("/cases/{case_id:int}/{action}", cases.case_action, methods=["POST"]),
             Route("/deadlines", board_page, methods=["GET"]),
             Route("/dashboard", dashboard_page, methods=["GET"]),
             Route("/outbound", outbound.outbound_page, methods=["GET"]),

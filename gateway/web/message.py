@@ -22,6 +22,7 @@ from gateway.access.accesslog import Purpose, Seen
 from gateway.access.roles import Permission, Role
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.service import alerts, attachments, received
+from gateway.service.cases import Cases
 from gateway.store import claims, delivery_history, thread, worklist
 from gateway.store.claims import Claim, WorkState, work_state
 from gateway.store.ledger import MessageRow
@@ -114,6 +115,11 @@ async def message_page(request: Request) -> Response:
             "alerts": await run_in_threadpool(alerts.of_message, console.services, row.id)
             if principal.may(Permission.CONTENT, row.desk)
             else [],
+            "case": await run_in_threadpool(
+                Cases(console.services.ledger, console.services.audit).case_of,
+                principal,
+                row.id,
+            ),
         },
     )
 

@@ -16,10 +16,11 @@ class Link:
 
 def links(principal: Principal) -> list[Link]:
     """The pages ``principal`` may open: the worklist and the outbound list with a message's
-    metadata (of some desk), the search with the search (of some desk), the alert register with
-    the reading of forms, the deadlines board with the dashboards, the statistics dashboard with
-    the dashboards or the operations, the quarantine with the queues, the access log with the
-    audit, the data-subject report with its permission."""
+    metadata (of some desk), the search with the search (of some desk), the cases with a form's
+    content (of some desk) or the audit, the alert register with the reading of forms, the
+    deadlines board with the dashboards, the statistics dashboard with the dashboards or the
+    operations, the quarantine with the queues, the access log with the audit, the data-subject
+    report with its permission."""
     shown = []
     if principal.desks_for(Permission.METADATA) != frozenset():
         shown += [Link("/", "Worklist", "nav-worklist"), Link("/outbound", "Sent", "nav-outbound")]
@@ -27,6 +28,8 @@ def links(principal: Principal) -> list[Link]:
         shown.append(Link("/compose", "Compose", "nav-compose"))
     if principal.desks_for(Permission.SEARCH) != frozenset():
         shown.append(Link("/search", "Search", "nav-search"))
+    if principal.desks_for(Permission.CONTENT) != frozenset() or principal.may(Permission.AUDIT):
+        shown.append(Link("/cases", "Cases", "nav-cases"))
     if principal.desks_for(Permission.CONTENT) != frozenset():
         shown.append(Link("/alerts", "Alerts", "nav-alerts"))
     if principal.may(Permission.DASHBOARDS):

@@ -20,7 +20,9 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.result import Ok
 from webkit import png, receive
 
+from gateway.access.roles import Principal, Role
 from gateway.crypto.pgpmime import Attachment
+from gateway.service.cases import Cases
 
 # Messages 2 and 3 carry attachments (a photo, a document), so that their reads find files.
 ATTACHED = (
@@ -38,6 +40,10 @@ def fuzzed(world: World, tmp_path: Path) -> Iterator[ApiDesk]:
     with api_desk(config, "sirene", "duty", start=NOW) as desk:
         for n in range(1, 4):
             receive(desk.services, f"NO-{NOW.year}-{n:06d}", attachments=ATTACHED[: n - 1])
+        handler = Principal("ana", frozenset({Role.HANDLER}), frozenset({"sirene"}))
+        Cases(desk.services.ledger, desk.services.audit).open_around(
+            handler, desk.services.ledger.get(1), "a case for the reads to find"
+        )
         yield desk
 
 
@@ -54,7 +60,7 @@ def test_every_answer_matches_the_document(fuzzed: ApiDesk) -> None:
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result.err()  # every operation of the document loads
         operations.append(result.ok())
-    assert len(operations) == 8  # every route but the document itself, which it skips
+    assert len(operations) == 9  # every route but the document itself, which it skips
 
     for operation in operations:
 

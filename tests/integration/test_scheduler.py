@@ -17,7 +17,9 @@ import pytest
 from sqlalchemy import Engine, select, update
 from trackingkit import CATALOGUE, START, Tracking, url_of, write_config
 
+from gateway.access.roles import Principal, Role
 from gateway.crypto.openpgp import GnuPG
+from gateway.service.cases import Cases
 from gateway.store import idempotency, shred_rows
 from gateway.store.ledger import deadlines, idempotency_keys, job_runs
 from gateway.store.states import DeadlineState
@@ -27,6 +29,7 @@ from gateway.tracking.retention import PurgeResult
 from gateway.tracking.scheduler import Schedule
 
 H = timedelta(hours=1)
+HANDLER = Principal("ana", frozenset({Role.HANDLER}), frozenset({"sirene"}))
 D = timedelta(days=1)
 RETENTION = """
 [[retention]]
@@ -134,6 +137,34 @@ def test_retention_purge_deletes_files_and_keeps_the_ledger(tracking: Tracking) 
     tracking.clock.set(START + 92 * D)
     assert jobs.purge_once() == PurgeResult()
     assert sirene.names() == []
+    assert tracking.audit.verify() == []
+
+
+def test_retention_purge_of_a_case_waits_for_its_closure_and_its_longest_rule(
+    tracking: Tracking,
+) -> None:
+    """The purge job with cases: a message in an open case is kept past its own rule; once the
+    case is closed, all its messages go when the longest of their rules has run from the
+    closure (G: 90 days, beside an H of 30)."""
+    lone = received(tracking, "H", "NO-2026-000001")
+    hit = received(tracking, "G", "NO-2026-000002")
+    answer = received(tracking, "H", "NO-2026-000003")
+    cases = Cases(tracking.ledger, tracking.audit)
+    case = cases.open_around(HANDLER, tracking.ledger.get(hit), "a hit")
+    cases.link(HANDLER, case.number, tracking.ledger.get(answer), "its answer")
+    jobs = schedule(tracking)
+
+    tracking.clock.set(START + 100 * D)
+    assert jobs.purge_once() == PurgeResult(messages=1, spool_items=1, desk_copies=2)
+    assert tracking.ledger.events_of(lone)[-1][1] == "purged"
+    cases.close(HANDLER, case.number, "answered")  # closed at START + 100 days
+    for day in (101, 129, 189):  # H's 30 days have run from the closure, G's 90 not
+        tracking.clock.set(START + day * D + H)
+        assert jobs.purge_once() == PurgeResult(), day
+    tracking.clock.set(START + 190 * D + H)
+    assert jobs.purge_once() == PurgeResult(messages=2, spool_items=2, desk_copies=4)
+    assert tracking.ledger.events_of(hit)[-1][1] == "purged"
+    assert tracking.ledger.events_of(answer)[-1][1] == "purged"
     assert tracking.audit.verify() == []
 
 

@@ -74,7 +74,7 @@ def in_folder(dovecot: Dovecot, mailbox: str, folder: str) -> int:
     try:
         handler.login(mailbox, DESK_PASSWORD)
         typ, data = handler.select(folder, readonly=True)
-        assert typ == "OK", data
+        assert typ == "OK" and data[0] is not None, data
         return int(data[0])
     finally:
         handler.logout()

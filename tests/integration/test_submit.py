@@ -50,6 +50,7 @@ from gateway.crypto.pgpmime import Attachment
 from gateway.forms.xmlforms import FormValidator
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.submit import Submitter
+from gateway.service.cases import Cases
 from gateway.store import schema
 from gateway.store.ledger import NewMessage, as_utc, deadlines, make_engine, messages
 from gateway.store.states import InboundState
@@ -752,3 +753,20 @@ def test_a_claimed_form_whose_submission_did_not_commit_is_sent(env: Env, outbox
     assert (outcome.reference, outcome.error) == (f"{THIS_YEAR}-000001", None)
     assert listing(outbox) == [f"sent/{THIS_YEAR}-000001.xml"]
     assert count_rows(env.engine, messages) == 1
+
+
+def test_a_reply_we_send_joins_the_case_of_the_message_it_answers(env: Env) -> None:
+    """Grouping at queueing, in the same transaction: our reply and the message it answers make
+    a case (reply chain), owned by the received message's desk."""
+    received_from_serbia(env)
+    submitted = env.submitter.submit(
+        reply_to_serbia(), [Attachment("register-photo.jpg", "image/jpeg", JPEG)], desk="sirene"
+    )
+    cases = Cases(env.ledger, env.audit)
+    [case] = cases.listed(None)
+    view = cases.view(None, case.number)
+    assert [(m.reference, m.how) for m in view.members] == [
+        ("RS-2026-004417", "reply-chain"),
+        (submitted.reference, "reply-chain"),
+    ]
+    assert view.case.title == "IP-MSG RS-2026-004417"

@@ -138,7 +138,11 @@ def test_an_operator_releases_an_item_and_an_auditor_filters_the_access_log(
     assert browser.current_url == url + "access-log"
     assert browser.find_element(By.ID, "chain-state").text.startswith("Intact:")
     links = browser.find_elements(By.CSS_SELECTOR, "#nav a")
-    assert [link.get_attribute("id") for link in links] == ["nav-access-log", "nav-subject-report"]
+    assert [link.get_attribute("id") for link in links] == [
+        "nav-cases",
+        "nav-access-log",
+        "nav-subject-report",
+    ]
     browser.find_element(By.ID, "filter-user").send_keys("ana")
     Select(browser.find_element(By.ID, "filter-kind")).select_by_value("view")
     before = browser.find_element(By.ID, "filter")

@@ -185,19 +185,20 @@ def _id(desk: Console, reference: str) -> int:
 
 def test_each_role_sees_its_pages_in_the_navigation(desk: Console) -> None:
     expected = {
-        "ana": ["worklist", "outbound", "compose", "search", "alerts"],
+        "ana": ["worklist", "outbound", "compose", "search", "cases", "alerts"],
         "sue": [
             "worklist",
             "outbound",
             "compose",
             "search",
+            "cases",
             "alerts",
             "deadlines",
             "dashboard",
             "subject-report",
         ],
         "olaf": ["worklist", "outbound", "dashboard", "quarantine"],
-        "aud": ["access-log", "subject-report"],
+        "aud": ["cases", "access-log", "subject-report"],
     }
     for name, links in expected.items():
         with signed_in(desk, name) as client:

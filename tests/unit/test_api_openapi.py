@@ -34,7 +34,7 @@ def documented(spec: dict[str, Any]) -> set[tuple[str, str]]:
 def test_every_route_is_documented_and_every_documented_route_served() -> None:
     spec = document()
     assert served() == documented(spec)
-    assert len(served()) == 9
+    assert len(served()) == 10
 
 
 def test_path_parameters_are_declared_and_every_reference_resolves() -> None:

@@ -21,8 +21,10 @@ from gateway.core.config import RetentionRule
 from gateway.core.errors import LedgerOutdated
 from gateway.forms.entities import Entity
 from gateway.search import index, matching
+from gateway.service.cases import Cases
 from gateway.store import (
     alert_rows,
+    case_rows,
     claims,
     deadline_rows,
     drafts,
@@ -576,46 +578,40 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
-def test_revision_0012_adds_the_alert_register_to_a_0009_ledger_holding_data(
+def test_revision_0010_adds_the_cases_to_a_0009_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    """The register's alerts come from what a ledger already holds: after the upgrade an alert
-    a form named before it is listed (no mark of its own), and marks can be kept."""
     assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
     fill(empty_engine)
-    ledger = Ledger(empty_engine, FakeClock(START))
-    with ledger.transaction() as tx:
-        hit = ledger.record_in(
-            tx, replace(RECEIVED, reference="NO-2026-000124", alert_article="26"), "spooled"
-        )
-        where = Where(hit, "inbound", "NO-SIRENE", "sirene", "G")
-        alert = Entity("reference", "sis-alert", "RO0000000000123456", element="AlertRef")
-        index.write_in(tx, where, [alert], START)
     before = contents(empty_engine)
-    assert "alert_register" not in inspect(empty_engine).get_table_names()
+    assert "cases" not in inspect(empty_engine).get_table_names()
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after) == ("0009", "0012")
+    assert (done.before.current, done.after) == ("0009", schema.head())
     assert kept(empty_engine, before)
     assert differences(empty_engine) == []
-    with ledger.reading() as tx:
-        [found] = alert_rows.exchanges(tx)
-        assert alert_rows.marks(tx) == {}
-    assert (found.shown, found.message_id, found.article) == ("RO0000000000123456", hit, "26")
+    clock = FakeClock(START)
+    ledger = Ledger(empty_engine, clock)
+    [old] = ledger.by_reference(RECEIVED.reference)
     with ledger.transaction() as tx:
-        alert_rows.set_status_in(
-            tx, found.alert, found.register, status="deleted", told_by=hit, by="sue", at=START
+        assert case_rows.case_of_message(tx, old.id) is None  # in no case until regrouped
+        reply = ledger.record_in(
+            tx, replace(RECEIVED, reference="NO-2026-000124", in_reply_to=old.reference), "x"
         )
+    assert Cases(ledger, AuditLog(empty_engine, clock)).regroup() == 1
     with ledger.reading() as tx:
-        assert alert_rows.marks(tx)[found.alert].status == "deleted"
-def test_revision_0011_adds_the_shredding_stub_to_a_0009_ledger(
+        assert case_rows.case_of_message(tx, old.id) == case_rows.case_of_message(tx, reply)
+    assert AuditLog(empty_engine, clock).check(None).intact
+
+
+def test_revision_0011_adds_the_shredding_stub_to_a_0010_ledger(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0010")).after == "0010"
     fill(empty_engine)
     ledger = Ledger(empty_engine, FakeClock(START))
-    with empty_engine.connect() as connection:  # the columns of 0009 only
+    with empty_engine.connect() as connection:  # the columns of 0010 only
         old_id = connection.execute(select(messages.c.id)).scalar_one()
     with ledger.transaction() as tx:  # purged by the retention of that time
         ledger.event_in(tx, old_id, retention_rows.PURGED, "kept P30D: 1 spooled item(s)")
@@ -623,7 +619,7 @@ def test_revision_0011_adds_the_shredding_stub_to_a_0009_ledger(
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after) == ("0009", schema.head())
+    assert (done.before.current, done.after) == ("0010", schema.head())
     assert kept(empty_engine, before)
     assert differences(empty_engine) == []
     assert ledger.get(old_id).shredded_at is None
@@ -645,3 +641,38 @@ def test_revision_0011_adds_the_shredding_stub_to_a_0009_ledger(
         assert retention_rows.past_retention(tx, rules, later, limit=10) == []
     assert ledger.get(old_id).shredded_at == later
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_revision_0012_adds_the_alert_register_to_a_0011_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    """The register's alerts come from what a ledger already holds: after the upgrade an alert
+    a form named before it is listed (no mark of its own), and marks can be kept."""
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0011")).after == "0011"
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+    with ledger.transaction() as tx:
+        hit = ledger.record_in(
+            tx, replace(RECEIVED, reference="NO-2026-000124", alert_article="26"), "spooled"
+        )
+        where = Where(hit, "inbound", "NO-SIRENE", "sirene", "G")
+        alert = Entity("reference", "sis-alert", "RO0000000000123456", element="AlertRef")
+        index.write_in(tx, where, [alert], START)
+    before = contents(empty_engine)
+    assert "alert_register" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0011", schema.head())
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    with ledger.reading() as tx:
+        [found] = alert_rows.exchanges(tx)
+        assert alert_rows.marks(tx) == {}
+    assert (found.shown, found.message_id, found.article) == ("RO0000000000123456", hit, "26")
+    with ledger.transaction() as tx:
+        alert_rows.set_status_in(
+            tx, found.alert, found.register, status="deleted", told_by=hit, by="sue", at=START
+        )
+    with ledger.reading() as tx:
+        assert alert_rows.marks(tx)[found.alert].status == "deleted"

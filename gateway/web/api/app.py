@@ -10,6 +10,7 @@ from starlette.routing import Route
 from gateway.access.setup import AccessServices
 from gateway.service.services import Services
 from gateway.web.api.attachments import get_attachment
+from gateway.web.api.cases import get_case
 from gateway.web.api.context import Api
 from gateway.web.api.deadlines import list_deadlines
 from gateway.web.api.errors import ApiError, api_refusal
@@ -28,6 +29,7 @@ ROUTES = [
     Route("/messages/{ledger_id:int}/form", get_form, methods=["GET"]),
     Route("/messages/{ledger_id:int}/attachments/{number:int}", get_attachment, methods=["GET"]),
     Route("/deadlines", list_deadlines, methods=["GET"]),
+    Route("/cases/{case_id:int}", get_case, methods=["GET"]),
     Route("/search", post_search, methods=["POST"]),
     Route("/openapi.json", openapi_json, methods=["GET"]),
 ]

@@ -19,7 +19,7 @@ from gateway.web.api.send import IDEMPOTENCY_HEADER
 DESCRIPTION = """\
 The gateway's HTTP API, for systems that integrate with it (a national case-management system)
 instead of the desks' outbox folders: list and read messages, send a form, follow its status
-and the open deadlines, search what was exchanged.
+and the open deadlines, read a case, search what was exchanged.
 
 Authentication: an API key made with `gateway users apikey create NAME --role R [--desk D]`,
 given as `Authorization: Bearer <key>`. A missing, unknown or revoked key is answered 401 with
@@ -273,6 +273,49 @@ SCHEMAS: dict[str, Any] = {
             },
         }
     ),
+    "Case": _object(
+        {
+            "id": {"type": "integer"},
+            "number": {"type": "string"},
+            "status": {"type": "string", "enum": ["open", "closed"]},
+            "desk": NULLABLE_STRING,
+            "title": {"type": "string"},
+            "opened_at": INSTANT,
+            "closed_at": {"type": ["string", "null"], "format": "date-time"},
+            "closed_by": NULLABLE_STRING,
+            "merged_into": {"type": ["integer", "null"]},
+            "messages": {"type": "integer"},
+            "members": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "ledger_id": {"type": "integer"},
+                        "direction": {"type": "string", "enum": list(DIRECTIONS)},
+                        "partner": {"type": "string"},
+                        "form": {"type": "string"},
+                        "reference": {"type": "string"},
+                        "at": INSTANT,
+                        "how": {"type": "string"},
+                        "by": {"type": "string"},
+                        "joined_at": INSTANT,
+                    }
+                ),
+            },
+            "timeline": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "at": INSTANT,
+                        "kind": {"type": "string"},
+                        "actor": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "ledger_id": {"type": ["integer", "null"]},
+                        "other_case": {"type": ["integer", "null"]},
+                    }
+                ),
+            },
+        }
+    ),
     "DeadlineList": _object(
         {"deadlines": {"type": "array", "items": {"$ref": "#/components/schemas/OpenDeadline"}}}
     ),
@@ -496,6 +539,32 @@ PATHS: dict[str, Any] = {
                 "200": _ok("the deadlines", "DeadlineList"),
                 "400": _error("a parameter that is unknown or wrong"),
                 "403": _error("the key's role does not see messages"),
+                **COMMON_ERRORS,
+            },
+        }
+    },
+    "/cases/{case_id}": {
+        "get": {
+            "operationId": "getCase",
+            "summary": "A case: its messages (metadata), how each came in, and its timeline",
+            "description": (
+                "Messages are grouped into cases by reply chains, SIS alert, Interpol notice "
+                "and national case references, or by hand. Each message shown is written to "
+                "the access log."
+            ),
+            "parameters": [
+                {
+                    "name": "case_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "the case's id",
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            ],
+            "responses": {
+                "200": _ok("the case", "Case"),
+                "403": _error("the key's role sees no cases (operator)"),
+                "404": _error("no such case, or not of the key's desks"),
                 **COMMON_ERRORS,
             },
         }

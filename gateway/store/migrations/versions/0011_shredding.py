@@ -1,7 +1,7 @@
 """Shredding at the end of retention: when a message was shredded, and the digests of its copies.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 A column added (empty: no message of a ledger that upgrades has been shredded; those purged
 before are shredded again by the next run, which finds what the purge of that time left) and a
 table added: every row is kept.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
