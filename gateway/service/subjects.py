@@ -7,8 +7,8 @@ in the transaction that reads it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.access.accesslog import AccessLog
@@ -21,7 +21,7 @@ from gateway.reports.subject import Exchange, Informed, SubjectReport
 from gateway.search import index, matching
 from gateway.service.searching import Why
 from gateway.service.services import Services
-from gateway.store import search_log, search_rows
+from gateway.store import case_rows, search_log, search_rows
 from gateway.store.ledger import MessageRow
 from gateway.store.unit import Transaction
 
@@ -91,6 +91,10 @@ class _Found:
     score: float
     matched: list[str]
     why: list[str]
+    # Its case, and the forms of that case's members by channel: its retention runs from the
+    # case's closure, as long as the longest rule among them says.
+    case: case_rows.Case | None = None
+    fellows: list[tuple[str, str]] = field(default_factory=list)
 
 
 def report(
@@ -189,6 +193,12 @@ def _add(tx: Transaction, services: Services, found: dict[int, _Found], hit: mat
         item = found[where.message_id] = _Found(
             services.ledger.get_in(tx, where.message_id), hit.score, [], []
         )
+        case_id = case_rows.case_of_message(tx, where.message_id)
+        if case_id is not None:
+            item.case = case_rows.get(tx, case_id)
+            item.fellows = [
+                (fellow.channel, fellow.form) for fellow in case_rows.members(tx, case_id)
+            ]
     item.score = max(item.score, hit.score)
     item.matched.append(f"{matched}: score {hit.score:.1f}")
     item.why.extend(reason for reason in hit.why if reason not in item.why)
@@ -231,22 +241,38 @@ def _exchange(services: Services, item: _Found) -> Exchange:
         purpose=title,
         reference=row.reference,
         desk=row.desk,
-        retention=_retention(services, row),
+        retention=_retention(services, item),
         score=item.score,
         matched=tuple(item.matched),
         why=tuple(item.why),
     )
 
 
-def _retention(services: Services, row: MessageRow) -> str:
-    """When the message's files are deleted. A purged message has lost its index entries with
-    its files, so no report lists it."""
+def _retention(services: Services, item: _Found) -> str:
+    """When the message's files are deleted: ``keep`` after its creation, or for a message in a
+    case after the case's closure, ``keep`` being the longest rule among the case's messages (as
+    the retention purge counts it). A purged message has lost its index entries with its files,
+    so no report lists it."""
     zone = ZoneInfo(services.config.web.time_zone)
-    keep = services.config.keep_for(row.channel, row.form)
-    if keep is None:
-        return "kept: no retention rule deletes it"
-    until = (row.created_at + keep).astimezone(zone)
-    return f"deleted from {until:%Y-%m-%d} (kept {format_duration(keep)})"
+    row, config = item.row, services.config
+    if item.case is None:
+        keep = config.keep_for(row.channel, row.form)
+        if keep is None:
+            return "kept: no retention rule deletes it"
+        until = (row.created_at + keep).astimezone(zone)
+        return f"deleted from {until:%Y-%m-%d} (kept {format_duration(keep)})"
+    keeps = [
+        config.keep_for(channel, form)
+        for channel, form in item.fellows or [(row.channel, row.form)]
+    ]
+    number = item.case.number
+    if any(keep is None for keep in keeps):
+        return f"kept: no retention rule deletes every message of case {number}"
+    longest = max((keep for keep in keeps if keep is not None), default=timedelta(0))
+    if item.case.closed_at is None:
+        return f"kept while case {number} is open, then {format_duration(longest)} from its closure"
+    until = (item.case.closed_at + longest).astimezone(zone)
+    return f"deleted from {until:%Y-%m-%d} (case {number} closed; kept {format_duration(longest)})"
 
 
 def _partners(rows: Sequence[MessageRow]) -> tuple[Informed, ...]:

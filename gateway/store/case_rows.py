@@ -66,6 +66,7 @@ class Member:
     reference: str
     desk: str | None
     created_at: datetime
+    channel: str
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,7 @@ def members(tx: Transaction, case_id: int) -> list[Member]:
             messages.c.reference,
             messages.c.desk,
             messages.c.created_at,
+            messages.c.channel,
         )
         .join(messages, messages.c.id == case_members.c.message_id)
         .where(case_members.c.case_id == case_id)
@@ -336,6 +338,7 @@ def members(tx: Transaction, case_id: int) -> list[Member]:
             reference=row.reference,
             desk=row.desk,
             created_at=as_utc(row.created_at),
+            channel=row.channel,
         )
         for row in rows
     ]

@@ -9,7 +9,7 @@ import dataclasses
 import re
 import subprocess
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from gateway.access.roles import Principal, Role
 from gateway.forms.entities import Entity
 from gateway.search import index
 from gateway.service import searching, subjects
+from gateway.service.cases import Cases
 from gateway.store import search_log
 from gateway.store.search_rows import Where
 
@@ -140,6 +141,30 @@ def report(client: TestClient, path: str = "/subject-report", **fields: str) -> 
 
 
 ASK = {"name": NAME, "born": BORN, "purpose": "data-subject-request", "reason": "request 17/2026"}
+
+
+def test_the_report_counts_retention_from_a_case_s_closure(
+    desk: tuple[Console, Filled], client: TestClient
+) -> None:
+    """A message in a case is kept while the case is open, then the longest rule among the
+    case's messages from its closure (as the retention purge counts it)."""
+    made, filled = desk
+    services = made.services
+    cases = Cases(services.ledger, services.audit)
+    supervisor = Principal("sam", frozenset({Role.SUPERVISOR}))
+    case = cases.open_around(
+        supervisor, services.ledger.get(filled.ids["NO-2026-000001"]), "request 17/2026"
+    )
+    login(client, "aud")
+    page = report(client, **ASK)[1].decode()
+    assert f"kept while case {case.number} is open, then P365D from its closure" in page
+    assert page.count("deleted from 2027-12-01 (kept P365D)") == 2  # the two in no case
+
+    made.clock.advance(timedelta(days=40))
+    cases.close(supervisor, case.number, "answered")
+    login(client, "aud")  # the session has ended meanwhile
+    page = report(client, **ASK)[1].decode()
+    assert f"deleted from 2028-01-10 (case {case.number} closed; kept P365D)" in page
 
 
 def test_an_auditor_makes_the_report_in_html_and_pdf(
