@@ -22,12 +22,14 @@ from dbkit import postgres_schema, upgraded
 from integration.inboundkit import FORM, World, gateway_config, send, settle
 from sqlalchemy import Engine, select
 
+from gateway.access.roles import Principal, Role
 from gateway.core import config as configuration
 from gateway.crypto.pgpmime import Attachment
 from gateway.search import folding
+from gateway.service.cases import Cases
 from gateway.service.server import Gateway
 from gateway.service.services import open_services
-from gateway.store import drafts, search_rows, shred_rows
+from gateway.store import case_rows, drafts, search_rows, shred_rows
 from gateway.store.ledger import (
     metadata,
     search_entries,
@@ -51,6 +53,7 @@ SCAN = Attachment(
     f"Passport {DOCUMENT}\r\n{FAMILY.upper()} {GIVEN}, born {BORN}\r\n".encode(),
 )
 LATER = timedelta(days=31)
+SUPERVISOR = Principal("sam", frozenset({Role.SUPERVISOR}))
 
 
 def person_form() -> bytes:
@@ -286,6 +289,14 @@ async def test_shredding_removes_every_copy_and_keeps_a_stub(
 
         shredder = purger(gateway)
         now = datetime.now(UTC) + LATER
+        # Both name the same SIS alert: one case, whose messages are not due while it is open.
+        with gateway.ledger.reading() as tx:
+            case_id = case_rows.case_of_message(tx, row.id)
+            assert case_id is not None and case_rows.case_of_message(tx, other.id) == case_id
+            case = case_rows.get(tx, case_id)
+        assert case is not None
+        assert shredder.purge(now) == PurgeResult()
+        Cases(gateway.ledger, gateway.audit).close(SUPERVISOR, case.number, "answered")
         # Their reply deadlines are still open: nothing is shredded.
         assert shredder.purge(now) == PurgeResult(waiting=2)
         assert spooled.path.exists() and desk_copy.exists()
