@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from gateway.inbound.carryover import Carryover
 from gateway.inbound.retry import HandoffRetry
 from gateway.store import lookups
 from gateway.store.audit import AuditLog
+from gateway.store.bodies import Spooled
 from gateway.store.ledger import Ledger, MessageRow, NewMessage
 from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import InboundState, OutboundState
@@ -44,20 +46,6 @@ class Progress:
 
     done: int
     held_since: float | None = None
-
-
-@dataclass(frozen=True)
-class Spooled:
-    """A received item of the inbound spool, split back into its two parts."""
-
-    raw: bytes
-    entity: bytes
-
-    @classmethod
-    def of(cls, item: SpoolItem) -> Spooled:
-        payload = item.payload()
-        length = int(item.meta["raw_length"])
-        return cls(payload[:length], payload[length:])
 
 
 @dataclass(frozen=True)
@@ -104,6 +92,12 @@ class Handoff:
         tally: Tally | None = None,
     ) -> None:
         self.config = config
+        # With several nodes (the bodies in the ledger): ``feed`` brings the work this node
+        # takes (leased) into its inbound spool before each run, ``hold_receipts`` leases the
+        # receipts it records to it in their transaction. None: one node, nothing to take.
+        self.feed: Callable[[], object] | None = None
+        self.hold_receipts: Callable[[Transaction, list[int]], None] | None = None
+        self._feeding = threading.Lock()
         # Told (from the hand-off's thread) when a batch's receipts are queued: delivery can
         # start on them while the next batch is handed off.
         self.receipts_queued = receipts_queued
@@ -129,6 +123,9 @@ class Handoff:
         ``share``: how many runs go side by side; each takes batches of at most its share of
         what waits, so that one's gpg runs overlap another's Python."""
         done = 0
+        if self.feed is not None:
+            with self._feeding:  # the runs side by side take their work once, not twice
+                self.feed()
         seen: set[str] = set()  # each item once per run: one that waits never blocks the rest
         while fresh := [(key, at) for key, at in self.inbound.queued() if key not in seen]:
             size = max(1, min(HANDOFF_BATCH, len(fresh) // max(1, share)))
@@ -439,6 +436,8 @@ class Handoff:
             ],
         )
         receipts.update((row.id, receipt) for row, receipt in zip(new, recorded, strict=True))
+        if self.hold_receipts is not None:
+            self.hold_receipts(tx, [receipt.id for receipt in recorded])
         return receipts
 
     def queue_receipt(self, row: MessageRow) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from gateway.core.config import Config
 from gateway.core.durations import format_duration
 from gateway.core.errors import GatewayError
-from gateway.store import retention_rows, search_log, search_rows
+from gateway.store import bodies, retention_rows, search_log, search_rows
 from gateway.store.audit import AuditLog
 from gateway.store.durable import fsync_dir
 from gateway.store.ledger import Ledger, MessageRow
@@ -105,6 +105,7 @@ class Purger:
         with self.ledger.transaction() as tx:
             self.ledger.event_in(tx, row.id, PURGED, detail)
             search_rows.delete_of_message_in(tx, row.id)  # its search index entries
+            items += bodies.forget_in(tx, row.id)  # its bytes, when the ledger keeps them
             self.audit.append_in(
                 tx,
                 "retention.purged",

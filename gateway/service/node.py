@@ -1,0 +1,90 @@
+"""This gateway as a node of several on one PostgreSQL: its heartbeat, and the work it takes over.
+
+With ``[store] bodies = "database"`` every accepted message's bytes are in the ledger, so the
+inbound spool of a node is only its working copy: before each hand-off run the node takes
+(leases) the received messages no live node holds and puts them into its spool, and takes the
+queued receipts of a node that died, sealing them again from the ledger (the same Reference and
+Message-ID: the receipt the dead node would have sent). Its heartbeat renews its leases every
+``[cluster] heartbeat_seconds``; a node that stops beating loses them ``lease_seconds`` later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime
+
+from gateway.core.clock import Clock
+from gateway.core.config import Config
+from gateway.inbound.handoff import Handoff
+from gateway.store import leases
+from gateway.store.ledger import Ledger
+from gateway.store.spool import Spool
+from gateway.store.unit import Transaction
+
+log = logging.getLogger("gateway.cluster")
+
+FEED_BATCH = 64  # received messages taken in one transaction
+
+
+class Node:
+    """One gateway's membership of the cluster: register, beat, take work, stop."""
+
+    def __init__(
+        self, config: Config, ledger: Ledger, clock: Clock, inbound: Spool, handoff: Handoff
+    ) -> None:
+        self.name = config.cluster.node_name()
+        self.lease = config.cluster.lease
+        self.ledger = ledger
+        self.clock = clock
+        self.inbound = inbound
+        self.handoff = handoff
+        self.takes_work = config.store.bodies == "database"
+        self.taken_over = 0  # messages and receipts this node took from another, for the log
+        if self.takes_work:
+            handoff.feed = self.feed
+            handoff.hold_receipts = self.hold_receipts
+
+    def start(self) -> None:
+        leases.register(self.ledger, self.name, socket.gethostname(), os.getpid(), self._now())
+        log.info("node %s on the ledger (leases of %s)", self.name, self.lease)
+
+    def beat(self) -> int:
+        """The heartbeat: this node lives, its leases hold for another lease time."""
+        return leases.heartbeat(self.ledger, self.name, self._now(), self.lease)
+
+    def stop(self) -> None:
+        """A clean stop: its leases are released for the other nodes at once."""
+        leases.stop(self.ledger, self.name, self._now())
+
+    def feed(self) -> int:
+        """Take what no live node holds into this node's inbound spool; how many were taken."""
+        taken = 0
+        while True:
+            batch = leases.take_received(
+                self.ledger, self.name, self._now(), self.lease, FEED_BATCH
+            )
+            for body in batch:
+                payload = body.body.raw + body.body.entity
+                try:
+                    self.inbound.put(body.spool_key, payload, body.meta)
+                except FileExistsError:
+                    continue  # this node's own copy from before a restart: it is handled
+                taken += 1
+            if len(batch) < FEED_BATCH:
+                break
+        for original in leases.take_receipts(
+            self.ledger, self.name, self._now(), self.lease, FEED_BATCH
+        ):
+            self.handoff.queue_receipt(self.ledger.get(original))
+            log.warning("took over the receipt for message %d", original)
+            self.taken_over += 1
+        return taken
+
+    def hold_receipts(self, tx: Transaction, ids: list[int]) -> None:
+        """Lease the receipts this node records (in their transaction) to it."""
+        leases.hold_in(tx, leases.RECEIPT, ids, holder=self.name, now=self._now(), lease=self.lease)
+
+    def _now(self) -> datetime:
+        return self.clock.now()
