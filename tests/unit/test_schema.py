@@ -21,10 +21,12 @@ from gateway.core.errors import LedgerOutdated
 from gateway.forms.entities import Entity
 from gateway.search import index, matching
 from gateway.store import (
+    bodies,
     claims,
     deadline_rows,
     drafts,
     idempotency,
+    leases,
     reportfigures,
     schema,
     search_ddl,
@@ -543,10 +545,11 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
     before = contents(empty_engine)
     assert "alert_article" not in {c["name"] for c in inspect(empty_engine).get_columns("messages")}
 
-    done = schema.upgrade(empty_engine)
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009"))
 
     assert (done.before.current, done.after) == ("0008", "0009")
     assert kept(empty_engine, before)
+    schema.upgrade(empty_engine)  # the later revisions, for the comparison with ledger.py
     assert differences(empty_engine) == []
     indexes = {
         index["name"]
@@ -569,4 +572,29 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
             ("inbound", "26", 1),
             ("inbound", "none", 1),
         ]
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_revision_0015_adds_the_bodies_nodes_and_leases_to_a_0009_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "message_bodies" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0009", "0015")
+    assert contents(empty_engine) == before
+    assert differences(empty_engine) == []
+    assert {"message_bodies", "nodes", "leases"} <= set(inspect(empty_engine).get_table_names())
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [old] = ledger.by_reference(RECEIVED.reference)
+    with ledger.transaction() as tx:  # a body stored for a message the ledger held before
+        bodies.add_in(tx, bodies.body_rows([old.id], [bodies.NewBody(b"raw" + b"entity", 3)]))
+    with ledger.reading() as tx:
+        assert bodies.read_rows_in(tx, [old.id]) == {old.id: bodies.Spooled(b"raw", b"entity")}
+    leases.register(ledger, "node-a", "host-a", 1, START)
+    assert [node.name for node in leases.listing(ledger)] == ["node-a"]
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
