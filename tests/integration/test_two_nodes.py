@@ -1,4 +1,4 @@
-"""Two `gateway serve` nodes on one PostgreSQL: node A is killed mid-batch, node B finishes its work.
+"""Two `gateway serve` on one PostgreSQL: node A is killed mid-batch, node B finishes its work.
 
 Partners send to both nodes (as to equal MX records) over STARTTLS; the bodies of accepted
 messages are committed to PostgreSQL with their ledger rows (``[store] bodies = "database"``),
@@ -21,6 +21,7 @@ import email.policy
 import os
 import ssl
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiosmtplib
@@ -82,30 +83,43 @@ def _desk_references(desks: Path) -> collections.Counter[str]:
     return found
 
 
-async def _client(
-    queue: collections.deque[str],
-    raws: dict[str, bytes],
-    ports: dict[str, int],
-    target: list[str],
-    acked: dict[str, str],
-    context: ssl.SSLContext,
-) -> None:
-    """Send from ``queue`` to the node ``target[0]`` names; what got no 250 goes again (to
-    whichever node ``target`` names by then: the other MX record once A is gone)."""
+@dataclass
+class Senders:
+    """The partners' side: the messages, the nodes' ports, where the clients of A send now
+    (``to_a[0]``: "a", then "b" once A is gone, as an MTA tries the other MX record), and which
+    node gave each Reference its 250."""
+
+    raws: dict[str, bytes]
+    context: ssl.SSLContext
+    ports: dict[str, int] = field(default_factory=dict)
+    to_a: list[str] = field(default_factory=lambda: ["a"])
+    acked: dict[str, str] = field(default_factory=dict)
+
+    def target(self, client: int) -> str:
+        return self.to_a[0] if client % 2 == 0 else "b"
+
+
+async def _client(queue: collections.deque[str], senders: Senders, client: int) -> None:
+    """Send from ``queue`` to this client's node; what got no 250 goes again (to whichever
+    node the client's target is by then)."""
     while queue:
         ref = queue.popleft()
-        node = target[0]
+        node = senders.target(client)
         try:
-            code, _ = await smtp_send(ports[node], raws[ref], context)
+            code, _ = await smtp_send(senders.ports[node], senders.raws[ref], senders.context)
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             queue.appendleft(ref)
             await asyncio.sleep(0.05)
             continue
         if code == 250:
-            acked[ref] = node
+            senders.acked[ref] = node
         else:
             queue.append(ref)
             await asyncio.sleep(0.1)
+
+
+def _seconds(since: float, at: float | None) -> str:
+    return "never" if at is None else f"{at - since:.2f} s"
 
 
 async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
@@ -123,7 +137,8 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
     await partner.start()
     raws = make_messages(world, range(1, MESSAGES + 1))
     refs = list(raws)
-    context = ssl.create_default_context(cafile=str(world.tls_cert))
+    senders = Senders(raws, ssl.create_default_context(cafile=str(world.tls_cert)))
+    ports, acked = senders.ports, senders.acked
     with postgres_schema() as url:
         served = {
             name: Served(
@@ -140,18 +155,13 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
             for name in ("a", "b")
         }
         engine = make_engine(url)
-        ports: dict[str, int] = {}
-        acked: dict[str, str] = {}
         clients: list[asyncio.Task[None]] = []
         try:
             ports["a"] = await served["a"].start()
             ports["b"] = await served["b"].start()
-            to_a: list[str] = ["a"]
-            queues = [collections.deque(refs[i::CLIENTS]) for i in range(CLIENTS)]
-            targets = [to_a if i % 2 == 0 else ["b"] for i in range(CLIENTS)]
             clients = [
-                asyncio.create_task(_client(q, raws, ports, t, acked, context))
-                for q, t in zip(queues, targets, strict=True)
+                asyncio.create_task(_client(collections.deque(refs[i::CLIENTS]), senders, i))
+                for i in range(CLIENTS)
             ]
             # Kill A once it holds leases on received messages it has not handed off yet: in
             # the middle of a hand-off batch, while partners are still sending.
@@ -167,7 +177,7 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
                 raise AssertionError(f"A never held work to kill it in: {served['a'].log_tail()}")
             served["a"].kill()
             killed_at = time.monotonic()
-            to_a[0] = "b"  # its MX record no longer answers: the senders go to B
+            senders.to_a[0] = "b"  # its MX record no longer answers: the senders go to B
             acked_by_a = {ref for ref, node in acked.items() if node == "a"}
             await asyncio.wait_for(asyncio.gather(*clients), 120)
 
@@ -207,9 +217,8 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
     in_desks = _desk_references(shared / "desks")
     figures = (
         f"A killed holding {held_by_a} leases with {len(acked_by_a)} 250s given; "
-        f"A's leases taken over {None if taken_over_at is None else round(taken_over_at - killed_at, 2)} s "
-        f"after the kill, all work finished "
-        f"{None if finished_at is None else round(finished_at - killed_at, 2)} s after "
+        f"A's leases taken over {_seconds(killed_at, taken_over_at)} after the kill, all work "
+        f"finished {_seconds(killed_at, finished_at)} after "
         f"(lease {LEASE_SECONDS} s, heartbeat {HEARTBEAT_SECONDS} s); ledger states {states}; "
         f"{sum(receipts.values())} receipts at the partner for {len(receipts)} messages"
     )
