@@ -65,13 +65,7 @@ class Node:
             batch = leases.take_received(
                 self.ledger, self.name, self._now(), self.lease, FEED_BATCH
             )
-            for body in batch:
-                payload = body.body.raw + body.body.entity
-                try:
-                    self.inbound.put(body.spool_key, payload, body.meta)
-                except FileExistsError:
-                    continue  # this node's own copy from before a restart: it is handled
-                taken += 1
+            taken += self._spool(batch)
             if len(batch) < FEED_BATCH:
                 break
         for original in leases.take_receipts(
@@ -81,6 +75,26 @@ class Node:
             log.warning("took over the receipt for message %d", original)
             self.taken_over += 1
         return taken
+
+    def _spool(self, batch: list[leases.TakenBody]) -> int:
+        """The taken messages into the inbound spool, with one sync of new/ for them all; one
+        this node's spool holds already (its own copy from before a restart) is left as it is."""
+        items = [
+            (body.spool_key, body.body.raw + body.body.entity, body.meta)
+            for body in batch
+            if not self.inbound.exists(body.spool_key)
+        ]
+        try:
+            return len(self.inbound.put_many(items)) if items else 0
+        except FileExistsError:  # put meanwhile (none of the batch was stored): one by one
+            put = 0
+            for key, payload, meta in items:
+                try:
+                    self.inbound.put(key, payload, meta)
+                except FileExistsError:
+                    continue
+                put += 1
+            return put
 
     def hold_receipts(self, tx: Transaction, ids: list[int]) -> None:
         """Lease the receipts this node records (in their transaction) to it."""

@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store.bodies import Spooled, read_rows_in
-from gateway.store.ledger import Ledger, as_utc, leases, messages, nodes
+from gateway.store.ledger import Ledger, as_utc, leases, message_bodies, messages, nodes
 from gateway.store.states import InboundState, OutboundState
 from gateway.store.unit import Transaction
 
@@ -283,3 +283,20 @@ def heartbeat_of(ledger: Ledger, name: str) -> datetime | None:
             select(nodes.c.heartbeat_at).where(nodes.c.name == name)
         ).scalar()
     return None if found is None else as_utc(found)
+
+
+def backlog(ledger: Ledger) -> int:
+    """Received messages with their bodies in the ledger not handed off yet, by any node."""
+    with ledger.reading() as tx:
+        found = tx.connection.execute(
+            select(func.count())
+            .select_from(messages)
+            .where(
+                messages.c.direction == "inbound",
+                messages.c.state == InboundState.RECEIVED.value,
+                select(message_bodies.c.message_id)
+                .where(message_bodies.c.message_id == messages.c.id)
+                .exists(),
+            )
+        ).scalar_one()
+    return int(found)
