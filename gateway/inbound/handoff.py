@@ -75,6 +75,12 @@ class Handoff:
     Reference it answers.
     """
 
+    # With several nodes (the bodies in the ledger): ``feed`` brings the work this node takes
+    # (leased) into its inbound spool before each run, ``hold_receipts`` leases the receipts it
+    # records to it in their transaction. None: one node, nothing to take.
+    feed: Callable[[], object] | None = None
+    hold_receipts: Callable[[Transaction, list[int]], None] | None = None
+
     def __init__(
         self,
         *,
@@ -92,11 +98,6 @@ class Handoff:
         tally: Tally | None = None,
     ) -> None:
         self.config = config
-        # With several nodes (the bodies in the ledger): ``feed`` brings the work this node
-        # takes (leased) into its inbound spool before each run, ``hold_receipts`` leases the
-        # receipts it records to it in their transaction. None: one node, nothing to take.
-        self.feed: Callable[[], object] | None = None
-        self.hold_receipts: Callable[[Transaction, list[int]], None] | None = None
         self._feeding = threading.Lock()
         # Told (from the hand-off's thread) when a batch's receipts are queued: delivery can
         # start on them while the next batch is handed off.
