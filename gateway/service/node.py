@@ -1,10 +1,11 @@
 """This gateway as a node of several on one PostgreSQL: its heartbeat, and the work it takes over.
 
-With ``[store] bodies = "database"`` every accepted message's bytes are in the ledger, so the
-inbound spool of a node is only its working copy: before each hand-off run the node takes
-(leases) the received messages no live node holds and puts them into its spool, and takes the
-queued receipts of a node that died, sealing them again from the ledger (the same Reference and
-Message-ID: the receipt the dead node would have sent). Its heartbeat renews its leases every
+With ``[store] bodies = "database"`` every accepted message's bytes are in the ledger, and so is
+every form of ours sealed for delivery, so a node's spools are only its working copies: before
+each hand-off run the node takes (leases) the received messages and queued forms no live node
+holds and puts them into its spools, and takes the queued receipts of a node that died, sealing
+them again from the ledger (the same Reference and Message-ID: the receipt the dead node would
+have sent). Its heartbeat renews its leases every
 ``[cluster] heartbeat_seconds``; a node that stops beating loses them ``lease_seconds`` later.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from datetime import datetime
 
 from gateway.core.clock import Clock
@@ -20,7 +22,6 @@ from gateway.core.config import Config
 from gateway.inbound.handoff import Handoff
 from gateway.store import leases
 from gateway.store.ledger import Ledger
-from gateway.store.spool import Spool
 from gateway.store.unit import Transaction
 
 log = logging.getLogger("gateway.cluster")
@@ -32,14 +33,22 @@ class Node:
     """One gateway's membership of the cluster: register, beat, take work, stop."""
 
     def __init__(
-        self, config: Config, ledger: Ledger, clock: Clock, inbound: Spool, handoff: Handoff
+        self,
+        config: Config,
+        ledger: Ledger,
+        clock: Clock,
+        handoff: Handoff,
+        wake: Callable[[], None] | None = None,
     ) -> None:
+        self.config = config
         self.name = config.cluster.node_name()
         self.lease = config.cluster.lease
         self.ledger = ledger
         self.clock = clock
-        self.inbound = inbound
+        self.inbound = handoff.inbound
+        self.outbound = handoff.outbound
         self.handoff = handoff
+        self.wake = wake  # delivery, when forms were taken into the outbound queue
         self.takes_work = config.store.bodies == "database"
         self.taken_over = 0  # messages and receipts this node took from another, for the log
         if self.takes_work:
@@ -68,6 +77,7 @@ class Node:
             taken += self._spool(batch)
             if len(batch) < FEED_BATCH:
                 break
+        self._take_forms()
         for original in leases.take_receipts(
             self.ledger, self.name, self._now(), self.lease, FEED_BATCH
         ):
@@ -75,6 +85,35 @@ class Node:
             log.warning("took over the receipt for message %d", original)
             self.taken_over += 1
         return taken
+
+    def _take_forms(self) -> int:
+        """Forms of ours no live node holds into this node's outbound queue (delivery is woken);
+        delivery's own retry schedule starts afresh on a node that takes over."""
+        put = 0
+        for form in leases.take_outbound(
+            self.ledger, self.name, self._now(), self.lease, FEED_BATCH
+        ):
+            if self.outbound.exists(form.spool_key):
+                continue
+            partner = self.config.partner(form.partner)
+            meta = {
+                "to": partner.address,
+                "partner": form.partner,
+                "reference": form.reference,
+                "form": form.form,
+                "kind": "form",
+                "message_id": form.message_id,
+                "ledger_id": form.id,
+                "queued_at": form.queued_at.isoformat(),
+            }
+            try:
+                self.outbound.put(form.spool_key, form.sealed, meta)
+            except FileExistsError:
+                continue
+            put += 1
+        if put and self.wake is not None:
+            self.wake()
+        return put
 
     def _spool(self, batch: list[leases.TakenBody]) -> int:
         """The taken messages into the inbound spool, with one sync of new/ for them all; one

@@ -102,7 +102,7 @@ class Gateway:
             receipts_queued=self.wake_outbound,
             tally=self.tally,
         )
-        self.node = Node(config, self.ledger, self.clock, self.inbound, self.handoff)
+        self.node = Node(config, self.ledger, self.clock, self.handoff, self.wake_outbound)
         self.submitter = services.submitter()
         self.outbox = Outbox(config, self.submitter)
         self.courier = Courier(

@@ -27,7 +27,8 @@ log = logging.getLogger("gateway.cluster")
 
 HANDOFF = "handoff"  # a received message to hand off (desk copy, receipt)
 RECEIPT = "receipt"  # a receipt of ours, queued: to seal and send
-KINDS = (HANDOFF, RECEIPT)
+OUTBOUND = "outbound"  # a form of ours, sealed and queued: to deliver
+KINDS = (HANDOFF, RECEIPT, OUTBOUND)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def heartbeat(ledger: Ledger, name: str, now: datetime, lease: timedelta) -> int
                         messages.c.state != InboundState.RECEIVED.value,
                     ),
                     and_(
-                        leases.c.kind == RECEIPT,
+                        leases.c.kind.in_((RECEIPT, OUTBOUND)),
                         messages.c.state != OutboundState.QUEUED.value,
                     ),
                 )
@@ -248,6 +249,68 @@ def take_receipts(
         if prefix == "receipt" and number.isdigit():
             originals.append(int(number))
     return originals
+
+
+@dataclass(frozen=True)
+class TakenForm:
+    """A form of ours taken for delivery: its sealed bytes and what its queue item says."""
+
+    id: int
+    spool_key: str
+    sealed: bytes
+    partner: str
+    reference: str
+    form: str
+    message_id: str
+    queued_at: datetime
+
+
+def take_outbound(
+    ledger: Ledger, holder: str, now: datetime, lease: timedelta, limit: int
+) -> list[TakenForm]:
+    """Forms of ours queued with their sealed bytes in the ledger on which no live node holds
+    a lease (just submitted, or their node died), oldest first: leased to ``holder``."""
+    query = (
+        select(
+            messages.c.id,
+            messages.c.spool_key,
+            messages.c.partner,
+            messages.c.reference,
+            messages.c.form,
+            messages.c.message_id,
+            messages.c.created_at,
+        )
+        .where(
+            messages.c.direction == "outbound",
+            messages.c.form != RECEIPT_FORM,
+            messages.c.state == OutboundState.QUEUED.value,
+            messages.c.spool_key.is_not(None),
+            _free(OUTBOUND, now),
+        )
+        .order_by(messages.c.id)
+        .limit(limit)
+    )
+    with ledger.transaction() as tx:
+        if tx.dialect == "postgresql":
+            query = query.with_for_update(of=messages, skip_locked=True)
+        rows = tx.connection.execute(query).all()
+        found = read_rows_in(tx, [row.id for row in rows])
+        taken = [row for row in rows if row.id in found]
+        if taken:
+            _take_in(tx, OUTBOUND, [row.id for row in taken], holder=holder, now=now, lease=lease)
+    return [
+        TakenForm(
+            row.id,
+            row.spool_key,
+            found[row.id].raw,
+            row.partner,
+            row.reference,
+            row.form,
+            row.message_id,
+            as_utc(row.created_at),
+        )
+        for row in taken
+    ]
 
 
 def listing(ledger: Ledger) -> list[NodeRow]:

@@ -298,3 +298,31 @@ async def test_a_gateway_keeping_bodies_in_postgresql_commits_them_with_the_row(
         with engine.connect() as connection:
             assert connection.execute(select(func.count()).select_from(message_bodies)).scalar()
         engine.dispose()
+
+
+def test_a_form_queued_with_its_sealed_bytes_goes_to_one_node_and_on_when_it_dies(
+    ledger: Ledger,
+) -> None:
+    form = dataclasses.replace(
+        dbkit.RECEIVED,
+        direction="outbound",
+        form="G",
+        reference="RO-2026-000007",
+        state=OutboundState.QUEUED,
+        spool_key="form.RO-2026-000007",
+        message_id="<RO-2026-000007@ro.example>",
+    )
+    with ledger.transaction() as tx:
+        made = ledger.record_in(tx, form, "queued")
+        bodies.add_in(tx, bodies.body_rows([made], [bodies.NewBody(b"sealed", 6)]))
+
+    [taken] = leases.take_outbound(ledger, "a", START, LEASE, 10)
+
+    assert (taken.id, taken.sealed, taken.spool_key) == (made, b"sealed", form.spool_key)
+    assert taken.message_id == form.message_id
+    assert leases.take_outbound(ledger, "b", START + LEASE / 2, LEASE, 10) == []
+    [again] = leases.take_outbound(ledger, "b", START + LEASE, LEASE, 10)  # A stopped beating
+    assert again.id == made
+    with ledger.transaction() as tx:
+        ledger.set_state_in(tx, made, OutboundState.SENT, "250")
+    assert leases.heartbeat(ledger, "b", START + LEASE, LEASE) == 0  # delivered: lease dropped

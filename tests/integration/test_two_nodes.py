@@ -3,11 +3,13 @@
 Partners send to both nodes (as to equal MX records) over STARTTLS; the bodies of accepted
 messages are committed to PostgreSQL with their ledger rows (``[store] bodies = "database"``),
 the desks are one shared folder, the receipts go to the partner's real SMTP server (a
-FakePartner). Once node A holds leases on messages it has not handed off yet, it is killed with
-SIGKILL; the clients that were sending to A send what got no 250 to B. Then every message that
-got a 250 must be in its desk exactly once and in the ledger as delivered, every receipt must
-have reached the partner once, and the time from A's death to B's end of A's work is measured
-and must stay within what the configuration allows (the lease, a heartbeat, and the work).
+FakePartner). Forms of ours sent through A first meet a 451 from the partner, so A holds them
+waiting for their retry. Once node A holds leases on messages it has not handed off yet, it is
+killed with SIGKILL; the clients that were sending to A send what got no 250 to B. Then every
+message that got a 250 must be in its desk exactly once and in the ledger as delivered, every
+receipt must have reached the partner once, every form of ours too (delivered by B), and the
+time from A's death to B's end of A's work is measured and must stay within what the
+configuration allows (the lease, a heartbeat, and the work).
 
 Marked ``slow`` and ``postgres``; without GATEWAY_TEST_POSTGRES_URL it is skipped, saying why.
 """
@@ -20,6 +22,7 @@ import email
 import email.policy
 import os
 import ssl
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +32,18 @@ import pytest
 from dbkit import postgres_schema
 from integration.fakepartner import FakePartner, make_pki, server_context
 from integration.inboundkit import World, gateway_config
-from integration.servekit import Served, smtp_send
+from integration.servekit import SERVE, Served, smtp_send
 from integration.test_crash import make_messages
 from sqlalchemy import Engine, func, select
 
+from gateway.core.config import BUILTIN_FORMS
 from gateway.store.ledger import leases, make_engine, message_bodies, messages
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 MESSAGES = 120
+FORMS = 3  # forms of ours sent through A before it dies
+FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 CLIENTS = 4  # two send to A, two to B
 LEASE_SECONDS = 4
 HEARTBEAT_SECONDS = 1
@@ -118,6 +124,35 @@ async def _client(queue: collections.deque[str], senders: Senders, client: int) 
             await asyncio.sleep(0.1)
 
 
+def _send_form(config: Path, path: Path, number: int) -> subprocess.CompletedProcess[str]:
+    """`gateway send` of a form of ours to NO-SIRENE, as a handler on node A runs it."""
+    form = (
+        FORM.replace(b"<Reference>NO-2026-000123</Reference>", b"")
+        .replace(b"<Bureau>NO-SIRENE</Bureau><Officer>", b"<Bureau>RO-SIRENE</Bureau><Officer>")
+        .replace(b"<Recipient><Bureau>RO-SIRENE</Bureau>", b"<Recipient><Bureau>NO-SIRENE</Bureau>")
+        .replace(b"Duty officer 4", f"Duty officer {number}".encode())
+    )
+    path.write_bytes(form)
+    return subprocess.run(
+        [*SERVE, "-c", str(config), "send", str(path), "--desk", "sirene"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _forms(engine: Engine) -> dict[str, str]:
+    """Our forms (not receipts): Message-ID to state."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(messages.c.message_id, messages.c.state).where(
+                messages.c.direction == "outbound", messages.c.form != "ACK"
+            )
+        ).all()
+    return {str(row.message_id): str(row.state) for row in rows}
+
+
 def _seconds(since: float, at: float | None) -> str:
     return "never" if at is None else f"{at - since:.2f} s"
 
@@ -158,6 +193,17 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
         clients: list[asyncio.Task[None]] = []
         try:
             ports["a"] = await served["a"].start()
+            # Forms of ours sent through A, whose partner answers 451 at first: A holds them
+            # (leased, waiting for their retry) when it dies, and B must deliver them.
+            partner.fail("data", "451 4.3.0 try again later", times=FORMS)
+            for number in range(1, FORMS + 1):
+                sent = _send_form(served["a"].config, tmp_path / f"form-{number}.xml", number)
+                assert sent.returncode == 0, sent.stderr
+            wait_until = time.monotonic() + 60
+            while _held(engine, "a", "outbound") < FORMS or partner.faults["data"]:
+                if time.monotonic() > wait_until:
+                    raise AssertionError(f"A did not try the forms: {served['a'].log_tail()}")
+                await asyncio.sleep(0.05)
             ports["b"] = await served["b"].start()
             clients = [
                 asyncio.create_task(_client(collections.deque(refs[i::CLIENTS]), senders, i))
@@ -190,8 +236,10 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
                     taken_over_at = time.monotonic()
                 states = _states(engine)
                 receipts = _receipts(partner)
+                forms = _forms(engine)
                 if (
                     states.get("received", 0) == 0
+                    and set(forms.values()) <= {"sent", "acknowledged"}
                     and len(acked) == MESSAGES
                     and set(receipts) >= {_id for _id, _ in _inbound(engine)}
                 ):
@@ -207,6 +255,7 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
             await partner.stop()
         inbound = _inbound(engine)
         states = _states(engine)
+        forms = _forms(engine)
         with engine.connect() as connection:
             stored_bodies = connection.execute(
                 select(func.count()).select_from(message_bodies)
@@ -214,13 +263,16 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
         engine.dispose()
 
     receipts = _receipts(partner)
+    delivered = _delivered(partner)
     in_desks = _desk_references(shared / "desks")
     figures = (
         f"A killed holding {held_by_a} leases with {len(acked_by_a)} 250s given; "
         f"A's leases taken over {_seconds(killed_at, taken_over_at)} after the kill, all work "
         f"finished {_seconds(killed_at, finished_at)} after "
         f"(lease {LEASE_SECONDS} s, heartbeat {HEARTBEAT_SECONDS} s); ledger states {states}; "
-        f"{sum(receipts.values())} receipts at the partner for {len(receipts)} messages"
+        f"{sum(receipts.values())} receipts at the partner for {len(receipts)} messages; "
+        f"{FORMS} forms of ours held by A at its death, at the partner "
+        f"{[delivered[message_id] for message_id in forms]} times each"
     )
     print(figures)
 
@@ -239,11 +291,15 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
     assert set(receipts) == set(by_reference.values()), f"a receipt missing; {figures}"
     assert finished_at is not None, f"B did not finish A's work in time; {figures}"
     assert finished_at - killed_at <= LEASE_SECONDS + HEARTBEAT_SECONDS + FINISH_SLACK
+    assert len(forms) == FORMS
+    assert {delivered[message_id] for message_id in forms} == {1}, f"forms not once: {figures}"
+    assert set(forms.values()) <= {"sent", "acknowledged"}, forms
     assert b_status == 0, served["b"].log_tail()
 
 
-def _held(engine: Engine, node: str) -> int:
-    """The leases ``node`` holds on received messages not handed off yet."""
+def _held(engine: Engine, node: str, kind: str = "handoff") -> int:
+    """The leases ``node`` holds on messages still waiting: received ones not handed off yet
+    (``handoff``), forms of ours not delivered yet (``outbound``)."""
     with engine.connect() as connection:
         return int(
             connection.execute(
@@ -251,8 +307,8 @@ def _held(engine: Engine, node: str) -> int:
                 .select_from(leases.join(messages, messages.c.id == leases.c.item_id))
                 .where(
                     leases.c.holder == node,
-                    leases.c.kind == "handoff",
-                    messages.c.state == "received",
+                    leases.c.kind == kind,
+                    messages.c.state == ("received" if kind == "handoff" else "queued"),
                 )
             ).scalar_one()
         )
@@ -274,6 +330,14 @@ def _inbound(engine: Engine) -> list[tuple[int, str]]:
             select(messages.c.id, messages.c.reference).where(messages.c.direction == "inbound")
         ).all()
     return [(int(id_), str(ref)) for id_, ref in rows]
+
+
+def _delivered(partner: FakePartner) -> collections.Counter[str]:
+    """Every message the partner's server took, by Message-ID."""
+    return collections.Counter(
+        str(email.message_from_bytes(received.data, policy=email.policy.default)["Message-ID"])
+        for received in partner.received
+    )
 
 
 def _receipts(partner: FakePartner) -> collections.Counter[int]:
