@@ -37,12 +37,15 @@ from integration.test_crash import make_messages
 from sqlalchemy import Engine, func, select
 
 from gateway.core.config import BUILTIN_FORMS
-from gateway.store.ledger import leases, make_engine, message_bodies, messages
+from gateway.store.ledger import events, leases, make_engine, message_bodies, messages
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 MESSAGES = 120
-FORMS = 3  # forms of ours sent through A before it dies
+FORMS = 3  # forms of ours sent through A and still held by it (451 at first) when it dies
+DUE = 2  # forms of ours delivered at once, whose receipt deadlines come due on both nodes
+RECEIPT_WINDOW = 6  # seconds: the partner never sends its receipt, so the sweep re-sends once,
+# then records the receipt as missed and tells the desk (both nodes sweep every second)
 FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()
 CLIENTS = 4  # two send to A, two to B
 LEASE_SECONDS = 4
@@ -63,11 +66,14 @@ def _node_config(
     text = path.read_text().replace(f'spool = "{shared}/spool"', f'spool = "{folder}/spool"')
     text = text.replace(
         'smtp_host = "127.0.0.1"\n',
-        f'smtp_host = "127.0.0.1"\nsmtp_port = {partner[0]}\ntls_ca = "{partner[1]}"\n',
+        f'smtp_host = "127.0.0.1"\nsmtp_port = {partner[0]}\ntls_ca = "{partner[1]}"\n'
+        f'receipt_window = "PT{RECEIPT_WINDOW}S"\n',
         1,
     )
     text += (
         '\n[store]\nbodies = "database"\n'
+        "\n[outbound]\nreceipt_resends = 1\n"
+        '\n[scheduler]\nsweep_every = "PT1S"\n'
         f'\n[cluster]\nnode = "{name}"\nlease_seconds = {LEASE_SECONDS}\n'
         f"heartbeat_seconds = {HEARTBEAT_SECONDS}\n"
     )
@@ -204,7 +210,20 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
                 if time.monotonic() > wait_until:
                     raise AssertionError(f"A did not try the forms: {served['a'].log_tail()}")
                 await asyncio.sleep(0.05)
+            held_forms = set(_forms(engine))
+            for number in range(FORMS + 1, FORMS + DUE + 1):  # these go out at once
+                sent = _send_form(served["a"].config, tmp_path / f"form-{number}.xml", number)
+                assert sent.returncode == 0, sent.stderr
             ports["b"] = await served["b"].start()
+            # Both nodes sweep: each due form's re-send must happen once, not once per node.
+            due_forms: set[str] = set()
+            wait_until = time.monotonic() + 60
+            while len(due_forms) < DUE or any(_delivered(partner)[m] < 2 for m in due_forms):
+                if time.monotonic() > wait_until:
+                    raise AssertionError(f"no re-sends: {_delivered(partner)}")
+                due_forms = set(_forms(engine)) - held_forms
+                await asyncio.sleep(0.1)
+            resent_before_kill = {m: _delivered(partner)[m] for m in due_forms}
             clients = [
                 asyncio.create_task(_client(collections.deque(refs[i::CLIENTS]), senders, i))
                 for i in range(CLIENTS)
@@ -239,7 +258,8 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
                 forms = _forms(engine)
                 if (
                     states.get("received", 0) == 0
-                    and set(forms.values()) <= {"sent", "acknowledged"}
+                    and set(forms.values()) <= {"sent", "unacknowledged"}
+                    and _events(engine, "unacknowledged") >= DUE
                     and len(acked) == MESSAGES
                     and set(receipts) >= {_id for _id, _ in _inbound(engine)}
                 ):
@@ -260,6 +280,8 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
             stored_bodies = connection.execute(
                 select(func.count()).select_from(message_bodies)
             ).scalar_one()
+        resends = _events_by_message(engine, "resend")
+        missed = _events_by_message(engine, "unacknowledged")
         engine.dispose()
 
     receipts = _receipts(partner)
@@ -272,7 +294,9 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
         f"(lease {LEASE_SECONDS} s, heartbeat {HEARTBEAT_SECONDS} s); ledger states {states}; "
         f"{sum(receipts.values())} receipts at the partner for {len(receipts)} messages; "
         f"{FORMS} forms of ours held by A at its death, at the partner "
-        f"{[delivered[message_id] for message_id in forms]} times each"
+        f"{[delivered[message_id] for message_id in held_forms]} times each; {DUE} forms due "
+        f"on both nodes: re-sent {[resends[m] for m in due_forms]} times, missed "
+        f"{[missed[m] for m in due_forms]} times"
     )
     print(figures)
 
@@ -291,9 +315,21 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
     assert set(receipts) == set(by_reference.values()), f"a receipt missing; {figures}"
     assert finished_at is not None, f"B did not finish A's work in time; {figures}"
     assert finished_at - killed_at <= LEASE_SECONDS + HEARTBEAT_SECONDS + FINISH_SLACK
-    assert len(forms) == FORMS
-    assert {delivered[message_id] for message_id in forms} == {1}, f"forms not once: {figures}"
-    assert set(forms.values()) <= {"sent", "acknowledged"}, forms
+    assert len(forms) == FORMS + DUE
+    sent_more = {
+        message_id: delivered[message_id]
+        for message_id in forms
+        if delivered[message_id] != 1 + resends[message_id]
+    }
+    assert not sent_more, f"a form sent other than once and once per re-send: {sent_more}"
+    assert set(forms.values()) <= {"sent", "unacknowledged"}, forms
+    # The due deadlines, swept by both nodes: one re-send each, one "missed" each, one notice.
+    assert {resends[message_id] for message_id in due_forms} == {1}, resends
+    assert set(resent_before_kill.values()) == {2}, resent_before_kill
+    assert {missed[message_id] for message_id in due_forms} == {1}, missed
+    notices = _notices(shared / "desks", "unacknowledged")
+    assert sorted(notices.values()) == [1] * len(notices), notices
+    assert len(notices) >= DUE, notices
     assert b_status == 0, served["b"].log_tail()
 
 
@@ -330,6 +366,32 @@ def _inbound(engine: Engine) -> list[tuple[int, str]]:
             select(messages.c.id, messages.c.reference).where(messages.c.direction == "inbound")
         ).all()
     return [(int(id_), str(ref)) for id_, ref in rows]
+
+
+def _events_by_message(engine: Engine, kind: str) -> collections.Counter[str]:
+    """How many events of ``kind`` each of our forms has, by its Message-ID."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(messages.c.message_id, func.count())
+            .select_from(events.join(messages, messages.c.id == events.c.message_id))
+            .where(events.c.kind == kind, messages.c.direction == "outbound")
+            .group_by(messages.c.message_id)
+        ).all()
+    return collections.Counter({str(message_id): int(count) for message_id, count in rows})
+
+
+def _events(engine: Engine, kind: str) -> int:
+    return sum(_events_by_message(engine, kind).values())
+
+
+def _notices(desks: Path, kind: str) -> collections.Counter[str]:
+    """The desks' notices of ``kind`` by their Message-ID (one per event key)."""
+    found: collections.Counter[str] = collections.Counter()
+    for path in desks.glob("*/*/notice.*"):
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if parsed["X-IPC-Notice"] == kind:
+            found[str(parsed["Message-ID"])] += 1
+    return found
 
 
 def _delivered(partner: FakePartner) -> collections.Counter[str]:
