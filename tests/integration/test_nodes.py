@@ -285,7 +285,7 @@ async def test_a_gateway_keeping_bodies_in_postgresql_commits_them_with_the_row(
                 [shown] = json.loads(capsys.readouterr().out)
                 assert shown["name"] == "one"
                 assert shown["state"] == "live"
-                assert set(shown["leases"]) == {"handoff", "receipt"}
+                assert set(shown["leases"]) == {"handoff", "receipt", "outbound"}
             finally:
                 await gateway.stop()
         assert main(["-c", str(path), "nodes"]) == 0
