@@ -194,8 +194,8 @@ nodes = Table(
 )
 
 # Work a node took (revision 0015): a kind (``handoff``: a received message; ``receipt``: a
-# receipt of ours to send; ``outbound``: a form of ours to deliver) and the message's id; the holder's heartbeat moves ``expires_at``
-# on, and once it has passed any node may take the work over.
+# receipt of ours to send; ``outbound``: a form of ours to deliver) and the message's id; the
+# holder's heartbeat moves ``expires_at`` on, and once it has passed any node may take it over.
 leases = Table(
     "leases",
     metadata,
