@@ -19,6 +19,7 @@ from datetime import datetime
 
 from gateway.core.clock import Clock
 from gateway.core.config import Config
+from gateway.core.errors import CannotStart
 from gateway.inbound.handoff import Handoff
 from gateway.store import leases
 from gateway.store.ledger import Ledger
@@ -56,7 +57,22 @@ class Node:
             handoff.hold_receipts = self.hold_receipts
 
     def start(self) -> None:
-        leases.register(self.ledger, self.name, socket.gethostname(), os.getpid(), self._now())
+        """Join the ledger's nodes. CannotStart when a live node (its heartbeat within the
+        lease) has this name on another host, or in another running process of this host: two
+        nodes under one name would renew each other's leases and take the same work."""
+        host, now = socket.gethostname(), self._now()
+        other = next((n for n in leases.listing(self.ledger) if n.name == self.name), None)
+        if (
+            other is not None
+            and other.live(now, self.lease)
+            and (other.host != host or (other.pid != os.getpid() and _running(other.pid)))
+        ):
+            raise CannotStart(
+                f"node name {self.name} is in use by {other.host} pid {other.pid} (heartbeat "
+                f"{(now - other.heartbeat_at).total_seconds():.0f} s ago): give each node its "
+                "own [cluster] node"
+            )
+        leases.register(self.ledger, self.name, host, os.getpid(), now)
         log.info("node %s on the ledger (leases of %s)", self.name, self.lease)
 
     def beat(self) -> int:
@@ -141,3 +157,14 @@ class Node:
 
     def _now(self) -> datetime:
         return self.clock.now()
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id runs on this host (a crashed node's pid does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ from sqlalchemy import func, select
 from gateway.cli.main import main
 from gateway.core import config as configuration
 from gateway.core.clock import FakeClock
-from gateway.core.errors import ConfigError
+from gateway.core.errors import CannotStart, ConfigError
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.service.server import Gateway
 from gateway.service.services import open_services
@@ -261,6 +262,13 @@ async def test_a_gateway_keeping_bodies_in_postgresql_commits_them_with_the_row(
         config = configuration.load(path)
         upgraded(url)
         with open_services(config) as services:
+            now = services.clock.now()
+            # A live node of that name on another host: refused, one line, nothing taken.
+            leases.register(services.ledger, "one", "elsewhere", 4242, now)
+            with pytest.raises(CannotStart, match="node name one is in use by elsewhere pid 4242"):
+                await Gateway(services).start()
+            # The same name left by a process of this host that died: taken again at once.
+            leases.register(services.ledger, "one", socket.gethostname(), 2**22 + 7, now)
             gateway = Gateway(services)
             await gateway.start()
             try:
