@@ -51,8 +51,10 @@ CLIENTS = 4  # two send to A, two to B
 LEASE_SECONDS = 4
 HEARTBEAT_SECONDS = 1
 DESKS = ("sirene", "duty")
-# A's work must be taken over and finished within a lease, a heartbeat, a hand-off interval
-# and the work itself: this much on two shared cores (measured: see the printed figures).
+# A's leases must pass to B within a lease and a heartbeat after A's last beat, plus the
+# hand-off's wake-up (1 s) and this margin for a loaded machine (measured: 4.0 to 5.4 s in all);
+# the work itself is then finished within FINISH_SLACK (measured: under 1 s more).
+TAKEOVER_MARGIN = 5.0
 FINISH_SLACK = 30.0
 
 
@@ -313,6 +315,9 @@ async def test_node_b_finishes_the_work_of_node_a_killed_mid_batch(
     twice = {id_: n for id_, n in receipts.items() if n != 1}
     assert not twice, f"a receipt sent other than once: {twice}; {figures}"
     assert set(receipts) == set(by_reference.values()), f"a receipt missing; {figures}"
+    assert taken_over_at is not None, f"B never took A's leases; {figures}"
+    bound = LEASE_SECONDS + HEARTBEAT_SECONDS + 1 + TAKEOVER_MARGIN
+    assert taken_over_at - killed_at <= bound, f"takeover later than {bound} s; {figures}"
     assert finished_at is not None, f"B did not finish A's work in time; {figures}"
     assert finished_at - killed_at <= LEASE_SECONDS + HEARTBEAT_SECONDS + FINISH_SLACK
     assert len(forms) == FORMS + DUE
