@@ -80,6 +80,9 @@ class Handoff:
     # records to it in their transaction. None: one node, nothing to take.
     feed: Callable[[], object] | None = None
     hold_receipts: Callable[[Transaction, list[int]], None] | None = None
+    # Whether a handed-off item stays in done/ (the proof of what came, until the retention
+    # purge); not when the ledger keeps the bytes, whose purge runs on one node only.
+    keep_done = True
 
     def __init__(
         self,
@@ -158,8 +161,12 @@ class Handoff:
         if not claimed:  # none when another worker took them meanwhile
             return 0
         handled = self.handle_many(claimed)
+        if not handled:
+            return 0
+        if not self.keep_done:  # the ledger keeps the bytes: no copy stays on this node
+            return len(handled) - len(self.inbound.discard(handled))
         # Idempotent: an item a crash leaves in cur/ too is handled again as a no-op.
-        return len(handled) - len(self.inbound.finish(handled, sync_cur=False)) if handled else 0
+        return len(handled) - len(self.inbound.finish(handled, sync_cur=False))
 
     def set_aside_orphans(self) -> int:
         """At start-up, before any session: an inbound item without a ledger row was spooled by

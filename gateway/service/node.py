@@ -55,6 +55,7 @@ class Node:
         if self.takes_work:
             handoff.feed = self.feed
             handoff.hold_receipts = self.hold_receipts
+            handoff.keep_done = False
 
     def start(self) -> None:
         """Join the ledger's nodes. CannotStart when a live node (its heartbeat within the

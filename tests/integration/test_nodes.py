@@ -10,6 +10,7 @@ the row before the 250, a refused message leaves neither, the console's reader f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -24,7 +25,14 @@ from pathlib import Path
 import dbkit
 import pytest
 from dbkit import postgres_schema, upgraded
-from integration.inboundkit import World, gateway_config, message, send, settle
+from integration.inboundkit import (
+    World,
+    desk_messages,
+    gateway_config,
+    message,
+    send,
+    settle,
+)
 from sqlalchemy import func, select
 
 from gateway.cli.main import main
@@ -278,7 +286,16 @@ async def test_a_gateway_keeping_bodies_in_postgresql_commits_them_with_the_row(
                 bad = message(world, b"<not-a-form/>")
                 refused, text = await send(world, gateway, bad)
                 assert refused == 550, text
-                await settle(gateway)
+                for _ in range(200):  # the hand-off takes it from the ledger, then delivers
+                    await settle(gateway)
+                    if leases.backlog(gateway.ledger) == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert [m["X-IPC-Reference"] for m in desk_messages(gateway, "duty")] == [
+                    "NO-2026-000123"
+                ]
+                # Handed off, and no copy left on this node: the ledger keeps the bytes.
+                assert [p.name for p in gateway.inbound.done.iterdir()] == []
                 with gateway.engine.connect() as connection:
                     [row] = connection.execute(
                         select(messages).where(messages.c.direction == "inbound")
