@@ -74,7 +74,7 @@ class Node:
                 "own [cluster] node"
             )
         leases.register(self.ledger, self.name, host, os.getpid(), now)
-        log.info("node %s on the ledger (leases of %s)", self.name, self.lease)
+        log.debug("node %s on the ledger (leases of %s)", self.name, self.lease)
 
     def beat(self) -> int:
         """The heartbeat: this node lives, its leases hold for another lease time."""
