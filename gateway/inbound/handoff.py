@@ -80,6 +80,10 @@ class Handoff:
     # records to it in their transaction. None: one node, nothing to take.
     feed: Callable[[], object] | None = None
     hold_receipts: Callable[[Transaction, list[int]], None] | None = None
+    # Whether no other process can hand off the same message: then a first hand-off writes its
+    # desk copy without looking for an earlier one. Not with several nodes, where a node that
+    # stalled past its lease may meet another that took its work over.
+    exclusive = True
     # Whether a handed-off item stays in done/ (the proof of what came, until the retention
     # purge); not when the ledger keeps the bytes, whose purge runs on one node only.
     keep_done = True
@@ -325,7 +329,9 @@ class Handoff:
                     desk.maildir,
                     [(name, copy) for name, (_, copy) in zip(names, copies, strict=True)],
                     unseen={
-                        name for name, (ready, _) in zip(names, copies, strict=True) if ready.first
+                        name
+                        for name, (ready, _) in zip(names, copies, strict=True)
+                        if ready.first and self.exclusive
                     },
                 )
             except (GatewayError, OSError) as error:

@@ -56,6 +56,7 @@ class Node:
             handoff.feed = self.feed
             handoff.hold_receipts = self.hold_receipts
             handoff.keep_done = False
+            handoff.exclusive = False
 
     def start(self) -> None:
         """Join the ledger's nodes. CannotStart when a live node (its heartbeat within the
