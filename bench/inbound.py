@@ -40,7 +40,14 @@ and delivering) and everything else. Messages are counted at the end: each one o
 the sink once, and one receipt each taken by the partner's server.
 
     .venv/bin/python bench/inbound.py [--count 400] [--rounds 3] [--clients 4] [--lone 50]
-        [--protection none|fast|default]
+        [--protection none|fast|default] [--bodies spool|database --database URL]
+
+``--bodies database`` measures the cost of durability off the node instead: two gateways in
+this process, each on a ledger of its own on the PostgreSQL at ``--database``, one keeping the
+accepted messages' bodies in its spool (fsync, rename) and one committing them to PostgreSQL in
+the transaction of their ledger rows (``[store] bodies = "database"``), fed the same messages
+round after round (the order swapped each round); their rates and the ratio database / spool,
+to the 250 and with the hand-off, go to bench/results/inbound_bodies.json.
 
 ``--protection`` is how the gateway's key is protected: ``none``; ``fast``, a passphrase with a
 cheap key derivation (s2k-count 65536, as in the example configuration); ``default``, a passphrase
@@ -78,7 +85,7 @@ from gateway.core.stagecpu import STAGES, StageCpu
 from gateway.crypto.openpgp import GnuPG, KeyProtection
 from gateway.service.server import HANDOFF_MAX_WAIT, Gateway
 from gateway.service.services import open_services
-from gateway.store import schema
+from gateway.store import leases, schema
 from gateway.store.ledger import make_engine
 
 BENCH = Path(__file__).resolve().parent
@@ -86,6 +93,7 @@ ROOT = BENCH.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 import benchkit  # noqa: E402
+import bodystore  # noqa: E402
 import gpgkit  # noqa: E402
 import loadgen  # noqa: E402
 from loadgen import OUR_ADDRESS, PARTNER_ADDRESS, Message, Sent  # noqa: E402
@@ -402,9 +410,14 @@ async def settle(gateway: Gateway, cpu: StageCpu) -> None:
     deadline = time.perf_counter() + SETTLE_LIMIT
     folders = (gateway.inbound.new, gateway.inbound.cur, gateway.outbound.new, gateway.outbound.cur)
 
+    in_ledger = gateway.config.store.bodies == "database"
+
     def busy() -> bool:
         with cpu.timing(BENCHMARK, count=0):
-            return any(any(folder.iterdir()) for folder in folders)
+            if any(any(folder.iterdir()) for folder in folders):
+                return True
+            # Bodies in the ledger: a message may wait there before the hand-off takes it.
+            return in_ledger and leases.backlog(gateway.ledger) > 0
 
     while busy():
         if time.perf_counter() > deadline:
@@ -613,6 +626,90 @@ async def run(world: World, args: argparse.Namespace, partner: Partner) -> dict[
         "receipt_starttls_handshakes": handshakes,
         "intake_commit_groups": groups,
     }
+
+
+async def compare_bodies(
+    world: World, args: argparse.Namespace, partner: Partner
+) -> dict[str, Any]:
+    """--bodies database: the same messages through a gateway that keeps the bodies in its
+    spool and one that commits them to PostgreSQL with the ledger row, round after round in the
+    same run (each on a ledger of its own on the same server; the order swapped every round)."""
+    indices = list(range(len(world.messages)))
+    warm = indices[: args.warmup]
+    loaded = indices[args.warmup :]
+    slices = [loaded[r * args.count : (r + 1) * args.count] for r in range(args.rounds)]
+    passes: dict[str, list[Pass]] = {"spool": [], "database": []}
+    with bodystore.schemas(args.database, 2) as urls, contextlib.ExitStack() as closing:
+        gateways: dict[str, Gateway] = {}
+        for url, where in zip(urls, ("spool", "database"), strict=True):
+            config = bodystore.variant(world.config, world.base, url, where)
+            gateways[where] = Gateway(closing.enter_context(open_services(config)))
+            await gateways[where].start()
+        try:
+            for gateway in gateways.values():
+                await gateway_pass(gateway, partner, world, warm, clients=1)
+            for number, chosen in enumerate(slices, start=1):
+                order = ("spool", "database") if number % 2 else ("database", "spool")
+                for where in order:
+                    passes[where].append(
+                        await gateway_pass(gateways[where], partner, world, chosen, args.clients)
+                    )
+                print(
+                    f"round {number}: "
+                    + ", ".join(
+                        f"bodies in {where} {passes[where][-1].rate:.1f}/s to the 250 "
+                        f"({passes[where][-1].drained_rate or 0:.1f}/s with the hand-off)"
+                        for where in ("spool", "database")
+                    )
+                )
+        finally:
+            for gateway in gateways.values():
+                await gateway.stop()
+    receipts, _, _ = partner.stop()
+    expected = len(warm) + sum(map(len, slices))
+    for where in passes:
+        delivered = sum(1 for _ in (world.base / where / "desks" / "duty" / "new").iterdir())
+        if delivered != expected:
+            raise AssertionError(f"{where}: {delivered} on the desk, {expected} expected")
+    if receipts != 2 * expected:
+        raise AssertionError(f"the partner took {receipts} receipts, {2 * expected} expected")
+    side: dict[str, dict[str, float]] = {}
+    for where, done in passes.items():
+        latencies = [value for one in done for value in one.latencies]
+        side[where] = {
+            "to_250_per_second": round(median(p.rate for p in done), 1),
+            "with_handoff_per_second": round(median(p.drained_rate or 0.0 for p in done), 1),
+            "time_to_250_p50_ms": round(ms(percentile(latencies, 50)), 1),
+            "time_to_250_p99_ms": round(ms(percentile(latencies, 99)), 1),
+        }
+    return {
+        "bodies": side,
+        "ratio_database_over_spool_to_250": round(
+            side["database"]["to_250_per_second"] / side["spool"]["to_250_per_second"], 3
+        ),
+        "ratio_database_over_spool_with_handoff": round(
+            side["database"]["with_handoff_per_second"] / side["spool"]["with_handoff_per_second"],
+            3,
+        ),
+        "messages_per_round": args.count,
+        "rounds": args.rounds,
+        "clients": args.clients,
+        "receipts_delivered": receipts,
+    }
+
+
+def report_bodies(results: dict[str, Any]) -> None:
+    for where, side in results["bodies"].items():
+        print(
+            f"bodies in the {where}: {side['to_250_per_second']}/s to the 250, "
+            f"{side['with_handoff_per_second']}/s with the hand-off; time to 250 p50 "
+            f"{side['time_to_250_p50_ms']} ms, p99 {side['time_to_250_p99_ms']} ms"
+        )
+    print(
+        "ratio database / spool (the cost of durability off the node): "
+        f"{results['ratio_database_over_spool_to_250']:.2f} to the 250, "
+        f"{results['ratio_database_over_spool_with_handoff']:.2f} with the hand-off"
+    )
 
 
 def check_counts(world: World, expected: int, *, sink_stored: int) -> int:
@@ -824,8 +921,23 @@ def main() -> int:
         help="the gateway's key without passphrase (as in the integration tests), with one and "
         f"s2k-count {FAST_S2K_COUNT}, or with one and gpg's default key derivation",
     )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "inbound.json")
+    parser.add_argument(
+        "--bodies", choices=("spool", "database"), default="spool",
+        help="database: in the same run, a gateway keeping the bodies in its spool against one "
+        "committing them to PostgreSQL with the ledger row (--database), and their ratio",
+    )  # fmt: skip
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("GATEWAY_TEST_POSTGRES_URL", ""),
+        help="the PostgreSQL for --bodies database (default: $GATEWAY_TEST_POSTGRES_URL)",
+    )
+    parser.add_argument("--out", type=Path, help="the JSON results (bench/results/...)")
     args = parser.parse_args()
+    if args.out is None:
+        name = "inbound_bodies.json" if args.bodies == "database" else "inbound.json"
+        args.out = ROOT / "bench" / "results" / name
+    if args.bodies == "database" and not args.database.startswith("postgresql"):
+        parser.error("--bodies database needs --database postgresql+psycopg://...")
     args.count = DEFAULT_COUNT[args.protection] if args.count is None else args.count
     args.lone = DEFAULT_LONE[args.protection] if args.lone is None else args.lone
     if min(args.count, args.rounds, args.clients, args.lone, args.warmup) < 1 or args.lone < 2:
@@ -834,7 +946,9 @@ def main() -> int:
     # GnuPG homes must have short paths (the agent's socket path is limited): gpgkit's, in /tmp.
     base = Path(tempfile.mkdtemp(prefix="gwi-", dir="/tmp"))
     homes: list[Path] = []
-    total = args.warmup + args.lone + args.rounds * args.count
+    total = args.warmup + args.rounds * args.count
+    if args.bodies == "spool":
+        total += args.lone
     partner: Partner | None = None
     try:
         started = time.perf_counter()
@@ -847,14 +961,20 @@ def main() -> int:
         )
         partner = start_partner(world)
         load_start = [round(load, 2) for load in os.getloadavg()]
-        results = asyncio.run(run(world, args, partner))
+        if args.bodies == "database":
+            results = asyncio.run(compare_bodies(world, args, partner))
+        else:
+            results = asyncio.run(run(world, args, partner))
         results["load_average_at_start"] = load_start
         results["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     finally:
         if partner is not None:
             partner.kill()
         shut_down(homes, base)
-    report(results)
+    if args.bodies == "database":
+        report_bodies(results)
+    else:
+        report(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

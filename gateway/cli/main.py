@@ -17,6 +17,7 @@ from gateway.cli import db as cli_db
 from gateway.cli import deadlines as cli_deadlines
 from gateway.cli import index as cli_index
 from gateway.cli import keys as cli_keys
+from gateway.cli import nodes as cli_nodes
 from gateway.cli import partners as cli_partners
 from gateway.cli import queue as cli_queue
 from gateway.cli import report as cli_report
@@ -119,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_report.register(commands)
     cli_queue.register(commands)
     cli_db.register(commands)
+    cli_nodes.register(commands)
     cli_index.register(commands)
     cli_retention.register(commands)
     cli_search.register(commands)

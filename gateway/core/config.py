@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,6 +213,36 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where an accepted message's bytes are kept: ``spool`` (the node's durable spool, the
+    one-node default) or ``database`` (committed to PostgreSQL with its ledger row, so that no
+    accepted message depends on one machine)."""
+
+    bodies: str = "spool"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Several gateways on one PostgreSQL: this node's name (empty: host name and pid), how long
+    a lease lives without its node's heartbeat, and how often the heartbeat renews it."""
+
+    node: str = ""
+    lease_seconds: int = 30
+    heartbeat_seconds: int = 5
+
+    def node_name(self) -> str:
+        """This node's name: the configured one, else the host's name and the process id."""
+        if self.node:
+            return self.node
+        host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())
+        return f"{host[:50]}-{os.getpid()}"
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+
+@dataclass(frozen=True)
 class RetentionRule:
     """How long spooled originals and desk copies are kept; an unset field matches anything.
     The first matching rule applies; without one, nothing is purged."""
@@ -352,6 +383,8 @@ class Config:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     desk_delivery: DeskDelivery = field(default_factory=DeskDelivery)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     source: Path | None = None
 
     def partner(self, code: str) -> Partner:
@@ -455,6 +488,7 @@ def load(path: Path) -> Config:
     metrics = _metrics(table.table("metrics"))
     log_settings = _logging(table.table("logging"))
     desk_delivery = _desk_delivery(table.table("desk_delivery"), base)
+    store, cluster = _store(table.table("store"), database_url), _cluster(table.table("cluster"))
     table.finish()
     _check_unique(table, "partners", "code", [p.code for p in partners])
     _check_unique(table, "partners", "address", [p.address.lower() for p in partners])
@@ -497,6 +531,8 @@ def load(path: Path) -> Config:
         metrics=metrics,
         logging=log_settings,
         desk_delivery=desk_delivery,
+        store=store,
+        cluster=cluster,
         source=path,
     )
 
@@ -841,6 +877,42 @@ def _scheduler(table: Table) -> SchedulerSettings:
     table.finish()
     if settings.sweep_every <= timedelta(0):
         table.fail("sweep_every", "must be longer than zero")
+    return settings
+
+
+def _store(table: Table, database_url: str) -> StoreSettings:
+    settings = StoreSettings(
+        bodies=table.text("bodies", StoreSettings.bodies, choices=("spool", "database"))
+    )
+    table.finish()
+    if settings.bodies == "database" and not database_url.startswith("postgresql"):
+        table.fail(
+            "bodies",
+            '"database" needs the ledger on PostgreSQL ([database] url = "postgresql+psycopg://'
+            '..."); on SQLite the bodies stay in the spool',
+        )
+    return settings
+
+
+def _cluster(table: Table) -> ClusterSettings:
+    defaults = ClusterSettings()
+    settings = ClusterSettings(
+        node=table.text(
+            "node",
+            defaults.node,
+            pattern=r"[A-Za-z0-9._-]{0,64}",
+            hint="1-64 of A-Z a-z 0-9 . _ -",
+        ),
+        lease_seconds=table.integer("lease_seconds", defaults.lease_seconds, minimum=2),
+        heartbeat_seconds=table.integer("heartbeat_seconds", defaults.heartbeat_seconds, minimum=1),
+    )
+    table.finish()
+    if settings.heartbeat_seconds * 2 > settings.lease_seconds:
+        table.fail(
+            "heartbeat_seconds",
+            f"must be at most half of lease_seconds ({settings.lease_seconds}): a lease must "
+            "outlive a late heartbeat",
+        )
     return settings
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from gateway.inbound.carryover import Carryover
 from gateway.inbound.retry import HandoffRetry
 from gateway.store import lookups
 from gateway.store.audit import AuditLog
+from gateway.store.bodies import Spooled
 from gateway.store.ledger import Ledger, MessageRow, NewMessage
 from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import InboundState, OutboundState
@@ -47,20 +49,6 @@ class Progress:
 
     done: int
     held_since: float | None = None
-
-
-@dataclass(frozen=True)
-class Spooled:
-    """A received item of the inbound spool, split back into its two parts."""
-
-    raw: bytes
-    entity: bytes
-
-    @classmethod
-    def of(cls, item: SpoolItem) -> Spooled:
-        payload = item.payload()
-        length = int(item.meta["raw_length"])
-        return cls(payload[:length], payload[length:])
 
 
 @dataclass(frozen=True)
@@ -90,6 +78,19 @@ class Handoff:
     Reference it answers.
     """
 
+    # With several nodes (the bodies in the ledger): ``feed`` brings the work this node takes
+    # (leased) into its inbound spool before each run, ``hold_receipts`` leases the receipts it
+    # records to it in their transaction. None: one node, nothing to take.
+    feed: Callable[[], object] | None = None
+    hold_receipts: Callable[[Transaction, list[int]], None] | None = None
+    # Whether no other process can hand off the same message: then a first hand-off writes its
+    # desk copy without looking for an earlier one. Not with several nodes, where a node that
+    # stalled past its lease may meet another that took its work over.
+    exclusive = True
+    # Whether a handed-off item stays in done/ (the proof of what came, until the retention
+    # purge); not when the ledger keeps the bytes, whose purge runs on one node only.
+    keep_done = True
+
     def __init__(
         self,
         *,
@@ -109,6 +110,7 @@ class Handoff:
     ) -> None:
         self.config = config
         self.sink = sink if sink is not None else open_sink(config)
+        self._feeding = threading.Lock()
         # Told (from the hand-off's thread) when a batch's receipts are queued: delivery can
         # start on them while the next batch is handed off.
         self.receipts_queued = receipts_queued
@@ -134,6 +136,9 @@ class Handoff:
         ``share``: how many runs go side by side; each takes batches of at most its share of
         what waits, so that one's gpg runs overlap another's Python."""
         done = 0
+        if self.feed is not None:
+            with self._feeding:  # the runs side by side take their work once, not twice
+                self.feed()
         seen: set[str] = set()  # each item once per run: one that waits never blocks the rest
         while fresh := [(key, at) for key, at in self.inbound.queued() if key not in seen]:
             size = max(1, min(HANDOFF_BATCH, len(fresh) // max(1, share)))
@@ -165,8 +170,12 @@ class Handoff:
         if not claimed:  # none when another worker took them meanwhile
             return 0
         handled = self.handle_many(claimed)
+        if not handled:
+            return 0
+        if not self.keep_done:  # the ledger keeps the bytes: no copy stays on this node
+            return len(handled) - len(self.inbound.discard(handled))
         # Idempotent: an item a crash leaves in cur/ too is handled again as a no-op.
-        return len(handled) - len(self.inbound.finish(handled, sync_cur=False)) if handled else 0
+        return len(handled) - len(self.inbound.finish(handled, sync_cur=False))
 
     def set_aside_orphans(self) -> int:
         """At start-up, before any session: an inbound item without a ledger row was spooled by
@@ -327,7 +336,7 @@ class Handoff:
         if copies:
             outcomes = self.sink.deliver(
                 [copy for _, copy in copies],
-                unseen={copy.name for ready, copy in copies if ready.first},
+                unseen={copy.name for ready, copy in copies if ready.first and self.exclusive},
             )
             for (ready, _), error in zip(copies, outcomes, strict=True):
                 if error is None:
@@ -451,6 +460,8 @@ class Handoff:
             ],
         )
         receipts.update((row.id, receipt) for row, receipt in zip(new, recorded, strict=True))
+        if self.hold_receipts is not None:
+            self.hold_receipts(tx, [receipt.id for receipt in recorded])
         return receipts
 
     def queue_receipt(self, row: MessageRow) -> str:

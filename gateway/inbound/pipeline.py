@@ -28,6 +28,7 @@ from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.inbound.carryover import Carryover
 from gateway.search import index
 from gateway.store.audit import AuditLog
+from gateway.store.bodies import NewBody
 from gateway.store.groupcommit import GroupCommit, Received
 from gateway.store.ledger import Ledger, NewMessage
 from gateway.store.spool import Spool
@@ -83,8 +84,12 @@ class Pipeline:
         clock: Clock,
         cpu: StageCpu | None = None,
         carried: Carryover | None = None,
+        bodies_in_ledger: bool = False,
     ) -> None:
         self.config = config
+        # [store] bodies = "database": the message's bytes go into the ledger with its row, in
+        # one commit, and no spool file is written before the 250.
+        self.bodies_in_ledger = bodies_in_ledger
         self.gpg = gpg
         self.validator = validator
         self.ledger = ledger
@@ -197,15 +202,19 @@ class Pipeline:
             "received_at": now.isoformat(),
             "raw_length": len(raw),
         }
-        try:
-            self.spool.put(key, raw + checked.opened.entity, meta)
-        except FileExistsError:  # these very bytes: recorded before, or in another session now
-            earlier = self._dedupe(checked)
-            if earlier is not None:
-                return earlier
-            raise StoreUnavailable(
-                "the same message is being received in another session"
-            ) from None
+        body: NewBody | None = None
+        if self.bodies_in_ledger:
+            body = NewBody(raw + checked.opened.entity, len(raw))
+        else:
+            try:
+                self.spool.put(key, raw + checked.opened.entity, meta)
+            except FileExistsError:  # these very bytes: recorded before, or in another session
+                earlier = self._dedupe(checked)
+                if earlier is not None:
+                    return earlier
+                raise StoreUnavailable(
+                    "the same message is being received in another session"
+                ) from None
         entries = index.rows_for_intake(checked.validation)
         try:
             # Committed with the records of the sessions that finish at the same time: one
@@ -234,20 +243,21 @@ class Pipeline:
                     audit=checked.audit_fields(),
                     reply_due=self._reply_due(checked, now),
                     index=entries,
+                    body=body,
                 )
             )
         except LedgerConflict:
-            self.spool.delete(key, "queued")
+            self._unspool(key)
             raced = self._dedupe(checked)  # recorded before, or by another session a moment ago
             if raced is None:
                 raise StoreUnavailable() from None
             return raced
         except LedgerError as error:
-            self.spool.delete(key, "queued")
+            self._unspool(key)
             log.error("ledger unavailable: %s", type(error).__name__)
             raise StoreUnavailable() from None
         except Exception:
-            self.spool.delete(key, "queued")  # no 250 for it: nothing of it may stay
+            self._unspool(key)  # no 250 for it: nothing of it may stay
             raise
         self.carried.put(key, checked.opened.payload, checked.validation)
         log.debug("received %s %s from %s", checked.form.code, header.reference, partner.code)
@@ -258,6 +268,12 @@ class Pipeline:
             partner=partner.code,
             form=checked.form.code,
         )
+
+    def _unspool(self, key: str) -> None:
+        """Take back the spool item of a message whose record was not committed (none was
+        written when the ledger keeps the bodies: its transaction took the body with it)."""
+        if not self.bodies_in_ledger:
+            self.spool.delete(key, "queued")
 
     def _dedupe(self, checked: _Checked) -> Accepted | None:
         """The same signed content again is a duplicate; the same Reference with other content

@@ -22,7 +22,7 @@ from gateway.desks.maildir import choose_desk
 from gateway.forms.catalogue import FormSpec
 from gateway.forms.xmlforms import FormHeader, FormValidator, Validation
 from gateway.search import index
-from gateway.store import lookups, search_rows
+from gateway.store import bodies, lookups, search_rows
 from gateway.store.audit import AuditLog
 from gateway.store.grouping import ToGroup, group_safely_in, grouping_references
 from gateway.store.ledger import Ledger, NewMessage
@@ -83,6 +83,9 @@ class Submitter:
         clock: Clock,
     ) -> None:
         self.config = config
+        # [store] bodies = "database": the sealed message is committed to the ledger with its
+        # row, and the node that takes it (leases) puts it into its own outbound spool.
+        self.bodies_in_ledger = config.store.bodies == "database"
         self.gpg = gpg
         self.validator = validator
         self.ledger = ledger
@@ -304,6 +307,9 @@ class Submitter:
         # Spooled last inside the transaction: if the commit fails the item is taken back;
         # if the process dies before the commit, delivery finds no row and sets it aside.
         self._take_spool_key(tx, key, ledger_id)
+        if self.bodies_in_ledger:
+            bodies.add_in(tx, bodies.body_rows([ledger_id], [bodies.NewBody(sealed, len(sealed))]))
+            return key
         self.outbound.put(
             key,
             sealed,

@@ -11,7 +11,6 @@ from gateway.crypto import pgpmime
 from gateway.crypto.pgpmime import Attachment
 from gateway.desks import maildir
 from gateway.desks.maildir import Delivery
-from gateway.inbound.handoff import Spooled
 from gateway.service.services import Services
 from gateway.store import lookups
 from gateway.store.ledger import MessageRow
@@ -42,12 +41,15 @@ def delivery_of(services: Services, row: MessageRow) -> Delivery:
     if row.direction != "inbound" or row.spool_key is None:
         raise NotReadable(f"message {row.id} is not a received message", GONE)
     try:
-        item = services.inbound.get(row.spool_key)
+        body = services.bodies.read(row.id, row.spool_key)
     except KeyError:
         raise NotReadable(f"message {row.id}: its spooled copy is no longer kept", GONE) from None
+    except ValueError as exc:
+        detail = f"message {row.id}: its stored copy cannot be read ({type(exc).__name__})"
+        raise NotReadable(detail, UNREADABLE) from exc
     validator = services.validator
     try:
-        payload = pgpmime.parse_entity(Spooled.of(item).entity)
+        payload = pgpmime.parse_entity(body.entity)
         result = validator.validate(payload.form)
         header = result.header()
     except (KeyError, ValueError, GatewayError) as exc:

@@ -11,7 +11,6 @@ from gateway.access.accesslog import AccessLog, Purpose
 from gateway.access.roles import Permission, Principal, Role
 from gateway.core.errors import GatewayError, SearchRefused
 from gateway.crypto import pgpmime
-from gateway.inbound.handoff import Spooled
 from gateway.search import index, matching
 from gateway.service.services import Services
 from gateway.store import search_log, search_rows
@@ -168,12 +167,15 @@ def _again(services: Services, row: MessageRow, done: Rebuilt) -> None:
         done.not_kept += 1
         return
     try:
-        item = services.inbound.get(row.spool_key)
+        body = services.bodies.read(row.id, row.spool_key)
     except KeyError:
         done.not_kept += 1
         return
+    except ValueError:
+        done.unreadable += 1
+        return
     try:
-        payload = pgpmime.parse_entity(Spooled.of(item).entity)
+        payload = pgpmime.parse_entity(body.entity)
         validation = services.validator.validate(payload.form)
         found = validation.entities()
     except (KeyError, ValueError, GatewayError):

@@ -26,6 +26,7 @@ from gateway.metrics.figures import Figures
 from gateway.outbound.delivery import Courier
 from gateway.outbound.outbox import Outbox
 from gateway.outbound.retry import requeue_interrupted
+from gateway.service.node import Node
 from gateway.service.services import Services, open_services
 from gateway.tracking.scheduler import Schedule
 
@@ -85,6 +86,7 @@ class Gateway:
             clock=self.clock,
             cpu=self.cpu,
             carried=carried,
+            bodies_in_ledger=config.store.bodies == "database",
         )
         self.handoff = Handoff(
             config=config,
@@ -100,6 +102,7 @@ class Gateway:
             receipts_queued=self.wake_outbound,
             tally=self.tally,
         )
+        self.node = Node(config, self.ledger, self.clock, self.handoff, self.wake_outbound)
         self.submitter = services.submitter()
         self.outbox = Outbox(config, self.submitter)
         self.courier = Courier(
@@ -117,6 +120,7 @@ class Gateway:
             services,
             wake_outbound=self.wake_outbound,
             outbound_next_due=self.courier.next_due,
+            node=self.node.name,
             catalogue=self.validator.catalogue,
             tally=self.tally,
         )
@@ -152,6 +156,7 @@ class Gateway:
     async def start(self) -> None:
         """Recover what a previous run left, then listen."""
         self._recover()
+        await asyncio.to_thread(self.node.start)
         orphans = self.handoff.set_aside_orphans()
         if orphans:
             log.warning("set aside %d message(s) spooled but never recorded", orphans)
@@ -174,6 +179,7 @@ class Gateway:
         self._tasks = [
             asyncio.create_task(self.courier.run(self._outbound_wake)),
             asyncio.create_task(self._outbox_loop()),
+            asyncio.create_task(self._heartbeat_loop()),
         ]
         self.schedule.start()
         self._serve_metrics()
@@ -288,6 +294,16 @@ class Gateway:
                 log.exception("outbox scan failed; retrying")
             await asyncio.sleep(OUTBOX_INTERVAL)
 
+    async def _heartbeat_loop(self) -> None:
+        """The node's heartbeat: its leases hold while it beats."""
+        every = self.config.cluster.heartbeat_seconds
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.node.beat)
+            except Exception as error:  # the ledger away: the leases run out, others take over
+                log.error("heartbeat failed: %s", type(error).__name__)
+
     async def stop(self) -> None:
         """Stop accepting, let sessions inside DATA finish, close the SMTP sessions kept to
         partners, hand off what is left, release the threads (the services are closed by their
@@ -306,7 +322,12 @@ class Gateway:
                 await task
         self._tasks = []
         await self.courier.close()  # its kept SMTP sessions, QUIT (run did it when cancelled)
+        self.handoff.feed = None  # what it holds is finished; nothing more is taken
         await asyncio.get_running_loop().run_in_executor(self.background, self.handoff.run_once)
+        try:
+            await asyncio.to_thread(self.node.stop)
+        except Exception as error:  # its leases then run out by themselves
+            log.error("cannot release this node's leases: %s", type(error).__name__)
         self.executor.shutdown(wait=True)
         self.background.shutdown(wait=True)
         self.outbox_worker.shutdown(wait=True)

@@ -18,6 +18,7 @@ from gateway.forms.setup import load_validator
 from gateway.forms.xmlforms import FormValidator
 from gateway.outbound.submit import Submitter
 from gateway.store.audit import AuditLog
+from gateway.store.bodies import Bodies
 from gateway.store.durable import private_folder
 from gateway.store.ledger import Ledger, make_engine
 from gateway.store.schema import require_current
@@ -96,6 +97,13 @@ class Services:
     def outbound(self) -> Spool:
         """The outbound spool: forms, receipts and notices waiting for delivery."""
         return self._once("outbound", lambda: self._spool("outbound"))
+
+    @property
+    def bodies(self) -> Bodies:
+        """The bytes of accepted messages, from the spool or the ledger (``[store] bodies``)."""
+        return self._once(
+            "bodies", lambda: Bodies(self.config.store.bodies, self.ledger, self.inbound)
+        )
 
     def submitter(self) -> Submitter:
         """Forms into the outbound queue (`gateway send`, and the desks' outboxes in `serve`)."""

@@ -8,7 +8,8 @@ meanwhile queue for the next leader. A lone record is written at once: no timer 
 company, the group is whoever queued while the previous commit ran.
 
 A group is written with one statement per table (the messages with one INSERT ... RETURNING,
-their events, their deadlines, their search index entries), then its audit lines after one read
+their events, their deadlines, their search index entries, their bodies when the ledger keeps
+them), then its audit lines after one read
 of the chain's head, hashed in the group's order, in one INSERT. When a unique key refuses a
 record (the same Reference, recorded a moment ago or earlier in the same group), the group is
 written again in a new transaction, each record in its own SAVEPOINT: the refused one gets
@@ -29,6 +30,7 @@ from sqlalchemy import exc, insert
 
 from gateway.core.clock import Clock
 from gateway.store.audit import AuditLog, clean_fields
+from gateway.store.bodies import NewBody, add_in, body_rows
 from gateway.store.grouping import ToGroup, group_safely_in, grouping_references
 from gateway.store.ledger import (
     Ledger,
@@ -66,6 +68,7 @@ class Received:
     audit: Mapping[str, str]
     reply_due: tuple[datetime, datetime] | None = None
     index: Sequence[IndexRow] = ()  # its search index entries, written in the same transaction
+    body: NewBody | None = None  # its bytes, when they are kept in the ledger ([store] bodies)
 
 
 class _Ticket:
@@ -267,6 +270,7 @@ class GroupCommit:
             if record.index
         ]
         add_many_in(tx, indexed, now)
+        add_in(tx, body_rows(ids, [record.body for record in records]))
         for message_id, record in zip(ids, records, strict=True):
             new = record.message
             group_safely_in(

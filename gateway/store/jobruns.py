@@ -2,7 +2,8 @@
 
 A node claims (job, slot) by inserting the row: the primary key lets one insert win, the others
 skip. The winner writes the outcome when done. A claim left without an outcome (its node died
-mid-run) may be taken over once it is older than ``STALE_CLAIM``.
+mid-run) may be taken over once it is older than ``STALE_CLAIM``, or as soon as its node is known
+dead: its heartbeat in ``nodes`` is older than the lease time, or it stopped.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, exc, insert, select, update
 
-from gateway.store.ledger import as_utc, job_runs
+from gateway.store.ledger import as_utc, job_runs, nodes
 
 log = logging.getLogger("gateway.scheduler")
 
@@ -20,8 +21,17 @@ STALE_CLAIM = timedelta(hours=6)
 DONE_PREFIX = "done"
 
 
-def claim(engine: Engine, job: str, slot: str, node: str, now: datetime) -> bool:
-    """Whether this node runs ``job`` for ``slot``: True for exactly one claimant."""
+def claim(
+    engine: Engine,
+    job: str,
+    slot: str,
+    node: str,
+    now: datetime,
+    *,
+    lease: timedelta | None = None,
+) -> bool:
+    """Whether this node runs ``job`` for ``slot``: True for exactly one claimant. With
+    ``lease``, a claim of a node whose heartbeat is older than that is taken over at once."""
     try:
         with engine.begin() as connection:
             connection.execute(
@@ -32,12 +42,22 @@ def claim(engine: Engine, job: str, slot: str, node: str, now: datetime) -> bool
         pass
     with engine.begin() as connection:
         row = connection.execute(
-            select(job_runs.c.claimed_at, job_runs.c.outcome).where(
+            select(job_runs.c.claimed_at, job_runs.c.outcome, job_runs.c.node).where(
                 job_runs.c.job == job, job_runs.c.slot == slot
             )
         ).first()
-        if row is None or row.outcome or now - as_utc(row.claimed_at) < STALE_CLAIM:
+        if row is None or row.outcome:
             return False
+        if now - as_utc(row.claimed_at) < STALE_CLAIM:
+            if lease is None:
+                return False
+            holder = connection.execute(
+                select(nodes.c.heartbeat_at, nodes.c.stopped_at).where(nodes.c.name == row.node)
+            ).first()
+            if holder is None or (
+                holder.stopped_at is None and now - as_utc(holder.heartbeat_at) < lease
+            ):
+                return False  # its node lives (or is no node of the cluster's): its run goes on
         taken = connection.execute(
             update(job_runs)
             .where(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Row,
     String,
@@ -188,6 +189,45 @@ job_runs = Table(
     Column("node", String(64), nullable=False, default=""),
     Column("outcome", String(200), nullable=False, default=""),
 )
+
+# The bytes of an accepted message when ``[store] bodies = "database"`` (revision 0015): the raw
+# message and the verified entity after it (``raw_length`` bytes of raw), committed with the
+# message's row, so that another node can hand it off. Outbound: a sealed message of ours.
+message_bodies = Table(
+    "message_bodies",
+    metadata,
+    Column("message_id", Integer, ForeignKey("messages.id"), primary_key=True),
+    Column("bytes", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("raw_length", Integer, nullable=False),
+)
+
+# The gateways on this ledger (revision 0015): each one's heartbeat, renewed every
+# ``[cluster] heartbeat_seconds``; a node whose heartbeat is older than its leases is dead.
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("stopped_at", DateTime(timezone=True)),
+)
+
+# Work a node took (revision 0015): a kind (``handoff``: a received message; ``receipt``: a
+# receipt of ours to send; ``outbound``: a form of ours to deliver) and the message's id; the
+# holder's heartbeat moves ``expires_at`` on, and once it has passed any node may take it over.
+leases = Table(
+    "leases",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("item_id", Integer, primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("taken_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_leases_holder", leases.c.holder)
 
 sequences = Table(
     "sequences",

@@ -70,7 +70,7 @@ class Recovery:
 
 
 class Spool:
-    """A directory queue: put; queued and waiting (look); claim; then finish, requeue or
+    """A directory queue: put; queued and waiting (look); claim; then finish, discard, requeue or
     set_aside; unquarantine (an operator's release); delete; get, exists, quarantined; recover."""
 
     def __init__(self, root: Path) -> None:
@@ -232,6 +232,24 @@ class Spool:
                     fsync_dir(self.cur)
             except OSError as exc:
                 raise _store_error(exc, "done/") from exc
+        return stuck
+
+    def discard(self, items: Iterable[SpoolItem]) -> list[SpoolItem]:
+        """Remove claimed items for good, without keeping them in done/ and without syncing
+        cur/: for an owner whose bytes are kept elsewhere (the ledger) and whose handling is
+        idempotent, since a crash may bring an item back into cur/. Returns the items that
+        could not be removed (not claimed items of this spool, or an I/O error: logged)."""
+        cur = os.fspath(self.cur)
+        stuck: list[SpoolItem] = []
+        for item in items:
+            source = f"{cur}/{_filename(item.key)}"
+            try:
+                if os.fspath(item.path) != source:
+                    raise ValueError(f"{item.key}: not a claimed item of this spool")
+                os.unlink(source)  # noqa: PTH108 - as in claim
+            except (OSError, ValueError) as exc:
+                log.error("cannot discard %s: %s", item.key, exc)
+                stuck.append(item)
         return stuck
 
     def requeue(self, item: SpoolItem, meta: Mapping[str, Any] | None = None) -> SpoolItem:

@@ -7,14 +7,16 @@ shredded yet. A due message still needed waits for a later run: a deadline of it
 
 Shredding a message, in three steps, each safe to do again:
 1. every file it left (gateway.tracking.copies: spooled items of both spools with the re-sent
-   copies, desk copies, outbox copies) and, when desks are in Dovecot, every copy a desk's
-   mailbox holds (gateway.tracking.dovecot_copies, over IMAP) is read for its SHA-256 and
-   size, and these are kept in the ledger (shredded_copies) before anything is deleted;
+   copies, desk copies, outbox copies), its bytes in the ledger ([store] bodies = "database")
+   and, when desks are in Dovecot, every copy a desk's mailbox holds
+   (gateway.tracking.dovecot_copies, over IMAP) is read for its SHA-256 and size, and these
+   are kept in the ledger (shredded_copies) before anything is deleted;
 2. the files are deleted, the Dovecot copies expunged;
-3. in one transaction: its search index entries (and the name parts no other entry holds) and
-   the drafts of replies to it are deleted, its row is marked ``shredded_at`` (the stub: ids,
-   form, partner, dates and digests, which hold no personal data), an event ``purged`` and an
-   audit line (counts, and the SHA-256 of the stub's digests; never content) are recorded.
+3. in one transaction: its search index entries (and the name parts no other entry holds),
+   the drafts of replies to it and its bytes in the ledger are deleted, its row is marked
+   ``shredded_at`` (the stub: ids, form, partner, dates and digests, which hold no personal
+   data), an event ``purged`` and an audit line (counts, and the SHA-256 of the stub's
+   digests; never content) are recorded.
 A run stopped before 3 leaves the message due: the next run finds what is left, keeps the
 digests of the files still there beside those kept already, and finishes.
 
@@ -35,7 +37,7 @@ from gateway.core.config import Config
 from gateway.core.durations import format_duration
 from gateway.core.errors import GatewayError
 from gateway.search import folding
-from gateway.store import retention_rows, search_log, search_rows, shred_rows
+from gateway.store import bodies, retention_rows, search_log, search_rows, shred_rows
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageRow
 from gateway.store.retention_rows import PURGED
@@ -46,6 +48,7 @@ from gateway.tracking.dovecot_copies import PLACE as DOVECOT
 from gateway.tracking.dovecot_copies import DovecotCopies
 
 log = logging.getLogger("gateway.retention")
+BODY = "database"  # a stub's place for the bytes the ledger kept ([store] bodies = "database")
 
 BATCH = 500
 
@@ -145,7 +148,9 @@ class Purger:
             return
         measured = [copy for item in found if (copy := item.measured()) is not None]
         with self.ledger.transaction() as tx:
-            shred_rows.record_in(tx, row.id, [*measured, *held], now)
+            stored = bodies.measured_in(tx, row.id)  # its bytes, when the ledger keeps them
+            kept_body = [] if stored is None else [shred_rows.Copy(BODY, "message_bodies", *stored)]
+            shred_rows.record_in(tx, row.id, [*measured, *held, *kept_body], now)
         remove(found)
         if mailboxes is not None and held:
             mailboxes.remove(row)
@@ -154,6 +159,7 @@ class Purger:
                 return  # another run (another node, the command) finished it meanwhile
             entries = search_rows.delete_of_message_in(tx, row.id)
             drafts = shred_rows.delete_drafts_in(tx, row.id)
+            bodies.forget_in(tx, row.id)
             kept = shred_rows.copies_of(tx, row.id)
             detail = _detail(format_duration(keep), kept, entries, drafts)
             self.ledger.event_in(tx, row.id, PURGED, detail)
@@ -200,7 +206,7 @@ def _count(
 def _detail(keep: str, kept: list[shred_rows.Copy], entries: int, drafts: int) -> str:
     """What the event and the audit line say: counts of what the stub keeps digests of, and of
     the rows deleted (their content has no digest: a digest of a name would tell it)."""
-    spooled = sum(copy.place.endswith("-spool") for copy in kept)
+    spooled = sum(copy.place.endswith("-spool") or copy.place == BODY for copy in kept)
     desk = sum(copy.place in ("desk", DOVECOT) for copy in kept)
     outbox = sum(copy.place == "outbox" for copy in kept)
     return (

@@ -24,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -109,7 +107,8 @@ class Schedule:
         self.ledger, self.audit, self.clock = services.ledger, services.audit, services.clock
         self.wake_outbound = wake_outbound
         self.outbound_next_due = outbound_next_due
-        self.node = node or f"{socket.gethostname()}:{os.getpid()}"
+        self.node = node or config.cluster.node_name()
+        self.lease = config.cluster.lease  # a daily job's claim outlives a dead node by this
         self.sweeper = Sweeper(
             config=config,
             ledger=self.ledger,
@@ -175,7 +174,7 @@ class Schedule:
     def _daily(self, job: str, slot: str, run: Callable[[datetime], T]) -> T | None:
         """Run ``job`` for ``slot`` (a day, or an hour) unless some gateway claimed it first."""
         now = self.clock.now()
-        if not jobruns.claim(self.ledger.engine, job, slot, self.node, now):
+        if not jobruns.claim(self.ledger.engine, job, slot, self.node, now, lease=self.lease):
             return None
         try:
             outcome = run(now)

@@ -19,7 +19,7 @@ from gateway.core.config import Config
 from gateway.core.errors import GatewayError
 from gateway.desks.notices import Notice, post
 from gateway.forms.catalogue import FormCatalogue
-from gateway.store import deadline_rows
+from gateway.store import bodies, deadline_rows
 from gateway.store.audit import AuditLog
 from gateway.store.deadline_rows import Counters, DueDeadline
 from gateway.store.ledger import Ledger
@@ -258,7 +258,7 @@ class Sweeper:
         self, row: DueDeadline, deadline: OpenDeadline, step: Step, now: datetime
     ) -> Step:
         """The re-send, or at once the end of waiting when the original is no longer spooled."""
-        if row.spool_key is not None and self.outbound.exists(row.spool_key):
+        if self._original(row) is not None:
             return step
         log.error("%s %s: not in the outbound spool, cannot send it again", row.form, row.reference)
         return plan(deadline, now, replace(self._rules(row), receipt_resends=deadline.resends))
@@ -270,11 +270,41 @@ class Sweeper:
         key = resend_key(row.spool_key, row.message_id, number)
         if self.outbound.exists(key):
             return key
-        original = self.outbound.get(row.spool_key)
-        meta = {k: v for k, v in original.meta.items() if k not in DELIVERY_KEYS}
+        original = self._original(row)
+        if original is None:
+            raise LookupError(f"{row.reference} has no spooled original to send again")
+        payload, meta = original
         meta.update(kind="resend", ledger_id=row.message_id)
-        self.outbound.put(key, original.payload(), meta)
+        self.outbound.put(key, payload, meta)
         return key
+
+    def _original(self, row: DueDeadline) -> tuple[bytes, dict[str, object]] | None:
+        """The message as it was sent and its queue metadata (without delivery's): from this
+        node's outbound spool, else, when the ledger keeps the bodies, from the ledger (another
+        node sent it, and died). None when it is kept nowhere."""
+        if row.spool_key is None:
+            return None
+        if self.outbound.exists(row.spool_key):
+            try:
+                item = self.outbound.get(row.spool_key)
+            except KeyError:
+                return None
+            return item.payload(), {k: v for k, v in item.meta.items() if k not in DELIVERY_KEYS}
+        if self.config.store.bodies != "database":
+            return None
+        with self.ledger.reading() as tx:
+            found = bodies.read_rows_in(tx, [row.message_id])
+        if row.message_id not in found:
+            return None
+        sent = self.ledger.get(row.message_id)
+        return found[row.message_id].raw, {
+            "to": self.config.partner(row.partner).address,
+            "partner": row.partner,
+            "reference": row.reference,
+            "form": row.form,
+            "kind": "form",
+            "message_id": sent.message_id,
+        }
 
     def _facts(self, row: DueDeadline, deadline: OpenDeadline) -> deadline_notices.Facts:
         return deadline_notices.Facts(

@@ -24,11 +24,13 @@ from gateway.search import index, matching
 from gateway.service.cases import Cases
 from gateway.store import (
     alert_rows,
+    bodies,
     case_rows,
     claims,
     deadline_rows,
     drafts,
     idempotency,
+    leases,
     reportfigures,
     retention_rows,
     schema,
@@ -676,3 +678,28 @@ def test_revision_0012_adds_the_alert_register_to_a_0011_ledger_holding_data(
         )
     with ledger.reading() as tx:
         assert alert_rows.marks(tx)[found.alert].status == "deleted"
+
+
+def test_revision_0015_adds_the_bodies_nodes_and_leases_to_a_0012_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0012")).after == "0012"
+    fill(empty_engine)
+    before = contents(empty_engine)
+    assert "message_bodies" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0012", schema.head())
+    assert contents(empty_engine) == before
+    assert differences(empty_engine) == []
+    assert {"message_bodies", "nodes", "leases"} <= set(inspect(empty_engine).get_table_names())
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [old] = ledger.by_reference(RECEIVED.reference)
+    with ledger.transaction() as tx:  # a body stored for a message the ledger held before
+        bodies.add_in(tx, bodies.body_rows([old.id], [bodies.NewBody(b"raw" + b"entity", 3)]))
+    with ledger.reading() as tx:
+        assert bodies.read_rows_in(tx, [old.id]) == {old.id: bodies.Spooled(b"raw", b"entity")}
+    leases.register(ledger, "node-a", "host-a", 1, START)
+    assert [node.name for node in leases.listing(ledger)] == ["node-a"]
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact

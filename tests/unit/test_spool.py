@@ -177,6 +177,20 @@ def test_finish_keeps_the_item_in_done_until_deleted(spool: Spool) -> None:
     assert not spool.exists("k")
 
 
+def test_discard_removes_claimed_items_and_keeps_nothing_in_done(spool: Spool) -> None:
+    spool.put("a", b"x", {})
+    spool.put("b", b"y", {})
+    waiting = spool.put("w", b"z", {})
+    claimed = spool.claim(["a", "b"])
+    assert spool.discard(claimed) == []
+    assert spool.discard([waiting]) == [waiting]  # not claimed: left where it is
+    assert names(spool.new) == ["w.msg"]
+    for folder in (spool.cur, spool.done, spool.quarantine):
+        assert names(folder) == []
+    assert not spool.exists("a")
+    assert spool.discard(claimed) == claimed  # gone already: reported, nothing else touched
+
+
 def test_delete_only_touches_the_folders_named(spool: Spool) -> None:
     spool.put("waiting", b"x", {})
     spool.put("claimed", b"x", {})
