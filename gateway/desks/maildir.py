@@ -63,6 +63,10 @@ class Delivery:
     desk_email: str | None = None
     attachments: tuple[Attachment, ...] = ()
     reply_due: datetime | None = None
+    # The cross-check at arrival: its hits on this desk's own messages, described, and how many
+    # others it found on other desks (counted, never described here).
+    earlier: tuple[str, ...] = ()
+    earlier_elsewhere: int = 0
 
 
 def choose_desk(
@@ -197,6 +201,7 @@ def body(delivery: Delivery) -> str:
     lines = [f"{delivery.channel.upper()} form {delivery.form}: {delivery.title}", ""]
     lines += [f"{label + ':':<13}{value}" for label, value in summary if value]
     lines += _outline_lines(header_rest)
+    lines += _earlier_lines(delivery)
     lines += ["", *_outline_lines(content), "", *_attachment_lines(delivery.attachments)]
     return "\n".join(lines) + "\n"
 
@@ -303,6 +308,20 @@ def _outline_lines(rows: Iterable[Row]) -> list[str]:
         first, *more = value.splitlines() or [""]
         lines.append(f"{indent}{label}: {first}" if value else f"{indent}{label}")
         lines += [f"{indent}  {line.strip()}" for line in more]
+    return lines
+
+
+def _earlier_lines(delivery: Delivery) -> list[str]:
+    """The cross-check's hits, when it found any: none is said by no section."""
+    if not delivery.earlier and not delivery.earlier_elsewhere:
+        return []
+    lines = ["", "Earlier exchanges:"]
+    lines += [f"  {hit}" for hit in delivery.earlier]
+    if count := delivery.earlier_elsewhere:
+        lines.append(
+            f"  {'and ' if delivery.earlier else ''}{count} on other desks"
+            " (not described here: a supervisor sees them)"
+        )
     return lines
 
 

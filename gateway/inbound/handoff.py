@@ -1,4 +1,5 @@
-"""After the 250: hand each received message to its desk exactly once, and queue its receipt."""
+"""After the 250: hand each received message to its desk exactly once, with the cross-check
+against earlier exchanges on its copy, and queue its receipt."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from gateway.desks.maildir import Delivery, deliver_many, render
 from gateway.forms.xmlforms import FormValidator, Validation
 from gateway.inbound.carryover import Carryover
 from gateway.inbound.retry import HandoffRetry
-from gateway.store import lookups
+from gateway.search import crosscheck
+from gateway.store import crosscheck_rows, lookups
 from gateway.store.audit import AuditLog
+from gateway.store.crosscheck_rows import EarlierHit
 from gateway.store.ledger import Ledger, MessageRow, NewMessage
 from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import InboundState, OutboundState
@@ -73,6 +76,7 @@ class _Ready:
     desk: str | None
     receipt: bool
     first: bool = False
+    hits: tuple[EarlierHit, ...] | None = None  # the cross-check's, None: not checked
 
 
 class Handoff:
@@ -239,6 +243,7 @@ class Handoff:
         with self.ledger.reading() as tx:
             rows = self.ledger.by_spool_keys_in(tx, [item.key for item in items])
             dues = lookups.deadlines_due(tx, [row.id for row in rows.values()], "reply")
+        checked = self._cross_check(list(rows.values()))
         opened: list[tuple[_Ready, bytes | None]] = []
         for item in items:
             row = rows.get(item.key)
@@ -246,7 +251,7 @@ class Handoff:
                 self._not_recorded(item)
                 continue
             try:
-                opened.append(self._open(item, row, dues.get(row.id)))
+                opened.append(self._open(item, row, dues.get(row.id), checked.get(row.id)))
             except (GatewayError, OSError, LookupError) as error:
                 self._failed(item, error)
         prepared = self._deliver(opened)
@@ -260,6 +265,26 @@ class Handoff:
                 continue
             ready.append(one)
         return ready
+
+    def _cross_check(self, rows: list[MessageRow]) -> dict[int, tuple[EarlierHit, ...]]:
+        """The cross-check of each message about to go to its desk, by ledger id, from the index
+        entries written at its acceptance (one read for the batch). A fault leaves the message
+        unchecked: logged, and it goes to its desk without the section."""
+        due = [
+            row for row in rows if row.state == InboundState.RECEIVED and row.form != RECEIPT_FORM
+        ]
+        checked: dict[int, tuple[EarlierHit, ...]] = {}
+        if not due:
+            return checked
+        try:
+            with self.ledger.reading() as tx:
+                for row in due:
+                    checked[row.id] = tuple(crosscheck.check(tx, row.id))
+        except (LedgerError, GatewayError) as error:
+            # The class only: the driver's text may quote the values searched for.
+            log.error("cross-check of a batch failed: %s", type(error).__name__)
+            return {}
+        return checked
 
     def _failed(self, item: SpoolItem, error: Exception) -> None:
         log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
@@ -277,7 +302,11 @@ class Handoff:
         self.inbound.set_aside(item, "spooled but never recorded")
 
     def _open(
-        self, item: SpoolItem, row: MessageRow, reply_due: datetime | None
+        self,
+        item: SpoolItem,
+        row: MessageRow,
+        reply_due: datetime | None,
+        hits: tuple[EarlierHit, ...] | None = None,
     ) -> tuple[_Ready, bytes | None]:
         """The item's form, checked, and the desk's copy to write (None: none to write now)."""
         # Taken once: an item carried over was checked by this process's intake and never
@@ -301,8 +330,8 @@ class Handoff:
         if row.state != InboundState.RECEIVED:
             return _Ready(item, row, desk=None, receipt=True), None
         desk = self.config.desk(row.desk or "")
-        copy = self._render(row, payload, validation, reply_due)
-        return _Ready(item, row, desk.name, receipt=True, first=first), copy
+        copy = self._render(row, payload, validation, reply_due, hits or ())
+        return _Ready(item, row, desk.name, receipt=True, first=first, hits=hits), copy
 
     def _deliver(self, opened: list[tuple[_Ready, bytes | None]]) -> list[_Ready]:
         """The desks' copies into their Maildirs, each desk's in one go (once: the name is
@@ -337,11 +366,13 @@ class Handoff:
         payload: pgpmime.Payload,
         validation: Validation,
         reply_due: datetime | None,
+        hits: tuple[EarlierHit, ...] = (),
     ) -> bytes:
-        """The desk's copy of the message."""
+        """The desk's copy of the message, with the cross-check's hits its desk may read."""
         form = self.validator.catalogue.get(row.form)
         partner = self.config.partner(row.partner)
         desk = self.config.desk(row.desk or "")
+        own, elsewhere = crosscheck.seen_by(hits, desk.name)
         return render(
             Delivery(
                 partner=partner.code,
@@ -357,6 +388,8 @@ class Handoff:
                 received_at=row.created_at,
                 desk=desk.name,
                 desk_email=desk.email,
+                earlier=tuple(crosscheck.describe(hit) for hit in own),
+                earlier_elsewhere=elsewhere,
             )
         )
 
@@ -393,7 +426,33 @@ class Handoff:
                     if ready.row.id in moved
                 ],
             )
+            self._record_hits_in(tx, [ready for ready in prepared if ready.row.id in moved])
         return [(row, receipts[row.id]) for row in owed]
+
+    def _record_hits_in(self, tx: Transaction, delivered: list[_Ready]) -> None:
+        """The cross-check's hits of the messages delivered now, and an audit line for each
+        message checked: how many hits, on its desk and elsewhere, never what matched."""
+        checked = [ready for ready in delivered if ready.hits is not None]
+        if not checked:
+            return
+        crosscheck_rows.replace_in(
+            tx, [(ready.row.id, ready.hits or ()) for ready in checked], self.clock.now()
+        )
+        lines = []
+        for ready in checked:
+            own, elsewhere = crosscheck.seen_by(ready.hits or (), ready.desk or "")
+            lines.append(
+                (
+                    "crosschecked",
+                    {
+                        "partner": ready.row.partner,
+                        "form": ready.row.form,
+                        "reference": ready.row.reference,
+                        "reason": f"{len(own)} hit(s) on desk {ready.desk}, {elsewhere} elsewhere",
+                    },
+                )
+            )
+        self.audit.append_many_in(tx, lines)
 
     def _receipt_rows_in(self, tx: Transaction, owed: list[MessageRow]) -> dict[int, MessageRow]:
         """The receipt's row for each of ``owed``, by the message's ledger id: the one recorded

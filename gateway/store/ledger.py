@@ -372,6 +372,31 @@ search_requests = Table(
 )
 Index("ix_search_requests_at", search_requests.c.at)
 
+# The cross-check at arrival (gateway.search.crosscheck; revision 0010): what an arriving
+# message had in common with an earlier exchange, one row per earlier message and value, written
+# in the hand-off's transaction that delivers the message to its desk. ``shown`` is the earlier
+# entry's value as written (personal data, read only through the access-logged message view);
+# ``earlier_desk`` says who may see it described.
+crosscheck_hits = Table(
+    "crosscheck_hits",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("earlier_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("shown", String(255), nullable=False),
+    Column("born", String(10)),
+    Column("score", Integer, nullable=False),
+    Column("earlier_direction", String(8), nullable=False),
+    Column("earlier_partner", String(32), nullable=False),
+    Column("earlier_desk", String(32)),
+    Column("earlier_form", String(32), nullable=False),
+    Column("earlier_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_crosscheck_hits_message", crosscheck_hits.c.message_id)
+
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500
 

@@ -5,7 +5,8 @@ that matches its channel and form (Config.keep_for; no rule: kept for ever). Its
 inbound or outbound spool (with the re-sent copies of an outbound one) and its copies in the
 desk's Maildir (named ``<ledger id>.<Reference>`` by the hand-off, in new/ or cur/ with a
 ``:2,`` flags suffix) are deleted; then an event ``purged`` and an audit entry are recorded in
-one transaction. The ledger row, its digests and its history stay. A purge interrupted before
+one transaction, with its search index entries and the cross-check's hits of it and on it.
+The ledger row, its digests and its history stay. A purge interrupted before
 that commit is simply done again: deleting what is gone already is no error.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from gateway.core.config import Config
 from gateway.core.durations import format_duration
 from gateway.core.errors import GatewayError
-from gateway.store import retention_rows, search_log, search_rows
+from gateway.store import crosscheck_rows, retention_rows, search_log, search_rows
 from gateway.store.audit import AuditLog
 from gateway.store.durable import fsync_dir
 from gateway.store.ledger import Ledger, MessageRow
@@ -105,6 +106,7 @@ class Purger:
         with self.ledger.transaction() as tx:
             self.ledger.event_in(tx, row.id, PURGED, detail)
             search_rows.delete_of_message_in(tx, row.id)  # its search index entries
+            crosscheck_rows.delete_of_message_in(tx, row.id)  # its hits, and hits on it
             self.audit.append_in(
                 tx,
                 "retention.purged",

@@ -19,9 +19,10 @@ from sqlalchemy import Engine, inspect, select, text
 from gateway.core.clock import FakeClock
 from gateway.core.errors import LedgerOutdated
 from gateway.forms.entities import Entity
-from gateway.search import index, matching
+from gateway.search import crosscheck, index, matching
 from gateway.store import (
     claims,
+    crosscheck_rows,
     deadline_rows,
     drafts,
     idempotency,
@@ -543,10 +544,11 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
     before = contents(empty_engine)
     assert "alert_article" not in {c["name"] for c in inspect(empty_engine).get_columns("messages")}
 
-    done = schema.upgrade(empty_engine)
+    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009"))
 
     assert (done.before.current, done.after) == ("0008", "0009")
     assert kept(empty_engine, before)
+    schema.upgrade(empty_engine)  # the later revisions, for the ledger's queries below
     assert differences(empty_engine) == []
     indexes = {
         index["name"]
@@ -569,4 +571,44 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
             ("inbound", "26", 1),
             ("inbound", "none", 1),
         ]
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_revision_0010_adds_the_crosscheck_hits_to_a_0009_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [old] = ledger.by_reference(RECEIVED.reference)
+    where = Where(old.id, "inbound", "NO-SIRENE", "sirene", "G")
+    passport = Entity("document", "passport", "AB 123-456", None, "RO")
+    with ledger.transaction() as tx:
+        index.write_in(tx, where, [passport], START)
+    before = contents(empty_engine)
+    assert "crosscheck_hits" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0009", "0010")
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    with ledger.transaction() as tx:
+        new = ledger.record_in(tx, replace(RECEIVED, reference="NO-2026-000124"), "spooled")
+        index.write_in(tx, replace(where, message_id=new), [passport], START)
+    with ledger.reading() as tx:
+        hits = crosscheck.check(tx, new)
+        assert crosscheck.check(tx, old.id) == []  # nothing earlier than the first
+    assert [(hit.earlier_id, hit.kind, hit.shown, hit.score) for hit in hits] == [
+        (old.id, "document", "AB 123-456", 100)
+    ]
+    with ledger.transaction() as tx:
+        assert crosscheck_rows.replace_in(tx, [(new, hits)], START) == 1
+        assert crosscheck_rows.replace_in(tx, [(new, hits)], START) == 1  # again: replaced
+    with ledger.reading() as tx:
+        assert crosscheck_rows.of_message(tx, new) == hits
+    with ledger.transaction() as tx:  # the earlier message's retention ended
+        assert crosscheck_rows.delete_of_message_in(tx, old.id) == 1
+    with ledger.reading() as tx:
+        assert crosscheck_rows.of_message(tx, new) == []
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact

@@ -1,0 +1,121 @@
+"""The cross-check's hits: written with an arriving message's hand-off, read for its message
+view, deleted with the retention purge of either message; and the index entries of one
+message, which the cross-check starts from."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, insert, or_, select
+
+from gateway.store.ledger import as_utc, crosscheck_hits, search_entries
+from gateway.store.search_rows import IndexRow
+from gateway.store.unit import Transaction
+
+_INSERT = insert(crosscheck_hits)
+_OF_MESSAGE = (
+    select(crosscheck_hits)
+    .where(crosscheck_hits.c.message_id == bindparam("message_id"))
+    .order_by(crosscheck_hits.c.id)
+)
+_ENTRIES = (
+    select(search_entries)
+    .where(search_entries.c.message_id == bindparam("message_id"))
+    .order_by(search_entries.c.id)
+)
+
+
+@dataclass(frozen=True)
+class EarlierHit:
+    """What an arriving message has in common with an earlier one: the earlier entry's kind,
+    role and value as written (a person's date of birth), the score (100: the same key), and
+    the earlier message's place."""
+
+    kind: str
+    role: str
+    shown: str
+    born: str | None
+    score: int
+    earlier_id: int
+    earlier_direction: str
+    earlier_partner: str
+    earlier_desk: str | None
+    earlier_form: str
+    earlier_at: datetime
+
+
+def entries_of(tx: Transaction, message_id: int) -> list[IndexRow]:
+    """The index entries written for a message at its acceptance."""
+    rows = tx.connection.execute(_ENTRIES, {"message_id": message_id}).all()
+    return [
+        IndexRow(row.kind, row.role, row.shown, row.folded, row.key, row.born, row.country)
+        for row in rows
+    ]
+
+
+def replace_in(
+    tx: Transaction, hits_by_message: Sequence[tuple[int, Sequence[EarlierHit]]], now: datetime
+) -> int:
+    """Write the hits of these messages inside ``tx``, in place of any written before;
+    returns how many."""
+    ids = [message_id for message_id, _ in hits_by_message]
+    if ids:
+        tx.connection.execute(delete(crosscheck_hits).where(crosscheck_hits.c.message_id.in_(ids)))
+    values = [
+        {
+            "message_id": message_id,
+            "earlier_id": hit.earlier_id,
+            "kind": hit.kind,
+            "role": hit.role,
+            "shown": hit.shown[:255],
+            "born": hit.born,
+            "score": hit.score,
+            "earlier_direction": hit.earlier_direction,
+            "earlier_partner": hit.earlier_partner,
+            "earlier_desk": hit.earlier_desk,
+            "earlier_form": hit.earlier_form,
+            "earlier_at": hit.earlier_at,
+            "created_at": now,
+        }
+        for message_id, hits in hits_by_message
+        for hit in hits
+    ]
+    if values:
+        tx.connection.execute(_INSERT, values)
+    return len(values)
+
+
+def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
+    """The hits recorded for a message, in the order they were found."""
+    rows = tx.connection.execute(_OF_MESSAGE, {"message_id": message_id}).all()
+    return [
+        EarlierHit(
+            row.kind,
+            row.role,
+            row.shown,
+            row.born,
+            row.score,
+            row.earlier_id,
+            row.earlier_direction,
+            row.earlier_partner,
+            row.earlier_desk,
+            row.earlier_form,
+            as_utc(row.earlier_at),
+        )
+        for row in rows
+    ]
+
+
+def delete_of_message_in(tx: Transaction, message_id: int) -> int:
+    """Delete the hits of a message and those that describe it (its retention ended)."""
+    result = tx.connection.execute(
+        delete(crosscheck_hits).where(
+            or_(
+                crosscheck_hits.c.message_id == message_id,
+                crosscheck_hits.c.earlier_id == message_id,
+            )
+        )
+    )
+    return int(result.rowcount or 0)

@@ -1,0 +1,43 @@
+"""The cross-check at arrival: the earlier exchanges an arriving message had something in
+common with.
+
+Revision ID: 0010
+Revises: 0009
+A table only added: the messages a ledger holds were delivered before it, and keep no hits.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "crosscheck_hits",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("message_id", sa.Integer(), sa.ForeignKey("messages.id"), nullable=False),
+        sa.Column("earlier_id", sa.Integer(), sa.ForeignKey("messages.id"), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("role", sa.String(32), nullable=False),
+        sa.Column("shown", sa.String(255), nullable=False),
+        sa.Column("born", sa.String(10)),
+        sa.Column("score", sa.Integer(), nullable=False),
+        sa.Column("earlier_direction", sa.String(8), nullable=False),
+        sa.Column("earlier_partner", sa.String(32), nullable=False),
+        sa.Column("earlier_desk", sa.String(32)),
+        sa.Column("earlier_form", sa.String(32), nullable=False),
+        sa.Column("earlier_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_crosscheck_hits_message", "crosscheck_hits", ["message_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_crosscheck_hits_message", table_name="crosscheck_hits")
+    op.drop_table("crosscheck_hits")
