@@ -1,84 +1,98 @@
-"""The cross-check at arrival: what an arriving message has in common with earlier exchanges
-(its identifiers by their exact folded key, its persons by name and date of birth at the
-search's default threshold), and how a hit reads on a desk copy.
+"""The cross-check at arrival: what an arriving message has in common with earlier exchanges,
+by exact index keys only, and how a hit reads on a desk copy.
+
+Each of the message's index entries is looked up by its key as the index holds it (an
+identifier folded: documents, vehicles, firearms, objects, references, phone numbers, e-mail
+addresses; a person by the sorted skeletons of the name parts and the date of birth, so that
+Iwanow and Ivanov or Novák and Nowak meet): at most PER_ENTRY of the most recent earlier
+entries each, at most MAX_HITS for the message. Its cost is a few index walks of a bounded
+length, however many messages hold a common name: no fuzzy scoring runs on the hand-off's
+path (a search does that, when a handler asks). A person without a date of birth is left out:
+a name alone is no identification.
 
 Earlier means recorded before it in the ledger (a lower ledger id), inbound or outbound, on
 any desk: who may see a hit described is decided where it is shown (the desk copy, the
-message view). Phone numbers and e-mail addresses are left out: a bureau's own number or
-address in a form's text would tie every exchange with that bureau together. A person without
-a date of birth on either side is left out too: a name alone is no identification.
+message view). Phone numbers and e-mail addresses come last: a bureau's own number or address
+in a form's text would tie many exchanges together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
 
-from gateway.core.errors import SearchRefused
-from gateway.forms.entities import DOCUMENT, FIREARM, OBJECT, PERSON, REFERENCE, VEHICLE
-from gateway.search import matching
-from gateway.store import crosscheck_rows, search_rows
+from gateway.forms.entities import (
+    DOCUMENT,
+    EMAIL,
+    FIREARM,
+    OBJECT,
+    PERSON,
+    PHONE,
+    REFERENCE,
+    VEHICLE,
+)
+from gateway.store import crosscheck_rows
 from gateway.store.crosscheck_rows import EarlierHit
-from gateway.store.search_rows import Candidate, IndexRow
 from gateway.store.unit import Transaction
 
-IDENTIFIERS = frozenset({DOCUMENT, VEHICLE, FIREARM, OBJECT, REFERENCE})
-MAX_HITS = 50  # per message: more is no cross-check but a list, and a search's job
-_EXACT = 200  # earlier entries read per identifier
+# Looked up, by rank: what identifies first, contact details last.
+RANKS = {
+    DOCUMENT: 0,
+    VEHICLE: 0,
+    FIREARM: 0,
+    OBJECT: 0,
+    REFERENCE: 0,
+    PERSON: 0,
+    PHONE: 1,
+    EMAIL: 1,
+}
+PER_ENTRY = 20  # earlier entries read per key: the most recent
+MAX_HITS = 20  # per message: more is no cross-check but a list, and a search's job
 
 
 def check(tx: Transaction, message_id: int) -> list[EarlierHit]:
     """The hits of the message ``message_id`` against the messages recorded before it, from
-    its own index entries: at most MAX_HITS, one per earlier message and value."""
-    found: dict[tuple[int, str, str], EarlierHit] = {}
+    its own index entries: one per earlier message and key, at most MAX_HITS, identifiers and
+    persons first, then the most recent first."""
+    looked: set[tuple[str, str, str | None]] = set()
+    found: dict[tuple[int, str, str], tuple[int, EarlierHit]] = {}
     for row in crosscheck_rows.entries_of(tx, message_id):
-        for candidate, score in _matches(tx, row):
+        rank = RANKS.get(row.kind)
+        born = row.born if row.kind == PERSON else None
+        if rank is None or (row.kind == PERSON and not born) or not row.key:
+            continue
+        if (row.kind, row.key, born) in looked:
+            continue
+        looked.add((row.kind, row.key, born))
+        for candidate in crosscheck_rows.earlier(
+            tx, row.kind, row.key, born, before=message_id, limit=PER_ENTRY
+        ):
             where = candidate.where
-            if where.message_id >= message_id:
+            key = (where.message_id, row.kind, row.key)
+            if key in found:
                 continue
-            hit = EarlierHit(
-                kind=candidate.row.kind,
-                role=candidate.row.role,
-                shown=candidate.row.shown,
-                born=candidate.row.born,
-                score=score,
-                earlier_id=where.message_id,
-                earlier_direction=where.direction,
-                earlier_partner=where.partner,
-                earlier_desk=where.desk,
-                earlier_form=where.form,
-                earlier_at=candidate.created_at,
+            found[key] = (
+                rank,
+                EarlierHit(
+                    kind=candidate.row.kind,
+                    role=candidate.row.role,
+                    shown=candidate.row.shown,
+                    born=candidate.row.born,
+                    earlier_id=where.message_id,
+                    earlier_direction=where.direction,
+                    earlier_partner=where.partner,
+                    earlier_desk=where.desk,
+                    earlier_form=where.form,
+                    earlier_at=candidate.created_at,
+                ),
             )
-            key = (hit.earlier_id, hit.kind, candidate.row.key)
-            if key not in found or found[key].score < score:
-                found[key] = hit
-    hits = sorted(found.values(), key=lambda hit: (-hit.score, -hit.earlier_id, hit.shown))
-    return hits[:MAX_HITS]
-
-
-def _matches(tx: Transaction, row: IndexRow) -> Sequence[tuple[Candidate, int]]:
-    if row.kind in IDENTIFIERS:
-        same = search_rows.candidates(
-            tx, row.kind, [row.key], fuzzy=False, desks=None, limit=_EXACT
-        )
-        return [(candidate, 100) for candidate in same if candidate.row.key == row.key]
-    if row.kind != PERSON or not row.born:
-        return []
-    try:
-        born = date.fromisoformat(row.born)
-        query = matching.Query(PERSON, row.shown, born=born, limit=MAX_HITS)
-        found = matching.search(tx, query, desks=None)
-    except (ValueError, SearchRefused):  # a date or a name the search cannot take: no check
-        return []
-    return [(hit.candidate, int(hit.score)) for hit in found.hits if hit.candidate.row.born]
+    ranked = sorted(found.values(), key=lambda item: (item[0], -item[1].earlier_id))
+    return [hit for _, hit in ranked[:MAX_HITS]]
 
 
 def describe(hit: EarlierHit) -> str:
     """``passport AB 123-456 in a G form from NO-SIRENE, 2026-03-02, ledger 17``."""
     if hit.kind == PERSON:
         what = f"person {hit.shown}, born {hit.born}"
-        if hit.score < 100:
-            what += f" ({hit.score}% alike)"
     else:
         what = f"{hit.role} {hit.shown}"
     way = "from" if hit.earlier_direction == "inbound" else "to"

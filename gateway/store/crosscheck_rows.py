@@ -1,6 +1,6 @@
 """The cross-check's hits: written with an arriving message's hand-off, read for its message
-view, deleted with the retention purge of either message; and the index entries of one
-message, which the cross-check starts from."""
+view, deleted with the retention purge of either message; the index entries of one message,
+which the cross-check starts from, and the most recent earlier entries of one exact key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, insert, or_, select
 
 from gateway.store.ledger import as_utc, crosscheck_hits, search_entries
-from gateway.store.search_rows import IndexRow
+from gateway.store.search_rows import Candidate, IndexRow, candidate_of
 from gateway.store.unit import Transaction
 
 _INSERT = insert(crosscheck_hits)
@@ -25,19 +25,32 @@ _ENTRIES = (
     .where(search_entries.c.message_id == bindparam("message_id"))
     .order_by(search_entries.c.id)
 )
+# The most recent entries of one key (and date of birth, or none) in messages recorded before
+# one: a walk down the end of ix_search_entries_kind_key_born, never longer than the limit.
+_EARLIER = (
+    select(search_entries)
+    .where(
+        search_entries.c.kind == bindparam("kind"),
+        search_entries.c.key == bindparam("key"),
+        search_entries.c.message_id < bindparam("before"),
+    )
+    .order_by(search_entries.c.message_id.desc())
+    .limit(bindparam("limit"))
+)
+_EARLIER_BORN = _EARLIER.where(search_entries.c.born == bindparam("born"))
+_EARLIER_UNBORN = _EARLIER.where(search_entries.c.born.is_(None))
 
 
 @dataclass(frozen=True)
 class EarlierHit:
-    """What an arriving message has in common with an earlier one: the earlier entry's kind,
-    role and value as written (a person's date of birth), the score (100: the same key), and
-    the earlier message's place."""
+    """What an arriving message has in common with an earlier one (the same key): the earlier
+    entry's kind, role and value as written (a person's date of birth), and the earlier
+    message's place."""
 
     kind: str
     role: str
     shown: str
     born: str | None
-    score: int
     earlier_id: int
     earlier_direction: str
     earlier_partner: str
@@ -53,6 +66,19 @@ def entries_of(tx: Transaction, message_id: int) -> list[IndexRow]:
         IndexRow(row.kind, row.role, row.shown, row.folded, row.key, row.born, row.country)
         for row in rows
     ]
+
+
+def earlier(
+    tx: Transaction, kind: str, key: str, born: str | None, *, before: int, limit: int
+) -> list[Candidate]:
+    """At most ``limit`` entries of ``kind`` with this ``key`` and date of birth (None: entries
+    without one) in messages recorded before the message ``before``, the most recent first."""
+    values: dict[str, object] = {"kind": kind, "key": key, "before": before, "limit": limit}
+    if born is None:
+        rows = tx.connection.execute(_EARLIER_UNBORN, values).all()
+    else:
+        rows = tx.connection.execute(_EARLIER_BORN, {**values, "born": born}).all()
+    return [candidate_of(row) for row in rows]
 
 
 def replace_in(
@@ -71,7 +97,6 @@ def replace_in(
             "role": hit.role,
             "shown": hit.shown[:255],
             "born": hit.born,
-            "score": hit.score,
             "earlier_direction": hit.earlier_direction,
             "earlier_partner": hit.earlier_partner,
             "earlier_desk": hit.earlier_desk,
@@ -96,7 +121,6 @@ def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
             row.role,
             row.shown,
             row.born,
-            row.score,
             row.earlier_id,
             row.earlier_direction,
             row.earlier_partner,

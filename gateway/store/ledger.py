@@ -332,7 +332,15 @@ search_entries = Table(
     Column("country", String(32)),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
-Index("ix_search_entries_kind_key", search_entries.c.kind, search_entries.c.key)
+# The search's exact look-ups use (kind, key); the cross-check at arrival reads the most recent
+# entries of one key and date of birth from the end of (kind, key, born, message_id).
+Index(
+    "ix_search_entries_kind_key_born",
+    search_entries.c.kind,
+    search_entries.c.key,
+    search_entries.c.born,
+    search_entries.c.message_id,
+)
 Index("ix_search_entries_message", search_entries.c.message_id)
 # The distinct name parts held (their skeletons), with their consonants (Mohamed, Muhamad), and
 # which person entries hold each: a search finds alike parts first (few, even with many
@@ -372,7 +380,7 @@ search_requests = Table(
 )
 Index("ix_search_requests_at", search_requests.c.at)
 
-# The cross-check at arrival (gateway.search.crosscheck; revision 0010): what an arriving
+# The cross-check at arrival (gateway.search.crosscheck; revision 0014): what an arriving
 # message had in common with an earlier exchange, one row per earlier message and value, written
 # in the hand-off's transaction that delivers the message to its desk. ``shown`` is the earlier
 # entry's value as written (personal data, read only through the access-logged message view);
@@ -387,7 +395,6 @@ crosscheck_hits = Table(
     Column("role", String(32), nullable=False),
     Column("shown", String(255), nullable=False),
     Column("born", String(10)),
-    Column("score", Integer, nullable=False),
     Column("earlier_direction", String(8), nullable=False),
     Column("earlier_partner", String(32), nullable=False),
     Column("earlier_desk", String(32)),
@@ -396,6 +403,7 @@ crosscheck_hits = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_crosscheck_hits_message", crosscheck_hits.c.message_id)
+Index("ix_crosscheck_hits_earlier", crosscheck_hits.c.earlier_id)  # a purge deletes by either
 
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500

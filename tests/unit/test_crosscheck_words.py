@@ -16,7 +16,6 @@ def hit(kind: str, role: str, shown: str, **changes: object) -> EarlierHit:
         "role": role,
         "shown": shown,
         "born": None,
-        "score": 100,
         "earlier_id": 17,
         "earlier_direction": "inbound",
         "earlier_partner": "NO-SIRENE",
@@ -36,11 +35,9 @@ def test_an_identifier_reads_with_its_role_and_the_earlier_message() -> None:
     assert describe(sent) == "plate B 12 XYZ in a A form to NO-SIRENE, 2026-03-02, ledger 17"
 
 
-def test_a_person_reads_with_the_date_of_birth_and_a_score_below_100() -> None:
+def test_a_person_reads_with_the_date_of_birth() -> None:
     same = hit("person", "name", "Ivan IVANOV", born="1980-01-01")
-    alike = hit("person", "name", "Ivan IVANOV", born="1980-01-01", score=92)
     assert describe(same).startswith("person Ivan IVANOV, born 1980-01-01 in a G form")
-    assert describe(alike).startswith("person Ivan IVANOV, born 1980-01-01 (92% alike) in a G")
 
 
 def test_a_desk_reads_its_own_hits_and_counts_the_others() -> None:

@@ -574,7 +574,7 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
 
 
-def test_revision_0010_adds_the_crosscheck_hits_to_a_0009_ledger_holding_data(
+def test_revision_0014_adds_the_crosscheck_hits_to_a_0009_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
     assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
@@ -583,32 +583,42 @@ def test_revision_0010_adds_the_crosscheck_hits_to_a_0009_ledger_holding_data(
     [old] = ledger.by_reference(RECEIVED.reference)
     where = Where(old.id, "inbound", "NO-SIRENE", "sirene", "G")
     passport = Entity("document", "passport", "AB 123-456", None, "RO")
+    person = Entity("person", "name", "Jan NOWAK", "1980-01-01", "PL")
     with ledger.transaction() as tx:
-        index.write_in(tx, where, [passport], START)
+        index.write_in(tx, where, [passport, person], START)
     before = contents(empty_engine)
     assert "crosscheck_hits" not in inspect(empty_engine).get_table_names()
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after) == ("0009", "0010")
+    assert (done.before.current, done.after) == ("0009", "0014")
     assert kept(empty_engine, before)
     assert differences(empty_engine) == []
+    indexes = {index["name"] for index in inspect(empty_engine).get_indexes("search_entries")}
+    assert "ix_search_entries_kind_key_born" in indexes
+    assert "ix_search_entries_kind_key" not in indexes
     with ledger.transaction() as tx:
         new = ledger.record_in(tx, replace(RECEIVED, reference="NO-2026-000124"), "spooled")
-        index.write_in(tx, replace(where, message_id=new), [passport], START)
+        # The same passport written otherwise; the same person spelled otherwise.
+        same = [
+            Entity("document", "passport", "ab123456", None, "RO"),
+            Entity("person", "name", "Jan Novák", "1980-01-01", "PL"),
+        ]
+        index.write_in(tx, replace(where, message_id=new), same, START)
     with ledger.reading() as tx:
         hits = crosscheck.check(tx, new)
         assert crosscheck.check(tx, old.id) == []  # nothing earlier than the first
-    assert [(hit.earlier_id, hit.kind, hit.shown, hit.score) for hit in hits] == [
-        (old.id, "document", "AB 123-456", 100)
+    assert [(hit.earlier_id, hit.kind, hit.shown) for hit in hits] == [
+        (old.id, "document", "AB 123-456"),
+        (old.id, "person", "Jan NOWAK"),
     ]
     with ledger.transaction() as tx:
-        assert crosscheck_rows.replace_in(tx, [(new, hits)], START) == 1
-        assert crosscheck_rows.replace_in(tx, [(new, hits)], START) == 1  # again: replaced
+        assert crosscheck_rows.replace_in(tx, [(new, hits)], START) == 2
+        assert crosscheck_rows.replace_in(tx, [(new, hits)], START) == 2  # again: replaced
     with ledger.reading() as tx:
         assert crosscheck_rows.of_message(tx, new) == hits
     with ledger.transaction() as tx:  # the earlier message's retention ended
-        assert crosscheck_rows.delete_of_message_in(tx, old.id) == 1
+        assert crosscheck_rows.delete_of_message_in(tx, old.id) == 2
     with ledger.reading() as tx:
         assert crosscheck_rows.of_message(tx, new) == []
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
