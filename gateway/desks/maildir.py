@@ -67,6 +67,7 @@ class Delivery:
     # others it found on other desks (counted, never described here).
     earlier: tuple[str, ...] = ()
     earlier_elsewhere: int = 0
+    earlier_capped: bool = False  # the check stopped at its limit: there may be more
 
 
 def choose_desk(
@@ -322,6 +323,8 @@ def _earlier_lines(delivery: Delivery) -> list[str]:
             f"  {'and ' if delivery.earlier else ''}{count} on other desks"
             " (not described here: a supervisor sees them)"
         )
+    if delivery.earlier_capped:
+        lines.append("  (the most recent only: a search finds any others)")
     return lines
 
 

@@ -390,6 +390,7 @@ class Handoff:
                 desk_email=desk.email,
                 earlier=tuple(crosscheck.describe(hit) for hit in own),
                 earlier_elsewhere=elsewhere,
+                earlier_capped=len(hits) >= crosscheck.MAX_HITS,
             )
         )
 
@@ -419,40 +420,19 @@ class Handoff:
                             "partner": ready.row.partner,
                             "form": ready.row.form,
                             "reference": ready.row.reference,
-                            "reason": f"desk {ready.desk}",
+                            "reason": _delivered_reason(ready),
                         },
                     )
                     for ready in prepared
                     if ready.row.id in moved
                 ],
             )
-            self._record_hits_in(tx, [ready for ready in prepared if ready.row.id in moved])
-        return [(row, receipts[row.id]) for row in owed]
-
-    def _record_hits_in(self, tx: Transaction, delivered: list[_Ready]) -> None:
-        """The cross-check's hits of the messages delivered now, and an audit line for each
-        message checked: how many hits, on its desk and elsewhere, never what matched."""
-        checked = [ready for ready in delivered if ready.hits is not None]
-        if not checked:
-            return
-        crosscheck_rows.replace_in(
-            tx, [(ready.row.id, ready.hits or ()) for ready in checked], self.clock.now()
-        )
-        lines = []
-        for ready in checked:
-            own, elsewhere = crosscheck.seen_by(ready.hits or (), ready.desk or "")
-            lines.append(
-                (
-                    "crosschecked",
-                    {
-                        "partner": ready.row.partner,
-                        "form": ready.row.form,
-                        "reference": ready.row.reference,
-                        "reason": f"{len(own)} hit(s) on desk {ready.desk}, {elsewhere} elsewhere",
-                    },
+            checked = [ready for ready in prepared if ready.row.id in moved and ready.hits]
+            if checked:
+                crosscheck_rows.replace_in(
+                    tx, [(ready.row.id, ready.hits or ()) for ready in checked], self.clock.now()
                 )
-            )
-        self.audit.append_many_in(tx, lines)
+        return [(row, receipts[row.id]) for row in owed]
 
     def _receipt_rows_in(self, tx: Transaction, owed: list[MessageRow]) -> dict[int, MessageRow]:
         """The receipt's row for each of ``owed``, by the message's ledger id: the one recorded
@@ -576,3 +556,12 @@ class Handoff:
             except FileExistsError:  # another hand-off worker took this number a moment ago
                 continue
             return
+
+
+def _delivered_reason(ready: _Ready) -> str:
+    """The audit line of a delivery: the desk, and when the cross-check found earlier
+    exchanges, how many on the desk and elsewhere (never what matched)."""
+    if not ready.hits:
+        return f"desk {ready.desk}"
+    own, elsewhere = crosscheck.seen_by(ready.hits, ready.desk or "")
+    return f"desk {ready.desk}; earlier exchanges: {len(own)} on the desk, {elsewhere} elsewhere"

@@ -52,41 +52,24 @@ MAX_HITS = 20  # per message: more is no cross-check but a list, and a search's 
 def check(tx: Transaction, message_id: int) -> list[EarlierHit]:
     """The hits of the message ``message_id`` against the messages recorded before it, from
     its own index entries: one per earlier message and key, at most MAX_HITS, identifiers and
-    persons first, then the most recent first."""
+    persons first, then the most recent first. The look-ups read ids alone; only the hits
+    kept are read whole."""
     looked: set[tuple[str, str, str | None]] = set()
-    found: dict[tuple[int, str, str], tuple[int, EarlierHit]] = {}
-    for row in crosscheck_rows.entries_of(tx, message_id):
-        rank = RANKS.get(row.kind)
-        born = row.born if row.kind == PERSON else None
-        if rank is None or (row.kind == PERSON and not born) or not row.key:
+    found: dict[tuple[int, str, str], tuple[int, int]] = {}  # -> (rank, entry id)
+    for kind, key, written in crosscheck_rows.keys_of(tx, message_id):
+        rank = RANKS.get(kind)
+        born = written if kind == PERSON else None
+        if rank is None or (kind == PERSON and not born) or (kind, key, born) in looked:
             continue
-        if (row.kind, row.key, born) in looked:
-            continue
-        looked.add((row.kind, row.key, born))
-        for candidate in crosscheck_rows.earlier(
-            tx, row.kind, row.key, born, before=message_id, limit=PER_ENTRY
+        looked.add((kind, key, born))
+        for entry, earlier in crosscheck_rows.earlier(
+            tx, kind, key, born, before=message_id, limit=PER_ENTRY
         ):
-            where = candidate.where
-            key = (where.message_id, row.kind, row.key)
-            if key in found:
-                continue
-            found[key] = (
-                rank,
-                EarlierHit(
-                    kind=candidate.row.kind,
-                    role=candidate.row.role,
-                    shown=candidate.row.shown,
-                    born=candidate.row.born,
-                    earlier_id=where.message_id,
-                    earlier_direction=where.direction,
-                    earlier_partner=where.partner,
-                    earlier_desk=where.desk,
-                    earlier_form=where.form,
-                    earlier_at=candidate.created_at,
-                ),
-            )
-    ranked = sorted(found.values(), key=lambda item: (item[0], -item[1].earlier_id))
-    return [hit for _, hit in ranked[:MAX_HITS]]
+            found.setdefault((earlier, kind, key), (rank, entry))
+    kept = sorted(found.items(), key=lambda item: (item[1][0], -item[0][0], item[1][1]))
+    entries = [entry for _, (_, entry) in kept[:MAX_HITS]]
+    hits = crosscheck_rows.hits_of_entries(tx, entries)
+    return [hits[entry] for entry in entries if entry in hits]
 
 
 def describe(hit: EarlierHit) -> str:

@@ -1,6 +1,7 @@
 """The cross-check's hits: written with an arriving message's hand-off, read for its message
 view, deleted with the retention purge of either message; the index entries of one message,
-which the cross-check starts from, and the most recent earlier entries of one exact key."""
+which the cross-check starts from, the most recent earlier entries of one exact key, and the
+hits the chosen ones make."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, insert, or_, select
 
 from gateway.store.ledger import as_utc, crosscheck_hits, search_entries
-from gateway.store.search_rows import Candidate, IndexRow, candidate_of
 from gateway.store.unit import Transaction
 
 _INSERT = insert(crosscheck_hits)
@@ -20,15 +20,14 @@ _OF_MESSAGE = (
     .where(crosscheck_hits.c.message_id == bindparam("message_id"))
     .order_by(crosscheck_hits.c.id)
 )
-_ENTRIES = (
-    select(search_entries)
-    .where(search_entries.c.message_id == bindparam("message_id"))
-    .order_by(search_entries.c.id)
+_KEYS = select(search_entries.c.kind, search_entries.c.key, search_entries.c.born).where(
+    search_entries.c.message_id == bindparam("message_id")
 )
 # The most recent entries of one key (and date of birth, or none) in messages recorded before
-# one: a walk down the end of ix_search_entries_kind_key_born, never longer than the limit.
+# one: a walk down the end of ix_search_entries_kind_key_born, never longer than the limit,
+# which reads the index alone on SQLite (its rowid is the entry's id).
 _EARLIER = (
-    select(search_entries)
+    select(search_entries.c.id, search_entries.c.message_id)
     .where(
         search_entries.c.kind == bindparam("kind"),
         search_entries.c.key == bindparam("key"),
@@ -39,6 +38,20 @@ _EARLIER = (
 )
 _EARLIER_BORN = _EARLIER.where(search_entries.c.born == bindparam("born"))
 _EARLIER_UNBORN = _EARLIER.where(search_entries.c.born.is_(None))
+_HIT_COLUMNS = (
+    search_entries.c.id,
+    search_entries.c.kind,
+    search_entries.c.role,
+    search_entries.c.shown,
+    search_entries.c.born,
+    search_entries.c.message_id,
+    search_entries.c.direction,
+    search_entries.c.partner,
+    search_entries.c.desk,
+    search_entries.c.form,
+    search_entries.c.created_at,
+)
+_HITS = select(*_HIT_COLUMNS).where(search_entries.c.id.in_(bindparam("ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -59,26 +72,48 @@ class EarlierHit:
     earlier_at: datetime
 
 
-def entries_of(tx: Transaction, message_id: int) -> list[IndexRow]:
-    """The index entries written for a message at its acceptance."""
-    rows = tx.connection.execute(_ENTRIES, {"message_id": message_id}).all()
-    return [
-        IndexRow(row.kind, row.role, row.shown, row.folded, row.key, row.born, row.country)
-        for row in rows
-    ]
+def keys_of(tx: Transaction, message_id: int) -> list[tuple[str, str, str | None]]:
+    """(kind, key, date of birth) of the index entries written for a message at its
+    acceptance."""
+    rows = tx.connection.execute(_KEYS, {"message_id": message_id}).all()
+    return [(str(row.kind), str(row.key), row.born) for row in rows]
 
 
 def earlier(
     tx: Transaction, kind: str, key: str, born: str | None, *, before: int, limit: int
-) -> list[Candidate]:
-    """At most ``limit`` entries of ``kind`` with this ``key`` and date of birth (None: entries
-    without one) in messages recorded before the message ``before``, the most recent first."""
+) -> list[tuple[int, int]]:
+    """(entry id, message id) of at most ``limit`` entries of ``kind`` with this ``key`` and
+    date of birth (None: entries without one) in messages recorded before the message
+    ``before``, the most recent first."""
     values: dict[str, object] = {"kind": kind, "key": key, "before": before, "limit": limit}
     if born is None:
         rows = tx.connection.execute(_EARLIER_UNBORN, values).all()
     else:
         rows = tx.connection.execute(_EARLIER_BORN, {**values, "born": born}).all()
-    return [candidate_of(row) for row in rows]
+    return [(int(row[0]), int(row[1])) for row in rows]
+
+
+def hits_of_entries(tx: Transaction, entry_ids: Sequence[int]) -> dict[int, EarlierHit]:
+    """The hit each of these index entries makes (the entry's value and its message's place),
+    by entry id."""
+    if not entry_ids:
+        return {}
+    rows = tx.connection.execute(_HITS, {"ids": list(entry_ids)}).all()
+    return {
+        int(row.id): EarlierHit(
+            kind=row.kind,
+            role=row.role,
+            shown=row.shown,
+            born=row.born,
+            earlier_id=row.message_id,
+            earlier_direction=row.direction,
+            earlier_partner=row.partner,
+            earlier_desk=row.desk,
+            earlier_form=row.form,
+            earlier_at=as_utc(row.created_at),
+        )
+        for row in rows
+    }
 
 
 def replace_in(

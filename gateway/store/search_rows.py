@@ -225,10 +225,10 @@ def entries(
     if desks is not None:
         query = query.where(search_entries.c.desk.in_(list(desks)))
     rows = tx.connection.execute(query.order_by(search_entries.c.id), {"ids": list(ids)}).all()
-    return [candidate_of(row) for row in rows]
+    return [_candidate(row) for row in rows]
 
 
-def candidate_of(row: Row[tuple[object, ...]]) -> Candidate:
+def _candidate(row: Row[tuple[object, ...]]) -> Candidate:
     return Candidate(
         id=row.id,
         row=IndexRow(row.kind, row.role, row.shown, row.folded, row.key, row.born, row.country),

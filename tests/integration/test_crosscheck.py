@@ -141,8 +141,9 @@ async def test_a_second_message_about_the_same_passport_and_person_shows_the_fir
     ]
 
     audit = [(e.kind, e.reference, e.reason) for e in gateway.audit.entries()]
-    assert ("crosschecked", "NO-2026-000701", "0 hit(s) on desk duty, 0 elsewhere") in audit
-    assert ("crosschecked", "NO-2026-000702", "3 hit(s) on desk duty, 0 elsewhere") in audit
+    assert ("delivered", "NO-2026-000701", "desk duty") in audit
+    on_the_desk = "desk duty; earlier exchanges: 3 on the desk, 0 elsewhere"
+    assert ("delivered", "NO-2026-000702", on_the_desk) in audit
     assert not any("IVANOV" in str(entry) or "AB 123" in str(entry) for entry in audit)
 
     with console(gateway) as (client, _codes):

@@ -206,6 +206,9 @@ def test_the_cross_checks_hits_follow_the_header(validator: FormValidator) -> No
     at = others.index("Earlier exchanges:")
     assert others[at + 1] == "  1 on other desks (not described here: a supervisor sees them)"
     assert "Earlier exchanges" not in desks.body(plain)  # none found: no section
+    capped = desks.body(replace(plain, earlier=(hit,), earlier_capped=True)).splitlines()
+    at = capped.index("Earlier exchanges:")
+    assert capped[at + 2] == "  (the most recent only: a search finds any others)"
 
 
 def test_naive_times_are_utc(validator: FormValidator) -> None:
