@@ -1,5 +1,5 @@
 """Benchmark: the cross-check at arrival (gateway.search.crosscheck.check) and the record of its
-hits (crosscheck_rows.replace_in), per arriving message, against an index of N entries where
+hits (crosscheck_rows.add_in), per arriving message, against an index of N entries where
 the common values are held by thousands of messages; p50 and p95 at each size.
 
 The index is filled with messages of five entries each: one of three common persons (the same
@@ -103,7 +103,7 @@ def measure(kind: str, size: int, messages: int, folder: Path) -> dict[str, obje
                 checking.append(time.perf_counter() - start)
                 with ledger.transaction() as tx:  # the hand-off's, which commits anyway
                     start = time.perf_counter()
-                    crosscheck_rows.replace_in(tx, [(message, found_hits)], NOW)
+                    crosscheck_rows.add_in(tx, [(message, found_hits)], NOW)
                     recording.append(time.perf_counter() - start)
                 hits += len(found_hits)
         finally:

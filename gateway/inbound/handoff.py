@@ -429,7 +429,7 @@ class Handoff:
             )
             checked = [ready for ready in prepared if ready.row.id in moved and ready.hits]
             if checked:
-                crosscheck_rows.replace_in(
+                crosscheck_rows.add_in(
                     tx, [(ready.row.id, ready.hits or ()) for ready in checked], self.clock.now()
                 )
         return [(row, receipts[row.id]) for row in owed]

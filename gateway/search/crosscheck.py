@@ -31,7 +31,7 @@ from gateway.forms.entities import (
     VEHICLE,
 )
 from gateway.store import crosscheck_rows
-from gateway.store.crosscheck_rows import EarlierHit
+from gateway.store.crosscheck_rows import EarlierEntry, EarlierHit
 from gateway.store.unit import Transaction
 
 # Looked up, by rank: what identifies first, contact details last.
@@ -52,24 +52,17 @@ MAX_HITS = 20  # per message: more is no cross-check but a list, and a search's 
 def check(tx: Transaction, message_id: int) -> list[EarlierHit]:
     """The hits of the message ``message_id`` against the messages recorded before it, from
     its own index entries: one per earlier message and key, at most MAX_HITS, identifiers and
-    persons first, then the most recent first. The look-ups read ids alone; only the hits
-    kept are read whole."""
-    looked: set[tuple[str, str, str | None]] = set()
-    found: dict[tuple[int, str, str], tuple[int, int]] = {}  # -> (rank, entry id)
+    persons first, then the most recent first."""
+    keys: dict[tuple[str, str, str | None], None] = {}
     for kind, key, written in crosscheck_rows.keys_of(tx, message_id):
-        rank = RANKS.get(kind)
         born = written if kind == PERSON else None
-        if rank is None or (kind == PERSON and not born) or (kind, key, born) in looked:
-            continue
-        looked.add((kind, key, born))
-        for entry, earlier in crosscheck_rows.earlier(
-            tx, kind, key, born, before=message_id, limit=PER_ENTRY
-        ):
-            found.setdefault((earlier, kind, key), (rank, entry))
-    kept = sorted(found.items(), key=lambda item: (item[1][0], -item[0][0], item[1][1]))
-    entries = [entry for _, (_, entry) in kept[:MAX_HITS]]
-    hits = crosscheck_rows.hits_of_entries(tx, entries)
-    return [hits[entry] for entry in entries if entry in hits]
+        if kind in RANKS and (born or kind != PERSON):
+            keys[(kind, key, born)] = None
+    found: dict[tuple[int, str, str], tuple[int, EarlierEntry]] = {}  # -> (rank, entry)
+    for entry in crosscheck_rows.earlier(tx, list(keys), before=message_id, limit=PER_ENTRY):
+        found.setdefault((entry.message_id, entry.kind, entry.key), (RANKS[entry.kind], entry))
+    kept = sorted(found.items(), key=lambda item: (item[1][0], -item[0][0], item[1][1].id))
+    return [crosscheck_rows.hit_of(entry) for _, (_, entry) in kept[:MAX_HITS]]
 
 
 def describe(hit: EarlierHit) -> str:

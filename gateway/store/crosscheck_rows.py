@@ -1,20 +1,31 @@
 """The cross-check's hits: written with an arriving message's hand-off, read for its message
-view, deleted with the retention purge of either message; the index entries of one message,
-which the cross-check starts from, the most recent earlier entries of one exact key, and the
-hits the chosen ones make."""
+view, deleted with the retention purge of either message; the index keys of one message,
+which the cross-check starts from, and the most recent earlier entries of one exact key."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, TypeAlias
 
-from sqlalchemy import bindparam, delete, insert, or_, select
+from sqlalchemy import (
+    CompoundSelect,
+    Row,
+    Select,
+    String,
+    bindparam,
+    delete,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 
 from gateway.store.ledger import as_utc, crosscheck_hits, search_entries
 from gateway.store.unit import Transaction
 
-_INSERT = insert(crosscheck_hits)
 _OF_MESSAGE = (
     select(crosscheck_hits)
     .where(crosscheck_hits.c.message_id == bindparam("message_id"))
@@ -23,21 +34,8 @@ _OF_MESSAGE = (
 _KEYS = select(search_entries.c.kind, search_entries.c.key, search_entries.c.born).where(
     search_entries.c.message_id == bindparam("message_id")
 )
-# The most recent entries of one key (and date of birth, or none) in messages recorded before
-# one: a walk down the end of ix_search_entries_kind_key_born, never longer than the limit,
-# which reads the index alone on SQLite (its rowid is the entry's id).
-_EARLIER = (
-    select(search_entries.c.id, search_entries.c.message_id)
-    .where(
-        search_entries.c.kind == bindparam("kind"),
-        search_entries.c.key == bindparam("key"),
-        search_entries.c.message_id < bindparam("before"),
-    )
-    .order_by(search_entries.c.message_id.desc())
-    .limit(bindparam("limit"))
-)
-_EARLIER_BORN = _EARLIER.where(search_entries.c.born == bindparam("born"))
-_EARLIER_UNBORN = _EARLIER.where(search_entries.c.born.is_(None))
+# What a hit shows of an index entry; the time as the driver gives it (SQLite: text, read by
+# datetime.fromisoformat, many times cheaper than the DateTime type's own parsing).
 _HIT_COLUMNS = (
     search_entries.c.id,
     search_entries.c.kind,
@@ -49,9 +47,75 @@ _HIT_COLUMNS = (
     search_entries.c.partner,
     search_entries.c.desk,
     search_entries.c.form,
-    search_entries.c.created_at,
+    type_coerce(search_entries.c.created_at, String).label("created_at"),
+    search_entries.c.key,
 )
-_HITS = select(*_HIT_COLUMNS).where(search_entries.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _earlier(number: int, born: bool) -> Select[Any]:
+    """The most recent entries of key ``number`` (and its date of birth, or none) in messages
+    recorded before one: a walk down the end of ix_search_entries_kind_key_born, never longer
+    than the limit."""
+    query = (
+        select(*_HIT_COLUMNS)
+        .where(
+            search_entries.c.kind == bindparam(f"kind{number}"),
+            search_entries.c.key == bindparam(f"key{number}"),
+            search_entries.c.message_id < bindparam("before"),
+        )
+        .order_by(search_entries.c.message_id.desc())
+        .limit(bindparam("limit"))
+    )
+    if born:
+        return query.where(search_entries.c.born == bindparam(f"born{number}"))
+    return query.where(search_entries.c.born.is_(None))
+
+
+@functools.lru_cache(maxsize=256)
+def _earlier_all(borns: tuple[bool, ...]) -> CompoundSelect[Any] | Select[Any]:
+    """Every key's walk in one statement (one round trip), made once for each shape: which
+    keys have a date of birth."""
+    walks = [_earlier(number, born) for number, born in enumerate(borns)]
+    if len(walks) == 1:
+        return walks[0]
+    return union_all(*(select(walk.subquery()) for walk in walks))
+
+
+# The hits recorded as the index holds them: copied by the database, not through Python.
+_RECORD = crosscheck_hits.insert().from_select(
+    [
+        "message_id",
+        "earlier_id",
+        "kind",
+        "role",
+        "shown",
+        "born",
+        "earlier_direction",
+        "earlier_partner",
+        "earlier_desk",
+        "earlier_form",
+        "earlier_at",
+        "created_at",
+    ],
+    select(
+        bindparam("message_id", type_=crosscheck_hits.c.message_id.type),
+        search_entries.c.message_id,
+        search_entries.c.kind,
+        search_entries.c.role,
+        search_entries.c.shown,
+        search_entries.c.born,
+        search_entries.c.direction,
+        search_entries.c.partner,
+        search_entries.c.desk,
+        search_entries.c.form,
+        search_entries.c.created_at,
+        bindparam("now", type_=crosscheck_hits.c.created_at.type),
+    ).where(search_entries.c.id.in_(bindparam("entries", expanding=True))),
+)
+
+
+# An index entry ``earlier`` read: its ``id``, ``message_id`` and what ``hit_of`` makes a hit of.
+EarlierEntry: TypeAlias = Row[Any]
 
 
 @dataclass(frozen=True)
@@ -70,6 +134,8 @@ class EarlierHit:
     earlier_desk: str | None
     earlier_form: str
     earlier_at: datetime
+    # The index entry it was found by (0: read back from the record); not part of what it says.
+    entry: int = field(default=0, compare=False)
 
 
 def keys_of(tx: Transaction, message_id: int) -> list[tuple[str, str, str | None]]:
@@ -80,71 +146,54 @@ def keys_of(tx: Transaction, message_id: int) -> list[tuple[str, str, str | None
 
 
 def earlier(
-    tx: Transaction, kind: str, key: str, born: str | None, *, before: int, limit: int
-) -> list[tuple[int, int]]:
-    """(entry id, message id) of at most ``limit`` entries of ``kind`` with this ``key`` and
-    date of birth (None: entries without one) in messages recorded before the message
-    ``before``, the most recent first."""
-    values: dict[str, object] = {"kind": kind, "key": key, "before": before, "limit": limit}
-    if born is None:
-        rows = tx.connection.execute(_EARLIER_UNBORN, values).all()
-    else:
-        rows = tx.connection.execute(_EARLIER_BORN, {**values, "born": born}).all()
-    return [(int(row[0]), int(row[1])) for row in rows]
+    tx: Transaction,
+    keys: Sequence[tuple[str, str, str | None]],
+    *,
+    before: int,
+    limit: int,
+) -> Sequence[EarlierEntry]:
+    """For each (kind, key, date of birth or None: entries without one) of ``keys``, at most
+    ``limit`` entries in messages recorded before the message ``before``, the most recent
+    first; each with its ``id``, ``message_id``, ``kind`` and ``key``, and what ``hit_of``
+    makes a hit of."""
+    if not keys:
+        return []
+    values: dict[str, object] = {"before": before, "limit": limit}
+    for number, (kind, key, born) in enumerate(keys):
+        values.update({f"kind{number}": kind, f"key{number}": key, f"born{number}": born})
+    statement = _earlier_all(tuple(born is not None for _, _, born in keys))
+    return list(tx.connection.execute(statement, values))
 
 
-def hits_of_entries(tx: Transaction, entry_ids: Sequence[int]) -> dict[int, EarlierHit]:
-    """The hit each of these index entries makes (the entry's value and its message's place),
-    by entry id."""
-    if not entry_ids:
-        return {}
-    rows = tx.connection.execute(_HITS, {"ids": list(entry_ids)}).all()
-    return {
-        int(row.id): EarlierHit(
-            kind=row.kind,
-            role=row.role,
-            shown=row.shown,
-            born=row.born,
-            earlier_id=row.message_id,
-            earlier_direction=row.direction,
-            earlier_partner=row.partner,
-            earlier_desk=row.desk,
-            earlier_form=row.form,
-            earlier_at=as_utc(row.created_at),
-        )
-        for row in rows
-    }
+def hit_of(row: EarlierEntry) -> EarlierHit:
+    """The hit an entry read by ``earlier`` makes: its value and its message's place."""
+    entry, kind, role, shown, born, message_id, direction, partner, desk, form, at, _ = tuple(row)
+    return EarlierHit(
+        kind=kind,
+        role=role,
+        shown=shown,
+        born=born,
+        earlier_id=message_id,
+        earlier_direction=direction,
+        earlier_partner=partner,
+        earlier_desk=desk,
+        earlier_form=form,
+        earlier_at=as_utc(at if isinstance(at, datetime) else datetime.fromisoformat(at)),
+        entry=entry,
+    )
 
 
-def replace_in(
+def add_in(
     tx: Transaction, hits_by_message: Sequence[tuple[int, Sequence[EarlierHit]]], now: datetime
-) -> int:
-    """Write the hits of these messages inside ``tx``, in place of any written before;
-    returns how many."""
-    ids = [message_id for message_id, _ in hits_by_message]
-    if ids:
-        tx.connection.execute(delete(crosscheck_hits).where(crosscheck_hits.c.message_id.in_(ids)))
-    values = [
-        {
-            "message_id": message_id,
-            "earlier_id": hit.earlier_id,
-            "kind": hit.kind,
-            "role": hit.role,
-            "shown": hit.shown[:255],
-            "born": hit.born,
-            "earlier_direction": hit.earlier_direction,
-            "earlier_partner": hit.earlier_partner,
-            "earlier_desk": hit.earlier_desk,
-            "earlier_form": hit.earlier_form,
-            "earlier_at": hit.earlier_at,
-            "created_at": now,
-        }
-        for message_id, hits in hits_by_message
-        for hit in hits
-    ]
-    if values:
-        tx.connection.execute(_INSERT, values)
-    return len(values)
+) -> None:
+    """Record the hits of these messages inside ``tx``, from the index entries they were found
+    by (as they hold them now)."""
+    for message_id, hits in hits_by_message:
+        entries = [hit.entry for hit in hits if hit.entry]
+        if entries:
+            tx.connection.execute(
+                _RECORD, {"message_id": message_id, "now": now, "entries": entries}
+            )
 
 
 def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
