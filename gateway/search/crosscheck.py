@@ -31,20 +31,11 @@ from gateway.forms.entities import (
     VEHICLE,
 )
 from gateway.store import crosscheck_rows
-from gateway.store.crosscheck_rows import EarlierEntry, EarlierHit
+from gateway.store.crosscheck_rows import EarlierHit
 from gateway.store.unit import Transaction
 
-# Looked up, by rank: what identifies first, contact details last.
-RANKS = {
-    DOCUMENT: 0,
-    VEHICLE: 0,
-    FIREARM: 0,
-    OBJECT: 0,
-    REFERENCE: 0,
-    PERSON: 0,
-    PHONE: 1,
-    EMAIL: 1,
-}
+KINDS = frozenset({DOCUMENT, VEHICLE, FIREARM, OBJECT, REFERENCE, PERSON, PHONE, EMAIL})
+LAST = (PHONE, EMAIL)  # after what identifies: contact details
 PER_ENTRY = 20  # earlier entries read per key: the most recent
 MAX_HITS = 20  # per message: more is no cross-check but a list, and a search's job
 
@@ -56,13 +47,12 @@ def check(tx: Transaction, message_id: int) -> list[EarlierHit]:
     keys: dict[tuple[str, str, str | None], None] = {}
     for kind, key, written in crosscheck_rows.keys_of(tx, message_id):
         born = written if kind == PERSON else None
-        if kind in RANKS and (born or kind != PERSON):
+        if kind in KINDS and (born or kind != PERSON):
             keys[(kind, key, born)] = None
-    found: dict[tuple[int, str, str], tuple[int, EarlierEntry]] = {}  # -> (rank, entry)
-    for entry in crosscheck_rows.earlier(tx, list(keys), before=message_id, limit=PER_ENTRY):
-        found.setdefault((entry.message_id, entry.kind, entry.key), (RANKS[entry.kind], entry))
-    kept = sorted(found.items(), key=lambda item: (item[1][0], -item[0][0], item[1][1].id))
-    return [crosscheck_rows.hit_of(entry) for _, (_, entry) in kept[:MAX_HITS]]
+    found = crosscheck_rows.earlier(
+        tx, list(keys), before=message_id, per_key=PER_ENTRY, most=MAX_HITS, last=LAST
+    )
+    return [crosscheck_rows.hit_of(entry) for entry in found]
 
 
 def describe(hit: EarlierHit) -> str:

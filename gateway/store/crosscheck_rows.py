@@ -11,12 +11,16 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from sqlalchemy import (
-    CompoundSelect,
+    Insert,
+    Integer,
     Row,
     Select,
     String,
     bindparam,
+    case,
     delete,
+    false,
+    func,
     or_,
     select,
     type_coerce,
@@ -48,23 +52,27 @@ _HIT_COLUMNS = (
     search_entries.c.desk,
     search_entries.c.form,
     type_coerce(search_entries.c.created_at, String).label("created_at"),
-    search_entries.c.key,
 )
 
 
-def _earlier(number: int, born: bool) -> Select[Any]:
+def _walk(number: int, born: bool) -> Select[Any]:
     """The most recent entries of key ``number`` (and its date of birth, or none) in messages
-    recorded before one: a walk down the end of ix_search_entries_kind_key_born, never longer
-    than the limit."""
+    recorded before one: a walk down the end of ix_search_entries_kind_key_born that reads the
+    index alone (on SQLite the id is its rowid) and stops at the limit."""
     query = (
-        select(*_HIT_COLUMNS)
+        select(
+            search_entries.c.id,
+            search_entries.c.message_id,
+            search_entries.c.kind,
+            search_entries.c.key,
+        )
         .where(
             search_entries.c.kind == bindparam(f"kind{number}"),
             search_entries.c.key == bindparam(f"key{number}"),
             search_entries.c.message_id < bindparam("before"),
         )
         .order_by(search_entries.c.message_id.desc())
-        .limit(bindparam("limit"))
+        .limit(bindparam("per_key"))
     )
     if born:
         return query.where(search_entries.c.born == bindparam(f"born{number}"))
@@ -72,46 +80,59 @@ def _earlier(number: int, born: bool) -> Select[Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def _earlier_all(borns: tuple[bool, ...]) -> CompoundSelect[Any] | Select[Any]:
-    """Every key's walk in one statement (one round trip), made once for each shape: which
-    keys have a date of birth."""
-    walks = [_earlier(number, born) for number, born in enumerate(borns)]
-    if len(walks) == 1:
-        return walks[0]
-    return union_all(*(select(walk.subquery()) for walk in walks))
+def _earlier(borns: tuple[bool, ...], last: tuple[str, ...]) -> Select[Any]:
+    """Every key's walk in one statement, made once for each shape (which keys have a date of
+    birth; the kinds that come last): one entry per earlier message and key, ranked, only the
+    first ``most`` read whole."""
+    walks = [_walk(number, born) for number, born in enumerate(borns)]
+    every = (union_all(*(select(walk.subquery()) for walk in walks))).subquery("found")
+    first = select(func.min(every.c.id)).group_by(every.c.message_id, every.c.kind, every.c.key)
+    # Plain parameters, not an expanding IN: the statement is rendered once, not per call.
+    later = [search_entries.c.kind == bindparam(f"last{n}", kind) for n, kind in enumerate(last)]
+    rank = case((or_(false(), *later), 1), else_=0)
+    return (
+        select(*_HIT_COLUMNS)
+        .where(search_entries.c.id.in_(first))
+        .order_by(rank, search_entries.c.message_id.desc(), search_entries.c.id)
+        .limit(bindparam("most"))
+    )
 
 
-# The hits recorded as the index holds them: copied by the database, not through Python.
-_RECORD = crosscheck_hits.insert().from_select(
-    [
-        "message_id",
-        "earlier_id",
-        "kind",
-        "role",
-        "shown",
-        "born",
-        "earlier_direction",
-        "earlier_partner",
-        "earlier_desk",
-        "earlier_form",
-        "earlier_at",
-        "created_at",
-    ],
-    select(
-        bindparam("message_id", type_=crosscheck_hits.c.message_id.type),
-        search_entries.c.message_id,
-        search_entries.c.kind,
-        search_entries.c.role,
-        search_entries.c.shown,
-        search_entries.c.born,
-        search_entries.c.direction,
-        search_entries.c.partner,
-        search_entries.c.desk,
-        search_entries.c.form,
-        search_entries.c.created_at,
-        bindparam("now", type_=crosscheck_hits.c.created_at.type),
-    ).where(search_entries.c.id.in_(bindparam("entries", expanding=True))),
-)
+@functools.lru_cache(maxsize=64)
+def _record(count: int) -> Insert:
+    """The hits of one message recorded as the index holds them, copied by the database from
+    ``count`` entries (plain parameters, not an expanding IN: rendered once per count)."""
+    entries = [bindparam(f"entry{number}", type_=Integer) for number in range(count)]
+    return crosscheck_hits.insert().from_select(
+        [
+            "message_id",
+            "earlier_id",
+            "kind",
+            "role",
+            "shown",
+            "born",
+            "earlier_direction",
+            "earlier_partner",
+            "earlier_desk",
+            "earlier_form",
+            "earlier_at",
+            "created_at",
+        ],
+        select(
+            bindparam("message_id", type_=crosscheck_hits.c.message_id.type),
+            search_entries.c.message_id,
+            search_entries.c.kind,
+            search_entries.c.role,
+            search_entries.c.shown,
+            search_entries.c.born,
+            search_entries.c.direction,
+            search_entries.c.partner,
+            search_entries.c.desk,
+            search_entries.c.form,
+            search_entries.c.created_at,
+            bindparam("now", type_=crosscheck_hits.c.created_at.type),
+        ).where(search_entries.c.id.in_(entries)),
+    )
 
 
 # An index entry ``earlier`` read: its ``id``, ``message_id`` and what ``hit_of`` makes a hit of.
@@ -150,24 +171,27 @@ def earlier(
     keys: Sequence[tuple[str, str, str | None]],
     *,
     before: int,
-    limit: int,
+    per_key: int,
+    most: int,
+    last: Sequence[str] = (),
 ) -> Sequence[EarlierEntry]:
-    """For each (kind, key, date of birth or None: entries without one) of ``keys``, at most
-    ``limit`` entries in messages recorded before the message ``before``, the most recent
-    first; each with its ``id``, ``message_id``, ``kind`` and ``key``, and what ``hit_of``
-    makes a hit of."""
+    """The entries of messages recorded before the message ``before`` that hold one of
+    ``keys`` (kind, key, date of birth or None: entries without one): for each key its
+    ``per_key`` most recent, one per earlier message and key, at most ``most`` of them: the
+    kinds of ``last`` after the others, then the most recent first. Each with what
+    ``hit_of`` makes a hit of."""
     if not keys:
         return []
-    values: dict[str, object] = {"before": before, "limit": limit}
+    values: dict[str, object] = {"before": before, "per_key": per_key, "most": most}
     for number, (kind, key, born) in enumerate(keys):
         values.update({f"kind{number}": kind, f"key{number}": key, f"born{number}": born})
-    statement = _earlier_all(tuple(born is not None for _, _, born in keys))
+    statement = _earlier(tuple(born is not None for _, _, born in keys), tuple(sorted(last)))
     return list(tx.connection.execute(statement, values))
 
 
 def hit_of(row: EarlierEntry) -> EarlierHit:
     """The hit an entry read by ``earlier`` makes: its value and its message's place."""
-    entry, kind, role, shown, born, message_id, direction, partner, desk, form, at, _ = tuple(row)
+    entry, kind, role, shown, born, message_id, direction, partner, desk, form, at = tuple(row)
     return EarlierHit(
         kind=kind,
         role=role,
@@ -191,9 +215,9 @@ def add_in(
     for message_id, hits in hits_by_message:
         entries = [hit.entry for hit in hits if hit.entry]
         if entries:
-            tx.connection.execute(
-                _RECORD, {"message_id": message_id, "now": now, "entries": entries}
-            )
+            values: dict[str, object] = {"message_id": message_id, "now": now}
+            values.update((f"entry{number}", entry) for number, entry in enumerate(entries))
+            tx.connection.execute(_record(len(entries)), values)
 
 
 def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
