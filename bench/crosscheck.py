@@ -37,7 +37,7 @@ from gateway.store.ledger import Ledger, make_engine
 from gateway.store.search_rows import Where
 
 COMMON = [("Mohamed ALI", "1990-01-01"), ("Jan NOWAK", "1980-05-05"), ("Ivan IVANOV", "1975-03-03")]
-SPELLED = ["Muhamed ALY", "Jan Novák", "Iwan Iwanow"]  # the same skeletons, written otherwise
+SPELLED = ["Mohammed ALY", "Jan Novák", "Iwan Iwanow"]  # the same skeletons, written otherwise
 ALERTS = ["NO0000000000000001", "NO0000000000000002", "NO0000000000000003"]
 PHONE = "+47 22 00 00 00"
 PER_FILLED = 5  # entries per message of the fill
