@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/index_cost.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/crosscheck.py
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/inbound.py
 	$(BIN)/python bench/intake_ledger.py

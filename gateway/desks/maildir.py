@@ -66,6 +66,11 @@ class Delivery:
     # Fixed by the caller (the hand-off: from the ledger id) so that a re-delivery is known by
     # it; None: a new one.
     message_id: str | None = None
+    # The cross-check at arrival: its hits on this desk's own messages, described, and how many
+    # others it found on other desks (counted, never described here).
+    earlier: tuple[str, ...] = ()
+    earlier_elsewhere: int = 0
+    earlier_capped: bool = False  # the check stopped at its limit: there may be more
 
 
 def choose_desk(
@@ -200,6 +205,7 @@ def body(delivery: Delivery) -> str:
     lines = [f"{delivery.channel.upper()} form {delivery.form}: {delivery.title}", ""]
     lines += [f"{label + ':':<13}{value}" for label, value in summary if value]
     lines += _outline_lines(header_rest)
+    lines += _earlier_lines(delivery)
     lines += ["", *_outline_lines(content), "", *_attachment_lines(delivery.attachments)]
     return "\n".join(lines) + "\n"
 
@@ -306,6 +312,22 @@ def _outline_lines(rows: Iterable[Row]) -> list[str]:
         first, *more = value.splitlines() or [""]
         lines.append(f"{indent}{label}: {first}" if value else f"{indent}{label}")
         lines += [f"{indent}  {line.strip()}" for line in more]
+    return lines
+
+
+def _earlier_lines(delivery: Delivery) -> list[str]:
+    """The cross-check's hits, when it found any: none is said by no section."""
+    if not delivery.earlier and not delivery.earlier_elsewhere:
+        return []
+    lines = ["", "Earlier exchanges:"]
+    lines += [f"  {hit}" for hit in delivery.earlier]
+    if count := delivery.earlier_elsewhere:
+        lines.append(
+            f"  {'and ' if delivery.earlier else ''}{count} on other desks"
+            " (not described here: a supervisor sees them)"
+        )
+    if delivery.earlier_capped:
+        lines.append("  (the most recent only: a search finds any others)")
     return lines
 
 

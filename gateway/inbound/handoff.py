@@ -1,4 +1,5 @@
-"""After the 250: hand each received message to its desk exactly once, and queue its receipt."""
+"""After the 250: hand each received message to its desk exactly once, with the cross-check
+against earlier exchanges on its copy, and queue its receipt."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from gateway.desks.sink import DeskCopy, DeskSink, copy_message_id, copy_name
 from gateway.forms.xmlforms import FormValidator, Validation
 from gateway.inbound.carryover import Carryover
 from gateway.inbound.retry import HandoffRetry
-from gateway.store import lookups
+from gateway.search import crosscheck
+from gateway.store import crosscheck_rows, lookups
 from gateway.store.audit import AuditLog
 from gateway.store.bodies import Spooled
+from gateway.store.crosscheck_rows import EarlierHit
 from gateway.store.ledger import Ledger, MessageRow, NewMessage
 from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import InboundState, OutboundState
@@ -64,6 +67,7 @@ class _Ready:
     desk: str | None
     receipt: bool
     first: bool = False
+    hits: tuple[EarlierHit, ...] | None = None  # the cross-check's, None: not checked
 
 
 class Handoff:
@@ -253,6 +257,7 @@ class Handoff:
         with self.ledger.reading() as tx:
             rows = self.ledger.by_spool_keys_in(tx, [item.key for item in items])
             dues = lookups.deadlines_due(tx, [row.id for row in rows.values()], "reply")
+        checked = self._cross_check(list(rows.values()))
         opened: list[tuple[_Ready, bytes | None]] = []
         for item in items:
             row = rows.get(item.key)
@@ -260,7 +265,7 @@ class Handoff:
                 self._not_recorded(item)
                 continue
             try:
-                opened.append(self._open(item, row, dues.get(row.id)))
+                opened.append(self._open(item, row, dues.get(row.id), checked.get(row.id)))
             except (GatewayError, OSError, LookupError) as error:
                 self._failed(item, error)
         prepared = self._deliver(opened)
@@ -274,6 +279,26 @@ class Handoff:
                 continue
             ready.append(one)
         return ready
+
+    def _cross_check(self, rows: list[MessageRow]) -> dict[int, tuple[EarlierHit, ...]]:
+        """The cross-check of each message about to go to its desk, by ledger id, from the index
+        entries written at its acceptance (one read for the batch). A fault leaves the message
+        unchecked: logged, and it goes to its desk without the section."""
+        due = [
+            row for row in rows if row.state == InboundState.RECEIVED and row.form != RECEIPT_FORM
+        ]
+        checked: dict[int, tuple[EarlierHit, ...]] = {}
+        if not due:
+            return checked
+        try:
+            with self.ledger.reading() as tx:
+                for row in due:
+                    checked[row.id] = tuple(crosscheck.check(tx, row.id))
+        except (LedgerError, GatewayError) as error:
+            # The class only: the driver's text may quote the values searched for.
+            log.error("cross-check of a batch failed: %s", type(error).__name__)
+            return {}
+        return checked
 
     def _failed(self, item: SpoolItem, error: Exception) -> None:
         log.error("hand-off of %s failed: %s", item.key, type(error).__name__)
@@ -291,7 +316,11 @@ class Handoff:
         self.inbound.set_aside(item, "spooled but never recorded")
 
     def _open(
-        self, item: SpoolItem, row: MessageRow, reply_due: datetime | None
+        self,
+        item: SpoolItem,
+        row: MessageRow,
+        reply_due: datetime | None,
+        hits: tuple[EarlierHit, ...] | None = None,
     ) -> tuple[_Ready, bytes | None]:
         """The item's form, checked, and the desk's copy to write (None: none to write now)."""
         # Taken once: an item carried over was checked by this process's intake and never
@@ -315,8 +344,8 @@ class Handoff:
         if row.state != InboundState.RECEIVED:
             return _Ready(item, row, desk=None, receipt=True), None
         desk = self.config.desk(row.desk or "")
-        copy = self._render(row, payload, validation, reply_due)
-        return _Ready(item, row, desk.name, receipt=True, first=first), copy
+        copy = self._render(row, payload, validation, reply_due, hits or ())
+        return _Ready(item, row, desk.name, receipt=True, first=first, hits=hits), copy
 
     def _deliver(self, opened: list[tuple[_Ready, bytes | None]]) -> list[_Ready]:
         """The desks' copies through the desk sink (Maildir or LMTP), once each: name and
@@ -356,12 +385,14 @@ class Handoff:
         payload: pgpmime.Payload,
         validation: Validation,
         reply_due: datetime | None,
+        hits: tuple[EarlierHit, ...] = (),
     ) -> bytes:
-        """The desk's copy of the message."""
+        """The desk's copy of the message, with the cross-check's hits its desk may read."""
         form = self.validator.catalogue.get(row.form)
         partner = self.config.partner(row.partner)
         desk = self.config.desk(row.desk or "")
         domain = self.config.listen.hostname
+        own, elsewhere = crosscheck.seen_by(hits, desk.name)
         return render(
             Delivery(
                 partner=partner.code,
@@ -378,6 +409,9 @@ class Handoff:
                 desk=desk.name,
                 desk_email=desk.email,
                 message_id=copy_message_id(row.id, row.reference, domain),
+                earlier=tuple(crosscheck.describe(hit) for hit in own),
+                earlier_elsewhere=elsewhere,
+                earlier_capped=len(hits) >= crosscheck.MAX_HITS,
             )
         )
 
@@ -407,13 +441,18 @@ class Handoff:
                             "partner": ready.row.partner,
                             "form": ready.row.form,
                             "reference": ready.row.reference,
-                            "reason": f"desk {ready.desk}",
+                            "reason": _delivered_reason(ready),
                         },
                     )
                     for ready in prepared
                     if ready.row.id in moved
                 ],
             )
+            checked = [ready for ready in prepared if ready.row.id in moved and ready.hits]
+            if checked:
+                crosscheck_rows.add_in(
+                    tx, [(ready.row.id, ready.hits or ()) for ready in checked], self.clock.now()
+                )
         return [(row, receipts[row.id]) for row in owed]
 
     def _receipt_rows_in(self, tx: Transaction, owed: list[MessageRow]) -> dict[int, MessageRow]:
@@ -540,3 +579,12 @@ class Handoff:
             except FileExistsError:  # another hand-off worker took this number a moment ago
                 continue
             return
+
+
+def _delivered_reason(ready: _Ready) -> str:
+    """The audit line of a delivery: the desk, and when the cross-check found earlier
+    exchanges, how many on the desk and elsewhere (never what matched)."""
+    if not ready.hits:
+        return f"desk {ready.desk}"
+    own, elsewhere = crosscheck.seen_by(ready.hits, ready.desk or "")
+    return f"desk {ready.desk}; earlier exchanges: {len(own)} on the desk, {elsewhere} elsewhere"

@@ -1,18 +1,19 @@
 """A received message as its desk reads it: the form from the inbound spool, checked again and
-rendered with its labels by gateway.desks (the desk copy's words), for `gateway show` and the
-console alike."""
+rendered with its labels by gateway.desks (the desk copy's words, with the cross-check's hits
+as the copy shows them), for `gateway show` and the console alike."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.core.errors import GatewayError
 from gateway.crypto import pgpmime
 from gateway.crypto.pgpmime import Attachment
 from gateway.desks import maildir
 from gateway.desks.maildir import Delivery
+from gateway.search import crosscheck
 from gateway.service.services import Services
-from gateway.store import lookups
+from gateway.store import crosscheck_rows, lookups
 from gateway.store.ledger import MessageRow
 
 
@@ -74,6 +75,19 @@ def delivery_of(services: Services, row: MessageRow) -> Delivery:
     )
 
 
-def render(services: Services, row: MessageRow) -> Rendered:
+def render(services: Services, row: MessageRow, *, earlier: bool = True) -> Rendered:
+    """The desk copy's text; ``earlier``: with the cross-check's hits as the copy has them (its
+    desk's own described, the others counted), for a reader of the form who has no other view
+    of them."""
     delivery = delivery_of(services, row)
+    if earlier:
+        with services.ledger.reading() as tx:
+            hits = crosscheck_rows.of_message(tx, row.id)
+        own, elsewhere = crosscheck.seen_by(hits, row.desk or "")
+        delivery = replace(
+            delivery,
+            earlier=tuple(crosscheck.describe(hit) for hit in own),
+            earlier_elsewhere=elsewhere,
+            earlier_capped=len(hits) >= crosscheck.MAX_HITS,
+        )
     return Rendered(text=maildir.body(delivery), attachments=delivery.attachments)

@@ -394,7 +394,15 @@ search_entries = Table(
     Column("country", String(32)),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
-Index("ix_search_entries_kind_key", search_entries.c.kind, search_entries.c.key)
+# The search's exact look-ups use (kind, key); the cross-check at arrival reads the most recent
+# entries of one key and date of birth from the end of (kind, key, born, message_id).
+Index(
+    "ix_search_entries_kind_key_born",
+    search_entries.c.kind,
+    search_entries.c.key,
+    search_entries.c.born,
+    search_entries.c.message_id,
+)
 Index("ix_search_entries_message", search_entries.c.message_id)
 # The alert register's entries, newest first by walking this partial index (revision 0012): only
 # an AlertRef's or a NoticeReference's entry adds to it. Its predicate is written as literals in
@@ -507,6 +515,30 @@ case_events = Table(
     Column("other_case", Integer),
 )
 Index("ix_case_events_case", case_events.c.case_id, case_events.c.id)
+# The cross-check at arrival (gateway.search.crosscheck; revision 0014): what an arriving
+# message had in common with an earlier exchange, one row per earlier message and value, written
+# in the hand-off's transaction that delivers the message to its desk. ``shown`` is the earlier
+# entry's value as written (personal data, read only through the access-logged message view);
+# ``earlier_desk`` says who may see it described.
+crosscheck_hits = Table(
+    "crosscheck_hits",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("earlier_id", Integer, ForeignKey("messages.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("shown", String(255), nullable=False),
+    Column("born", String(10)),
+    Column("earlier_direction", String(8), nullable=False),
+    Column("earlier_partner", String(32), nullable=False),
+    Column("earlier_desk", String(32)),
+    Column("earlier_form", String(32), nullable=False),
+    Column("earlier_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_crosscheck_hits_message", crosscheck_hits.c.message_id)
+Index("ix_crosscheck_hits_earlier", crosscheck_hits.c.earlier_id)  # a purge deletes by either
 
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500

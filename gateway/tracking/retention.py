@@ -13,10 +13,10 @@ Shredding a message, in three steps, each safe to do again:
    are kept in the ledger (shredded_copies) before anything is deleted;
 2. the files are deleted, the Dovecot copies expunged;
 3. in one transaction: its search index entries (and the name parts no other entry holds),
-   the drafts of replies to it and its bytes in the ledger are deleted, its row is marked
-   ``shredded_at`` (the stub: ids, form, partner, dates and digests, which hold no personal
-   data), an event ``purged`` and an audit line (counts, and the SHA-256 of the stub's
-   digests; never content) are recorded.
+   the cross-check's hits of it and on it, the drafts of replies to it and its bytes in the
+   ledger are deleted, its row is marked ``shredded_at`` (the stub: ids, form, partner, dates
+   and digests, which hold no personal data), an event ``purged`` and an audit line (counts,
+   and the SHA-256 of the stub's digests; never content) are recorded.
 A run stopped before 3 leaves the message due: the next run finds what is left, keeps the
 digests of the files still there beside those kept already, and finishes.
 
@@ -37,7 +37,14 @@ from gateway.core.config import Config
 from gateway.core.durations import format_duration
 from gateway.core.errors import GatewayError
 from gateway.search import folding
-from gateway.store import bodies, retention_rows, search_log, search_rows, shred_rows
+from gateway.store import (
+    bodies,
+    crosscheck_rows,
+    retention_rows,
+    search_log,
+    search_rows,
+    shred_rows,
+)
 from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger, MessageRow
 from gateway.store.retention_rows import PURGED
@@ -158,6 +165,7 @@ class Purger:
             if not shred_rows.mark_in(tx, row.id, now):
                 return  # another run (another node, the command) finished it meanwhile
             entries = search_rows.delete_of_message_in(tx, row.id)
+            crosscheck_rows.delete_of_message_in(tx, row.id)  # its hits, and hits on it
             drafts = shred_rows.delete_drafts_in(tx, row.id)
             bodies.forget_in(tx, row.id)
             kept = shred_rows.copies_of(tx, row.id)

@@ -5,7 +5,9 @@ access log (and the message's first opening) before the page is sent. Out of the
 404, as if it did not exist. A message of ours (outbound) shows its metadata, timeline and thread;
 its form is the sending desk's file; its delivery history (attempts, the partner server's replies,
 receipts and the keys that signed them, answers, quarantine and the operators' actions) is
-metadata, which an operator sees too."""
+metadata, which an operator sees too. A received message shows what the cross-check at its
+arrival found: the hits on messages the user may see, described (personal data: shown only
+with the form, in the view the access log records), and the others counted."""
 
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from starlette.responses import Response
 from gateway.access.accesslog import Purpose, Seen
 from gateway.access.roles import Permission, Role
 from gateway.core.vocabulary import RECEIPT_FORM
+from gateway.search import crosscheck
 from gateway.service import alerts, attachments, received
 from gateway.service.cases import Cases
-from gateway.store import claims, delivery_history, thread, worklist
+from gateway.store import claims, crosscheck_rows, delivery_history, thread, worklist
 from gateway.store.claims import Claim, WorkState, work_state
 from gateway.store.ledger import MessageRow
 from gateway.web import times
@@ -50,6 +53,8 @@ class Found:
     claim: Claim | None = None
     thread: tuple[thread.ThreadItem, ...] = ()
     delivery: delivery_history.DeliveryHistory | None = None  # of a message of ours
+    earlier: tuple[tuple[str, int], ...] = ()  # the cross-check's hits shown: text, ledger id
+    earlier_hidden: int = 0  # and those counted only
 
     @property
     def work(self) -> WorkState:
@@ -120,6 +125,8 @@ async def message_page(request: Request) -> Response:
                 principal,
                 row.id,
             ),
+            "earlier": found.earlier,
+            "earlier_hidden": found.earlier_hidden,
         },
     )
 
@@ -158,19 +165,28 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
             if row.direction == "outbound"
             else None
         )
+        hits = crosscheck_rows.of_message(tx, row.id) if row.direction == "inbound" else []
     shown = tuple(
         item
         for item in related
         if item.id != row.id and principal.may(Permission.METADATA, item.desk)
     )
     found = Found(
-        row, events, deadline, None, missing="", claim=held, thread=shown, delivery=delivery
+        row,
+        events,
+        deadline,
+        None,
+        missing="",
+        claim=held,
+        thread=shown,
+        delivery=delivery,
+        earlier_hidden=len(hits),
     )
     role = principal.role_for(Permission.CONTENT, row.desk)
     if role is None or row.direction != "inbound":
         return found
     try:
-        form = received.render(services, row)
+        form = received.render(services, row, earlier=False)  # the page has its own list
     except received.NotReadable as exc:
         log.warning("message view: %s", exc)
         return replace(found, missing=exc.shown)
@@ -188,4 +204,15 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
         held = Claim(row.id, holder=None, since=None, seen_at=now, closed_at=None, closed_by=None)
     elif held.seen_at is None:
         held = replace(held, seen_at=now)
-    return replace(found, form=form, claim=held)
+    described = tuple(
+        (crosscheck.describe(hit), hit.earlier_id)
+        for hit in hits
+        if principal.may(Permission.METADATA, hit.earlier_desk)
+    )
+    return replace(
+        found,
+        form=form,
+        claim=held,
+        earlier=described,
+        earlier_hidden=len(hits) - len(described),
+    )

@@ -17,7 +17,14 @@ from gateway.cli.main import main
 from gateway.core import config as configuration
 from gateway.core.clock import SystemClock
 from gateway.store.audit import AuditLog
-from gateway.store.ledger import Ledger, MessageRow, deadlines, make_engine, messages
+from gateway.store.ledger import (
+    Ledger,
+    MessageRow,
+    crosscheck_hits,
+    deadlines,
+    make_engine,
+    messages,
+)
 
 
 class Bureau:
@@ -52,6 +59,26 @@ class Bureau:
                     )
                 )
             }
+
+    def copy(self, row: MessageRow) -> str:
+        """The text of a received message's desk copy."""
+        [path] = (self.config.desk(row.desk or "").maildir / "new").glob(f"*.{row.reference}")
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        text = message.get_body(("plain",))
+        assert text is not None
+        return str(text.get_content())
+
+    def hits(self, message_id: int) -> list[tuple[int, str, str, str | None]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    crosscheck_hits.c.earlier_id,
+                    crosscheck_hits.c.kind,
+                    crosscheck_hits.c.shown,
+                    crosscheck_hits.c.earlier_desk,
+                ).where(crosscheck_hits.c.message_id == message_id)
+            )
+            return sorted((row[0], row[1], row[2], row[3]) for row in rows)
 
     def notices(self, desk: str) -> list[str]:
         folder = self.config.desk(desk).maildir / "new"
@@ -115,6 +142,35 @@ def test_the_unanswered_urgent_request_is_reminded_and_escalated_once(
     assert sum(".reminder." in name or name.startswith("notice.reminder") for name in notices) == 2
     assert sum("escalation" in name for name in notices) == 1
     assert ro.one("outbound", "G", "urgent").state == "acknowledged"
+
+
+def test_arriving_messages_are_cross_checked_within_what_their_desk_may_see(
+    story: tuple[list[str], Path],
+) -> None:
+    """NO receives from RO's gateway the hit on its alert (sirene desk), then an urgent G about
+    the same person (duty desk); RO receives NO's answer about its alert."""
+    _, root = story
+    ro, no = Bureau(root / "ro"), Bureau(root / "no")
+    first, urgent = no.one("inbound", "G"), no.one("inbound", "G", "urgent")
+    assert (first.desk, urgent.desk) == ("sirene", "duty")
+    assert "Earlier exchanges" not in no.copy(first)
+    assert no.hits(first.id) == []
+    # The same person on the sirene desk's message: counted on the duty desk's copy, never
+    # described (not the name, nor which message).
+    assert no.hits(urgent.id) == [(first.id, "person", "Demo EXAMPLE", "sirene")]
+    copy = no.copy(urgent)
+    section = copy.split("Earlier exchanges:\n", 1)[1].split("\n\n", 1)[0]
+    assert section == "  1 on other desks (not described here: a supervisor sees them)"
+    assert f"ledger {first.id}" not in copy
+    # At RO, NO's answer shares the alert with RO's own G, sent by the same desk: described.
+    sent, answer = ro.one("outbound", "G"), ro.one("inbound", "M")
+    assert sent.desk == answer.desk
+    assert ro.hits(answer.id) == [(sent.id, "reference", "NO0000000000654321", sent.desk)]
+    day = f"{sent.created_at:%Y-%m-%d}"
+    assert (
+        f"  sis-alert NO0000000000654321 in a G form to NO-SIRENE, {day}, ledger {sent.id}"
+        in ro.copy(answer).splitlines()
+    )
 
 
 def test_every_audit_chain_verifies_and_the_story_is_told(story: tuple[list[str], Path]) -> None:

@@ -199,6 +199,27 @@ def test_a_fixed_message_id_is_kept(validator: FormValidator) -> None:
     assert ids == {"<desk.7.X@h>"}
 
 
+def test_the_cross_checks_hits_follow_the_header(validator: FormValidator) -> None:
+    plain = delivery(validator, SEIZED, "sirene@ro.example")
+    hit = "plate B 123 XYZ in a G form from NO-SIRENE, 2026-03-02, ledger 17"
+    both = replace(plain, earlier=(hit,), earlier_elsewhere=2)
+    lines = desks.body(both).splitlines()
+    start = lines.index("Earlier exchanges:")
+    assert lines[start - 1] == "" and lines.index("Handling") < start  # after the header
+    assert lines[start + 1 : start + 4] == [
+        f"  {hit}",
+        "  and 2 on other desks (not described here: a supervisor sees them)",
+        "",
+    ]
+    others = desks.body(replace(plain, earlier_elsewhere=1)).splitlines()
+    at = others.index("Earlier exchanges:")
+    assert others[at + 1] == "  1 on other desks (not described here: a supervisor sees them)"
+    assert "Earlier exchanges" not in desks.body(plain)  # none found: no section
+    capped = desks.body(replace(plain, earlier=(hit,), earlier_capped=True)).splitlines()
+    at = capped.index("Earlier exchanges:")
+    assert capped[at + 2] == "  (the most recent only: a search finds any others)"
+
+
 def test_naive_times_are_utc(validator: FormValidator) -> None:
     aware = delivery(validator, SEIZED, "sirene@ro.example", reply_due=RECEIVED)
     naive = replace(

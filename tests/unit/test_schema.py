@@ -20,13 +20,14 @@ from gateway.core.clock import FakeClock
 from gateway.core.config import RetentionRule
 from gateway.core.errors import LedgerOutdated
 from gateway.forms.entities import Entity
-from gateway.search import index, matching
+from gateway.search import crosscheck, index, matching
 from gateway.service.cases import Cases
 from gateway.store import (
     alert_rows,
     bodies,
     case_rows,
     claims,
+    crosscheck_rows,
     deadline_rows,
     drafts,
     idempotency,
@@ -680,17 +681,66 @@ def test_revision_0012_adds_the_alert_register_to_a_0011_ledger_holding_data(
         assert alert_rows.marks(tx)[found.alert].status == "deleted"
 
 
-def test_revision_0015_adds_the_bodies_nodes_and_leases_to_a_0012_ledger_holding_data(
+def test_revision_0014_adds_the_crosscheck_hits_to_a_0012_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
     assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0012")).after == "0012"
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [old] = ledger.by_reference(RECEIVED.reference)
+    where = Where(old.id, "inbound", "NO-SIRENE", "sirene", "G")
+    passport = Entity("document", "passport", "AB 123-456", None, "RO")
+    person = Entity("person", "name", "Jan NOWAK", "1980-01-01", "PL")
+    with ledger.transaction() as tx:
+        index.write_in(tx, where, [passport, person], START)
+    before = contents(empty_engine)
+    assert "crosscheck_hits" not in inspect(empty_engine).get_table_names()
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0012", schema.head())
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    indexes = {index["name"] for index in inspect(empty_engine).get_indexes("search_entries")}
+    assert "ix_search_entries_kind_key_born" in indexes
+    assert "ix_search_entries_kind_key" not in indexes
+    with ledger.transaction() as tx:
+        new = ledger.record_in(tx, replace(RECEIVED, reference="NO-2026-000124"), "spooled")
+        # The same passport written otherwise; the same person spelled otherwise.
+        same = [
+            Entity("document", "passport", "ab123456", None, "RO"),
+            Entity("person", "name", "Jan Novák", "1980-01-01", "PL"),
+        ]
+        index.write_in(tx, replace(where, message_id=new), same, START)
+    with ledger.reading() as tx:
+        hits = crosscheck.check(tx, new)
+        assert crosscheck.check(tx, old.id) == []  # nothing earlier than the first
+    assert [(hit.earlier_id, hit.kind, hit.shown) for hit in hits] == [
+        (old.id, "document", "AB 123-456"),
+        (old.id, "person", "Jan NOWAK"),
+    ]
+    with ledger.transaction() as tx:
+        crosscheck_rows.add_in(tx, [(new, hits)], START)
+    with ledger.reading() as tx:
+        assert crosscheck_rows.of_message(tx, new) == hits
+    with ledger.transaction() as tx:  # the earlier message's retention ended
+        assert crosscheck_rows.delete_of_message_in(tx, old.id) == 2
+    with ledger.reading() as tx:
+        assert crosscheck_rows.of_message(tx, new) == []
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_revision_0015_adds_the_bodies_nodes_and_leases_to_a_0014_ledger_holding_data(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0014")).after == "0014"
     fill(empty_engine)
     before = contents(empty_engine)
     assert "message_bodies" not in inspect(empty_engine).get_table_names()
 
     done = schema.upgrade(empty_engine)
 
-    assert (done.before.current, done.after) == ("0012", schema.head())
+    assert (done.before.current, done.after) == ("0014", schema.head())
     assert contents(empty_engine) == before
     assert differences(empty_engine) == []
     assert {"message_bodies", "nodes", "leases"} <= set(inspect(empty_engine).get_table_names())

@@ -1,7 +1,7 @@
 """Several gateways on one PostgreSQL: the bodies of messages, the nodes and their leases.
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0014
 Three new tables; nothing of what a ledger holds changes (its messages keep their bodies in
 the spool, where they were put).
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,74 @@
+"""The cross-check at arrival: what an arriving message has in common with earlier exchanges,
+by exact index keys only, and how a hit reads on a desk copy.
+
+Each of the message's index entries is looked up by its key as the index holds it (an
+identifier folded: documents, vehicles, firearms, objects, references, phone numbers, e-mail
+addresses; a person by the sorted skeletons of the name parts and the date of birth, so that
+Iwanow and Ivanov or Novák and Nowak meet): at most PER_ENTRY of the most recent earlier
+entries each, at most MAX_HITS for the message. Its cost is a few index walks of a bounded
+length, however many messages hold a common name: no fuzzy scoring runs on the hand-off's
+path (a search does that, when a handler asks). A person without a date of birth is left out:
+a name alone is no identification.
+
+Earlier means recorded before it in the ledger (a lower ledger id), inbound or outbound, on
+any desk: who may see a hit described is decided where it is shown (the desk copy, the
+message view). Phone numbers and e-mail addresses come last: a bureau's own number or address
+in a form's text would tie many exchanges together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.forms.entities import (
+    DOCUMENT,
+    EMAIL,
+    FIREARM,
+    OBJECT,
+    PERSON,
+    PHONE,
+    REFERENCE,
+    VEHICLE,
+)
+from gateway.store import crosscheck_rows
+from gateway.store.crosscheck_rows import EarlierHit
+from gateway.store.unit import Transaction
+
+KINDS = frozenset({DOCUMENT, VEHICLE, FIREARM, OBJECT, REFERENCE, PERSON, PHONE, EMAIL})
+LAST = (PHONE, EMAIL)  # after what identifies: contact details
+PER_ENTRY = 20  # earlier entries read per key: the most recent
+MAX_HITS = 20  # per message: more is no cross-check but a list, and a search's job
+
+
+def check(tx: Transaction, message_id: int) -> list[EarlierHit]:
+    """The hits of the message ``message_id`` against the messages recorded before it, from
+    its own index entries: one per earlier message and key, at most MAX_HITS, identifiers and
+    persons first, then the most recent first."""
+    keys: dict[tuple[str, str, str | None], None] = {}
+    for kind, key, written in crosscheck_rows.keys_of(tx, message_id):
+        born = written if kind == PERSON else None
+        if kind in KINDS and (born or kind != PERSON):
+            keys[(kind, key, born)] = None
+    found = crosscheck_rows.earlier(
+        tx, list(keys), before=message_id, per_key=PER_ENTRY, most=MAX_HITS, last=LAST
+    )
+    return [crosscheck_rows.hit_of(entry) for entry in found]
+
+
+def describe(hit: EarlierHit) -> str:
+    """``passport AB 123-456 in a G form from NO-SIRENE, 2026-03-02, ledger 17``."""
+    if hit.kind == PERSON:
+        what = f"person {hit.shown}, born {hit.born}"
+    else:
+        what = f"{hit.role} {hit.shown}"
+    way = "from" if hit.earlier_direction == "inbound" else "to"
+    return (
+        f"{what} in a {hit.earlier_form} form {way} {hit.earlier_partner}, "
+        f"{hit.earlier_at:%Y-%m-%d}, ledger {hit.earlier_id}"
+    )
+
+
+def seen_by(hits: Sequence[EarlierHit], desk: str) -> tuple[list[EarlierHit], int]:
+    """The hits a desk may read described (on messages of its own), and how many others."""
+    own = [hit for hit in hits if hit.earlier_desk == desk]
+    return own, len(hits) - len(own)
