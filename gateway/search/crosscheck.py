@@ -18,6 +18,7 @@ in a form's text would tie many exchanges together.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from gateway.forms.entities import (
@@ -30,7 +31,7 @@ from gateway.forms.entities import (
     REFERENCE,
     VEHICLE,
 )
-from gateway.store import crosscheck_rows
+from gateway.store import case_rows, crosscheck_rows
 from gateway.store.crosscheck_rows import EarlierHit
 from gateway.store.unit import Transaction
 
@@ -52,11 +53,27 @@ def check(tx: Transaction, message_id: int) -> list[EarlierHit]:
     found = crosscheck_rows.earlier(
         tx, list(keys), before=message_id, per_key=PER_ENTRY, most=MAX_HITS, last=LAST
     )
-    return [crosscheck_rows.hit_of(entry) for entry in found]
+    return with_cases(tx, [crosscheck_rows.hit_of(entry) for entry in found])
+
+
+def with_cases(tx: Transaction, hits: Sequence[EarlierHit]) -> list[EarlierHit]:
+    """The hits, each with the case its earlier message is in now (open cases first of all:
+    the work a desk is doing), in one read."""
+    numbers = case_rows.cases_of_messages(tx, {hit.earlier_id for hit in hits})
+    shown: list[EarlierHit] = []
+    for hit in hits:
+        found = numbers.get(hit.earlier_id)
+        shown.append(
+            hit
+            if found is None
+            else dataclasses.replace(hit, earlier_case=f"{found[0]} ({found[1]})")
+        )
+    return shown
 
 
 def describe(hit: EarlierHit) -> str:
-    """``passport AB 123-456 in a G form from NO-SIRENE, 2026-03-02, ledger 17``."""
+    """``passport AB 123-456 in a G form from NO-SIRENE, 2026-03-02, ledger 17`` and, when
+    that message is in a case, ``, case C2026-000042 (open)``."""
     if hit.kind == PERSON:
         what = f"person {hit.shown}, born {hit.born}"
     else:
@@ -65,6 +82,7 @@ def describe(hit: EarlierHit) -> str:
     return (
         f"{what} in a {hit.earlier_form} form {way} {hit.earlier_partner}, "
         f"{hit.earlier_at:%Y-%m-%d}, ledger {hit.earlier_id}"
+        + (f", case {hit.earlier_case}" if hit.earlier_case else "")
     )
 
 

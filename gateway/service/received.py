@@ -82,7 +82,7 @@ def render(services: Services, row: MessageRow, *, earlier: bool = True) -> Rend
     delivery = delivery_of(services, row)
     if earlier:
         with services.ledger.reading() as tx:
-            hits = crosscheck_rows.of_message(tx, row.id)
+            hits = crosscheck.with_cases(tx, crosscheck_rows.of_message(tx, row.id))
         own, elsewhere = crosscheck.seen_by(hits, row.desk or "")
         delivery = replace(
             delivery,

@@ -6,7 +6,7 @@ gateway.service.cases's; the automatic grouping is gateway.store.grouping's."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -253,6 +253,18 @@ def case_of_message(tx: Transaction, message_id: int) -> int | None:
         select(case_members.c.case_id).where(case_members.c.message_id == message_id)
     ).scalar()
     return None if found is None else int(found)
+
+
+def cases_of_messages(tx: Transaction, message_ids: Collection[int]) -> dict[int, tuple[str, str]]:
+    """The case number and status of each of these messages that is in a case (one read)."""
+    if not message_ids:
+        return {}
+    rows = tx.connection.execute(
+        select(case_members.c.message_id, cases.c.number, cases.c.status)
+        .join(cases, cases.c.id == case_members.c.case_id)
+        .where(case_members.c.message_id.in_(sorted(set(message_ids))))
+    ).all()
+    return {int(row.message_id): (str(row.number), str(row.status)) for row in rows}
 
 
 def caseless_after(tx: Transaction, after: int, limit: int) -> list[MessageRow]:

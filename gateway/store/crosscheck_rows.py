@@ -157,6 +157,8 @@ class EarlierHit:
     earlier_at: datetime
     # The index entry it was found by (0: read back from the record); not part of what it says.
     entry: int = field(default=0, compare=False)
+    # The earlier message's case ("C2026-000042 (open)"), as it stands when the hit is shown.
+    earlier_case: str | None = field(default=None, compare=False)
 
 
 def keys_of(tx: Transaction, message_id: int) -> list[tuple[str, str, str | None]]:

@@ -165,7 +165,11 @@ def _read(console: Console, signed: SignedIn, ledger_id: int) -> Found:
             if row.direction == "outbound"
             else None
         )
-        hits = crosscheck_rows.of_message(tx, row.id) if row.direction == "inbound" else []
+        hits = (
+            crosscheck.with_cases(tx, crosscheck_rows.of_message(tx, row.id))
+            if row.direction == "inbound"
+            else []
+        )
     shown = tuple(
         item
         for item in related

@@ -11,9 +11,13 @@ from datetime import UTC, datetime
 from dbkit import RECEIVED
 from sqlalchemy import Engine
 
+from gateway.access.roles import Principal, Role
 from gateway.core.clock import FakeClock
 from gateway.forms.entities import Entity
 from gateway.search import crosscheck, index
+from gateway.service.cases import Cases
+from gateway.store import crosscheck_rows
+from gateway.store.audit import AuditLog
 from gateway.store.ledger import Ledger
 from gateway.store.search_rows import Where
 
@@ -99,3 +103,35 @@ def test_each_desk_s_messages_are_found_and_say_their_desk(ledger_engine: Engine
     ]
     own, elsewhere = crosscheck.seen_by(hits, "sirene")
     assert ([hit.earlier_id for hit in own], elsewhere) == ([sirene], 1)
+
+
+def test_a_hit_names_the_case_its_earlier_message_is_in(ledger_engine: Engine) -> None:
+    """An earlier exchange in a case is shown with the case's number and status, as it stands
+    when the hit is read (a case closed since the arrival reads closed)."""
+    clock = FakeClock(START)
+    ledger = Ledger(ledger_engine, clock)
+    in_case = recorded(ledger, 1, [PASSPORT])
+    alone = recorded(ledger, 2, [PASSPORT])
+    supervisor = Principal("sam", frozenset({Role.SUPERVISOR}))
+    cases = Cases(ledger, AuditLog(ledger_engine, clock))
+    case = cases.open_around(supervisor, ledger.get(in_case), "request 17/2026")
+    arriving = recorded(ledger, 3, [PASSPORT])
+
+    with ledger.reading() as tx:
+        hits = {hit.earlier_id: hit for hit in crosscheck.check(tx, arriving)}
+    assert hits[in_case].earlier_case == f"{case.number} (open)"
+    assert hits[alone].earlier_case is None
+    assert crosscheck.describe(hits[in_case]).endswith(
+        f"ledger {in_case}, case {case.number} (open)"
+    )
+    assert crosscheck.describe(hits[alone]).endswith(f"ledger {alone}")
+
+    with ledger.transaction() as tx:
+        crosscheck_rows.add_in(tx, [(arriving, list(hits.values()))], START)
+    cases.close(supervisor, case.number, "answered")
+    with ledger.reading() as tx:
+        read = crosscheck.with_cases(tx, crosscheck_rows.of_message(tx, arriving))
+    assert {hit.earlier_id: hit.earlier_case for hit in read} == {
+        in_case: f"{case.number} (closed)",
+        alone: None,
+    }
