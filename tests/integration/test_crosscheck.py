@@ -20,15 +20,19 @@ from webkit import login
 
 from gateway.access import accesslog, totp
 from gateway.access.passwords import Passwords
-from gateway.access.roles import Role
+from gateway.access.roles import Principal, Role
 from gateway.access.setup import open_access
 from gateway.core.config import RetentionRule
+from gateway.service.cases import Cases
 from gateway.service.server import Gateway
+from gateway.store import case_rows
 from gateway.store.ledger import crosscheck_hits
+from gateway.store.states import DeadlineState
 from gateway.tracking.retention import Purger
 from gateway.web.app import build_app
 
 ALERT = b"RO0000000000123456"
+SUPERVISOR = Principal("sam", frozenset({Role.SUPERVISOR}))
 NORMAL = b"<Priority><Normal/></Priority>"
 URGENT = (
     b"<Priority><Urgent><UrgencyReason>Person held at the border; decision on detention needed"
@@ -128,11 +132,19 @@ async def test_a_second_message_about_the_same_passport_and_person_shows_the_fir
     assert hits_of(gateway, one) == []
     copy = copy_of(gateway, "duty", "NO-2026-000702")
     day = f"{gateway.ledger.get(one).created_at:%Y-%m-%d}"
+    # The two name the same SIS alert: the second formed a case with the first at its
+    # acceptance, which its hits name.
+    with gateway.ledger.reading() as tx:
+        case_id = case_rows.case_of_message(tx, one)
+        assert case_id is not None and case_rows.case_of_message(tx, two) == case_id
+        case = case_rows.get(tx, case_id)
+    assert case is not None
+    place = f"in a G form from NO-SIRENE, {day}, ledger {one}, case {case.number} (open)"
     earlier = copy.split("Earlier exchanges:\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert earlier == [
-        f"  person Ivan IVANOV, born 1980-01-01 in a G form from NO-SIRENE, {day}, ledger {one}",
-        f"  passport AB 123-456 in a G form from NO-SIRENE, {day}, ledger {one}",
-        f"  sis-alert RO0000000000123456 in a G form from NO-SIRENE, {day}, ledger {one}",
+        f"  person Ivan IVANOV, born 1980-01-01 {place}",
+        f"  passport AB 123-456 {place}",
+        f"  sis-alert RO0000000000123456 {place}",
     ]
     assert hits_of(gateway, two) == [
         (one, "document", "AB 123-456", "duty"),
@@ -165,6 +177,14 @@ async def test_a_second_message_about_the_same_passport_and_person_shows_the_fir
         inbound=gateway.inbound,
         outbound=gateway.services.outbound,
     )
+    # Nothing is due while their case is open and their replies owed.
+    assert purger.purge(later).messages == 0
+    Cases(gateway.ledger, gateway.audit).close(SUPERVISOR, case.number, "answered")
+    with gateway.ledger.transaction() as tx:
+        for ledger_id_ in (one, two):
+            gateway.ledger.close_deadline_in(
+                tx, ledger_id_, "reply", DeadlineState.CLOSED, "handled"
+            )
     assert purger.purge(later).messages >= 2
     assert hits_of(gateway, two) == []
 
