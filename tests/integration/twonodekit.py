@@ -20,7 +20,6 @@ import asyncio
 import collections
 import email
 import email.policy
-import os
 import signal
 import ssl
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from dbkit import postgres_schema
+from dbkit import POSTGRES_URL, postgres_schema
 from integration.fakepartner import FakePartner, make_pki, server_context
 from integration.inboundkit import World, gateway_config
 from integration.servekit import SERVE, Served, smtp_send
@@ -60,10 +59,10 @@ TAKEOVER_BOUND = LEASE_SECONDS + HEARTBEAT_SECONDS + 1 + TAKEOVER_MARGIN
 
 
 def require_postgres() -> None:
-    if not os.environ.get("GATEWAY_TEST_POSTGRES_URL"):
+    if not POSTGRES_URL:
         pytest.skip(
-            "TWO NODES NEED ONE POSTGRESQL: set GATEWAY_TEST_POSTGRES_URL to run the two-node "
-            "SIGKILL tests"
+            "TWO NODES NEED ONE POSTGRESQL: set GATEWAY_TEST_POSTGRES_URL (or run one on "
+            "127.0.0.1:5432) to run the two-node SIGKILL tests"
         )
 
 
