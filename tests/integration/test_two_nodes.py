@@ -12,7 +12,8 @@ time from A's death to B's end of A's work is measured and must stay within what
 configuration allows (the lease, a heartbeat, and the work). The scenario is
 tests/integration/twonodekit.py's; test_two_nodes_dovecot.py plays it with desks in Dovecot.
 
-Marked ``slow`` and ``postgres``; without PostgreSQL (GATEWAY_TEST_POSTGRES_URL, or a server on 127.0.0.1:5432) it is skipped, saying why.
+Marked ``slow`` and ``postgres``; without PostgreSQL (GATEWAY_TEST_POSTGRES_URL, or a server on
+127.0.0.1:5432) it is skipped, saying why.
 """
 
 from __future__ import annotations
