@@ -14,8 +14,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Row, Select, and_, delete, func, insert, or_, select, update
 
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store.bodies import Spooled, read_rows_in
@@ -165,6 +166,29 @@ def _free(kind: str, now: datetime):  # type: ignore[no-untyped-def]
     return ~lease.exists()
 
 
+def _take_with_bodies(
+    ledger: Ledger,
+    query: Select[Any],
+    kind: str,
+    *,
+    holder: str,
+    now: datetime,
+    lease: timedelta,
+) -> tuple[list[Row[Any]], dict[int, Spooled]]:
+    """The rows ``query`` finds (locked, skipping those another node is taking, on
+    PostgreSQL) whose bytes the ledger holds, with those bytes: leased to ``holder`` as
+    ``kind`` in the same transaction."""
+    with ledger.transaction() as tx:
+        if tx.dialect == "postgresql":
+            query = query.with_for_update(of=messages, skip_locked=True)
+        rows = tx.connection.execute(query).all()
+        found = read_rows_in(tx, [row.id for row in rows])
+        taken = [row for row in rows if row.id in found]
+        if taken:
+            _take_in(tx, kind, [row.id for row in taken], holder=holder, now=now, lease=lease)
+    return taken, found
+
+
 def take_received(
     ledger: Ledger, holder: str, now: datetime, lease: timedelta, limit: int
 ) -> list[TakenBody]:
@@ -190,14 +214,7 @@ def take_received(
         .order_by(messages.c.id)
         .limit(limit)
     )
-    with ledger.transaction() as tx:
-        if tx.dialect == "postgresql":
-            query = query.with_for_update(of=messages, skip_locked=True)
-        rows = tx.connection.execute(query).all()
-        bodies = read_rows_in(tx, [row.id for row in rows])
-        taken = [row for row in rows if row.id in bodies]
-        if taken:
-            _take_in(tx, HANDOFF, [row.id for row in taken], holder=holder, now=now, lease=lease)
+    taken, bodies = _take_with_bodies(ledger, query, HANDOFF, holder=holder, now=now, lease=lease)
     return [
         TakenBody(
             row.id,
@@ -290,14 +307,7 @@ def take_outbound(
         .order_by(messages.c.id)
         .limit(limit)
     )
-    with ledger.transaction() as tx:
-        if tx.dialect == "postgresql":
-            query = query.with_for_update(of=messages, skip_locked=True)
-        rows = tx.connection.execute(query).all()
-        found = read_rows_in(tx, [row.id for row in rows])
-        taken = [row for row in rows if row.id in found]
-        if taken:
-            _take_in(tx, OUTBOUND, [row.id for row in taken], holder=holder, now=now, lease=lease)
+    taken, found = _take_with_bodies(ledger, query, OUTBOUND, holder=holder, now=now, lease=lease)
     return [
         TakenForm(
             row.id,

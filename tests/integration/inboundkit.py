@@ -181,9 +181,15 @@ async def running_gateway(
     folder: Path,
     listen: Mapping[str, str | int] | None = None,
     database_url: str | None = None,
+    *,
+    extra: str = "",
 ) -> AsyncIterator[Gateway]:
-    """A gateway listening on a free port of 127.0.0.1 for the duration of the block."""
-    config = configuration.load(gateway_config(world, folder, listen, database_url))
+    """A gateway listening on a free port of 127.0.0.1 for the duration of the block;
+    ``extra``: TOML tables added to its configuration (retention rules, [desk_delivery])."""
+    path = gateway_config(world, folder, listen, database_url)
+    if extra:
+        path.write_text(path.read_text() + extra)
+    config = configuration.load(path)
     upgraded(config.database_url)
     with open_services(config) as services:
         running = Gateway(services)

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from dbkit import upgraded
 from dovecotkit import DESK_PASSWORD, Dovecot, running_dovecot
-from integration.inboundkit import FORM, World, gateway_config, message, send, settle
+from integration.inboundkit import (
+    FORM,
+    World,
+    gateway_config,
+    message,
+    running_gateway,
+    send,
+    settle,
+)
 
 from gateway.core import config as configuration
 from gateway.core.config import Desk, DeskDelivery
@@ -23,7 +30,6 @@ from gateway.desks.lmtp import LmtpSink
 from gateway.desks.notices import Notice, post
 from gateway.desks.sink import DeskCopy
 from gateway.service.server import Gateway
-from gateway.service.services import open_services
 from gateway.store import lookups
 from gateway.store.ledger import MessageRow
 from gateway.store.states import InboundState
@@ -156,19 +162,10 @@ def test_a_full_mailbox_is_a_temporary_failure(tmp_path: Path) -> None:
 # ------------------------------------------------------------- through a running gateway
 
 
-@contextlib.asynccontextmanager
-async def lmtp_gateway(world: World, folder: Path, dovecot: Dovecot) -> AsyncIterator[Gateway]:
-    path = gateway_config(world, folder)
-    path.write_text(path.read_text() + dovecot.desk_config())
-    config = configuration.load(path)
-    upgraded(config.database_url)
-    with open_services(config) as services:
-        running = Gateway(services)
-        await running.start()
-        try:
-            yield running
-        finally:
-            await running.stop()
+def lmtp_gateway(
+    world: World, folder: Path, dovecot: Dovecot
+) -> contextlib.AbstractAsyncContextManager[Gateway]:
+    return running_gateway(world, folder, extra=dovecot.desk_config())
 
 
 def numbered(number: int) -> bytes:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dbkit import upgraded
 from dovecotkit import DESK_PASSWORD, Dovecot, running_dovecot
-from integration.inboundkit import World, gateway_config, send, settle
+from integration.inboundkit import World, running_gateway, send, settle
 from integration.test_shredding import (
     DOCUMENT,
     FAMILY,
@@ -29,30 +27,19 @@ from integration.test_shredding import (
     variants,
 )
 
-from gateway.core import config as configuration
 from gateway.service.server import Gateway
-from gateway.service.services import open_services
 from gateway.store import shred_rows
 from gateway.store.states import DeadlineState
 
 DOMAIN = "gateway.ro.example"
 
 
-@contextlib.asynccontextmanager
-async def dovecot_gateway(world: World, folder: Path, dovecot: Dovecot) -> AsyncIterator[Gateway]:
+def dovecot_gateway(
+    world: World, folder: Path, dovecot: Dovecot
+) -> contextlib.AbstractAsyncContextManager[Gateway]:
     """A gateway whose G forms are kept 30 days and whose desks are in ``dovecot``."""
     folder.mkdir(exist_ok=True)
-    path = gateway_config(world, folder)
-    path.write_text(path.read_text() + RETENTION + dovecot.desk_config())
-    config = configuration.load(path)
-    upgraded(config.database_url)
-    with open_services(config) as services:
-        running = Gateway(services)
-        await running.start()
-        try:
-            yield running
-        finally:
-            await running.stop()
+    return running_gateway(world, folder, extra=RETENTION + dovecot.desk_config())
 
 
 def file_away(dovecot: Dovecot, mailbox: str, message_id: str, folder: str) -> None:

@@ -12,14 +12,14 @@ import contextlib
 import email
 import email.policy
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import gpgkit
 import pytest
-from dbkit import postgres_schema, upgraded
-from integration.inboundkit import FORM, World, gateway_config, send, settle
+from dbkit import postgres_schema
+from integration.inboundkit import FORM, World, running_gateway, send, settle
 from sqlalchemy import Engine, select
 
 from gateway.access.roles import Principal, Role
@@ -28,7 +28,6 @@ from gateway.crypto.pgpmime import Attachment
 from gateway.search import folding
 from gateway.service.cases import Cases
 from gateway.service.server import Gateway
-from gateway.service.services import open_services
 from gateway.store import case_rows, drafts, search_rows, shred_rows
 from gateway.store.ledger import (
     metadata,
@@ -105,22 +104,11 @@ def sealed(world: World, content: bytes) -> bytes:
     return gpgkit.pgp_mime(ciphertext, world.no.address, "sirene@ro.example", "SIRENE G")
 
 
-@contextlib.asynccontextmanager
-async def retaining_gateway(
+def retaining_gateway(
     world: World, folder: Path, database_url: str | None = None
-) -> AsyncIterator[Gateway]:
+) -> contextlib.AbstractAsyncContextManager[Gateway]:
     """A gateway whose G forms are kept 30 days."""
-    path = gateway_config(world, folder, database_url=database_url)
-    path.write_text(path.read_text() + RETENTION)
-    config = configuration.load(path)
-    upgraded(config.database_url)
-    with open_services(config) as services:
-        running = Gateway(services)
-        await running.start()
-        try:
-            yield running
-        finally:
-            await running.stop()
+    return running_gateway(world, folder, database_url=database_url, extra=RETENTION)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
