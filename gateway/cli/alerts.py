@@ -9,10 +9,9 @@ import json
 import sys
 from typing import Any
 
-from gateway.access.accounts import AccountError
-from gateway.access.principals import principal_of
 from gateway.access.roles import Principal
 from gateway.access.setup import AccessServices, open_access
+from gateway.cli import acting
 from gateway.cli.table import minute, print_table
 from gateway.core import config as configuration
 from gateway.service import alerts
@@ -154,14 +153,10 @@ def _as_user(args: argparse.Namespace, run: Any) -> int:
     with open_services(config) as services:
         access = open_access(config, services.ledger, services.clock)
         try:
-            user = access.accounts.get(args.user)
-        except AccountError:
-            print(f"gateway: no user {args.user!r}", file=sys.stderr)
-            return EXIT_USAGE
-        if user.disabled:
-            print(f"gateway: user {args.user!r} is disabled", file=sys.stderr)
-            return EXIT_REJECTED
-        principal = principal_of(user.name, user.roles, user.desks)
+            principal = acting.principal_for(access, args.user)
+        except acting.UserRefused as refused:
+            print(f"gateway: {refused.detail}", file=sys.stderr)
+            return refused.code
         try:
             code: int = run(services, access, principal)
         except alerts.AlertRefused as refused:

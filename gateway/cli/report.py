@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.cli import acting
 from gateway.core import config as configuration
 from gateway.reports import tables
 from gateway.reports.figures import Report, make_report, scope_of
@@ -72,17 +73,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         report = make_report(services.ledger, scope, ZoneInfo(config.web.time_zone))
     data = rendered(report, args.format)
-    if args.out is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return EXIT_OK
-    part = args.out.with_name(args.out.name + ".part")  # a whole report or none under its name
-    try:
-        part.write_bytes(data)
-        part.replace(args.out)
-    except OSError as exc:
-        part.unlink(missing_ok=True)
-        print(f"gateway report: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+    failed = acting.write_whole(data, args.out)  # a whole report or none under its name
+    if failed is not None:
+        print(f"gateway report: {failed}", file=sys.stderr)
         return EXIT_USAGE
+    if args.out is None:
+        return EXIT_OK
     print(f"report written to {args.out} ({len(data)} bytes)", file=sys.stderr)
     return EXIT_OK

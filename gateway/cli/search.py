@@ -8,9 +8,8 @@ import sys
 from datetime import date
 from typing import Any
 
-from gateway.access.accounts import AccountError
-from gateway.access.principals import principal_of
 from gateway.access.setup import open_access
+from gateway.cli import acting
 from gateway.core import config as configuration
 from gateway.core.errors import SearchRefused
 from gateway.forms.entities import KINDS
@@ -62,14 +61,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     with open_services(config) as services:
         access = open_access(config, services.ledger, services.clock)
         try:
-            user = access.accounts.get(args.user)
-        except AccountError:
-            print(f"gateway: no user {args.user!r}", file=sys.stderr)
-            return EXIT_USAGE
-        if user.disabled:
-            print(f"gateway: user {args.user!r} is disabled", file=sys.stderr)
-            return EXIT_REJECTED
-        principal = principal_of(user.name, user.roles, user.desks)
+            principal = acting.principal_for(access, args.user)
+        except acting.UserRefused as refused:
+            print(f"gateway: {refused.detail}", file=sys.stderr)
+            return refused.code
         try:
             done = searching.search(services, access.access_log, principal, query, why)
         except SearchRefused as refused:

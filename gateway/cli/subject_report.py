@@ -9,9 +9,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gateway.access.accounts import AccountError
-from gateway.access.principals import principal_of
 from gateway.access.setup import open_access
+from gateway.cli import acting
 from gateway.core import config as configuration
 from gateway.core.errors import SearchRefused
 from gateway.service import searching, subjects
@@ -69,14 +68,10 @@ def cmd_subject_report(args: argparse.Namespace) -> int:
     with open_services(config) as services:
         access = open_access(config, services.ledger, services.clock)
         try:
-            user = access.accounts.get(args.user)
-        except AccountError:
-            _refused(f"no user {args.user!r}")
-            return EXIT_USAGE
-        if user.disabled:
-            _refused(f"user {args.user!r} is disabled")
-            return EXIT_REJECTED
-        principal = principal_of(user.name, user.roles, user.desks)
+            principal = acting.principal_for(access, args.user)
+        except acting.UserRefused as refused:
+            _refused(refused.detail)
+            return refused.code
         try:
             made = subjects.report(
                 services, access.access_log, principal, subject, why, output=args.format
@@ -85,18 +80,12 @@ def cmd_subject_report(args: argparse.Namespace) -> int:
             _refused(refused.detail)
             return EXIT_REJECTED
     data = subjects.rendered(made, args.format)
-    if args.out is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return EXIT_OK
-    part = args.out.with_name(args.out.name + ".part")  # a whole report or none under its name
-    try:
-        part.write_bytes(data)
-        part.replace(args.out)
-    except OSError as exc:
-        part.unlink(missing_ok=True)
-        _refused(f"cannot write {args.out}: {exc.strerror}")
+    failed = acting.write_whole(data, args.out)  # a whole report or none under its name
+    if failed is not None:
+        _refused(failed)
         return EXIT_USAGE
+    if args.out is None:
+        return EXIT_OK
     print(
         f"report {made.search_id} written to {args.out}: {len(made.exchanges)} exchange(s)",
         file=sys.stderr,
