@@ -163,10 +163,10 @@ def _alike_parts(tx: Transaction, part: str) -> dict[int, float]:
     found = search_rows.alike_parts(tx, skeleton, sound, lengths=lengths, limit=PARTS_LOOKED)
     alike = {
         found[at][0]: value
-        for at, value in fuzzy.ratios(skeleton, [held for _, held in found], lowest)
+        for at, value in fuzzy.ratios(skeleton, [held for _, held, _ in found], lowest)
     }
-    for part_id, held in found:
-        if folding.consonants(held) == sound:
+    for part_id, _, held_sound in found:
+        if held_sound == sound:
             alike[part_id] = max(alike.get(part_id, 0.0), 90.0)
     kept = sorted(alike, key=lambda part_id: -alike[part_id])[:PARTS_KEPT]
     return {part_id: alike[part_id] for part_id in kept}

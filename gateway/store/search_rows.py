@@ -4,6 +4,7 @@ retention, rebuilt."""
 
 from __future__ import annotations
 
+import sqlite3
 import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,8 @@ _PG_CANDIDATES = (
 )
 # The nearest name parts by trigram distance, by walking the GiST index on search_parts.
 _PG_PARTS = (
-    'SELECT id, part FROM search_parts ORDER BY part OPERATOR("{schema}".<->) :part LIMIT :limit'
+    "SELECT id, part, sound FROM search_parts"
+    ' ORDER BY part OPERATOR("{schema}".<->) :part LIMIT :limit'
 )
 # How many trigrams of a searched part are looked up: the rarest ones. A part missing at most
 # GRAMS_LOOKED - 1 of the searched part's trigrams (a typo costs up to three) holds one of them.
@@ -44,7 +46,9 @@ GRAMS_LOOKED = 5
 # ... as long as the parts holding them are at most POSTINGS (the rarest one is always read):
 # a common trigram (a frequent stem) adds many parts and little to tell them apart.
 POSTINGS = 1000
-_PG_SAME = "SELECT id, part FROM search_parts WHERE part = :part OR sound = :sound"
+# ... and when even the rarest is held by more, only its COMMON_READ newest parts are ranked.
+COMMON_READ = 2000
+_PG_SAME = "SELECT id, part, sound FROM search_parts WHERE part = :part OR sound = :sound"
 PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
 EXACT_READ = 5  # entries with a key asked are read up to this many times a search's limit
 
@@ -251,43 +255,42 @@ def _candidate(row: Row[tuple[object, ...]]) -> Candidate:
 
 def alike_parts(
     tx: Transaction, part: str, sound: str, *, lengths: tuple[int, int], limit: int
-) -> list[tuple[int, str]]:
-    """(id, part) of the name parts held that may be alike ``part`` (a skeleton): the same
-    part or the same ``sound`` (its consonants), and those found by trigrams: on SQLite the
-    parts holding one of its GRAMS_LOOKED rarest trigrams, on PostgreSQL the nearest by
-    trigram distance; at most ``limit`` of these, on SQLite only those whose length is within
-    ``lengths`` (least, most)."""
-    same = select(search_parts.c.id, search_parts.c.part).where(
-        (search_parts.c.part == part) | (search_parts.c.sound == sound)
-    )
+) -> list[tuple[int, str, str]]:
+    """(id, part, sound) of the name parts held that may be alike ``part`` (a skeleton): the
+    same part or the same ``sound`` (its consonants), and those found by trigrams. On SQLite
+    the parts holding one of its GRAMS_LOOKED rarest trigrams whose length is within
+    ``lengths`` (least, most): every one of them while those trigrams are held by at most
+    POSTINGS parts together, else (every trigram is common) the ``limit`` best ranked of the
+    rarest trigram's. On PostgreSQL the ``limit`` (at most PG_NEAREST) nearest by trigram
+    distance."""
+    found: Sequence[Sequence[object]]
     if len(part) >= 3 and tx.dialect == "sqlite":
-        found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
-        found.update(_sqlite_parts(tx.connection, part, lengths, limit))
+        found = _sqlite_parts(tx.connection, part, sound, lengths, limit)
     elif len(part) >= 3 and (schema := _trigram_schema(tx.connection)) is not None:
         # One round trip: the same part or sound, and the nearest.
         statement = text(f"({_PG_SAME}) UNION ({_PG_PARTS.format(schema=schema)})")
-        nearest = tx.connection.execute(
+        found = tx.connection.execute(
             statement, {"part": part, "sound": sound, "limit": min(limit, PG_NEAREST)}
-        )
-        found = {int(row[0]): str(row[1]) for row in nearest}
+        ).all()
     else:
-        found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
-    return sorted(found.items())
+        found = tx.connection.execute(
+            select(search_parts.c.id, search_parts.c.part, search_parts.c.sound).where(
+                (search_parts.c.part == part) | (search_parts.c.sound == sound)
+            )
+        ).all()
+    return sorted(
+        {str(row[1]): (int(str(row[0])), str(row[1]), str(row[2])) for row in found}.values()
+    )
 
 
 def _sqlite_parts(
-    connection: Connection, part: str, lengths: tuple[int, int], limit: int
-) -> list[tuple[int, str]]:
+    connection: Connection, part: str, sound: str, lengths: tuple[int, int], limit: int
+) -> list[tuple[object, ...]]:
+    """The same part or sound, and the parts found by the rarest trigrams, in one read (two
+    when every trigram is common), on the driver's own cursor: this is a search's hot path."""
     grams = _trigrams([part])
-    # Trigrams and table names are ours (letters and digits of a folded name part); the
-    # trigrams are parameters besides.
-    counted = connection.execute(
-        text(
-            f"SELECT term, doc FROM {search_ddl.PARTS_VOCAB} WHERE term IN :grams"  # noqa: S608
-        ).bindparams(bindparam("grams", expanding=True)),
-        {"grams": grams},
-    )
-    held = {str(row[0]): int(row[1]) for row in counted}
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    held = _sqlite_postings(cursor, grams)
     rarest: list[str] = []
     postings = 0
     for gram in sorted(held, key=lambda gram: (held[gram], gram))[:GRAMS_LOOKED]:
@@ -295,21 +298,70 @@ def _sqlite_parts(
             break
         rarest.append(gram)
         postings += held[gram]
+    same = "SELECT id, part, sound FROM search_parts WHERE part = :part OR sound = :sound"
+    values: dict[str, object] = {"part": part, "sound": sound}
     if not rarest:
-        return []
-    match = " OR ".join('"' + gram.replace('"', '""') + '"' for gram in rarest)
+        return [tuple(row) for row in cursor.execute(same, values)]
     table = search_ddl.PARTS_FTS
+    values["match"] = " OR ".join(_phrase(gram) for gram in rarest)
     # Parts much shorter or longer cannot be alike: (least, most) characters.
-    least, most = lengths
-    found = connection.execute(
-        text(
-            f"SELECT p.id, p.part FROM {table} g JOIN search_parts p ON p.id = g.rowid"  # noqa: S608
-            f" WHERE {table} MATCH :match AND length(p.part) BETWEEN :least AND :most"
-            " ORDER BY g.rank LIMIT :limit"
-        ),
-        {"match": match, "least": least, "most": most, "limit": limit},
-    ).all()
-    return [(int(row[0]), str(row[1])) for row in found]
+    values["least"], values["most"] = lengths
+    grammed = (
+        f"SELECT p.id, p.part, p.sound FROM {table} g JOIN search_parts p ON p.id = g.rowid"  # noqa: S608
+        f" WHERE {table} MATCH :match AND length(p.part) BETWEEN :least AND :most"
+    )
+    if postings <= POSTINGS:  # few enough to read them all: no ranking (it costs per posting)
+        return [tuple(row) for row in cursor.execute(f"{same} UNION ALL {grammed}", values)]
+    # The rarest trigram alone is common (a frequent given name at a million persons): the
+    # best ranked (FTS5's bm25) of its COMMON_READ newest parts, ranking costing per posting.
+    values["limit"], values["read"] = limit, COMMON_READ
+    ranked = (
+        f"SELECT p.id, p.part, p.sound FROM (SELECT rowid, rank FROM {table}"  # noqa: S608
+        f" WHERE {table} MATCH :match ORDER BY rowid DESC LIMIT :read) g"
+        " JOIN search_parts p ON p.id = g.rowid WHERE length(p.part) BETWEEN :least AND :most"
+        " ORDER BY g.rank LIMIT :limit"
+    )
+    found = [tuple(row) for row in cursor.execute(same, values)]
+    found += cursor.execute(ranked, values).fetchall()
+    return found
+
+
+def _sqlite_postings(cursor: sqlite3.Cursor, grams: Sequence[str]) -> dict[str, int]:
+    """How many parts hold each of ``grams`` (absent: none), counted up to POSTINGS + 1 (reading
+    a trigram's postings costs per posting: a common one is not counted through); the exact
+    counts, from the fts5vocab table, where every one of them is common."""
+    if not grams:
+        return {}
+    table = search_ddl.PARTS_FTS
+    # Trigrams and table names are ours (letters and digits of a folded name part); the
+    # trigrams are parameters besides.
+    counted = " UNION ALL ".join(
+        f"SELECT ?, (SELECT count(*) FROM (SELECT rowid FROM {table}"  # noqa: S608
+        f" WHERE {table} MATCH ? LIMIT {POSTINGS + 1}))"
+        for _ in grams
+    )
+    held = {
+        str(row[0]): int(row[1])
+        for row in cursor.execute(
+            counted, [value for gram in grams for value in (gram, _phrase(gram))]
+        )
+        if row[1]
+    }
+    if held and min(held.values()) > POSTINGS:
+        exact = ", ".join("?" for _ in held)
+        held = {
+            str(row[0]): int(row[1])
+            for row in cursor.execute(
+                f"SELECT term, doc FROM {search_ddl.PARTS_VOCAB} WHERE term IN ({exact})",  # noqa: S608
+                list(held),
+            )
+        }
+    return held
+
+
+def _phrase(gram: str) -> str:
+    """A trigram as an FTS5 phrase (quoted, quotes doubled)."""
+    return '"' + gram.replace('"', '""') + '"'
 
 
 def entries_holding(
