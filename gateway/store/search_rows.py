@@ -43,11 +43,13 @@ _PG_PARTS = (
 # How many trigrams of a searched part are looked up: the rarest ones. A part missing at most
 # GRAMS_LOOKED - 1 of the searched part's trigrams (a typo costs up to three) holds one of them.
 GRAMS_LOOKED = 5
-# ... as long as the parts holding them are at most POSTINGS (the rarest one is always read):
-# a common trigram (a frequent stem) adds many parts and little to tell them apart.
+# ... as long as the parts holding them are at most POSTINGS together (the rarest one is always
+# looked up): a common trigram (a frequent stem) adds many parts and little to tell them apart.
+# Every part found is read, unranked. Where even the rarest is held by more parts (a frequent
+# given name at a million persons), its POSTINGS newest parts are ranked by FTS5 (bm25, a cost
+# per posting) and the best read. Counting a trigram's parts costs per part too: they are
+# counted up to POSTINGS + 1.
 POSTINGS = 1000
-# ... and when even the rarest is held by more, only its COMMON_READ newest parts are ranked.
-COMMON_READ = 2000
 _PG_SAME = "SELECT id, part, sound FROM search_parts WHERE part = :part OR sound = :sound"
 PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
 EXACT_READ = 5  # entries with a key asked are read up to this many times a search's limit
@@ -261,8 +263,8 @@ def alike_parts(
     the parts holding one of its GRAMS_LOOKED rarest trigrams whose length is within
     ``lengths`` (least, most): every one of them while those trigrams are held by at most
     POSTINGS parts together, else (every trigram is common) the ``limit`` best ranked of the
-    rarest trigram's. On PostgreSQL the ``limit`` (at most PG_NEAREST) nearest by trigram
-    distance."""
+    rarest trigram's POSTINGS newest parts. On PostgreSQL the ``limit`` (at most PG_NEAREST)
+    nearest by trigram distance."""
     found: Sequence[Sequence[object]]
     if len(part) >= 3 and tx.dialect == "sqlite":
         found = _sqlite_parts(tx.connection, part, sound, lengths, limit)
@@ -312,9 +314,8 @@ def _sqlite_parts(
     )
     if postings <= POSTINGS:  # few enough to read them all: no ranking (it costs per posting)
         return [tuple(row) for row in cursor.execute(f"{same} UNION ALL {grammed}", values)]
-    # The rarest trigram alone is common (a frequent given name at a million persons): the
-    # best ranked (FTS5's bm25) of its COMMON_READ newest parts, ranking costing per posting.
-    values["limit"], values["read"] = limit, COMMON_READ
+    # The rarest trigram alone is common: the best ranked of its newest parts.
+    values["limit"], values["read"] = limit, POSTINGS
     ranked = (
         f"SELECT p.id, p.part, p.sound FROM (SELECT rowid, rank FROM {table}"  # noqa: S608
         f" WHERE {table} MATCH :match ORDER BY rowid DESC LIMIT :read) g"
@@ -327,36 +328,19 @@ def _sqlite_parts(
 
 
 def _sqlite_postings(cursor: sqlite3.Cursor, grams: Sequence[str]) -> dict[str, int]:
-    """How many parts hold each of ``grams`` (absent: none), counted up to POSTINGS + 1 (reading
-    a trigram's postings costs per posting: a common one is not counted through); the exact
-    counts, from the fts5vocab table, where every one of them is common."""
+    """How many parts hold each of ``grams`` (absent: none), counted up to POSTINGS + 1: a
+    common trigram's postings are not read through (fts5vocab would)."""
     if not grams:
         return {}
     table = search_ddl.PARTS_FTS
-    # Trigrams and table names are ours (letters and digits of a folded name part); the
-    # trigrams are parameters besides.
+    # The table is ours and the bound a number; the trigrams are parameters.
     counted = " UNION ALL ".join(
         f"SELECT ?, (SELECT count(*) FROM (SELECT rowid FROM {table}"  # noqa: S608
         f" WHERE {table} MATCH ? LIMIT {POSTINGS + 1}))"
         for _ in grams
     )
-    held = {
-        str(row[0]): int(row[1])
-        for row in cursor.execute(
-            counted, [value for gram in grams for value in (gram, _phrase(gram))]
-        )
-        if row[1]
-    }
-    if held and min(held.values()) > POSTINGS:
-        exact = ", ".join("?" for _ in held)
-        held = {
-            str(row[0]): int(row[1])
-            for row in cursor.execute(
-                f"SELECT term, doc FROM {search_ddl.PARTS_VOCAB} WHERE term IN ({exact})",  # noqa: S608
-                list(held),
-            )
-        }
-    return held
+    found = cursor.execute(counted, [value for gram in grams for value in (gram, _phrase(gram))])
+    return {str(row[0]): int(row[1]) for row in found if row[1]}
 
 
 def _phrase(gram: str) -> str:
