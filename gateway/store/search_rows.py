@@ -366,6 +366,21 @@ def entries_holding(
     return [(int(row[0]), int(row[1])) for row in found]
 
 
+def holders_counted(tx: Transaction, part_ids: Sequence[int], *, limit: int) -> int:
+    """How many entries (of any desk) hold one of these parts, counted up to ``limit``: read
+    from the (part, entry) key alone, no entry's row."""
+    if not part_ids:
+        return 0
+    held = (
+        select(search_entry_parts.c.entry_id)
+        .where(search_entry_parts.c.part_id.in_(bindparam("parts", expanding=True)))
+        .limit(limit)
+        .subquery()
+    )
+    counted = select(func.count()).select_from(held)
+    return int(tx.connection.execute(counted, {"parts": list(part_ids)}).scalar_one())
+
+
 def entries_holding_among(
     tx: Transaction, part_ids: Sequence[int], entry_ids: Sequence[int]
 ) -> list[tuple[int, int]]:
