@@ -108,7 +108,7 @@ def variant(name: str, pick: random.Random) -> str:
 
 
 @contextlib.contextmanager
-def database(kind: str, folder: Path, size: int, keep: Path | None) -> Iterator[str]:
+def database(kind: str, folder: Path, size: int = 0, keep: Path | None = None) -> Iterator[str]:
     """A database for the index of ``size`` persons: kept (and reused) under ``keep``,
     otherwise made for the run and dropped after it."""
     if kind == "sqlite":
