@@ -9,8 +9,9 @@ import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, text
+from sqlalchemy import Connection, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -252,19 +253,31 @@ def entries(
     """The entries of these ids (on ``desks`` only, unless None), by id."""
     if not ids:
         return []
-    query = select(search_entries).where(search_entries.c.id.in_(bindparam("ids", expanding=True)))
+    statement = f"SELECT {_ENTRY_COLUMNS} FROM search_entries WHERE id {{entries}}"  # noqa: S608
+    lists: list[Collection[object]] = [ids]
     if desks is not None:
-        query = query.where(search_entries.c.desk.in_(list(desks)))
-    rows = tx.connection.execute(query.order_by(search_entries.c.id), {"ids": list(ids)}).all()
+        statement += " AND desk {desks}"
+        lists.append(sorted(desks))
+    rows = _driver_fetch(tx, statement + " ORDER BY id", lists, 0)
     return [_candidate(row) for row in rows]
 
 
-def _candidate(row: Row[tuple[object, ...]]) -> Candidate:
+# What a Candidate is made of, in _candidate's order.
+_ENTRY_COLUMNS = (
+    'id, kind, role, shown, folded, "key", born, country, message_id, direction, partner, desk,'
+    " form, created_at"
+)
+
+
+def _candidate(row: Sequence[Any]) -> Candidate:
+    created = row[13]
+    if isinstance(created, str):  # SQLite's driver hands back the stored text (UTC)
+        created = datetime.fromisoformat(created)
     return Candidate(
-        id=row.id,
-        row=IndexRow(row.kind, row.role, row.shown, row.folded, row.key, row.born, row.country),
-        where=Where(row.message_id, row.direction, row.partner, row.desk, row.form),
-        created_at=as_utc(row.created_at),
+        id=int(row[0]),
+        row=IndexRow(*row[1:8]),
+        where=Where(*row[8:13]),
+        created_at=as_utc(created),
     )
 
 
@@ -409,11 +422,18 @@ def entries_holding_among(
 def _driver_rows(
     tx: Transaction, statement: str, lists: Sequence[Collection[object]], limit: int
 ) -> list[tuple[int, int]]:
+    """Pairs of numbers read by _driver_fetch."""
+    return [(int(row[0]), int(row[1])) for row in _driver_fetch(tx, statement, lists, limit)]
+
+
+def _driver_fetch(
+    tx: Transaction, statement: str, lists: Sequence[Collection[object]], limit: int
+) -> list[tuple[Any, ...]]:
     """The rows of a hot read of the search, on the driver's own cursor (SQLAlchemy renders an
     expanding IN anew on every execution: more than the read itself costs). ``statement``'s
-    placeholders {parts}, {entries}, {desks} take ``lists`` in that order, as ``IN (?, ...)``
-    on SQLite and ``= ANY(%s)`` on PostgreSQL (one text, prepared by psycopg once used
-    often); {limit} takes ``limit``."""
+    placeholders {parts}, {entries}, {desks} take ``lists`` in the order they appear, as
+    ``IN (?, ...)`` on SQLite and ``= ANY(%s)`` on PostgreSQL (one text, prepared by psycopg
+    once used often); {limit} takes ``limit``."""
     names = [name for name in ("parts", "entries", "desks") if "{" + name + "}" in statement]
     names.sort(key=lambda name: statement.index("{" + name + "}"))
     values: list[object] = []
@@ -428,7 +448,7 @@ def _driver_rows(
     # Only placeholders and a number are put into the statement.
     cursor = tx.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     cursor.execute(statement.format(limit=int(limit), **held), values)
-    return [(int(row[0]), int(row[1])) for row in cursor.fetchall()]
+    return [tuple(row) for row in cursor.fetchall()]
 
 
 def _trigrams(keys: Sequence[str]) -> list[str]:
