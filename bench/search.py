@@ -9,6 +9,12 @@ is set (a private schema, dropped afterwards). The baseline is rapidfuzz.process
 token_sort_ratio over every folded name held (C speed, one call per search).
 
     .venv/bin/python bench/search.py [--sizes 10000,100000] [--queries 200] [--out FILE.json]
+        [--keep DIR]
+
+--keep DIR keeps each index built (SQLite: DIR/search-SIZE.db; PostgreSQL: the schema
+bench_search_SIZE) and reuses it on the next run with the same size: a million persons take
+minutes to index, the searches seconds. Drop the schemas with
+``DROP SCHEMA bench_search_SIZE CASCADE`` when done.
 """
 
 from __future__ import annotations
@@ -102,26 +108,39 @@ def variant(name: str, pick: random.Random) -> str:
 
 
 @contextlib.contextmanager
-def database(kind: str, folder: Path) -> Iterator[str]:
+def database(kind: str, folder: Path, size: int = 0, keep: Path | None = None) -> Iterator[str]:
+    """A database for the index of ``size`` persons: kept (and reused) under ``keep``,
+    otherwise made for the run and dropped after it."""
     if kind == "sqlite":
-        yield f"sqlite:///{folder / f'search-{uuid.uuid4().hex[:6]}.db'}"
+        name = f"search-{size}.db" if keep is not None else f"search-{uuid.uuid4().hex[:6]}.db"
+        yield f"sqlite:///{(keep or folder) / name}"
         return
     admin = make_engine(os.environ["GATEWAY_TEST_POSTGRES_URL"])
-    name = f"b_{uuid.uuid4().hex[:12]}"
+    name = f"bench_search_{size}" if keep is not None else f"b_{uuid.uuid4().hex[:12]}"
     with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{name}"'))
+        exists = connection.execute(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :name"), {"name": name}
+        ).scalar()
+        if exists is None:
+            connection.execute(text(f'CREATE SCHEMA "{name}"'))
     try:
         yield f"{os.environ['GATEWAY_TEST_POSTGRES_URL']}?options=-csearch_path%3D{name}"
     finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        if keep is None:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         admin.dispose()
+
+
+def persons(size: int, seed: int) -> list[tuple[str, str]]:
+    """The ``size`` persons a fill with ``seed`` indexes (the same on every run)."""
+    pick = random.Random(seed)
+    return [person(number, pick) for number in range(size)]
 
 
 def fill(ledger: Ledger, size: int, seed: int) -> tuple[list[tuple[str, str]], float]:
     """Index ``size`` persons, a thousand per message; returns them and the seconds it took."""
-    pick = random.Random(seed)
-    held = [person(number, pick) for number in range(size)]
+    held = persons(size, seed)
     start = time.perf_counter()
     for first in range(0, size, PER_MESSAGE):
         with ledger.transaction() as tx:
@@ -139,14 +158,24 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(kind: str, size: int, queries: int, folder: Path) -> dict[str, object]:
-    with database(kind, folder) as url:
+def measure(
+    kind: str, size: int, queries: int, folder: Path, keep: Path | None
+) -> dict[str, object]:
+    with database(kind, folder, size, keep) as url:
         engine = make_engine(url)
         try:
             schema.upgrade(engine)
             ledger = Ledger(engine, FakeClock(NOW))
-            held, filled = fill(ledger, size, seed=size)
-            if kind == "postgresql":  # the statistics autovacuum gathers soon after a fill
+            with ledger.reading() as tx:
+                already = search_rows.count(tx)
+            if already not in (0, size):
+                raise SystemExit(f"{url} holds {already} entries, not {size}: drop it first")
+            built = already == size
+            if built:
+                held, filled = persons(size, seed=size), None
+            else:
+                held, filled = fill(ledger, size, seed=size)
+            if kind == "postgresql" and not built:  # the statistics autovacuum gathers
                 with engine.begin() as connection:
                     connection.exec_driver_sql("ANALYZE")
             pick = random.Random(7)
@@ -176,7 +205,7 @@ def measure(kind: str, size: int, queries: int, folder: Path) -> dict[str, objec
     return {
         "database": kind,
         "persons": size,
-        "index_seconds": round(filled, 1),
+        "index_seconds": None if filled is None else round(filled, 1),
         "searches": queries,
         "found_share": round(found / queries, 3),
         "candidates_median": statistics.median(candidates),
@@ -213,8 +242,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "search.json")
+    parser.add_argument("--databases", default=None, help="sqlite,postgresql (default: both)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep and reuse the indexes here")
     args = parser.parse_args()
     kinds = ["sqlite"] + (["postgresql"] if os.environ.get("GATEWAY_TEST_POSTGRES_URL") else [])
+    if args.databases is not None:
+        kinds = [kind for kind in kinds if kind in args.databases.split(",")]
     results: dict[str, object] = {
         "benchmark": "search",
         "python": platform.python_version(),
@@ -225,10 +258,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         for kind in kinds:
             for size in (int(value) for value in args.sizes.split(",")):
-                figures = measure(kind, size, args.queries, Path(folder))
+                figures = measure(kind, size, args.queries, Path(folder), args.keep)
                 runs.append(figures)
+                built = figures["index_seconds"]
                 print(
-                    f"{kind:>10} {size:>9,} persons (indexed in {figures['index_seconds']} s): "
+                    f"{kind:>10} {size:>9,} persons "
+                    f"({'reused' if built is None else f'indexed in {built} s'}): "
                     f"p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, found "
                     f"{figures['found_share']:.1%}, {figures['candidates_median']} candidates; "
                     f"full rapidfuzz scan p95 {figures['scan_p95_ms']} ms "

@@ -35,8 +35,8 @@ CANDIDATES = 200  # identifiers: per way of finding them, scored one by one
 # read; entries read per part asked; and the entries scored one by one.
 PARTS_LOOKED = 300
 PARTS_KEPT = 50
-PROBED = 300  # entries read per part asked, to tell the rare parts from the common
-HOLDERS = 3000  # entries read for a common part that leads
+PROBED = 300  # entries counted per part asked, to tell the rare parts from the common
+HOLDERS = 3000  # entries read for a part that leads
 SHORT_LIST = 100
 _UNPAIRED_WEIGHT = 0.25
 PART_ALIKE = 80.0  # a name part less alike than this counts as no match (Larsson, Andersson)
@@ -121,30 +121,26 @@ def _name_candidates(
 ) -> list[Candidate]:
     """The SHORT_LIST entries most likely to match a name: for each part asked, the held name
     parts alike it (the index's trigrams find them, their skeletons' similarity keeps the
-    PARTS_KEPT most alike) and the entries holding those (at most PROBED, or HOLDERS for a
-    common leading part); the entries of the leading parts (see _leading), ranked by how much
+    PARTS_KEPT most alike) and how many entries hold those (counted up to PROBED, on any
+    desk, from the links alone); the entries of the leading parts (see _leading: at most
+    HOLDERS each, on ``desks``), and which of those hold the other parts, ranked by how much
     of the name their alike parts cover."""
     parts = list(dict.fromkeys(asked))
     alike = {part: _alike_parts(tx, part) for part in parts}
-    held = {
-        part: search_rows.entries_holding(tx, list(alike[part]), desks=desks, limit=PROBED)
-        for part in parts
+    counted = {
+        part: search_rows.holders_counted(tx, list(alike[part]), limit=PROBED) for part in parts
     }
-    leading = _leading(parts, {part: len(held[part]) for part in parts}, least)
+    leading = _leading(parts, counted, least)
     cover: dict[int, float] = {}
     for part in leading:
-        if len(held[part]) >= PROBED:  # a common part leads (every part is): read more
-            held[part] = search_rows.entries_holding(
-                tx, list(alike[part]), desks=desks, limit=HOLDERS
-            )
-        _add_cover(cover, part, alike[part], held[part])
+        held = search_rows.entries_holding(tx, list(alike[part]), desks=desks, limit=HOLDERS)
+        _add_cover(cover, part, alike[part], held)
     found = sorted(cover)
     for part in parts:
         if part in leading or not found:
             continue
-        if len(held[part]) >= PROBED:  # not all read: which of those found hold it
-            held[part] = search_rows.entries_holding_among(tx, list(alike[part]), found)
-        _add_cover(cover, part, alike[part], [pair for pair in held[part] if pair[0] in cover])
+        held = search_rows.entries_holding_among(tx, list(alike[part]), found)
+        _add_cover(cover, part, alike[part], held)
     short = sorted(cover, key=lambda entry: (-cover[entry], entry))[:SHORT_LIST]
     return search_rows.entries(tx, short)
 
@@ -163,10 +159,10 @@ def _alike_parts(tx: Transaction, part: str) -> dict[int, float]:
     found = search_rows.alike_parts(tx, skeleton, sound, lengths=lengths, limit=PARTS_LOOKED)
     alike = {
         found[at][0]: value
-        for at, value in fuzzy.ratios(skeleton, [held for _, held in found], lowest)
+        for at, value in fuzzy.ratios(skeleton, [held for _, held, _ in found], lowest)
     }
-    for part_id, held in found:
-        if folding.consonants(held) == sound:
+    for part_id, _, held_sound in found:
+        if held_sound == sound:
             alike[part_id] = max(alike.get(part_id, 0.0), 90.0)
     kept = sorted(alike, key=lambda part_id: -alike[part_id])[:PARTS_KEPT]
     return {part_id: alike[part_id] for part_id in kept}

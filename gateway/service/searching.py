@@ -147,7 +147,8 @@ def as_json(done: Searched) -> dict[str, Any]:
 def rebuild(services: Services) -> Rebuilt:
     """Empty the index and index again every received message whose verified copy is kept, one
     transaction per message. A form we sent is kept sealed to its partner only: its entries,
-    written when it was queued, cannot be made again and are lost by a rebuild."""
+    written when it was queued, cannot be made again and are lost by a rebuild. The index's
+    statistics are gathered again at the end (the planner's choices follow them)."""
     done = Rebuilt()
     with services.ledger.transaction() as tx:
         search_rows.delete_all_in(tx)
@@ -156,6 +157,8 @@ def rebuild(services: Services) -> Rebuilt:
         with services.ledger.reading() as tx:
             rows = search_rows.messages_after(tx, after, BATCH)
         if not rows:
+            with services.ledger.transaction() as tx:
+                search_rows.analyze_in(tx)
             return done
         for row in rows:
             after = row.id

@@ -4,12 +4,14 @@ retention, rebuilt."""
 
 from __future__ import annotations
 
+import sqlite3
 import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, text
+from sqlalchemy import Connection, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -36,15 +38,26 @@ _PG_CANDIDATES = (
 )
 # The nearest name parts by trigram distance, by walking the GiST index on search_parts.
 _PG_PARTS = (
-    'SELECT id, part FROM search_parts ORDER BY part OPERATOR("{schema}".<->) :part LIMIT :limit'
+    "SELECT id, part, sound FROM search_parts"
+    ' ORDER BY part OPERATOR("{schema}".<->) :part LIMIT :limit'
 )
 # How many trigrams of a searched part are looked up: the rarest ones. A part missing at most
 # GRAMS_LOOKED - 1 of the searched part's trigrams (a typo costs up to three) holds one of them.
 GRAMS_LOOKED = 5
-# ... as long as the parts holding them are at most POSTINGS (the rarest one is always read):
-# a common trigram (a frequent stem) adds many parts and little to tell them apart.
+# ... as long as the parts holding them are at most POSTINGS together (the rarest one is always
+# looked up): a common trigram (a frequent stem) adds many parts and little to tell them apart.
+# Every part found is read, unranked. Where even the rarest is held by more parts (a frequent
+# given name at a million persons), its POSTINGS newest parts are ranked by FTS5 (bm25, a cost
+# per posting) and the best read. Counting a trigram's parts costs per part too: they are
+# counted up to POSTINGS + 1.
 POSTINGS = 1000
-_PG_SAME = "SELECT id, part FROM search_parts WHERE part = :part OR sound = :sound"
+# The same part is asked as a range of one: pg_trgm's GiST index serves equality too, and the
+# planner, statistics or not, took it over the unique B-tree (at 700,000 parts 5 to 30 ms
+# instead of 0.05).
+_PG_SAME = (
+    "SELECT id, part, sound FROM search_parts"
+    " WHERE (part >= :part AND part <= :part) OR sound = :sound"
+)
 PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
 EXACT_READ = 5  # entries with a key asked are read up to this many times a search's limit
 
@@ -196,6 +209,13 @@ def delete_all_in(tx: Transaction) -> int:
     return int(result.rowcount or 0)
 
 
+def analyze_in(tx: Transaction) -> None:
+    """Gather the planner's statistics of the index's tables (after a rebuild, which changed
+    every row: PostgreSQL's autovacuum would gather them some time later)."""
+    for table in (search_entries, search_parts, search_entry_parts):
+        tx.connection.exec_driver_sql(f"ANALYZE {table.name}")
+
+
 def count(tx: Transaction) -> int:
     return int(tx.connection.execute(select(func.count()).select_from(search_entries)).scalar_one())
 
@@ -233,61 +253,72 @@ def entries(
     """The entries of these ids (on ``desks`` only, unless None), by id."""
     if not ids:
         return []
-    query = select(search_entries).where(search_entries.c.id.in_(bindparam("ids", expanding=True)))
+    statement = f"SELECT {_ENTRY_COLUMNS} FROM search_entries WHERE id {{entries}}"  # noqa: S608
+    lists: list[Collection[object]] = [ids]
     if desks is not None:
-        query = query.where(search_entries.c.desk.in_(list(desks)))
-    rows = tx.connection.execute(query.order_by(search_entries.c.id), {"ids": list(ids)}).all()
+        statement += " AND desk {desks}"
+        lists.append(sorted(desks))
+    rows = _driver_fetch(tx, statement + " ORDER BY id", lists, 0)
     return [_candidate(row) for row in rows]
 
 
-def _candidate(row: Row[tuple[object, ...]]) -> Candidate:
+# What a Candidate is made of, in _candidate's order.
+_ENTRY_COLUMNS = (
+    'id, kind, role, shown, folded, "key", born, country, message_id, direction, partner, desk,'
+    " form, created_at"
+)
+
+
+def _candidate(row: Sequence[Any]) -> Candidate:
+    created = row[13]
+    if isinstance(created, str):  # SQLite's driver hands back the stored text (UTC)
+        created = datetime.fromisoformat(created)
     return Candidate(
-        id=row.id,
-        row=IndexRow(row.kind, row.role, row.shown, row.folded, row.key, row.born, row.country),
-        where=Where(row.message_id, row.direction, row.partner, row.desk, row.form),
-        created_at=as_utc(row.created_at),
+        id=int(row[0]),
+        row=IndexRow(*row[1:8]),
+        where=Where(*row[8:13]),
+        created_at=as_utc(created),
     )
 
 
 def alike_parts(
     tx: Transaction, part: str, sound: str, *, lengths: tuple[int, int], limit: int
-) -> list[tuple[int, str]]:
-    """(id, part) of the name parts held that may be alike ``part`` (a skeleton): the same
-    part or the same ``sound`` (its consonants), and those found by trigrams: on SQLite the
-    parts holding one of its GRAMS_LOOKED rarest trigrams, on PostgreSQL the nearest by
-    trigram distance; at most ``limit`` of these, on SQLite only those whose length is within
-    ``lengths`` (least, most)."""
-    same = select(search_parts.c.id, search_parts.c.part).where(
-        (search_parts.c.part == part) | (search_parts.c.sound == sound)
-    )
+) -> list[tuple[int, str, str]]:
+    """(id, part, sound) of the name parts held that may be alike ``part`` (a skeleton): the
+    same part or the same ``sound`` (its consonants), and those found by trigrams. On SQLite
+    the parts holding one of its GRAMS_LOOKED rarest trigrams whose length is within
+    ``lengths`` (least, most): every one of them while those trigrams are held by at most
+    POSTINGS parts together, else (every trigram is common) the ``limit`` best ranked of the
+    rarest trigram's POSTINGS newest parts. On PostgreSQL the ``limit`` (at most PG_NEAREST)
+    nearest by trigram distance."""
+    found: Sequence[Sequence[object]]
     if len(part) >= 3 and tx.dialect == "sqlite":
-        found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
-        found.update(_sqlite_parts(tx.connection, part, lengths, limit))
+        found = _sqlite_parts(tx.connection, part, sound, lengths, limit)
     elif len(part) >= 3 and (schema := _trigram_schema(tx.connection)) is not None:
         # One round trip: the same part or sound, and the nearest.
         statement = text(f"({_PG_SAME}) UNION ({_PG_PARTS.format(schema=schema)})")
-        nearest = tx.connection.execute(
+        found = tx.connection.execute(
             statement, {"part": part, "sound": sound, "limit": min(limit, PG_NEAREST)}
-        )
-        found = {int(row[0]): str(row[1]) for row in nearest}
+        ).all()
     else:
-        found = {int(row[0]): str(row[1]) for row in tx.connection.execute(same)}
-    return sorted(found.items())
+        found = tx.connection.execute(
+            select(search_parts.c.id, search_parts.c.part, search_parts.c.sound).where(
+                (search_parts.c.part == part) | (search_parts.c.sound == sound)
+            )
+        ).all()
+    return sorted(
+        {str(row[1]): (int(str(row[0])), str(row[1]), str(row[2])) for row in found}.values()
+    )
 
 
 def _sqlite_parts(
-    connection: Connection, part: str, lengths: tuple[int, int], limit: int
-) -> list[tuple[int, str]]:
+    connection: Connection, part: str, sound: str, lengths: tuple[int, int], limit: int
+) -> list[tuple[object, ...]]:
+    """The same part or sound, and the parts found by the rarest trigrams, in one read (two
+    when every trigram is common), on the driver's own cursor: this is a search's hot path."""
     grams = _trigrams([part])
-    # Trigrams and table names are ours (letters and digits of a folded name part); the
-    # trigrams are parameters besides.
-    counted = connection.execute(
-        text(
-            f"SELECT term, doc FROM {search_ddl.PARTS_VOCAB} WHERE term IN :grams"  # noqa: S608
-        ).bindparams(bindparam("grams", expanding=True)),
-        {"grams": grams},
-    )
-    held = {str(row[0]): int(row[1]) for row in counted}
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    held = _sqlite_postings(cursor, grams)
     rarest: list[str] = []
     postings = 0
     for gram in sorted(held, key=lambda gram: (held[gram], gram))[:GRAMS_LOOKED]:
@@ -295,21 +326,52 @@ def _sqlite_parts(
             break
         rarest.append(gram)
         postings += held[gram]
+    same = "SELECT id, part, sound FROM search_parts WHERE part = :part OR sound = :sound"
+    values: dict[str, object] = {"part": part, "sound": sound}
     if not rarest:
-        return []
-    match = " OR ".join('"' + gram.replace('"', '""') + '"' for gram in rarest)
+        return [tuple(row) for row in cursor.execute(same, values)]
     table = search_ddl.PARTS_FTS
+    values["match"] = " OR ".join(_phrase(gram) for gram in rarest)
     # Parts much shorter or longer cannot be alike: (least, most) characters.
-    least, most = lengths
-    found = connection.execute(
-        text(
-            f"SELECT p.id, p.part FROM {table} g JOIN search_parts p ON p.id = g.rowid"  # noqa: S608
-            f" WHERE {table} MATCH :match AND length(p.part) BETWEEN :least AND :most"
-            " ORDER BY g.rank LIMIT :limit"
-        ),
-        {"match": match, "least": least, "most": most, "limit": limit},
-    ).all()
-    return [(int(row[0]), str(row[1])) for row in found]
+    values["least"], values["most"] = lengths
+    grammed = (
+        f"SELECT p.id, p.part, p.sound FROM {table} g JOIN search_parts p ON p.id = g.rowid"  # noqa: S608
+        f" WHERE {table} MATCH :match AND length(p.part) BETWEEN :least AND :most"
+    )
+    if postings <= POSTINGS:  # few enough to read them all: no ranking (it costs per posting)
+        return [tuple(row) for row in cursor.execute(f"{same} UNION ALL {grammed}", values)]
+    # The rarest trigram alone is common: the best ranked of its newest parts.
+    values["limit"], values["read"] = limit, POSTINGS
+    ranked = (
+        f"SELECT p.id, p.part, p.sound FROM (SELECT rowid, rank FROM {table}"  # noqa: S608
+        f" WHERE {table} MATCH :match ORDER BY rowid DESC LIMIT :read) g"
+        " JOIN search_parts p ON p.id = g.rowid WHERE length(p.part) BETWEEN :least AND :most"
+        " ORDER BY g.rank LIMIT :limit"
+    )
+    found = [tuple(row) for row in cursor.execute(same, values)]
+    found += cursor.execute(ranked, values).fetchall()
+    return found
+
+
+def _sqlite_postings(cursor: sqlite3.Cursor, grams: Sequence[str]) -> dict[str, int]:
+    """How many parts hold each of ``grams`` (absent: none), counted up to POSTINGS + 1: a
+    common trigram's postings are not read through (fts5vocab would)."""
+    if not grams:
+        return {}
+    table = search_ddl.PARTS_FTS
+    # The table is ours and the bound a number; the trigrams are parameters.
+    counted = " UNION ALL ".join(
+        f"SELECT ?, (SELECT count(*) FROM (SELECT rowid FROM {table}"  # noqa: S608
+        f" WHERE {table} MATCH ? LIMIT {POSTINGS + 1}))"
+        for _ in grams
+    )
+    found = cursor.execute(counted, [value for gram in grams for value in (gram, _phrase(gram))])
+    return {str(row[0]): int(row[1]) for row in found if row[1]}
+
+
+def _phrase(gram: str) -> str:
+    """A trigram as an FTS5 phrase (quoted, quotes doubled)."""
+    return '"' + gram.replace('"', '""') + '"'
 
 
 def entries_holding(
@@ -319,31 +381,74 @@ def entries_holding(
     ``desks`` only (None: every desk)."""
     if not part_ids:
         return []
-    query = select(search_entry_parts.c.entry_id, search_entry_parts.c.part_id).where(
-        search_entry_parts.c.part_id.in_(bindparam("parts", expanding=True))
+    if desks is None:
+        statement = "SELECT l.entry_id, l.part_id FROM search_entry_parts l WHERE l.part_id {parts}"
+        return _driver_rows(tx, statement + " LIMIT {limit}", [part_ids], limit)
+    statement = (
+        "SELECT l.entry_id, l.part_id FROM search_entry_parts l"
+        " JOIN search_entries e ON e.id = l.entry_id WHERE l.part_id {parts} AND e.desk {desks}"
+        " LIMIT {limit}"
     )
-    if desks is not None:
-        query = query.join(
-            search_entries, search_entries.c.id == search_entry_parts.c.entry_id
-        ).where(search_entries.c.desk.in_(list(desks)))
-    found = tx.connection.execute(query.limit(limit), {"parts": list(part_ids)}).all()
-    return [(int(row[0]), int(row[1])) for row in found]
+    return _driver_rows(tx, statement, [part_ids, sorted(desks)], limit)
+
+
+def holders_counted(tx: Transaction, part_ids: Sequence[int], *, limit: int) -> int:
+    """How many entries (of any desk) hold one of these parts, counted up to ``limit``: read
+    from the (part, entry) key alone, no entry's row."""
+    if not part_ids:
+        return 0
+    statement = (
+        "SELECT count(*), 0 FROM (SELECT 1 FROM search_entry_parts WHERE part_id {parts}"
+        " LIMIT {limit}) held"
+    )
+    return int(_driver_rows(tx, statement, [part_ids], limit)[0][0])
 
 
 def entries_holding_among(
     tx: Transaction, part_ids: Sequence[int], entry_ids: Sequence[int]
 ) -> list[tuple[int, int]]:
     """(entry id, part id) of the entries of ``entry_ids`` holding one of these parts."""
+    statement = (
+        "SELECT entry_id, part_id FROM search_entry_parts WHERE entry_id {entries}"
+        " AND part_id {parts}"
+    )
     held: list[tuple[int, int]] = []
-    for first in range(0, len(entry_ids), KEYS_PER_QUERY):
-        found = tx.connection.execute(
-            select(search_entry_parts.c.entry_id, search_entry_parts.c.part_id).where(
-                search_entry_parts.c.entry_id.in_(entry_ids[first : first + KEYS_PER_QUERY]),
-                search_entry_parts.c.part_id.in_(list(part_ids)),
-            )
-        ).all()
-        held.extend((int(row[0]), int(row[1])) for row in found)
+    for first in range(0, len(entry_ids) if part_ids else 0, KEYS_PER_QUERY):
+        some = entry_ids[first : first + KEYS_PER_QUERY]
+        held += _driver_rows(tx, statement, [some, part_ids], 0)
     return held
+
+
+def _driver_rows(
+    tx: Transaction, statement: str, lists: Sequence[Collection[object]], limit: int
+) -> list[tuple[int, int]]:
+    """Pairs of numbers read by _driver_fetch."""
+    return [(int(row[0]), int(row[1])) for row in _driver_fetch(tx, statement, lists, limit)]
+
+
+def _driver_fetch(
+    tx: Transaction, statement: str, lists: Sequence[Collection[object]], limit: int
+) -> list[tuple[Any, ...]]:
+    """The rows of a hot read of the search, on the driver's own cursor (SQLAlchemy renders an
+    expanding IN anew on every execution: more than the read itself costs). ``statement``'s
+    placeholders {parts}, {entries}, {desks} take ``lists`` in the order they appear, as
+    ``IN (?, ...)`` on SQLite and ``= ANY(%s)`` on PostgreSQL (one text, prepared by psycopg
+    once used often); {limit} takes ``limit``."""
+    names = [name for name in ("parts", "entries", "desks") if "{" + name + "}" in statement]
+    names.sort(key=lambda name: statement.index("{" + name + "}"))
+    values: list[object] = []
+    held: dict[str, str] = {}
+    for name, listed in zip(names, lists, strict=True):
+        if tx.dialect == "postgresql":
+            held[name] = "= ANY(%s)"
+            values.append(list(listed))
+        else:
+            held[name] = "IN (" + ", ".join("?" for _ in listed) + ")"
+            values.extend(listed)
+    # Only placeholders and a number are put into the statement.
+    cursor = tx.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(statement.format(limit=int(limit), **held), values)
+    return [tuple(row) for row in cursor.fetchall()]
 
 
 def _trigrams(keys: Sequence[str]) -> list[str]:

@@ -317,3 +317,39 @@ def test_a_rare_part_leads_when_a_common_one_has_more_holders_than_are_read(
     # The longer part asked is the common one: the entries holding "smirnov" are read instead.
     assert whom(ledger, "Aleksandr Smirnof", None) == {"smirnov"}
     assert whom(ledger, "Petrow Ivan", None) == {"petrov_i"}
+
+
+def shown(ledger: Ledger, typed: str) -> set[str]:
+    """The names as written of the entries a search finds at the default threshold."""
+    with ledger.reading() as tx:
+        found = matching.search(tx, matching.Query("person", typed), desks={"sirene"})
+    return {hit.candidate.row.shown for hit in found.hits}
+
+
+def test_a_part_whose_every_trigram_is_common_reads_a_bounded_share_of_alike_parts(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search_rows, "POSTINGS", 5)
+    smirnov = ledger.by_reference("NO-2026-000026")[0].id
+    where = Where(smirnov, "inbound", "NO-SIRENE", "sirene", "G")
+    with ledger.transaction() as tx:  # 30 parts hold "tes", "est", "sto", "tov", ...
+        others = [Entity("person", "name", f"Aleksandr TESTOV{n:02d}", None) for n in range(30)]
+        index.write_in(tx, where, others, NOW)
+
+    # Spelt the same (skeleton) or with the same consonants: found whatever the trigrams.
+    assert "Aleksandr TESTOV02" in shown(ledger, "Aleksandr Testov02")
+    assert "Aleksandr TESTOV02" in shown(ledger, "Aleksander Tastov02")
+    assert "Aleksandr SMIRNOV" in shown(ledger, "Aleksandr Smirnof")
+    with ledger.reading() as tx:
+        alike = search_rows.alike_parts(tx, "testov", "tstv", lengths=(3, 12), limit=300)
+        if tx.dialect == "sqlite":
+            # Counted up to POSTINGS + 1; every trigram of "testov" is held by more parts, so
+            # only the POSTINGS newest parts of its rarest are ranked: the cost stays bounded.
+            cursor = tx.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            counts = search_rows._sqlite_postings(cursor, ["tes", "v27", "zzz"])
+            assert counts == {"tes": 6, "v27": 1}
+            newest = {index.fold("person", f"TESTOV{n}")[1] for n in range(25, 30)}
+            assert {part for _, part, sound in alike if sound != "tstv"} == newest
+        else:  # PostgreSQL walks the nearest first
+            every = {index.fold("person", f"TESTOV{n:02d}")[1] for n in range(30)}
+            assert every <= {part for _, part, _ in alike}
