@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.core.vocabulary import RECEIPT_FORM
 from gateway.store.bodies import Spooled, read_rows_in
@@ -151,11 +153,41 @@ def _take_in(
     holder: str,
     now: datetime,
     lease: timedelta,
-) -> None:
-    """Leases on these (locked) rows' work: any earlier lease on them had expired."""
+) -> set[int]:
+    """Leases on these rows' work, for those no live node holds: an expired lease is replaced,
+    a live one stays and its row is not taken. Which were taken. The row lock alone does not
+    decide it: on PostgreSQL a node whose statement began before another's take committed
+    locks the row once that commit frees it and still sees no lease (its snapshot is older),
+    so the lease row itself is the claim: inserted when absent, never over a live one."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of lease {kind!r}")
+    if not ids:
+        return set()
     connection = tx.connection
-    connection.execute(delete(leases).where(leases.c.kind == kind, leases.c.item_id.in_(list(ids))))
-    hold_in(tx, kind, ids, holder=holder, now=now, lease=lease)
+    connection.execute(
+        delete(leases).where(
+            leases.c.kind == kind, leases.c.item_id.in_(list(ids)), leases.c.expires_at <= now
+        )
+    )
+    dialect = pg_insert if tx.dialect == "postgresql" else sqlite_insert
+    statement = (
+        dialect(leases).on_conflict_do_nothing(index_elements=["kind", "item_id"])
+    ).returning(leases.c.item_id)
+    taken: set[int] = set()
+    for item in ids:
+        row = connection.execute(
+            statement,
+            {
+                "kind": kind,
+                "item_id": item,
+                "holder": holder,
+                "taken_at": now,
+                "expires_at": now + lease,
+            },
+        ).first()
+        if row is not None:
+            taken.add(int(row[0]))
+    return taken
 
 
 def _free(kind: str, now: datetime):  # type: ignore[no-untyped-def]
@@ -183,9 +215,9 @@ def _take_with_bodies(
             query = query.with_for_update(of=messages, skip_locked=True)
         rows = tx.connection.execute(query).all()
         found = read_rows_in(tx, [row.id for row in rows])
-        taken = [row for row in rows if row.id in found]
-        if taken:
-            _take_in(tx, kind, [row.id for row in taken], holder=holder, now=now, lease=lease)
+        held = [row.id for row in rows if row.id in found]
+        claimed = _take_in(tx, kind, held, holder=holder, now=now, lease=lease)
+        taken = [row for row in rows if row.id in claimed]
     return taken, found
 
 
@@ -257,9 +289,11 @@ def take_receipts(
     with ledger.transaction() as tx:
         if tx.dialect == "postgresql":
             query = query.with_for_update(of=messages, skip_locked=True)
-        rows = tx.connection.execute(query).all()
-        if rows:
-            _take_in(tx, RECEIPT, [row.id for row in rows], holder=holder, now=now, lease=lease)
+        found = tx.connection.execute(query).all()
+        claimed = _take_in(
+            tx, RECEIPT, [row.id for row in found], holder=holder, now=now, lease=lease
+        )
+        rows = [row for row in found if row.id in claimed]
     originals: list[int] = []
     for row in rows:
         prefix, _, number = str(row.spool_key or "").partition(".")

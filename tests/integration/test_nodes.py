@@ -46,6 +46,7 @@ from gateway.store import bodies, jobruns, leases
 from gateway.store.audit import AuditLog
 from gateway.store.groupcommit import GroupCommit, Received
 from gateway.store.ledger import Ledger, make_engine, message_bodies, messages
+from gateway.store.ledger import leases as lease_rows
 from gateway.store.states import InboundState, OutboundState
 
 START = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
@@ -149,6 +150,33 @@ def test_a_restarted_node_gives_up_the_leases_of_its_former_run(ledger: Ledger) 
     assert len(leases.take_received(ledger, "a", START, LEASE, 10)) == 2
     leases.register(ledger, "a", "host-a", 7, START + timedelta(seconds=1))
     assert [body.id for body in leases.take_received(ledger, "a", START, LEASE, 10)] == ids
+
+
+def test_a_live_lease_is_never_taken_over_even_by_a_node_that_found_the_row_free(
+    ledger: Ledger,
+) -> None:
+    """The lease row is the claim: a node whose read (an older snapshot, on PostgreSQL) found a
+    message free while another node's take was committing gets nothing for it, and the other
+    keeps its lease; an expired lease is replaced."""
+    [first, second] = received(ledger, 2)
+    assert [body.id for body in leases.take_received(ledger, "a", START, LEASE, 1)] == [first]
+    with ledger.transaction() as tx:  # "b", as if its read had not seen a's lease
+        assert leases._take_in(
+            tx, leases.HANDOFF, [first, second], holder="b", now=START, lease=LEASE
+        ) == {second}
+    assert holders(ledger) == {first: "a", second: "b"}
+    later = START + LEASE  # a stopped beating: its lease has expired
+    with ledger.transaction() as tx:
+        assert leases._take_in(tx, leases.HANDOFF, [first], holder="b", now=later, lease=LEASE) == {
+            first
+        }
+    assert holders(ledger) == {first: "b", second: "b"}
+
+
+def holders(ledger: Ledger) -> dict[int, str]:
+    with ledger.reading() as tx:
+        rows = tx.connection.execute(select(lease_rows.c.item_id, lease_rows.c.holder)).all()
+    return {int(row.item_id): str(row.holder) for row in rows}
 
 
 def test_two_nodes_taking_work_at_once_never_take_the_same_message(
