@@ -17,6 +17,7 @@ import socket
 from collections.abc import Callable
 from datetime import datetime
 
+from gateway.core import crashpoints
 from gateway.core.clock import Clock
 from gateway.core.config import Config
 from gateway.core.errors import CannotStart
@@ -95,6 +96,8 @@ class Node:
             taken += self._spool(batch)
             if len(batch) < FEED_BATCH:
                 break
+        if taken:
+            crashpoints.reached(crashpoints.FED)
         self._take_forms()
         for original in leases.take_receipts(
             self.ledger, self.name, self._now(), self.lease, FEED_BATCH

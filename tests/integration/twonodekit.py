@@ -54,6 +54,9 @@ DESKS = ("sirene", "duty")
 # hand-off's wake-up (1 s) and this margin for a loaded machine (measured: 4.0 to 5.4 s in all);
 # the work itself is then finished within FINISH_SLACK (measured: under 1 s more).
 TAKEOVER_MARGIN = 5.0
+# The time A takes received messages of the ledger at which it dies when no poll caught it
+# holding some first.
+FED_BEFORE_DEATH = 8
 FINISH_SLACK = 30.0
 TAKEOVER_BOUND = LEASE_SECONDS + HEARTBEAT_SECONDS + 1 + TAKEOVER_MARGIN
 
@@ -240,8 +243,14 @@ async def run_two_nodes(
         engine = make_engine(url)
         clients: list[asyncio.Task[None]] = []
         try:
-            crash = {crashpoints.ENV_VAR: crashpoints.DESK_DELIVERED} if crash_a else None
-            ports["a"] = await served["a"].start(env=crash)
+            # A dies by itself: after its desk copies are delivered (crash_a), or else once it
+            # has taken received messages it has not handed off yet, the FED_BEFORE_DEATH-th
+            # time (in the middle of a batch, while partners are still sending; the poll below
+            # kills it first when it catches such a moment).
+            crash = (
+                crashpoints.DESK_DELIVERED if crash_a else f"{crashpoints.FED}@{FED_BEFORE_DEATH}"
+            )
+            ports["a"] = await served["a"].start(env={crashpoints.ENV_VAR: crash})
             # Forms of ours sent through A, whose partner answers 451 at first: A holds them
             # (leased, waiting for their retry) when it dies, and B must deliver them.
             partner.fail("data", "451 4.3.0 try again later", times=FORMS)
@@ -347,6 +356,9 @@ async def _kill_mid_batch(engine: Engine, node: Served, acked: dict[str, str]) -
     the middle of a hand-off batch, while partners are still sending. The leases it held."""
     wait_until = time.monotonic() + 120
     while time.monotonic() < wait_until:
+        if node.process is not None and node.process.poll() is not None:  # its crash point
+            node.kill()  # reaped
+            return held(engine, "a")
         held_by_a = held(engine, "a")
         a_acked = sum(1 for name in acked.values() if name == "a")
         if held_by_a >= 3 and a_acked >= 10:
