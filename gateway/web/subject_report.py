@@ -31,19 +31,29 @@ async def subject_form(request: Request) -> Response:
     return console.page(request, "subject_report.html", _context(signed, {}, None, ""))
 
 
-async def subject_post(request: Request) -> Response:
-    """The report as a page of the console."""
+async def _asked(
+    request: Request, output: str
+) -> tuple[SignedIn, dict[str, str], subject_page.SubjectReport | Response]:
+    """The signed-in user, the form sent (CSRF checked) and the report made for ``output``, or
+    in the report's place the form again with what was wrong (400)."""
     console = console_of(request)
     signed = await _allowed(request)
     submitted = await check_csrf(request, signed)
-    made_or_error = await _made(request, signed, submitted, "html")
-    if isinstance(made_or_error, str):
-        return console.page(
-            request,
-            "subject_report.html",
-            _context(signed, submitted, None, made_or_error),
-            status=400,
+    made = await _made(request, signed, submitted, output)
+    if isinstance(made, str):
+        refused = console.page(
+            request, "subject_report.html", _context(signed, submitted, None, made), status=400
         )
+        return signed, submitted, refused
+    return signed, submitted, made
+
+
+async def subject_post(request: Request) -> Response:
+    """The report as a page of the console."""
+    console = console_of(request)
+    signed, submitted, made_or_error = await _asked(request, "html")
+    if isinstance(made_or_error, Response):
+        return made_or_error
     body = Markup(subject_page.fragment(made_or_error))  # noqa: S704 (escaped by the module)
     return console.page(
         request, "subject_report.html", _context(signed, submitted, made_or_error, "", body)
@@ -52,18 +62,9 @@ async def subject_post(request: Request) -> Response:
 
 async def subject_pdf(request: Request) -> Response:
     """The report as a PDF file (a download)."""
-    console = console_of(request)
-    signed = await _allowed(request)
-    submitted = await check_csrf(request, signed)
-    made_or_error = await _made(request, signed, submitted, "pdf")
-    if isinstance(made_or_error, str):
-        return console.page(
-            request,
-            "subject_report.html",
-            _context(signed, submitted, None, made_or_error),
-            status=400,
-        )
-    made = made_or_error
+    _, _, made = await _asked(request, "pdf")
+    if isinstance(made, Response):
+        return made
     data = await run_in_threadpool(subjects.rendered, made, "pdf")
     return Response(
         data,
