@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select, text
 from gateway.access.roles import Principal, Role
 from gateway.core.clock import FakeClock
 from gateway.core.config import RetentionRule
-from gateway.service.cases import CaseNotFound, CaseRefused, Cases
+from gateway.service.cases import REASON_LIMIT, CaseNotFound, CaseRefused, Cases
 from gateway.store import case_rows, retention_rows
 from gateway.store.audit import AuditLog
 from gateway.store.groupcommit import GroupCommit, Received
@@ -181,6 +181,22 @@ def test_a_fault_in_grouping_refuses_nothing_and_regroup_catches_up(
     assert world.cases.regroup() == 1
     assert world.case_of(reply) == world.case_of(request) is not None
     assert world.cases.regroup() == 0  # nothing left to group
+
+
+def test_a_reason_over_its_limit_or_not_one_printable_line_is_refused_and_changes_nothing(
+    world: World,
+) -> None:
+    request = world.take(received(1))
+    world.take(received(2, in_reply_to=request.reference))
+    lone = world.take(received(3))
+    case = world.cases.find(HANDLER, str(world.case_of(request)))
+    before = world.cases.view(HANDLER, case.number)
+    for reason in ("x" * (REASON_LIMIT + 1), "first line\x00second"):
+        with pytest.raises(CaseRefused, match=f"1 to {REASON_LIMIT} characters"):
+            world.cases.link(HANDLER, case.number, lone, reason)
+    after = world.cases.view(HANDLER, case.number)
+    assert (len(after.members), len(after.timeline)) == (len(before.members), len(before.timeline))
+    assert world.cases.link(HANDLER, case.number, lone, "x" * REASON_LIMIT).members == 3
 
 
 def test_actions_by_hand_with_roles_reasons_timeline_and_audit(world: World) -> None:
