@@ -57,6 +57,8 @@ TAKEOVER_MARGIN = 5.0
 # The time A takes received messages of the ledger at which it dies when no poll caught it
 # holding some first.
 FED_BEFORE_DEATH = 8
+# A node that holds no unfinished work for this long after its tenth 250 is killed anyway.
+GIVE_UP_AFTER = 5.0
 FINISH_SLACK = 30.0
 TAKEOVER_BOUND = LEASE_SECONDS + HEARTBEAT_SECONDS + 1 + TAKEOVER_MARGIN
 
@@ -355,13 +357,20 @@ async def _kill_mid_batch(engine: Engine, node: Served, acked: dict[str, str]) -
     """SIGKILL ``node`` once it holds leases on received messages it has not handed off yet: in
     the middle of a hand-off batch, while partners are still sending. The leases it held."""
     wait_until = time.monotonic() + 120
+    first_acked: float | None = None
     while time.monotonic() < wait_until:
         if node.process is not None and node.process.poll() is not None:  # its crash point
             node.kill()  # reaped
             return held(engine, "a")
         held_by_a = held(engine, "a")
         a_acked = sum(1 for name in acked.values() if name == "a")
-        if held_by_a >= 3 and a_acked >= 10:
+        if a_acked >= 10 and first_acked is None:
+            first_acked = time.monotonic()
+        # Mid-batch when such a moment comes; else, GIVE_UP_AFTER s after its tenth 250, while
+        # partners are still sending: what it accepted and never handed off is its work then.
+        if first_acked is not None and (
+            held_by_a >= 3 or time.monotonic() - first_acked > GIVE_UP_AFTER
+        ):
             node.kill()
             return held_by_a
         await asyncio.sleep(0.005)
