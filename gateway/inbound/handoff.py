@@ -82,10 +82,11 @@ class Handoff:
     Reference it answers.
     """
 
-    # With several nodes (the bodies in the ledger): ``feed`` brings the work this node takes
-    # (leased) into its inbound spool before each run, ``hold_receipts`` leases the receipts it
-    # records to it in their transaction. None: one node, nothing to take.
-    feed: Callable[[], object] | None = None
+    # With several nodes (the bodies in the ledger): ``feed(n)`` takes (leases) at most n
+    # received messages into this node's inbound spool and returns their keys with the instant
+    # each was received, oldest first, which the run hands off at once; ``hold_receipts``
+    # leases the receipts it records to it in their transaction. None: one node, nothing to take.
+    feed: Callable[[int], list[tuple[str, datetime]]] | None = None
     hold_receipts: Callable[[Transaction, list[int]], None] | None = None
     # Whether no other process can hand off the same message: then a first hand-off writes its
     # desk copy without looking for an earlier one. Not with several nodes, where a node that
@@ -138,12 +139,26 @@ class Handoff:
         """Hand off what is waiting, oldest first. Before each item ``hold`` (if given) is asked
         with the seconds the item has waited: True leaves it and the rest for a later run.
         ``share``: how many runs go side by side; each takes batches of at most its share of
-        what waits, so that one's gpg runs overlap another's Python."""
+        what waits, so that one's gpg runs overlap another's Python.
+
+        With ``feed`` (several nodes) the run first takes work from the ledger a batch at a
+        time and hands each batch off as soon as it is taken, never held: a lease taken is work
+        started. It takes no further batch when ``hold`` would hold the newest message of the
+        last one (the next are newer still): the other nodes, or a later run, take the rest."""
         done = 0
-        if self.feed is not None:
-            with self._feeding:  # the runs side by side take their work once, not twice
-                self.feed()
         seen: set[str] = set()  # each item once per run: one that waits never blocks the rest
+        feed = self.feed
+        while feed is not None:
+            with self._feeding:  # the runs side by side take disjoint batches
+                taken = feed(HANDOFF_BATCH)
+            keys = [key for key, _ in taken]
+            seen.update(keys)
+            done += self._hand_off(keys)
+            if len(taken) < HANDOFF_BATCH:
+                break
+            waited = (self.clock.now() - taken[-1][1]).total_seconds()
+            if hold is not None and hold(waited):
+                return Progress(done, time.time() - waited)
         while fresh := [(key, at) for key, at in self.inbound.queued() if key not in seen]:
             size = max(1, min(HANDOFF_BATCH, len(fresh) // max(1, share)))
             batch: list[str] = []

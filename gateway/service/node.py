@@ -1,11 +1,13 @@
 """This gateway as a node of several on one PostgreSQL: its heartbeat, and the work it takes over.
 
 With ``[store] bodies = "database"`` every accepted message's bytes are in the ledger, and so is
-every form of ours sealed for delivery, so a node's spools are only its working copies: before
-each hand-off run the node takes (leases) the received messages and queued forms no live node
-holds and puts them into its spools, and takes the queued receipts of a node that died, sealing
-them again from the ledger (the same Reference and Message-ID: the receipt the dead node would
-have sent). Its heartbeat renews its leases every
+every form of ours sealed for delivery, so a node's spools are only its working copies: each
+batch of a hand-off run first takes (leases) at most a batch of the received messages no live
+node holds, puts them into the inbound spool and hands them off at once (a lease taken is work
+started: none lies idle while another node could do it), takes the queued forms no live node
+holds into its outbound queue, and takes the queued receipts of a node that died, sealing them
+again from the ledger (the same Reference and Message-ID: the receipt the dead node would have
+sent). Its heartbeat renews its leases every
 ``[cluster] heartbeat_seconds``; a node that stops beating loses them ``lease_seconds`` later.
 """
 
@@ -28,7 +30,7 @@ from gateway.store.unit import Transaction
 
 log = logging.getLogger("gateway.cluster")
 
-FEED_BATCH = 64  # received messages taken in one transaction
+FEED_BATCH = 64  # forms and receipts taken in one transaction
 
 
 class Node:
@@ -86,17 +88,15 @@ class Node:
         """A clean stop: its leases are released for the other nodes at once."""
         leases.stop(self.ledger, self.name, self._now())
 
-    def feed(self) -> int:
-        """Take what no live node holds into this node's inbound spool; how many were taken."""
-        taken = 0
-        while True:
-            batch = leases.take_received(
-                self.ledger, self.name, self._now(), self.lease, FEED_BATCH
-            )
-            taken += self._spool(batch)
-            if len(batch) < FEED_BATCH:
-                break
-        if taken:
+    def feed(self, limit: int) -> list[tuple[str, datetime]]:
+        """Take at most ``limit`` received messages no live node holds into this node's inbound
+        spool, and the forms and receipts no live node holds into its outbound queue. Returns
+        the spool keys of the received messages taken (each leased to this node, its item in
+        new/) with the instant each was received, oldest first, for the caller to hand off
+        now: what is taken is worked on, never left lying under a lease the others respect."""
+        batch = leases.take_received(self.ledger, self.name, self._now(), self.lease, limit)
+        self._spool(batch)
+        if batch:
             crashpoints.reached(crashpoints.FED)
         self._take_forms()
         for original in leases.take_receipts(
@@ -105,7 +105,7 @@ class Node:
             self.handoff.queue_receipt(self.ledger.get(original))
             log.warning("took over the receipt for message %d", original)
             self.taken_over += 1
-        return taken
+        return [(body.spool_key, body.received_at) for body in batch]
 
     def _take_forms(self) -> int:
         """Forms of ours no live node holds into this node's outbound queue (delivery is woken);

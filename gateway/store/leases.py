@@ -59,6 +59,7 @@ class TakenBody:
     spool_key: str
     body: Spooled
     meta: dict[str, object]
+    received_at: datetime
 
 
 def register(ledger: Ledger, name: str, host: str, pid: int, now: datetime) -> None:
@@ -158,7 +159,8 @@ def _take_in(
     a live one stays and its row is not taken. Which were taken. The row lock alone does not
     decide it: on PostgreSQL a node whose statement began before another's take committed
     locks the row once that commit frees it and still sees no lease (its snapshot is older),
-    so the lease row itself is the claim: inserted when absent, never over a live one."""
+    so the lease row itself is the claim: inserted when absent, never over a live one, all of
+    them in one multi-row statement (callers take at most a batch of rows)."""
     if kind not in KINDS:
         raise ValueError(f"unknown kind of lease {kind!r}")
     if not ids:
@@ -170,24 +172,23 @@ def _take_in(
         )
     )
     dialect = pg_insert if tx.dialect == "postgresql" else sqlite_insert
+    rows = [
+        {
+            "kind": kind,
+            "item_id": item,
+            "holder": holder,
+            "taken_at": now,
+            "expires_at": now + lease,
+        }
+        for item in sorted(set(ids))  # one order on every node: no two inserts wait in a ring
+    ]
     statement = (
-        dialect(leases).on_conflict_do_nothing(index_elements=["kind", "item_id"])
-    ).returning(leases.c.item_id)
-    taken: set[int] = set()
-    for item in ids:
-        row = connection.execute(
-            statement,
-            {
-                "kind": kind,
-                "item_id": item,
-                "holder": holder,
-                "taken_at": now,
-                "expires_at": now + lease,
-            },
-        ).first()
-        if row is not None:
-            taken.add(int(row[0]))
-    return taken
+        dialect(leases)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["kind", "item_id"])
+        .returning(leases.c.item_id)
+    )
+    return {int(item) for item in connection.execute(statement).scalars()}
 
 
 def _free(kind: str, now: datetime):  # type: ignore[no-untyped-def]
@@ -260,6 +261,7 @@ def take_received(
                 "received_at": as_utc(row.created_at).isoformat(),
                 "raw_length": len(bodies[row.id].raw),
             },
+            as_utc(row.created_at),
         )
         for row in taken
     ]
