@@ -107,6 +107,12 @@ class Node:
             self.taken_over += 1
         return [(body.spool_key, body.received_at) for body in batch]
 
+    def waiting_since(self) -> datetime | None:
+        """When the oldest received message this node may take now was received (None: none):
+        the hand-off's wait for quiet sessions counts from it, so that work no node holds, a
+        dead node's among it, waits no longer than that for whichever node is busy."""
+        return leases.oldest_free(self.ledger, self._now()) if self.takes_work else None
+
     def _take_forms(self) -> int:
         """Forms of ours no live node holds into this node's outbound queue (delivery is woken);
         delivery's own retry schedule starts afresh on a node that takes over."""

@@ -259,6 +259,7 @@ class Gateway:
         while True:
             await wait_event(self._wake, HANDOFF_INTERVAL)
             self._wake.clear()
+            await self._count_the_ledgers_backlog()
             # Sessions are busy: wait (on the loop, without touching the spool) until they are
             # not, or until the oldest message accepted since the last run is due anyway.
             while self._pending_since is not None and self._hold(time.time() - self._pending_since):
@@ -282,6 +283,19 @@ class Gateway:
             if held:
                 self._pending_since = min(*held, self._pending_since or time.time())
                 self._wake.set()
+
+    async def _count_the_ledgers_backlog(self) -> None:
+        """With several nodes, the work waiting in the ledger counts as pending since the
+        oldest of it was received (this node's intake, another's, or a dead node's whose leases
+        ran out): the hand-off does not wait more than its longest wait for that either."""
+        try:
+            since = await asyncio.to_thread(self.node.waiting_since)
+        except Exception as error:  # the ledger away: the run will say so
+            log.error("cannot read the ledger's backlog: %s", type(error).__name__)
+            return
+        if since is not None:
+            at = time.time() - max(0.0, (self.clock.now() - since).total_seconds())
+            self._pending_since = min(at, self._pending_since or at)
 
     async def _outbox_loop(self) -> None:
         loop = asyncio.get_running_loop()

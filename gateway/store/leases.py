@@ -267,6 +267,22 @@ def take_received(
     ]
 
 
+def oldest_free(ledger: Ledger, now: datetime) -> datetime | None:
+    """When the oldest received message that any node may take now (its body in the ledger,
+    no live lease on it) was received; None when there is none. A dead node's work counts from
+    the moment its leases expire."""
+    with ledger.reading() as tx:
+        found = tx.connection.execute(
+            select(func.min(messages.c.created_at)).where(
+                messages.c.direction == "inbound",
+                messages.c.state == InboundState.RECEIVED.value,
+                messages.c.spool_key.is_not(None),
+                _free(HANDOFF, now),
+            )
+        ).scalar()
+    return None if found is None else as_utc(found)
+
+
 def take_receipts(
     ledger: Ledger, holder: str, now: datetime, lease: timedelta, limit: int
 ) -> list[int]:
