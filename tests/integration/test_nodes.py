@@ -3,9 +3,11 @@
 On SQLite and on PostgreSQL, with an injected clock: a node's leases hold while it beats and
 pass to another node one lease time after its last heartbeat; two nodes taking work at the same
 moment never take the same message (SKIP LOCKED); a receipt a dead node recorded is taken over;
-a daily job claimed by a dead node is run by another at once. Then the configuration's refusals,
-`gateway nodes`, and a gateway that keeps the bodies in PostgreSQL: the body is committed with
-the row before the 250, a refused message leaves neither, the console's reader finds it.
+a daily job claimed by a dead node is run by another at once; a take claims its leases in one
+statement; the oldest work any node may take counts a dead node's once its lease expires. Then
+the configuration's refusals, `gateway nodes`, and a gateway that keeps the bodies in
+PostgreSQL: the body is committed with the row before the 250, a refused message leaves
+neither, the console's reader finds it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from integration.inboundkit import (
     send,
     settle,
 )
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from gateway.cli.main import main
 from gateway.core import config as configuration
@@ -171,6 +173,63 @@ def test_a_live_lease_is_never_taken_over_even_by_a_node_that_found_the_row_free
             first
         }
     assert holders(ledger) == {first: "b", second: "b"}
+
+
+def test_a_take_claims_its_leases_in_one_statement_and_says_when_each_was_received(
+    ledger: Ledger,
+) -> None:
+    """The leases of a batch are one multi-row INSERT, not one per message; a live lease of
+    another node stays its own; each message taken carries the instant it was received."""
+    ids = received(ledger, 10)
+    with ledger.transaction() as tx:
+        leases._take_in(tx, leases.HANDOFF, [ids[3]], holder="b", now=START, lease=LEASE)
+    one_a_second(ledger, ids)
+    inserts: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO LEASES"):
+            inserts.append(statement)
+
+    event.listen(ledger.engine, "before_cursor_execute", seen)
+    try:
+        taken = leases.take_received(ledger, "a", START, LEASE, 20)
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", seen)
+    assert len(inserts) == 1, inserts
+    assert [body.id for body in taken] == [id_ for id_ in ids if id_ != ids[3]]
+    assert [body.received_at for body in taken] == [
+        START + timedelta(seconds=number) for number, id_ in enumerate(ids) if id_ != ids[3]
+    ]
+    assert holders(ledger) == {id_: ("b" if id_ == ids[3] else "a") for id_ in ids}
+
+
+def test_the_oldest_work_any_node_may_take_counts_a_dead_nodes_once_its_lease_expires(
+    ledger: Ledger,
+) -> None:
+    first, second, third = received(ledger, 3)
+    one_a_second(ledger, [first, second, third])
+    assert leases.oldest_free(ledger, START) == START
+    assert [body.id for body in leases.take_received(ledger, "a", START, LEASE, 1)] == [first]
+    assert leases.oldest_free(ledger, START) == START + timedelta(seconds=1)
+    assert leases.oldest_free(ledger, START + LEASE) == START  # a's lease ran out
+    with ledger.transaction() as tx:
+        tx.connection.execute(
+            messages.update()
+            .where(messages.c.id.in_((first, second, third)))
+            .values(state=InboundState.DELIVERED.value)
+        )
+    assert leases.oldest_free(ledger, START + LEASE) is None
+
+
+def one_a_second(ledger: Ledger, ids: list[int]) -> None:
+    """These messages received one a second from START, in this order."""
+    with ledger.transaction() as tx:
+        for number, id_ in enumerate(ids):
+            tx.connection.execute(
+                messages.update()
+                .where(messages.c.id == id_)
+                .values(created_at=START + timedelta(seconds=number))
+            )
 
 
 def holders(ledger: Ledger) -> dict[int, str]:
