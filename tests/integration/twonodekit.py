@@ -170,6 +170,7 @@ class TwoNodes:
     acked_by_a: set[str]
     held_by_a: int
     killed_at: float
+    last_250_at: float  # when the partners' clients were done: the last 250, after the kill
     taken_over_at: float | None
     finished_at: float | None
     inbound: list[tuple[int, str]]
@@ -191,7 +192,8 @@ class TwoNodes:
         return (
             f"A killed holding {self.held_by_a} leases with {len(self.acked_by_a)} 250s given; "
             f"A's leases taken over {_seconds(self.killed_at, self.taken_over_at)} after the "
-            f"kill, all work finished {_seconds(self.killed_at, self.finished_at)} after "
+            f"kill, the last 250 {self.last_250_at - self.killed_at:.2f} s after it, all work "
+            f"finished {_seconds(self.last_250_at, self.finished_at)} after the last 250 "
             f"(lease {LEASE_SECONDS} s, heartbeat {HEARTBEAT_SECONDS} s); ledger states "
             f"{self.states}; {sum(self.receipts.values())} receipts at the partner for "
             f"{len(self.receipts)} messages; {FORMS} forms of ours held by A at its death, at "
@@ -244,6 +246,7 @@ async def run_two_nodes(
         }
         engine = make_engine(url)
         clients: list[asyncio.Task[None]] = []
+        takeover: asyncio.Task[float | None] | None = None
         try:
             # A dies by itself: after its desk copies are delivered (crash_a), or else once it
             # has taken received messages it has not handed off yet, the FED_BEFORE_DEATH-th
@@ -293,15 +296,16 @@ async def run_two_nodes(
             acked_by_a = {ref for ref, node in acked.items() if node == "a"}
             if on_death is not None:
                 at_death = on_death(engine)
+            # The takeover is watched from the kill on, while the partners still send to B.
+            takeover = asyncio.create_task(_taken_over(engine, killed_at))
             await asyncio.wait_for(asyncio.gather(*clients), 120)
+            last_250_at = time.monotonic()
 
             # B finishes: every message with a 250 delivered, every receipt at the partner.
             finished_at = None
-            taken_over_at = None
-            deadline = killed_at + LEASE_SECONDS + HEARTBEAT_SECONDS + FINISH_SLACK
+            deadline = max(killed_at + LEASE_SECONDS + HEARTBEAT_SECONDS, last_250_at)
+            deadline += FINISH_SLACK
             while time.monotonic() < deadline:
-                if taken_over_at is None and held(engine, "a") == 0:
-                    taken_over_at = time.monotonic()
                 states = ledger_states(engine)
                 receipts = receipt_ids(partner)
                 forms = our_forms(engine)
@@ -315,9 +319,10 @@ async def run_two_nodes(
                     finished_at = time.monotonic()
                     break
                 await asyncio.sleep(0.1)
+            taken_over_at = await takeover
             b_status = await served["b"].terminate()
         finally:
-            for task in clients:
+            for task in [*clients, *([takeover] if takeover is not None else [])]:
                 task.cancel()
             for node in served.values():
                 node.kill()
@@ -332,6 +337,7 @@ async def run_two_nodes(
             acked_by_a=acked_by_a,
             held_by_a=held_by_a,
             killed_at=killed_at,
+            last_250_at=last_250_at,
             taken_over_at=taken_over_at,
             finished_at=finished_at,
             inbound=inbound_rows(engine),
@@ -351,6 +357,16 @@ async def run_two_nodes(
         )
         engine.dispose()
     return outcome
+
+
+async def _taken_over(engine: Engine, killed_at: float) -> float | None:
+    """When A's leases on messages still waiting are all gone (taken by B, or their work
+    done), polled from the kill on; None when they are still there well past the bound."""
+    while held(engine, "a") > 0:
+        if time.monotonic() > killed_at + TAKEOVER_BOUND + FINISH_SLACK:
+            return None
+        await asyncio.sleep(0.05)
+    return time.monotonic()
 
 
 async def _kill_mid_batch(engine: Engine, node: Served, acked: dict[str, str]) -> int:
@@ -398,7 +414,8 @@ def check_two_nodes(run: TwoNodes, in_desks: collections.Counter[str]) -> None:
     took = run.taken_over_at - run.killed_at
     assert took <= TAKEOVER_BOUND, f"takeover later than {TAKEOVER_BOUND} s; {figures}"
     assert run.finished_at is not None, f"B did not finish A's work in time; {figures}"
-    assert run.finished_at - run.killed_at <= LEASE_SECONDS + HEARTBEAT_SECONDS + FINISH_SLACK
+    since = max(run.killed_at + LEASE_SECONDS + HEARTBEAT_SECONDS, run.last_250_at)
+    assert run.finished_at - since <= FINISH_SLACK, figures
     assert len(run.forms) == FORMS + DUE
     sent_more = {
         message_id: run.delivered[message_id]
