@@ -7,9 +7,10 @@ FakePartner). Forms of ours sent through A first meet a 451 from the partner, so
 waiting for their retry. Once node A holds leases on messages it has not handed off yet, it is
 killed with SIGKILL; the clients that were sending to A send what got no 250 to B. Then every
 message that got a 250 must be in its desk exactly once and in the ledger as delivered, every
-receipt must have reached the partner once, every form of ours too (delivered by B), and the
-time from A's death to B's end of A's work is measured and must stay within what the
-configuration allows (the lease, a heartbeat, and the work). The scenario is
+receipt must have reached the partner once, every form of ours too (delivered by B); the time
+from A's death to B's taking of A's leases (watched while the partners still send) must stay
+within what the configuration allows (the lease, a heartbeat, a wake-up), and B must finish
+within a bound of the later of the lease's end and the last 250. The scenario is
 tests/integration/twonodekit.py's; test_two_nodes_dovecot.py plays it with desks in Dovecot.
 
 Marked ``slow`` and ``postgres``; without PostgreSQL (GATEWAY_TEST_POSTGRES_URL, or a server on
