@@ -141,26 +141,27 @@ class Handoff:
         ``share``: how many runs go side by side; each takes batches of at most its share of
         what waits, so that one's gpg runs overlap another's Python.
 
-        With ``feed`` (several nodes) the run first takes work from the ledger a batch at a
-        time and hands each batch off as soon as it is taken, never held: a lease taken is work
-        started. It takes no further batch when ``hold`` would hold the newest message of the
-        last one (the next are newer still): the other nodes, or a later run, take the rest."""
+        With ``feed`` (several nodes) the run first takes work from the ledger, its share of a
+        batch at a time, and hands each off as soon as it is taken, never held: a lease taken
+        is work started. It takes no further one when ``hold`` would hold the newest message of
+        the last (the next are newer still): the other nodes, or a later run, take the rest."""
         done = 0
         seen: set[str] = set()  # each item once per run: one that waits never blocks the rest
-        feed = self.feed
+        feed, share = self.feed, max(1, share)
+        size = max(1, HANDOFF_BATCH // share)  # its share of a batch: the runs gpg side by side
         while feed is not None:
             with self._feeding:  # the runs side by side take disjoint batches
-                taken = feed(HANDOFF_BATCH)
+                taken = feed(size)
             keys = [key for key, _ in taken]
             seen.update(keys)
             done += self._hand_off(keys)
-            if len(taken) < HANDOFF_BATCH:
+            if len(taken) < size:
                 break
             waited = (self.clock.now() - taken[-1][1]).total_seconds()
             if hold is not None and hold(waited):
                 return Progress(done, time.time() - waited)
         while fresh := [(key, at) for key, at in self.inbound.queued() if key not in seen]:
-            size = max(1, min(HANDOFF_BATCH, len(fresh) // max(1, share)))
+            size = max(1, min(HANDOFF_BATCH, len(fresh) // share))
             batch: list[str] = []
             for key, spooled_at in fresh:
                 if hold is not None and hold(time.time() - spooled_at):
