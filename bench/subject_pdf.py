@@ -115,11 +115,11 @@ def measure(size: int, repeat: int) -> dict[str, Any]:
             spent, sizes[name] = cpu(work)
             seconds[name].append(spent)
     figures: dict[str, Any] = {"rows": size}
-    for name, spent in seconds.items():
-        best = min(spent)
+    for name, runs in seconds.items():
+        best = min(runs)
         figures[name] = {
             "cpu_s_best": round(best, 3),
-            "cpu_s_median": round(statistics.median(spent), 3),
+            "cpu_s_median": round(statistics.median(runs), 3),
             "ms_per_row": round(best / size * 1000, 2),
             "pdf_bytes": sizes[name],
         }

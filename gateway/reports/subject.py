@@ -18,8 +18,7 @@ from zoneinfo import ZoneInfo
 # By column, Date to Matched: the codes' in em (9pt DejaVu Sans: a date and time, a reference
 # on one line), the texts' in percent, and what is left for what matched.
 WIDTHS = ("10.2em", "6em", "7.5em", "5.5em", "10%", "10.5em", "6em", "12%", "4.5em", "auto")
-STYLE = (
-    """
+STYLE = """
 @page { size: A4 landscape; margin: 1.2cm; }
 body { font-family: sans-serif; font-size: 9pt; margin: 1.5em; }
 td.code { white-space: nowrap; }
@@ -28,11 +27,8 @@ th, td { border: 1px solid #999; padding: 2px 6px; text-align: left; vertical-al
 td.n { text-align: right; }
 #subject-table { table-layout: fixed; width: 100%; }
 #subject-table td.code { white-space: normal; overflow-wrap: anywhere; }
-"""
-    + "".join(
-        f"#subject-table th:nth-child({n}) {{ width: {width}; }}\n"
-        for n, width in enumerate(WIDTHS, 1)
-    )
+""" + "".join(
+    f"#subject-table th:nth-child({n}) {{ width: {width}; }}\n" for n, width in enumerate(WIDTHS, 1)
 )
 
 
