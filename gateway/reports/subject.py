@@ -89,6 +89,14 @@ def page(report: SubjectReport) -> str:
     )
 
 
+def pdf(report: SubjectReport) -> bytes:
+    """The page as a PDF (WeasyPrint, imported only here and only then). A function of a
+    picklable report, so that a worker process can make it."""
+    from gateway.reports import pdf as weasy  # noqa: PLC0415 (WeasyPrint only for a PDF)
+
+    return weasy.to_pdf(page(report))
+
+
 def fragment(report: SubjectReport) -> str:
     """The report's sections, without <html> or <body>."""
     zone = report.zone

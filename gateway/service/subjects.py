@@ -294,9 +294,6 @@ def _partners(rows: Sequence[MessageRow]) -> tuple[Informed, ...]:
 
 def rendered(made: SubjectReport, output: str) -> bytes:
     """The report as the bytes of ``output`` (html: a self-contained page; pdf: its PDF)."""
-    page = subject_page.page(made)
     if output == "html":
-        return page.encode()
-    from gateway.reports import pdf  # noqa: PLC0415 (WeasyPrint only for a PDF)
-
-    return pdf.to_pdf(page)
+        return subject_page.page(made).encode()
+    return subject_page.pdf(made)

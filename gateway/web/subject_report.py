@@ -3,10 +3,11 @@
 reference or a reason; the report of gateway.service.subjects shown as HTML, with a button that
 posts the same request for its PDF. Each report shown or downloaded is recorded in the access log
 as `gateway subject-report` records it. For auditors (the data-protection officer) and
-supervisors (Permission.SUBJECT_REPORT); others are refused. The PDF is made in a thread, never
-on the event loop, for at most ``[web] subject_pdf_rows`` exchanges (a larger one is refused
-before anything is recorded) and ``subject_pdf_at_once`` at a time (another asked meanwhile gets
-503 with Retry-After, nothing recorded)."""
+supervisors (Permission.SUBJECT_REPORT); others are refused. The PDF is made in a worker
+process (gateway.web.pdfwork), never on the event loop nor in the console's threads, for at
+most ``[web] subject_pdf_rows`` exchanges (a larger one is refused before anything is
+recorded) and ``subject_pdf_at_once`` at a time (another asked meanwhile gets 503 with
+Retry-After, nothing recorded)."""
 
 from __future__ import annotations
 
@@ -73,14 +74,14 @@ async def subject_post(request: Request) -> Response:
 
 
 async def subject_pdf(request: Request) -> Response:
-    """The report as a PDF file (a download), made in a thread while a slot is held; with every
+    """The report as a PDF file (a download), made by a worker while a slot is held; with every
     slot taken, 503 before the report is made (nothing recorded)."""
     console = console_of(request)
     signed = await _allowed(request)
-    with console.pdf_slots.held() as free:
+    with console.pdfs.slots.held() as free:
         if not free:
             submitted = await check_csrf(request, signed)
-            log.info("subject-report pdf refused: %d being made", console.pdf_slots.busy)
+            log.info("subject-report pdf refused: %d being made", console.pdfs.slots.busy)
             return console.page(
                 request,
                 "subject_report.html",
@@ -91,7 +92,7 @@ async def subject_pdf(request: Request) -> Response:
         _, _, made = await _asked(request, "pdf", console.settings.subject_pdf_rows)
         if isinstance(made, Response):
             return made
-        data = await run_in_threadpool(subjects.rendered, made, "pdf")
+        data = await console.pdfs.pdf(made)
     return Response(
         data,
         media_type="application/pdf",

@@ -88,7 +88,7 @@ def test_the_pdf_reads_back_and_is_recorded(
     [line] = reports(made)
     assert line.startswith("user=aud role=auditor purpose=data-subject-request messages=3 ")
     assert line.endswith(" output=pdf") and "EXAMPLE" not in line
-    assert app_console(made).pdf_slots.busy == 0
+    assert app_console(made).pdfs.slots.busy == 0
 
 
 def test_past_the_row_cap_the_pdf_is_refused_and_nothing_is_recorded(
@@ -103,7 +103,7 @@ def test_past_the_row_cap_the_pdf_is_refused_and_nothing_is_recorded(
             assert "gateway subject-report" in answer.text
             assert f'value="{NAME}"' in answer.text  # the form kept to narrow it
             assert reports(made) == []
-            assert app_console(made).pdf_slots.busy == 0
+            assert app_console(made).pdfs.slots.busy == 0
             # The page itself is not capped: it lists the three and is recorded.
             token = csrf_of(client.get("/subject-report").text)
             page = client.post("/subject-report", data={"csrf": token, **ASK})
@@ -116,7 +116,7 @@ def test_while_every_slot_is_taken_a_pdf_gets_503_and_nothing_is_recorded(
 ) -> None:
     made, _ = desk
     login(client, "sue")
-    slots = app_console(made).pdf_slots
+    slots = app_console(made).pdfs.slots
     assert slots.size == 1
     with slots.held() as taken:
         assert taken
@@ -137,7 +137,7 @@ def test_roles_without_the_report_get_no_pdf_even_when_busy(
 ) -> None:
     made, _ = desk
     login(client, user)
-    with app_console(made).pdf_slots.held():
+    with app_console(made).pdfs.slots.held():
         assert client.post("/subject-report/pdf", data=ASK).status_code == 403
     assert client.post("/subject-report/pdf", data=ASK).status_code == 403
     assert reports(made) == []
@@ -149,7 +149,7 @@ def test_the_pdf_is_made_off_the_event_loop(
     """While one PDF is being made, the app's event loop (the test client runs every request
     on one) answers another page: the PDF was still not done when that page came back."""
     made, _ = desk
-    slots = app_console(made).pdf_slots
+    slots = app_console(made).pdfs.slots
     login(client, "aud")
     token = csrf_of(client.get("/subject-report").text)
     answers: list[Any] = []
