@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from gateway.reports import subject as subject_page
 from gateway.web.slots import Slots
@@ -22,7 +23,8 @@ class PdfWorkers:
         self._pool: ProcessPoolExecutor | None = None
 
     async def pdf(self, report: subject_page.SubjectReport) -> bytes:
-        """``report`` as a PDF, made in a worker process (the caller holds a slot)."""
+        """``report`` as a PDF, made in a worker process (the caller holds a slot). A worker
+        that died (killed, out of memory) breaks its pool: the next PDF gets a new one."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.slots.size,
@@ -30,7 +32,11 @@ class PdfWorkers:
                 max_tasks_per_child=1,
             )
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, subject_page.pdf, report)
+        try:
+            return await loop.run_in_executor(self._pool, subject_page.pdf, report)
+        except BrokenProcessPool:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Stop the workers (the console is stopping): a PDF being made is abandoned."""
