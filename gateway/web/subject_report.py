@@ -34,7 +34,7 @@ BUSY = (
     "Another report's PDF is being made: ask again in a minute, or make it with "
     "`gateway subject-report --format pdf`."
 )
-RETRY_AFTER = 30  # seconds: a PDF of the most rows allowed takes about this long
+RETRY_AFTER = 30  # seconds: a PDF of some hundred exchanges takes about this long
 
 
 async def subject_form(request: Request) -> Response:
@@ -44,13 +44,13 @@ async def subject_form(request: Request) -> Response:
 
 
 async def _asked(
-    request: Request, output: str, most: int | None = None
+    request: Request, output: str, most: int | None = None, signed: SignedIn | None = None
 ) -> tuple[SignedIn, dict[str, str], subject_page.SubjectReport | Response]:
-    """The signed-in user, the form sent (CSRF checked) and the report made for ``output`` (of
-    at most ``most`` exchanges), or in the report's place the form again with what was wrong
-    (400)."""
+    """The signed-in user (``signed``, else checked here), the form sent (CSRF checked) and the
+    report made for ``output`` (of at most ``most`` exchanges), or in the report's place the
+    form again with what was wrong (400)."""
     console = console_of(request)
-    signed = await _allowed(request)
+    signed = signed or await _allowed(request)
     submitted = await check_csrf(request, signed)
     made = await _made(request, signed, submitted, output, most)
     if isinstance(made, str):
@@ -89,7 +89,7 @@ async def subject_pdf(request: Request) -> Response:
                 status=503,
                 headers={"Retry-After": str(RETRY_AFTER)},
             )
-        _, _, made = await _asked(request, "pdf", console.settings.subject_pdf_rows)
+        _, _, made = await _asked(request, "pdf", console.settings.subject_pdf_rows, signed)
         if isinstance(made, Response):
             return made
         data = await console.pdfs.pdf(made)
