@@ -15,9 +15,11 @@ from zoneinfo import ZoneInfo
 # The exchanges' table has fixed column widths (table-layout: fixed): WeasyPrint then lays out
 # its cells once, without first measuring every cell's widest and narrowest content (about a
 # quarter of a PDF's time; bench/subject_pdf.py). Its codes break anywhere rather than overflow.
-# By column, Date to Matched: the codes' in em (9pt DejaVu Sans: a date and time, a reference
-# on one line), the texts' in percent, and what is left for what matched.
-WIDTHS = ("10.2em", "6em", "7.5em", "5.5em", "10%", "10.5em", "6em", "12%", "4.5em", "auto")
+# By column, Date to Matched, in percent of the page: a date and time and a reference stay on
+# one line (9pt DejaVu Sans), and what matched, the longest, has the most room. Fewer lines a row
+# is fewer pages and less time: the codes' widths in em with their padding left what matched
+# too narrow, three times the pages.
+WIDTHS = ("12%", "6%", "7%", "5%", "11%", "11.5%", "6%", "14%", "5%", "22.5%")
 STYLE = """
 @page { size: A4 landscape; margin: 1.2cm; }
 body { font-family: sans-serif; font-size: 9pt; margin: 1.5em; }
