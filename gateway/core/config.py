@@ -316,6 +316,11 @@ class WebSettings:
     page_size: int = 50
     # The worklist page asks this often whether anything changed (0: never; its Refresh button).
     live_seconds: int = 5
+    # A data-subject report's PDF (WeasyPrint, tens of ms a row) is made in a thread: at most
+    # this many exchanges (past it the console refuses and points to `gateway subject-report`),
+    # and at most this many at once in one console process (another asked meanwhile gets 503).
+    subject_pdf_rows: int = 2000
+    subject_pdf_at_once: int = 1
 
     @property
     def tls(self) -> bool:
@@ -333,6 +338,7 @@ class ApiSettings:
 
 IDEMPOTENCY_HOURS_MAX = 24 * 366
 LIVE_SECONDS_MAX = 300
+SUBJECT_PDF_ROWS_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -980,6 +986,12 @@ def _web(table: Table, base: Path) -> WebSettings:
         page_size=table.integer("page_size", defaults.page_size, minimum=5, maximum=500),
         live_seconds=table.integer(
             "live_seconds", defaults.live_seconds, minimum=0, maximum=LIVE_SECONDS_MAX
+        ),
+        subject_pdf_rows=table.integer(
+            "subject_pdf_rows", defaults.subject_pdf_rows, minimum=1, maximum=SUBJECT_PDF_ROWS_MAX
+        ),
+        subject_pdf_at_once=table.integer(
+            "subject_pdf_at_once", defaults.subject_pdf_at_once, minimum=1, maximum=8
         ),
     )
     table.finish()

@@ -295,6 +295,13 @@ class SearchRefused(RejectedError):
     summary = "search refused"
 
 
+class ReportTooLarge(SearchRefused):
+    """A data-subject report with more exchanges than its output takes (the console's PDF):
+    refused before anything is recorded; narrow it, or make it with `gateway subject-report`."""
+
+    summary = "report too large"
+
+
 class DeskUnavailable(GatewayError):
     """The desks' mail store (Dovecot, by LMTP or IMAP) cannot take or show a copy now: not
     reachable, a temporary (4xx) answer, a connection lost. The copy is tried again later."""

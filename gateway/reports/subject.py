@@ -12,6 +12,14 @@ from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
+# The exchanges' table has fixed column widths (table-layout: fixed): WeasyPrint then lays out
+# its cells once, without first measuring every cell's widest and narrowest content (about a
+# quarter of a PDF's time; bench/subject_pdf.py). Its codes break anywhere rather than overflow.
+# By column, Date to Matched, in percent of the page: a date and time and a reference stay on
+# one line (9pt DejaVu Sans), and what matched, the longest, has the most room. Fewer lines a row
+# is fewer pages and less time: the codes' widths in em with their padding left what matched
+# too narrow, three times the pages.
+WIDTHS = ("12%", "6%", "7%", "5%", "11%", "11.5%", "6%", "14%", "5%", "22.5%")
 STYLE = """
 @page { size: A4 landscape; margin: 1.2cm; }
 body { font-family: sans-serif; font-size: 9pt; margin: 1.5em; }
@@ -19,7 +27,11 @@ td.code { white-space: nowrap; }
 table { border-collapse: collapse; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #999; padding: 2px 6px; text-align: left; vertical-align: top; }
 td.n { text-align: right; }
-"""
+#subject-table { table-layout: fixed; width: 100%; }
+#subject-table td.code { white-space: normal; overflow-wrap: anywhere; }
+""" + "".join(
+    f"#subject-table th:nth-child({n}) {{ width: {width}; }}\n" for n, width in enumerate(WIDTHS, 1)
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,14 @@ def page(report: SubjectReport) -> str:
         f"<title>{title}</title><style>{STYLE}</style></head><body>"
         f"<h1>{title}</h1>{fragment(report)}</body></html>\n"
     )
+
+
+def pdf(report: SubjectReport) -> bytes:
+    """The page as a PDF (WeasyPrint, imported only here and only then). A function of a
+    picklable report, so that a worker process can make it."""
+    from gateway.reports import pdf as weasy  # noqa: PLC0415 (WeasyPrint only for a PDF)
+
+    return weasy.to_pdf(page(report))
 
 
 def fragment(report: SubjectReport) -> str:

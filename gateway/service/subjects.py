@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from gateway.access.accesslog import AccessLog
 from gateway.access.roles import Permission, Principal
 from gateway.core.durations import format_duration
-from gateway.core.errors import SearchRefused
+from gateway.core.errors import ReportTooLarge, SearchRefused
 from gateway.forms.entities import DOCUMENT, PERSON
 from gateway.reports import subject as subject_page
 from gateway.reports.subject import Exchange, Informed, SubjectReport
@@ -105,10 +105,12 @@ def report(
     why: Why,
     *,
     output: str,
+    most: int | None = None,
 ) -> SubjectReport:
     """The report on ``subject`` over every desk, recorded (terms in search_requests, a line
     ``access.report`` in the audit chain) in the transaction that reads it. A principal whose
-    roles do not make reports is refused (SearchRefused) and nothing is recorded."""
+    roles do not make reports is refused (SearchRefused) and nothing is recorded; so is a
+    report of more than ``most`` exchanges (ReportTooLarge)."""
     role = principal.role_for(Permission.SUBJECT_REPORT)
     if role is None:
         raise SearchRefused(f"{principal.name} has no role that makes data-subject reports")
@@ -123,6 +125,13 @@ def report(
             fuzzy, complete = fuzzy and fuzzy_index, complete and whole
             for hit in hits:
                 _add(tx, services, found, hit)
+            if most is not None and len(found) > most:
+                raise ReportTooLarge(
+                    f"this report lists more than {most:,} exchanges, more than a PDF of the "
+                    "console takes: narrow it (a document number, or a name with its date of "
+                    "birth as a form wrote it), or make it with `gateway subject-report "
+                    "--format pdf`"
+                )
         search_id, digest = search_log.add_in(
             tx,
             at=now,
@@ -285,9 +294,6 @@ def _partners(rows: Sequence[MessageRow]) -> tuple[Informed, ...]:
 
 def rendered(made: SubjectReport, output: str) -> bytes:
     """The report as the bytes of ``output`` (html: a self-contained page; pdf: its PDF)."""
-    page = subject_page.page(made)
     if output == "html":
-        return page.encode()
-    from gateway.reports import pdf  # noqa: PLC0415 (WeasyPrint only for a PDF)
-
-    return pdf.to_pdf(page)
+        return subject_page.page(made).encode()
+    return subject_page.pdf(made)

@@ -3,6 +3,8 @@ headers, the refusal pages."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -101,9 +103,23 @@ def build_app(services: Services, access: AccessServices) -> Starlette:
             ),
         ],
         exception_handlers={HTTPException: _refusal},
+        lifespan=_stopping(console),
     )
     app.state.console = console
     return app
+
+
+def _stopping(console: Console) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: when it stops, the PDF workers stop with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            console.pdfs.close()
+
+    return lifespan
 
 
 async def _refusal(request: Request, exc: Exception) -> Response:

@@ -24,6 +24,7 @@ from gateway.web import cookies, csrf, navigation, times
 from gateway.web.chaincheck import ChainCheck
 from gateway.web.changes import ChangeWatch
 from gateway.web.client import Client, client_of
+from gateway.web.pdfwork import PdfWorkers
 from gateway.web.ratelimit import RateLimit
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -46,6 +47,7 @@ class Console:
     claims: Claims
     chain: ChainCheck  # the audit chain's last verification, for the access-log page
     changes: ChangeWatch  # the ledger's change token, read once for every open worklist
+    pdfs: PdfWorkers  # data-subject reports' PDFs: the slots and the worker processes
 
     @classmethod
     def of(cls, services: Services, access: AccessServices) -> Console:
@@ -69,6 +71,7 @@ class Console:
             claims=Claims(services.ledger, services.audit),
             chain=ChainCheck(services.audit, services.clock),
             changes=ChangeWatch(services.ledger, services.clock, settings.live_seconds),
+            pdfs=PdfWorkers(settings.subject_pdf_at_once),
         )
 
     def client(self, request: Request) -> Client:

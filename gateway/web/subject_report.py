@@ -3,10 +3,15 @@
 reference or a reason; the report of gateway.service.subjects shown as HTML, with a button that
 posts the same request for its PDF. Each report shown or downloaded is recorded in the access log
 as `gateway subject-report` records it. For auditors (the data-protection officer) and
-supervisors (Permission.SUBJECT_REPORT); others are refused."""
+supervisors (Permission.SUBJECT_REPORT); others are refused. The PDF is made in a worker
+process (gateway.web.pdfwork), never on the event loop nor in the console's threads, for at
+most ``[web] subject_pdf_rows`` exchanges (a larger one is refused before anything is
+recorded) and ``subject_pdf_at_once`` at a time (another asked meanwhile gets 503 with
+Retry-After, nothing recorded)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 
@@ -17,12 +22,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.access.roles import Permission
-from gateway.core.errors import SearchRefused
+from gateway.core.errors import ReportTooLarge, SearchRefused
 from gateway.reports import subject as subject_page
 from gateway.service import searching, subjects
 from gateway.web.console import SignedIn, check_csrf, console_of, require_user
 
+log = logging.getLogger("gateway.web")
+
 FIELDS = ("name", "born", "document", "purpose", "case_reference", "reason")
+BUSY = (
+    "Another report's PDF is being made: ask again in a minute, or make it with "
+    "`gateway subject-report --format pdf`."
+)
+RETRY_AFTER = 30  # seconds: a PDF of some hundred exchanges takes about this long
 
 
 async def subject_form(request: Request) -> Response:
@@ -32,14 +44,15 @@ async def subject_form(request: Request) -> Response:
 
 
 async def _asked(
-    request: Request, output: str
+    request: Request, output: str, most: int | None = None, signed: SignedIn | None = None
 ) -> tuple[SignedIn, dict[str, str], subject_page.SubjectReport | Response]:
-    """The signed-in user, the form sent (CSRF checked) and the report made for ``output``, or
-    in the report's place the form again with what was wrong (400)."""
+    """The signed-in user (``signed``, else checked here), the form sent (CSRF checked) and the
+    report made for ``output`` (of at most ``most`` exchanges), or in the report's place the
+    form again with what was wrong (400)."""
     console = console_of(request)
-    signed = await _allowed(request)
+    signed = signed or await _allowed(request)
     submitted = await check_csrf(request, signed)
-    made = await _made(request, signed, submitted, output)
+    made = await _made(request, signed, submitted, output, most)
     if isinstance(made, str):
         refused = console.page(
             request, "subject_report.html", _context(signed, submitted, None, made), status=400
@@ -61,11 +74,25 @@ async def subject_post(request: Request) -> Response:
 
 
 async def subject_pdf(request: Request) -> Response:
-    """The report as a PDF file (a download)."""
-    _, _, made = await _asked(request, "pdf")
-    if isinstance(made, Response):
-        return made
-    data = await run_in_threadpool(subjects.rendered, made, "pdf")
+    """The report as a PDF file (a download), made by a worker while a slot is held; with every
+    slot taken, 503 before the report is made (nothing recorded)."""
+    console = console_of(request)
+    signed = await _allowed(request)
+    with console.pdfs.slots.held() as free:
+        if not free:
+            submitted = await check_csrf(request, signed)
+            log.info("subject-report pdf refused: %d being made", console.pdfs.slots.busy)
+            return console.page(
+                request,
+                "subject_report.html",
+                _context(signed, submitted, None, BUSY),
+                status=503,
+                headers={"Retry-After": str(RETRY_AFTER)},
+            )
+        _, _, made = await _asked(request, "pdf", console.settings.subject_pdf_rows, signed)
+        if isinstance(made, Response):
+            return made
+        data = await console.pdfs.pdf(made)
     return Response(
         data,
         media_type="application/pdf",
@@ -76,7 +103,11 @@ async def subject_pdf(request: Request) -> Response:
 
 
 async def _made(
-    request: Request, signed: SignedIn, submitted: dict[str, str], output: str
+    request: Request,
+    signed: SignedIn,
+    submitted: dict[str, str],
+    output: str,
+    most: int | None = None,
 ) -> subject_page.SubjectReport | str:
     """The report asked for, recorded; or why it is refused (nothing recorded then)."""
     console = console_of(request)
@@ -102,10 +133,13 @@ async def _made(
             subject,
             why,
             output=output,
+            most=most,
         )
 
     try:
         return await run_in_threadpool(run)
+    except ReportTooLarge as refused:
+        return refused.detail
     except SearchRefused as refused:
         raise HTTPException(403, refused.detail) from None
 

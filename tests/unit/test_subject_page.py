@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from webkit import XSS
 
-from gateway.reports.subject import Exchange, Informed, SubjectReport, fragment, page
+from gateway.reports.subject import WIDTHS, Exchange, Informed, SubjectReport, fragment, page
 
 AT = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -60,3 +60,17 @@ def test_an_empty_report_says_so() -> None:
     assert '<p class="empty" id="subject-table">None.</p>' in html
     assert '<p class="empty" id="subject-partners-table">None.</p>' in html
     assert "recorded as search 7 in the access log" in html
+
+
+def test_the_exchanges_table_has_a_width_for_each_column() -> None:
+    """Fixed widths (the PDF lays the table out once): one per column, by position."""
+    exchange = Exchange(
+        1, AT, "outbound", "RS-NCB", "IP-MSG", "NCB message", "RO-2026-000900", None, "kept",
+        100.0, ("m",), ("w",),
+    )  # fmt: skip
+    html = page(made((exchange,)))
+    table = html.split('<table id="subject-table">', 1)[1].split("</table>", 1)[0]
+    assert table.count('<th scope="col">') == len(WIDTHS) == table.count("<td")
+    assert "#subject-table { table-layout: fixed; width: 100%; }" in html
+    for column, width in enumerate(WIDTHS, 1):
+        assert f"#subject-table th:nth-child({column}) {{ width: {width}; }}" in html

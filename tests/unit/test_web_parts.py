@@ -146,6 +146,8 @@ def test_the_web_section_and_its_defaults(tmp_path: Path) -> None:
         tmp_path / "c.pem",
         "Europe/Oslo",
     )
+    pdf = load(tmp_path, "subject_pdf_rows = 500\nsubject_pdf_at_once = 2\n").web
+    assert (pdf.subject_pdf_rows, pdf.subject_pdf_at_once) == (500, 2)
     proxied = load(tmp_path, 'behind_proxy = true\ntrusted_proxies = ["127.0.0.1", "fd00::/8"]\n')
     assert [str(n) for n in proxied.web.trusted_proxies] == ["127.0.0.1/32", "fd00::/8"]
 
@@ -170,6 +172,10 @@ def test_the_web_section_and_its_defaults(tmp_path: Path) -> None:
         ("port = 70000", "web.port", ""),
         ("login_attempts_per_minute = 0", "web.login_attempts_per_minute", ""),
         ("listen = 1", "web.listen", ""),
+        ("subject_pdf_rows = 0", "web.subject_pdf_rows", ""),
+        ("subject_pdf_rows = 20001", "web.subject_pdf_rows", ""),
+        ("subject_pdf_at_once = 0", "web.subject_pdf_at_once", ""),
+        ("subject_pdf_at_once = 9", "web.subject_pdf_at_once", ""),
     ],
 )
 def test_web_mistakes_name_the_key_and_why(tmp_path: Path, web: str, key: str, reason: str) -> None:
