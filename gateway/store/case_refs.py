@@ -89,7 +89,7 @@ _CASELESS = (
     .join(messages, messages.c.id == case_references.c.message_id)
     .where(*_WHERE, case_references.c.state == NONE)
     .order_by(case_references.c.case_id, case_references.c.message_id)
-    .limit(bindparam("limit"))
+    .limit(bindparam("limit", type_=Integer))
 )
 
 
