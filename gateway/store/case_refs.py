@@ -10,10 +10,11 @@ or make them again. The decisions are gateway.store.grouping's."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, bindparam, select, text
+from sqlalchemy import Executable, Integer, bindparam, literal_column, select, text, union_all
 
 from gateway.store.ledger import case_references, messages
 from gateway.store.unit import Transaction
@@ -64,39 +65,52 @@ _MOVE = text(
 _STATUS = text("UPDATE case_references SET state = :status WHERE case_id = :case_id")
 _FORGET = text("DELETE FROM case_references WHERE message_id = :message_id")
 
-_WHERE = (
-    case_references.c.role == bindparam("role"),
-    case_references.c.key == bindparam("key"),
-    case_references.c.partner == bindparam("partner"),
-    case_references.c.message_id != bindparam("self"),
-)
-# The lowest open case holding a reference: the first entry of one range of the index.
-_OPEN_CASE = (
-    select(case_references.c.case_id)
-    .where(*_WHERE, case_references.c.state == OPEN)
-    .order_by(case_references.c.case_id)
-    .limit(1)
-)
-# The first messages in no case holding a reference, by id: (case_id null, message_id) is the
-# order of the index within the range, so no more than ``limit`` entries are read.
-_CASELESS = (
-    select(
-        case_references.c.message_id,
-        messages.c.desk,
-        messages.c.form,
-        messages.c.reference,
-    )
-    .join(messages, messages.c.id == case_references.c.message_id)
-    .where(*_WHERE, case_references.c.state == NONE)
-    .order_by(case_references.c.case_id, case_references.c.message_id)
-    .limit(bindparam("limit", type_=Integer))
-)
+SLOTS = 4  # references looked up by one statement (a message with more: one per SLOTS)
+
+
+@functools.cache
+def _holders(count: int) -> Executable:
+    """For each of ``count`` references (role{n}, key{n}, partner{n}): the lowest open case
+    holding it, and the first ``limit`` messages in no case holding it, by id; each one range
+    of ix_case_references_lookup read from its start (no more entries than it returns), all in
+    one statement (a round trip and an execution each cost more than these reads)."""
+    parts = []
+    for slot in range(count):
+        for state, limit in ((OPEN, 1), (NONE, None)):
+            part = (
+                select(
+                    literal_column(str(slot), Integer).label("slot"),
+                    case_references.c.state,
+                    case_references.c.case_id,
+                    case_references.c.message_id,
+                    messages.c.desk,
+                    messages.c.form,
+                    messages.c.reference,
+                )
+                .join(messages, messages.c.id == case_references.c.message_id)
+                .where(
+                    case_references.c.role == bindparam(f"role{slot}"),
+                    case_references.c.key == bindparam(f"key{slot}"),
+                    case_references.c.partner == bindparam(f"partner{slot}"),
+                    case_references.c.state == state,
+                    case_references.c.message_id != bindparam("self"),
+                )
+                # (case_id, message_id) is the index's order within the range (case_id is null
+                # for the messages in no case, which come by id).
+                .order_by(case_references.c.case_id, case_references.c.message_id)
+                .limit(limit if limit is not None else bindparam("limit", type_=Integer))
+                .subquery()
+            )
+            parts.append(select(part))
+    return union_all(*parts)
 
 
 @dataclass(frozen=True)
 class Holder:
-    """A message in no case holding a reference: what a new case around it is named after."""
+    """A message holding a reference: in the open case ``case_id``, or in none (None)."""
 
+    reference_index: int  # which of the references looked up it holds
+    case_id: int | None
     message_id: int
     desk: str | None
     form: str
@@ -108,30 +122,40 @@ def partner_of(role: str, partner: str) -> str:
     return partner if role in PARTNER_BOUND else ""
 
 
-def open_case(tx: Transaction, role: str, key: str, partner: str, self_id: int) -> int | None:
-    """The lowest open case holding (role, key) by another message than ``self_id``."""
-    found = tx.connection.execute(
-        _OPEN_CASE,
-        {"role": role, "key": key, "partner": partner_of(role, partner), "self": self_id},
-    ).scalar()
-    return None if found is None else int(found)
-
-
-def caseless(
-    tx: Transaction, role: str, key: str, partner: str, self_id: int, *, limit: int
+def holders(
+    tx: Transaction,
+    references: Sequence[tuple[str, str]],
+    partner: str,
+    self_id: int,
+    *,
+    limit: int,
 ) -> list[Holder]:
-    """At most ``limit`` messages in no case (other than ``self_id``) holding (role, key), by id."""
-    rows = tx.connection.execute(
-        _CASELESS,
-        {
-            "role": role,
-            "key": key,
-            "partner": partner_of(role, partner),
-            "self": self_id,
-            "limit": limit,
-        },
-    ).all()
-    return [Holder(int(row.message_id), row.desk, row.form, row.reference) for row in rows]
+    """Of each (role, key) of ``references`` held by other messages than ``self_id`` (of
+    ``partner`` for a partner-bound one): the holder in the lowest open case, and the first
+    ``limit`` holders in no case, by id. At most len(references) * (1 + limit) rows, read by
+    one statement per SLOTS references."""
+    found: list[Holder] = []
+    for start in range(0, len(references), SLOTS):
+        chunk = references[start : start + SLOTS]
+        values: dict[str, object] = {"self": self_id, "limit": limit}
+        for slot, (role, key) in enumerate(chunk):
+            values |= {
+                f"role{slot}": role,
+                f"key{slot}": key,
+                f"partner{slot}": partner_of(role, partner),
+            }
+        found += [
+            Holder(
+                start + int(row.slot),
+                None if row.state == NONE else int(row.case_id),
+                int(row.message_id),
+                row.desk,
+                row.form,
+                row.reference,
+            )
+            for row in tx.connection.execute(_holders(len(chunk)), values)
+        ]
+    return found
 
 
 def place_in(tx: Transaction, message_ids: Sequence[int], case_id: int | None) -> None:

@@ -173,9 +173,9 @@ def link_in(
     ]
     if not rows:
         return
-    case_refs.place_in(tx, members, case_id)
     if tx.dialect == "postgresql":
         tx.connection.execute(_LINK_PG, rows if len(rows) > 1 else rows[0])
+        case_refs.place_in(tx, members, case_id)  # after the members: a taken one fails first
         return
     tx.connection.execute(
         _INSERT_MEMBER,
@@ -199,6 +199,7 @@ def link_in(
             for row in rows
         ],
     )
+    case_refs.place_in(tx, members, case_id)
 
 
 def remove_member_in(tx: Transaction, case_id: int, message_id: int) -> bool:

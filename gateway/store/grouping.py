@@ -206,13 +206,16 @@ def apply_in(tx: Transaction, message: ToGroup, decision: Decision, now: datetim
 
 
 def _by_references(tx: Transaction, message: ToGroup) -> Decision | None:
-    for role, key in message.references:  # the form's order: its first reference leads
-        case_id = case_refs.open_case(tx, role, key, message.partner, message.id)
-        if case_id is not None:
+    references = list(message.references)
+    found = case_refs.holders(tx, references, message.partner, message.id, limit=CASELESS_LIMIT)
+    for index, (role, _) in enumerate(references):  # the form's order: its first one leads
+        open_cases = [held.case_id for held in found if held.reference_index == index]
+        if case_id := min((case for case in open_cases if case is not None), default=None):
             return Decision(GROUPING_ROLES[role], f"same {role} reference", case_id)
-    for role, key in message.references:
-        caseless = case_refs.caseless(
-            tx, role, key, message.partner, message.id, limit=CASELESS_LIMIT
+    for index, (role, _) in enumerate(references):
+        caseless = sorted(
+            (held for held in found if held.reference_index == index and held.case_id is None),
+            key=lambda held: held.message_id,
         )
         if caseless:
             first = caseless[0]
@@ -221,7 +224,7 @@ def _by_references(tx: Transaction, message: ToGroup) -> Decision | None:
                 f"same {role} reference",
                 desk=first.desk or message.desk,
                 title=f"{first.form} {first.reference}",
-                fellows=tuple(holder.message_id for holder in caseless),
+                fellows=tuple(held.message_id for held in caseless),
             )
     return None
 
