@@ -13,7 +13,7 @@ same). SQLite by default; --postgres URL adds PostgreSQL (a private schema, drop
 Times are per grouping call: wall clock, and the CPU time of the calling thread.
 
     .venv/bin/python bench/grouping_cost.py [--messages 20000] [--repeat 300] \
-        [--held 100,1000,10000] [--postgres URL]
+        [--held 100,1000,10000] [--postgres URL [--postgres-only]]
 """
 
 from __future__ import annotations
@@ -200,6 +200,7 @@ def main() -> int:
     parser.add_argument(
         "--held", default="100,1000,10000", help="holders of the one reference, comma-separated"
     )
+    parser.add_argument("--postgres-only", action="store_true", help="with --postgres: no SQLite")
     parser.add_argument("--postgres", help="a PostgreSQL URL (a private schema is made in it)")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "grouping_cost.json"
@@ -207,11 +208,12 @@ def main() -> int:
     args = parser.parse_args()
     counts = [int(count) for count in args.held.split(",") if count]
     results: dict[str, object] = {"benchmark": "grouping_cost", "python": platform.python_version()}
-    with tempfile.TemporaryDirectory() as folder:
-        engine = make_engine(f"sqlite:///{Path(folder) / 'ledger.db'}")
-        schema.upgrade(engine)
-        results["sqlite"] = measure(engine, args.messages, args.repeat, counts)
-        engine.dispose()
+    if not args.postgres_only:
+        with tempfile.TemporaryDirectory() as folder:
+            engine = make_engine(f"sqlite:///{Path(folder) / 'ledger.db'}")
+            schema.upgrade(engine)
+            results["sqlite"] = measure(engine, args.messages, args.repeat, counts)
+            engine.dispose()
     if args.postgres:
         name = f"bench_{uuid.uuid4().hex[:8]}"
         admin = make_engine(args.postgres)
