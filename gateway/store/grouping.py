@@ -5,11 +5,11 @@ Bounded cost, indexed exact lookups only, in this order:
    a closed case is reopened); when that message is in no case, a case is opened for both;
 2. else each SIS alert, Interpol notice or national case reference of the form (the search
    index's ``reference`` entries; a national reference counts with the same partner only), in
-   the form's order, finds the lowest open case holding it, which the message joins: one probe
-   of gateway.store.case_refs's index per reference, whatever the number of holders;
+   the form's order, finds the lowest open case holding it, which the message joins;
 3. else the messages in no case yet holding one of those references (the first reference that
-   has any; at most CASELESS_LIMIT of them, the oldest, by one bounded read) form a new case
-   with it.
+   has any; at most CASELESS_LIMIT of them, the oldest) form a new case with it.
+Steps 2 and 3 read one statement (gateway.store.case_refs.holders: per reference, one index
+range for its open case and one for its messages in no case), whatever the number of holders.
 A message related to nothing stays in no case (its references are recorded as held by a
 message in none, for step 3 of the messages to come). A fault here never refuses the message:
 the caller runs ``group_safely_in``: undone, logged, and `gateway cases regroup` catches up.
