@@ -4,10 +4,16 @@ A ledger is filled with --messages messages (a third of them replies, each with 
 a national case reference in the search index, so cases form), then, inside transactions of many
 messages (no fsync counted), the grouping call alone is timed for: a message related to nothing
 (its two references held by no one), a reply joining its request's case, and a message
-whose alert reference finds an open case. SQLite by default; --postgres URL adds PostgreSQL
-(a private schema, dropped afterwards).
+whose alert reference finds an open case. Then the case of bench/inbound.py, where every
+message names the same SIS alert: one reference held by --held messages (100, 1,000, 10,000),
+all in one open case (a message holding it joins that case), or all in closed cases (a message
+holding it finds no open case and no message in no case: the most a grouping reads; each timed
+message is then put into a closed case too, outside the timing, so that every one meets the
+same). SQLite by default; --postgres URL adds PostgreSQL (a private schema, dropped afterwards).
+Times are per grouping call: wall clock, and the CPU time of the calling thread.
 
-    .venv/bin/python bench/grouping_cost.py [--messages 20000] [--repeat 300] [--postgres URL]
+    .venv/bin/python bench/grouping_cost.py [--messages 20000] [--repeat 300] \
+        [--held 100,1000,10000] [--postgres URL [--postgres-only]]
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from gateway.core.clock import FakeClock
-from gateway.store import schema, search_rows
+from gateway.store import case_rows, schema, search_rows
 from gateway.store.grouping import ToGroup, group_safely_in
 from gateway.store.ledger import Ledger, NewMessage, make_engine
 from gateway.store.search_rows import IndexRow, Where
@@ -87,20 +93,27 @@ class Bench:
                     requests.append(grouped.reference)
         return requests
 
-    def timed(self, repeat: int, make: Callable[[Transaction, int], ToGroup]) -> dict[str, float]:
-        """Microseconds per grouping call, wall-clock and the process's CPU time (which a
+    def timed(
+        self,
+        repeat: int,
+        make: Callable[[Transaction, int], ToGroup],
+        after: Callable[[Transaction, ToGroup], None] | None = None,
+    ) -> dict[str, float]:
+        """Microseconds per grouping call, wall-clock and the calling thread's CPU time (which a
         shared machine's load disturbs less): the medians of five passes of ``repeat``
-        messages."""
+        messages. ``after`` runs after each call, untimed."""
         walls, cpus = [], []
         for _ in range(5):
             wall = cpu = 0.0
             with self.ledger.transaction() as tx:
                 for number in range(repeat):
                     grouped = make(tx, number)
-                    start, start_cpu = time.perf_counter(), time.process_time()
+                    start, start_cpu = time.perf_counter(), time.thread_time()
                     group_safely_in(tx, grouped, NOW)
-                    cpu += time.process_time() - start_cpu
+                    cpu += time.thread_time() - start_cpu
                     wall += time.perf_counter() - start
+                    if after is not None:
+                        after(tx, grouped)
             walls.append(wall / repeat * 1e6)
             cpus.append(cpu / repeat * 1e6)
         return {
@@ -109,7 +122,46 @@ class Bench:
         }
 
 
-def measure(engine: Engine, messages: int, repeat: int) -> dict[str, object]:
+def alert(key: str) -> list[IndexRow]:
+    return [IndexRow("reference", "sis-alert", key, key, key, None, None)]
+
+
+def held(bench: Bench, engine: Engine, count: int, repeat: int) -> dict[str, object]:
+    """One reference held by ``count`` messages in one open case, then in closed cases."""
+    found: dict[str, object] = {}
+    for status in ("open", "closed"):
+        key = f"SE{count:06d}{status.upper()}"
+        with bench.ledger.transaction() as tx:
+            first = bench.record(tx, in_reply_to=None, index=alert(key))
+            group_safely_in(tx, first, NOW)
+            for _ in range(count - 1):
+                group_safely_in(tx, bench.record(tx, in_reply_to=None, index=alert(key)), NOW)
+            case_id = case_rows.case_of_message(tx, first.id)
+            assert case_id is not None, "the holders formed no case"
+            if status == "closed":
+                case_rows.set_status_in(tx, case_id, "open", "closed", NOW)
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as connection:
+                connection.execute(text("ANALYZE"))
+
+        def out_of_the_way(tx: Transaction, grouped: ToGroup, closed: int = case_id) -> None:
+            """The timed message into a closed case: the next one meets what this one did."""
+            joined = case_rows.case_of_message(tx, grouped.id)
+            if joined is None:
+                case_rows.link_in(
+                    tx, closed, [grouped.id], how="by-hand", by="b", reason="", now=NOW
+                )
+            elif joined != closed:
+                case_rows.set_status_in(tx, joined, "open", "closed", NOW)
+
+        def holding(tx: Transaction, _number: int, key: str = key) -> ToGroup:
+            return bench.record(tx, in_reply_to=None, index=alert(key))
+
+        found[status] = bench.timed(repeat, holding, out_of_the_way if status == "closed" else None)
+    return found
+
+
+def measure(engine: Engine, messages: int, repeat: int, counts: list[int]) -> dict[str, object]:
     bench = Bench(engine)
     start = time.perf_counter()
     requests = bench.fill(messages)
@@ -137,6 +189,7 @@ def measure(engine: Engine, messages: int, repeat: int) -> dict[str, object]:
                 tx, in_reply_to=None, index=refs((3 * n + 2) % messages)[:1]
             ),
         ),
+        "held_by": {str(count): held(bench, engine, count, repeat) for count in counts},
     }
 
 
@@ -144,17 +197,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument(
+        "--held", default="100,1000,10000", help="holders of the one reference, comma-separated"
+    )
+    parser.add_argument("--postgres-only", action="store_true", help="with --postgres: no SQLite")
     parser.add_argument("--postgres", help="a PostgreSQL URL (a private schema is made in it)")
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "grouping_cost.json"
     )
     args = parser.parse_args()
+    counts = [int(count) for count in args.held.split(",") if count]
     results: dict[str, object] = {"benchmark": "grouping_cost", "python": platform.python_version()}
-    with tempfile.TemporaryDirectory() as folder:
-        engine = make_engine(f"sqlite:///{Path(folder) / 'ledger.db'}")
-        schema.upgrade(engine)
-        results["sqlite"] = measure(engine, args.messages, args.repeat)
-        engine.dispose()
+    if not args.postgres_only:
+        with tempfile.TemporaryDirectory() as folder:
+            engine = make_engine(f"sqlite:///{Path(folder) / 'ledger.db'}")
+            schema.upgrade(engine)
+            results["sqlite"] = measure(engine, args.messages, args.repeat, counts)
+            engine.dispose()
     if args.postgres:
         name = f"bench_{uuid.uuid4().hex[:8]}"
         admin = make_engine(args.postgres)
@@ -163,7 +222,7 @@ def main() -> int:
         try:
             engine = make_engine(f"{args.postgres}?options=-csearch_path%3D{name}")
             schema.upgrade(engine)
-            results["postgresql"] = measure(engine, args.messages, args.repeat)
+            results["postgresql"] = measure(engine, args.messages, args.repeat, counts)
             engine.dispose()
         finally:
             with admin.begin() as connection:

@@ -13,7 +13,7 @@ from gateway.core.errors import GatewayError, SearchRefused
 from gateway.crypto import pgpmime
 from gateway.search import index, matching
 from gateway.service.services import Services
-from gateway.store import search_log, search_rows
+from gateway.store import case_refs, search_log, search_rows
 from gateway.store.ledger import MessageRow
 from gateway.store.search_rows import Where
 
@@ -158,6 +158,7 @@ def rebuild(services: Services) -> Rebuilt:
             rows = search_rows.messages_after(tx, after, BATCH)
         if not rows:
             with services.ledger.transaction() as tx:
+                case_refs.refill_in(tx)  # the grouping's copy of the references, made again
                 search_rows.analyze_in(tx)
             return done
         for row in rows:

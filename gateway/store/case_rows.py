@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
 
+from gateway.store import case_refs
 from gateway.store.ledger import (
     MessageRow,
     as_utc,
@@ -157,7 +158,8 @@ def link_in(
     reason: str,
     now: datetime,
 ) -> None:
-    """``members`` (each in no case) join the case, each with its "linked" event."""
+    """``members`` (each in no case) join the case, each with its "linked" event; their
+    grouping references are the case's (gateway.store.case_refs)."""
     rows = [
         {
             "message_id": member,
@@ -173,6 +175,7 @@ def link_in(
         return
     if tx.dialect == "postgresql":
         tx.connection.execute(_LINK_PG, rows if len(rows) > 1 else rows[0])
+        case_refs.place_in(tx, members, case_id)  # after the members: a taken one fails first
         return
     tx.connection.execute(
         _INSERT_MEMBER,
@@ -196,6 +199,7 @@ def link_in(
             for row in rows
         ],
     )
+    case_refs.place_in(tx, members, case_id)
 
 
 def remove_member_in(tx: Transaction, case_id: int, message_id: int) -> bool:
@@ -204,16 +208,18 @@ def remove_member_in(tx: Transaction, case_id: int, message_id: int) -> bool:
             case_members.c.case_id == case_id, case_members.c.message_id == message_id
         )
     ).rowcount
+    if gone:
+        case_refs.unplace_in(tx, message_id)
     return bool(gone)
 
 
 def move_members_in(tx: Transaction, source: int, target: int) -> int:
     """Every member of ``source`` into ``target``; returns how many."""
-    return int(
-        tx.connection.execute(
-            update(case_members).where(case_members.c.case_id == source).values(case_id=target)
-        ).rowcount
-    )
+    moved = tx.connection.execute(
+        update(case_members).where(case_members.c.case_id == source).values(case_id=target)
+    ).rowcount
+    case_refs.move_in(tx, source, target)
+    return int(moved)
 
 
 def set_status_in(
@@ -239,6 +245,8 @@ def set_status_in(
             updated_at=now,
         )
     ).rowcount
+    if moved:
+        case_refs.status_in(tx, case_id, status)
     return bool(moved)
 
 

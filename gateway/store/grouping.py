@@ -4,12 +4,15 @@ Bounded cost, indexed exact lookups only, in this order:
 1. a reply (InReplyTo) joins the case of the message it answers (same partner, either direction;
    a closed case is reopened); when that message is in no case, a case is opened for both;
 2. else each SIS alert, Interpol notice or national case reference of the form (the search
-   index's ``reference`` entries, one read by the index on (kind, key) for all of them, at most
-   HOLDERS rows; a national reference counts with the same partner only) finds an open case
-   holding it, which the message joins;
-3. else messages holding one of those references and in no case yet form a new case with it.
-A message related to nothing stays in no case. A fault here never refuses the message: the
-caller runs ``group_safely_in``: undone, logged, and `gateway cases regroup` catches up.
+   index's ``reference`` entries; a national reference counts with the same partner only), in
+   the form's order, finds the lowest open case holding it, which the message joins;
+3. else the messages in no case yet holding one of those references (the first reference that
+   has any; at most CASELESS_LIMIT of them, the oldest) form a new case with it.
+Steps 2 and 3 read one statement (gateway.store.case_refs.holders: per reference, one index
+range for its open case and one for its messages in no case), whatever the number of holders.
+A message related to nothing stays in no case (its references are recorded as held by a
+message in none, for step 3 of the messages to come). A fault here never refuses the message:
+the caller runs ``group_safely_in``: undone, logged, and `gateway cases regroup` catches up.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import bindparam, select
 
 from gateway.core.vocabulary import RECEIPT_FORM
-from gateway.store import case_rows
+from gateway.store import case_refs, case_rows
+from gateway.store.case_refs import REFERENCE_KIND
 from gateway.store.case_rows import (
     ALERT_REFERENCE,
     CLOSED,
@@ -33,22 +36,18 @@ from gateway.store.case_rows import (
     OPEN,
     REPLY_CHAIN,
 )
-from gateway.store.ledger import case_members, cases, messages, search_entries
+from gateway.store.ledger import case_members, cases, messages
 from gateway.store.unit import Transaction, savepoint
 
 log = logging.getLogger("gateway.cases")
 
-REFERENCE_KIND = "reference"  # gateway.forms.entities.REFERENCE
 # The registers of references that group, and how a message grouped by each came in.
 GROUPING_ROLES = {
     "sis-alert": ALERT_REFERENCE,
     "interpol-notice": ALERT_REFERENCE,
     "national-case": NATIONAL_REFERENCE,
 }
-PARTNER_BOUND = frozenset({"national-case"})  # national references are unique per country only
 CASELESS_LIMIT = 20  # messages in no case gathered into a new one at most
-HOLDERS = 100  # messages holding a message's references read at most, per KEY_SLOTS keys
-KEY_SLOTS = 4
 
 
 @dataclass(frozen=True)
@@ -77,35 +76,6 @@ _ANSWERED = (
     )
     .order_by(messages.c.id)
     .limit(1)
-)
-
-
-# Every message holding one of the references (by the index on (kind, key)), with its case and
-# that case's status: one read for all of a message's references, at most HOLDERS rows.
-_HOLDERS = (
-    select(
-        search_entries.c.role,
-        search_entries.c.key,
-        search_entries.c.partner,
-        search_entries.c.message_id,
-        messages.c.desk,
-        messages.c.form,
-        messages.c.reference,
-        case_members.c.case_id,
-        cases.c.status,
-    )
-    .select_from(search_entries)
-    .join(messages, messages.c.id == search_entries.c.message_id)
-    .outerjoin(case_members, case_members.c.message_id == search_entries.c.message_id)
-    .outerjoin(cases, cases.c.id == case_members.c.case_id)
-    .where(
-        search_entries.c.kind == REFERENCE_KIND,
-        # A fixed number of keys (padded by repeating one): an expanding IN is compiled again at
-        # every execution, which cost more than the read.
-        search_entries.c.key.in_([bindparam(f"key{slot}") for slot in range(KEY_SLOTS)]),
-        search_entries.c.message_id != bindparam("self"),
-    )
-    .limit(HOLDERS)
 )
 
 
@@ -145,6 +115,7 @@ def group_safely_in(tx: Transaction, message: ToGroup, now: datetime) -> int | N
         if tx.dialect == "sqlite":
             decision = decide(tx, message)
             if decision is None:
+                _in_none(tx, message)
                 return None
             with _sqlite_savepoint(tx):
                 return apply_in(tx, message, decision, now)
@@ -180,7 +151,16 @@ def _sqlite_savepoint(tx: Transaction) -> Iterator[None]:
 def group_in(tx: Transaction, message: ToGroup, now: datetime) -> int | None:
     """Put the message into its case, if it has one; returns the case's id or None."""
     decision = decide(tx, message)
-    return None if decision is None else apply_in(tx, message, decision, now)
+    if decision is None:
+        _in_none(tx, message)
+        return None
+    return apply_in(tx, message, decision, now)
+
+
+def _in_none(tx: Transaction, message: ToGroup) -> None:
+    """The message's references recorded as held by a message in no case (one statement)."""
+    if message.references and message.form != RECEIPT_FORM:
+        case_refs.place_in(tx, [message.id], None)
 
 
 def decide(tx: Transaction, message: ToGroup) -> Decision | None:
@@ -226,34 +206,17 @@ def apply_in(tx: Transaction, message: ToGroup, decision: Decision, now: datetim
 
 
 def _by_references(tx: Transaction, message: ToGroup) -> Decision | None:
-    wanted = set(message.references)
-    keys = sorted({key for _, key in wanted})
-    found: list[Any] = []
-    for start in range(0, len(keys), KEY_SLOTS):
-        chunk = keys[start : start + KEY_SLOTS]
-        chunk += [chunk[0]] * (KEY_SLOTS - len(chunk))
-        values: dict[str, object] = {f"key{slot}": key for slot, key in enumerate(chunk)}
-        found += tx.connection.execute(_HOLDERS, {**values, "self": message.id}).all()
-    holders = [
-        row
-        for row in found
-        if (row.role, row.key) in wanted
-        and (row.role not in PARTNER_BOUND or row.partner == message.partner)
-        and row.form != RECEIPT_FORM
-    ]
-    for role, key in message.references:  # the form's order: its first reference leads
-        open_cases = sorted(
-            int(row.case_id)
-            for row in holders
-            if (row.role, row.key) == (role, key) and row.status == OPEN
-        )
-        if open_cases:
-            return Decision(GROUPING_ROLES[role], f"same {role} reference", open_cases[0])
-    for role, key in message.references:
+    references = list(message.references)
+    found = case_refs.holders(tx, references, message.partner, message.id, limit=CASELESS_LIMIT)
+    for index, (role, _) in enumerate(references):  # the form's order: its first one leads
+        open_cases = [held.case_id for held in found if held.reference_index == index]
+        if case_id := min((case for case in open_cases if case is not None), default=None):
+            return Decision(GROUPING_ROLES[role], f"same {role} reference", case_id)
+    for index, (role, _) in enumerate(references):
         caseless = sorted(
-            (row for row in holders if (row.role, row.key) == (role, key) and row.case_id is None),
-            key=lambda row: int(row.message_id),
-        )[:CASELESS_LIMIT]
+            (held for held in found if held.reference_index == index and held.case_id is None),
+            key=lambda held: held.message_id,
+        )
         if caseless:
             first = caseless[0]
             return Decision(
@@ -261,7 +224,7 @@ def _by_references(tx: Transaction, message: ToGroup) -> Decision | None:
                 f"same {role} reference",
                 desk=first.desk or message.desk,
                 title=f"{first.form} {first.reference}",
-                fellows=tuple(dict.fromkeys(int(row.message_id) for row in caseless)),
+                fellows=tuple(held.message_id for held in caseless),
             )
     return None
 

@@ -500,6 +500,33 @@ case_members = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_case_members_case", case_members.c.case_id)
+# The grouping's look-up (revision 0016): each grouping reference (SIS alert, Interpol notice,
+# national case) of each message, with the state of the message's case: ``open``, ``closed`` or
+# ``none`` (in no case; ``case_id`` null). ``partner`` is the message's for a national reference
+# (unique per country only), '' otherwise. Kept by gateway.store.case_refs with the membership and
+# the case's status, so that "the open case holding K" is one probe of the index below, and
+# "the messages in no case holding K" one range of it, whatever the number of holders.
+case_references = Table(
+    "case_references",
+    metadata,
+    Column("message_id", Integer, ForeignKey("messages.id"), primary_key=True, autoincrement=False),
+    Column("role", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("partner", String(32), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("case_id", Integer, ForeignKey("cases.id")),
+    CheckConstraint("state IN ('open', 'closed', 'none')", name="ck_case_reference_state"),
+)
+Index(
+    "ix_case_references_lookup",
+    case_references.c.role,
+    case_references.c.key,
+    case_references.c.partner,
+    case_references.c.state,
+    case_references.c.case_id,
+    case_references.c.message_id,
+)
+Index("ix_case_references_case", case_references.c.case_id)
 # A case's timeline: opened, linked, unlinked, merged, closed, reopened, desk, with who and why
 # (a reason is one line of codes and references; no personal data).
 case_events = Table(

@@ -39,6 +39,7 @@ from gateway.core.errors import GatewayError
 from gateway.search import folding
 from gateway.store import (
     bodies,
+    case_refs,
     crosscheck_rows,
     retention_rows,
     search_log,
@@ -165,6 +166,7 @@ class Purger:
             if not shred_rows.mark_in(tx, row.id, now):
                 return  # another run (another node, the command) finished it meanwhile
             entries = search_rows.delete_of_message_in(tx, row.id)
+            case_refs.forget_in(tx, row.id)  # the grouping's copy of its references
             crosscheck_rows.delete_of_message_in(tx, row.id)  # its hits, and hits on it
             drafts = shred_rows.delete_drafts_in(tx, row.id)
             bodies.forget_in(tx, row.id)

@@ -17,10 +17,10 @@ from gateway.access.roles import Principal, Role
 from gateway.core.clock import FakeClock
 from gateway.core.config import RetentionRule
 from gateway.service.cases import REASON_LIMIT, CaseNotFound, CaseRefused, Cases
-from gateway.store import case_rows, retention_rows
+from gateway.store import case_refs, case_rows, retention_rows
 from gateway.store.audit import AuditLog
 from gateway.store.groupcommit import GroupCommit, Received
-from gateway.store.ledger import Ledger, MessageRow, case_events, case_members
+from gateway.store.ledger import Ledger, MessageRow, case_events, case_members, case_references
 from gateway.store.search_rows import IndexRow
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -181,6 +181,71 @@ def test_a_fault_in_grouping_refuses_nothing_and_regroup_catches_up(
     assert world.cases.regroup() == 1
     assert world.case_of(reply) == world.case_of(request) is not None
     assert world.cases.regroup() == 0  # nothing left to group
+
+
+def look_up_rows(world: World) -> set[tuple[object, ...]]:
+    with world.engine.connect() as connection:
+        return set(connection.execute(select(case_references)).all())
+
+
+def assert_look_up_kept(world: World) -> None:
+    """The grouping's look-up table, as the changes kept it, is what the index and the
+    membership make of it from scratch."""
+    kept = look_up_rows(world)
+    with world.ledger.transaction() as tx:
+        case_refs.refill_in(tx)
+    assert kept == look_up_rows(world)
+
+
+def test_an_open_case_beyond_a_hundred_holders_in_a_closed_case_is_found(world: World) -> None:
+    """A reference held by more messages in closed cases than a bounded read of holders takes:
+    the messages in no case holding it and the open case they form are still found."""
+    alert = ref("sis-alert", "SE77")
+    first = world.take(received(1, refs=[alert]))
+    for number in range(2, 103):
+        world.take(received(number, refs=[alert]))
+    closed = world.case_of(first)
+    assert closed is not None
+    assert world.cases.view(HANDLER, str(closed)).case.members == 102
+    world.cases.close(HANDLER, str(closed), "done")
+    lone = world.take(received(103, partner="FR-SIRENE", refs=[alert]))
+    assert world.case_of(lone) is None  # only closed cases hold it
+    gathering = world.take(received(104, partner="DE-SIRENE", refs=[alert]))
+    opened = world.case_of(gathering)
+    assert opened not in (None, closed)
+    assert world.case_of(lone) == opened
+    joining = world.take(received(105, partner="SE-SIRENE", refs=[alert]))
+    assert world.case_of(joining) == opened
+    assert_look_up_kept(world)
+
+
+def test_the_look_up_follows_unlink_merge_close_reopen_and_regroup(world: World) -> None:
+    alert = ref("sis-alert", "SE88")
+    request = world.take(received(1, refs=[alert]))
+    reply = world.take(received(2, in_reply_to=request.reference))
+    first = world.case_of(request)
+    assert first is not None and world.case_of(reply) == first
+    assert_look_up_kept(world)
+    world.cases.unlink(HANDLER, str(first), request, "not this matter")
+    assert_look_up_kept(world)
+    gathering = world.take(received(3, partner="FR-SIRENE", refs=[alert]))
+    second = world.case_of(gathering)
+    assert second not in (None, first)  # the unlinked request, in no case, is gathered
+    assert world.case_of(request) == second
+    world.cases.close(HANDLER, str(second), "answered")
+    assert_look_up_kept(world)
+    late = world.take(received(4, partner="DE-SIRENE", refs=[alert]))
+    assert world.case_of(late) is None  # only a closed case holds it
+    world.cases.reopen(HANDLER, str(second), "new facts")
+    assert_look_up_kept(world)
+    assert world.case_of(world.take(received(5, partner="SE-SIRENE", refs=[alert]))) == second
+    world.cases.merge(HANDLER, str(second), str(first), "one matter")
+    assert_look_up_kept(world)
+    assert world.case_of(world.take(received(6, partner="PL-SIRENE", refs=[alert]))) == first
+    assert world.case_of(late) is None
+    assert world.cases.regroup() == 1  # the late message finds the open case now holding it
+    assert world.case_of(late) == first
+    assert_look_up_kept(world)
 
 
 def test_a_reason_over_its_limit_or_not_one_printable_line_is_refused_and_changes_nothing(

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from gateway.cli.main import main
 from gateway.search import matching
 from gateway.service.server import Gateway
-from gateway.store.ledger import search_entries, search_entry_parts, search_parts
+from gateway.store.ledger import case_references, search_entries, search_entry_parts, search_parts
 
 REFERENCE = "NO-2026-000777"
 # The G sample about another person: a Latin and an original-script name, a document number
@@ -106,8 +106,11 @@ async def test_the_index_is_rebuilt_from_the_stored_messages(
     assert (await send(world, gateway, message(world)))[0] == 250
     await settle(gateway)
     before = entries(gateway)
+    with gateway.engine.connect() as connection:  # the grouping's copy of the references
+        grouping_rows = set(connection.execute(select(case_references)).all())
+    assert [(row.role, row.state) for row in grouping_rows] == [("sis-alert", "open")] * 2
     with gateway.engine.begin() as connection:
-        for table in (search_entry_parts, search_parts, search_entries):  # the index lost
+        for table in (search_entry_parts, search_parts, search_entries, case_references):  # lost
             connection.execute(table.delete())
     assert search(gateway, matching.Query("person", "Ivanov Ivan"), None) == []
 
@@ -124,3 +127,5 @@ async def test_the_index_is_rebuilt_from_the_stored_messages(
     with gateway.engine.connect() as connection:
         count = connection.execute(select(func.count()).select_from(search_entries)).scalar()
     assert count == 9
+    with gateway.engine.connect() as connection:  # made again from the index and the cases
+        assert set(connection.execute(select(case_references)).all()) == grouping_rows

@@ -42,9 +42,13 @@ from gateway.store import (
     worklist,
 )
 from gateway.store.audit import AuditLog
+from gateway.store.groupcommit import GroupCommit, Received
 from gateway.store.ledger import (
     Ledger,
     audit,
+    case_members,
+    case_references,
+    cases,
     deadlines,
     events,
     make_engine,
@@ -52,7 +56,7 @@ from gateway.store.ledger import (
     metadata,
 )
 from gateway.store.reportfigures import Scope
-from gateway.store.search_rows import Where
+from gateway.store.search_rows import IndexRow, Where
 from gateway.store.unit import writing
 
 START = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -753,3 +757,85 @@ def test_revision_0015_adds_the_bodies_nodes_and_leases_to_a_0014_ledger_holding
     leases.register(ledger, "node-a", "host-a", 1, START)
     assert [node.name for node in leases.listing(ledger)] == ["node-a"]
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def test_revision_0016_fills_the_case_references_of_a_0015_ledger_holding_cases(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    """The grouping's look-up table is filled from the index and the membership, and the
+    grouping reads it: a message joins the open case of its reference, not a closed one, and
+    gathers the messages in no case."""
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0015")).after == "0015"
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+
+    def reference(role: str, key: str) -> IndexRow:
+        return IndexRow("reference", role, key, key, key, None, None)
+
+    held: dict[str, int] = {}
+    with writing(empty_engine) as tx:
+        for name, partner, form, refs in (
+            (
+                "open",
+                "NO-SIRENE",
+                "G",
+                [reference("sis-alert", "A"), reference("national-case", "N")],
+            ),
+            ("closed", "FR-SIRENE", "G", [reference("sis-alert", "B")]),
+            ("none", "DE-SIRENE", "G", [reference("sis-alert", "C"), reference("warrant", "W")]),
+            ("receipt", "DE-SIRENE", "ACK", [reference("sis-alert", "D")]),
+        ):
+            new = replace(RECEIVED, partner=partner, form=form, reference=f"X-{name}")
+            held[name] = ledger.record_in(tx, new, "spooled")
+            where = Where(held[name], "inbound", partner, "sirene", form)
+            search_rows.add_in(tx, where, refs, START)
+        cases_of = {}
+        for name in ("open", "closed"):
+            cases_of[name] = case_rows.open_in(
+                tx, desk="sirene", title=name, actor="gateway", reason="r", now=START
+            )
+            tx.connection.execute(
+                case_members.insert().values(
+                    message_id=held[name],
+                    case_id=cases_of[name],
+                    how="by-hand",
+                    by_user="ana",
+                    at=START,
+                )
+            )
+        tx.connection.execute(
+            cases.update().where(cases.c.id == cases_of["closed"]).values(status="closed")
+        )
+    before = contents(empty_engine)
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0015", schema.head())
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    with empty_engine.connect() as connection:
+        rows = set(connection.execute(select(case_references)).all())
+    assert rows == {
+        (held["open"], "sis-alert", "A", "", "open", cases_of["open"]),
+        (held["open"], "national-case", "N", "NO-SIRENE", "open", cases_of["open"]),
+        (held["closed"], "sis-alert", "B", "", "closed", cases_of["closed"]),
+        (held["none"], "sis-alert", "C", "", "none", None),
+    }
+    group = GroupCommit(ledger, AuditLog(empty_engine, FakeClock(START)), FakeClock(START))
+
+    def take(number: int, partner: str, *refs: IndexRow) -> int | None:
+        new = replace(RECEIVED, partner=partner, reference=f"Y-{number}", spool_key=f"y{number}")
+        audit_fields = {"partner": partner, "form": "G", "reference": new.reference}
+        message_id = group.commit(Received(new, "spooled", audit_fields, index=refs))
+        with ledger.reading() as tx:
+            return case_rows.case_of_message(tx, message_id)
+
+    assert take(1, "SE-SIRENE", reference("sis-alert", "A")) == cases_of["open"]
+    assert take(2, "SE-SIRENE", reference("sis-alert", "B")) is None  # only open cases gather
+    assert take(3, "FR-SIRENE", reference("national-case", "N")) is None  # another partner's
+    assert take(4, "NO-SIRENE", reference("national-case", "N")) == cases_of["open"]
+    gathered = take(5, "SE-SIRENE", reference("sis-alert", "C"))
+    assert gathered not in (None, cases_of["open"], cases_of["closed"])
+    with ledger.reading() as tx:
+        assert case_rows.case_of_message(tx, held["none"]) == gathered
+    assert take(6, "SE-SIRENE", reference("sis-alert", "D")) is None  # a receipt groups nothing
