@@ -13,6 +13,8 @@ from typing import Any, TypeAlias
 
 from sqlalchemy import (
     Delete,
+    Insert,
+    Integer,
     Row,
     Select,
     String,
@@ -56,6 +58,7 @@ def _keys(count: int) -> Select[Any]:
         .where(search_entries.c.message_id.in_([bindparam(f"m{n}") for n in range(count)]))
         .order_by(search_entries.c.message_id, search_entries.c.id)
     )
+
 
 # What a hit shows of an index entry; the time as the driver gives it (SQLite: text, read by
 # datetime.fromisoformat, many times cheaper than the DateTime type's own parsing).
@@ -168,6 +171,71 @@ def _earlier(borns: tuple[bool, ...], last: tuple[str, ...]) -> Select[Any]:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _record(count: int) -> Insert:
+    """The hits of one message recorded as the index holds them, copied by the database from
+    ``count`` entries, each with how many messages it stands for and the first of them, and
+    the case its message is in (plain parameters, not an expanding IN: rendered once per
+    count)."""
+    entries = [bindparam(f"entry{number}", type_=Integer) for number in range(count)]
+    messages = case(
+        *(
+            (search_entries.c.id == entry, bindparam(f"messages{n}", type_=Integer))
+            for n, entry in enumerate(entries)
+        ),
+        else_=1,
+    )
+    first = case(
+        *(
+            (search_entries.c.id == entry, bindparam(f"first{n}", type_=Integer))
+            for n, entry in enumerate(entries)
+        ),
+        else_=search_entries.c.message_id,
+    )
+    order = case(*((search_entries.c.id == entry, n) for n, entry in enumerate(entries)))
+    return crosscheck_hits.insert().from_select(
+        [
+            "message_id",
+            "earlier_id",
+            "kind",
+            "role",
+            "shown",
+            "born",
+            "earlier_direction",
+            "earlier_partner",
+            "earlier_desk",
+            "earlier_form",
+            "earlier_at",
+            "created_at",
+            "messages",
+            "earlier_first",
+            "earlier_case_id",
+            "key",
+        ],
+        select(
+            bindparam("message_id", type_=crosscheck_hits.c.message_id.type),
+            search_entries.c.message_id,
+            search_entries.c.kind,
+            search_entries.c.role,
+            search_entries.c.shown,
+            search_entries.c.born,
+            search_entries.c.direction,
+            search_entries.c.partner,
+            search_entries.c.desk,
+            search_entries.c.form,
+            search_entries.c.created_at,
+            bindparam("now", type_=crosscheck_hits.c.created_at.type),
+            messages,
+            first,
+            case_members.c.case_id,
+            search_entries.c.key,
+        )
+        .outerjoin(case_members, case_members.c.message_id == search_entries.c.message_id)
+        .where(search_entries.c.id.in_(entries))
+        .order_by(order),  # as found: the order a message view reads them back in
+    )
+
+
 # An index entry ``earlier`` read: its ``id``, ``message_id`` and what ``hit_of`` makes a hit of.
 EarlierEntry: TypeAlias = Row[Any]
 
@@ -268,31 +336,18 @@ def hit_of(row: EarlierEntry) -> EarlierHit:
 def add_in(
     tx: Transaction, hits_by_message: Sequence[tuple[int, Sequence[EarlierHit]]], now: datetime
 ) -> None:
-    """Record the hits of these messages inside ``tx``: one statement, however many."""
-    rows = [
-        {
-            "message_id": message_id,
-            "earlier_id": hit.earlier_id,
-            "kind": hit.kind,
-            "role": hit.role,
-            "shown": hit.shown,
-            "born": hit.born,
-            "earlier_direction": hit.earlier_direction,
-            "earlier_partner": hit.earlier_partner,
-            "earlier_desk": hit.earlier_desk,
-            "earlier_form": hit.earlier_form,
-            "earlier_at": hit.earlier_at,
-            "messages": hit.messages,
-            "earlier_first": hit.earlier_first or hit.earlier_id,
-            "earlier_case_id": hit.earlier_case_id,
-            "key": hit.key,
-            "created_at": now,
-        }
-        for message_id, hits in hits_by_message
-        for hit in hits
-    ]
-    if rows:
-        tx.connection.execute(_INSERT, rows)
+    """Record the hits of these messages inside ``tx``, from the index entries they were found
+    by (as they hold them now): one statement a message."""
+    for message_id, hits in hits_by_message:
+        found = [hit for hit in hits if hit.entry]
+        if not found:
+            continue
+        values: dict[str, object] = {"message_id": message_id, "now": now}
+        for number, hit in enumerate(found):
+            values[f"entry{number}"] = hit.entry
+            values[f"messages{number}"] = hit.messages
+            values[f"first{number}"] = hit.earlier_first or hit.earlier_id
+        tx.connection.execute(_record(len(found)), values)
 
 
 def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
@@ -327,7 +382,6 @@ def delete_of_message_in(tx: Transaction, message_id: int) -> int:
     return int(tx.connection.execute(_DELETE, values).rowcount or 0)
 
 
-_INSERT = crosscheck_hits.insert()
 _GONE = bindparam("gone")
 # A hit that counts the purged message among others (the same key, case, desk; between its
 # first and its latest; recorded for a later message): one fewer. Its case as it is now.

@@ -148,8 +148,7 @@ def test_the_earlier_messages_of_one_case_are_one_hit_by_desk(ledger_engine: Eng
     cases = Cases(ledger, AuditLog(ledger_engine, clock))
     desks = ["duty" if number % 5 == 0 else "sirene" for number in range(25)]
     in_case = [
-        recorded(ledger, number, [PASSPORT, PERSON], desk=desk)
-        for number, desk in enumerate(desks)
+        recorded(ledger, number, [PASSPORT, PERSON], desk=desk) for number, desk in enumerate(desks)
     ]
     case = cases.open_around(supervisor, ledger.get(in_case[0]), "request 17/2026")
     for message in in_case[1:]:
