@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from sqlalchemy import (
+    BindParameter,
     Delete,
     Insert,
     Integer,
@@ -311,8 +312,9 @@ def earlier(
 def hit_of(row: EarlierEntry) -> EarlierHit:
     """The hit an entry read by ``earlier`` makes: its value, its message's place, how many
     messages of its case hold it, and that case as it stands."""
-    (entry, kind, role, shown, born, message_id, direction, partner, desk, form, at) = row[:11]
-    messages, first, case_id, key, number, status = row[11:]
+    read: tuple[Any, ...] = tuple(row)
+    entry, kind, role, shown, born, message_id, direction, partner, desk, form, at = read[:11]
+    messages, first, case_id, key, number, status = read[11:]
     return EarlierHit(
         kind,
         role,
@@ -382,7 +384,7 @@ def delete_of_message_in(tx: Transaction, message_id: int) -> int:
     return int(tx.connection.execute(_DELETE, values).rowcount or 0)
 
 
-_GONE = bindparam("gone")
+_GONE: BindParameter[int] = bindparam("gone", type_=Integer)
 # A hit that counts the purged message among others (the same key, case, desk; between its
 # first and its latest; recorded for a later message): one fewer. Its case as it is now.
 _HELD = (
