@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 from sqlalchemy import (
     BindParameter,
+    ColumnElement,
     Delete,
     Insert,
     Integer,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     exists,
     false,
     func,
+    literal_column,
     or_,
     select,
     type_coerce,
@@ -173,27 +175,27 @@ def _earlier(borns: tuple[bool, ...], last: tuple[str, ...]) -> Select[Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _record(count: int) -> Insert:
+def _record(gathered: tuple[bool, ...]) -> Insert:
     """The hits of one message recorded as the index holds them, copied by the database from
-    ``count`` entries, each with how many messages it stands for and the first of them, and
-    the case its message is in (plain parameters, not an expanding IN: rendered once per
-    count)."""
-    entries = [bindparam(f"entry{number}", type_=Integer) for number in range(count)]
-    messages = case(
-        *(
-            (search_entries.c.id == entry, bindparam(f"messages{n}", type_=Integer))
-            for n, entry in enumerate(entries)
-        ),
-        else_=1,
+    their entries, in the order found; those ``gathered`` with how many messages each stands
+    for and the first of them (the others: one, their own); each with the case its message
+    is in (plain parameters, not an expanding IN: rendered once per shape)."""
+    entries = [bindparam(f"entry{number}", type_=Integer) for number in range(len(gathered))]
+    several = [n for n, many in enumerate(gathered) if many]
+    messages: ColumnElement[Any] = literal_column("1")
+    first: ColumnElement[Any] = search_entries.c.message_id
+    if several:
+        messages = case(
+            *((search_entries.c.id == entries[n], bindparam(f"messages{n}")) for n in several),
+            else_=messages,
+        )
+        first = case(
+            *((search_entries.c.id == entries[n], bindparam(f"first{n}")) for n in several),
+            else_=first,
+        )
+    order = case(
+        *((search_entries.c.id == entry, literal_column(str(n))) for n, entry in enumerate(entries))
     )
-    first = case(
-        *(
-            (search_entries.c.id == entry, bindparam(f"first{n}", type_=Integer))
-            for n, entry in enumerate(entries)
-        ),
-        else_=search_entries.c.message_id,
-    )
-    order = case(*((search_entries.c.id == entry, n) for n, entry in enumerate(entries)))
     return crosscheck_hits.insert().from_select(
         [
             "message_id",
@@ -347,9 +349,10 @@ def add_in(
         values: dict[str, object] = {"message_id": message_id, "now": now}
         for number, hit in enumerate(found):
             values[f"entry{number}"] = hit.entry
-            values[f"messages{number}"] = hit.messages
-            values[f"first{number}"] = hit.earlier_first or hit.earlier_id
-        tx.connection.execute(_record(len(found)), values)
+            if hit.messages > 1:  # only these bind their count and first
+                values[f"messages{number}"] = hit.messages
+                values[f"first{number}"] = hit.earlier_first
+        tx.connection.execute(_record(tuple(hit.messages > 1 for hit in found)), values)
 
 
 def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
