@@ -308,8 +308,8 @@ class Handoff:
             return checked
         try:
             with self.ledger.reading() as tx:
-                for row in due:
-                    checked[row.id] = tuple(crosscheck.check(tx, row.id))
+                found = crosscheck.check_many(tx, [row.id for row in due])
+            checked = {row.id: tuple(found.get(row.id, ())) for row in due}
         except (LedgerError, GatewayError) as error:
             # The class only: the driver's text may quote the values searched for.
             log.error("cross-check of a batch failed: %s", type(error).__name__)
@@ -427,7 +427,7 @@ class Handoff:
                 message_id=copy_message_id(row.id, row.reference, domain),
                 earlier=tuple(crosscheck.describe(hit) for hit in own),
                 earlier_elsewhere=elsewhere,
-                earlier_capped=len(hits) >= crosscheck.MAX_HITS,
+                earlier_capped=crosscheck.capped(hits),
             )
         )
 

@@ -88,6 +88,6 @@ def render(services: Services, row: MessageRow, *, earlier: bool = True) -> Rend
             delivery,
             earlier=tuple(crosscheck.describe(hit) for hit in own),
             earlier_elsewhere=elsewhere,
-            earlier_capped=len(hits) >= crosscheck.MAX_HITS,
+            earlier_capped=crosscheck.capped(hits),
         )
     return Rendered(text=maildir.body(delivery), attachments=delivery.attachments)

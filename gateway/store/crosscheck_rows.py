@@ -1,6 +1,7 @@
 """The cross-check's hits: written with an arriving message's hand-off, read for its message
-view, deleted with the retention purge of either message; the index keys of one message,
-which the cross-check starts from, and the most recent earlier entries of one exact key."""
+view, deleted with the retention purge of either message; the index keys of the messages the
+cross-check starts from, and the most recent earlier entries of each exact key, gathered per
+earlier case."""
 
 from __future__ import annotations
 
@@ -11,23 +12,31 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Delete,
     Insert,
     Integer,
     Row,
     Select,
     String,
+    Update,
+    and_,
     bindparam,
     case,
     delete,
+    exists,
     false,
     func,
+    literal_column,
     or_,
     select,
     type_coerce,
     union_all,
+    update,
 )
 
-from gateway.store.ledger import as_utc, crosscheck_hits, search_entries
+from gateway.store.ledger import as_utc, case_members, cases, crosscheck_hits, search_entries
 from gateway.store.unit import Transaction
 
 _OF_MESSAGE = (
@@ -35,9 +44,25 @@ _OF_MESSAGE = (
     .where(crosscheck_hits.c.message_id == bindparam("message_id"))
     .order_by(crosscheck_hits.c.id)
 )
-_KEYS = select(search_entries.c.kind, search_entries.c.key, search_entries.c.born).where(
-    search_entries.c.message_id == bindparam("message_id")
-)
+# Plain parameters, not an expanding IN: rendered once per number of messages.
+_KEYS_PER_READ = 32  # messages' keys read by one statement (the hand-off's batch)
+
+
+@functools.lru_cache(maxsize=_KEYS_PER_READ)
+def _keys(count: int) -> Select[Any]:
+    """The index keys of ``count`` messages, by message and then as written."""
+    return (
+        select(
+            search_entries.c.message_id,
+            search_entries.c.kind,
+            search_entries.c.key,
+            search_entries.c.born,
+        )
+        .where(search_entries.c.message_id.in_([bindparam(f"m{n}") for n in range(count)]))
+        .order_by(search_entries.c.message_id, search_entries.c.id)
+    )
+
+
 # What a hit shows of an index entry; the time as the driver gives it (SQLite: text, read by
 # datetime.fromisoformat, many times cheaper than the DateTime type's own parsing).
 _HIT_COLUMNS = (
@@ -82,27 +107,95 @@ def _walk(number: int, born: bool) -> Select[Any]:
 @functools.lru_cache(maxsize=256)
 def _earlier(borns: tuple[bool, ...], last: tuple[str, ...]) -> Select[Any]:
     """Every key's walk in one statement, made once for each shape (which keys have a date of
-    birth; the kinds that come last): one entry per earlier message and key, ranked, only the
-    first ``most`` read whole."""
+    birth; the kinds that come last): one entry per earlier message and key, gathered per
+    key, earlier case and desk (an earlier message in no case stays alone), ranked; only the
+    first ``most`` gatherings read whole, each by the entry of its latest message, with its
+    count, its first message and its case as it stands."""
     walks = [_walk(number, born) for number, born in enumerate(borns)]
-    every = (union_all(*(select(walk.subquery()) for walk in walks))).subquery("found")
-    first = select(func.min(every.c.id)).group_by(every.c.message_id, every.c.kind, every.c.key)
+    found = (union_all(*(select(walk.subquery()) for walk in walks))).subquery("found")
+    entries = (
+        select(func.min(found.c.id).label("id"), found.c.message_id, found.c.kind, found.c.key)
+        .group_by(found.c.message_id, found.c.kind, found.c.key)
+        .subquery("entries")
+    )
+    placed = (
+        select(
+            entries.c.id,
+            entries.c.message_id,
+            entries.c.kind,
+            entries.c.key,
+            search_entries.c.desk,
+            case_members.c.case_id,
+        )
+        .join_from(entries, search_entries, search_entries.c.id == entries.c.id)
+        .outerjoin(case_members, case_members.c.message_id == entries.c.message_id)
+        .cte("placed")
+    )
+    alone = case((placed.c.case_id.is_(None), placed.c.message_id), else_=0)
+    gathered = (
+        select(
+            placed.c.kind,
+            placed.c.key,
+            placed.c.case_id,
+            func.max(placed.c.message_id).label("latest"),
+            func.min(placed.c.message_id).label("first"),
+            func.count().label("messages"),
+        )
+        .group_by(placed.c.kind, placed.c.key, placed.c.case_id, placed.c.desk, alone)
+        .subquery("gathered")
+    )
+    latest = placed.alias("latest")
     # Plain parameters, not an expanding IN: the statement is rendered once, not per call.
     later = [search_entries.c.kind == bindparam(f"last{n}", kind) for n, kind in enumerate(last)]
     rank = case((or_(false(), *later), 1), else_=0)
     return (
-        select(*_HIT_COLUMNS)
-        .where(search_entries.c.id.in_(first))
-        .order_by(rank, search_entries.c.message_id.desc(), search_entries.c.id)
+        select(
+            *_HIT_COLUMNS,
+            gathered.c.messages,
+            gathered.c.first,
+            gathered.c.case_id,
+            gathered.c.key,
+            cases.c.number,
+            cases.c.status,
+        )
+        .select_from(gathered)
+        .join(
+            latest,
+            and_(
+                latest.c.message_id == gathered.c.latest,
+                latest.c.kind == gathered.c.kind,
+                latest.c.key == gathered.c.key,
+            ),
+        )
+        .join(search_entries, search_entries.c.id == latest.c.id)
+        .outerjoin(cases, cases.c.id == gathered.c.case_id)
+        .order_by(rank, gathered.c.latest.desc(), search_entries.c.id)
         .limit(bindparam("most"))
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _record(count: int) -> Insert:
+def _record(gathered: tuple[bool, ...]) -> Insert:
     """The hits of one message recorded as the index holds them, copied by the database from
-    ``count`` entries (plain parameters, not an expanding IN: rendered once per count)."""
-    entries = [bindparam(f"entry{number}", type_=Integer) for number in range(count)]
+    their entries, in the order found; those ``gathered`` with how many messages each stands
+    for and the first of them (the others: one, their own); each with the case its message
+    is in (plain parameters, not an expanding IN: rendered once per shape)."""
+    entries = [bindparam(f"entry{number}", type_=Integer) for number in range(len(gathered))]
+    several = [n for n, many in enumerate(gathered) if many]
+    messages: ColumnElement[Any] = literal_column("1")
+    first: ColumnElement[Any] = search_entries.c.message_id
+    if several:
+        messages = case(
+            *((search_entries.c.id == entries[n], bindparam(f"messages{n}")) for n in several),
+            else_=messages,
+        )
+        first = case(
+            *((search_entries.c.id == entries[n], bindparam(f"first{n}")) for n in several),
+            else_=first,
+        )
+    order = case(
+        *((search_entries.c.id == entry, literal_column(str(n))) for n, entry in enumerate(entries))
+    )
     return crosscheck_hits.insert().from_select(
         [
             "message_id",
@@ -117,6 +210,10 @@ def _record(count: int) -> Insert:
             "earlier_form",
             "earlier_at",
             "created_at",
+            "messages",
+            "earlier_first",
+            "earlier_case_id",
+            "key",
         ],
         select(
             bindparam("message_id", type_=crosscheck_hits.c.message_id.type),
@@ -131,7 +228,14 @@ def _record(count: int) -> Insert:
             search_entries.c.form,
             search_entries.c.created_at,
             bindparam("now", type_=crosscheck_hits.c.created_at.type),
-        ).where(search_entries.c.id.in_(entries)),
+            messages,
+            first,
+            case_members.c.case_id,
+            search_entries.c.key,
+        )
+        .outerjoin(case_members, case_members.c.message_id == search_entries.c.message_id)
+        .where(search_entries.c.id.in_(entries))
+        .order_by(order),  # as found: the order a message view reads them back in
     )
 
 
@@ -141,36 +245,52 @@ EarlierEntry: TypeAlias = Row[Any]
 
 @dataclass(frozen=True)
 class EarlierHit:
-    """What an arriving message has in common with an earlier one (the same key): the earlier
-    entry's kind, role and value as written (a person's date of birth), and the earlier
-    message's place."""
+    """What an arriving message has in common with earlier ones (the same key): the entry of
+    the latest of them (its kind, role and value as written, a person's date of birth, its
+    message's place), and how many earlier messages of the same case and desk hold the key
+    (one, for a message in no case)."""
 
     kind: str
     role: str
     shown: str
     born: str | None
-    earlier_id: int
+    earlier_id: int  # the latest of the messages
     earlier_direction: str
     earlier_partner: str
     earlier_desk: str | None
     earlier_form: str
     earlier_at: datetime
+    messages: int = 1
+    # The first of the messages (ledger id), the case they were in when the hit was found
+    # and the index key they hold: what a purge of one of them finds the hit by.
+    earlier_first: int = field(default=0, compare=False)
+    earlier_case_id: int | None = field(default=None, compare=False)
+    key: str | None = field(default=None, compare=False)
     # The index entry it was found by (0: read back from the record); not part of what it says.
     entry: int = field(default=0, compare=False)
     # The earlier message's case ("C2026-000042 (open)"), as it stands when the hit is shown.
     earlier_case: str | None = field(default=None, compare=False)
 
 
-def keys_of(tx: Transaction, message_id: int) -> list[tuple[str, str, str | None]]:
-    """(kind, key, date of birth) of the index entries written for a message at its
-    acceptance."""
-    rows = tx.connection.execute(_KEYS, {"message_id": message_id}).all()
-    return [(str(row.kind), str(row.key), row.born) for row in rows]
+Key: TypeAlias = tuple[str, str, str | None]
+
+
+def keys_of(tx: Transaction, message_ids: Sequence[int]) -> dict[int, list[Key]]:
+    """(kind, key, date of birth) of the index entries written for each of these messages at
+    its acceptance, by message (a message without any: not there); _KEYS_PER_READ messages a
+    statement."""
+    keys: dict[int, list[Key]] = {}
+    for first in range(0, len(message_ids), _KEYS_PER_READ):
+        some = message_ids[first : first + _KEYS_PER_READ]
+        values = {f"m{number}": message_id for number, message_id in enumerate(some)}
+        for message_id, kind, key, born in tx.connection.execute(_keys(len(some)), values):
+            keys.setdefault(message_id, []).append((kind, key, born))
+    return keys
 
 
 def earlier(
     tx: Transaction,
-    keys: Sequence[tuple[str, str, str | None]],
+    keys: Sequence[Key],
     *,
     before: int,
     per_key: int,
@@ -179,33 +299,41 @@ def earlier(
 ) -> Sequence[EarlierEntry]:
     """The entries of messages recorded before the message ``before`` that hold one of
     ``keys`` (kind, key, date of birth or None: entries without one): for each key its
-    ``per_key`` most recent, one per earlier message and key, at most ``most`` of them: the
-    kinds of ``last`` after the others, then the most recent first. Each with what
-    ``hit_of`` makes a hit of."""
+    ``per_key`` most recent, one per earlier message and key, gathered per key, earlier case
+    and desk, at most ``most`` gatherings: the kinds of ``last`` after the others, then the
+    most recent first. Each with what ``hit_of`` makes a hit of."""
     if not keys:
         return []
     values: dict[str, object] = {"before": before, "per_key": per_key, "most": most}
     for number, (kind, key, born) in enumerate(keys):
         values.update({f"kind{number}": kind, f"key{number}": key, f"born{number}": born})
     statement = _earlier(tuple(born is not None for _, _, born in keys), tuple(sorted(last)))
-    return list(tx.connection.execute(statement, values))
+    return tx.connection.execute(statement, values).all()
 
 
 def hit_of(row: EarlierEntry) -> EarlierHit:
-    """The hit an entry read by ``earlier`` makes: its value and its message's place."""
-    entry, kind, role, shown, born, message_id, direction, partner, desk, form, at = tuple(row)
+    """The hit an entry read by ``earlier`` makes: its value, its message's place, how many
+    messages of its case hold it, and that case as it stands."""
+    read: tuple[Any, ...] = tuple(row)
+    entry, kind, role, shown, born, message_id, direction, partner, desk, form, at = read[:11]
+    messages, first, case_id, key, number, status = read[11:]
     return EarlierHit(
-        kind=kind,
-        role=role,
-        shown=shown,
-        born=born,
-        earlier_id=message_id,
-        earlier_direction=direction,
-        earlier_partner=partner,
-        earlier_desk=desk,
-        earlier_form=form,
-        earlier_at=as_utc(at if isinstance(at, datetime) else datetime.fromisoformat(at)),
-        entry=entry,
+        kind,
+        role,
+        shown,
+        born,
+        message_id,
+        direction,
+        partner,
+        desk,
+        form,
+        as_utc(at if isinstance(at, datetime) else datetime.fromisoformat(at)),
+        messages,
+        first,
+        case_id,
+        key,
+        entry,
+        None if number is None else f"{number} ({status})",
     )
 
 
@@ -213,13 +341,18 @@ def add_in(
     tx: Transaction, hits_by_message: Sequence[tuple[int, Sequence[EarlierHit]]], now: datetime
 ) -> None:
     """Record the hits of these messages inside ``tx``, from the index entries they were found
-    by (as they hold them now)."""
+    by (as they hold them now): one statement a message."""
     for message_id, hits in hits_by_message:
-        entries = [hit.entry for hit in hits if hit.entry]
-        if entries:
-            values: dict[str, object] = {"message_id": message_id, "now": now}
-            values.update((f"entry{number}", entry) for number, entry in enumerate(entries))
-            tx.connection.execute(_record(len(entries)), values)
+        found = [hit for hit in hits if hit.entry]
+        if not found:
+            continue
+        values: dict[str, object] = {"message_id": message_id, "now": now}
+        for number, hit in enumerate(found):
+            values[f"entry{number}"] = hit.entry
+            if hit.messages > 1:  # only these bind their count and first
+                values[f"messages{number}"] = hit.messages
+                values[f"first{number}"] = hit.earlier_first
+        tx.connection.execute(_record(tuple(hit.messages > 1 for hit in found)), values)
 
 
 def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
@@ -237,19 +370,51 @@ def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
             row.earlier_desk,
             row.earlier_form,
             as_utc(row.earlier_at),
+            row.messages,
+            row.earlier_first,
+            row.earlier_case_id,
         )
         for row in rows
     ]
 
 
 def delete_of_message_in(tx: Transaction, message_id: int) -> int:
-    """Delete the hits of a message and those that describe it (its retention ended)."""
-    result = tx.connection.execute(
-        delete(crosscheck_hits).where(
-            or_(
-                crosscheck_hits.c.message_id == message_id,
-                crosscheck_hits.c.earlier_id == message_id,
-            )
-        )
+    """Delete the hits of a message and those that describe it (its retention ended): a hit
+    whose latest message it is goes; one that counts it among earlier messages of its case
+    counts one fewer. Run before its index entries go: they say which keys it held."""
+    values = {"gone": message_id}
+    tx.connection.execute(_UNCOUNT, values)
+    return int(tx.connection.execute(_DELETE, values).rowcount or 0)
+
+
+_GONE: BindParameter[int] = bindparam("gone", type_=Integer)
+# A hit that counts the purged message among others (the same key, case, desk; between its
+# first and its latest; recorded for a later message): one fewer. Its case as it is now.
+_HELD = (
+    exists()
+    .where(
+        search_entries.c.message_id == _GONE,
+        search_entries.c.kind == crosscheck_hits.c.kind,
+        search_entries.c.key == crosscheck_hits.c.key,
+        or_(search_entries.c.born == crosscheck_hits.c.born, crosscheck_hits.c.born.is_(None)),
+        search_entries.c.desk == crosscheck_hits.c.earlier_desk,
     )
-    return int(result.rowcount or 0)
+    .correlate(crosscheck_hits)
+)
+_UNCOUNT: Update = (
+    update(crosscheck_hits)
+    .where(
+        crosscheck_hits.c.messages > 1,
+        crosscheck_hits.c.earlier_first <= _GONE,
+        crosscheck_hits.c.earlier_id > _GONE,
+        crosscheck_hits.c.earlier_case_id
+        == select(case_members.c.case_id)
+        .where(case_members.c.message_id == _GONE)
+        .scalar_subquery(),
+        _HELD,
+    )
+    .values(messages=crosscheck_hits.c.messages - 1)
+)
+_DELETE: Delete = delete(crosscheck_hits).where(
+    or_(crosscheck_hits.c.message_id == _GONE, crosscheck_hits.c.earlier_id == _GONE)
+)

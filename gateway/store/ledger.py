@@ -542,10 +542,12 @@ case_events = Table(
     Column("other_case", Integer),
 )
 Index("ix_case_events_case", case_events.c.case_id, case_events.c.id)
-# The cross-check at arrival (gateway.search.crosscheck; revision 0014): what an arriving
-# message had in common with an earlier exchange, one row per earlier message and value, written
-# in the hand-off's transaction that delivers the message to its desk. ``shown`` is the earlier
-# entry's value as written (personal data, read only through the access-logged message view);
+# The cross-check at arrival (gateway.search.crosscheck; revisions 0014, 0017): what an
+# arriving message had in common with earlier exchanges, one row per value and earlier message,
+# or per value and earlier case and desk (``messages`` of them, ``earlier_first`` to the latest
+# ``earlier_id``, in case ``earlier_case_id`` when found), written in the hand-off's transaction
+# that delivers the message to its desk. ``shown`` is the latest entry's value as written and
+# ``key`` the index key (personal data, read only through the access-logged message view);
 # ``earlier_desk`` says who may see it described.
 crosscheck_hits = Table(
     "crosscheck_hits",
@@ -563,6 +565,10 @@ crosscheck_hits = Table(
     Column("earlier_form", String(32), nullable=False),
     Column("earlier_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("messages", Integer, nullable=False, server_default="1"),
+    Column("earlier_first", Integer, nullable=False),
+    Column("earlier_case_id", Integer),
+    Column("key", String(255)),
 )
 Index("ix_crosscheck_hits_message", crosscheck_hits.c.message_id)
 Index("ix_crosscheck_hits_earlier", crosscheck_hits.c.earlier_id)  # a purge deletes by either

@@ -165,9 +165,10 @@ class Purger:
         with self.ledger.transaction() as tx:
             if not shred_rows.mark_in(tx, row.id, now):
                 return  # another run (another node, the command) finished it meanwhile
+            # Its hits and hits on it, while its index entries say which keys it held.
+            crosscheck_rows.delete_of_message_in(tx, row.id)
             entries = search_rows.delete_of_message_in(tx, row.id)
             case_refs.forget_in(tx, row.id)  # the grouping's copy of its references
-            crosscheck_rows.delete_of_message_in(tx, row.id)  # its hits, and hits on it
             drafts = shred_rows.delete_drafts_in(tx, row.id)
             bodies.forget_in(tx, row.id)
             kept = shred_rows.copies_of(tx, row.id)

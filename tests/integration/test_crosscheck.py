@@ -252,3 +252,45 @@ async def test_an_unrelated_message_has_no_hit(world: World, gateway: Gateway) -
         assert login(client, "dana")[0] == 303
         page = client.get(f"/messages/{ledger_id(gateway, 'NO-2026-000722')}").text
         assert "Earlier exchanges" not in page
+
+
+async def test_the_earlier_messages_of_one_case_are_one_hit_on_the_desk_copy(
+    world: World, gateway: Gateway
+) -> None:
+    """Three messages about the same person, passport and alert form one case at acceptance:
+    the third's copy says each value once, in the two earlier messages of that case."""
+    references = ["NO-2026-000731", "NO-2026-000732", "NO-2026-000733"]
+    for reference in references:
+        sent = form(reference, "PETROV", "Pyotr", "RU 445566", born="1971-07-07")
+        assert (await send(world, gateway, message(world, sent)))[0] == 250
+        await settle(gateway)
+    one, two, three = (ledger_id(gateway, reference) for reference in references)
+    with gateway.ledger.reading() as tx:
+        case_id = case_rows.case_of_message(tx, three)
+        assert case_id is not None
+        assert {case_rows.case_of_message(tx, one), case_rows.case_of_message(tx, two)} == {case_id}
+        case = case_rows.get(tx, case_id)
+    assert case is not None
+
+    copy = copy_of(gateway, "duty", references[2])
+    day = f"{gateway.ledger.get(two).created_at:%Y-%m-%d}"
+    place = f"in 2 messages of case {case.number} (open), latest ledger {two}, from NO-SIRENE {day}"
+    earlier = copy.split("Earlier exchanges:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert earlier == [
+        f"  person Pyotr PETROV, born 1971-07-07 {place}",
+        f"  passport RU 445566 {place}",
+        f"  sis-alert RO0000000000123456 {place}",
+    ]
+    assert hits_of(gateway, three) == [
+        (two, "document", "RU 445566", "duty"),
+        (two, "person", "Pyotr PETROV", "duty"),
+        (two, "reference", "RO0000000000123456", "duty"),
+    ]
+    audit = [(e.kind, e.reference, e.reason) for e in gateway.audit.entries()]
+    on_the_desk = "desk duty; earlier exchanges: 3 on the desk, 0 elsewhere"
+    assert ("delivered", references[2], on_the_desk) in audit
+    with console(gateway) as (client, _codes):
+        assert login(client, "dana")[0] == 303
+        page = client.get(f"/messages/{three}")
+        assert page.status_code == 200
+        assert f'<a href="/messages/{two}">passport RU 445566 in 2 messages of case' in page.text

@@ -135,3 +135,97 @@ def test_a_hit_names_the_case_its_earlier_message_is_in(ledger_engine: Engine) -
         in_case: f"{case.number} (closed)",
         alone: None,
     }
+
+
+def test_the_earlier_messages_of_one_case_are_one_hit_by_desk(ledger_engine: Engine) -> None:
+    """Twenty-five earlier messages of one case (every fifth on another desk) holding a
+    passport and a person: one hit a key and desk, standing for those of the PER_ENTRY most
+    recent of the key, described by the latest; a message in no case stays a hit of its own;
+    the record keeps the gathering and a purge of one of its messages counts one fewer."""
+    clock = FakeClock(START)
+    ledger = Ledger(ledger_engine, clock)
+    supervisor = Principal("sam", frozenset({Role.SUPERVISOR}))
+    cases = Cases(ledger, AuditLog(ledger_engine, clock))
+    desks = ["duty" if number % 5 == 0 else "sirene" for number in range(25)]
+    in_case = [
+        recorded(ledger, number, [PASSPORT, PERSON], desk=desk) for number, desk in enumerate(desks)
+    ]
+    case = cases.open_around(supervisor, ledger.get(in_case[0]), "request 17/2026")
+    for message in in_case[1:]:
+        cases.link(supervisor, case.number, ledger.get(message), "the same passport")
+    alone = recorded(ledger, 40, [PASSPORT])
+    arriving = recorded(ledger, 41, [PASSPORT, PERSON])
+
+    with ledger.reading() as tx:
+        hits = crosscheck.check(tx, arriving)
+    shape = [
+        (hit.kind, hit.earlier_desk, hit.messages, hit.earlier_first, hit.earlier_id)
+        for hit in hits
+    ]
+    # Each key's walk reads its 20 most recent: for the passport the one alone and the last
+    # 19 of the case, for the person the last 20 of the case.
+    assert shape == [
+        ("document", "sirene", 1, alone, alone),
+        ("document", "sirene", 16, in_case[6], in_case[24]),
+        ("person", "sirene", 16, in_case[6], in_case[24]),
+        ("document", "duty", 3, in_case[10], in_case[20]),
+        ("person", "duty", 4, in_case[5], in_case[20]),
+    ]
+    assert {hit.earlier_case for hit in hits[1:]} == {f"{case.number} (open)"}
+    assert hits[0].earlier_case is None
+    day = f"{START:%Y-%m-%d}"
+    assert crosscheck.describe(hits[2]) == (
+        f"person Jan NOWAK, born 1980-01-01 in 16 messages of case {case.number} (open), "
+        f"latest ledger {in_case[-1]}, from NO-SIRENE {day}"
+    )
+    assert crosscheck.describe(hits[0]) == (
+        f"passport AB 123-456 in a G form from NO-SIRENE, {day}, ledger {alone}"
+    )
+    assert crosscheck.capped(hits) and not crosscheck.capped(hits[:2])
+    own, elsewhere = crosscheck.seen_by(hits, "duty")
+    assert ([hit.messages for hit in own], elsewhere) == ([3, 4], 3)
+
+    with ledger.transaction() as tx:
+        crosscheck_rows.add_in(tx, [(arriving, hits)], START)
+    with ledger.reading() as tx:
+        read = crosscheck.with_cases(tx, crosscheck_rows.of_message(tx, arriving))
+    assert [(hit.messages, hit.earlier_id, hit.earlier_case) for hit in read] == [
+        (hit.messages, hit.earlier_id, hit.earlier_case) for hit in hits
+    ]
+    # A message of the case among the sirene hits purged: each counts one fewer; the duty
+    # hits and the one alone stay as they were. Their latest purged: they go.
+    with ledger.transaction() as tx:
+        assert crosscheck_rows.delete_of_message_in(tx, in_case[12]) == 0
+    with ledger.reading() as tx:
+        counted = [hit.messages for hit in crosscheck_rows.of_message(tx, arriving)]
+    assert counted == [1, 15, 15, 3, 4]
+    with ledger.transaction() as tx:
+        assert crosscheck_rows.delete_of_message_in(tx, in_case[24]) == 2
+    with ledger.reading() as tx:
+        left = crosscheck_rows.of_message(tx, arriving)
+    assert [(hit.kind, hit.earlier_desk, hit.messages) for hit in left] == [
+        ("document", "sirene", 1),
+        ("document", "duty", 3),
+        ("person", "duty", 4),
+    ]
+
+
+def test_the_hits_of_a_batch_are_read_and_recorded_together(ledger_engine: Engine) -> None:
+    ledger = Ledger(ledger_engine, FakeClock(START))
+    first = recorded(ledger, 1, [PASSPORT])
+    second = recorded(ledger, 2, [PASSPORT, PERSON])
+    third = recorded(ledger, 3, [PERSON])
+    nothing = recorded(ledger, 4, [replace(PASSPORT, value="ZZ 999")])
+
+    with ledger.reading() as tx:
+        found = crosscheck.check_many(tx, [second, third, nothing])
+    assert {message: [hit.earlier_id for hit in hits] for message, hits in found.items()} == {
+        second: [first],
+        third: [second],
+    }
+    with ledger.transaction() as tx:
+        crosscheck_rows.add_in(tx, list(found.items()), START)
+    with ledger.reading() as tx:
+        assert crosscheck_rows.of_message(tx, second) == found[second]
+        assert crosscheck_rows.of_message(tx, third) == found[third]
+        assert crosscheck_rows.of_message(tx, nothing) == []

@@ -839,3 +839,45 @@ def test_revision_0016_fills_the_case_references_of_a_0015_ledger_holding_cases(
     with ledger.reading() as tx:
         assert case_rows.case_of_message(tx, held["none"]) == gathered
     assert take(6, "SE-SIRENE", reference("sis-alert", "D")) is None  # a receipt groups nothing
+
+
+def test_revision_0017_gathers_hits_per_case_on_a_0016_ledger_holding_hits(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0016")).after == "0016"
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+    [old] = ledger.by_reference(RECEIVED.reference)
+    with ledger.transaction() as tx:
+        new = ledger.record_in(tx, replace(RECEIVED, reference="NO-2026-000124"), "spooled")
+    with empty_engine.begin() as connection:  # hits as revision 0014 recorded them
+        for kind, shown in (("document", "AB 123-456"), ("person", "Jan NOWAK")):
+            connection.execute(
+                text(
+                    "INSERT INTO crosscheck_hits (message_id, earlier_id, kind, role, shown,"
+                    " born, earlier_direction, earlier_partner, earlier_desk, earlier_form,"
+                    " earlier_at, created_at) VALUES (:new, :old, :kind, 'passport', :shown,"
+                    " NULL, 'inbound', 'NO-SIRENE', 'sirene', 'G', :at, :at)"
+                ),
+                {"new": new, "old": old.id, "kind": kind, "shown": shown, "at": START},
+            )
+    before = contents(empty_engine)
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0016", schema.head())
+    assert kept(empty_engine, before)
+    assert differences(empty_engine) == []
+    with ledger.reading() as tx:
+        hits = crosscheck_rows.of_message(tx, new)
+    assert [(hit.kind, hit.shown, hit.earlier_id, hit.messages) for hit in hits] == [
+        ("document", "AB 123-456", old.id, 1),
+        ("person", "Jan NOWAK", old.id, 1),
+    ]
+    assert [(hit.earlier_first, hit.earlier_case_id) for hit in hits] == [(old.id, None)] * 2
+    assert crosscheck.describe(hits[0]).endswith(f"ledger {old.id}")
+    with ledger.transaction() as tx:  # the earlier message's retention ended
+        assert crosscheck_rows.delete_of_message_in(tx, old.id) == 2
+    with ledger.reading() as tx:
+        assert crosscheck_rows.of_message(tx, new) == []
+    assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
