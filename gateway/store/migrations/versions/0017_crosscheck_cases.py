@@ -2,7 +2,7 @@
 case (and desk) that hold a value, rather than one for each.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 A hit gains how many earlier messages it stands for, the first of them, the case they were in
 and the index key they hold (what a purge of one of them finds it by). The hits a ledger holds
 stand for one message each: their first is their latest, their key unknown (a purge finds them
