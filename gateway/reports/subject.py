@@ -13,8 +13,8 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 # The exchanges' table has fixed column widths (table-layout: fixed): WeasyPrint then lays out
-# its cells once, without first measuring every cell's widest and narrowest content (about a
-# quarter of a PDF's time; bench/subject_pdf.py). Its codes break anywhere rather than overflow.
+# its cells once, without first measuring every cell's widest and narrowest content (a tenth to
+# a fifth of a PDF's time; bench/subject_pdf.py). Its codes break anywhere rather than overflow.
 # By column, Date to Matched, in percent of the page: a date and time and a reference stay on
 # one line (9pt DejaVu Sans), and what matched, the longest, has the most room. Fewer lines a row
 # is fewer pages and less time: the codes' widths in em with their padding left what matched
