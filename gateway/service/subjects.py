@@ -109,8 +109,9 @@ def report(
 ) -> SubjectReport:
     """The report on ``subject`` over every desk, recorded (terms in search_requests, a line
     ``access.report`` in the audit chain) in the transaction that reads it. A principal whose
-    roles do not make reports is refused (SearchRefused) and nothing is recorded; so is a
-    report of more than ``most`` exchanges (ReportTooLarge)."""
+    roles do not make reports is refused (SearchRefused) and nothing is recorded. A report of
+    more than ``most`` exchanges is refused (ReportTooLarge) after it is recorded with the output
+    ``<output>-refused``: the refusal tells that the subject has that many exchanges."""
     role = principal.role_for(Permission.SUBJECT_REPORT)
     if role is None:
         raise SearchRefused(f"{principal.name} has no role that makes data-subject reports")
@@ -126,12 +127,8 @@ def report(
             for hit in hits:
                 _add(tx, services, found, hit)
             if most is not None and len(found) > most:
-                raise ReportTooLarge(
-                    f"this report lists more than {most:,} exchanges, more than a PDF of the "
-                    "console takes: narrow it (a document number, or a name with its date of "
-                    "birth as a form wrote it), or make it with `gateway subject-report "
-                    "--format pdf`"
-                )
+                break
+        too_many = most is not None and len(found) > most
         search_id, digest = search_log.add_in(
             tx,
             at=now,
@@ -151,7 +148,13 @@ def report(
             why.purpose,
             search_id=search_id,
             digest=digest,
-            output=output,
+            output=f"{output}-refused" if too_many else output,
+        )
+    if too_many:
+        raise ReportTooLarge(
+            f"this report lists more than {most:,} exchanges, more than a PDF of the console "
+            "takes: narrow it (a document number, or a name with its date of birth as a form "
+            "wrote it), or make it with `gateway subject-report --format pdf`"
         )
     ordered = sorted(found.values(), key=lambda item: (item.row.created_at, item.row.id))
     return SubjectReport(

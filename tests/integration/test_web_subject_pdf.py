@@ -1,6 +1,7 @@
 """The PDF of a data-subject report in the console against the real app on a real ledger
 (SQLite file) and real WeasyPrint: read back with pdftotext, refused past `[web]
-subject_pdf_rows` and while every slot is taken (503, Retry-After) with nothing recorded, made
+subject_pdf_rows` (the refusal recorded: it tells how many exchanges there are) and while every
+slot is taken (503, Retry-After, nothing recorded), made
 off the event loop (another page is answered meanwhile), for auditors and supervisors only."""
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def test_the_pdf_reads_back_and_is_recorded(
     assert app_console(made).pdfs.slots.busy == 0
 
 
-def test_past_the_row_cap_the_pdf_is_refused_and_nothing_is_recorded(
+def test_past_the_row_cap_the_pdf_is_refused_and_the_refusal_is_recorded(
     tmp_path: Path,
 ) -> None:
     for made, _ in made_console(tmp_path, 2):
@@ -102,13 +103,17 @@ def test_past_the_row_cap_the_pdf_is_refused_and_nothing_is_recorded(
             assert "more than 2 exchanges" in answer.text
             assert "gateway subject-report" in answer.text
             assert f'value="{NAME}"' in answer.text  # the form kept to narrow it
-            assert reports(made) == []
+            # The refusal says the subject has more than two exchanges: a consultation.
+            assert [r.rsplit(" ", 1)[1] for r in reports(made)] == ["output=pdf-refused"]
             assert app_console(made).pdfs.slots.busy == 0
             # The page itself is not capped: it lists the three and is recorded.
             token = csrf_of(client.get("/subject-report").text)
             page = client.post("/subject-report", data={"csrf": token, **ASK})
             assert page.status_code == 200 and "RO-2026-000900" in page.text
-            assert [r.rsplit(" ", 1)[1] for r in reports(made)] == ["output=html"]
+            assert [r.rsplit(" ", 1)[1] for r in reports(made)] == [
+                "output=pdf-refused",
+                "output=html",
+            ]
 
 
 def test_while_every_slot_is_taken_a_pdf_gets_503_and_nothing_is_recorded(
