@@ -61,12 +61,19 @@ _PG_GRAMS = (
     f"CREATE TABLE IF NOT EXISTS {PARTS_GRAMS} (gram varchar(3) NOT NULL,"
     " part_id integer NOT NULL, PRIMARY KEY (gram, part_id))"
 )
-# The rows of the parts already held (revision 0018 on a ledger holding parts), sorted as the
-# B-tree keeps them.
+# The (trigram, part id) rows of parts, sorted as the B-tree keeps them: those of the parts
+# already held (revision 0018), and of the new parts (``{ids}``: a placeholder of their ids)
+# as gateway.store.search_rows adds them.
+_PG_GRAMS_OF = (
+    "SELECT DISTINCT substr(p.part, at, 3), p.id FROM search_parts p,"
+    " generate_series(1, length(p.part) - 2) at"
+)
+PG_ADD_GRAMS = (
+    f"INSERT INTO {PARTS_GRAMS} (gram, part_id) {_PG_GRAMS_OF}"
+    " WHERE p.id = ANY({ids}) ORDER BY 1, 2"
+)
 _PG_FILL = (
-    f"INSERT INTO {PARTS_GRAMS} (gram, part_id)"  # noqa: S608 (our table name)
-    " SELECT DISTINCT substr(p.part, at, 3), p.id FROM search_parts p,"
-    " generate_series(1, length(p.part) - 2) at ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+    f"INSERT INTO {PARTS_GRAMS} (gram, part_id) {_PG_GRAMS_OF} ORDER BY 1, 2 ON CONFLICT DO NOTHING"
 )
 _SQLITE_DROP = (
     "DROP TRIGGER IF EXISTS search_entries_deleted",

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, text, tuple_
-from sqlalchemy import column as sql_column
+from sqlalchemy import Connection, delete, func, insert, select, text
 from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -48,8 +47,15 @@ GRAMS_LOOKED = 5
 # by FTS5 (bm25, a cost per posting) and the best read, on PostgreSQL all of them. Counting a
 # trigram's parts costs per part too: they are counted up to POSTINGS + 1.
 POSTINGS = 1000
-# PostgreSQL's trigram table, as a lightweight construct (search_ddl makes it).
-_GRAMS = sql_table(search_ddl.PARTS_GRAMS, sql_column("gram"), sql_column("part_id"))
+# PostgreSQL's trigram table (search_ddl makes it): rows added from the new parts' ids, and
+# deleted by their keys.
+_GRAMS = sql_table(search_ddl.PARTS_GRAMS)
+_PG_ADD_GRAMS = text(search_ddl.PG_ADD_GRAMS.format(ids="CAST(:ids AS integer[])"))
+_PG_DELETE_GRAMS = text(
+    f"DELETE FROM {search_ddl.PARTS_GRAMS} g"  # noqa: S608 (our table name)
+    " USING unnest(CAST(:grams AS text[]), CAST(:ids AS integer[])) AS gone(gram, part_id)"
+    " WHERE g.gram = gone.gram AND g.part_id = gone.part_id"
+)
 EXACT_READ = 5  # entries with a key asked are read up to this many times a search's limit
 
 
@@ -143,15 +149,8 @@ def _add_parts(tx: Transaction, held: Sequence[tuple[int, tuple[str, str]]]) -> 
         [{"part": part, "sound": sound} for part, sound in sounds.items()],
     )
     ids: dict[str, int] = {row[0]: row[1] for row in added}
-    if tx.dialect == "postgresql" and ids:
-        tx.connection.execute(
-            insert(_GRAMS),
-            [
-                {"gram": gram, "part_id": part_id}
-                for part, part_id in ids.items()
-                for gram in _trigrams([part])
-            ],
-        )
+    if tx.dialect == "postgresql" and ids:  # the new parts' trigrams, cut by the server
+        tx.connection.execute(_PG_ADD_GRAMS, {"ids": sorted(ids.values())})
     names = sorted(set(sounds) - set(ids))  # held before: their ids are read
     for first in range(0, len(names), KEYS_PER_QUERY):
         found = tx.connection.execute(
@@ -201,12 +200,10 @@ def delete_of_message_in(tx: Transaction, message_id: int) -> int:
 def _delete_grams(connection: Connection, parts: Sequence[tuple[int, str]]) -> None:
     """PostgreSQL: delete the trigram rows of these (id, part), by their key."""
     keys = [(gram, part_id) for part_id, part in parts for gram in _trigrams([part])]
-    for first in range(0, len(keys), KEYS_PER_QUERY):
-        connection.execute(
-            delete(_GRAMS).where(
-                tuple_(_GRAMS.c.gram, _GRAMS.c.part_id).in_(keys[first : first + KEYS_PER_QUERY])
-            )
-        )
+    connection.execute(
+        _PG_DELETE_GRAMS,
+        {"grams": [gram for gram, _ in keys], "ids": [part_id for _, part_id in keys]},
+    )
 
 
 def count_of_message(tx: Transaction, message_id: int) -> int:

@@ -808,7 +808,7 @@ def test_revision_0018_fills_the_trigram_table_of_a_0015_ledger_holding_index_en
         typo = matching.search(tx, matching.Query("person", "Jurgen Mulller"), desks=None)
         long = matching.search(tx, matching.Query("person", "Ana Mueller-Ludenscheid"), desks=None)
     assert [hit.candidate.row.shown for hit in typo.hits] == ["Jürgen MÜLLER"]
-    assert [hit.candidate.row.shown for hit in long.hits][0] == "Anna MÜLLER-LÜDENSCHEIDT"
+    assert long.hits[0].candidate.row.shown == "Anna MÜLLER-LÜDENSCHEIDT"
     with ledger.transaction() as tx:  # the parts only this message held go, with their rows
         assert search_rows.delete_of_message_in(tx, message) == 3
     assert part_grams(empty_engine) == set()
