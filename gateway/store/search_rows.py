@@ -241,7 +241,8 @@ def count(tx: Transaction) -> int:
 
 
 def trigram_available(tx: Transaction) -> bool:
-    """Whether candidates may be found by trigrams (always on SQLite; pg_trgm on PostgreSQL)."""
+    """Whether candidates of kinds other than names may be found by trigrams (always on
+    SQLite; pg_trgm on PostgreSQL). Names always may: on PostgreSQL by their own table."""
     return _trigram_schema(tx.connection) is not None or tx.dialect == "sqlite"
 
 

@@ -482,7 +482,7 @@ def test_revision_0008_adds_the_search_index_to_a_0007_ledger_holding_data(
     with ledger.reading() as tx:
         typo = matching.search(tx, matching.Query("person", "Jurgen Mulller"), desks=None)
         variant = matching.search(tx, matching.Query("person", "Mueller Juergen"), desks=None)
-    assert typo.fuzzy_index  # FTS5 on SQLite; pg_trgm installed by the revision on PostgreSQL
+    assert typo.fuzzy_index  # FTS5 on SQLite; the parts' trigram table on PostgreSQL
     assert [hit.candidate.row.shown for hit in typo.hits] == ["Jürgen MÜLLER"]
     assert [hit.candidate.where for hit in variant.hits] == [where]
     with ledger.transaction() as tx:
