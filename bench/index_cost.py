@@ -11,7 +11,7 @@ dropped afterwards), what a NEW name part costs to write (its row, and its trigr
 FTS5 trigger, PostgreSQL's trigram table): messages of 1,000 persons whose family names are new
 against messages of 1,000 persons whose every part is held already, on an index of
 --held persons, alternated; per new part the difference, in wall time, the client thread's CPU
-and (PostgreSQL, read from /proc) the server backend's CPU.
+and (PostgreSQL, read from /proc/PID/schedstat) the server backend's CPU.
 
     .venv/bin/python bench/index_cost.py [--rounds 5] [--repeat 20] [--out FILE.json]
         [--databases sqlite,postgresql] [--held 10000]
@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from search import MESSAGE, NOW, PER_MESSAGE, database, fill, person
+from search import MESSAGE, NOW, PER_MESSAGE, backend, database, fill, on_cpu, person
 from validate import documents
 
 from gateway.core.clock import FakeClock
@@ -130,14 +130,6 @@ def measure(
     return {key: round(value, 1) for key, value in figures.items()}
 
 
-def backend_seconds(pid: int | None) -> float:
-    """CPU seconds (user and system) of a PostgreSQL backend on this machine; 0 for SQLite."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def new_part_cost(kind: str, held_persons: int, rounds: int, folder: Path) -> dict[str, object]:
     """Per new name part: a message of PER_MESSAGE persons with new family names against one
     whose persons' parts are all held, alternated ``rounds`` times (the medians' difference)."""
@@ -158,19 +150,9 @@ def new_part_cost(kind: str, held_persons: int, rounds: int, folder: Path) -> di
                         batch = [pick.choice(held) for _ in range(PER_MESSAGE)]
                     found = [Entity("person", "name", name, born) for name, born in batch]
                     new = dataclasses.replace(MESSAGE, reference=f"NO-2027-{next(serial):06d}")
+                    pid = backend(ledger)  # the pool's one connection, as the write's
+                    server, cpu, wall = on_cpu(pid), time.thread_time(), time.perf_counter()
                     with ledger.transaction() as tx:
-                        pid = None
-                        if kind == "postgresql":
-                            pid = int(
-                                tx.connection.exec_driver_sql(
-                                    "SELECT pg_backend_pid()"
-                                ).scalar_one()
-                            )
-                        server, cpu, wall = (
-                            backend_seconds(pid),
-                            time.thread_time(),
-                            time.perf_counter(),
-                        )
                         message = ledger.record_in(tx, new, "spooled")
                         where = Where(message, "inbound", "NO-SIRENE", "sirene", "M")
                         index.write_in(tx, where, found, NOW)
@@ -179,7 +161,7 @@ def new_part_cost(kind: str, held_persons: int, rounds: int, folder: Path) -> di
                         (
                             time.perf_counter() - wall,
                             time.thread_time() - cpu,
-                            backend_seconds(pid) - server,
+                            on_cpu(pid) - server,
                         )
                     )
         finally:
