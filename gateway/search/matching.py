@@ -93,14 +93,15 @@ class Hit:
 class Found:
     hits: tuple[Hit, ...]
     candidates: int  # scored
-    fuzzy_index: bool  # False: PostgreSQL without pg_trgm, exact keys only
+    fuzzy_index: bool  # False: an identifier on PostgreSQL without pg_trgm, exact keys only
 
 
 def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> Found:
     """The entries that match ``query`` at its threshold, best first, on ``desks`` only (None:
     every desk)."""
     folded, key = fold(query.kind, query.value)
-    fuzzy_index = search_rows.trigram_available(tx)
+    # Names have their own trigram table on PostgreSQL, pg_trgm or not.
+    fuzzy_index = query.kind == PERSON or search_rows.trigram_available(tx)
     if query.kind == PERSON:
         found = _name_candidates(tx, folded.split(), query.least, desks)
     else:

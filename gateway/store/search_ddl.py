@@ -3,12 +3,12 @@
 SQLite: two FTS5 tables with the trigram tokenizer, one over the distinct name parts
 (search_parts, with an fts5vocab table saying how many parts hold each trigram), one over the
 keys of every other kind (search_entries), kept by triggers in the transaction that writes or
-deletes a row. PostgreSQL: the pg_trgm extension and two GiST indexes (name parts; the keys of
-every other kind).
-Where pg_trgm cannot be installed (not shipped with the server, or no right to create it), the
-indexes are left out and searches
-find candidates by their exact key only (spelling variants and reordered name parts, no typos);
-``trigram_schema`` says which, and a search says so in its result.
+deletes a row. PostgreSQL: a table of (trigram, part id) with its B-tree, written by
+gateway.store.search_rows with each new name part (no extension needed), and the pg_trgm
+extension with a GiST index over the keys of every other kind.
+Where pg_trgm cannot be installed (not shipped with the server, or no right to create it), that
+index is left out and searches of those kinds find candidates by their exact key only (no
+typos); ``trigram_schema`` says which, and a search says so in its result.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from sqlalchemy import Connection, text
 PARTS_FTS = "search_parts_grams"  # the distinct name parts
 PARTS_VOCAB = "search_parts_vocab"  # how many parts hold each trigram
 IDS_FTS = "search_ids"
-TRGM_INDEX = "ix_search_parts_trgm"  # name parts
+PARTS_GRAMS = "search_part_grams"  # PostgreSQL: which parts hold each trigram
+TRGM_INDEX = "ix_search_parts_trgm"  # name parts, up to revision 0018 (the trigram table since)
 TRGM_OTHERS_INDEX = "ix_search_entries_key_trgm_others"  # every kind but names
 TRGM_INDEXES = frozenset({TRGM_INDEX, TRGM_OTHERS_INDEX})
-# What these make besides the tables of metadata: the FTS5 tables and their shadow tables.
+# What these make besides the tables of metadata: the FTS5 tables and their shadow tables, the
+# trigram table.
 EXTRA_TABLES = frozenset(
-    {PARTS_VOCAB}
+    {PARTS_VOCAB, PARTS_GRAMS}
     | {
         f"{table}{suffix}"
         for table in (PARTS_FTS, IDS_FTS)
@@ -52,6 +54,27 @@ _SQLITE = (
       INSERT INTO {IDS_FTS}({IDS_FTS}, rowid, key) VALUES ('delete', old.id, old.key);
     END""",  # noqa: S608 (our table names)
 )
+# A part's trigrams are every three characters in a row of it, as FTS5's trigram tokenizer cuts
+# them. No foreign key: a part's rows are deleted by their key (its trigrams and its id) before
+# the part, and a key on part_id alone would cost an index of its own.
+_PG_GRAMS = (
+    f"CREATE TABLE IF NOT EXISTS {PARTS_GRAMS} (gram varchar(3) NOT NULL,"
+    " part_id integer NOT NULL, PRIMARY KEY (gram, part_id))"
+)
+# The (trigram, part id) rows of parts, sorted as the B-tree keeps them: those of the parts
+# already held (revision 0018), and of the new parts (``{ids}``: a placeholder of their ids)
+# as gateway.store.search_rows adds them.
+_PG_GRAMS_OF = (
+    "SELECT DISTINCT substr(p.part, at, 3), p.id FROM search_parts p,"
+    " generate_series(1, length(p.part) - 2) at"
+)
+PG_ADD_GRAMS = (
+    f"INSERT INTO {PARTS_GRAMS} (gram, part_id) {_PG_GRAMS_OF}"
+    " WHERE p.id = ANY({ids}) ORDER BY 1, 2"
+)
+_PG_FILL = (
+    f"INSERT INTO {PARTS_GRAMS} (gram, part_id) {_PG_GRAMS_OF} ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+)
 _SQLITE_DROP = (
     "DROP TRIGGER IF EXISTS search_entries_deleted",
     "DROP TRIGGER IF EXISTS search_entries_added",
@@ -69,14 +92,11 @@ def create(connection: Connection) -> None:
         for statement in _SQLITE:
             connection.exec_driver_sql(statement)
         return
+    connection.exec_driver_sql(_PG_GRAMS)
     schema = trigram_schema(connection) or _install_pg_trgm(connection)
     if schema is not None:
         # GiST, not GIN: it serves ORDER BY key <-> query LIMIT n, the nearest keys found by
         # walking the index, where GIN finds every key over a threshold and sorts them all.
-        connection.exec_driver_sql(
-            f"CREATE INDEX IF NOT EXISTS {TRGM_INDEX} ON search_parts"
-            f' USING gist (part "{schema}".gist_trgm_ops)'
-        )
         connection.exec_driver_sql(
             f"CREATE INDEX IF NOT EXISTS {TRGM_OTHERS_INDEX} ON search_entries"
             f" USING gist (key \"{schema}\".gist_trgm_ops) WHERE kind <> 'person'"
@@ -90,6 +110,32 @@ def drop(connection: Connection) -> None:
         return
     for name in sorted(TRGM_INDEXES):
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {PARTS_GRAMS}")
+
+
+def add_part_grams(connection: Connection) -> None:
+    """PostgreSQL (revision 0018): the trigram table in place of the parts' GiST index, filled
+    from the parts held. Nothing on SQLite, whose FTS5 table does this."""
+    if connection.dialect.name == "sqlite":
+        return
+    connection.exec_driver_sql(_PG_GRAMS)
+    connection.exec_driver_sql(_PG_FILL)
+    connection.exec_driver_sql(f"DROP INDEX IF EXISTS {TRGM_INDEX}")
+    connection.exec_driver_sql(f"ANALYZE {PARTS_GRAMS}")
+
+
+def drop_part_grams(connection: Connection) -> None:
+    """PostgreSQL (revision 0018 undone): the parts' GiST index again, where pg_trgm is, in
+    place of the trigram table."""
+    if connection.dialect.name == "sqlite":
+        return
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {PARTS_GRAMS}")
+    schema = trigram_schema(connection)
+    if schema is not None:
+        connection.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS {TRGM_INDEX} ON search_parts"
+            f' USING gist (part "{schema}".gist_trgm_ops)'
+        )
 
 
 def trigram_schema(connection: Connection) -> str | None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
@@ -36,29 +37,25 @@ _PG_CANDIDATES = (
     "SELECT id FROM search_entries WHERE kind <> 'person'"
     ' ORDER BY key OPERATOR("{schema}".<->) :key LIMIT :limit'
 )
-# The nearest name parts by trigram distance, by walking the GiST index on search_parts.
-_PG_PARTS = (
-    "SELECT id, part, sound FROM search_parts"
-    ' ORDER BY part OPERATOR("{schema}".<->) :part LIMIT :limit'
-)
 # How many trigrams of a searched part are looked up: the rarest ones. A part missing at most
 # GRAMS_LOOKED - 1 of the searched part's trigrams (a typo costs up to three) holds one of them.
 GRAMS_LOOKED = 5
 # ... as long as the parts holding them are at most POSTINGS together (the rarest one is always
 # looked up): a common trigram (a frequent stem) adds many parts and little to tell them apart.
 # Every part found is read, unranked. Where even the rarest is held by more parts (a frequent
-# given name at a million persons), its POSTINGS newest parts are ranked by FTS5 (bm25, a cost
-# per posting) and the best read. Counting a trigram's parts costs per part too: they are
-# counted up to POSTINGS + 1.
+# given name at a million persons), only its POSTINGS newest parts are read: on SQLite ranked
+# by FTS5 (bm25, a cost per posting) and the best read, on PostgreSQL all of them. Counting a
+# trigram's parts costs per part too: they are counted up to POSTINGS + 1.
 POSTINGS = 1000
-# The same part is asked as a range of one: pg_trgm's GiST index serves equality too, and the
-# planner, statistics or not, took it over the unique B-tree (at 700,000 parts 5 to 30 ms
-# instead of 0.05).
-_PG_SAME = (
-    "SELECT id, part, sound FROM search_parts"
-    " WHERE (part >= :part AND part <= :part) OR sound = :sound"
+# PostgreSQL's trigram table (search_ddl makes it): rows added from the new parts' ids, and
+# deleted by their keys.
+_GRAMS = sql_table(search_ddl.PARTS_GRAMS)
+_PG_ADD_GRAMS = text(search_ddl.PG_ADD_GRAMS.format(ids="CAST(:ids AS integer[])"))
+_PG_DELETE_GRAMS = text(
+    f"DELETE FROM {search_ddl.PARTS_GRAMS} g"  # noqa: S608 (our table name)
+    " USING unnest(CAST(:grams AS text[]), CAST(:ids AS integer[])) AS gone(gram, part_id)"
+    " WHERE g.gram = gone.gram AND g.part_id = gone.part_id"
 )
-PG_NEAREST = 100  # PostgreSQL finds the nearest parts first: no more are read
 EXACT_READ = 5  # entries with a key asked are read up to this many times a search's limit
 
 
@@ -141,15 +138,20 @@ def add_many_in(
 
 
 def _add_parts(tx: Transaction, held: Sequence[tuple[int, tuple[str, str]]]) -> None:
-    """Record which entries hold which name parts, adding the parts not held before."""
+    """Record which entries hold which name parts, adding the parts not held before (on
+    PostgreSQL with their trigrams' rows)."""
     sounds = {part: sound for _, (part, sound) in held}
     dialect = pg_dialect if tx.dialect == "postgresql" else sqlite_dialect
-    tx.connection.execute(
-        dialect.insert(search_parts).on_conflict_do_nothing(index_elements=["part"]),
+    added = tx.connection.execute(
+        dialect.insert(search_parts)
+        .on_conflict_do_nothing(index_elements=["part"])
+        .returning(search_parts.c.part, search_parts.c.id),
         [{"part": part, "sound": sound} for part, sound in sounds.items()],
     )
-    ids: dict[str, int] = {}
-    names = sorted(sounds)
+    ids: dict[str, int] = {row[0]: row[1] for row in added}
+    if tx.dialect == "postgresql" and ids:  # the new parts' trigrams, cut by the server
+        tx.connection.execute(_PG_ADD_GRAMS, {"ids": sorted(ids.values())})
+    names = sorted(set(sounds) - set(ids))  # held before: their ids are read
     for first in range(0, len(names), KEYS_PER_QUERY):
         found = tx.connection.execute(
             select(search_parts.c.part, search_parts.c.id).where(
@@ -185,10 +187,23 @@ def delete_of_message_in(tx: Transaction, message_id: int) -> int:
     for first in range(0, len(parts), KEYS_PER_QUERY):
         some = parts[first : first + KEYS_PER_QUERY]
         still = select(search_entry_parts.c.part_id).where(search_entry_parts.c.part_id.in_(some))
-        tx.connection.execute(
-            delete(search_parts).where(search_parts.c.id.in_(some), search_parts.c.id.not_in(still))
-        )
+        gone = tx.connection.execute(
+            delete(search_parts)
+            .where(search_parts.c.id.in_(some), search_parts.c.id.not_in(still))
+            .returning(search_parts.c.id, search_parts.c.part)
+        ).all()
+        if tx.dialect == "postgresql" and gone:
+            _delete_grams(tx.connection, [(row[0], row[1]) for row in gone])
     return int(result.rowcount or 0)
+
+
+def _delete_grams(connection: Connection, parts: Sequence[tuple[int, str]]) -> None:
+    """PostgreSQL: delete the trigram rows of these (id, part), by their key."""
+    keys = [(gram, part_id) for part_id, part in parts for gram in _trigrams([part])]
+    connection.execute(
+        _PG_DELETE_GRAMS,
+        {"grams": [gram for gram, _ in keys], "ids": [part_id for _, part_id in keys]},
+    )
 
 
 def count_of_message(tx: Transaction, message_id: int) -> int:
@@ -203,6 +218,8 @@ def count_of_message(tx: Transaction, message_id: int) -> int:
 
 
 def delete_all_in(tx: Transaction) -> int:
+    if tx.dialect == "postgresql":
+        tx.connection.execute(delete(_GRAMS))
     tx.connection.execute(delete(search_entry_parts))
     tx.connection.execute(delete(search_parts))
     result = tx.connection.execute(delete(search_entries))
@@ -212,8 +229,11 @@ def delete_all_in(tx: Transaction) -> int:
 def analyze_in(tx: Transaction) -> None:
     """Gather the planner's statistics of the index's tables (after a rebuild, which changed
     every row: PostgreSQL's autovacuum would gather them some time later)."""
-    for table in (search_entries, search_parts, search_entry_parts):
-        tx.connection.exec_driver_sql(f"ANALYZE {table.name}")
+    names = [table.name for table in (search_entries, search_parts, search_entry_parts)]
+    if tx.dialect == "postgresql":
+        names.append(search_ddl.PARTS_GRAMS)
+    for name in names:
+        tx.connection.exec_driver_sql(f"ANALYZE {name}")
 
 
 def count(tx: Transaction) -> int:
@@ -221,7 +241,8 @@ def count(tx: Transaction) -> int:
 
 
 def trigram_available(tx: Transaction) -> bool:
-    """Whether candidates may be found by trigrams (always on SQLite; pg_trgm on PostgreSQL)."""
+    """Whether candidates of kinds other than names may be found by trigrams (always on
+    SQLite; pg_trgm on PostgreSQL). Names always may: on PostgreSQL by their own table."""
     return _trigram_schema(tx.connection) is not None or tx.dialect == "sqlite"
 
 
@@ -285,21 +306,14 @@ def alike_parts(
     tx: Transaction, part: str, sound: str, *, lengths: tuple[int, int], limit: int
 ) -> list[tuple[int, str, str]]:
     """(id, part, sound) of the name parts held that may be alike ``part`` (a skeleton): the
-    same part or the same ``sound`` (its consonants), and those found by trigrams. On SQLite
-    the parts holding one of its GRAMS_LOOKED rarest trigrams whose length is within
-    ``lengths`` (least, most): every one of them while those trigrams are held by at most
-    POSTINGS parts together, else (every trigram is common) the ``limit`` best ranked of the
-    rarest trigram's POSTINGS newest parts. On PostgreSQL the ``limit`` (at most PG_NEAREST)
-    nearest by trigram distance."""
+    same part or the same ``sound`` (its consonants), and the parts holding one of its
+    GRAMS_LOOKED rarest trigrams whose length is within ``lengths`` (least, most): every one of
+    them while those trigrams are held by at most POSTINGS parts together, else (every trigram
+    is common) of the rarest trigram's POSTINGS newest parts the ``limit`` best ranked (SQLite,
+    FTS5) or every one (PostgreSQL, its trigram table)."""
     found: Sequence[Sequence[object]]
-    if len(part) >= 3 and tx.dialect == "sqlite":
-        found = _sqlite_parts(tx.connection, part, sound, lengths, limit)
-    elif len(part) >= 3 and (schema := _trigram_schema(tx.connection)) is not None:
-        # One round trip: the same part or sound, and the nearest.
-        statement = text(f"({_PG_SAME}) UNION ({_PG_PARTS.format(schema=schema)})")
-        found = tx.connection.execute(
-            statement, {"part": part, "sound": sound, "limit": min(limit, PG_NEAREST)}
-        ).all()
+    if len(part) >= 3:
+        found = _grammed_parts(tx, part, sound, lengths, limit)
     else:
         found = tx.connection.execute(
             select(search_parts.c.id, search_parts.c.part, search_parts.c.sound).where(
@@ -311,14 +325,78 @@ def alike_parts(
     )
 
 
-def _sqlite_parts(
-    connection: Connection, part: str, sound: str, lengths: tuple[int, int], limit: int
+# The same part or the same consonants; then, on SQLite, the parts of the trigrams matched.
+_SAME = "SELECT id, part, sound FROM search_parts WHERE part = {part} OR sound = {sound}"
+_SQLITE_GRAMMED = (
+    f"SELECT p.id, p.part, p.sound FROM {search_ddl.PARTS_FTS} g"  # noqa: S608
+    f" JOIN search_parts p ON p.id = g.rowid WHERE {search_ddl.PARTS_FTS} MATCH :match"
+    " AND length(p.part) BETWEEN :least AND :most"
+)
+# The rarest trigram alone is common: the best ranked of its newest parts.
+_SQLITE_RANKED = (
+    f"SELECT p.id, p.part, p.sound FROM (SELECT rowid, rank FROM {search_ddl.PARTS_FTS}"  # noqa: S608
+    f" WHERE {search_ddl.PARTS_FTS} MATCH :match ORDER BY rowid DESC LIMIT :read) g"
+    " JOIN search_parts p ON p.id = g.rowid WHERE length(p.part) BETWEEN :least AND :most"
+    " ORDER BY g.rank LIMIT :limit"
+)
+# PostgreSQL: the parts of the trigrams asked, from the B-tree on (gram, part_id); where the
+# rarest alone is common, its newest parts (the same B-tree walked backwards).
+_PG_GRAMMED = (
+    f"SELECT p.id, p.part, p.sound FROM {search_ddl.PARTS_GRAMS} g"  # noqa: S608
+    " JOIN search_parts p ON p.id = g.part_id WHERE g.gram = ANY(%(grams)s)"
+    " AND length(p.part) BETWEEN %(least)s AND %(most)s"
+)
+_PG_NEWEST = (
+    f"SELECT p.id, p.part, p.sound FROM (SELECT part_id FROM {search_ddl.PARTS_GRAMS}"  # noqa: S608
+    " WHERE gram = %(gram)s ORDER BY part_id DESC LIMIT %(read)s) g"
+    " JOIN search_parts p ON p.id = g.part_id WHERE length(p.part) BETWEEN %(least)s AND %(most)s"
+)
+# How many parts hold each trigram asked, each counted up to POSTINGS + 1 from the B-tree.
+_PG_POSTINGS = (
+    "SELECT asked.gram, (SELECT count(*) FROM (SELECT 1"  # noqa: S608
+    f" FROM {search_ddl.PARTS_GRAMS} held WHERE held.gram = asked.gram"
+    " LIMIT %s) counted) FROM unnest(%s::text[]) AS asked(gram)"
+)
+
+
+def _grammed_parts(
+    tx: Transaction, part: str, sound: str, lengths: tuple[int, int], limit: int
 ) -> list[tuple[object, ...]]:
     """The same part or sound, and the parts found by the rarest trigrams, in one read (two
     when every trigram is common), on the driver's own cursor: this is a search's hot path."""
     grams = _trigrams([part])
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    held = _sqlite_postings(cursor, grams)
+    cursor = tx.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    postgresql = tx.dialect == "postgresql"
+    held = _pg_postings(cursor, grams) if postgresql else _sqlite_postings(cursor, grams)
+    rarest, postings = _rarest(held)
+    # Parts much shorter or longer cannot be alike: (least, most) characters.
+    values: dict[str, object] = {"part": part, "sound": sound, "read": POSTINGS, "limit": limit}
+    values["least"], values["most"] = lengths
+    if postgresql:
+        same = _SAME.format(part="%(part)s", sound="%(sound)s")
+        values["grams"], values["gram"] = rarest, rarest[0] if rarest else ""
+        grammed, newest = _PG_GRAMMED, _PG_NEWEST
+    else:
+        same = _SAME.format(part=":part", sound=":sound")
+        values["match"] = " OR ".join(_phrase(gram) for gram in rarest)
+        grammed, newest = _SQLITE_GRAMMED, _SQLITE_RANKED
+    if not rarest:
+        return [tuple(row) for row in _fetch(cursor, same, values)]
+    if postings <= POSTINGS:  # few enough to read them all: no ranking (it costs per posting)
+        return [tuple(row) for row in _fetch(cursor, f"{same} UNION ALL {grammed}", values)]
+    found = [tuple(row) for row in _fetch(cursor, same, values)]
+    return found + [tuple(row) for row in _fetch(cursor, newest, values)]
+
+
+def _fetch(cursor: Any, statement: str, values: dict[str, object]) -> list[Sequence[object]]:
+    """The rows of ``statement`` on a driver's cursor (sqlite3's or psycopg's)."""
+    cursor.execute(statement, values)
+    return list(cursor.fetchall())
+
+
+def _rarest(held: dict[str, int]) -> tuple[list[str], int]:
+    """Of the trigrams held (how many parts hold each), the GRAMS_LOOKED rarest whose parts are
+    at most POSTINGS together (the rarest always), and how many parts those are."""
     rarest: list[str] = []
     postings = 0
     for gram in sorted(held, key=lambda gram: (held[gram], gram))[:GRAMS_LOOKED]:
@@ -326,31 +404,16 @@ def _sqlite_parts(
             break
         rarest.append(gram)
         postings += held[gram]
-    same = "SELECT id, part, sound FROM search_parts WHERE part = :part OR sound = :sound"
-    values: dict[str, object] = {"part": part, "sound": sound}
-    if not rarest:
-        return [tuple(row) for row in cursor.execute(same, values)]
-    table = search_ddl.PARTS_FTS
-    values["match"] = " OR ".join(_phrase(gram) for gram in rarest)
-    # Parts much shorter or longer cannot be alike: (least, most) characters.
-    values["least"], values["most"] = lengths
-    grammed = (
-        f"SELECT p.id, p.part, p.sound FROM {table} g JOIN search_parts p ON p.id = g.rowid"  # noqa: S608
-        f" WHERE {table} MATCH :match AND length(p.part) BETWEEN :least AND :most"
-    )
-    if postings <= POSTINGS:  # few enough to read them all: no ranking (it costs per posting)
-        return [tuple(row) for row in cursor.execute(f"{same} UNION ALL {grammed}", values)]
-    # The rarest trigram alone is common: the best ranked of its newest parts.
-    values["limit"], values["read"] = limit, POSTINGS
-    ranked = (
-        f"SELECT p.id, p.part, p.sound FROM (SELECT rowid, rank FROM {table}"  # noqa: S608
-        f" WHERE {table} MATCH :match ORDER BY rowid DESC LIMIT :read) g"
-        " JOIN search_parts p ON p.id = g.rowid WHERE length(p.part) BETWEEN :least AND :most"
-        " ORDER BY g.rank LIMIT :limit"
-    )
-    found = [tuple(row) for row in cursor.execute(same, values)]
-    found += cursor.execute(ranked, values).fetchall()
-    return found
+    return rarest, postings
+
+
+def _pg_postings(cursor: Any, grams: Sequence[str]) -> dict[str, int]:
+    """PostgreSQL: how many parts hold each of ``grams`` (absent: none), counted up to
+    POSTINGS + 1."""
+    if not grams:
+        return {}
+    cursor.execute(_PG_POSTINGS, [POSTINGS + 1, list(grams)])
+    return {str(row[0]): int(row[1]) for row in cursor.fetchall() if row[1]}
 
 
 def _sqlite_postings(cursor: sqlite3.Cursor, grams: Sequence[str]) -> dict[str, int]:

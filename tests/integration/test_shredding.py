@@ -20,7 +20,7 @@ import gpgkit
 import pytest
 from dbkit import postgres_schema
 from integration.inboundkit import FORM, World, running_gateway, send, settle
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from gateway.access.roles import Principal, Role
 from gateway.core import config as configuration
@@ -28,7 +28,7 @@ from gateway.crypto.pgpmime import Attachment
 from gateway.search import folding
 from gateway.service.cases import Cases
 from gateway.service.server import Gateway
-from gateway.store import case_rows, drafts, search_rows, shred_rows
+from gateway.store import case_rows, drafts, search_ddl, search_rows, shred_rows
 from gateway.store.ledger import (
     metadata,
     search_entries,
@@ -202,6 +202,29 @@ def index_values(gateway: Gateway, ledger_id: int) -> set[str]:
     return {value for value in values if len(value) >= 5}
 
 
+def grams_of(gateway: Gateway, ledger_id: int) -> tuple[set[tuple[str, int]], set[tuple[str, int]]]:
+    """PostgreSQL: the (trigram, part id) rows its trigram table holds for the name parts of
+    the message's entries, and those it should hold (every three letters in a row of each
+    part still held)."""
+    with gateway.engine.connect() as connection:
+        parts = connection.execute(
+            select(search_parts.c.id, search_parts.c.part)
+            .join(search_entry_parts, search_entry_parts.c.part_id == search_parts.c.id)
+            .join(search_entries, search_entries.c.id == search_entry_parts.c.entry_id)
+            .where(search_entries.c.message_id == ledger_id)
+        ).all()
+        ids = sorted({row[0] for row in parts})
+        rows = connection.execute(
+            text(f"SELECT gram, part_id FROM {search_ddl.PARTS_GRAMS} WHERE part_id = ANY(:ids)"),  # noqa: S608
+            {"ids": ids},
+        )
+        held = {(row[0], row[1]) for row in rows}
+    should = {
+        (part[at : at + 3], part_id) for part_id, part in parts for at in range(len(part) - 2)
+    }
+    return held, should
+
+
 def add_others(gateway: Gateway, ledger_id: int, count: int) -> None:
     """Index entries of another message, so that the person's rows share pages with others
     and the database's pages split and move after they were written."""
@@ -274,6 +297,10 @@ async def test_shredding_removes_every_copy_and_keeps_a_stub(
         assert {"search_entries", "search_parts", "drafts"} <= set(
             in_tables(gateway.engine, needles)
         )
+        if database is not None:  # PostgreSQL's trigram rows of the person's name parts
+            held, should = grams_of(gateway, row.id)
+            assert held == should and len(held) > 10
+            gone_ids = {part_id for _, part_id in held}
 
         shredder = purger(gateway)
         now = datetime.now(UTC) + LATER
@@ -308,6 +335,13 @@ async def test_shredding_removes_every_copy_and_keeps_a_stub(
         left = holding(tmp_path, needles)
         assert left == {}, f"still held after shredding: {left}"
         assert in_tables(gateway.engine, needles) == {}
+        if database is not None:  # the orphaned parts' trigram rows went with them
+            with gateway.engine.connect() as connection:
+                assert not connection.execute(
+                    text(f"SELECT 1 FROM {search_ddl.PARTS_GRAMS} WHERE part_id = ANY(:ids)"),  # noqa: S608
+                    {"ids": sorted(gone_ids)},
+                ).all()
+            assert grams_of(gateway, other.id)[0] == grams_of(gateway, other.id)[1]
 
         stub = gateway.ledger.get(row.id)
         assert stub.shredded_at == now

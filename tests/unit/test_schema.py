@@ -486,7 +486,7 @@ def test_revision_0008_adds_the_search_index_to_a_0007_ledger_holding_data(
     with ledger.reading() as tx:
         typo = matching.search(tx, matching.Query("person", "Jurgen Mulller"), desks=None)
         variant = matching.search(tx, matching.Query("person", "Mueller Juergen"), desks=None)
-    assert typo.fuzzy_index  # FTS5 on SQLite; pg_trgm installed by the revision on PostgreSQL
+    assert typo.fuzzy_index  # FTS5 on SQLite; the parts' trigram table on PostgreSQL
     assert [hit.candidate.row.shown for hit in typo.hits] == ["Jürgen MÜLLER"]
     assert [hit.candidate.where for hit in variant.hits] == [where]
     with ledger.transaction() as tx:
@@ -881,3 +881,62 @@ def test_revision_0017_gathers_hits_per_case_on_a_0016_ledger_holding_hits(
     with ledger.reading() as tx:
         assert crosscheck_rows.of_message(tx, new) == []
     assert AuditLog(empty_engine, FakeClock(START)).check(None).intact
+
+
+def part_grams(engine: Engine) -> set[tuple[str, str]]:
+    """(trigram, part) of PostgreSQL's trigram table."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                f"SELECT g.gram, p.part FROM {search_ddl.PARTS_GRAMS} g"  # noqa: S608
+                " JOIN search_parts p ON p.id = g.part_id"
+            )
+        )
+        return {(row[0], row[1]) for row in rows}
+
+
+def test_revision_0018_fills_the_trigram_table_of_a_0017_ledger_holding_index_entries(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    if empty_engine.dialect.name == "sqlite":
+        pytest.skip("SQLite's trigrams are its FTS5 table: revision 0018 changes nothing there")
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0017")).after == "0017"
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+    message = ledger.by_reference(RECEIVED.reference)[0].id
+    where = Where(message, "inbound", "NO-SIRENE", "sirene", "G")
+    held = [
+        Entity("person", "name", "Jürgen MÜLLER", "1970-01-01", "DE"),
+        Entity("person", "name", "Anna MÜLLER-LÜDENSCHEIDT", "1981-02-03", "DE"),
+        Entity("person", "name", "Li WU", None, "CN"),
+    ]
+    with ledger.transaction() as tx:
+        index.write_in(tx, where, held, START)
+    with empty_engine.begin() as connection:  # as revision 0015's code left it: a GiST index
+        search_ddl.drop_part_grams(connection)
+    assert search_ddl.TRGM_INDEX in {
+        found["name"] for found in inspect(empty_engine).get_indexes("search_parts")
+    }
+    before = contents(empty_engine)
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0017", schema.head())
+    assert contents(empty_engine) == before
+    assert differences(empty_engine) == []
+    assert search_ddl.TRGM_INDEX not in {
+        found["name"] for found in inspect(empty_engine).get_indexes("search_parts")
+    }
+    with empty_engine.connect() as connection:
+        parts = [row[0] for row in connection.execute(text("SELECT part FROM search_parts"))]
+    assert {"muler", "ludensheit", "vu"} <= set(parts)  # skeletons; "vu" has no trigram
+    expected = {(part[at : at + 3], part) for part in parts for at in range(len(part) - 2)}
+    assert part_grams(empty_engine) == expected
+    with ledger.reading() as tx:
+        typo = matching.search(tx, matching.Query("person", "Jurgen Mulller"), desks=None)
+        long = matching.search(tx, matching.Query("person", "Ana Mueller-Ludenscheid"), desks=None)
+    assert [hit.candidate.row.shown for hit in typo.hits] == ["Jürgen MÜLLER"]
+    assert long.hits[0].candidate.row.shown == "Anna MÜLLER-LÜDENSCHEIDT"
+    with ledger.transaction() as tx:  # the parts only this message held go, with their rows
+        assert search_rows.delete_of_message_in(tx, message) == 3
+    assert part_grams(empty_engine) == set()
