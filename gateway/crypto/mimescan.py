@@ -21,7 +21,6 @@ import functools
 import itertools
 import re
 from dataclasses import dataclass
-from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -47,6 +46,8 @@ _CONTENT_TYPE = re.compile(
     rb"(?:\A|(?<=[\r\n]))content-type:[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*", re.IGNORECASE
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Content-Type fields up to this long have their reading kept (256 of them: 64 KiB at most).
+_KEPT_FIELD_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,27 @@ def _delimiters(boundaries: tuple[bytes, ...]) -> re.Pattern[bytes]:
     # No look-behind for the start of the line: a pattern that starts with a literal is found by
     # a fast scan; the caller checks that the match starts a line.
     return re.compile(rb"--(?:" + alternatives + rb")(?:--)?[ \t]*(?=[\r\n]|\Z)")
+
+
+def _content_type(field: bytes, *, in_digest: bool) -> tuple[str, str | None]:
+    """The content type that a header block whose first Content-Type field is ``field`` (empty:
+    none) gives its entity, and its boundary parameter, read by the email package's own header
+    code. The same short field comes in every message (application/pgp-encrypted, text/xml):
+    its reading is kept, for fields short enough that the kept ones stay small."""
+    if len(field) > _KEPT_FIELD_BYTES:
+        return _read_content_type(field, in_digest)
+    return _kept_content_type(field, in_digest)
+
+
+def _read_content_type(field: bytes, in_digest: bool) -> tuple[str, str | None]:
+    headers = BytesHeaderParser(policy=compat32).parsebytes(field)
+    if in_digest:
+        headers.set_default_type("message/rfc822")
+    kind = headers.get_content_type()
+    return kind, headers.get_boundary() if kind.startswith("multipart/") else None
+
+
+_kept_content_type = functools.lru_cache(maxsize=256)(_read_content_type)
 
 
 def check_structure(data: bytes, limits: MimeLimits) -> None:
@@ -167,21 +189,18 @@ class _Scan:
             # Only the first Content-Type field decides (as Message.get does); the parser's own
             # header code reads it, and it alone: the block's other fields cost nothing here.
             field = _CONTENT_TYPE.search(self.data, start, block_end)
-            headers = BytesHeaderParser(policy=compat32).parsebytes(field.group() if field else b"")
-            if in_digest:
-                headers.set_default_type("message/rfc822")
-            kind = headers.get_content_type()
+            kind, boundary = _content_type(field.group() if field else b"", in_digest=in_digest)
             if kind == "message/delivery-status":
                 # The parser reads its body as blocks of header fields ended by blank lines, one
                 # object each, and a block is an entity again (a multipart in a block nests
                 # without a blank line, without end). No message taken here carries one.
                 raise MimeLimitExceeded("a message/delivery-status part")
-            if headers.get_content_maintype() == "message":
+            if kind.startswith("message/"):
                 self._push(_Level(None))  # its body is an entity with headers of its own
                 start, in_digest = body, False
                 continue
-            if headers.get_content_maintype() == "multipart":
-                self._push(_Level(self._boundary(headers, kind), kind == "multipart/digest"))
+            if kind.startswith("multipart/"):
+                self._push(_Level(self._boundary(kind, boundary), kind == "multipart/digest"))
             return body
 
     def _header_block(self, start: int) -> tuple[int, int]:
@@ -212,8 +231,7 @@ class _Scan:
                 f"more than {self.limits.max_headers} header fields in one part"
             )
 
-    def _boundary(self, headers: Message, kind: str) -> bytes:
-        boundary = headers.get_boundary()
+    def _boundary(self, kind: str, boundary: str | None) -> bytes:
         if not boundary or not boundary.isascii() or _CONTROL.search(boundary):
             raise MimeLimitExceeded(f"a {kind} part without a usable boundary")
         if len(boundary) > self.limits.max_boundary_length:
