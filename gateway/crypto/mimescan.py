@@ -58,15 +58,6 @@ class _Level:
     digest: bool = False  # a multipart/digest: its parts are message/rfc822 by default
 
 
-@functools.lru_cache(maxsize=256)
-def _delimiters(boundaries: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """A line that is a delimiter or closing delimiter of one of ``boundaries``."""
-    alternatives = b"|".join(re.escape(boundary) for boundary in boundaries)
-    # No look-behind for the start of the line: a pattern that starts with a literal is found by
-    # a fast scan; the caller checks that the match starts a line.
-    return re.compile(rb"--(?:" + alternatives + rb")(?:--)?[ \t]*(?=[\r\n]|\Z)")
-
-
 def _content_type(field: bytes, *, in_digest: bool) -> tuple[str, str | None]:
     """The content type that a header block whose first Content-Type field is ``field`` (empty:
     none) gives its entity, and its boundary parameter, read by the email package's own header
@@ -105,6 +96,7 @@ class _Scan:
         self.limits = limits
         self.levels: list[_Level] = []
         self.parts = 0
+        self.clear: dict[bytes, int] = {}  # per boundary: no delimiter line of it before this
 
     def run(self) -> None:
         position = self._entity(0, in_digest=False)
@@ -127,22 +119,45 @@ class _Scan:
     def _next_delimiter(self, position: int) -> tuple[int, int, int, bool] | None:
         """The next delimiter line of an open multipart: its start, the start of the next line,
         the level it belongs to and whether it closes that level."""
-        boundaries = tuple(
-            dict.fromkeys(level.boundary for level in self.levels if level.boundary is not None)
+        boundaries = dict.fromkeys(
+            level.boundary for level in self.levels if level.boundary is not None
         )
         if not boundaries:
             return None
-        pattern = _delimiters(boundaries)
-        found = pattern.search(self.data, position)
-        while (
-            found is not None and found.start() > 0 and self.data[found.start() - 1] not in b"\r\n"
-        ):
-            found = pattern.search(self.data, found.start() + 1)
-        if found is None:
+        best = len(self.data) + 1  # outermost first: its delimiter bounds the inner ones' search
+        for boundary in boundaries:
+            best = min(best, self._next_line_of(boundary, position, best))
+        if best > len(self.data):
             return None
-        match = self._delimiter_of(found.start())
-        assert match is not None  # noqa: S101 (the pattern holds the same boundaries)
-        return found.start(), self._next_line(found.start()), *match
+        match = self._delimiter_of(best)
+        assert match is not None  # noqa: S101 (a delimiter line of one of the boundaries)
+        return best, self._next_line(best), *match
+
+    def _next_line_of(self, boundary: bytes, position: int, before: int) -> int:
+        """Where the first delimiter line of ``boundary`` at or after ``position`` starts, if it
+        starts before ``before``; ``before`` otherwise. What was searched is remembered (none
+        up to ``clear``), so that each boundary's search goes over the data once: a multipart
+        whose delimiter never comes is not searched to the end again for every part of the
+        multipart around it. Positions only grow during a scan."""
+        start = max(position, self.clear.get(boundary, position))
+        needle = b"--" + boundary
+        end = min(len(self.data), before + len(needle))
+        while (found := self.data.find(needle, start, end)) >= 0:
+            if (found == 0 or self.data[found - 1] in b"\r\n") and self._closes_line(
+                found + len(needle)
+            ):
+                self.clear[boundary] = found
+                return found
+            start = found + 1
+        self.clear[boundary] = max(position, min(before, len(self.data)))
+        return before
+
+    def _closes_line(self, position: int) -> bool:
+        """Whether the line goes on from ``position`` with nothing but an optional "--" and
+        spaces or tabs: the rest of a delimiter line."""
+        end = _LINE_END.search(self.data, position)
+        rest = self.data[position : end.start() if end else len(self.data)].rstrip(b" \t")
+        return rest in (b"", b"--")
 
     def _delimiter_of(self, start: int) -> tuple[int, bool] | None:
         """The level whose delimiter the line at ``start`` is, and whether it is the closing one,
