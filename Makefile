@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/crypto.py
 	$(BIN)/python bench/inbound.py
 	$(BIN)/python bench/intake_ledger.py
+	$(BIN)/python bench/stage_cpu.py
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/deadlines.py
 	$(BIN)/python bench/console.py

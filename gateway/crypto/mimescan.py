@@ -21,7 +21,6 @@ import functools
 import itertools
 import re
 from dataclasses import dataclass
-from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -47,6 +46,8 @@ _CONTENT_TYPE = re.compile(
     rb"(?:\A|(?<=[\r\n]))content-type:[^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*", re.IGNORECASE
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Content-Type fields up to this long have their reading kept (256 of them: 64 KiB at most).
+_KEPT_FIELD_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -57,13 +58,25 @@ class _Level:
     digest: bool = False  # a multipart/digest: its parts are message/rfc822 by default
 
 
-@functools.lru_cache(maxsize=256)
-def _delimiters(boundaries: tuple[bytes, ...]) -> re.Pattern[bytes]:
-    """A line that is a delimiter or closing delimiter of one of ``boundaries``."""
-    alternatives = b"|".join(re.escape(boundary) for boundary in boundaries)
-    # No look-behind for the start of the line: a pattern that starts with a literal is found by
-    # a fast scan; the caller checks that the match starts a line.
-    return re.compile(rb"--(?:" + alternatives + rb")(?:--)?[ \t]*(?=[\r\n]|\Z)")
+def _content_type(field: bytes, *, in_digest: bool) -> tuple[str, str | None]:
+    """The content type that a header block whose first Content-Type field is ``field`` (empty:
+    none) gives its entity, and its boundary parameter, read by the email package's own header
+    code. The same short field comes in every message (application/pgp-encrypted, text/xml):
+    its reading is kept, for fields short enough that the kept ones stay small."""
+    if len(field) > _KEPT_FIELD_BYTES:
+        return _read_content_type(field, in_digest)
+    return _kept_content_type(field, in_digest)
+
+
+def _read_content_type(field: bytes, in_digest: bool) -> tuple[str, str | None]:
+    headers = BytesHeaderParser(policy=compat32).parsebytes(field)
+    if in_digest:
+        headers.set_default_type("message/rfc822")
+    kind = headers.get_content_type()
+    return kind, headers.get_boundary() if kind.startswith("multipart/") else None
+
+
+_kept_content_type = functools.lru_cache(maxsize=256)(_read_content_type)
 
 
 def check_structure(data: bytes, limits: MimeLimits) -> None:
@@ -83,6 +96,7 @@ class _Scan:
         self.limits = limits
         self.levels: list[_Level] = []
         self.parts = 0
+        self.clear: dict[bytes, int] = {}  # per boundary: no delimiter line of it before this
 
     def run(self) -> None:
         position = self._entity(0, in_digest=False)
@@ -105,22 +119,45 @@ class _Scan:
     def _next_delimiter(self, position: int) -> tuple[int, int, int, bool] | None:
         """The next delimiter line of an open multipart: its start, the start of the next line,
         the level it belongs to and whether it closes that level."""
-        boundaries = tuple(
-            dict.fromkeys(level.boundary for level in self.levels if level.boundary is not None)
+        boundaries = dict.fromkeys(
+            level.boundary for level in self.levels if level.boundary is not None
         )
         if not boundaries:
             return None
-        pattern = _delimiters(boundaries)
-        found = pattern.search(self.data, position)
-        while (
-            found is not None and found.start() > 0 and self.data[found.start() - 1] not in b"\r\n"
-        ):
-            found = pattern.search(self.data, found.start() + 1)
-        if found is None:
+        best = len(self.data) + 1  # outermost first: its delimiter bounds the inner ones' search
+        for boundary in boundaries:
+            best = min(best, self._next_line_of(boundary, position, best))
+        if best > len(self.data):
             return None
-        match = self._delimiter_of(found.start())
-        assert match is not None  # noqa: S101 (the pattern holds the same boundaries)
-        return found.start(), self._next_line(found.start()), *match
+        match = self._delimiter_of(best)
+        assert match is not None  # noqa: S101 (a delimiter line of one of the boundaries)
+        return best, self._next_line(best), *match
+
+    def _next_line_of(self, boundary: bytes, position: int, before: int) -> int:
+        """Where the first delimiter line of ``boundary`` at or after ``position`` starts, if it
+        starts before ``before``; ``before`` otherwise. What was searched is remembered (none
+        up to ``clear``), so that each boundary's search goes over the data once: a multipart
+        whose delimiter never comes is not searched to the end again for every part of the
+        multipart around it. Positions only grow during a scan."""
+        start = max(position, self.clear.get(boundary, position))
+        needle = b"--" + boundary
+        end = min(len(self.data), before + len(needle))
+        while (found := self.data.find(needle, start, end)) >= 0:
+            if (found == 0 or self.data[found - 1] in b"\r\n") and self._closes_line(
+                found + len(needle)
+            ):
+                self.clear[boundary] = found
+                return found
+            start = found + 1
+        self.clear[boundary] = max(position, min(before, len(self.data)))
+        return before
+
+    def _closes_line(self, position: int) -> bool:
+        """Whether the line goes on from ``position`` with nothing but an optional "--" and
+        spaces or tabs: the rest of a delimiter line."""
+        end = _LINE_END.search(self.data, position)
+        rest = self.data[position : end.start() if end else len(self.data)].rstrip(b" \t")
+        return rest in (b"", b"--")
 
     def _delimiter_of(self, start: int) -> tuple[int, bool] | None:
         """The level whose delimiter the line at ``start`` is, and whether it is the closing one,
@@ -167,21 +204,18 @@ class _Scan:
             # Only the first Content-Type field decides (as Message.get does); the parser's own
             # header code reads it, and it alone: the block's other fields cost nothing here.
             field = _CONTENT_TYPE.search(self.data, start, block_end)
-            headers = BytesHeaderParser(policy=compat32).parsebytes(field.group() if field else b"")
-            if in_digest:
-                headers.set_default_type("message/rfc822")
-            kind = headers.get_content_type()
+            kind, boundary = _content_type(field.group() if field else b"", in_digest=in_digest)
             if kind == "message/delivery-status":
                 # The parser reads its body as blocks of header fields ended by blank lines, one
                 # object each, and a block is an entity again (a multipart in a block nests
                 # without a blank line, without end). No message taken here carries one.
                 raise MimeLimitExceeded("a message/delivery-status part")
-            if headers.get_content_maintype() == "message":
+            if kind.startswith("message/"):
                 self._push(_Level(None))  # its body is an entity with headers of its own
                 start, in_digest = body, False
                 continue
-            if headers.get_content_maintype() == "multipart":
-                self._push(_Level(self._boundary(headers, kind), kind == "multipart/digest"))
+            if kind.startswith("multipart/"):
+                self._push(_Level(self._boundary(kind, boundary), kind == "multipart/digest"))
             return body
 
     def _header_block(self, start: int) -> tuple[int, int]:
@@ -212,8 +246,7 @@ class _Scan:
                 f"more than {self.limits.max_headers} header fields in one part"
             )
 
-    def _boundary(self, headers: Message, kind: str) -> bytes:
-        boundary = headers.get_boundary()
+    def _boundary(self, kind: str, boundary: str | None) -> bytes:
         if not boundary or not boundary.isascii() or _CONTROL.search(boundary):
             raise MimeLimitExceeded(f"a {kind} part without a usable boundary")
         if len(boundary) > self.limits.max_boundary_length:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import Connection, Integer, bindparam, cast, delete, func, insert, select, text
 from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -31,6 +31,22 @@ from gateway.store.unit import Transaction
 
 PERSON = "person"
 _INSERT = insert(search_entries).returning(search_entries.c.id, sort_by_parameter_order=True)
+# A name part added unless it is held already, and an entry's link to a part by the part's
+# text: fixed statements, compiled once.
+_SQLITE_NEW_PARTS = sqlite_dialect.insert(search_parts).on_conflict_do_nothing(
+    index_elements=["part"]
+)
+_PG_NEW_PARTS = (
+    pg_dialect.insert(search_parts)
+    .on_conflict_do_nothing(index_elements=["part"])
+    .returning(search_parts.c.id)
+)
+_LINK_PART = insert(search_entry_parts).from_select(
+    ["part_id", "entry_id"],
+    select(search_parts.c.id, cast(bindparam("entry_id"), Integer)).where(
+        search_parts.c.part == bindparam("part")
+    ),
+)
 # The nearest keys by trigram distance, found by walking a partial GiST index (the kind is
 # written into the statement, as the index's predicate, so the planner can prove it applies).
 _PG_CANDIDATES = (
@@ -139,31 +155,25 @@ def add_many_in(
 
 def _add_parts(tx: Transaction, held: Sequence[tuple[int, tuple[str, str]]]) -> None:
     """Record which entries hold which name parts, adding the parts not held before (on
-    PostgreSQL with their trigrams' rows)."""
+    PostgreSQL with their trigrams' rows, cut by the server from the new parts' ids): the new
+    parts in one statement, the links in one more, each link finding its part's id by the
+    part's unique key (no read of the ids first)."""
     sounds = {part: sound for _, (part, sound) in held}
-    dialect = pg_dialect if tx.dialect == "postgresql" else sqlite_dialect
-    added = tx.connection.execute(
-        dialect.insert(search_parts)
-        .on_conflict_do_nothing(index_elements=["part"])
-        .returning(search_parts.c.part, search_parts.c.id),
-        [{"part": part, "sound": sound} for part, sound in sounds.items()],
-    )
-    ids: dict[str, int] = {row[0]: row[1] for row in added}
-    if tx.dialect == "postgresql" and ids:  # the new parts' trigrams, cut by the server
-        tx.connection.execute(_PG_ADD_GRAMS, {"ids": sorted(ids.values())})
-    names = sorted(set(sounds) - set(ids))  # held before: their ids are read
-    for first in range(0, len(names), KEYS_PER_QUERY):
-        found = tx.connection.execute(
-            select(search_parts.c.part, search_parts.c.id).where(
-                search_parts.c.part.in_(names[first : first + KEYS_PER_QUERY])
-            )
-        )
-        ids.update((row[0], row[1]) for row in found)
-    links = {(ids[part], entry) for entry, (part, _) in held}
-    tx.connection.execute(
-        insert(search_entry_parts),
-        [{"part_id": part, "entry_id": entry} for part, entry in sorted(links)],
-    )
+    new = [{"part": part, "sound": sound} for part, sound in sounds.items()]
+    if tx.dialect == "postgresql":
+        added = sorted(row[0] for row in tx.connection.execute(_PG_NEW_PARTS, new))
+        if added:
+            tx.connection.execute(_PG_ADD_GRAMS, {"ids": added})
+    else:
+        tx.connection.execute(_SQLITE_NEW_PARTS, new)
+    links = sorted({(part, entry) for entry, (part, _) in held})
+    linked = tx.connection.execute(
+        _LINK_PART, [{"part": part, "entry_id": entry} for part, entry in links]
+    ).rowcount
+    # Each part was inserted above or held before: a link short is never (psycopg reports no
+    # count for several rows, -1; SQLite does).
+    if linked not in (-1, len(links)):
+        raise RuntimeError(f"{len(links) - linked} of a message's name parts were not linked")
 
 
 def delete_of_message_in(tx: Transaction, message_id: int) -> int:

@@ -82,6 +82,8 @@ class Spool:
                 path.chmod(0o700)  # mkdir's mode went through the umask
         fsync_dir(root)
         self.tmp, self.new, self.cur, self.done, self.quarantine = (root / n for n in FOLDERS)
+        # The folders an item may be in, as strings: exists() asks for every receipt.
+        self._holding = tuple(os.fspath(folder) for folder in (self.new, self.cur, self.done))
         self._peeked: dict[str, tuple[int, int, dict[str, Any]]] = {}  # waiting()'s last reading
 
     def put(self, key: str, payload: bytes, meta: Mapping[str, Any]) -> SpoolItem:
@@ -330,7 +332,7 @@ class Spool:
     def exists(self, key: str) -> bool:
         """Whether new/, cur/ or done/ holds this key (not quarantine/: set aside)."""
         name = _filename(key)
-        return any((folder / name).exists() for folder in (self.new, self.cur, self.done))
+        return any(os.path.exists(f"{folder}/{name}") for folder in self._holding)  # noqa: PTH110
 
     def quarantined(self) -> list[SpoolItem]:
         """The items of quarantine/ with their metadata, oldest first, left where they are. An

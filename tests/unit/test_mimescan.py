@@ -323,6 +323,20 @@ def test_scan_is_linear_in_the_parts() -> None:
     check_structure(multipart([nested(7)] * 2000, boundary="outer"), roomy)
 
 
+def test_a_delimiter_that_never_comes_is_not_searched_for_again_and_again() -> None:
+    """Every part of the outer multipart opens a multipart of its own (a boundary of its own)
+    whose delimiter never comes, and 5 MiB follow the outer one's end: searching each inner
+    boundary's delimiter to the end of the data would read 20,000 x 5 MiB. The parts are
+    counted as the parser counts them: the outer one's 20,000."""
+    inner = [
+        f'Content-Type: multipart/mixed; boundary="never-{n}"\r\n\r\ntext'.encode()
+        for n in range(20_000)
+    ]
+    data = multipart(inner, boundary="outer") + b"x" * (5 << 20)
+    check_structure(data, MimeLimits(max_parts=20_000))
+    assert "parts" in refused(data, MimeLimits(max_parts=19_999))
+
+
 def test_deep_nesting_within_roomy_limits_needs_no_recursion() -> None:
     check_structure(nested(300), MimeLimits(max_depth=300, max_parts=300))
     check_structure(rfc822_nested(5000), MimeLimits(max_depth=5000))
