@@ -5,9 +5,10 @@ posts the same request for its PDF. Each report shown or downloaded is recorded 
 as `gateway subject-report` records it. For auditors (the data-protection officer) and
 supervisors (Permission.SUBJECT_REPORT); others are refused. The PDF is made in a worker
 process (gateway.web.pdfwork), never on the event loop nor in the console's threads, for at
-most ``[web] subject_pdf_rows`` exchanges (a larger one is refused, and recorded with
-the output ``pdf-refused``: the refusal tells how many exchanges there are) and ``subject_pdf_at_once`` at a time (another asked meanwhile gets 503 with
-Retry-After, nothing recorded)."""
+most ``[web] subject_pdf_rows`` exchanges (a larger one is refused, and recorded with the
+output ``pdf-refused``: the refusal tells how many exchanges there are) and
+``subject_pdf_at_once`` at a time (another asked meanwhile gets 503 with Retry-After, nothing
+recorded)."""
 
 from __future__ import annotations
 
