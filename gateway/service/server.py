@@ -287,7 +287,10 @@ class Gateway:
     async def _count_the_ledgers_backlog(self) -> None:
         """With several nodes, the work waiting in the ledger counts as pending since the
         oldest of it was received (this node's intake, another's, or a dead node's whose leases
-        ran out): the hand-off does not wait more than its longest wait for that either."""
+        ran out): the hand-off does not wait more than its longest wait for that either. One
+        node, the spool alone: nothing to read (no thread hop at every wake)."""
+        if not self.node.takes_work:
+            return
         try:
             since = await asyncio.to_thread(self.node.waiting_since)
         except Exception as error:  # the ledger away: the run will say so
