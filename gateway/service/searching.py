@@ -149,7 +149,7 @@ def rebuild(services: Services) -> Rebuilt:
     transaction per message. A form we sent is kept sealed to its partner only: its entries,
     written when it was queued, cannot be made again and are lost by a rebuild. The index's
     statistics are gathered again at the end (the planner's choices follow them), and on
-    PostgreSQL the name parts vacuumed (their reads index-only)."""
+    PostgreSQL the name parts and their trigrams vacuumed (their reads index-only)."""
     done = Rebuilt()
     with services.ledger.transaction() as tx:
         search_rows.delete_all_in(tx)
@@ -161,7 +161,7 @@ def rebuild(services: Services) -> Rebuilt:
             with services.ledger.transaction() as tx:
                 case_refs.refill_in(tx)  # the grouping's copy of the references, made again
                 search_rows.analyze_in(tx)
-            search_rows.vacuum(services.ledger.engine)  # the parts read from their index alone
+            search_rows.vacuum(services.ledger.engine)  # trigrams' parts read from the index alone
             return done
         for row in rows:
             after = row.id

@@ -3,7 +3,8 @@
 SQLite: two FTS5 tables with the trigram tokenizer, one over the distinct name parts
 (search_parts, with an fts5vocab table saying how many parts hold each trigram), one over the
 keys of every other kind (search_entries), kept by triggers in the transaction that writes or
-deletes a row. PostgreSQL: a table of (trigram, part id) with its B-tree, written by
+deletes a row. PostgreSQL: a table of (trigram, part id) with its B-tree, which includes each
+part's text and consonants (a search reads them from the index alone), written by
 gateway.store.search_rows with each new name part (no extension needed), and the pg_trgm
 extension with a GiST index over the keys of every other kind.
 Where pg_trgm cannot be installed (not shipped with the server, or no right to create it), that
@@ -22,10 +23,6 @@ PARTS_GRAMS = "search_part_grams"  # PostgreSQL: which parts hold each trigram
 TRGM_INDEX = "ix_search_parts_trgm"  # name parts, up to revision 0018 (the trigram table since)
 TRGM_OTHERS_INDEX = "ix_search_entries_key_trgm_others"  # every kind but names
 TRGM_INDEXES = frozenset({TRGM_INDEX, TRGM_OTHERS_INDEX})
-# PostgreSQL: the parts' ids with their part and sound, so that the parts a search's trigrams
-# found are read from this index alone (an index-only scan), not one heap page per part.
-PARTS_COVER = "ix_search_parts_cover"
-EXTRA_INDEXES = TRGM_INDEXES | {PARTS_COVER}
 # What these make besides the tables of metadata: the FTS5 tables and their shadow tables, the
 # trigram table.
 EXTRA_TABLES = frozenset(
@@ -59,36 +56,34 @@ _SQLITE = (
     END""",  # noqa: S608 (our table names)
 )
 # A part's trigrams are every three characters in a row of it, as FTS5's trigram tokenizer cuts
-# them. No foreign key: a part's rows are deleted by their key (its trigrams and its id) before
+# them. Each row carries its part and the part's consonants in the B-tree (INCLUDE): a search
+# reads the parts of a trigram as one index-only range, not one look-up into search_parts per
+# part. No foreign key: a part's rows are deleted by their key (its trigrams and its id) before
 # the part, and a key on part_id alone would cost an index of its own.
+# An index-only scan reads the heap where a page is not marked all-visible (the visibility map,
+# which VACUUM sets): autovacuum visits the table after 1,000 new rows and 1 % more (not 20 %,
+# PostgreSQL's default), so that the newest parts, which a common trigram's read asks first, are
+# soon read from the index alone.
 _PG_GRAMS = (
     f"CREATE TABLE IF NOT EXISTS {PARTS_GRAMS} (gram varchar(3) NOT NULL,"
-    " part_id integer NOT NULL, PRIMARY KEY (gram, part_id))"
+    " part_id integer NOT NULL, part varchar(64) NOT NULL, sound varchar(64) NOT NULL,"
+    " PRIMARY KEY (gram, part_id) INCLUDE (part, sound))"
+    " WITH (autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_vacuum_scale_factor = 0.01)"
 )
-# The (trigram, part id) rows of parts, sorted as the B-tree keeps them: those of the parts
-# already held (revision 0018), and of the new parts (``{ids}``: a placeholder of their ids)
-# as gateway.store.search_rows adds them.
+# The (trigram, part id, part, sound) rows of parts, sorted as the B-tree keeps them: those of
+# the parts already held (revision 0018), and of the new parts (``{ids}``: a placeholder of
+# their ids) as gateway.store.search_rows adds them.
 _PG_GRAMS_OF = (
-    "SELECT DISTINCT substr(p.part, at, 3), p.id FROM search_parts p,"
+    "SELECT DISTINCT substr(p.part, at, 3), p.id, p.part, p.sound FROM search_parts p,"
     " generate_series(1, length(p.part) - 2) at"
 )
 PG_ADD_GRAMS = (
-    f"INSERT INTO {PARTS_GRAMS} (gram, part_id) {_PG_GRAMS_OF}"
+    f"INSERT INTO {PARTS_GRAMS} (gram, part_id, part, sound) {_PG_GRAMS_OF}"
     " WHERE p.id = ANY({ids}) ORDER BY 1, 2"
 )
-_PG_COVER = (
-    f"CREATE UNIQUE INDEX IF NOT EXISTS {PARTS_COVER} ON search_parts (id) INCLUDE (part, sound)"
-)
-# An index-only scan reads the heap where a page is not marked all-visible (the visibility map,
-# which VACUUM sets): autovacuum visits search_parts after 1,000 new parts and 1 % more (not
-# 20 %, PostgreSQL's default), so that the newest parts, which a common trigram's read asks
-# first, are soon read from the index alone.
-_PG_VACUUM_SOON = (
-    "ALTER TABLE search_parts SET (autovacuum_vacuum_insert_scale_factor = 0.01,"
-    " autovacuum_vacuum_scale_factor = 0.01)"
-)
 _PG_FILL = (
-    f"INSERT INTO {PARTS_GRAMS} (gram, part_id) {_PG_GRAMS_OF} ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+    f"INSERT INTO {PARTS_GRAMS} (gram, part_id, part, sound) {_PG_GRAMS_OF} ORDER BY 1, 2"
+    " ON CONFLICT DO NOTHING"
 )
 _SQLITE_DROP = (
     "DROP TRIGGER IF EXISTS search_entries_deleted",
@@ -108,8 +103,6 @@ def create(connection: Connection) -> None:
             connection.exec_driver_sql(statement)
         return
     connection.exec_driver_sql(_PG_GRAMS)
-    connection.exec_driver_sql(_PG_COVER)
-    connection.exec_driver_sql(_PG_VACUUM_SOON)
     schema = trigram_schema(connection) or _install_pg_trgm(connection)
     if schema is not None:
         # GiST, not GIN: it serves ORDER BY key <-> query LIMIT n, the nearest keys found by
@@ -125,22 +118,20 @@ def drop(connection: Connection) -> None:
         for statement in _SQLITE_DROP:
             connection.exec_driver_sql(statement)
         return
-    for name in sorted(EXTRA_INDEXES):
+    for name in sorted(TRGM_INDEXES):
         connection.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {PARTS_GRAMS}")
 
 
 def add_part_grams(connection: Connection) -> None:
     """PostgreSQL (revision 0018): the trigram table in place of the parts' GiST index, filled
-    from the parts held, and the parts' covering index. Nothing on SQLite, whose FTS5 table
-    does this. The table's visibility map is left to autovacuum (VACUUM cannot run in the
-    migration's transaction): until it passes, the parts' read visits the heap as before."""
+    from the parts held. Nothing on SQLite, whose FTS5 table does this. The table's visibility
+    map is left to autovacuum (VACUUM cannot run in the migration's transaction): until it
+    passes, or a VACUUM, the index-only reads of the table still visit its heap."""
     if connection.dialect.name == "sqlite":
         return
     connection.exec_driver_sql(_PG_GRAMS)
     connection.exec_driver_sql(_PG_FILL)
-    connection.exec_driver_sql(_PG_COVER)
-    connection.exec_driver_sql(_PG_VACUUM_SOON)
     connection.exec_driver_sql(f"DROP INDEX IF EXISTS {TRGM_INDEX}")
     connection.exec_driver_sql(f"ANALYZE {PARTS_GRAMS}")
 
@@ -151,11 +142,6 @@ def drop_part_grams(connection: Connection) -> None:
     if connection.dialect.name == "sqlite":
         return
     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {PARTS_GRAMS}")
-    connection.exec_driver_sql(f"DROP INDEX IF EXISTS {PARTS_COVER}")
-    connection.exec_driver_sql(
-        "ALTER TABLE search_parts RESET (autovacuum_vacuum_insert_scale_factor,"
-        " autovacuum_vacuum_scale_factor)"
-    )
     schema = trigram_schema(connection)
     if schema is not None:
         connection.exec_driver_sql(
