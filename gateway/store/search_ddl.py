@@ -3,7 +3,8 @@
 SQLite: two FTS5 tables with the trigram tokenizer, one over the distinct name parts
 (search_parts, with an fts5vocab table saying how many parts hold each trigram), one over the
 keys of every other kind (search_entries), kept by triggers in the transaction that writes or
-deletes a row. PostgreSQL: a table of (trigram, part id) with its B-tree, written by
+deletes a row. PostgreSQL: a table of (trigram, part id) with its B-tree, which includes each
+part's text and consonants (a search reads them from the index alone), written by
 gateway.store.search_rows with each new name part (no extension needed), and the pg_trgm
 extension with a GiST index over the keys of every other kind.
 Where pg_trgm cannot be installed (not shipped with the server, or no right to create it), that
@@ -55,25 +56,34 @@ _SQLITE = (
     END""",  # noqa: S608 (our table names)
 )
 # A part's trigrams are every three characters in a row of it, as FTS5's trigram tokenizer cuts
-# them. No foreign key: a part's rows are deleted by their key (its trigrams and its id) before
+# them. Each row carries its part and the part's consonants in the B-tree (INCLUDE): a search
+# reads the parts of a trigram as one index-only range, not one look-up into search_parts per
+# part. No foreign key: a part's rows are deleted by their key (its trigrams and its id) before
 # the part, and a key on part_id alone would cost an index of its own.
+# An index-only scan reads the heap where a page is not marked all-visible (the visibility map,
+# which VACUUM sets): autovacuum visits the table after 1,000 new rows and 1 % more (not 20 %,
+# PostgreSQL's default), so that the newest parts, which a common trigram's read asks first, are
+# soon read from the index alone.
 _PG_GRAMS = (
     f"CREATE TABLE IF NOT EXISTS {PARTS_GRAMS} (gram varchar(3) NOT NULL,"
-    " part_id integer NOT NULL, PRIMARY KEY (gram, part_id))"
+    " part_id integer NOT NULL, part varchar(64) NOT NULL, sound varchar(64) NOT NULL,"
+    " PRIMARY KEY (gram, part_id) INCLUDE (part, sound))"
+    " WITH (autovacuum_vacuum_insert_scale_factor = 0.01, autovacuum_vacuum_scale_factor = 0.01)"
 )
-# The (trigram, part id) rows of parts, sorted as the B-tree keeps them: those of the parts
-# already held (revision 0018), and of the new parts (``{ids}``: a placeholder of their ids)
-# as gateway.store.search_rows adds them.
+# The (trigram, part id, part, sound) rows of parts, sorted as the B-tree keeps them: those of
+# the parts already held (revision 0018), and of the new parts (``{ids}``: a placeholder of
+# their ids) as gateway.store.search_rows adds them.
 _PG_GRAMS_OF = (
-    "SELECT DISTINCT substr(p.part, at, 3), p.id FROM search_parts p,"
+    "SELECT DISTINCT substr(p.part, at, 3), p.id, p.part, p.sound FROM search_parts p,"
     " generate_series(1, length(p.part) - 2) at"
 )
 PG_ADD_GRAMS = (
-    f"INSERT INTO {PARTS_GRAMS} (gram, part_id) {_PG_GRAMS_OF}"
+    f"INSERT INTO {PARTS_GRAMS} (gram, part_id, part, sound) {_PG_GRAMS_OF}"
     " WHERE p.id = ANY({ids}) ORDER BY 1, 2"
 )
 _PG_FILL = (
-    f"INSERT INTO {PARTS_GRAMS} (gram, part_id) {_PG_GRAMS_OF} ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+    f"INSERT INTO {PARTS_GRAMS} (gram, part_id, part, sound) {_PG_GRAMS_OF} ORDER BY 1, 2"
+    " ON CONFLICT DO NOTHING"
 )
 _SQLITE_DROP = (
     "DROP TRIGGER IF EXISTS search_entries_deleted",
@@ -115,7 +125,9 @@ def drop(connection: Connection) -> None:
 
 def add_part_grams(connection: Connection) -> None:
     """PostgreSQL (revision 0018): the trigram table in place of the parts' GiST index, filled
-    from the parts held. Nothing on SQLite, whose FTS5 table does this."""
+    from the parts held. Nothing on SQLite, whose FTS5 table does this. The table's visibility
+    map is left to autovacuum (VACUUM cannot run in the migration's transaction): until it
+    passes, or a VACUUM, the index-only reads of the table still visit its heap."""
     if connection.dialect.name == "sqlite":
         return
     connection.exec_driver_sql(_PG_GRAMS)

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Integer, bindparam, cast, delete, func, insert, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
@@ -246,6 +257,18 @@ def analyze_in(tx: Transaction) -> None:
         tx.connection.exec_driver_sql(f"ANALYZE {name}")
 
 
+def vacuum(engine: Engine) -> None:
+    """PostgreSQL: VACUUM the name parts and their trigrams (after a rebuild, which wrote every
+    row), so that the visibility map marks their pages all-visible and a search reads the
+    trigrams' parts from their B-tree alone. Outside any transaction (VACUUM cannot run in
+    one). Nothing on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for name in (search_parts.name, search_ddl.PARTS_GRAMS):
+            connection.exec_driver_sql(f"VACUUM {name}")
+
+
 def count(tx: Transaction) -> int:
     return int(tx.connection.execute(select(func.count()).select_from(search_entries)).scalar_one())
 
@@ -349,17 +372,17 @@ _SQLITE_RANKED = (
     " JOIN search_parts p ON p.id = g.rowid WHERE length(p.part) BETWEEN :least AND :most"
     " ORDER BY g.rank LIMIT :limit"
 )
-# PostgreSQL: the parts of the trigrams asked, from the B-tree on (gram, part_id); where the
+# PostgreSQL: the parts of the trigrams asked, read from the B-tree on (gram, part_id), which
+# includes each part and its consonants (index-only, no look-up into search_parts); where the
 # rarest alone is common, its newest parts (the same B-tree walked backwards).
 _PG_GRAMMED = (
-    f"SELECT p.id, p.part, p.sound FROM {search_ddl.PARTS_GRAMS} g"  # noqa: S608
-    " JOIN search_parts p ON p.id = g.part_id WHERE g.gram = ANY(%(grams)s)"
-    " AND length(p.part) BETWEEN %(least)s AND %(most)s"
+    f"SELECT part_id, part, sound FROM {search_ddl.PARTS_GRAMS}"  # noqa: S608
+    " WHERE gram = ANY(%(grams)s) AND length(part) BETWEEN %(least)s AND %(most)s"
 )
 _PG_NEWEST = (
-    f"SELECT p.id, p.part, p.sound FROM (SELECT part_id FROM {search_ddl.PARTS_GRAMS}"  # noqa: S608
-    " WHERE gram = %(gram)s ORDER BY part_id DESC LIMIT %(read)s) g"
-    " JOIN search_parts p ON p.id = g.part_id WHERE length(p.part) BETWEEN %(least)s AND %(most)s"
+    "SELECT part_id, part, sound FROM (SELECT part_id, part, sound"  # noqa: S608
+    f" FROM {search_ddl.PARTS_GRAMS} WHERE gram = %(gram)s ORDER BY part_id DESC"
+    " LIMIT %(read)s) g WHERE length(part) BETWEEN %(least)s AND %(most)s"
 )
 # How many parts hold each trigram asked, each counted up to POSTINGS + 1 from the B-tree.
 _PG_POSTINGS = (

@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 from integration.inboundkit import FORM, World, assert_nothing_stored, message, send, settle
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from gateway.cli.main import main
 from gateway.search import matching
@@ -129,3 +129,12 @@ async def test_the_index_is_rebuilt_from_the_stored_messages(
     assert count == 9
     with gateway.engine.connect() as connection:  # made again from the index and the cases
         assert set(connection.execute(select(case_references)).all()) == grouping_rows
+    if gateway.engine.dialect.name == "postgresql":  # vacuumed: its visibility map made again
+        with gateway.engine.connect() as connection:
+            vacuumed = connection.execute(
+                text(
+                    "SELECT vacuum_count FROM pg_stat_user_tables"
+                    " WHERE relid = 'search_parts'::regclass"
+                )
+            ).scalar()
+        assert vacuumed == 1
