@@ -1,7 +1,8 @@
-"""One gpg process, its pipes pumped by one loop, each output counted as it arrives and capped."""
+"""One gpg process: stdin and stdout pumped by one loop, stderr in a sealed memory file; capped."""
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import select
@@ -14,6 +15,11 @@ from dataclasses import dataclass
 _WRITE_CHUNK = 64 * 1024
 _WRITE_PIECES = 4  # pieces of stdin handed to one writev (the passphrase line and the message)
 _READ_CHUNK = 64 * 1024
+# How far stderr's file reaches past its cap. A write that would cross the end of the file fails
+# whole, so the file must take any one write that starts under the cap for the cap to be seen
+# passed: gpg writes a line at a time, and none of its lines comes near (OpenPGP's subpacket
+# areas hold at most 64 KiB, its user ids 2 KiB, and status lines carry notations in pieces).
+_STDERR_MARGIN = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,48 +55,68 @@ def run_bounded(
 ) -> Finished:
     """Run ``command``, feed it the ``stdin`` pieces in order, collect stdout and stderr.
 
-    Neither output is ever held beyond its cap: the count is checked on every chunk read, and
-    the process is killed as soon as one passes its cap (OutputLimitExceeded). The pieces of
-    stdin are written as they are, never joined into one more copy.
+    stdout is never held beyond its cap: the count is checked on every chunk read, and the
+    process is killed as soon as it passes the cap (OutputLimitExceeded). stderr goes to a
+    file in memory that cannot grow beyond ``_STDERR_MARGIN`` past its cap (a write beyond
+    fails), read once the process is done; more than ``max_stderr`` bytes written there means
+    OutputLimitExceeded. The pieces of stdin are written as they are, never joined into one
+    more copy.
     """
-    # No preexec_fn, start_new_session, user or group change: CPython then starts the child with
-    # vfork(), which copies no page tables (at ~110 MB RSS a fork() took 0.84 ms here, this
-    # Popen 0.13 ms). close_fds stays: the child gets only its three pipes.
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env) if env is not None else None,
-    )
+    errors = _bounded_memory_file(max_stderr + _STDERR_MARGIN)
     try:
-        return _pump(process, stdin, max_stdout, max_stderr, time.monotonic() + timeout)
+        # No preexec_fn, start_new_session, user or group change: CPython then starts the child
+        # with vfork(), which copies no page tables (at ~110 MB RSS a fork() took 0.84 ms here,
+        # this Popen 0.13 ms). close_fds stays: the child gets only its pipes and that file.
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            env=dict(env) if env is not None else None,
+        )
+        try:
+            output, returncode = _pump(process, stdin, max_stdout, time.monotonic() + timeout)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
+        written = os.lseek(errors, 0, os.SEEK_CUR)  # the child's offset: it shares the file
+        if written > max_stderr:
+            raise OutputLimitExceeded("stderr", max_stderr)
+        return Finished(output, os.pread(errors, written, 0), returncode)
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        for pipe in (process.stdin, process.stdout, process.stderr):
-            if pipe is not None:
-                pipe.close()
+        os.close(errors)
+
+
+def _bounded_memory_file(size: int) -> int:
+    """An anonymous file in memory, ``size`` bytes long and sealed against growing: gpg writes
+    its status and diagnostics there without waking this thread for each line (25 to 30 lines
+    a run, each a write of its own, were as many turns of the poll loop), and a write past the
+    end fails. Pages are taken only as they are written."""
+    fd = os.memfd_create("gpg-stderr", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _pump(
     process: subprocess.Popen[bytes],
     pieces: Sequence[bytes],
     max_stdout: int,
-    max_stderr: int,
     deadline: float,
-) -> Finished:
-    """One poll(2) loop over the three pipes, on their descriptors directly. gpg writes each
-    status line on its own, so a run wakes this loop 25 to 30 times: each turn is kept short
-    (no selector objects, no epoll descriptor made and registered per run)."""
-    assert process.stdin and process.stdout and process.stderr  # noqa: S101 (pipes asked for)
-    stdin_fd, stdout_fd, stderr_fd = (
-        process.stdin.fileno(),
-        process.stdout.fileno(),
-        process.stderr.fileno(),
-    )
-    stdout, stderr = bytearray(), bytearray()
+) -> tuple[bytes, int]:
+    """One poll(2) loop over stdin and stdout, on their descriptors directly (no selector
+    objects, no epoll descriptor made and registered per run): stdout and the exit code."""
+    assert process.stdin and process.stdout  # noqa: S101 (pipes asked for)
+    stdin_fd, stdout_fd = process.stdin.fileno(), process.stdout.fileno()
+    stdout = bytearray()
     queue = [memoryview(piece) for piece in pieces if piece]
     poller = select.poll()
     if queue:
@@ -100,8 +126,7 @@ def _pump(
     else:
         process.stdin.close()
     poller.register(stdout_fd, select.POLLIN)
-    poller.register(stderr_fd, select.POLLIN)
-    left = 3 if queue else 2  # the pipes still open
+    left = 2 if queue else 1  # the pipes still open
     while left:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -118,17 +143,20 @@ def _pump(
             if not chunk:
                 poller.unregister(fd)
                 left -= 1
-            elif fd == stdout_fd:
+            else:
                 stdout += chunk
                 if len(stdout) > max_stdout:
-                    del stdout[:], stderr[:]  # the memory goes now, not when the caller is done
+                    del stdout[:]  # the memory goes now, not when the caller is done
                     raise OutputLimitExceeded("stdout", max_stdout)
-            else:
-                stderr += chunk
-                if len(stderr) > max_stderr:
-                    del stdout[:], stderr[:]
-                    raise OutputLimitExceeded("stderr", max_stderr)
-    return Finished(bytes(stdout), bytes(stderr), process.wait())
+    # stdout closed: gpg is exiting (or has closed it early); its stderr needs no reading now.
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise RunTimedOut()
+    try:
+        returncode = process.wait(remaining)
+    except subprocess.TimeoutExpired:
+        raise RunTimedOut() from None
+    return bytes(stdout), returncode
 
 
 def _write_some(fd: int, queue: list[memoryview]) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _PREFIX = "[GNUPG:] "
 
@@ -12,6 +12,17 @@ class StatusLog:
     """The status lines of one gpg run, in order, as (keyword, arguments)."""
 
     lines: tuple[tuple[str, tuple[str, ...]], ...]
+    # The arguments of each keyword's lines, in order: a message's checks ask a dozen questions
+    # of the same 15 to 30 lines, each answered here without going through them again.
+    _by_keyword: dict[str, list[tuple[str, ...]]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        by_keyword: dict[str, list[tuple[str, ...]]] = {}
+        for keyword, args in self.lines:
+            by_keyword.setdefault(keyword, []).append(args)
+        object.__setattr__(self, "_by_keyword", by_keyword)
 
     @classmethod
     def parse(cls, stderr: str) -> StatusLog:
@@ -23,13 +34,13 @@ class StatusLog:
         return cls(tuple(lines))
 
     def has(self, keyword: str) -> bool:
-        return any(name == keyword for name, _ in self.lines)
+        return keyword in self._by_keyword
 
     def count(self, keyword: str) -> int:
-        return sum(1 for name, _ in self.lines if name == keyword)
+        return len(self._by_keyword.get(keyword, ()))
 
     def fields(self, keyword: str) -> list[list[str]]:
-        return [list(args) for name, args in self.lines if name == keyword]
+        return [list(args) for args in self._by_keyword.get(keyword, ())]
 
     def reason(self, keyword: str) -> str:
         """gpg's reason code for INV_RECP / INV_SGNR, in words (see doc/DETAILS of GnuPG)."""

@@ -202,3 +202,15 @@ def test_gpg_refusing_garbage_reports_on_stderr() -> None:
     assert done.stdout == b""
     assert done.returncode == 2
     assert b"no valid OpenPGP data found" in done.stderr
+
+
+@pytest.mark.usefixtures("clean")
+def test_stderr_far_past_its_cap_while_stdout_stays_open() -> None:
+    """MiBs on stderr with stdout still open: nothing blocks on an unread pipe, the file stops
+    growing past its margin, and the cap is reported once the process is done."""
+    script = "head -c 5000000 /dev/zero >&2; echo out"
+    with pytest.raises(OutputLimitExceeded) as raised:
+        run(["sh", "-c", script], max_stderr=5000)
+    assert (raised.value.stream, raised.value.limit) == ("stderr", 5000)
+    done = run(["sh", "-c", "head -c 5001 /dev/zero >&2; exec 1>&-; sleep 0.1"], max_stderr=5001)
+    assert done == Finished(b"", bytes(5001), 0)
