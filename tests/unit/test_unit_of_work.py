@@ -12,10 +12,12 @@ from sqlalchemy import Engine, text
 
 from gateway.store.ledger import make_engine
 from gateway.store.unit import (
+    LedgerConflict,
     LedgerUnavailable,
     in_sqlite_transaction,
     reading,
     savepoint,
+    say_to_sqlite,
     writing,
 )
 
@@ -196,3 +198,14 @@ def test_a_locked_database_raises_ledger_unavailable_and_the_next_write_goes_on(
     with writing(engine) as tx:
         tx.connection.exec_driver_sql("INSERT INTO t VALUES (7)")
     assert count(engine) == 1
+
+
+def test_a_statement_said_to_sqlite_raises_as_sqlalchemy_would(engine: Engine) -> None:
+    with writing(engine) as tx:
+        tx.connection.exec_driver_sql("CREATE UNIQUE INDEX t_n ON t (n)")
+        say_to_sqlite(tx.connection, "INSERT INTO t VALUES (:n)", [{"n": 1}, {"n": 2}])
+        assert say_to_sqlite(tx.connection, "SELECT count(*) FROM t").fetchone() == (2,)
+    with pytest.raises(LedgerConflict), writing(engine) as tx:
+        say_to_sqlite(tx.connection, "INSERT INTO t VALUES (:n)", {"n": 3})
+        say_to_sqlite(tx.connection, "INSERT INTO t VALUES (:n)", {"n": 1})
+    assert count(engine) == 2, "the transaction that raised was rolled back"
