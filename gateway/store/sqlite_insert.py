@@ -14,10 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Dialect, Table, insert
+from sqlalchemy.dialects import sqlite
 
 from gateway.store.unit import Transaction, say_to_sqlite
 
 _Plan = tuple[str, dict[str, Any], dict[str, Callable[[Any], Any]]]
+_NAMED = sqlite.dialect(paramstyle="named")  # SQLite's :name parameters, bound from dicts
 _plans: dict[tuple[str, tuple[str, ...], int], _Plan] = {}
 
 
@@ -59,8 +61,7 @@ def _plan(table: Table, keys: tuple[str, ...], dialect: Dialect) -> _Plan:
             raise ValueError(f"{table.name}.{column.key} has a computed default: name it")
         defaults[column.key] = column.default.arg  # type: ignore[attr-defined]
     names = (*keys, *defaults)
-    named = type(dialect)(paramstyle="named")  # SQLite's :name parameters, bound from dicts
-    sql = str(insert(table).compile(dialect=named, column_keys=list(names)))
+    sql = str(insert(table).compile(dialect=_NAMED, column_keys=list(names)))
     processors: dict[str, Callable[[Any], Any]] = {}
     for name in names:
         column = table.c[name]
