@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, String, exc, insert, select, text, type_coerce
+from sqlalchemy.dialects import sqlite
 
 from gateway.core.clock import Clock
 from gateway.store.ledger import audit
-from gateway.store.unit import Transaction, in_sqlite_transaction, writing
+from gateway.store.unit import Transaction, in_sqlite_transaction, say_to_sqlite, writing
 
 GENESIS = "0" * 64
 """The prev_hash of the first entry."""
@@ -39,6 +40,11 @@ REASON_LIMIT = 300
 _HEAD = select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
 _INSERT = insert(audit)
 _ADVISORY_LOCK = text(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+# On SQLite the same two statements are said to the driver (gateway.store.unit.say_to_sqlite):
+# SQLAlchemy's execution path cost more than the statements, in every group commit. The instant
+# is stored as SQLAlchemy stores it (its own bind processor for the column's type).
+_SQLITE_HEAD = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+_SQLITE_INSERT = str(_INSERT.compile(dialect=sqlite.dialect(paramstyle="named")))
 
 
 @dataclass(frozen=True)
@@ -260,8 +266,12 @@ class AuditLog:
         if not cleaned:
             return []
         self._lock(connection)
-        head = connection.execute(_HEAD).first()
-        seq, prev_hash = (int(head.seq) + 1, str(head.hash)) if head else (1, GENESIS)
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            head = say_to_sqlite(connection, _SQLITE_HEAD).fetchone()
+        else:
+            head = connection.execute(_HEAD).first()
+        seq, prev_hash = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS)
         made: list[AuditEntry] = []
         for kind, partner, form, reference, digest, reason in cleaned:
             at = self.clock.now()
@@ -295,7 +305,15 @@ class AuditLog:
             )
             seq, prev_hash = seq + 1, digest_of_entry
         rows = [dict(vars(entry)) for entry in made]
-        connection.execute(_INSERT, rows[0] if len(rows) == 1 else rows)
+        if sqlite:
+            dialect = connection.dialect
+            stored = audit.c.at.type.dialect_impl(dialect).bind_processor(dialect)
+            if stored is not None:
+                for row in rows:
+                    row["at"] = stored(row["at"])
+            say_to_sqlite(connection, _SQLITE_INSERT, rows)
+        else:
+            connection.execute(_INSERT, rows[0] if len(rows) == 1 else rows)
         return made
 
     @staticmethod
@@ -306,7 +324,7 @@ class AuditLog:
             connection.execute(_ADVISORY_LOCK)
         elif dialect == "sqlite" and not in_sqlite_transaction(connection):
             # Nothing written yet (the driver defers BEGIN): take the write lock before reading.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            say_to_sqlite(connection, "BEGIN IMMEDIATE")
 
     # Reading
 

@@ -41,6 +41,7 @@ from gateway.store.ledger import (
     new_deadline_row,
 )
 from gateway.store.search_rows import IndexRow, Where, add_many_in
+from gateway.store.sqlite_insert import insert_rows
 from gateway.store.states import INBOUND, OUTBOUND, check_state
 from gateway.store.unit import LedgerConflict, Transaction, savepoint
 
@@ -48,8 +49,6 @@ log = logging.getLogger("gateway.store")
 
 _INSERT_MESSAGE = insert(messages)
 _INSERT_MESSAGES = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
-_INSERT_EVENTS = insert(events)
-_INSERT_DEADLINES = insert(deadlines)
 
 AUDIT_KIND = "received"
 
@@ -240,7 +239,7 @@ class GroupCommit:
             }
             for message_id, record in zip(ids, records, strict=True)
         ]
-        connection.execute(_INSERT_EVENTS, firsts[0] if len(firsts) == 1 else firsts)
+        insert_rows(tx, events, firsts)
         owed = [
             new_deadline_row(
                 message_id,
@@ -253,8 +252,7 @@ class GroupCommit:
             for message_id, record in zip(ids, records, strict=True)
             if record.reply_due is not None
         ]
-        if owed:
-            connection.execute(_INSERT_DEADLINES, owed[0] if len(owed) == 1 else owed)
+        insert_rows(tx, deadlines, owed)
         indexed = [
             (
                 Where(

@@ -93,6 +93,27 @@ def test_append_chains_entries_and_verify_finds_them_intact(log: AuditLog) -> No
     assert (report.entries, report.head, report.intact) == (3, (3, entries[2].hash), True)
 
 
+def test_an_entry_is_stored_as_sqlalchemy_stores_it(log: AuditLog) -> None:
+    """On SQLite the chain's statements are said to the driver: the instant's text, and every
+    other column, are what SQLAlchemy's own insert writes for the same values."""
+    entry = fill(log, 1)[0]
+    values = dict(vars(entry), seq=99, hash="f" * 64)
+    with log.begin() as tx:
+        tx.connection.execute(insert(audit), values)
+    with log.engine.connect() as connection:
+        stored = [
+            tuple(found)
+            for found in connection.execute(
+                text(
+                    "SELECT at, kind, partner, form, reference, digest, reason, prev_hash "
+                    "FROM audit ORDER BY seq"
+                )
+            )
+        ]
+    assert stored[0] == stored[1]
+    assert log.entries()[0] == entry
+
+
 def test_the_hash_is_sha256_of_compact_sorted_json(log: AuditLog) -> None:
     entry = log.append("outbound.sent", form="A", reason="tabs\tand  spaces\tcollapse")
     assert entry.reason == "tabs and spaces collapse"

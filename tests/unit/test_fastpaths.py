@@ -387,3 +387,20 @@ def test_desk_copy_names_the_email_package_must_write(
     assert len(maildir.subject(delivery)) > 78 - len("Subject: ")  # folded
     expected = maildir._generated(headers, maildir.body(delivery), parts, "=_" + "d" * 32)
     assert maildir.render(delivery) == expected
+
+
+@pytest.mark.parametrize("max_line_length", [20, 40, 78, 100])
+def test_long_plain_headers_fold_as_compat32_folds_them(max_line_length: int) -> None:
+    """Values of single-spaced printable words, many longer than a line: those folded here."""
+    rng = random.Random(max_line_length)  # noqa: S311 - reproducible cases, not secrets
+    ours = pgpmime.WRITE_POLICY.clone(max_line_length=max_line_length)
+    theirs = COMPAT32.clone(max_line_length=max_line_length, linesep="\r\n")
+    alphabet = "abcXYZ019;,:=?<>\"'()-."
+    for _ in range(3000):
+        words = [
+            "".join(rng.choice(alphabet) for _ in range(rng.choice([1, 2, 3, 5, 9, 30, 90])))
+            for _ in range(rng.randint(1, 30))
+        ]
+        value = " ".join(words)
+        name = rng.choice(["Subject", "To", "X-A", "X-A-Rather-Long-Header-Name"])
+        assert ours.fold(name, value) == theirs.fold(name, value), (name, value)

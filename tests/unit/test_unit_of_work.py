@@ -3,6 +3,7 @@ its reads; a failure drops the connection it happened on; disposing the engine c
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -10,7 +11,15 @@ import pytest
 from sqlalchemy import Engine, text
 
 from gateway.store.ledger import make_engine
-from gateway.store.unit import in_sqlite_transaction, reading, savepoint, writing
+from gateway.store.unit import (
+    LedgerConflict,
+    LedgerUnavailable,
+    in_sqlite_transaction,
+    reading,
+    savepoint,
+    say_to_sqlite,
+    writing,
+)
 
 
 @pytest.fixture
@@ -173,3 +182,30 @@ def test_a_savepoint_undoes_its_block_only_and_refuses_a_bad_name(engine: Engine
     with reading(engine) as tx:
         values = tx.connection.execute(text("SELECT n FROM t ORDER BY n")).scalars().all()
     assert values == [1, 3]
+
+
+def test_a_locked_database_raises_ledger_unavailable_and_the_next_write_goes_on(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with writing(engine) as tx:
+        tx.connection.exec_driver_sql("PRAGMA busy_timeout = 0")  # fail at once, not after waiting
+    holder = sqlite3.connect(tmp_path / "unit.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(LedgerUnavailable, match="locked"), writing(engine):
+        pytest.fail("the write lock is another connection's")
+    holder.execute("COMMIT")
+    holder.close()
+    with writing(engine) as tx:
+        tx.connection.exec_driver_sql("INSERT INTO t VALUES (7)")
+    assert count(engine) == 1
+
+
+def test_a_statement_said_to_sqlite_raises_as_sqlalchemy_would(engine: Engine) -> None:
+    with writing(engine) as tx:
+        tx.connection.exec_driver_sql("CREATE UNIQUE INDEX t_n ON t (n)")
+        say_to_sqlite(tx.connection, "INSERT INTO t VALUES (:n)", [{"n": 1}, {"n": 2}])
+        assert say_to_sqlite(tx.connection, "SELECT count(*) FROM t").fetchone() == (2,)
+    with pytest.raises(LedgerConflict), writing(engine) as tx:
+        say_to_sqlite(tx.connection, "INSERT INTO t VALUES (:n)", {"n": 3})
+        say_to_sqlite(tx.connection, "INSERT INTO t VALUES (:n)", {"n": 1})
+    assert count(engine) == 2, "the transaction that raised was rolled back"
