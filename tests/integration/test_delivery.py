@@ -9,6 +9,7 @@ import email.policy
 import hashlib
 import logging
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -422,21 +423,27 @@ async def test_an_unreachable_partner_costs_one_connection_per_session_not_per_i
     rig.partner.fail("connect", "421 4.3.2 too busy", times=100)
     ids = [rig.queue_form(f"RO-2026-{n:06d}") for n in range(1, 6)]
     commits: list[object] = []
+    engine = rig.ledger.engine
 
-    def committed(connection: object) -> None:
+    def committed(connection: object) -> None:  # PostgreSQL: SQLAlchemy commits
         commits.append(connection)
 
-    def statement(connection: object, _cursor: object, sql: str, *_args: object) -> None:
-        if sql.strip().upper() == "COMMIT":  # a write transaction on SQLite ends so
-            commits.append(connection)
+    def traced(driver: object, _record: object) -> None:
+        # SQLite: the store says BEGIN IMMEDIATE and COMMIT to the driver itself, which SQLite's
+        # trace callback sees (SQLAlchemy's statement events do not).
+        if isinstance(driver, sqlite3.Connection):
+            driver.set_trace_callback(
+                lambda sql: commits.append(driver) if sql.strip().upper() == "COMMIT" else None
+            )
 
-    event.listen(rig.ledger.engine, "commit", committed)
-    event.listen(rig.ledger.engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", committed)
+    event.listen(engine, "connect", traced)
+    engine.dispose()  # the ledger's kept connections are opened again, traced
     try:
         assert await rig.courier().run_once() == 5
     finally:
-        event.remove(rig.ledger.engine, "commit", committed)
-        event.remove(rig.ledger.engine, "before_cursor_execute", statement)
+        event.remove(engine, "commit", committed)
+        event.remove(engine, "connect", traced)
     # At most one connection per session (connections_per_partner): the rest told at once.
     assert 1 <= rig.partner.connects <= 2
     for n in range(1, 6):
