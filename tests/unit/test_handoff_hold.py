@@ -11,6 +11,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -171,6 +172,7 @@ async def loop_once(session_limits: Limits, pending_age: float) -> tuple[FakeHan
     gateway = gateway_with(session_limits)
     fake = FakeHandoff()
     gateway.handoff = fake  # type: ignore[assignment]
+    gateway.node = SimpleNamespace(takes_work=False)  # type: ignore[assignment]  # one node
     gateway._wake = asyncio.Event()
     gateway._outbound_wake = asyncio.Event()
     gateway._pending_since = time.time() - pending_age
