@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Executable, Integer, bindparam, literal_column, select, text, union_all
 
 from gateway.store.ledger import case_references, messages
-from gateway.store.unit import Transaction
+from gateway.store.unit import Transaction, say_to_sqlite
 
 OPEN, NONE = "open", "none"  # states of a holder's case: open, closed, none (in no case)
 REFERENCE_KIND = "reference"  # gateway.forms.entities.REFERENCE
@@ -166,10 +166,7 @@ def place_in(tx: Transaction, message_ids: Sequence[int], case_id: int | None) -
         return
     rows = [{"message_id": message_id, "case_id": case_id} for message_id in message_ids]
     if tx.dialect == "sqlite":  # in every grouping: SQLAlchemy's execution cost more than it
-        driver = tx.connection.connection.driver_connection
-        if driver is None:  # pragma: no cover - a kept connection is always open
-            raise RuntimeError("the ledger's connection is closed")
-        driver.executemany(_PLACE.text, rows)
+        say_to_sqlite(tx.connection, _PLACE.text, rows)
         return
     tx.connection.execute(_PLACE, rows if len(rows) > 1 else rows[0])
 

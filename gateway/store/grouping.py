@@ -37,7 +37,7 @@ from gateway.store.case_rows import (
     REPLY_CHAIN,
 )
 from gateway.store.ledger import case_members, cases, messages
-from gateway.store.unit import Transaction, savepoint
+from gateway.store.unit import Transaction, savepoint, say_to_sqlite
 
 log = logging.getLogger("gateway.cases")
 
@@ -135,17 +135,14 @@ def _sqlite_savepoint(tx: Transaction) -> Iterator[None]:
     """gateway.store.unit.savepoint, said to SQLite's own connection: the writer's connection is
     in autocommit mode (its BEGIN IMMEDIATE and COMMIT are the store's), and SQLAlchemy's
     execution path cost more than the two inserts it guards (about 40 us a statement)."""
-    driver = tx.connection.connection.driver_connection
-    if driver is None:  # pragma: no cover - a kept connection is always open
-        raise RuntimeError("the ledger's connection is closed")
-    driver.execute("SAVEPOINT grouping")
+    say_to_sqlite(tx.connection, "SAVEPOINT grouping")
     try:
         yield
     except BaseException:
-        driver.execute("ROLLBACK TO SAVEPOINT grouping")
-        driver.execute("RELEASE SAVEPOINT grouping")
+        say_to_sqlite(tx.connection, "ROLLBACK TO SAVEPOINT grouping")
+        say_to_sqlite(tx.connection, "RELEASE SAVEPOINT grouping")
         raise
-    driver.execute("RELEASE SAVEPOINT grouping")
+    say_to_sqlite(tx.connection, "RELEASE SAVEPOINT grouping")
 
 
 def group_in(tx: Transaction, message: ToGroup, now: datetime) -> int | None:
