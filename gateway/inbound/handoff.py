@@ -30,7 +30,7 @@ from gateway.search import crosscheck
 from gateway.store import crosscheck_rows, lookups
 from gateway.store.audit import AuditLog
 from gateway.store.bodies import Spooled
-from gateway.store.crosscheck_rows import EarlierHit
+from gateway.store.crosscheck_walk import EarlierHit
 from gateway.store.ledger import Ledger, MessageRow, NewMessage
 from gateway.store.spool import Spool, SpoolItem
 from gateway.store.states import InboundState, OutboundState

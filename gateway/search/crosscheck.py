@@ -35,8 +35,8 @@ from gateway.forms.entities import (
     REFERENCE,
     VEHICLE,
 )
-from gateway.store import case_rows, crosscheck_rows
-from gateway.store.crosscheck_rows import EarlierHit
+from gateway.store import case_rows, crosscheck_walk
+from gateway.store.crosscheck_walk import EarlierHit
 from gateway.store.unit import Transaction
 
 KINDS = frozenset({DOCUMENT, VEHICLE, FIREARM, OBJECT, REFERENCE, PERSON, PHONE, EMAIL})
@@ -56,7 +56,7 @@ def check_many(tx: Transaction, message_ids: Sequence[int]) -> dict[int, list[Ea
     earlier message and key, or per earlier case, desk and key; at most MAX_HITS, identifiers
     and persons first, then the most recent first; each with its case as it stands."""
     found: dict[int, list[EarlierHit]] = {}
-    for message_id, written in crosscheck_rows.keys_of(tx, message_ids).items():
+    for message_id, written in crosscheck_walk.keys_of(tx, message_ids).items():
         keys: dict[tuple[str, str, str | None], None] = {}
         for kind, key, born in written:
             if kind == PERSON:
@@ -64,11 +64,11 @@ def check_many(tx: Transaction, message_ids: Sequence[int]) -> dict[int, list[Ea
                     keys[(kind, key, born)] = None
             elif kind in KINDS:
                 keys[(kind, key, None)] = None
-        rows = crosscheck_rows.earlier(
+        rows = crosscheck_walk.earlier(
             tx, list(keys), before=message_id, per_key=PER_ENTRY, most=MAX_HITS, last=LAST
         )
         if rows:
-            found[message_id] = [crosscheck_rows.hit_of(row) for row in rows]
+            found[message_id] = [crosscheck_walk.hit_of(row) for row in rows]
     return found
 
 

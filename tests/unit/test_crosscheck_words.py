@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from gateway.search.crosscheck import describe, seen_by
-from gateway.store.crosscheck_rows import EarlierHit
+from gateway.store.crosscheck_walk import EarlierHit
 
 AT = datetime(2026, 3, 2, 23, 59, tzinfo=UTC)
 
