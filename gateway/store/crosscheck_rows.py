@@ -15,19 +15,28 @@ from sqlalchemy import (
     Delete,
     Insert,
     Integer,
+    Select,
     Update,
+    and_,
     bindparam,
     case,
     delete,
-    exists,
+    insert,
     literal_column,
     or_,
     select,
+    union,
     update,
 )
 
 from gateway.store.crosscheck_walk import EarlierHit
-from gateway.store.ledger import as_utc, case_members, crosscheck_hits, search_entries
+from gateway.store.ledger import (
+    as_utc,
+    case_members,
+    crosscheck_gathered,
+    crosscheck_hits,
+    search_entries,
+)
 from gateway.store.unit import Transaction
 
 _OF_MESSAGE = (
@@ -102,11 +111,55 @@ def _record(gathered: tuple[bool, ...]) -> Insert:
     )
 
 
+def _gathering(born: bool) -> Select[Any]:
+    """The earlier messages each hit of a message gathers (with or without a date of birth):
+    those of its case and desk holding its key, from its first to its latest; a walk of
+    ix_search_entries_kind_key_born a hit."""
+    hits, entries = crosscheck_hits, search_entries
+    return (
+        select(hits.c.id, entries.c.message_id)
+        .join_from(
+            hits,
+            entries,
+            and_(
+                entries.c.kind == hits.c.kind,
+                entries.c.key == hits.c.key,
+                entries.c.born == hits.c.born if born else entries.c.born.is_(None),
+                entries.c.message_id >= hits.c.earlier_first,
+                entries.c.message_id <= hits.c.earlier_id,
+            ),
+        )
+        .join(
+            case_members,
+            and_(
+                case_members.c.message_id == entries.c.message_id,
+                case_members.c.case_id == hits.c.earlier_case_id,
+            ),
+        )
+        .where(
+            hits.c.message_id == bindparam("message_id"),
+            hits.c.messages > 1,
+            hits.c.born.is_not(None) if born else hits.c.born.is_(None),
+            or_(
+                entries.c.desk == hits.c.earlier_desk,
+                and_(entries.c.desk.is_(None), hits.c.earlier_desk.is_(None)),
+            ),
+        )
+    )
+
+
+# What the hits of a message just recorded gather (a message holding a key twice: once).
+_GATHER: Insert = insert(crosscheck_gathered).from_select(
+    ["hit_id", "message_id"], union(_gathering(True), _gathering(False))
+)
+
+
 def add_in(
     tx: Transaction, hits_by_message: Sequence[tuple[int, Sequence[EarlierHit]]], now: datetime
 ) -> None:
     """Record the hits of these messages inside ``tx``, from the index entries they were found
-    by (as they hold them now): one statement a message."""
+    by (as they hold them now): one statement a message, and one more for a message with hits
+    standing for several earlier messages, which records those messages."""
     for message_id, hits in hits_by_message:
         found = [hit for hit in hits if hit.entry]
         if not found:
@@ -117,7 +170,10 @@ def add_in(
             if hit.messages > 1:  # only these bind their count and first
                 values[f"messages{number}"] = hit.messages
                 values[f"first{number}"] = hit.earlier_first
-        tx.connection.execute(_record(tuple(hit.messages > 1 for hit in found)), values)
+        gathered = tuple(hit.messages > 1 for hit in found)
+        tx.connection.execute(_record(gathered), values)
+        if any(gathered):
+            tx.connection.execute(_GATHER, {"message_id": message_id})
 
 
 def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
@@ -145,41 +201,32 @@ def of_message(tx: Transaction, message_id: int) -> list[EarlierHit]:
 
 def delete_of_message_in(tx: Transaction, message_id: int) -> int:
     """Delete the hits of a message and those that describe it (its retention ended): a hit
-    whose latest message it is goes; one that counts it among earlier messages of its case
-    counts one fewer. Run before its index entries go: they say which keys it held."""
+    whose latest message it is goes; one that gathered it among earlier messages of its case
+    counts one fewer, whatever case the message is in now (its record says which)."""
     values = {"gone": message_id}
     tx.connection.execute(_UNCOUNT, values)
+    tx.connection.execute(_FORGET, values)
     return int(tx.connection.execute(_DELETE, values).rowcount or 0)
 
 
 _GONE: BindParameter[int] = bindparam("gone", type_=Integer)
-# A hit that counts the purged message among others (the same key, case, desk; between its
-# first and its latest; recorded for a later message): one fewer. Its case as it is now.
-_HELD = (
-    exists()
-    .where(
-        search_entries.c.message_id == _GONE,
-        search_entries.c.kind == crosscheck_hits.c.kind,
-        search_entries.c.key == crosscheck_hits.c.key,
-        or_(search_entries.c.born == crosscheck_hits.c.born, crosscheck_hits.c.born.is_(None)),
-        search_entries.c.desk == crosscheck_hits.c.earlier_desk,
-    )
-    .correlate(crosscheck_hits)
-)
+# The hits going with the purged message: its own, and those it is the latest of.
+_GOING = or_(crosscheck_hits.c.message_id == _GONE, crosscheck_hits.c.earlier_id == _GONE)
+# A hit that gathered the purged message among others and stays: one fewer.
 _UNCOUNT: Update = (
     update(crosscheck_hits)
     .where(
-        crosscheck_hits.c.messages > 1,
-        crosscheck_hits.c.earlier_first <= _GONE,
-        crosscheck_hits.c.earlier_id > _GONE,
-        crosscheck_hits.c.earlier_case_id
-        == select(case_members.c.case_id)
-        .where(case_members.c.message_id == _GONE)
-        .scalar_subquery(),
-        _HELD,
+        crosscheck_hits.c.id.in_(
+            select(crosscheck_gathered.c.hit_id).where(crosscheck_gathered.c.message_id == _GONE)
+        ),
+        ~_GOING,
     )
     .values(messages=crosscheck_hits.c.messages - 1)
 )
-_DELETE: Delete = delete(crosscheck_hits).where(
-    or_(crosscheck_hits.c.message_id == _GONE, crosscheck_hits.c.earlier_id == _GONE)
+_FORGET: Delete = delete(crosscheck_gathered).where(
+    or_(
+        crosscheck_gathered.c.message_id == _GONE,
+        crosscheck_gathered.c.hit_id.in_(select(crosscheck_hits.c.id).where(_GOING)),
+    )
 )
+_DELETE: Delete = delete(crosscheck_hits).where(_GOING)

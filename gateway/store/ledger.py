@@ -196,7 +196,7 @@ job_runs = Table(
 message_bodies = Table(
     "message_bodies",
     metadata,
-    Column("message_id", Integer, ForeignKey("messages.id"), primary_key=True),
+    Column("message_id", Integer, ForeignKey("messages.id"), primary_key=True, autoincrement=False),
     Column("bytes", LargeBinary, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("raw_length", Integer, nullable=False),
@@ -572,6 +572,19 @@ crosscheck_hits = Table(
 )
 Index("ix_crosscheck_hits_message", crosscheck_hits.c.message_id)
 Index("ix_crosscheck_hits_earlier", crosscheck_hits.c.earlier_id)  # a purge deletes by either
+# The earlier messages a hit gathered (revision 0019): each message of its case and desk that
+# held the key when the hit was recorded, so that the purge of one of them counts down the hits
+# that gathered it, whatever case it is in by then (a merge, a move). A hit of one message has
+# none: its message is ``earlier_id``.
+crosscheck_gathered = Table(
+    "crosscheck_gathered",
+    metadata,
+    Column(
+        "hit_id", Integer, ForeignKey("crosscheck_hits.id"), primary_key=True, autoincrement=False
+    ),
+    Column("message_id", Integer, ForeignKey("messages.id"), primary_key=True, autoincrement=False),
+)
+Index("ix_crosscheck_gathered_message", crosscheck_gathered.c.message_id)
 
 # Keys in one IN (...) at most: SQLite takes 32766 parameters in a statement.
 KEYS_PER_QUERY = 500

@@ -229,3 +229,55 @@ def test_the_hits_of_a_batch_are_read_and_recorded_together(ledger_engine: Engin
         assert crosscheck_rows.of_message(tx, second) == found[second]
         assert crosscheck_rows.of_message(tx, third) == found[third]
         assert crosscheck_rows.of_message(tx, nothing) == []
+
+
+def test_a_purge_counts_down_the_hits_that_gathered_the_message_whatever_its_case_now(
+    ledger_engine: Engine,
+) -> None:
+    """A hit gathering the earlier messages of a case stands for those in the case when it
+    was recorded: purging one of them counts it down after the message moved to another case
+    or its case was merged; purging a message that joined the case since leaves it as it is."""
+    clock = FakeClock(START)
+    ledger = Ledger(ledger_engine, clock)
+    supervisor = Principal("sam", frozenset({Role.SUPERVISOR}))
+    cases = Cases(ledger, AuditLog(ledger_engine, clock))
+    first, joined_later, moved, merged, latest = (
+        recorded(ledger, number, [PASSPORT]) for number in range(1, 6)
+    )
+    case = cases.open_around(supervisor, ledger.get(first), "request 17/2026")
+    for message in (moved, merged, latest):
+        cases.link(supervisor, case.number, ledger.get(message), "the same passport")
+    other = cases.open_around(
+        supervisor, ledger.get(recorded(ledger, 6, [replace(PASSPORT, value="ZZ 999")])), "other"
+    )
+    arriving = recorded(ledger, 7, [PASSPORT])
+    with ledger.transaction() as tx:
+        hits = crosscheck.check(tx, arriving)
+        crosscheck_rows.add_in(tx, [(arriving, hits)], START)
+    assert [(hit.earlier_id, hit.messages) for hit in hits] == [(latest, 4), (joined_later, 1)]
+
+    def counted() -> list[tuple[int, int]]:
+        with ledger.reading() as tx:
+            return [
+                (hit.earlier_id, hit.messages) for hit in crosscheck_rows.of_message(tx, arriving)
+            ]
+
+    def purged(message: int) -> int:
+        with ledger.transaction() as tx:
+            return crosscheck_rows.delete_of_message_in(tx, message)
+
+    # In no case when the hit was recorded: its own hit goes, the case's keeps its count.
+    cases.link(supervisor, case.number, ledger.get(joined_later), "found since")
+    assert purged(joined_later) == 1
+    assert counted() == [(latest, 4)]
+    # Moved to another case since: the hit that gathered it counts one fewer.
+    cases.unlink(supervisor, case.number, ledger.get(moved), "not this case")
+    cases.link(supervisor, other.number, ledger.get(moved), "that case")
+    assert purged(moved) == 0
+    assert counted() == [(latest, 3)]
+    # Its case merged into another since: the same.
+    cases.merge(supervisor, case.number, other.number, "one inquiry")
+    assert purged(merged) == 0
+    assert counted() == [(latest, 2)]
+    assert purged(latest) == 1
+    assert counted() == []

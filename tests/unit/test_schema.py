@@ -178,6 +178,31 @@ def versions_up_to(tmp_path: Path, last: str) -> Path:
     return folder
 
 
+def filled_at(engine: Engine, tmp_path: Path, revision: str) -> Ledger:
+    """The ledger of a release that stopped at ``revision``, holding what ``fill`` writes."""
+    assert schema.upgrade(engine, versions_up_to(tmp_path, revision)).after == revision
+    fill(engine)
+    return Ledger(engine, FakeClock(START))
+
+
+def upgraded(
+    engine: Engine,
+    before: dict[str, list[tuple[object, ...]]],
+    revision: str,
+    to: Path | None = None,
+) -> str:
+    """Upgrade a ledger at ``revision`` (to head, or to the last of the migrations ``to``): it
+    moves from there, keeps the rows of ``before`` and, at head, has ledger.py's schema.
+    Returns the revision reached."""
+    done = schema.upgrade(engine) if to is None else schema.upgrade(engine, to)
+    assert done.before.current == revision
+    assert kept(engine, before)
+    if to is None:
+        assert done.after == schema.head()
+        assert differences(engine) == []
+    return done.after
+
+
 def test_the_migrations_make_exactly_the_schema_of_ledger_py(empty_engine: Engine) -> None:
     """The meta-test: a table, column, index or constraint changed in ledger.py without a
     migration makes this fail."""
@@ -964,3 +989,58 @@ def test_revision_0018_fills_the_trigram_table_of_a_0017_ledger_holding_index_en
     with ledger.transaction() as tx:  # the parts only this message held go, with their rows
         assert search_rows.delete_of_message_in(tx, message) == 3
     assert part_grams(empty_engine) == set()
+
+
+def test_revision_0019_records_what_the_hits_of_a_0018_ledger_gathered(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    """The hits a ledger holds get the messages of their case that hold their key, from their
+    first to their latest; a purge of one of them then counts its hit down by that record."""
+    ledger = filled_at(empty_engine, tmp_path, "0018")
+    passport = Entity("document", "passport", "AB 123-456", None, "RO")
+    recorded = []
+    with ledger.transaction() as tx:
+        for number in range(1, 5):
+            row = replace(RECEIVED, reference=f"NO-2026-{number:06d}", spool_key=f"k{number}")
+            message = ledger.record_in(tx, row, "spooled")
+            where = Where(message, "inbound", "NO-SIRENE", "sirene", "G")
+            index.write_in(tx, where, [passport], START)
+            recorded.append(message)
+        first, alone, latest, arriving = recorded
+        case_id = case_rows.open_in(
+            tx, desk="sirene", title="G", actor="sam", reason="test", now=START
+        )
+        case_rows.link_in(
+            tx, case_id, [first, latest], how="by-hand", by="sam", reason="", now=START
+        )
+    with empty_engine.begin() as connection:  # a hit as revision 0017 recorded it
+        connection.execute(
+            text(
+                "INSERT INTO crosscheck_hits (message_id, earlier_id, kind, role, shown, born,"
+                " earlier_direction, earlier_partner, earlier_desk, earlier_form, earlier_at,"
+                " created_at, messages, earlier_first, earlier_case_id, key)"
+                " SELECT :arriving, message_id, kind, role, shown, born, direction, partner,"
+                " desk, form, created_at, created_at, 2, :first, :case_id, key"
+                " FROM search_entries WHERE message_id = :latest"
+            ),
+            {"arriving": arriving, "first": first, "latest": latest, "case_id": case_id},
+        )
+    before = contents(empty_engine)
+
+    upgraded(empty_engine, before, "0018")
+
+    with empty_engine.connect() as connection:
+        gathered = connection.execute(
+            text("SELECT message_id FROM crosscheck_gathered ORDER BY message_id")
+        ).all()
+    assert [row[0] for row in gathered] == [first, latest]
+    with ledger.transaction() as tx:
+        assert crosscheck_rows.delete_of_message_in(tx, alone) == 0
+        assert crosscheck_rows.delete_of_message_in(tx, first) == 0
+    with ledger.reading() as tx:
+        [hit] = crosscheck_rows.of_message(tx, arriving)
+    assert (hit.earlier_id, hit.messages) == (latest, 1)
+    with ledger.transaction() as tx:
+        assert crosscheck_rows.delete_of_message_in(tx, latest) == 1
+    with empty_engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM crosscheck_gathered")).scalar() == 0
