@@ -1,9 +1,10 @@
-"""What the SMTP benchmarks share: a throwaway certificate, a free port, a bare STARTTLS server,
-the versions they ran with."""
+"""What the benchmarks share: their results written as JSON; for the SMTP ones a throwaway
+certificate, a free port, a bare STARTTLS server, the versions they ran with."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import platform
 import re
 import socket
@@ -69,3 +70,10 @@ def versions() -> dict[str, str]:
         "python_gnupg": version("python-gnupg"),
         "sqlalchemy": version("sqlalchemy"),
     }
+
+
+def write_results(out: Path, results: object) -> None:
+    """The results as indented JSON in ``out`` (its folder made if need be), and where."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out}")

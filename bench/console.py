@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import re
@@ -40,6 +39,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchkit import write_results
 from sqlalchemy import Engine, text
 from starlette.testclient import TestClient
 
@@ -370,10 +370,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-console-") as base:
         for backend in backends:
             results[backend] = run_backend(backend, Path(base), args)
-    out = BENCH / "results" / "console.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {out}")
+    write_results(BENCH / "results" / "console.json", results)
     ratios = [
         entry["p95_large_over_small"] for backend in backends for entry in results[backend].values()
     ]

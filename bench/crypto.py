@@ -14,7 +14,6 @@ use a small ``--count`` with it, e.g. ``--count 10 --rounds 1``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import cast
 
 import gnupg
+from benchkit import write_results
 
 from gateway.core.errors import KeyUnusable
 from gateway.crypto.openpgp import GnuPG, KeyProtection
@@ -414,9 +414,7 @@ def main() -> int:
         results = benchmark(args, base, parties)
     finally:
         shut_down(parties, [base / "s", base / "r"], base)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -23,7 +23,6 @@ their reminders and swept a few more times, its VmHWM (peak resident memory) is 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -41,6 +40,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchkit import write_results
 from sqlalchemy import Engine, text
 
 from gateway.core import config as configuration
@@ -499,9 +499,7 @@ def main() -> int:
             shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
     report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import statistics
 import sys
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchkit import write_results
 from sqlalchemy import Engine, text
 
 from gateway.core.clock import FakeClock
@@ -231,9 +231,7 @@ def main() -> int:
     for database in ("sqlite", "postgresql"):
         if database in results:
             print(f"{database:>10}: {results[database]}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

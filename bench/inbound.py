@@ -62,7 +62,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import multiprocessing
 import os
 import resource
@@ -78,6 +77,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchkit import write_results
 
 from gateway.core import config as configuration
 from gateway.core.config import BUILTIN_FORMS
@@ -975,9 +976,7 @@ def main() -> int:
         report_bodies(results)
     else:
         report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

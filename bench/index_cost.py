@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import random
@@ -32,6 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchkit import write_results
 from search import MESSAGE, NOW, PER_MESSAGE, backend, database, fill, on_cpu, person
 from validate import documents
 
@@ -230,9 +230,7 @@ def main() -> int:
                 f"{cost['new_part_server_cpu_us']} us)"
             )
         results["new_parts"] = parts
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import resource
 import statistics
 import sys
@@ -32,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from benchkit import write_results
 from sqlalchemy import make_url, text
 
 from gateway.core.clock import SystemClock
@@ -199,9 +199,7 @@ def main() -> int:
                     f"{transactions:.0f} transactions for {args.count // sessions * sessions}"
                 )
             sys.stdout.flush()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(figures, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, figures)
     return 0
 
 

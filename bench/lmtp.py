@@ -15,13 +15,14 @@ from LMTP means the copy is on Dovecot's disk).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchkit import write_results
 
 from gateway.core.config import Desk, DeskDelivery
 from gateway.desks.lmtp import LmtpSink
@@ -125,9 +126,7 @@ def main() -> int:
     }
     for name in ("lmtp", "lmtp_dovecot_without_fsync", "maildir"):
         print(f"{name:>27}: {results[name]}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import re
 import resource
@@ -61,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosmtplib
+from benchkit import write_results
 from sqlalchemy import Engine, func, select
 
 from gateway.core import config as configuration
@@ -530,9 +530,7 @@ def main() -> int:
             shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
     report(results)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from benchkit import write_results
 from sqlalchemy import Engine, text
 
 from gateway.core.clock import FakeClock
@@ -256,9 +257,7 @@ def main() -> int:
                 print(f"postgresql {size:,}: {figures}", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import platform
 import random
@@ -39,6 +38,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from benchkit import write_results
 from rapidfuzz import fuzz, process
 from sqlalchemy import text
 
@@ -310,9 +310,7 @@ def main() -> int:
             f"persons: {figures['p95_ratio']}x, CPU p95 {figures['cpu_p95_ratio']}x "
             "(target: at most 3x)"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import json
 import os
 import shutil
 import statistics
@@ -36,6 +35,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from benchkit import write_results
 
 from gateway.core.stagecpu import STAGES
 from gateway.crypto import pgpmime
@@ -156,9 +157,7 @@ def main() -> int:
     }
     print("median: " + ", ".join(f"{k} {v:.3f}" for k, v in results["median"].items()))
     print(f"load average {results['load_average_at_start']} -> {results['load_average_at_end']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from benchkit import write_results
+
 from gateway.reports import pdf, subject
 from gateway.service import subjects
 
@@ -153,9 +155,7 @@ def main() -> int:
         print(json.dumps(figures), flush=True)
     results["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 

@@ -10,7 +10,6 @@ adds its hardening (size, encoding, DTD, limits) and the choice of schema by roo
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -18,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchkit import write_results
 from lxml import etree
 
 from gateway.core import config as configuration
@@ -164,9 +164,7 @@ def main() -> int:
             f"gateway.xmlforms {figures['gateway_per_second']:,}/s, "
             f"ratio {figures['ratio']:.2f}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, results)
     return 0
 
 
