@@ -294,10 +294,7 @@ def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
     ):
         schema.require_current(empty_engine)
 
-    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002"))
-
-    assert (done.before.current, done.after) == ("0001", "0002")
-    assert contents(empty_engine) == before
+    assert upgraded(empty_engine, before, "0001", versions_up_to(tmp_path, "0002")) == "0002"
     assert {"users", "api_keys", "sessions"} <= set(inspect(empty_engine).get_table_names())
     accounts = Ledger(empty_engine, FakeClock(START))
     with accounts.transaction() as tx:
@@ -320,17 +317,13 @@ def test_revision_0002_adds_the_users_tables_to_a_0001_ledger_holding_data(
 def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0002")).after == "0002"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0002")
     before = contents(empty_engine)
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
     added = {worklist.WORKLIST_INDEX.name, worklist.RECEIVED_INDEX.name}
     assert not added & indexes
 
-    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003"))
-
-    assert (done.before.current, done.after) == ("0002", "0003")
-    assert contents(empty_engine) == before
+    assert upgraded(empty_engine, before, "0002", versions_up_to(tmp_path, "0003")) == "0003"
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("messages")}
     assert added <= indexes
 
@@ -338,15 +331,11 @@ def test_revision_0003_adds_the_worklist_index_to_a_0002_ledger_holding_data(
 def test_revision_0004_adds_the_claims_table_to_a_0003_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0003")
     before = contents(empty_engine)
     assert "claims" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0004"))
-
-    assert (done.before.current, done.after) == ("0003", "0004")
-    assert contents(empty_engine) == before
+    assert upgraded(empty_engine, before, "0003", versions_up_to(tmp_path, "0004")) == "0004"
     assert "claims" in inspect(empty_engine).get_table_names()
     ledger = Ledger(empty_engine, FakeClock(START))
     with ledger.reading() as tx:
@@ -373,8 +362,7 @@ def test_the_migrations_at_head_make_the_schema_of_ledger_py_from_any_revision(
 def test_revision_0006_lets_the_deadlines_of_a_0003_ledger_holding_data_pause(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0003")
     before = contents(empty_engine)
     columns = {column["name"] for column in inspect(empty_engine).get_columns("deadlines")}
     assert not {"paused_at", "paused_seconds"} & columns
@@ -405,15 +393,11 @@ def test_revision_0006_lets_the_deadlines_of_a_0003_ledger_holding_data_pause(
 def test_revision_0005_adds_the_idempotency_keys_to_a_0003_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0003")).after == "0003"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0003")
     before = contents(empty_engine)
     assert "idempotency_keys" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0005"))
-
-    assert (done.before.current, done.after) == ("0003", "0005")
-    assert contents(empty_engine) == before
+    assert upgraded(empty_engine, before, "0003", versions_up_to(tmp_path, "0005")) == "0005"
     ledger = Ledger(empty_engine, FakeClock(START))
     with empty_engine.connect() as connection:  # the columns of 0005 (not the alert article)
         [message] = connection.execute(select(messages.c.id)).scalars().all()
@@ -448,15 +432,11 @@ def test_revision_0005_adds_the_idempotency_keys_to_a_0003_ledger_holding_data(
 def test_revision_0007_adds_the_drafts_table_to_a_0006_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0006")).after == "0006"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0006")
     before = contents(empty_engine)
     assert "drafts" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0007"))
-
-    assert (done.before.current, done.after) == ("0006", "0007")
-    assert contents(empty_engine) == before
+    assert upgraded(empty_engine, before, "0006", versions_up_to(tmp_path, "0007")) == "0007"
     assert "drafts" in inspect(empty_engine).get_table_names()
     ledger = Ledger(empty_engine, FakeClock(START))
     with empty_engine.connect() as connection:  # the columns of 0007 (not the alert article)
@@ -488,15 +468,11 @@ def test_revision_0007_adds_the_drafts_table_to_a_0006_ledger_holding_data(
 def test_revision_0008_adds_the_search_index_to_a_0007_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0007")).after == "0007"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0007")
     before = contents(empty_engine)
     assert "search_entries" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine, versions_up_to(tmp_path, "0008"))
-
-    assert (done.before.current, done.after) == ("0007", "0008")
-    assert contents(empty_engine) == before
+    assert upgraded(empty_engine, before, "0007", versions_up_to(tmp_path, "0008")) == "0008"
     assert "search_entries" in inspect(empty_engine).get_table_names()
     schema.upgrade(empty_engine)  # the later revisions, for the ledger's queries below
     assert differences(empty_engine) == []
@@ -576,16 +552,11 @@ def test_the_refusal_never_shows_the_password_of_the_url(empty_engine: Engine) -
 def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_ledger(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0008")).after == "0008"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0008")
     before = contents(empty_engine)
     assert "alert_article" not in {c["name"] for c in inspect(empty_engine).get_columns("messages")}
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0008", schema.head())
-    assert kept(empty_engine, before)
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0008")
     indexes = {
         index["name"]
         for table in ("messages", "events", "deadlines")
@@ -613,16 +584,11 @@ def test_revision_0009_adds_the_alert_article_and_the_report_indexes_to_a_0008_l
 def test_revision_0010_adds_the_cases_to_a_0009_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0009")).after == "0009"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0009")
     before = contents(empty_engine)
     assert "cases" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0009", schema.head())
-    assert kept(empty_engine, before)
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0009")
     clock = FakeClock(START)
     ledger = Ledger(empty_engine, clock)
     [old] = ledger.by_reference(RECEIVED.reference)
@@ -640,20 +606,14 @@ def test_revision_0010_adds_the_cases_to_a_0009_ledger_holding_data(
 def test_revision_0011_adds_the_shredding_stub_to_a_0010_ledger(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0010")).after == "0010"
-    fill(empty_engine)
-    ledger = Ledger(empty_engine, FakeClock(START))
+    ledger = filled_at(empty_engine, tmp_path, "0010")
     with empty_engine.connect() as connection:  # the columns of 0010 only
         old_id = connection.execute(select(messages.c.id)).scalar_one()
     with ledger.transaction() as tx:  # purged by the retention of that time
         ledger.event_in(tx, old_id, retention_rows.PURGED, "kept P30D: 1 spooled item(s)")
     before = contents(empty_engine)
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0010", schema.head())
-    assert kept(empty_engine, before)
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0010")
     assert ledger.get(old_id).shredded_at is None
     # A message purged before is due again: its shredding finds what that purge left.
     rules = (RetentionRule(keep=timedelta(days=30)),)
@@ -680,9 +640,7 @@ def test_revision_0012_adds_the_alert_register_to_a_0011_ledger_holding_data(
 ) -> None:
     """The register's alerts come from what a ledger already holds: after the upgrade an alert
     a form named before it is listed (no mark of its own), and marks can be kept."""
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0011")).after == "0011"
-    fill(empty_engine)
-    ledger = Ledger(empty_engine, FakeClock(START))
+    ledger = filled_at(empty_engine, tmp_path, "0011")
     with ledger.transaction() as tx:
         hit = ledger.record_in(
             tx, replace(RECEIVED, reference="NO-2026-000124", alert_article="26"), "spooled"
@@ -693,11 +651,7 @@ def test_revision_0012_adds_the_alert_register_to_a_0011_ledger_holding_data(
     before = contents(empty_engine)
     assert "alert_register" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0011", schema.head())
-    assert kept(empty_engine, before)
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0011")
     with ledger.reading() as tx:
         [found] = alert_rows.exchanges(tx)
         assert alert_rows.marks(tx) == {}
@@ -713,9 +667,7 @@ def test_revision_0012_adds_the_alert_register_to_a_0011_ledger_holding_data(
 def test_revision_0014_adds_the_crosscheck_hits_to_a_0012_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0012")).after == "0012"
-    fill(empty_engine)
-    ledger = Ledger(empty_engine, FakeClock(START))
+    ledger = filled_at(empty_engine, tmp_path, "0012")
     [old] = ledger.by_reference(RECEIVED.reference)
     where = Where(old.id, "inbound", "NO-SIRENE", "sirene", "G")
     passport = Entity("document", "passport", "AB 123-456", None, "RO")
@@ -725,11 +677,7 @@ def test_revision_0014_adds_the_crosscheck_hits_to_a_0012_ledger_holding_data(
     before = contents(empty_engine)
     assert "crosscheck_hits" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0012", schema.head())
-    assert kept(empty_engine, before)
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0012")
     indexes = {index["name"] for index in inspect(empty_engine).get_indexes("search_entries")}
     assert "ix_search_entries_kind_key_born" in indexes
     assert "ix_search_entries_kind_key" not in indexes
@@ -762,16 +710,11 @@ def test_revision_0014_adds_the_crosscheck_hits_to_a_0012_ledger_holding_data(
 def test_revision_0015_adds_the_bodies_nodes_and_leases_to_a_0014_ledger_holding_data(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0014")).after == "0014"
-    fill(empty_engine)
+    filled_at(empty_engine, tmp_path, "0014")
     before = contents(empty_engine)
     assert "message_bodies" not in inspect(empty_engine).get_table_names()
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0014", schema.head())
-    assert contents(empty_engine) == before
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0014")
     assert {"message_bodies", "nodes", "leases"} <= set(inspect(empty_engine).get_table_names())
     ledger = Ledger(empty_engine, FakeClock(START))
     [old] = ledger.by_reference(RECEIVED.reference)
@@ -790,9 +733,7 @@ def test_revision_0016_fills_the_case_references_of_a_0015_ledger_holding_cases(
     """The grouping's look-up table is filled from the index and the membership, and the
     grouping reads it: a message joins the open case of its reference, not a closed one, and
     gathers the messages in no case."""
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0015")).after == "0015"
-    fill(empty_engine)
-    ledger = Ledger(empty_engine, FakeClock(START))
+    ledger = filled_at(empty_engine, tmp_path, "0015")
 
     def reference(role: str, key: str) -> IndexRow:
         return IndexRow("reference", role, key, key, key, None, None)
@@ -833,11 +774,7 @@ def test_revision_0016_fills_the_case_references_of_a_0015_ledger_holding_cases(
         )
     before = contents(empty_engine)
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0015", schema.head())
-    assert kept(empty_engine, before)
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0015")
     with empty_engine.connect() as connection:
         rows = set(connection.execute(select(case_references)).all())
     assert rows == {
@@ -869,9 +806,7 @@ def test_revision_0016_fills_the_case_references_of_a_0015_ledger_holding_cases(
 def test_revision_0017_gathers_hits_per_case_on_a_0016_ledger_holding_hits(
     empty_engine: Engine, tmp_path: Path
 ) -> None:
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0016")).after == "0016"
-    fill(empty_engine)
-    ledger = Ledger(empty_engine, FakeClock(START))
+    ledger = filled_at(empty_engine, tmp_path, "0016")
     [old] = ledger.by_reference(RECEIVED.reference)
     with ledger.transaction() as tx:
         new = ledger.record_in(tx, replace(RECEIVED, reference="NO-2026-000124"), "spooled")
@@ -888,11 +823,7 @@ def test_revision_0017_gathers_hits_per_case_on_a_0016_ledger_holding_hits(
             )
     before = contents(empty_engine)
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0016", schema.head())
-    assert kept(empty_engine, before)
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0016")
     with ledger.reading() as tx:
         hits = crosscheck_rows.of_message(tx, new)
     assert [(hit.kind, hit.shown, hit.earlier_id, hit.messages) for hit in hits] == [
@@ -948,9 +879,7 @@ def test_revision_0018_fills_the_trigram_table_of_a_0017_ledger_holding_index_en
 ) -> None:
     if empty_engine.dialect.name == "sqlite":
         pytest.skip("SQLite's trigrams are its FTS5 table: revision 0018 changes nothing there")
-    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0017")).after == "0017"
-    fill(empty_engine)
-    ledger = Ledger(empty_engine, FakeClock(START))
+    ledger = filled_at(empty_engine, tmp_path, "0017")
     message = ledger.by_reference(RECEIVED.reference)[0].id
     where = Where(message, "inbound", "NO-SIRENE", "sirene", "G")
     held = [
@@ -967,11 +896,7 @@ def test_revision_0018_fills_the_trigram_table_of_a_0017_ledger_holding_index_en
     }
     before = contents(empty_engine)
 
-    done = schema.upgrade(empty_engine)
-
-    assert (done.before.current, done.after) == ("0017", schema.head())
-    assert contents(empty_engine) == before
-    assert differences(empty_engine) == []
+    upgraded(empty_engine, before, "0017")
     assert search_ddl.TRGM_INDEX not in {
         found["name"] for found in inspect(empty_engine).get_indexes("search_parts")
     }
