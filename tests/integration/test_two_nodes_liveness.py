@@ -17,27 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ssl
 import time
 from pathlib import Path
 
 import pytest
-from dbkit import postgres_schema
-from integration.fakepartner import FakePartner, make_pki, server_context
 from integration.inboundkit import World
-from integration.servekit import Served
-from integration.test_crash import make_messages
 from integration.twonodekit import (
-    Senders,
     client,
     ledger_states,
-    node_config,
     receipt_ids,
-    require_postgres,
+    served_pair,
 )
 from sqlalchemy import Engine, select
 
-from gateway.store.ledger import leases, make_engine, messages
+from gateway.store.ledger import leases, messages
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -89,32 +82,10 @@ class LeaseWatch:
 async def test_leased_work_is_handed_off_at_once_by_two_live_nodes(
     world: World, tmp_path: Path
 ) -> None:
-    require_postgres()
-    shared = tmp_path / "shared"
-    (shared / "pki").mkdir(parents=True)
-    pki = make_pki(shared / "pki")
-    partner = FakePartner(tls=server_context(pki.cert, pki.key))
-    await partner.start()
-    raws = make_messages(world, range(1, MESSAGES + 1))
-    refs = list(raws)
-    senders = Senders(raws, ssl.create_default_context(cafile=str(world.tls_cert)))
     watch = LeaseWatch()
-    with postgres_schema() as url:
-        served = {
-            name: Served(
-                node_config(
-                    world,
-                    tmp_path / name,
-                    shared,
-                    url=url,
-                    name=name,
-                    partner=(partner.port, pki.ca),
-                ),
-                tmp_path / name / "logs",
-            )
-            for name in ("a", "b")
-        }
-        engine = make_engine(url)
+    async with served_pair(world, tmp_path, messages_count=MESSAGES) as pair:
+        partner, served, engine, senders = pair.partner, pair.served, pair.engine, pair.senders
+        refs = list(senders.raws)
         clients: list[asyncio.Task[None]] = []
         try:
             for name, node in served.items():
@@ -147,10 +118,6 @@ async def test_leased_work_is_handed_off_at_once_by_two_live_nodes(
         finally:
             for task in clients:
                 task.cancel()
-            for node in served.values():
-                node.kill()
-            await partner.stop()
-            engine.dispose()
     figures = (
         f"longest lease held on a waiting message {watch.longest:.2f} s ({watch.longest_of}); "
         f"leases taken by node {dict(watch.holders)}; all delivered "
@@ -158,7 +125,7 @@ async def test_leased_work_is_handed_off_at_once_by_two_live_nodes(
         + f" after the last 250; ledger {states}"
     )
     print(figures)
-    assert set(senders.acked) == set(raws) and set(senders.acked.values()) == {"a"}, figures
+    assert set(senders.acked) == set(senders.raws) and set(senders.acked.values()) == {"a"}, figures
     assert finished_at is not None, f"not all delivered within {FINISH_BOUND} s: {figures}"
     assert sorted(receipts.values()) == [1] * MESSAGES, f"receipts {receipts}; {figures}"
     assert watch.longest <= IDLE_LEASE_BOUND, f"a lease held idle: {figures}"

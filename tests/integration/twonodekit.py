@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import email
 import email.policy
 import signal
 import ssl
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,20 +204,25 @@ class TwoNodes:
         )
 
 
-async def run_two_nodes(
-    world: World,
-    tmp_path: Path,
-    *,
-    messages_count: int,
-    extra: str = "",
-    crash_a: bool = False,
-    on_death: Callable[[Engine], object] | None = None,
-) -> TwoNodes:
-    """Two nodes, partners sending ``messages_count`` messages to both, A killed mid-batch and
-    B finishing. ``crash_a``: A dies by itself at ``handoff.desk-delivered`` (its first
-    hand-off's desk copies delivered, the ledger not told) instead of a SIGKILL from the test
-    while it holds leases; ``on_death``: called with the ledger's engine once A is dead, its
-    result kept in ``at_death``."""
+@dataclass
+class ServedPair:
+    """Two nodes (``a`` and ``b``, not started) on one PostgreSQL ledger, the partner their
+    receipts go to (started), and the partners' side with its signed and encrypted messages."""
+
+    partner: FakePartner
+    served: dict[str, Served]
+    engine: Engine
+    senders: Senders
+
+
+@contextlib.asynccontextmanager
+async def served_pair(
+    world: World, tmp_path: Path, *, messages_count: int, extra: str = ""
+) -> AsyncIterator[ServedPair]:
+    """Two nodes configured on a private PostgreSQL schema (``extra``: more tables for both),
+    the partner started, ``messages_count`` messages made; on leaving, the nodes killed (those
+    still running), the partner stopped and the engine disposed of. Skipped without
+    PostgreSQL."""
     require_postgres()
     shared = tmp_path / "shared"
     (shared / "pki").mkdir(parents=True)
@@ -224,10 +230,7 @@ async def run_two_nodes(
     partner = FakePartner(tls=server_context(pki.cert, pki.key))
     await partner.start()
     raws = make_messages(world, range(1, messages_count + 1))
-    refs = list(raws)
     senders = Senders(raws, ssl.create_default_context(cafile=str(world.tls_cert)))
-    ports, acked = senders.ports, senders.acked
-    at_death: object = None
     with postgres_schema() as url:
         served = {
             name: Served(
@@ -245,6 +248,34 @@ async def run_two_nodes(
             for name in ("a", "b")
         }
         engine = make_engine(url)
+        try:
+            yield ServedPair(partner, served, engine, senders)
+        finally:
+            for node in served.values():
+                node.kill()
+            await partner.stop()
+            engine.dispose()
+
+
+async def run_two_nodes(
+    world: World,
+    tmp_path: Path,
+    *,
+    messages_count: int,
+    extra: str = "",
+    crash_a: bool = False,
+    on_death: Callable[[Engine], object] | None = None,
+) -> TwoNodes:
+    """Two nodes, partners sending ``messages_count`` messages to both, A killed mid-batch and
+    B finishing. ``crash_a``: A dies by itself at ``handoff.desk-delivered`` (its first
+    hand-off's desk copies delivered, the ledger not told) instead of a SIGKILL from the test
+    while it holds leases; ``on_death``: called with the ledger's engine once A is dead, its
+    result kept in ``at_death``."""
+    at_death: object = None
+    async with served_pair(world, tmp_path, messages_count=messages_count, extra=extra) as pair:
+        partner, served, engine, senders = pair.partner, pair.served, pair.engine, pair.senders
+        raws, refs = senders.raws, list(senders.raws)
+        ports, acked = senders.ports, senders.acked
         clients: list[asyncio.Task[None]] = []
         takeover: asyncio.Task[float | None] | None = None
         try:
@@ -324,14 +355,12 @@ async def run_two_nodes(
         finally:
             for task in [*clients, *([takeover] if takeover is not None else [])]:
                 task.cancel()
-            for node in served.values():
-                node.kill()
-            await partner.stop()
+        # A is dead and B stopped: what they left.
         with engine.connect() as connection:
             stored_bodies = connection.execute(
                 select(func.count()).select_from(message_bodies)
             ).scalar_one()
-        outcome = TwoNodes(
+        return TwoNodes(
             raws=raws,
             acked=dict(acked),
             acked_by_a=acked_by_a,
@@ -355,8 +384,6 @@ async def run_two_nodes(
             b_log=_log(served["b"]),
             at_death=at_death,
         )
-        engine.dispose()
-    return outcome
 
 
 async def _taken_over(engine: Engine, killed_at: float) -> float | None:
