@@ -1,6 +1,6 @@
-"""The cross-check's record: the hits found for an arriving message written with its hand-off,
-read for its message view, and deleted or counted down with the retention purge of a message
-they describe."""
+"""The cross-check's record: the hits found for an arriving message written with its hand-off
+(with the earlier messages each gathered), read for its message view, and deleted or counted
+down with the retention purge of a message they describe."""
 
 from __future__ import annotations
 
