@@ -184,6 +184,7 @@ class TwoNodes:
     resends: collections.Counter[str]
     missed: collections.Counter[str]
     receipts: collections.Counter[int]
+    receipts_at_death: collections.Counter[int]  # what the partner held when A was dead
     delivered: collections.Counter[str]
     b_status: int
     b_log: str  # node B's whole log
@@ -323,6 +324,7 @@ async def run_two_nodes(
             else:
                 held_by_a = await _kill_mid_batch(engine, served["a"], acked)
             killed_at = time.monotonic()
+            receipts_at_death = receipt_ids(partner)
             senders.to_a[0] = "b"  # its MX record no longer answers: the senders go to B
             acked_by_a = {ref for ref, node in acked.items() if node == "a"}
             if on_death is not None:
@@ -379,6 +381,7 @@ async def run_two_nodes(
             resends=events_by_message(engine, "resend"),
             missed=events_by_message(engine, "unacknowledged"),
             receipts=receipt_ids(partner),
+            receipts_at_death=receipts_at_death,
             delivered=delivered_ids(partner),
             b_status=b_status,
             b_log=_log(served["b"]),
@@ -434,7 +437,14 @@ def check_two_nodes(run: TwoNodes, in_desks: collections.Counter[str]) -> None:
     missing = sorted(set(run.acked) - set(in_desks))
     assert set(in_desks) == set(run.acked), f"not in a desk: {missing[:10]}"
     assert run.states == {"delivered": len(run.raws)}, figures
-    twice = {id_: n for id_, n in run.receipts.items() if n != 1}
+    # A receipt whose 250 A had from the partner but not yet recorded as sent goes out again
+    # from B, with the same Message-ID (at-least-once transport, docs/ARCHITECTURE.md): a second
+    # copy only of a receipt the partner held at A's death, never a third.
+    twice = {
+        id_: n
+        for id_, n in run.receipts.items()
+        if n != 1 and not (n == 2 and run.receipts_at_death[id_] == 1)
+    }
     assert not twice, f"a receipt sent other than once: {twice}; {figures}"
     assert set(run.receipts) == set(by_reference.values()), f"a receipt missing; {figures}"
     assert run.taken_over_at is not None, f"B never took A's leases; {figures}"
