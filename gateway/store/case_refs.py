@@ -13,8 +13,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Executable, Integer, bindparam, literal_column, select, text, union_all
+from sqlalchemy import CompoundSelect, Integer, bindparam, literal_column, select, text, union_all
+from sqlalchemy.dialects import sqlite
 
 from gateway.store.ledger import case_references, messages
 from gateway.store.unit import Transaction, say_to_sqlite
@@ -69,7 +71,7 @@ SLOTS = 4  # references looked up by one statement (a message with more: one per
 
 
 @functools.cache
-def _holders(count: int) -> Executable:
+def _holders(count: int) -> CompoundSelect[Any]:
     """For each of ``count`` references (role{n}, key{n}, partner{n}): the lowest open case
     holding it, and the first ``limit`` messages in no case holding it, by id; each one range
     of ix_case_references_lookup read from its start (no more entries than it returns), all in
@@ -144,18 +146,34 @@ def holders(
                 f"key{slot}": key,
                 f"partner{slot}": partner_of(role, partner),
             }
+        if tx.dialect == "sqlite":  # in every grouping: said to the driver, as place_in is
+            sql, fixed = _holders_on_sqlite(len(chunk))
+            rows = say_to_sqlite(tx.connection, sql, {**fixed, **values}).fetchall()
+        else:
+            rows = list(tx.connection.execute(_holders(len(chunk)), values))
+        # (slot, state, case_id, message_id, desk, form, reference)
         found += [
             Holder(
-                start + int(row.slot),
-                None if row.state == NONE else int(row.case_id),
-                int(row.message_id),
-                row.desk,
-                row.form,
-                row.reference,
+                start + int(row[0]),
+                None if row[1] == NONE else int(row[2]),
+                int(row[3]),
+                row[4],
+                row[5],
+                row[6],
             )
-            for row in tx.connection.execute(_holders(len(chunk)), values)
+            for row in rows
         ]
     return found
+
+
+@functools.cache
+def _holders_on_sqlite(count: int) -> tuple[str, dict[str, object]]:
+    """``_holders(count)`` as SQLite's own statement (its :named parameters), and the values
+    SQLAlchemy binds for it itself (the states, the limits and offsets it renders as
+    parameters). No column of it has a bind or result processor on SQLite (text and
+    integers)."""
+    compiled = _holders(count).compile(dialect=sqlite.dialect(paramstyle="named"))
+    return str(compiled), dict(compiled.params)
 
 
 def place_in(tx: Transaction, message_ids: Sequence[int], case_id: int | None) -> None:

@@ -23,6 +23,7 @@ from gateway.store.ledger import (
     message_of,
     messages,
 )
+from gateway.store.sqlite_insert import insert_rows
 from gateway.store.unit import Transaction
 
 OPEN, CLOSED = "open", "closed"
@@ -36,7 +37,6 @@ GROUPER = "gateway"  # the actor of the automatic grouping
 LIST_LIMIT = 500
 
 _INSERT_CASE = insert(cases).returning(cases.c.id)
-_INSERT_MEMBER = insert(case_members)
 _INSERT_EVENT = insert(case_events)
 _NUMBER = update(cases).where(cases.c.id == bindparam("case_id")).values(number=bindparam("num"))
 
@@ -177,15 +177,17 @@ def link_in(
         tx.connection.execute(_LINK_PG, rows if len(rows) > 1 else rows[0])
         case_refs.place_in(tx, members, case_id)  # after the members: a taken one fails first
         return
-    tx.connection.execute(
-        _INSERT_MEMBER,
+    insert_rows(
+        tx,
+        case_members,
         [
             {key: row[key] for key in ("message_id", "case_id", "how", "by_user", "at")}
             for row in rows
         ],
     )
-    tx.connection.execute(
-        _INSERT_EVENT,
+    insert_rows(
+        tx,
+        case_events,
         [
             {
                 "case_id": case_id,

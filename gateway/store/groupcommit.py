@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exc, insert
+from sqlalchemy import exc
 
 from gateway.core.clock import Clock
 from gateway.store.audit import AuditLog, clean_fields
@@ -41,14 +41,11 @@ from gateway.store.ledger import (
     new_deadline_row,
 )
 from gateway.store.search_rows import IndexRow, Where, add_many_in
-from gateway.store.sqlite_insert import insert_rows
+from gateway.store.sqlite_insert import insert_rows, inserted_ids
 from gateway.store.states import INBOUND, OUTBOUND, check_state
 from gateway.store.unit import LedgerConflict, Transaction, savepoint
 
 log = logging.getLogger("gateway.store")
-
-_INSERT_MESSAGE = insert(messages)
-_INSERT_MESSAGES = insert(messages).returning(messages.c.id, sort_by_parameter_order=True)
 
 AUDIT_KIND = "received"
 
@@ -215,19 +212,7 @@ class GroupCommit:
         rows: list[dict[str, Any]] = [
             {**vars(record.message), "created_at": now, "updated_at": now} for record in records
         ]
-        connection = tx.connection
-        if len(rows) == 1:
-            key = connection.execute(_INSERT_MESSAGE, rows[0]).inserted_primary_key
-            if key is None:
-                raise RuntimeError("the database returned no id for the new message")
-            ids = [int(key[0])]
-        elif connection.dialect.insert_executemany_returning_sort_by_parameter_order:
-            ids = [int(found) for found in connection.execute(_INSERT_MESSAGES, rows).scalars()]
-        else:  # pragma: no cover - SQLite before 3.35: one INSERT a message
-            ids = []
-            for row in rows:
-                key = connection.execute(_INSERT_MESSAGE, row).inserted_primary_key
-                ids.append(int(key[0]) if key else 0)
+        ids = inserted_ids(tx, messages, rows)
         if len(ids) != len(rows) or not all(ids):
             raise RuntimeError("the database returned no id for a new message")
         firsts = [

@@ -38,10 +38,10 @@ from gateway.store.ledger import (
     search_entry_parts,
     search_parts,
 )
-from gateway.store.unit import Transaction
+from gateway.store.sqlite_insert import inserted_ids
+from gateway.store.unit import Transaction, say_to_sqlite
 
 PERSON = "person"
-_INSERT = insert(search_entries).returning(search_entries.c.id, sort_by_parameter_order=True)
 # A name part added unless it is held already, and an entry's link to a part by the part's
 # text: fixed statements, compiled once.
 _SQLITE_NEW_PARTS = sqlite_dialect.insert(search_parts).on_conflict_do_nothing(
@@ -58,6 +58,12 @@ _LINK_PART = insert(search_entry_parts).from_select(
         search_parts.c.part == bindparam("part")
     ),
 )
+_SQLITE_NEW_PARTS_SQL = str(
+    _SQLITE_NEW_PARTS.compile(
+        dialect=sqlite_dialect.dialect(paramstyle="named"), column_keys=["part", "sound"]
+    )
+)
+_LINK_PART_SQL = str(_LINK_PART.compile(dialect=sqlite_dialect.dialect(paramstyle="named")))
 # The nearest keys by trigram distance, found by walking a partial GiST index (the kind is
 # written into the statement, as the index's predicate, so the planner can prove it applies).
 _PG_CANDIDATES = (
@@ -153,7 +159,7 @@ def add_many_in(
     ]
     if not values:
         return 0
-    ids = [row[0] for row in tx.connection.execute(_INSERT, values)]
+    ids = inserted_ids(tx, search_entries, values)
     held = [
         (entry, part)
         for entry, row in zip(ids, (row for _, rows in messages_rows for row in rows), strict=True)
@@ -171,16 +177,16 @@ def _add_parts(tx: Transaction, held: Sequence[tuple[int, tuple[str, str]]]) -> 
     part's unique key (no read of the ids first)."""
     sounds = {part: sound for _, (part, sound) in held}
     new = [{"part": part, "sound": sound} for part, sound in sounds.items()]
+    links = sorted({(part, entry) for entry, (part, _) in held})
+    link_rows = [{"part": part, "entry_id": entry} for part, entry in links]
     if tx.dialect == "postgresql":
         added = sorted(row[0] for row in tx.connection.execute(_PG_NEW_PARTS, new))
         if added:
             tx.connection.execute(_PG_ADD_GRAMS, {"ids": added})
-    else:
-        tx.connection.execute(_SQLITE_NEW_PARTS, new)
-    links = sorted({(part, entry) for entry, (part, _) in held})
-    linked = tx.connection.execute(
-        _LINK_PART, [{"part": part, "entry_id": entry} for part, entry in links]
-    ).rowcount
+        linked = tx.connection.execute(_LINK_PART, link_rows).rowcount
+    else:  # the fixed statements said to the driver (no value needs SQLAlchemy's processing)
+        say_to_sqlite(tx.connection, _SQLITE_NEW_PARTS_SQL, new)
+        linked = say_to_sqlite(tx.connection, _LINK_PART_SQL, link_rows).rowcount
     # Each part was inserted above or held before: a link short is never (psycopg reports no
     # count for several rows, -1; SQLite does).
     if linked not in (-1, len(links)):
