@@ -31,9 +31,8 @@ DEFAULT_THRESHOLD = 80.0  # names
 IDENTIFIER_THRESHOLD = 90.0  # numbers, plates, addresses: one wrong character of eight is out
 MAX_QUERY = 200  # characters: longer is no name, number or address
 CANDIDATES = 200  # identifiers: per way of finding them, scored one by one
-# Names: held parts found by trigrams per part asked; of those, the most alike whose entries are
+# Names: of the held parts found by trigrams for a part asked, the most alike whose entries are
 # read; entries read per part asked; and the entries scored one by one.
-PARTS_LOOKED = 300
 PARTS_KEPT = 50
 PROBED = 300  # entries counted per part asked, to tell the rare parts from the common
 HOLDERS = 3000  # entries read for a part that leads
@@ -102,30 +101,53 @@ def search(tx: Transaction, query: Query, *, desks: Collection[str] | None) -> F
     folded, key = fold(query.kind, query.value)
     # Names have their own trigram table on PostgreSQL, pg_trgm or not.
     fuzzy_index = query.kind == PERSON or search_rows.trigram_available(tx)
+    pairs: dict[tuple[str, str], tuple[float, str]] = {}
     if query.kind == PERSON:
-        found = _name_candidates(tx, folded.split(), query.least, desks)
+        found, scored = _name_found(tx, query, folded, desks, pairs)
     else:
         found = search_rows.candidates(
             tx, query.kind, [key], desks=desks, limit=CANDIDATES, fuzzy=True
         )
+        scored = len(found)
     hits = []
     for candidate in found:
-        hit = score(query, folded, candidate)
+        hit = score(query, folded, candidate, pairs)
         if hit is not None and hit.score >= query.least:
             hits.append(hit)
     hits.sort(key=lambda hit: (-hit.score, hit.candidate.row.role != "name", hit.candidate.id))
-    return Found(tuple(hits[: query.limit]), len(found), fuzzy_index)
+    return Found(tuple(hits[: query.limit]), scored, fuzzy_index)
+
+
+def _name_found(
+    tx: Transaction,
+    query: Query,
+    folded: str,
+    desks: Collection[str] | None,
+    pairs: dict[tuple[str, str], tuple[float, str]],
+) -> tuple[list[Candidate], int]:
+    """The entries of a name's short list that are its best ``query.limit`` hits, and how many
+    were scored: each scored from its folded name, role and date of birth alone (no reasons
+    written), and only the hits' whole entries read, in the order search ranks hits."""
+    asked = folded.split()
+    short = search_rows.names_of(tx, _name_candidates(tx, asked, query.least, desks))
+    ranked = []
+    for entry, role, held, born in short:
+        value = round(_paired(asked, held.split(), pairs)[0], 1)
+        if value >= query.least and _born_reason(query, born) is not None:
+            ranked.append((-value, role != "name", entry))
+    ranked.sort()
+    return search_rows.entries(tx, [entry for _, _, entry in ranked[: query.limit]]), len(short)
 
 
 def _name_candidates(
     tx: Transaction, asked: list[str], least: float, desks: Collection[str] | None
-) -> list[Candidate]:
-    """The SHORT_LIST entries most likely to match a name: for each part asked, the held name
-    parts alike it (the index's trigrams find them, their skeletons' similarity keeps the
-    PARTS_KEPT most alike) and how many entries hold those (counted up to PROBED, on any
-    desk, from the links alone); the entries of the leading parts (see _leading: at most
-    HOLDERS each, on ``desks``), and which of those hold the other parts, ranked by how much
-    of the name their alike parts cover."""
+) -> list[int]:
+    """The ids of the SHORT_LIST entries most likely to match a name: for each part asked, the held
+    name parts alike it (the index's trigrams find them, their skeletons' similarity keeps the
+    PARTS_KEPT most alike) and how many entries hold those (counted up to PROBED, on any desk, from
+    the links alone); the entries of the leading parts (see _leading: at most HOLDERS each, on
+    ``desks``), and which of those hold the other parts, ranked by how much of the name their alike
+    parts cover."""
     parts = list(dict.fromkeys(asked))
     alike = {part: _alike_parts(tx, part) for part in parts}
     counted = {
@@ -142,8 +164,7 @@ def _name_candidates(
             continue
         held = search_rows.entries_holding_among(tx, list(alike[part]), found)
         _add_cover(cover, part, alike[part], held)
-    short = sorted(cover, key=lambda entry: (-cover[entry], entry))[:SHORT_LIST]
-    return search_rows.entries(tx, short)
+    return sorted(cover, key=lambda entry: (-cover[entry], entry))[:SHORT_LIST]
 
 
 def _alike_parts(tx: Transaction, part: str) -> dict[int, float]:
@@ -157,7 +178,7 @@ def _alike_parts(tx: Transaction, part: str) -> dict[int, float]:
         math.floor(len(skeleton) * lowest / (200 - lowest)),
         math.ceil(len(skeleton) * (200 - lowest) / lowest),
     )
-    found = search_rows.alike_parts(tx, skeleton, sound, lengths=lengths, limit=PARTS_LOOKED)
+    found = search_rows.alike_parts(tx, skeleton, sound, lengths=lengths)
     alike = {
         found[at][0]: value
         for at, value in fuzzy.ratios(skeleton, [held for _, held, _ in found], lowest)
@@ -194,12 +215,18 @@ def _add_cover(
         cover[entry] = cover.get(entry, 0.0) + value
 
 
-def score(query: Query, folded: str, candidate: Candidate) -> Hit | None:
+def score(
+    query: Query,
+    folded: str,
+    candidate: Candidate,
+    pairs: dict[tuple[str, str], tuple[float, str]] | None = None,
+) -> Hit | None:
     """The candidate's score against the query and the reasons, or None when its date of
-    birth rules it out."""
+    birth rules it out. ``pairs``: the name parts compared so far in this search (see
+    name_score)."""
     row = candidate.row
     if query.kind == PERSON:
-        value, why = name_score(query.value, folded.split(), row.folded.split())
+        value, why = name_score(query.value, folded.split(), row.folded.split(), pairs)
         born = _born_reason(query, row.born)
         if born is None:
             return None
@@ -215,35 +242,60 @@ def score(query: Query, folded: str, candidate: Candidate) -> Hit | None:
     return Hit(candidate, round(value, 1), tuple(why))
 
 
-def name_score(written: str, asked: list[str], held: list[str]) -> tuple[float, list[str]]:
-    """Score (0-100) of the held name parts against the asked ones, and why."""
-    free = list(range(len(held)))
-    total = weight = 0.0
+def name_score(
+    written: str,
+    asked: list[str],
+    held: list[str],
+    pairs: dict[tuple[str, str], tuple[float, str]] | None = None,
+) -> tuple[float, list[str]]:
+    """Score (0-100) of the held name parts against the asked ones, and why. ``pairs``: a
+    part asked and a part held compared before (value, how), filled as parts are compared
+    (one search compares a given name with many entries' given names)."""
+    value, paired = _paired(asked, held, {} if pairs is None else pairs)
     why: list[str] = []
     order: list[int] = []
-    for part in asked:
-        best, best_at, how = 0.0, -1, ""
-        for at in free:
-            value, said = _part_score(part, held[at])
-            if value > best:
-                best, best_at, how = value, at, said
-        weight += len(part)
-        if best_at < 0 or best == 0:
+    for part, at, how in paired:
+        if at < 0:
             why.append(f"{part}: no part alike")
             continue
-        free.remove(best_at)
-        order.append(best_at)
-        total += best * len(part)
-        why.append(f"{part} ~ {held[best_at]}: {how}")
-    unpaired = sum(len(held[at]) for at in free)
-    weight += _UNPAIRED_WEIGHT * unpaired
+        order.append(at)
+        why.append(f"{part} ~ {held[at]}: {how}")
+    free = [at for at in range(len(held)) if at not in order]
     if free:
         why.append("not in the search: " + " ".join(held[at] for at in free))
     if order != sorted(order):
         why.append("name parts in another order")
     if not written.isascii():
         why.insert(0, "transliterated to Latin letters")
-    return (total / weight if weight else 0.0), why
+    return value, why
+
+
+def _paired(
+    asked: list[str], held: list[str], pairs: dict[tuple[str, str], tuple[float, str]]
+) -> tuple[float, list[tuple[str, int, str]]]:
+    """The score of the held parts against the asked ones, and each part asked with the held
+    part it was paired with (its place; -1: none alike) and how alike: each part asked, in
+    order, takes the most alike part left."""
+    free = list(range(len(held)))
+    total = weight = 0.0
+    paired: list[tuple[str, int, str]] = []
+    for part in asked:
+        best, best_at, how = 0.0, -1, ""
+        for at in free:
+            compared = pairs.get((part, held[at]))
+            if compared is None:
+                compared = pairs[part, held[at]] = _part_score(part, held[at])
+            if compared[0] > best:
+                best, best_at, how = compared[0], at, compared[1]
+        weight += len(part)
+        if best_at < 0 or best == 0:
+            paired.append((part, -1, ""))
+            continue
+        free.remove(best_at)
+        paired.append((part, best_at, how))
+        total += best * len(part)
+    weight += _UNPAIRED_WEIGHT * sum(len(held[at]) for at in free)
+    return (total / weight if weight else 0.0), paired
 
 
 def _part_score(asked: str, held: str) -> tuple[float, str]:

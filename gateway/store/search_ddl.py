@@ -1,12 +1,12 @@
 """The trigram indexes over the search index's keys, which table metadata cannot describe.
 
-SQLite: two FTS5 tables with the trigram tokenizer, one over the distinct name parts
-(search_parts, with an fts5vocab table saying how many parts hold each trigram), one over the
-keys of every other kind (search_entries), kept by triggers in the transaction that writes or
-deletes a row. PostgreSQL: a table of (trigram, part id) with its B-tree, which includes each
+SQLite: two FTS5 tables with the trigram tokenizer, one over the distinct name parts (search_parts,
+with a table of how many parts hold each trigram, which a search reads to choose the rarest), one
+over the keys of every other kind (search_entries), kept by triggers in the transaction that writes
+or deletes a row. PostgreSQL: a table of (trigram, part id) with its B-tree, which includes each
 part's text and consonants (a search reads them from the index alone), written by
-gateway.store.search_rows with each new name part (no extension needed), and the pg_trgm
-extension with a GiST index over the keys of every other kind.
+gateway.store.search_rows with each new name part (no extension needed), and the pg_trgm extension
+with a GiST index over the keys of every other kind.
 Where pg_trgm cannot be installed (not shipped with the server, or no right to create it), that
 index is left out and searches of those kinds find candidates by their exact key only (no
 typos); ``trigram_schema`` says which, and a search says so in its result.
@@ -20,13 +20,14 @@ PARTS_FTS = "search_parts_grams"  # the distinct name parts
 PARTS_VOCAB = "search_parts_vocab"  # how many parts hold each trigram
 IDS_FTS = "search_ids"
 PARTS_GRAMS = "search_part_grams"  # PostgreSQL: which parts hold each trigram
+GRAM_COUNTS = "search_gram_counts"  # SQLite: how many parts hold each trigram (revision 0020)
 TRGM_INDEX = "ix_search_parts_trgm"  # name parts, up to revision 0018 (the trigram table since)
 TRGM_OTHERS_INDEX = "ix_search_entries_key_trgm_others"  # every kind but names
 TRGM_INDEXES = frozenset({TRGM_INDEX, TRGM_OTHERS_INDEX})
 # What these make besides the tables of metadata: the FTS5 tables and their shadow tables, the
 # trigram table.
 EXTRA_TABLES = frozenset(
-    {PARTS_VOCAB, PARTS_GRAMS}
+    {PARTS_VOCAB, PARTS_GRAMS, GRAM_COUNTS}
     | {
         f"{table}{suffix}"
         for table in (PARTS_FTS, IDS_FTS)
@@ -54,6 +55,42 @@ _SQLITE = (
       WHEN old.kind <> 'person' BEGIN
       INSERT INTO {IDS_FTS}({IDS_FTS}, rowid, key) VALUES ('delete', old.id, old.key);
     END""",  # noqa: S608 (our table names)
+)
+# SQLite: how many parts hold each trigram, kept by triggers with the parts (fts5vocab counts a
+# trigram's parts by reading its every posting: 35 ms for the 216,000 parts of `ova` at a
+# million persons; this is one look-up of its key). A part's distinct trigrams are cut by the
+# trigger from a list of the places a part of PART_CHARS characters has (no CTE in a trigger);
+# a trigram no part holds any more is deleted, not left at 0 (it is a piece of a name).
+_AT = "json_each('[" + ",".join(str(at) for at in range(1, 63)) + "]')"
+_OLD_GRAMS = (
+    f"SELECT substr(old.part, at.value, 3) FROM {_AT} at"  # noqa: S608 (a constant list)
+    " WHERE at.value <= length(old.part) - 2"
+)
+_SQLITE_COUNTS = (
+    f"CREATE TABLE IF NOT EXISTS {GRAM_COUNTS} (gram TEXT PRIMARY KEY,"
+    " parts INTEGER NOT NULL) WITHOUT ROWID",
+    f"""CREATE TRIGGER IF NOT EXISTS search_gram_counts_added AFTER INSERT ON search_parts BEGIN
+      INSERT INTO {GRAM_COUNTS} (gram, parts) SELECT DISTINCT substr(new.part, at.value, 3), 1
+        FROM {_AT} at WHERE at.value <= length(new.part) - 2
+        ON CONFLICT (gram) DO UPDATE SET parts = parts + 1;
+    END""",  # noqa: S608 (our table names)
+    f"""CREATE TRIGGER IF NOT EXISTS search_gram_counts_deleted AFTER DELETE ON search_parts
+      BEGIN
+      UPDATE {GRAM_COUNTS} SET parts = parts - 1 WHERE gram IN ({_OLD_GRAMS});
+      DELETE FROM {GRAM_COUNTS} WHERE gram IN ({_OLD_GRAMS}) AND parts <= 0;
+    END""",  # noqa: S608 (our table names)
+)
+# The counts of the parts held, made anew (revision 0020; a ledger made at once has none yet).
+_SQLITE_COUNTS_FILL = (
+    f"DELETE FROM {GRAM_COUNTS}",  # noqa: S608 (our table name)
+    f"INSERT INTO {GRAM_COUNTS} (gram, parts) SELECT gram, count(*) FROM (SELECT DISTINCT"  # noqa: S608
+    f" substr(p.part, at.value, 3) AS gram, p.id FROM search_parts p, {_AT} at"
+    " WHERE at.value <= length(p.part) - 2) GROUP BY gram",
+)
+_SQLITE_COUNTS_DROP = (
+    "DROP TRIGGER IF EXISTS search_gram_counts_deleted",
+    "DROP TRIGGER IF EXISTS search_gram_counts_added",
+    f"DROP TABLE IF EXISTS {GRAM_COUNTS}",
 )
 # A part's trigrams are every three characters in a row of it, as FTS5's trigram tokenizer cuts
 # them. Each row carries its part and the part's consonants in the B-tree (INCLUDE): a search
@@ -86,6 +123,7 @@ _PG_FILL = (
     " ON CONFLICT DO NOTHING"
 )
 _SQLITE_DROP = (
+    *_SQLITE_COUNTS_DROP,
     "DROP TRIGGER IF EXISTS search_entries_deleted",
     "DROP TRIGGER IF EXISTS search_entries_added",
     "DROP TRIGGER IF EXISTS search_parts_deleted",
@@ -101,6 +139,7 @@ def create(connection: Connection) -> None:
     if connection.dialect.name == "sqlite":
         for statement in _SQLITE:
             connection.exec_driver_sql(statement)
+        add_gram_counts(connection)
         return
     connection.exec_driver_sql(_PG_GRAMS)
     schema = trigram_schema(connection) or _install_pg_trgm(connection)
@@ -148,6 +187,24 @@ def drop_part_grams(connection: Connection) -> None:
             f"CREATE INDEX IF NOT EXISTS {TRGM_INDEX} ON search_parts"
             f' USING gist (part "{schema}".gist_trgm_ops)'
         )
+
+
+def add_gram_counts(connection: Connection) -> None:
+    """SQLite (revision 0020): the table of how many parts hold each trigram, with its
+    triggers, filled from the parts held. Nothing on PostgreSQL, which counts a trigram's parts
+    in its trigram table's B-tree."""
+    if connection.dialect.name != "sqlite":
+        return
+    for statement in (*_SQLITE_COUNTS, *_SQLITE_COUNTS_FILL):
+        connection.exec_driver_sql(statement)
+
+
+def drop_gram_counts(connection: Connection) -> None:
+    """SQLite (revision 0020 undone): the trigram counts and their triggers dropped."""
+    if connection.dialect.name != "sqlite":
+        return
+    for statement in _SQLITE_COUNTS_DROP:
+        connection.exec_driver_sql(statement)
 
 
 def trigram_schema(connection: Connection) -> str | None:

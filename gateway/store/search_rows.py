@@ -76,9 +76,10 @@ GRAMS_LOOKED = 5
 # ... as long as the parts holding them are at most POSTINGS together (the rarest one is always
 # looked up): a common trigram (a frequent stem) adds many parts and little to tell them apart.
 # Every part found is read, unranked. Where even the rarest is held by more parts (a frequent
-# given name at a million persons), only its POSTINGS newest parts are read: on SQLite ranked
-# by FTS5 (bm25, a cost per posting) and the best read, on PostgreSQL all of them. Counting a
-# trigram's parts costs per part too: they are counted up to POSTINGS + 1.
+# given name at a million persons), only its POSTINGS newest parts are read, every one of them
+# (FTS5's bm25 ranking, which chose 300 of them before, cost a look-up per posting: 4.8 ms
+# against 1.7 ms for reading all 1,000; rapidfuzz ranks them in C). A trigram's parts are
+# counted up to POSTINGS + 1 (SQLite: from the table of counts, PostgreSQL: from its B-tree).
 POSTINGS = 1000
 # PostgreSQL's trigram table (search_ddl makes it): rows added from the new parts' ids, and
 # deleted by their keys.
@@ -322,6 +323,18 @@ def entries(
     return [_candidate(row) for row in rows]
 
 
+def names_of(tx: Transaction, ids: Sequence[int]) -> list[tuple[int, str, str, str | None]]:
+    """(id, role, folded name, date of birth) of these entries, by id: what a name's score
+    needs, without the rest of a Candidate."""
+    if not ids:
+        return []
+    statement = "SELECT id, role, folded, born FROM search_entries WHERE id {entries} ORDER BY id"
+    return [
+        (int(row[0]), str(row[1]), str(row[2]), row[3])
+        for row in _driver_fetch(tx, statement, [ids], 0)
+    ]
+
+
 # What a Candidate is made of, in _candidate's order.
 _ENTRY_COLUMNS = (
     'id, kind, role, shown, folded, "key", born, country, message_id, direction, partner, desk,'
@@ -342,26 +355,26 @@ def _candidate(row: Sequence[Any]) -> Candidate:
 
 
 def alike_parts(
-    tx: Transaction, part: str, sound: str, *, lengths: tuple[int, int], limit: int
+    tx: Transaction, part: str, sound: str, *, lengths: tuple[int, int]
 ) -> list[tuple[int, str, str]]:
     """(id, part, sound) of the name parts held that may be alike ``part`` (a skeleton): the
     same part or the same ``sound`` (its consonants), and the parts holding one of its
     GRAMS_LOOKED rarest trigrams whose length is within ``lengths`` (least, most): every one of
     them while those trigrams are held by at most POSTINGS parts together, else (every trigram
-    is common) of the rarest trigram's POSTINGS newest parts the ``limit`` best ranked (SQLite,
-    FTS5) or every one (PostgreSQL, its trigram table)."""
-    found: Sequence[Sequence[object]]
+    is common) every one of the rarest trigram's POSTINGS newest parts."""
+    found: list[tuple[int, str, str]]
     if len(part) >= 3:
-        found = _grammed_parts(tx, part, sound, lengths, limit)
+        found = _grammed_parts(tx, part, sound, lengths)
     else:
-        found = tx.connection.execute(
-            select(search_parts.c.id, search_parts.c.part, search_parts.c.sound).where(
-                (search_parts.c.part == part) | (search_parts.c.sound == sound)
+        found = [
+            (int(row[0]), str(row[1]), str(row[2]))
+            for row in tx.connection.execute(
+                select(search_parts.c.id, search_parts.c.part, search_parts.c.sound).where(
+                    (search_parts.c.part == part) | (search_parts.c.sound == sound)
+                )
             )
-        ).all()
-    return sorted(
-        {str(row[1]): (int(str(row[0])), str(row[1]), str(row[2])) for row in found}.values()
-    )
+        ]
+    return sorted({row[1]: row for row in found}.values())
 
 
 # The same part or the same consonants; then, on SQLite, the parts of the trigrams matched.
@@ -371,12 +384,11 @@ _SQLITE_GRAMMED = (
     f" JOIN search_parts p ON p.id = g.rowid WHERE {search_ddl.PARTS_FTS} MATCH :match"
     " AND length(p.part) BETWEEN :least AND :most"
 )
-# The rarest trigram alone is common: the best ranked of its newest parts.
-_SQLITE_RANKED = (
-    f"SELECT p.id, p.part, p.sound FROM (SELECT rowid, rank FROM {search_ddl.PARTS_FTS}"  # noqa: S608
+# The rarest trigram alone is common: its newest parts.
+_SQLITE_NEWEST = (
+    f"SELECT p.id, p.part, p.sound FROM (SELECT rowid FROM {search_ddl.PARTS_FTS}"  # noqa: S608
     f" WHERE {search_ddl.PARTS_FTS} MATCH :match ORDER BY rowid DESC LIMIT :read) g"
     " JOIN search_parts p ON p.id = g.rowid WHERE length(p.part) BETWEEN :least AND :most"
-    " ORDER BY g.rank LIMIT :limit"
 )
 # PostgreSQL: the parts of the trigrams asked, read from the B-tree on (gram, part_id), which
 # includes each part and its consonants (index-only, no look-up into search_parts); where the
@@ -399,17 +411,18 @@ _PG_POSTINGS = (
 
 
 def _grammed_parts(
-    tx: Transaction, part: str, sound: str, lengths: tuple[int, int], limit: int
-) -> list[tuple[object, ...]]:
+    tx: Transaction, part: str, sound: str, lengths: tuple[int, int]
+) -> list[tuple[int, str, str]]:
     """The same part or sound, and the parts found by the rarest trigrams, in one read (two
-    when every trigram is common), on the driver's own cursor: this is a search's hot path."""
+    when every trigram is common), on the driver's own cursor: this is a search's hot path.
+    Both drivers give the rows as tuples of (int, str, str), read as they come."""
     grams = _trigrams([part])
     cursor = tx.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     postgresql = tx.dialect == "postgresql"
     held = _pg_postings(cursor, grams) if postgresql else _sqlite_postings(cursor, grams)
     rarest, postings = _rarest(held)
     # Parts much shorter or longer cannot be alike: (least, most) characters.
-    values: dict[str, object] = {"part": part, "sound": sound, "read": POSTINGS, "limit": limit}
+    values: dict[str, object] = {"part": part, "sound": sound, "read": POSTINGS}
     values["least"], values["most"] = lengths
     if postgresql:
         same = _SAME.format(part="%(part)s", sound="%(sound)s")
@@ -418,19 +431,20 @@ def _grammed_parts(
     else:
         same = _SAME.format(part=":part", sound=":sound")
         values["match"] = " OR ".join(_phrase(gram) for gram in rarest)
-        grammed, newest = _SQLITE_GRAMMED, _SQLITE_RANKED
+        grammed, newest = _SQLITE_GRAMMED, _SQLITE_NEWEST
     if not rarest:
-        return [tuple(row) for row in _fetch(cursor, same, values)]
-    if postings <= POSTINGS:  # few enough to read them all: no ranking (it costs per posting)
-        return [tuple(row) for row in _fetch(cursor, f"{same} UNION ALL {grammed}", values)]
-    found = [tuple(row) for row in _fetch(cursor, same, values)]
-    return found + [tuple(row) for row in _fetch(cursor, newest, values)]
+        return _fetch(cursor, same, values)
+    if postings <= POSTINGS:  # few enough to read them all
+        return _fetch(cursor, f"{same} UNION ALL {grammed}", values)
+    return _fetch(cursor, same, values) + _fetch(cursor, newest, values)
 
 
-def _fetch(cursor: Any, statement: str, values: dict[str, object]) -> list[Sequence[object]]:
-    """The rows of ``statement`` on a driver's cursor (sqlite3's or psycopg's)."""
+def _fetch(cursor: Any, statement: str, values: dict[str, object]) -> list[tuple[int, str, str]]:
+    """The (id, part, sound) rows of ``statement`` on a driver's cursor (sqlite3's or
+    psycopg's), the tuples it makes."""
     cursor.execute(statement, values)
-    return list(cursor.fetchall())
+    found: list[tuple[int, str, str]] = cursor.fetchall()
+    return found
 
 
 def _rarest(held: dict[str, int]) -> tuple[list[str], int]:
@@ -456,18 +470,17 @@ def _pg_postings(cursor: Any, grams: Sequence[str]) -> dict[str, int]:
 
 
 def _sqlite_postings(cursor: sqlite3.Cursor, grams: Sequence[str]) -> dict[str, int]:
-    """How many parts hold each of ``grams`` (absent: none), counted up to POSTINGS + 1: a
-    common trigram's postings are not read through (fts5vocab would)."""
+    """How many parts hold each of ``grams`` (absent: none), counted up to POSTINGS + 1: read
+    from the table of counts the parts' triggers keep (FTS5 would read a trigram's
+    postings)."""
     if not grams:
         return {}
-    table = search_ddl.PARTS_FTS
-    # The table is ours and the bound a number; the trigrams are parameters.
-    counted = " UNION ALL ".join(
-        f"SELECT ?, (SELECT count(*) FROM (SELECT rowid FROM {table}"  # noqa: S608
-        f" WHERE {table} MATCH ? LIMIT {POSTINGS + 1}))"
-        for _ in grams
+    # The table is ours, the bound a number; the trigrams are parameters.
+    found = cursor.execute(
+        f"SELECT gram, min(parts, {POSTINGS + 1}) FROM {search_ddl.GRAM_COUNTS}"  # noqa: S608
+        f" WHERE gram IN ({', '.join('?' for _ in grams)})",
+        list(grams),
     )
-    found = cursor.execute(counted, [value for gram in grams for value in (gram, _phrase(gram))])
     return {str(row[0]): int(row[1]) for row in found if row[1]}
 
 

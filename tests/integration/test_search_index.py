@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from gateway.cli.main import main
 from gateway.search import matching
 from gateway.service.server import Gateway
+from gateway.store import search_ddl
 from gateway.store.ledger import case_references, search_entries, search_entry_parts, search_parts
 
 REFERENCE = "NO-2026-000777"
@@ -129,6 +130,15 @@ async def test_the_index_is_rebuilt_from_the_stored_messages(
     assert count == 9
     with gateway.engine.connect() as connection:  # made again from the index and the cases
         assert set(connection.execute(select(case_references)).all()) == grouping_rows
+    if gateway.engine.dialect.name == "sqlite":  # each trigram's parts counted again
+        with gateway.engine.connect() as connection:
+            parts = [row[0] for row in connection.execute(select(search_parts.c.part))]
+            counted = text(f"SELECT gram, parts FROM {search_ddl.GRAM_COUNTS}")  # noqa: S608
+            counts = {str(row[0]): int(row[1]) for row in connection.execute(counted)}
+        grams = [{part[at : at + 3] for at in range(len(part) - 2)} for part in parts]
+        every: set[str] = set().union(*grams)
+        assert counts == {gram: sum(gram in held for held in grams) for gram in every}
+        assert counts["ano"] == 1  # ivanov's skeleton, ivanof
     if gateway.engine.dialect.name == "postgresql":  # vacuumed: its visibility map made again
         with gateway.engine.connect() as connection:
             vacuumed = connection.execute(

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, exc, text
 
 from gateway.core.clock import FakeClock
 from gateway.core.errors import IllegalTransition
-from gateway.store.ledger import Ledger, NewMessage, deadlines
+from gateway.store.ledger import MMAP_BYTES, Ledger, NewMessage, deadlines
 from gateway.store.states import DeadlineState, InboundState, OutboundState
 from gateway.store.unit import writing
 
@@ -242,3 +242,5 @@ def test_sqlite_is_durable_by_configuration(ledger_engine: Engine) -> None:
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         # Deleted content zeroed, whatever the build's default (Debian's is on, SQLite's off).
         assert connection.execute(text("PRAGMA secure_delete")).scalar() == 1
+        # Read through a memory map of the file (a search reads parts scattered over it).
+        assert connection.execute(text("PRAGMA mmap_size")).scalar() == MMAP_BYTES

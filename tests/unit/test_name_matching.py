@@ -341,10 +341,9 @@ def test_a_part_whose_every_trigram_is_common_reads_a_bounded_share_of_alike_par
     assert "Aleksandr TESTOV02" in shown(ledger, "Aleksander Tastov02")
     assert "Aleksandr SMIRNOV" in shown(ledger, "Aleksandr Smirnof")
     with ledger.reading() as tx:
-        alike = search_rows.alike_parts(tx, "testov", "tstv", lengths=(3, 12), limit=300)
+        alike = search_rows.alike_parts(tx, "testov", "tstv", lengths=(3, 12))
         # Counted up to POSTINGS + 1; every trigram of "testov" is held by more parts, so only
-        # the POSTINGS newest parts of its rarest are read (SQLite ranks them, and keeps 300):
-        # the cost stays bounded.
+        # the POSTINGS newest parts of its rarest are read: the cost stays bounded.
         cursor = tx.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         postings = (
             search_rows._sqlite_postings if tx.dialect == "sqlite" else search_rows._pg_postings

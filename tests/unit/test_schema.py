@@ -969,3 +969,65 @@ def test_revision_0019_records_what_the_hits_of_a_0018_ledger_gathered(
         assert crosscheck_rows.delete_of_message_in(tx, latest) == 1
     with empty_engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM crosscheck_gathered")).scalar() == 0
+
+
+def gram_counts(engine: Engine) -> dict[str, int]:
+    """SQLite's table of how many parts hold each trigram."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(f"SELECT gram, parts FROM {search_ddl.GRAM_COUNTS}")  # noqa: S608
+        ).all()
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
+def counted(engine: Engine) -> dict[str, int]:
+    """How many parts hold each trigram, counted from the parts held."""
+    with engine.connect() as connection:
+        parts = [row[0] for row in connection.execute(text("SELECT part FROM search_parts"))]
+    found: dict[str, int] = {}
+    for part in parts:
+        for gram in {part[at : at + 3] for at in range(len(part) - 2)}:
+            found[gram] = found.get(gram, 0) + 1
+    return found
+
+
+def test_revision_0020_counts_the_trigrams_of_a_0019_ledger_holding_index_entries(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    if empty_engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL counts a trigram's parts in its trigram table: 0020 adds nothing")
+    assert schema.upgrade(empty_engine, versions_up_to(tmp_path, "0019")).after == "0019"
+    with empty_engine.begin() as connection:  # as revision 0019's code left it: no counts
+        search_ddl.drop_gram_counts(connection)
+    fill(empty_engine)
+    ledger = Ledger(empty_engine, FakeClock(START))
+    message = ledger.by_reference(RECEIVED.reference)[0].id
+    where = Where(message, "inbound", "NO-SIRENE", "sirene", "G")
+    held = [
+        Entity("person", "name", "Jürgen MÜLLER", "1970-01-01", "DE"),
+        Entity("person", "name", "Anna MÜLLER-LÜDENSCHEIDT", "1981-02-03", "DE"),
+        Entity("person", "name", "Banana ANANAS", None, "DE"),  # a trigram twice in a part
+        Entity("person", "name", "Li WU", None, "CN"),
+    ]
+    with ledger.transaction() as tx:
+        index.write_in(tx, where, held, START)
+    before = contents(empty_engine)
+
+    done = schema.upgrade(empty_engine)
+
+    assert (done.before.current, done.after) == ("0019", schema.head())
+    assert contents(empty_engine) == before
+    assert differences(empty_engine) == []
+    expected = counted(empty_engine)
+    assert expected["ana"] == 3  # anna (skeleton ana), banana and ananas: each once
+    assert gram_counts(empty_engine) == expected
+    with ledger.reading() as tx:
+        typo = matching.search(tx, matching.Query("person", "Jurgen Mulller"), desks=None)
+    assert [hit.candidate.row.shown for hit in typo.hits] == ["Jürgen MÜLLER"]
+    later = Where(message, "inbound", "NO-SIRENE", "sirene", "G")
+    with ledger.transaction() as tx:  # kept by the triggers: a new part, then deletes
+        index.write_in(tx, later, [Entity("person", "name", "Hanna MULLERSON", None, "DE")], START)
+    assert gram_counts(empty_engine) == counted(empty_engine)
+    with ledger.transaction() as tx:
+        assert search_rows.delete_of_message_in(tx, message) == 5
+    assert gram_counts(empty_engine) == {}  # no trigram of a deleted name is left behind
