@@ -10,6 +10,7 @@ limit, totals at and over the size limit, commands pipelined after the end.
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
@@ -19,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.inbound.smtp_data import ChunkedData, DataScan, DataState
+from gateway.inbound.smtp_server import GatewaySMTP, Limits
 
 AFTER = b"QUIT\r\n"  # a command pipelined after the end of DATA: it must stay unread
 
@@ -176,6 +178,65 @@ def test_data_read_in_pieces_equals_aiosmtpd_on_random_streams(
 ) -> None:
     pieces, size_limit, line_limit = case
     assert_same(pieces, size_limit, line_limit)
+
+
+class Refusals(Recorder):
+    """The gateway's handler as GatewaySMTP calls it when aiosmtpd's checks refuse a DATA."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+
+    def data_refused(self, client: str, status: str, mail_from: str) -> None:
+        self.refused.append(status)
+
+
+async def _endless_line(megabytes: int) -> tuple[int, list[bytes], list[str]]:
+    """The gateway's session fed one line of ``megabytes`` MiB in 16 KiB pieces, then the end:
+    the most memory allocated meanwhile, the replies, the refusals audited."""
+    loop = asyncio.get_running_loop()
+    handler = Refusals()
+    limits = Limits(max_sessions=1, idle_timeout=60.0, session_timeout=600.0)
+    session = GatewaySMTP(
+        handler,  # type: ignore[arg-type]
+        limits,
+        loop=loop,
+        data_size_limit=262_144,
+        decode_data=False,
+    )
+    reader = asyncio.StreamReader(limit=session.line_length_limit, loop=loop)
+    writer = Writer()
+    session._reader = reader
+    session._writer = writer  # type: ignore[assignment]
+    session.transport = Transport()  # type: ignore[assignment]
+    session.session = Session(loop)
+    session.session.host_name = "client.example"
+    session.envelope = Envelope()
+    session.envelope.mail_from = "a@b.example"
+    session.envelope.rcpt_tos.append("c@d.example")
+    data = asyncio.create_task(session.smtp_DATA(""))
+    piece = b"x" * 16_384
+    tracemalloc.start()
+    try:
+        for _ in range(megabytes * 64):
+            reader.feed_data(piece)
+            await asyncio.sleep(0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    reader.feed_data(b"\r\n.\r\n")
+    async with asyncio.timeout(10):
+        await data
+    return peak, writer.written, handler.refused
+
+
+def test_a_line_that_never_ends_is_not_kept() -> None:
+    # aiosmtpd 1.4.6 keeps every fragment of an over-long line until its CRLF comes: 8 MiB of
+    # one line held 8 MiB, whatever the size limit (256 KiB here).
+    peak, replies, refused = asyncio.run(_endless_line(8))
+    assert peak < 1 << 20, peak
+    assert replies[-1].startswith(b"500 5.5.2 Line too long"), replies
+    assert refused == ["500 Line too long (see RFC5321 4.5.3.1.6)"]
 
 
 def test_nothing_is_kept_past_a_limit() -> None:
