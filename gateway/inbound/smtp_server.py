@@ -33,6 +33,7 @@ from gateway.core.errors import (
 )
 from gateway.core.tally import ACCEPTED, REFUSED, TIME_TO_250, Tally, code
 from gateway.inbound.pipeline import Accepted, Pipeline
+from gateway.inbound.smtp_data import ChunkedData
 
 log = logging.getLogger("gateway.smtp")
 
@@ -114,9 +115,9 @@ class Limits:
         return self.in_data > 0 or time.monotonic() - self.last_data_end < quiet
 
 
-class GatewaySMTP(SMTP):
+class GatewaySMTP(ChunkedData):
     """aiosmtpd's SMTP with our replies and limits: sessions per address and in all, session
-    time, progress, size, refusals per session."""
+    time, progress, size, refusals per session; DATA read in pieces (``ChunkedData``)."""
 
     def __init__(self, handler: Handler, limits: Limits, **kwargs: Any) -> None:
         super().__init__(handler, timeout=limits.idle_timeout, **kwargs)
@@ -138,8 +139,9 @@ class GatewaySMTP(SMTP):
         super()._cb_client_connected(reader, writer)
         # Idle means no progress: aiosmtpd restarts its timer on every command, so a NOOP every
         # 59 s would hold a session for ever. Progress is noted here, when the next line is
-        # asked for (as soon as the one before it was handled): every DATA line, and every
-        # command but NOOP, RSET, HELP and VRFY. The timer, when it fires, counts from there.
+        # asked for (as soon as the one before it was handled): every command but NOOP, RSET,
+        # HELP and VRFY; in DATA, every line ended in what arrives (data_received). The timer,
+        # when it fires, counts from there.
         read_line = reader.readuntil
 
         def readuntil(separator: bytes = b"\n") -> Coroutine[Any, Any, bytes]:
@@ -150,6 +152,13 @@ class GatewaySMTP(SMTP):
             return read_line(separator)
 
         setattr(reader, "readuntil", readuntil)  # noqa: B010
+
+    def data_received(self, data: bytes) -> None:
+        # DATA is read in pieces (smtp_data.read_data), not a line at a time: a line ended in
+        # what arrives is progress there, as aiosmtpd's asking for the next line was.
+        if self.reading_data and b"\r\n" in data:
+            self._last_progress = time.monotonic()
+        super().data_received(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # aiosmtpd calls this again with the TLS transport after STARTTLS: count a session once.
