@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -297,15 +298,20 @@ def _split(outline: Sequence[Row]) -> tuple[dict[str, str], list[Row], list[Row]
     return fields, header_rest, content
 
 
+# An element's name as a label, kept: a form's names come from its schema, and a desk copy
+# asked for a dozen or two of the same ones every time (bounded: other names are made again).
+_label = functools.lru_cache(maxsize=2048)(words)
+
+
 def _outline_lines(rows: Iterable[Row]) -> list[str]:
     """Indented ``Label: value`` lines; an attribute joins its element's line: ``(name value)``."""
     entries: list[Row] = []
     for depth, name, text in rows:
         if name.startswith("@") and entries and entries[-1][0] == depth - 1:
             owner, label, value = entries[-1]
-            entries[-1] = (owner, label, f"{value} ({words(name[1:]).lower()} {text})".strip())
+            entries[-1] = (owner, label, f"{value} ({_label(name[1:]).lower()} {text})".strip())
         else:
-            entries.append((depth, words(name.lstrip("@")), text))
+            entries.append((depth, _label(name.lstrip("@")), text))
     lines: list[str] = []
     for depth, label, value in entries:
         indent = "  " * depth
