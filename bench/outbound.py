@@ -85,7 +85,8 @@ import benchkit  # noqa: E402
 import gpgkit  # noqa: E402
 
 SEAL_WORKERS = 2
-TARGETS = {"delivery_over_aiosmtplib": 0.8}
+# The aim of issue 18: the Courier at 0.9 of bare aiosmtplib.
+TARGETS = {"delivery_over_aiosmtplib": 0.9}
 OUR_ADDRESS = "sirene@ro.example"
 PARTNER_ADDRESS = "sirene@no.example"
 FORM = (BUILTIN_FORMS / "samples" / "G" / "valid-person-arrested.xml").read_bytes()

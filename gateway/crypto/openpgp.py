@@ -74,6 +74,26 @@ _GPG_ERR_BAD_PASSPHRASE, _GPG_ERR_NO_PASSPHRASE = 11, 177
 # A signing or encryption subkey, or a primary that can sign: what gpg reports in key listings.
 _REVOKED, _EXPIRED = "r", "e"
 
+# Status keywords on which python-gnupg's decrypt/encrypt result (Crypt, 0.5.x) changes nothing:
+# it passes them by, or logs them at debug level as unknown. They are not handed to it (each
+# line costs a walk down its chain of comparisons); tests/unit/test_openpgp_run.py holds that
+# feeding them leaves the result as it was, and the result the same as python-gnupg's own run's.
+# Every other line, including any keyword not named here, is handed to it.
+RESULT_IGNORES = frozenset(
+    {
+        "KEY_CONSIDERED",
+        "DECRYPTION_KEY",
+        "DECRYPTION_INFO",
+        "DECRYPTION_COMPLIANCE_MODE",
+        "VERIFICATION_COMPLIANCE_MODE",
+        "PLAINTEXT",
+        "PLAINTEXT_LENGTH",
+        "BEGIN_SIGNING",
+        "GOODMDC",
+        "END_DECRYPTION",
+    }
+)
+
 # gpg writes some status values raw (Sequoia's salt notation: 32 random bytes). python-gnupg
 # decodes gpg's stderr strictly, and its reader thread dies on such a line, losing the status.
 # This codec is UTF-8 that replaces what is not UTF-8; only status text is decoded with it.
@@ -354,7 +374,7 @@ class GnuPG:
         args += ["--sign", "--default-key", own, "--trust-model", "always"]
         args += ["--local-user", own, "--force-mdc"]
         result = self._run(args, data)
-        status = StatusLog.parse(result.stderr)
+        status: StatusLog = result.status_log
         if status.has("INV_SGNR") or status.has("NO_SGNR"):
             raise KeyUnusable(f"our signing key {own} is unusable ({status.reason('INV_SGNR')})")
         if status.has("INV_RECP") or status.has("NO_RECP"):
@@ -430,7 +450,7 @@ class GnuPG:
         gpg is stopped, and DecryptedTooBig raised, once the plaintext passes ``max_plaintext``.
         """
         result = self._run(["--decrypt"], data, max_output=max_plaintext)
-        status = StatusLog.parse(result.stderr)
+        status: StatusLog = result.status_log
         self._check_decryption(status)
         if detached is not None and not status.count("NEWSIG"):
             if result.returncode != 0:
@@ -472,8 +492,9 @@ class GnuPG:
 
     def _run(self, args: list[str], data: bytes, *, max_output: int | None = None) -> Any:
         """One gpg run as python-gnupg's ``_handle_io`` makes it (its command line, our
-        passphrase first on stdin, its result object fed every status line, so ``ok``,
-        ``valid`` and the rest mean what they mean there), but in this thread, with one loop
+        passphrase first on stdin, its result object fed every status line it acts on, so
+        ``ok``, ``valid`` and the rest mean what they mean there; the lines parsed once more
+        for our own checks are its ``status_log``), but in this thread, with one loop
         moving stdin, stdout and stderr where python-gnupg starts three threads per call (which
         under load wait for the GIL behind the sessions) and reads all of gpg's output.
 
@@ -509,13 +530,11 @@ class GnuPG:
             log.error("gpg cannot run: %s", error.strerror or type(error).__name__)
             raise GatewayError("cannot run gpg now, try again later") from None
         result = self._gpg.result_map["crypt"](self._gpg)
-        lines = done.stderr.decode(_STATUS_CODEC, "replace").splitlines(keepends=True)
-        for line in lines:
-            stripped = line.rstrip()
-            if stripped.startswith("[GNUPG:] "):
-                keyword, *value = stripped[9:].split(None, 1)
-                result.handle_status(keyword, value[0] if value else "")
-        result.stderr = "".join(lines)
+        result.stderr = done.stderr.decode(_STATUS_CODEC, "replace")
+        # The lines read once: for the result's verdicts and for our own checks (status_log).
+        result.status_log = StatusLog.parse_feeding(
+            result.stderr, result.handle_status, RESULT_IGNORES
+        )
         if _OUTPUT_CUT in result.stderr:  # gpg's own limit: never a cut plaintext
             raise DecryptedTooBig(f"the decrypted content exceeds {limit} bytes")
         result.data = done.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 _PREFIX = "[GNUPG:] "
@@ -31,6 +32,23 @@ class StatusLog:
             if raw.startswith(_PREFIX):
                 keyword, *args = raw[len(_PREFIX) :].split(" ")
                 lines.append((keyword, tuple(args)))
+        return cls(tuple(lines))
+
+    @classmethod
+    def parse_feeding(
+        cls, stderr: str, feed: Callable[[str, str], None], skip: Collection[str] = ()
+    ) -> StatusLog:
+        """``parse``, in the same pass handing each status line to ``feed`` as python-gnupg's
+        reader does (the line's trailing white space dropped, then its keyword and the rest
+        after the first run of white space), except the lines whose keyword is in ``skip``."""
+        lines = []
+        for raw in stderr.splitlines():
+            if raw.startswith(_PREFIX):
+                keyword, *args = raw[len(_PREFIX) :].split(" ")
+                lines.append((keyword, tuple(args)))
+                key, *value = raw.rstrip()[len(_PREFIX) :].split(None, 1)
+                if key not in skip:
+                    feed(key, value[0] if value else "")
         return cls(tuple(lines))
 
     def has(self, keyword: str) -> bool:

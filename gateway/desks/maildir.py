@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -16,6 +17,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, make_msgid, quote
 from pathlib import Path
+from typing import Any
 
 from gateway.core.config import Route
 from gateway.crypto.pgpmime import FORM_FILENAME, WRITE_POLICY, Attachment, new_boundary
@@ -24,6 +26,8 @@ from gateway.forms.xmlforms import FormHeader
 from gateway.store.durable import fsync_dir, storage_error
 
 PLACEHOLDER_DOMAIN = "gateway.invalid"
+# Copies written before the first of them is synced (deliver_many): descriptors open at once.
+SYNC_GROUP = 64
 # Desk copies are files in a Maildir, read by mail clients from disk: lines end in LF there (the
 # Maildir convention; CRLF shows as ^M in mutt). Only what goes over SMTP is written in CRLF.
 DISK_POLICY = WRITE_POLICY.clone(linesep="\n")
@@ -239,24 +243,42 @@ def deliver_many(
     tmp, new = os.fspath(maildir / "tmp"), os.fspath(maildir / "new")
     placed: list[str] = []
     paths: list[Path] = []
+    written: list[list[Any]] = []  # [fd (-1 once closed), name]: in tmp/, not yet synced
     name = ""
     try:
         _prepare(maildir)
         known_new = all(name in unseen for name, _ in messages)
         present = {} if known_new else _delivered_names(maildir)
-        for name, message in messages:
-            if (found := present.get(name)) is not None:
-                log.debug("%s already delivered to %s", name, maildir)
-                paths.append(found)
-                continue
-            _write_new(Path(f"{tmp}/{name}"), message)
-            os.rename(f"{tmp}/{name}", f"{new}/{name}")  # noqa: PTH104 - strings, once per message
-            placed.append(f"{new}/{name}")
-            present[name] = Path(placed[-1])
-            paths.append(present[name])
+        for start in range(0, len(messages), SYNC_GROUP):
+            # A group's files are all written, then all synced, then all renamed into new/:
+            # their syncs then share the file system's commits, where written, synced and
+            # renamed one after another each waited for its own.
+            for name, message in messages[start : start + SYNC_GROUP]:
+                if (found := present.get(name)) is not None:
+                    log.debug("%s already delivered to %s", name, maildir)
+                    paths.append(found)
+                    continue
+                written.append([_write_new(Path(f"{tmp}/{name}"), message), name])
+                present[name] = Path(f"{new}/{name}")
+                paths.append(present[name])
+            for entry in written:
+                fd, name = entry
+                os.fsync(fd)
+                entry[0] = -1  # never close twice: the number may already be reused
+                os.close(fd)
+            for _, name in written:  # renamed once all are synced (see Spool._write_many)
+                os.rename(f"{tmp}/{name}", f"{new}/{name}")  # noqa: PTH104 - strings, per message
+                placed.append(f"{new}/{name}")
+            written.clear()
         if placed:
             fsync_dir(Path(new))
     except OSError as exc:
+        for fd, unsynced in written:
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(f"{tmp}/{unsynced}")  # noqa: PTH108 - as above
         for path in [f"{tmp}/{name}", *placed]:
             with contextlib.suppress(OSError):
                 os.unlink(path)  # noqa: PTH108 - as above
@@ -297,15 +319,20 @@ def _split(outline: Sequence[Row]) -> tuple[dict[str, str], list[Row], list[Row]
     return fields, header_rest, content
 
 
+# An element's name as a label, kept: a form's names come from its schema, and a desk copy
+# asked for a dozen or two of the same ones every time (bounded: other names are made again).
+_label = functools.lru_cache(maxsize=2048)(words)
+
+
 def _outline_lines(rows: Iterable[Row]) -> list[str]:
     """Indented ``Label: value`` lines; an attribute joins its element's line: ``(name value)``."""
     entries: list[Row] = []
     for depth, name, text in rows:
         if name.startswith("@") and entries and entries[-1][0] == depth - 1:
             owner, label, value = entries[-1]
-            entries[-1] = (owner, label, f"{value} ({words(name[1:]).lower()} {text})".strip())
+            entries[-1] = (owner, label, f"{value} ({_label(name[1:]).lower()} {text})".strip())
         else:
-            entries.append((depth, words(name.lstrip("@")), text))
+            entries.append((depth, _label(name.lstrip("@")), text))
     lines: list[str] = []
     for depth, label, value in entries:
         indent = "  " * depth
@@ -362,14 +389,21 @@ def _delivered_names(maildir: Path) -> dict[str, Path]:
     return found
 
 
-def _write_new(path: Path, data: bytes) -> None:
+def _write_new(path: Path, data: bytes) -> int:
+    """``data`` written to a new file at ``path``; its descriptor, open, for the caller to sync
+    and close."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:  # left by a delivery of this same message that crashed
         path.unlink()
         fd = os.open(path, flags, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    return fd

@@ -137,15 +137,19 @@ class Validation:
         if self._tree is None:
             raise ValueError("only a parsed form has an outline")
         rows: list[tuple[int, str, str]] = []
-
-        def walk(element: Any, depth: int) -> None:
-            rows.append((depth, etree.QName(element).localname, (element.text or "").strip()))
+        depth = -1
+        # One walk of the elements (comments and processing instructions left out), the local
+        # name cut from the tag: a recursive walk making a QName per name cost twice as much.
+        for event, element in etree.iterwalk(
+            self._tree.getroot(), events=("start", "end"), tag="{*}*"
+        ):
+            if event == "end":
+                depth -= 1
+                continue
+            depth += 1
+            rows.append((depth, element.tag.rpartition("}")[2], (element.text or "").strip()))
             for name, value in element.attrib.items():
-                rows.append((depth + 1, "@" + etree.QName(name).localname, value))
-            for child in element.iterchildren("{*}*"):
-                walk(child, depth + 1)
-
-        walk(self._tree.getroot(), 0)
+                rows.append((depth + 1, "@" + name.rpartition("}")[2], value))
         return rows
 
     def entities(self) -> list[Entity]:

@@ -8,6 +8,7 @@ import errno
 import mailbox
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -338,6 +339,64 @@ def test_deliver_many_failing_midway_leaves_nothing_in_new(
     monkeypatch.undo()
     desks.deliver_many(maildir, [(f"{n}.{c}", b"x") for n, c in ((1, "A"), (2, "B"), (3, "C"))])
     assert len(list((maildir / "new").iterdir())) == 4
+
+
+def test_deliver_many_failing_to_write_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails while the batch's files are written (none synced yet): no file in
+    new/ or tmp/, no descriptor left open."""
+    maildir = tmp_path / "desk"
+    deliver(maildir, "0.OLD", b"Subject: old\r\n\r\n")
+    fds = len(list(Path("/proc/self/fd").iterdir()))
+    real_write = os.write
+    calls: list[int] = []
+
+    def write(fd: int, data: bytes) -> int:
+        calls.append(fd)
+        if len(calls) == 2:  # the second message's file
+            raise OSError(errno.ENOSPC, "simulated")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(StorageFull, match=r"2\.B"):
+        desks.deliver_many(maildir, [(f"{n}.{c}", b"x") for n, c in ((1, "A"), (2, "B"), (3, "C"))])
+    monkeypatch.undo()
+    assert [path.name for path in (maildir / "new").iterdir()] == ["0.OLD"]
+    assert list((maildir / "tmp").iterdir()) == []
+    assert len(list(Path("/proc/self/fd").iterdir())) == fds
+
+
+@pytest.mark.parametrize("group", [64, 2])
+def test_deliver_many_writes_a_group_before_syncing_and_syncs_each_before_its_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: int
+) -> None:
+    """The copies of a group are all written, then all synced, then all renamed into new/
+    (their syncs then share the file system's commits); each synced before its rename."""
+    maildir = tmp_path / "desk"
+    desks.deliver_many(maildir, [])  # the folders made first
+    calls: list[str] = []
+    real = {call: getattr(os, call) for call in ("write", "fsync", "rename")}
+    for call in ("write", "fsync", "rename"):
+
+        def recording(
+            *args: object, _call: str = call, _real: object = getattr(os, call)
+        ) -> object:
+            if _call == "fsync" and stat.S_ISDIR(os.fstat(cast(int, args[0])).st_mode):
+                calls.append("sync new/")
+            else:
+                calls.append(_call)
+            return cast(Callable[..., object], real[_call])(*args)
+
+        monkeypatch.setattr(os, call, recording)
+    monkeypatch.setattr(desks, "SYNC_GROUP", group)
+    desks.deliver_many(maildir, [(f"{n}.X", b"x") for n in range(4)], unseen={"0.X"})
+    monkeypatch.undo()
+    if group == 64:
+        assert calls == ["write"] * 4 + ["fsync"] * 4 + ["rename"] * 4 + ["sync new/"]
+    else:
+        assert calls == (["write"] * 2 + ["fsync"] * 2 + ["rename"] * 2) * 2 + ["sync new/"]
+    assert sorted(path.name for path in (maildir / "new").iterdir()) == [f"{n}.X" for n in range(4)]
 
 
 def test_deliver_many_refuses_a_bad_name_before_writing(tmp_path: Path) -> None:

@@ -148,6 +148,23 @@ def test_timeout_with_stdin_not_taken(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("clean")
+def test_timeout_after_stdout_closed(tmp_path: Path) -> None:
+    """A process that closes stdout and goes on running: its exit is waited for until the
+    deadline, then it is killed."""
+    pid_file = tmp_path / "pid"
+    with pytest.raises(RunTimedOut):
+        run(traced(pid_file, "sh -c 'exec 1>&-; sleep 60'"), timeout=0.3)
+    assert_gone(pid_file)
+
+
+@pytest.mark.usefixtures("clean")
+def test_exit_code_of_a_process_that_lingers_after_closing_stdout() -> None:
+    """stdout closed well before the exit: the run waits for the exit and reports its code."""
+    done = run(["sh", "-c", "echo out; exec 1>&-; sleep 0.2; exit 5"], timeout=10)
+    assert done == Finished(b"out\n", b"", 5)
+
+
+@pytest.mark.usefixtures("clean")
 def test_exit_code_and_environment() -> None:
     done = run_bounded(
         ["sh", "-c", 'echo "$PROBE"; exit 7'],

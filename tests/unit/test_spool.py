@@ -668,6 +668,35 @@ def test_put_many_writes_each_and_syncs_new_once(
     assert spool.put_many([]) == []
 
 
+@pytest.mark.parametrize("group", [64, 2])
+def test_put_many_writes_a_group_before_syncing_and_syncs_each_before_its_rename(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch, group: int
+) -> None:
+    """The files of a group are all written, then all synced, then all renamed into new/ (their
+    syncs then share the file system's commits); each is synced before its rename, new/ last."""
+    calls: list[str] = []
+    real = {call: getattr(os, call) for call in ("writev", "fsync", "rename")}
+    for call in ("writev", "fsync", "rename"):
+
+        def recording(*args: Any, _call: str = call) -> Any:
+            if _call == "fsync" and stat.S_ISDIR(os.fstat(args[0]).st_mode):
+                calls.append("sync new/")
+            else:
+                calls.append(_call)
+            return real[_call](*args)
+
+        monkeypatch.setattr(os, call, recording)
+    monkeypatch.setattr(spool_module, "SYNC_GROUP", group)
+    spool.put_many([(key, b"x", {}) for key in "abcd"])
+    monkeypatch.undo()
+    if group == 64:
+        assert calls == ["writev"] * 4 + ["fsync"] * 4 + ["rename"] * 4 + ["sync new/"]
+    else:
+        assert calls == (["writev"] * 2 + ["fsync"] * 2 + ["rename"] * 2) * 2 + ["sync new/"]
+    assert names(spool.new) == ["a.msg", "b.msg", "c.msg", "d.msg"]
+    assert names(spool.tmp) == []
+
+
 @pytest.mark.parametrize(("call", "on_dir"), [("writev", None), ("fsync", False), ("fsync", True)])
 def test_put_many_failing_midway_stores_none(
     spool: Spool, monkeypatch: pytest.MonkeyPatch, call: str, on_dir: bool | None
