@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/inbound.py
 	$(BIN)/python bench/intake_ledger.py
 	$(BIN)/python bench/stage_cpu.py
+	$(BIN)/python bench/intake_cuts.py
+	$(BIN)/python bench/smtp_data.py
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/deadlines.py
 	$(BIN)/python bench/console.py

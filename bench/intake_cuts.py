@@ -6,14 +6,18 @@ entity holding a form; the median of 7 passes of 1,000 pairs. "group write": ``G
 of one received message (bench/intake_ledger.py's record, with three search index entries,
 two of them names with their parts) on a fresh SQLite ledger, after 30 to warm up; the median of
 3 runs of 300. Both by ``time.thread_time`` (user and system: the ledger's syncs count).
+The baseline, in the same run: the email package's own parser (``email.message_from_bytes``)
+reading the same message and entity, no check made, which the parse used to run beneath them.
 
-    .venv/bin/python bench/intake_cuts.py
+    .venv/bin/python bench/intake_cuts.py [--out FILE.json]
     PYTHONPATH=/tmp/before .venv/bin/python bench/intake_cuts.py   # another checkout's code
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
+import email
 import os
 import random
 import statistics
@@ -35,6 +39,7 @@ BENCH = Path(__file__).resolve().parent
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 import intake_ledger  # noqa: E402
+from benchkit import write_results  # noqa: E402
 
 FORM = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<FormG>'
@@ -66,8 +71,9 @@ INDEX = (
 )
 
 
-def parse_cost() -> float:
-    """CPU seconds of one parse_outer and one parse_entity."""
+def parse_cost(parse: bool = True) -> float:
+    """CPU seconds of one parse_outer and one parse_entity; ``parse`` False: of the email
+    package's parser alone on the same message and entity (the baseline)."""
     chooser = random.Random(1)
     blob = bytes(chooser.randrange(256) for _ in range(2400))
     lines = b"\n".join(base64.b64encode(blob[i : i + 48]) for i in range(0, len(blob), 48))
@@ -86,8 +92,12 @@ def parse_cost() -> float:
         start = time.thread_time()
         for _ in range(20):
             for raw in raws:
-                pgpmime.parse_outer(raw)
-                pgpmime.parse_entity(entity)
+                if parse:
+                    pgpmime.parse_outer(raw)
+                    pgpmime.parse_entity(entity)
+                else:
+                    email.message_from_bytes(raw)
+                    email.message_from_bytes(entity)
         passes.append((time.thread_time() - start) / (20 * len(raws)))
     return statistics.median(passes)
 
@@ -113,11 +123,26 @@ def group_write_cost() -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/intake_cuts.json"))
+    args = parser.parse_args()
     load = os.getloadavg()[0]
-    parse, write = parse_cost(), group_write_cost()
+    parse, bare, write = parse_cost(), parse_cost(parse=False), group_write_cost()
     print(
-        f"parse_outer+parse_entity {parse * 1e6:.1f} us, group write {write * 1e6:.1f} us "
+        f"parse_outer+parse_entity {parse * 1e6:.1f} us (the email package's parser alone "
+        f"{bare * 1e6:.1f} us: {parse / bare:.2f}x), group write {write * 1e6:.1f} us "
         f"(load average {load:.2f} -> {os.getloadavg()[0]:.2f}; {pgpmime.__file__})"
+    )
+    write_results(
+        args.out,
+        {
+            "parse_us": round(parse * 1e6, 1),
+            "email_parser_us": round(bare * 1e6, 1),
+            "parse_over_email_parser": round(parse / bare, 2),
+            "group_write_us": round(write * 1e6, 1),
+            "load_average": [load, os.getloadavg()[0]],
+            "code": pgpmime.__file__,
+        },
     )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchkit import write_results
 from search import NOW, backend, database, on_cpu, percentile, persons, variant
 
 from gateway.core.clock import FakeClock
@@ -64,6 +65,7 @@ def main() -> int:
     parser.add_argument("--database", default="postgresql", choices=["sqlite", "postgresql"])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--keep", type=Path, required=True, help="bench/search.py's --keep")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/search_stages.json"))
     args = parser.parse_args()
     if args.database == "postgresql" and "GATEWAY_TEST_POSTGRES_URL" not in os.environ:
         raise SystemExit("set GATEWAY_TEST_POSTGRES_URL")
@@ -99,6 +101,24 @@ def main() -> int:
                 f"CPU {sum(calls) / args.queries * 1000:6.2f} ms a search, "
                 f"p95 a call {percentile(calls, 0.95) * 1000:6.2f} ms"
             )
+    write_results(
+        args.out,
+        {
+            "database": args.database,
+            "persons": args.size,
+            "searches": args.queries,
+            "cpu_p50_ms": round(percentile(searches, 0.5) * 1000, 2),
+            "cpu_p95_ms": round(percentile(searches, 0.95) * 1000, 2),
+            "stages": {
+                name: {
+                    "calls_a_search": round(len(spent[name]) / args.queries, 2),
+                    "cpu_ms_a_search": round(sum(spent[name]) / args.queries * 1000, 3),
+                }
+                for name in STAGES
+                if spent[name]
+            },
+        },
+    )
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from benchkit import write_results
 
 from gateway.inbound.smtp_data import ChunkedData
 
@@ -101,8 +101,7 @@ def main() -> None:
         }
         print(f"{kib} KiB ({len(data)} bytes): thread CPU ms per DATA {medians}")
     results["load_average_after"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":
