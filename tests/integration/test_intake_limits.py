@@ -30,6 +30,7 @@ from integration.inboundkit import (
     send,
     settle,
 )
+from mimekit import many_parts, nested_multiparts
 
 from gateway.service.server import Gateway
 from gateway.store.audit import AuditEntry
@@ -46,21 +47,6 @@ def sealed(world: World, entity: bytes, *extra: str) -> bytes:
         world.no.home, [world.no.fingerprint], [gateway_fingerprint(world)], entity, *extra
     )
     return gpgkit.pgp_mime(ciphertext, SENDER, US, "SIRENE G")
-
-
-def nested_multiparts(depth: int, leaf: bytes = b"x") -> bytes:
-    """``depth`` multipart/mixed levels, each inside the one before, around one text part."""
-    head = b"".join(
-        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (level, level)
-        for level in range(depth)
-    )
-    tail = b"".join(b"\r\n--b%d--" % level for level in reversed(range(depth)))
-    return head + b"Content-Type: text/plain\r\n\r\n" + leaf + tail + b"\r\n"
-
-
-def many_parts(count: int) -> bytes:
-    part = b"--m\r\nContent-Type: text/plain\r\n\r\nx\r\n"
-    return b"Content-Type: multipart/mixed; boundary=m\r\n\r\n" + part * count + b"--m--\r\n"
 
 
 def audited_refusals(gateway: Gateway) -> list[str]:

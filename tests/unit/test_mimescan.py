@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import email
 import email.policy
-from datetime import UTC, datetime
 from email.message import Message
 
 import gpgkit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mimekit import RECEIPT_FACTS
 
 from gateway.core.errors import MalformedMessage
 from gateway.core.limits import MimeLimits
 from gateway.crypto import pgpmime
 from gateway.crypto.mimescan import MimeLimitExceeded, check_structure
 from gateway.crypto.pgpmime import Attachment, Envelope
-from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
+from gateway.tracking.receipts import ack_form, mdn_entity
 
 DEFAULT = MimeLimits()
 FORM = b'<?xml version="1.0"?>\n<FormG xmlns="urn:x"><Name>Ion</Name></FormG>\n'
@@ -180,18 +180,7 @@ def test_unclosed_multiparts_pass_to_the_parser() -> None:
 
 
 def test_a_receipt_passes() -> None:
-    facts = ReceiptFacts(
-        our_bureau="RO-SIRENE",
-        partner_bureau="NO-SIRENE",
-        our_address="sirene@ro.example",
-        our_host="gateway.ro.example",
-        reference="RO-2026-000001",
-        original_reference="NO-2026-000042",
-        original_message_id="<42@no.example>",
-        content_sha256="0" * 64,
-        received_at=datetime(2026, 5, 1, tzinfo=UTC),
-        created=datetime(2026, 5, 1, tzinfo=UTC),
-    )
+    facts = RECEIPT_FACTS
     entity = mdn_entity(facts, ack_form(facts))
     assert b"message/disposition-notification" in entity
     check_structure(entity, DEFAULT)

@@ -9,7 +9,6 @@ import email
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from email.message import Message
 from email.policy import compat32
 from typing import Any
@@ -19,27 +18,17 @@ import gpgkit
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mimekit import RECEIPT_FACTS, many_parts, nested_multiparts
 
 from gateway.core.errors import GatewayError
 from gateway.crypto import mimetree, pgpmime
 from gateway.crypto.pgpmime import Attachment, Envelope
-from gateway.tracking.receipts import ReceiptFacts, ack_form, mdn_entity
+from gateway.tracking.receipts import ack_form, mdn_entity
 
 FORM = b'<?xml version="1.0"?>\r\n<FormG xmlns="urn:x"><Name>Ion</Name></FormG>\r\n'
 ARMOR = b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA0xyz\r\n=abcd\r\n-----END PGP MESSAGE-----\r\n"
 ENVELOPE = Envelope("sirene@no.example", "sirene@ro.example", "SIRENE G X-1", "<m@x>", "now")
-FACTS = ReceiptFacts(
-    our_bureau="RO-SIRENE",
-    partner_bureau="NO-SIRENE",
-    our_address="sirene@ro.example",
-    our_host="gateway.ro.example",
-    reference="RO-2026-000001",
-    original_reference="NO-2026-000042",
-    original_message_id="<42@no.example>",
-    content_sha256="0" * 64,
-    received_at=datetime(2026, 5, 1, tzinfo=UTC),
-    created=datetime(2026, 5, 1, tzinfo=UTC),
-)
+FACTS = RECEIPT_FACTS
 
 
 def parser(data: bytes) -> Message:
@@ -160,22 +149,14 @@ def test_nested_and_odd_entities_go_to_the_parser() -> None:
 
 def test_the_shapes_the_intakes_tests_send_read_alike() -> None:
     """The bombs and malformed structures of test_intake_limits and test_mimescan."""
-
-    def nested(depth: int, leaf: bytes = b"x") -> bytes:
-        head = b"".join(
-            b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (level, level)
-            for level in range(depth)
-        )
-        tail = b"".join(b"\r\n--b%d--" % level for level in reversed(range(depth)))
-        return head + b"Content-Type: text/plain\r\n\r\n" + leaf + tail + b"\r\n"
-
-    def many_parts(count: int) -> bytes:
-        part = b"--m\r\nContent-Type: text/plain\r\n\r\nx\r\n"
-        return b"Content-Type: multipart/mixed; boundary=m\r\n\r\n" + part * count + b"--m--\r\n"
-
     assert same_tree(many_parts(2000))  # flat: read directly, as the parser reads it
     rfc822 = b"Content-Type: message/rfc822\r\n\r\n"
-    for data in (nested(1), nested(30), nested(1000), rfc822 * 900):
+    for data in (
+        nested_multiparts(1),
+        nested_multiparts(30),
+        nested_multiparts(1000),
+        rfc822 * 900,
+    ):
         same_tree(data)
         same_verdicts(data)
     wide = b"X-Many: 1\r\n" * 5000 + b"Content-Type: text/plain\r\n\r\nbody"
