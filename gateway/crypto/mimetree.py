@@ -115,9 +115,9 @@ def _delimiter(text: str, position: int, delimiter: str) -> tuple[int, int, bool
     where the next line starts and whether it is the closing one. A delimiter line is the
     boundary's delimiter, an optional "--" and spaces or tabs, as the parser's pattern reads."""
     while (start := text.find(delimiter, position)) >= 0:
-        line_end = text.find(_CRLF, start)
-        end = len(text) if line_end < 0 else line_end
-        if start == 0 or text[start - 1] == "\n":
+        if start == 0 or text[start - 1] == "\n":  # only a line's start looks for its end:
+            line_end = text.find(_CRLF, start)  # a line of delimiters stays one pass
+            end = len(text) if line_end < 0 else line_end
             rest = text[start + len(delimiter) : end].rstrip(" \t")
             if rest in ("", "--"):
                 return start, len(text) if line_end < 0 else end + len(_CRLF), rest == "--"

@@ -74,6 +74,7 @@ def _walk(number: int, born: bool) -> Select[Any]:
             search_entries.c.message_id,
             search_entries.c.kind,
             search_entries.c.key,
+            search_entries.c.born,
         )
         .where(
             search_entries.c.kind == bindparam(f"kind{number}"),
@@ -91,15 +92,22 @@ def _walk(number: int, born: bool) -> Select[Any]:
 @functools.lru_cache(maxsize=256)
 def _earlier(borns: tuple[bool, ...], last: tuple[str, ...]) -> Select[Any]:
     """Every key's walk in one statement, made once for each shape (which keys have a date of
-    birth; the kinds that come last): one entry per earlier message and key, gathered per
-    key, earlier case and desk (an earlier message in no case stays alone), ranked; only the
+    birth; the kinds that come last): one entry per earlier message, key and date of birth,
+    gathered per key, date of birth, earlier case and desk (two persons of one name born on
+    different days are two hits; an earlier message in no case stays alone), ranked; only the
     first ``most`` gatherings read whole, each by the entry of its latest message, with its
     count, its first message and its case as it stands."""
     walks = [_walk(number, born) for number, born in enumerate(borns)]
     found = (union_all(*(select(walk.subquery()) for walk in walks))).subquery("found")
     entries = (
-        select(func.min(found.c.id).label("id"), found.c.message_id, found.c.kind, found.c.key)
-        .group_by(found.c.message_id, found.c.kind, found.c.key)
+        select(
+            func.min(found.c.id).label("id"),
+            found.c.message_id,
+            found.c.kind,
+            found.c.key,
+            found.c.born,
+        )
+        .group_by(found.c.message_id, found.c.kind, found.c.key, found.c.born)
         .subquery("entries")
     )
     placed = (
@@ -108,6 +116,7 @@ def _earlier(borns: tuple[bool, ...], last: tuple[str, ...]) -> Select[Any]:
             entries.c.message_id,
             entries.c.kind,
             entries.c.key,
+            entries.c.born,
             search_entries.c.desk,
             case_members.c.case_id,
         )
@@ -120,12 +129,15 @@ def _earlier(borns: tuple[bool, ...], last: tuple[str, ...]) -> Select[Any]:
         select(
             placed.c.kind,
             placed.c.key,
+            placed.c.born,
             placed.c.case_id,
             func.max(placed.c.message_id).label("latest"),
             func.min(placed.c.message_id).label("first"),
             func.count().label("messages"),
         )
-        .group_by(placed.c.kind, placed.c.key, placed.c.case_id, placed.c.desk, alone)
+        .group_by(
+            placed.c.kind, placed.c.key, placed.c.born, placed.c.case_id, placed.c.desk, alone
+        )
         .subquery("gathered")
     )
     latest = placed.alias("latest")
@@ -149,6 +161,7 @@ def _earlier(borns: tuple[bool, ...], last: tuple[str, ...]) -> Select[Any]:
                 latest.c.message_id == gathered.c.latest,
                 latest.c.kind == gathered.c.kind,
                 latest.c.key == gathered.c.key,
+                latest.c.born.is_not_distinct_from(gathered.c.born),
             ),
         )
         .join(search_entries, search_entries.c.id == latest.c.id)

@@ -281,3 +281,36 @@ def test_a_purge_counts_down_the_hits_that_gathered_the_message_whatever_its_cas
     assert counted() == [(latest, 2)]
     assert purged(latest) == 1
     assert counted() == []
+
+
+def test_persons_of_one_name_born_on_different_days_are_gathered_apart(
+    ledger_engine: Engine,
+) -> None:
+    """Two persons of one name in one case, born on different days, are two hits, each
+    counting only the messages of its own date of birth; purging the one of the other date
+    leaves the first hit's count as it is."""
+    clock = FakeClock(START)
+    ledger = Ledger(ledger_engine, clock)
+    supervisor = Principal("sam", frozenset({Role.SUPERVISOR}))
+    cases = Cases(ledger, AuditLog(ledger_engine, clock))
+    later_born = replace(PERSON, born="1990-05-05")
+    first, other, latest = (
+        recorded(ledger, number, [person])
+        for number, person in ((1, PERSON), (2, later_born), (3, PERSON))
+    )
+    case = cases.open_around(supervisor, ledger.get(first), "request 18/2026")
+    for message in (other, latest):
+        cases.link(supervisor, case.number, ledger.get(message), "the same name")
+    arriving = recorded(ledger, 4, [PERSON, later_born])
+    with ledger.transaction() as tx:
+        hits = crosscheck.check(tx, arriving)
+        crosscheck_rows.add_in(tx, [(arriving, hits)], START)
+    assert sorted((hit.earlier_id, hit.born, hit.messages) for hit in hits) == [
+        (other, "1990-05-05", 1),
+        (latest, "1980-01-01", 2),
+    ]
+    with ledger.transaction() as tx:
+        assert crosscheck_rows.delete_of_message_in(tx, other) == 1
+    with ledger.reading() as tx:
+        left = crosscheck_rows.of_message(tx, arriving)
+    assert [(hit.earlier_id, hit.messages) for hit in left] == [(latest, 2)]

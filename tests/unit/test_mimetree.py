@@ -163,6 +163,32 @@ def test_the_shapes_the_intakes_tests_send_read_alike() -> None:
     assert same_tree(wide)
 
 
+class _Scanned(str):
+    """A text that counts how many characters its ``find`` calls pass over."""
+
+    passed = 0
+
+    def find(self, sub: str, start: Any = None, end: Any = None) -> int:
+        begin = 0 if start is None else start
+        found = str.find(self, sub, begin, len(self) if end is None else end)
+        _Scanned.passed += (len(self) if found < 0 else found) - begin
+        return found
+
+
+def test_a_line_of_delimiters_is_read_in_one_pass() -> None:
+    """A body line of nothing but the delimiter (``--a--a--a...``, anyone can send one inside a
+    signed entity) is passed over once, not once per delimiter in it: the reading stays linear
+    in the entity's size, as the parser's does."""
+    line = "--a" * 20_000
+    text = _Scanned("--a\r\nContent-Type: text/plain\r\n\r\n" + line + "\r\n--a--\r\n")
+    _Scanned.passed = 0
+    found = mimetree._delimiter(text, 5, "--a")
+    assert found is not None and found[2]  # the closing delimiter after the long line
+    assert _Scanned.passed < 3 * len(text), f"{_Scanned.passed} characters for {len(text)}"
+    entity = b'Content-Type: multipart/mixed; boundary="a"\r\n\r\n' + text.encode()
+    assert same_tree(entity)
+
+
 # ---------------------------------------------------------------------- generated messages
 
 BOUNDARY = "=_0123456789abcdef"
