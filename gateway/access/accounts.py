@@ -103,8 +103,8 @@ class Accounts:
             return users.all_users(tx)
 
     def get(self, name: str) -> UserRow:
-        with self.ledger.reading() as tx:
-            return self._user(tx, name)
+        with self.ledger.reading() as tx:  # a read locks nothing (PostgreSQL: READ ONLY)
+            return self._user(tx, name, for_update=False)
 
     def set_password(self, name: str, password: str) -> None:
         """A new password; the lockout is lifted and the user's sessions end."""
@@ -174,8 +174,8 @@ class Accounts:
             self.audit.append_in(tx, "user.totp-removed", reason=f"user={name}")
 
     @staticmethod
-    def _user(tx: Transaction, name: str) -> UserRow:
-        row = users.user_by_name(tx, name, for_update=True)
+    def _user(tx: Transaction, name: str, *, for_update: bool = True) -> UserRow:
+        row = users.user_by_name(tx, name, for_update=for_update)
         if row is None:
             raise AccountError(f"no user called {name!r}")
         return row

@@ -162,8 +162,16 @@ def writing(engine: Engine) -> Iterator[Transaction]:
 def reading(engine: Engine) -> Iterator[Transaction]:
     """A connection for reads: what it sees is committed data; it writes nothing."""
     if engine.dialect.name != "sqlite":
-        with engine.connect() as connection:
+        # A READ ONLY transaction (the server refuses any write in it), ended by COMMIT: psycopg
+        # forgets every statement it prepared on a connection at each ROLLBACK, so reads that
+        # rolled back had the server parse and plan each of their statements anew, every time.
+        # An exception still rolls back.
+        with engine.connect().execution_options(postgresql_readonly=True) as connection:
             yield Transaction(connection)
+            connection.commit()  # the transaction SQLAlchemy began, if it did
+            driver = connection.connection.dbapi_connection
+            if driver is not None:  # the one the driver began for the hot reads on its cursors
+                driver.commit()
         return
     kept = _kept_for(engine)
     found: Connection | None = getattr(kept.readers, "connection", None)
