@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dbkit import RECEIVED, postgres_schema, upgraded
@@ -20,6 +21,7 @@ from gateway.core.errors import SearchRefused
 from gateway.forms.entities import Entity
 from gateway.search import index, matching
 from gateway.store import search_rows
+from gateway.store.common_grams import CommonGrams
 from gateway.store.ledger import Ledger, make_engine, search_parts
 from gateway.store.search_rows import Where
 
@@ -326,6 +328,21 @@ def shown(ledger: Ledger, typed: str) -> set[str]:
     return {hit.candidate.row.shown for hit in found.hits}
 
 
+class Counting:
+    """A driver's cursor that notes the trigrams each count is asked for."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.cursor = cursor
+        self.asked: list[list[str]] = []
+
+    def execute(self, statement: str, values: list[Any]) -> None:
+        self.asked.append(list(values[1]))
+        self.cursor.execute(statement, values)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return list(self.cursor.fetchall())
+
+
 def test_a_part_whose_every_trigram_is_common_reads_a_bounded_share_of_alike_parts(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -345,9 +362,21 @@ def test_a_part_whose_every_trigram_is_common_reads_a_bounded_share_of_alike_par
         # Counted up to POSTINGS + 1; every trigram of "testov" is held by more parts, so only
         # the POSTINGS newest parts of its rarest are read: the cost stays bounded.
         cursor = tx.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        postings = (
-            search_rows._sqlite_postings if tx.dialect == "sqlite" else search_rows._pg_postings
-        )
-        assert postings(cursor, ["tes", "v27", "zzz"]) == {"tes": 6, "v27": 1}
+        if tx.dialect == "sqlite":
+            assert search_rows._sqlite_postings(cursor, ["tes", "v27", "zzz"]) == {
+                "tes": 6,
+                "v27": 1,
+            }
+        else:
+            common = CommonGrams()
+            counting = Counting(cursor)
+            postings = search_rows._pg_postings(counting, ["tes", "v27", "zzz"], common)
+            assert postings == {"tes": 6, "v27": 1}
+            assert common.among(["tes", "v27", "zzz"]) == {"tes"}  # counted to the cap
+            again = search_rows._pg_postings(counting, ["tes", "v27", "zzz"], common)
+            assert again == {"tes": 6, "v27": 1}
+            assert counting.asked == [["tes", "v27", "zzz"], ["v27", "zzz"]]  # not tes again
+            assert search_rows._pg_postings(counting, ["tes"], common) == {"tes": 6}
+            assert len(counting.asked) == 2  # nothing left to count: no statement
     newest = {index.fold("person", f"TESTOV{n}")[1] for n in range(25, 30)}
     assert {part for _, part, sound in alike if sound != "tstv"} == newest
