@@ -39,12 +39,10 @@ def server_prepared(tx: Any) -> list[str]:
 
 
 def test_a_write_in_a_read_is_refused_and_nothing_is_written(engine: Engine) -> None:
-    with pytest.raises(LedgerError, match="read-only transaction"):  # noqa: PT012
-        with reading(engine) as tx:
-            tx.connection.execute(text("INSERT INTO t VALUES (3)"))
-    with pytest.raises(LedgerError, match="read-only transaction"):  # noqa: PT012
-        with reading(engine) as tx:
-            tx.connection.execute(text("SELECT n FROM t WHERE n = 1 FOR UPDATE"))
+    with pytest.raises(LedgerError, match="read-only transaction"), reading(engine) as tx:
+        tx.connection.execute(text("INSERT INTO t VALUES (3)"))
+    with pytest.raises(LedgerError, match="read-only transaction"), reading(engine) as tx:
+        tx.connection.execute(text("SELECT n FROM t WHERE n = 1 FOR UPDATE"))
     with reading(engine) as tx:  # the connection the refusals happened on reads on
         assert tx.connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 2
 
