@@ -16,7 +16,13 @@ from sqlalchemy.dialects import sqlite
 
 from gateway.core.clock import Clock
 from gateway.store.ledger import audit
-from gateway.store.unit import Transaction, in_sqlite_transaction, say_to_sqlite, writing
+from gateway.store.unit import (
+    Transaction,
+    in_sqlite_transaction,
+    reading,
+    say_to_sqlite,
+    writing,
+)
 
 GENESIS = "0" * 64
 """The prev_hash of the first entry."""
@@ -330,7 +336,8 @@ class AuditLog:
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last entry, (0, GENESIS) when empty: an anchor to keep elsewhere."""
-        with self.engine.connect() as connection:
+        with reading(self.engine) as tx:
+            connection = tx.connection
             row = connection.execute(
                 select(audit.c.seq, audit.c.hash).order_by(audit.c.seq.desc()).limit(1)
             ).first()
@@ -338,7 +345,8 @@ class AuditLog:
 
     def entries(self) -> list[AuditEntry]:
         """All entries in seq order, as stored (for reports and tests; ``verify`` streams)."""
-        with self.engine.connect() as connection:
+        with reading(self.engine) as tx:
+            connection = tx.connection
             rows = connection.execute(select(audit).order_by(audit.c.seq)).all()
         return [
             AuditEntry(
@@ -369,7 +377,8 @@ class AuditLog:
         """Read the whole chain in seq order: its length, its head and its problems."""
         if anchor is not None:
             anchor = _checked_anchor(anchor)
-        with self.engine.connect() as connection:
+        with reading(self.engine) as tx:
+            connection = tx.connection
             walk = _Walk()
             at_column: Any = audit.c.at
             if connection.dialect.name == "sqlite":
@@ -387,9 +396,10 @@ class AuditLog:
                 audit.c.prev_hash,
                 audit.c.hash,
             ).order_by(audit.c.seq)
-            result = connection.execution_options(stream_results=True, yield_per=1000).execute(
-                statement
-            )
+            # The statement's options, not the connection's: on SQLite the connection is the
+            # thread's kept reader, which later reads share.
+            streamed = statement.execution_options(stream_results=True, yield_per=1000)
+            result = connection.execute(streamed)
             for row in result:
                 walk.see(_Stored.of(row))
             result.close()

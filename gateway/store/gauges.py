@@ -10,6 +10,7 @@ from sqlalchemy import Engine, case, func, select
 
 from gateway.store.ledger import audit, deadlines
 from gateway.store.states import DeadlineState
+from gateway.store.unit import reading
 
 SOON = timedelta(hours=1)
 
@@ -44,7 +45,8 @@ def read(engine: Engine, now: datetime) -> LedgerFigures:
         .where(deadlines.c.state == DeadlineState.OPEN.value)
         .group_by(deadlines.c.kind, deadlines.c.owed_by)
     )
-    with engine.connect() as connection:
+    with reading(engine) as tx:
+        connection = tx.connection
         counts = {
             (str(kind), str(owed_by)): DeadlineCounts(int(total), int(due_soon), int(late))
             for kind, owed_by, total, due_soon, late in connection.execute(query)

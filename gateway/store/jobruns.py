@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, exc, insert, select, update
 
 from gateway.store.ledger import as_utc, job_runs, nodes
+from gateway.store.unit import reading
 
 log = logging.getLogger("gateway.scheduler")
 
@@ -85,8 +86,8 @@ def finish(engine: Engine, job: str, slot: str, outcome: str) -> None:
 
 def ran(engine: Engine, job: str, slot: str) -> bool:
     """Whether ``job`` was claimed for ``slot`` (by any node)."""
-    with engine.connect() as connection:
-        found = connection.execute(
+    with reading(engine) as tx:
+        found = tx.connection.execute(
             select(job_runs.c.job).where(job_runs.c.job == job, job_runs.c.slot == slot)
         ).first()
     return found is not None

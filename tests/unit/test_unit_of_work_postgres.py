@@ -4,16 +4,21 @@ statements psycopg prepared on a connection are kept for the next read."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from dbkit import postgres_schema
+from dbkit import postgres_schema, upgraded
 from sqlalchemy import Engine, text
 
+from gateway.core.clock import FakeClock
+from gateway.store import gauges, jobruns
+from gateway.store.audit import GENESIS, AuditLog
 from gateway.store.ledger import make_engine
 from gateway.store.unit import LedgerError, reading, writing
 
 HOT = "SELECT n FROM t WHERE n = %s"
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -77,3 +82,23 @@ def test_a_read_that_raises_rolls_back(engine: Engine) -> None:
     with reading(engine) as tx:
         assert driver(tx).info.transaction_status == 0  # idle: nothing left open
         assert tx.connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 2
+
+
+def test_the_stores_own_reads_leave_the_prepared_statements_in_place() -> None:
+    with postgres_schema() as url:
+        engine = make_engine(upgraded(url))
+        try:
+            with reading(engine) as tx:
+                for _ in range(6):
+                    driver(tx).cursor().execute("SELECT id FROM messages WHERE id = %s", [1])
+            # The metrics' figures at each scrape, a scheduled job's check, the audit's reads.
+            gauges.read(engine, NOW)
+            assert not jobruns.ran(engine, "purge", "2026-12-01")
+            audit = AuditLog(engine, FakeClock(NOW))
+            assert audit.head() == (0, GENESIS)
+            assert audit.entries() == []
+            assert audit.check().problems == ()
+            with reading(engine) as tx:
+                assert server_prepared(tx) == ["SELECT id FROM messages WHERE id = $1"]
+        finally:
+            engine.dispose()
