@@ -41,6 +41,7 @@ the sink once, and one receipt each taken by the partner's server.
 
     .venv/bin/python bench/inbound.py [--count 400] [--rounds 3] [--clients 4] [--lone 50]
         [--protection none|fast|default] [--bodies spool|database --database URL]
+        [--workdir DIR]
 
 ``--bodies database`` measures the cost of durability off the node instead: two gateways in
 this process, each on a ledger of its own on the PostgreSQL at ``--database``, one keeping the
@@ -914,7 +915,8 @@ def protection_of(name: str) -> KeyProtection:
     return KeyProtection(secrets.token_urlsafe(18))
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """The command line, checked, with the defaults that depend on other options filled in."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--count", type=int, help="messages per pass (400; 40 with --protection default)"
@@ -941,6 +943,11 @@ def main() -> int:
         help="the PostgreSQL for --bodies database (default: $GATEWAY_TEST_POSTGRES_URL)",
     )
     parser.add_argument("--out", type=Path, help="the JSON results (bench/results/...)")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()),
+        help="where the gateway's spool, desks and ledger are made (a new folder in it; "
+        "default: the temporary folder, $TMPDIR or /tmp)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.out is None:
         name = "inbound_bodies.json" if args.bodies == "database" else "inbound.json"
@@ -951,9 +958,13 @@ def main() -> int:
     args.lone = DEFAULT_LONE[args.protection] if args.lone is None else args.lone
     if min(args.count, args.rounds, args.clients, args.lone, args.warmup) < 1 or args.lone < 2:
         parser.error("--count, --rounds, --clients, --warmup must be >= 1 and --lone >= 2")
+    return args
 
+
+def main() -> int:
+    args = parse_args()
     # GnuPG homes must have short paths (the agent's socket path is limited): gpgkit's, in /tmp.
-    base = Path(tempfile.mkdtemp(prefix="gwi-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix="gwi-", dir=args.workdir))
     homes: list[Path] = []
     total = args.warmup + args.rounds * args.count
     if args.bodies == "spool":
@@ -970,10 +981,12 @@ def main() -> int:
         )
         partner = start_partner(world)
         load_start = [round(load, 2) for load in os.getloadavg()]
+        file_cost = benchkit.file_cost(base)
         if args.bodies == "database":
             results = asyncio.run(compare_bodies(world, args, partner))
         else:
             results = asyncio.run(run(world, args, partner))
+        results["disk_file_cpu_us"] = {"before": file_cost, "after": benchkit.file_cost(base)}
         results["load_average_at_start"] = load_start
         results["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     finally:
@@ -984,6 +997,7 @@ def main() -> int:
         report_bodies(results)
     else:
         report(results)
+    benchkit.say_file_cost(results["disk_file_cpu_us"], args.workdir)
     write_results(args.out, results)
     return 0
 

@@ -16,7 +16,7 @@ whose Python is the floor under the intake's.
 apart: FILE.intake, FILE.handoff) to read with ``python -m pstats``; the figures under the
 profiler are not the benchmark's.
 
-    .venv/bin/python bench/stage_cpu.py [--count 200] [--repeat 3] [--out FILE.json]
+    .venv/bin/python bench/stage_cpu.py [--count 200] [--repeat 3] [--out FILE.json] [--workdir DIR]
 
 To compare two checkouts, run each one's ``.venv/bin/python`` on this file alternately.
 """
@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import benchkit
 from benchkit import write_results
 
 from gateway.core.stagecpu import STAGES
@@ -133,30 +134,39 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs, each on a fresh ledger")
     parser.add_argument("--profile", type=Path, help="cProfile statistics of the last run")
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "stage_cpu.json")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()),
+        help="where the gateway's spool, desks and ledger are made (a new folder in it; "
+        "default: the temporary folder, $TMPDIR or /tmp)",
+    )  # fmt: skip
     args = parser.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="gws-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix="gws-", dir=args.workdir))
     homes: list[Path] = []
     runs: list[dict[str, float]] = []
     try:
         world = inbound.build_world(base, homes, KeyProtection(None), WARMUP + args.count)
         timed_messages = world.messages[WARMUP:]
         load_start = [round(load, 2) for load in os.getloadavg()]
+        file_cost = benchkit.file_cost(base)
         for number in range(1, args.repeat + 1):
             profile = args.profile if number == args.repeat else None
             run = one_run(world, timed_messages, profile)
             runs.append(run)
             print(f"run {number}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.items()))
+        disk = {"before": file_cost, "after": benchkit.file_cost(base)}
     finally:
         inbound.shut_down(homes, base)
     results: dict[str, Any] = {
         "count": args.count,
         "runs": runs,
         "median": {key: statistics.median(run[key] for run in runs) for key in runs[0]},
+        "disk_file_cpu_us": disk,
         "load_average_at_start": load_start,
         "load_average_at_end": [round(load, 2) for load in os.getloadavg()],
     }
     print("median: " + ", ".join(f"{k} {v:.3f}" for k, v in results["median"].items()))
     print(f"load average {results['load_average_at_start']} -> {results['load_average_at_end']}")
+    benchkit.say_file_cost(disk, args.workdir)
     write_results(args.out, results)
     return 0
 
