@@ -4,6 +4,7 @@ costs the kernel in the folder where a benchmark makes its world."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -12,6 +13,7 @@ import re
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -66,39 +68,83 @@ COST_FILES = 100
 COST_BYTES = 2048
 
 
-def file_cost(folder: Path, count: int = COST_FILES) -> float:
-    """The CPU (this thread's, user and system: microseconds a file) of writing ``count`` files
-    as the spool does (created exclusively, written, synced, renamed into another folder), in
-    a new folder under ``folder``, where a benchmark's gateway writes its own files. The files
-    stay until the benchmark removes its world (removing them now would add to what it
-    measures: see docs/PERFORMANCE.md, "How to measure", on a disk without a journal).
+def file_cost(folder: Path, count: int = COST_FILES) -> dict[str, float]:
+    """What ``count`` files written as the spool writes them (created exclusively, written,
+    synced, renamed into another folder) cost this thread's CPU (user and system), in
+    microseconds a file: ``create`` the creation alone, ``spooled`` all of it. Written in a new
+    folder under ``folder``, where a benchmark's gateway writes its own files; they stay until
+    the benchmark removes its world (removing them now would add to what it measures: see
+    docs/PERFORMANCE.md, "How to measure", on a disk without a journal).
 
-    The same code costs the kernel 20 us a file or 1 ms by the state of the disk's block group
-    that holds the folder, which moves the gateway's own figures with it: printed beside them,
-    it tells two runs' conditions apart."""
+    On such a disk the creation costs 20 us or 1 ms by what was deleted lately in the block
+    group that holds the folder, which moves the gateway's own figures with it: printed beside
+    them, it tells two runs' conditions apart."""
     scratch = Path(folder) / f"file-cost-{time.time_ns()}"
     (scratch / "tmp").mkdir(parents=True)
     (scratch / "new").mkdir()
     data = os.urandom(COST_BYTES)
+    creating = 0.0
     started = time.thread_time()
     for number in range(count):
         name = f"{number}.msg"
+        before = time.thread_time()
         descriptor = os.open(scratch / "tmp" / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        creating += time.thread_time() - before
         try:
             os.write(descriptor, data)
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
         (scratch / "tmp" / name).rename(scratch / "new" / name)
-    return round(1e6 * (time.thread_time() - started) / count, 1)
+    spent = time.thread_time() - started
+    return {"create": round(1e6 * creating / count, 1), "spooled": round(1e6 * spent / count, 1)}
 
 
-def say_file_cost(cost: dict[str, float], folder: Path) -> None:
-    """Print what file_cost measured before and after a benchmark's passes."""
+# A new file's creation costs this much or less where nothing was deleted lately (20-25 us on
+# the machines these benchmarks were written on, ext4 without a journal).
+SETTLED_CREATE_US = 40.0
+SETTLE_POLL = 15.0
+
+
+def add_disk_options(parser: argparse.ArgumentParser) -> None:
+    """--workdir and --settle, for a benchmark that makes a gateway's world."""
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()),
+        help="where the gateway's spool, desks and ledger are made (a new folder in it; "
+        "default: the temporary folder, $TMPDIR or /tmp)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--settle", type=float, default=400.0, metavar="SECONDS",
+        help="wait at most this long for file creation to cost what it does on a quiet disk "
+        "before the passes (0: do not wait)",
+    )  # fmt: skip
+
+
+def settle_disk(folder: Path, longest: float) -> tuple[dict[str, float], float]:
+    """Wait, up to ``longest`` seconds, until creating a file in ``folder`` costs at most
+    SETTLED_CREATE_US (see file_cost): after a test suite or another run removed many files, a
+    disk without a journal takes up to six minutes to forget them. Returns the last cost and
+    the seconds waited; the wait ends early as soon as the cost is down (on a journaled disk,
+    at once)."""
+    started = time.monotonic()
+    cost = file_cost(folder)
+    while cost["create"] > SETTLED_CREATE_US and time.monotonic() - started < longest:
+        time.sleep(SETTLE_POLL)
+        cost = file_cost(folder)
+    return cost, round(time.monotonic() - started, 1)
+
+
+def say_file_cost(cost: dict[str, Any], folder: Path) -> None:
+    """Print what file_cost measured before and after a benchmark's passes, and how long the
+    benchmark waited for the disk to settle first."""
+    before, after = cost["before"], cost["after"]
+    if cost["waited_s"]:
+        print(f"waited {cost['waited_s']:.0f} s for the disk to settle before the passes")
     print(
-        f"the disk under {folder}: a spooled file cost the kernel {cost['before']:.0f} us of CPU "
-        f"before the passes, {cost['after']:.0f} us after (a fresh folder's: 20-30 us here; "
-        "docs/PERFORMANCE.md, How to measure)"
+        f"the disk under {folder}: a new file cost the kernel {before['create']:.0f} us of CPU "
+        f"before the passes and {after['create']:.0f} us after ({before['spooled']:.0f} and "
+        f"{after['spooled']:.0f} us written, synced and renamed); 20-25 us where nothing was "
+        "deleted lately on this machine (docs/PERFORMANCE.md, How to measure)"
     )
 
 

@@ -41,7 +41,7 @@ the sink once, and one receipt each taken by the partner's server.
 
     .venv/bin/python bench/inbound.py [--count 400] [--rounds 3] [--clients 4] [--lone 50]
         [--protection none|fast|default] [--bodies spool|database --database URL]
-        [--workdir DIR]
+        [--workdir DIR] [--settle SECONDS]
 
 ``--bodies database`` measures the cost of durability off the node instead: two gateways in
 this process, each on a ledger of its own on the PostgreSQL at ``--database``, one keeping the
@@ -943,11 +943,7 @@ def parse_args() -> argparse.Namespace:
         help="the PostgreSQL for --bodies database (default: $GATEWAY_TEST_POSTGRES_URL)",
     )
     parser.add_argument("--out", type=Path, help="the JSON results (bench/results/...)")
-    parser.add_argument(
-        "--workdir", type=Path, default=Path(tempfile.gettempdir()),
-        help="where the gateway's spool, desks and ledger are made (a new folder in it; "
-        "default: the temporary folder, $TMPDIR or /tmp)",
-    )  # fmt: skip
+    benchkit.add_disk_options(parser)
     args = parser.parse_args()
     if args.out is None:
         name = "inbound_bodies.json" if args.bodies == "database" else "inbound.json"
@@ -981,12 +977,16 @@ def main() -> int:
         )
         partner = start_partner(world)
         load_start = [round(load, 2) for load in os.getloadavg()]
-        file_cost = benchkit.file_cost(base)
+        file_cost, waited = benchkit.settle_disk(base, args.settle)
         if args.bodies == "database":
             results = asyncio.run(compare_bodies(world, args, partner))
         else:
             results = asyncio.run(run(world, args, partner))
-        results["disk_file_cpu_us"] = {"before": file_cost, "after": benchkit.file_cost(base)}
+        results["disk_file_cpu_us"] = {
+            "before": file_cost,
+            "after": benchkit.file_cost(base),
+            "waited_s": waited,
+        }
         results["load_average_at_start"] = load_start
         results["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     finally:

@@ -16,7 +16,8 @@ whose Python is the floor under the intake's.
 apart: FILE.intake, FILE.handoff) to read with ``python -m pstats``; the figures under the
 profiler are not the benchmark's.
 
-    .venv/bin/python bench/stage_cpu.py [--count 200] [--repeat 3] [--out FILE.json] [--workdir DIR]
+    .venv/bin/python bench/stage_cpu.py [--count 200] [--repeat 3] [--out FILE.json]
+        [--workdir DIR] [--settle SECONDS]
 
 To compare two checkouts, run each one's ``.venv/bin/python`` on this file alternately.
 """
@@ -27,7 +28,6 @@ import argparse
 import contextlib
 import cProfile
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -79,12 +79,18 @@ def timed(work: Callable[[], object]) -> float:
 def one_run(
     world: inbound.World, messages: Sequence[Message], profile: Path | None
 ) -> dict[str, float]:
-    """A fresh ledger and spool; the warm-up, then ``messages`` taken in, then handed off."""
-    for folder in ("spool", "desks"):
-        shutil.rmtree(world.base / folder, ignore_errors=True)
+    """A fresh ledger and spool; the warm-up, then ``messages`` taken in, then handed off.
+
+    The last run's spool, desks and ledger are moved aside, not removed: on a disk without a
+    journal, the files removed would make this run's files dearer (see benchkit.file_cost)."""
+    aside = world.base / f"used-{time.time_ns()}"
+    aside.mkdir()
     ledger = Path(world.config.database_url.removeprefix("sqlite:///"))
-    for leftover in (ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")):
-        leftover.unlink(missing_ok=True)
+    used = [world.base / "spool", world.base / "desks"]
+    used += [ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")]
+    for leftover in used:
+        if leftover.exists():
+            leftover.rename(aside / f"{len(list(aside.iterdir()))}-{leftover.name}")
     inbound.upgrade_ledger(world.config.database_url)
     with open_services(world.config) as services:
         gateway = Gateway(services)
@@ -134,11 +140,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs, each on a fresh ledger")
     parser.add_argument("--profile", type=Path, help="cProfile statistics of the last run")
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "stage_cpu.json")
-    parser.add_argument(
-        "--workdir", type=Path, default=Path(tempfile.gettempdir()),
-        help="where the gateway's spool, desks and ledger are made (a new folder in it; "
-        "default: the temporary folder, $TMPDIR or /tmp)",
-    )  # fmt: skip
+    benchkit.add_disk_options(parser)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="gws-", dir=args.workdir))
     homes: list[Path] = []
@@ -147,13 +149,17 @@ def main() -> int:
         world = inbound.build_world(base, homes, KeyProtection(None), WARMUP + args.count)
         timed_messages = world.messages[WARMUP:]
         load_start = [round(load, 2) for load in os.getloadavg()]
-        file_cost = benchkit.file_cost(base)
+        file_cost, waited = benchkit.settle_disk(base, args.settle)
         for number in range(1, args.repeat + 1):
             profile = args.profile if number == args.repeat else None
             run = one_run(world, timed_messages, profile)
             runs.append(run)
             print(f"run {number}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.items()))
-        disk = {"before": file_cost, "after": benchkit.file_cost(base)}
+        disk = {
+            "before": file_cost,
+            "after": benchkit.file_cost(base),
+            "waited_s": waited,
+        }
     finally:
         inbound.shut_down(homes, base)
     results: dict[str, Any] = {
