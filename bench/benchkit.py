@@ -128,6 +128,12 @@ def settle_disk(folder: Path, longest: float) -> tuple[dict[str, float], float]:
     at once)."""
     started = time.monotonic()
     cost = file_cost(folder)
+    if cost["create"] > SETTLED_CREATE_US and longest > 0:
+        print(
+            f"a new file costs the kernel {cost['create']:.0f} us of CPU under {folder}: waiting "
+            f"up to {longest:.0f} s for the disk to settle (--settle)",
+            flush=True,
+        )
     while cost["create"] > SETTLED_CREATE_US and time.monotonic() - started < longest:
         time.sleep(SETTLE_POLL)
         cost = file_cost(folder)
