@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,18 @@ def settle_disk(folder: Path, longest: float) -> tuple[dict[str, float], float]:
         time.sleep(SETTLE_POLL)
         cost = file_cost(folder)
     return cost, round(time.monotonic() - started, 1)
+
+
+@contextlib.contextmanager
+def watched_disk(folder: Path, settle: float) -> Iterator[dict[str, Any]]:
+    """Around a benchmark's passes: first wait for the disk to settle (settle_disk, at most
+    ``settle`` seconds), then give what a file cost before the passes (``before``), how long
+    the wait was (``waited_s``) and, once the passes are done, what a file cost then
+    (``after``): the results' ``disk_file_cpu_us``, for say_file_cost."""
+    before, waited = settle_disk(folder, settle)
+    disk: dict[str, Any] = {"before": before, "waited_s": waited}
+    yield disk
+    disk["after"] = file_cost(folder)
 
 
 def say_file_cost(cost: dict[str, Any], folder: Path) -> None:

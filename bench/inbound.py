@@ -981,17 +981,13 @@ def main() -> int:
             f"protection {args.protection}"
         )
         partner = start_partner(world)
-        load_start = [round(load, 2) for load in os.getloadavg()]
-        file_cost, waited = benchkit.settle_disk(base, args.settle)
-        if args.bodies == "database":
-            results = asyncio.run(compare_bodies(world, args, partner))
-        else:
-            results = asyncio.run(run(world, args, partner))
-        results["disk_file_cpu_us"] = {
-            "before": file_cost,
-            "after": benchkit.file_cost(base),
-            "waited_s": waited,
-        }
+        with benchkit.watched_disk(base, args.settle) as disk:
+            load_start = [round(load, 2) for load in os.getloadavg()]
+            if args.bodies == "database":
+                results = asyncio.run(compare_bodies(world, args, partner))
+            else:
+                results = asyncio.run(run(world, args, partner))
+        results["disk_file_cpu_us"] = disk
         results["load_average_at_start"] = load_start
         results["load_average_at_end"] = [round(load, 2) for load in os.getloadavg()]
     finally:

@@ -88,9 +88,9 @@ def one_run(
     ledger = Path(world.config.database_url.removeprefix("sqlite:///"))
     used = [world.base / "spool", world.base / "desks"]
     used += [ledger, Path(f"{ledger}-wal"), Path(f"{ledger}-shm")]
-    for leftover in used:
+    for number, leftover in enumerate(used):
         if leftover.exists():
-            leftover.rename(aside / f"{len(list(aside.iterdir()))}-{leftover.name}")
+            leftover.rename(aside / f"{number}-{leftover.name}")
     inbound.upgrade_ledger(world.config.database_url)
     with open_services(world.config) as services:
         gateway = Gateway(services)
@@ -148,18 +148,13 @@ def main() -> int:
     try:
         world = inbound.build_world(base, homes, KeyProtection(None), WARMUP + args.count)
         timed_messages = world.messages[WARMUP:]
-        load_start = [round(load, 2) for load in os.getloadavg()]
-        file_cost, waited = benchkit.settle_disk(base, args.settle)
-        for number in range(1, args.repeat + 1):
-            profile = args.profile if number == args.repeat else None
-            run = one_run(world, timed_messages, profile)
-            runs.append(run)
-            print(f"run {number}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.items()))
-        disk = {
-            "before": file_cost,
-            "after": benchkit.file_cost(base),
-            "waited_s": waited,
-        }
+        with benchkit.watched_disk(base, args.settle) as disk:
+            load_start = [round(load, 2) for load in os.getloadavg()]
+            for number in range(1, args.repeat + 1):
+                profile = args.profile if number == args.repeat else None
+                run = one_run(world, timed_messages, profile)
+                runs.append(run)
+                print(f"run {number}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.items()))
     finally:
         inbound.shut_down(homes, base)
     results: dict[str, Any] = {
