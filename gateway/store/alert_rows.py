@@ -102,14 +102,19 @@ def exchanges(
     ``desks``, only the alerts that a message of those desks refers to or that one of them
     follows (and of those, every exchange: the caller decides what it shows)."""
     query = _select()
-    if alert is not None:
-        query = query.where(search_entries.c.key == alert)
     if desks is not None:
         query = query.where(_on_desks(sorted(desks)))
     # The newest ``limit``, handed back oldest first: entries are written in the transaction
-    # that records their message, so their ids follow the messages' order, and walking the
-    # primary key backwards stops after ``limit`` (a sort by time would read them all).
-    query = query.order_by(search_entries.c.id.desc()).limit(limit)
+    # that records their message, so their ids follow the messages' order, and walking an
+    # index backwards stops after ``limit`` (a sort by time would read them all). Every alert:
+    # the partial index, by id. One alert: its own range of (kind, key, born, message_id),
+    # whose order this one is; by id alone SQLite would walk every alert's entries instead.
+    if alert is None:
+        query = query.order_by(search_entries.c.id.desc())
+    else:
+        query = query.where(search_entries.c.key == alert, search_entries.c.born.is_(None))
+        query = query.order_by(search_entries.c.message_id.desc(), search_entries.c.id.desc())
+    query = query.limit(limit)
     return [_exchange(row) for row in tx.connection.execute(query)][::-1]
 
 

@@ -404,16 +404,20 @@ Index(
     search_entries.c.message_id,
 )
 Index("ix_search_entries_message", search_entries.c.message_id)
-# The alert register's entries, newest first by walking this partial index (revision 0012): only
-# an AlertRef's or a NoticeReference's entry adds to it. Its predicate is written as literals in
-# the register's statement (gateway.store.alert_rows), so the planner can prove it applies.
-ALERT_ENTRIES = "kind = 'reference' AND role IN ('sis-alert', 'interpol-notice')"
+# The alert register's entries, newest first by walking this partial index (revisions 0012,
+# 0021): only an AlertRef's or a NoticeReference's entry adds to it. Its predicate is written as
+# literals in the register's statements (gateway.store.alert_rows), so the planner can prove it
+# applies. It names the role alone (only a reference has these roles): SQLite weighs a partial
+# index for every statement on the table, and a predicate on ``kind`` made it read the bound
+# value of any ``kind = ?`` to decide, which prepares such a statement again at each execution.
+ALERT_ROLES = "role IN ('sis-alert', 'interpol-notice')"
+ALERT_ENTRIES = f"kind = 'reference' AND {ALERT_ROLES}"
 Index(
     "ix_search_entries_alerts",
     search_entries.c.kind,  # so that it is chosen over (kind, key): it also gives the order
     search_entries.c.id,
-    sqlite_where=text(ALERT_ENTRIES),
-    postgresql_where=text(ALERT_ENTRIES),
+    sqlite_where=text(ALERT_ROLES),
+    postgresql_where=text(ALERT_ROLES),
 )
 # The distinct name parts held (their skeletons), with their consonants (Mohamed, Muhamad), and
 # which person entries hold each: a search finds alike parts first (few, even with many

@@ -1031,3 +1031,42 @@ def test_revision_0020_counts_the_trigrams_of_a_0019_ledger_holding_index_entrie
     with ledger.transaction() as tx:
         assert search_rows.delete_of_message_in(tx, message) == 5
     assert gram_counts(empty_engine) == {}  # no trigram of a deleted name is left behind
+
+
+def alert_index_definition(engine: Engine) -> str:
+    """How the database itself states ix_search_entries_alerts."""
+    statement = (
+        "SELECT sql FROM sqlite_master WHERE name = 'ix_search_entries_alerts'"
+        if engine.dialect.name == "sqlite"
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_search_entries_alerts'"
+        " AND schemaname = current_schema()"
+    )
+    with engine.connect() as connection:
+        return str(connection.exec_driver_sql(statement).scalar_one())
+
+
+def test_revision_0021_states_the_alert_index_by_role_on_a_0020_ledger_holding_alerts(
+    empty_engine: Engine, tmp_path: Path
+) -> None:
+    """The register's partial index made again on the role alone: the same entries, listed
+    the same way, and a predicate that no longer names ``kind``."""
+    ledger = filled_at(empty_engine, tmp_path, "0020")
+    alert = Entity("reference", "sis-alert", "RO0000000000123456", element="AlertRef")
+    notice = Entity("reference", "interpol-notice", "A-1234/5-2026", element="NoticeReference")
+    case = Entity("reference", "national-case", "OSLO-2026-1", element="NationalReference")
+    with ledger.transaction() as tx:
+        message = ledger.by_reference(RECEIVED.reference)[0].id
+        where = Where(message, "inbound", "NO-SIRENE", "sirene", "G")
+        index.write_in(tx, where, [alert, notice, case], START)
+    with ledger.reading() as tx:
+        listed = alert_rows.exchanges(tx)
+    assert "kind" in alert_index_definition(empty_engine).split("WHERE", 1)[1]
+    before = contents(empty_engine)
+
+    upgraded(empty_engine, before, "0020")
+
+    stated = alert_index_definition(empty_engine)
+    assert "kind" not in stated.split("WHERE", 1)[1] and "interpol-notice" in stated
+    with ledger.reading() as tx:
+        assert alert_rows.exchanges(tx) == listed
+    assert [exchange.register for exchange in listed] == ["sis-alert", "interpol-notice"]
