@@ -307,18 +307,16 @@ def listed(
     status: str | None = None,
     limit: int = LIST_LIMIT,
 ) -> list[Case]:
-    """Cases newest first, with their member counts; ``desks``: only those (None: every desk)."""
-    counts = (
-        select(case_members.c.case_id, func.count().label("members"))
-        .group_by(case_members.c.case_id)
-        .subquery()
+    """Cases newest first, with their member counts; ``desks``: only those (None: every desk).
+    Each listed case's members are counted in its own range of ix_case_members_case: a count
+    of every case's members would read all the memberships the ledger holds, for each page."""
+    members = (
+        select(func.count())
+        .where(case_members.c.case_id == cases.c.id)
+        .correlate(cases)
+        .scalar_subquery()
     )
-    query = (
-        select(cases, func.coalesce(counts.c.members, 0).label("members"))
-        .outerjoin(counts, counts.c.case_id == cases.c.id)
-        .order_by(cases.c.id.desc())
-        .limit(limit)
-    )
+    query = select(cases, members.label("members")).order_by(cases.c.id.desc()).limit(limit)
     if desks is not None:
         query = query.where(cases.c.desk.in_(sorted(desks)))
     if desk is not None:

@@ -8,10 +8,11 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from dbkit import RECEIVED
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, event, select, text
 
 from gateway.access.roles import Principal, Role
 from gateway.core.clock import FakeClock
@@ -319,6 +320,42 @@ def test_actions_by_hand_with_roles_reasons_timeline_and_audit(world: World) -> 
     assert timeline[-6:] == ["linked", "unlinked", "merged", "desk", "closed", "reopened"]
     assert world.audit.verify() == []
     assert reply.id in {member.message_id for member in world.cases.view(AUDITOR, "1").members}
+
+
+def test_the_listing_counts_each_case_s_members_in_its_own_range(world: World) -> None:
+    """Each listed case with its members counted (none for one merged away), by a count over
+    that case's range of ix_case_members_case, never over every membership of the ledger."""
+    request = world.take(received(1))
+    world.take(received(2, in_reply_to=request.reference))
+    world.take(received(3, in_reply_to=request.reference))
+    lone = world.take(received(4))
+    other = world.take(received(5))
+    chained = world.cases.find(HANDLER, str(world.case_of(request)))
+    alone = world.cases.open_around(HANDLER, lone, "a matter of its own")
+    merged = world.cases.open_around(HANDLER, other, "the same matter")
+    world.cases.merge(HANDLER, merged.number, chained.number, "one matter after all")
+    statements: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "case_members" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(world.engine, "before_cursor_execute", record)
+    listed = world.cases.listed(SUPERVISOR)
+    event.remove(world.engine, "before_cursor_execute", record)
+
+    counted = {case.number: case.members for case in listed}
+    assert counted == {chained.number: 4, alone.number: 1, merged.number: 0}
+    if world.engine.dialect.name != "sqlite":
+        return
+    [(statement, parameters)] = statements
+    with world.engine.connect() as connection:
+        plan = " | ".join(
+            row[3]
+            for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        )
+    assert "SEARCH case_members USING COVERING INDEX ix_case_members_case (case_id=?)" in plan
+    assert "SCAN case_members" not in plan, plan
 
 
 def test_retention_runs_from_the_closure_of_a_case_by_its_longest_rule(world: World) -> None:
