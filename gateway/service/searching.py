@@ -146,10 +146,11 @@ def as_json(done: Searched) -> dict[str, Any]:
 
 def rebuild(services: Services) -> Rebuilt:
     """Empty the index and index again every received message whose verified copy is kept, one
-    transaction per message. A form we sent is kept sealed to its partner only: its entries,
-    written when it was queued, cannot be made again and are lost by a rebuild. The index's
-    statistics are gathered again at the end (the planner's choices follow them), and on
-    PostgreSQL the name parts and their trigrams vacuumed (their reads index-only)."""
+    transaction per message; one taken in meanwhile, whose acceptance indexed it again, is left
+    as it is. A form we sent is kept sealed to its partner only: its entries, written when it
+    was queued, cannot be made again and are lost by a rebuild. The index's statistics are
+    gathered again at the end (the planner's choices follow them), and on PostgreSQL the name
+    parts and their trigrams vacuumed (their reads index-only)."""
     done = Rebuilt()
     with services.ledger.transaction() as tx:
         search_rows.delete_all_in(tx)
@@ -189,5 +190,8 @@ def _again(services: Services, row: MessageRow, done: Rebuilt) -> None:
         return
     where = Where(row.id, row.direction, row.partner, row.desk, row.form)
     with services.ledger.transaction() as tx:
-        done.entries += index.write_in(tx, where, found, row.created_at)
+        # A message taken in since the index was emptied was indexed by its own acceptance:
+        # written again, each of its entries would be found twice.
+        if not search_rows.has_entries(tx, row.id):
+            done.entries += index.write_in(tx, where, found, row.created_at)
     done.messages += 1

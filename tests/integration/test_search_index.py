@@ -12,10 +12,22 @@ from integration.inboundkit import FORM, World, assert_nothing_stored, message, 
 from sqlalchemy import func, select, text
 
 from gateway.cli.main import main
-from gateway.search import matching
+from gateway.crypto import pgpmime
+from gateway.forms.entities import Entity
+from gateway.search import index, matching
+from gateway.service import searching
 from gateway.service.server import Gateway
-from gateway.store import search_ddl
-from gateway.store.ledger import case_references, search_entries, search_entry_parts, search_parts
+from gateway.service.services import Services
+from gateway.store import search_ddl, search_rows
+from gateway.store.ledger import (
+    MessageRow,
+    case_references,
+    search_entries,
+    search_entry_parts,
+    search_parts,
+)
+from gateway.store.search_rows import Where
+from gateway.store.unit import Transaction
 
 REFERENCE = "NO-2026-000777"
 # The G sample about another person: a Latin and an original-script name, a document number
@@ -148,3 +160,44 @@ async def test_the_index_is_rebuilt_from_the_stored_messages(
                 )
             ).scalar()
         assert vacuumed == 1
+
+
+async def test_a_message_taken_in_while_the_index_is_rebuilt_is_indexed_once(
+    world: World, gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second message's acceptance indexes it after the rebuild emptied the index and
+    before the rebuild reaches it (as the intake does beside `gateway index rebuild`): the
+    rebuild leaves its entries as they are instead of writing them a second time."""
+    assert (await send(world, gateway, message(world, IVANOV)))[0] == 250
+    assert (await send(world, gateway, message(world)))[0] == 250
+    await settle(gateway)
+    before = entries(gateway)
+    services = gateway.services
+    with gateway.ledger.reading() as tx:
+        rows = search_rows.messages_after(tx, 0, 10)
+    received = [row for row in rows if row.direction == "inbound" and row.spool_key]
+    second = received[-1]
+    read = search_rows.messages_after
+    arrived: list[int] = []
+
+    def meanwhile(tx: Transaction, after: int, limit: int) -> list[MessageRow]:
+        if not arrived:  # the index was emptied: the second message is indexed meanwhile
+            with services.ledger.transaction() as own:
+                arrived.append(len(index.index_rows(entities_of(services, second))))
+                where = Where(second.id, "inbound", second.partner, second.desk, second.form)
+                index.write_in(own, where, entities_of(services, second), second.created_at)
+        return read(tx, after, limit)
+
+    monkeypatch.setattr(search_rows, "messages_after", meanwhile)
+    done = searching.rebuild(services)
+
+    assert arrived and arrived[0] > 0
+    assert (done.messages, done.entries) == (2, len(before) - arrived[0])
+    assert sorted(entries(gateway)) == sorted(before)
+
+
+def entities_of(services: Services, row: MessageRow) -> list[Entity]:
+    """What the message's form holds, read from its stored copy as its acceptance read it."""
+    assert row.spool_key is not None
+    payload = pgpmime.parse_entity(services.bodies.read(row.id, row.spool_key).entity)
+    return services.validator.validate(payload.form).entities()
