@@ -78,7 +78,8 @@ _COLUMNS = (
     messages.c.alert_article,
 )
 # Written as literals (the partial index's predicate, ledger.ALERT_ENTRIES): with bound
-# parameters the planner could not prove that index applies.
+# parameters the planner could not prove that index applies. The kind is needed: the index's
+# predicate names the role alone, which an Object's free-text Type may also carry.
 _IS_ALERT = text(ALERT_ENTRIES)
 
 
@@ -105,10 +106,12 @@ def exchanges(
     if desks is not None:
         query = query.where(_on_desks(sorted(desks)))
     # The newest ``limit``, handed back oldest first: entries are written in the transaction
-    # that records their message, so their ids follow the messages' order, and walking an
-    # index backwards stops after ``limit`` (a sort by time would read them all). Every alert:
-    # the partial index, by id. One alert: its own range of (kind, key, born, message_id),
-    # whose order this one is; by id alone SQLite would walk every alert's entries instead.
+    # that records their message, so their ids follow the messages' order (but for writers
+    # side by side on PostgreSQL, or a rebuild beside the intake), and walking an index
+    # backwards stops after ``limit`` (a sort by time would read them all). Every alert: the
+    # partial index, by id. One alert: its own range of (kind, key, born, message_id), in
+    # message order (a reference's entry has no date of birth); by id alone SQLite would walk
+    # every alert's entries instead.
     if alert is None:
         query = query.order_by(search_entries.c.id.desc())
     else:

@@ -310,13 +310,13 @@ def listed(
     """Cases newest first, with their member counts; ``desks``: only those (None: every desk).
     Each listed case's members are counted in its own range of ix_case_members_case: a count
     of every case's members would read all the memberships the ledger holds, for each page."""
-    members = (
+    counted = (
         select(func.count())
         .where(case_members.c.case_id == cases.c.id)
         .correlate(cases)
         .scalar_subquery()
     )
-    query = select(cases, members.label("members")).order_by(cases.c.id.desc()).limit(limit)
+    query = select(cases, counted.label("members")).order_by(cases.c.id.desc()).limit(limit)
     if desks is not None:
         query = query.where(cases.c.desk.in_(sorted(desks)))
     if desk is not None:

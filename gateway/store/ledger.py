@@ -407,9 +407,11 @@ Index("ix_search_entries_message", search_entries.c.message_id)
 # The alert register's entries, newest first by walking this partial index (revisions 0012,
 # 0021): only an AlertRef's or a NoticeReference's entry adds to it. Its predicate is written as
 # literals in the register's statements (gateway.store.alert_rows), so the planner can prove it
-# applies. It names the role alone (only a reference has these roles): SQLite weighs a partial
-# index for every statement on the table, and a predicate on ``kind`` made it read the bound
-# value of any ``kind = ?`` to decide, which prepares such a statement again at each execution.
+# applies. It names the role alone: SQLite weighs a partial index for every statement on the
+# table, and a predicate on ``kind`` made it read the bound value of any ``kind = ?`` to decide,
+# which prepares such a statement again at each execution. An Object whose free-text Type reads
+# "sis-alert" adds an entry too; the statements' ``kind = 'reference'`` (the index's first
+# column) leaves it out.
 ALERT_ROLES = "role IN ('sis-alert', 'interpol-notice')"
 ALERT_ENTRIES = f"kind = 'reference' AND {ALERT_ROLES}"
 Index(

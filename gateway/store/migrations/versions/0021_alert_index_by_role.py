@@ -3,11 +3,13 @@
 Revision ID: 0021
 Revises: 0020
 ix_search_entries_alerts made again with the predicate ``role IN ('sis-alert',
-'interpol-notice')`` instead of ``kind = 'reference' AND role IN (...)`` (only a reference
-has these roles: the same entries). SQLite weighs a partial index for every statement on
-search_entries, and a predicate on ``kind`` made it read the bound value of each statement's
-``kind = ?`` to decide: such a statement (the cross-check's walks, a search's look-ups) was
-prepared again at every execution. Nothing a ledger holds changes.
+'interpol-notice')`` instead of ``kind = 'reference' AND role IN (...)``. SQLite weighs a
+partial index for every statement on search_entries, and a predicate on ``kind`` made it read
+the bound value of each statement's ``kind = ?`` to decide: such a statement (the cross-check's
+walks, a search's look-ups) was prepared again at every execution. The register's statements
+keep ``kind = 'reference'`` (the index's first column): an Object whose free-text Type carries
+one of these roles adds an entry to the index, never to the register. Nothing a ledger holds
+changes.
 """
 
 from __future__ import annotations
