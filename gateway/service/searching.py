@@ -192,6 +192,6 @@ def _again(services: Services, row: MessageRow, done: Rebuilt) -> None:
     with services.ledger.transaction() as tx:
         # A message taken in since the index was emptied was indexed by its own acceptance:
         # written again, each of its entries would be found twice.
-        if not search_rows.has_entries(tx, row.id):
+        if not search_rows.count_of_message(tx, row.id):
             done.entries += index.write_in(tx, where, found, row.created_at)
     done.messages += 1

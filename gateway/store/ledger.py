@@ -405,7 +405,7 @@ Index(
 )
 Index("ix_search_entries_message", search_entries.c.message_id)
 # The alert register's entries, newest first by walking this partial index (revisions 0012,
-# 0021): only an AlertRef's or a NoticeReference's entry adds to it. Its predicate is written as
+# 0021): an AlertRef's or a NoticeReference's entry adds to it. Its predicate is written as
 # literals in the register's statements (gateway.store.alert_rows), so the planner can prove it
 # applies. It names the role alone: SQLite weighs a partial index for every statement on the
 # table, and a predicate on ``kind`` made it read the bound value of any ``kind = ?`` to decide,

@@ -248,12 +248,6 @@ def count_of_message(tx: Transaction, message_id: int) -> int:
     )
 
 
-def has_entries(tx: Transaction, message_id: int) -> bool:
-    """Whether the index holds an entry of this message (ix_search_entries_message)."""
-    found = select(search_entries.c.id).where(search_entries.c.message_id == message_id)
-    return tx.connection.execute(found.limit(1)).first() is not None
-
-
 def delete_all_in(tx: Transaction) -> int:
     if tx.dialect == "postgresql":
         tx.connection.execute(delete(_GRAMS))
