@@ -1,4 +1,5 @@
-"""Test kit: a private, throwaway schema on the test PostgreSQL, named in the URL it yields."""
+"""Test kit for the ledger: a private, throwaway schema on the test PostgreSQL, named in the URL it
+yields; the statements a block runs, and SQLite's plans of them."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, event, text
 
 from gateway.store import schema
 from gateway.store.ledger import NewMessage, make_engine, metadata
@@ -113,3 +115,26 @@ def make_pre_migration_ledger(engine: Engine) -> None:
             connection.execute(text(f"DROP INDEX IF EXISTS {index}"))
         connection.execute(text("ALTER TABLE messages DROP COLUMN alert_article"))
         connection.execute(text("ALTER TABLE messages DROP COLUMN shredded_at"))  # 0011
+
+
+@contextlib.contextmanager
+def statements_run(engine: Engine, naming: str) -> Iterator[list[tuple[str, Any]]]:
+    """The statements ``engine`` runs inside the block that name ``naming``, with their
+    parameters, as the driver was given them."""
+    run: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if naming in statement:
+            run.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield run
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def sqlite_plan(connection: Connection, statement: str, parameters: Any) -> str:
+    """SQLite's EXPLAIN QUERY PLAN of a statement, its steps joined by " | "."""
+    steps = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+    return " | ".join(row[3] for row in steps)

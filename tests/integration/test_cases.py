@@ -8,11 +8,10 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from dbkit import RECEIVED
-from sqlalchemy import Engine, event, select, text
+from dbkit import RECEIVED, sqlite_plan, statements_run
+from sqlalchemy import Engine, select, text
 
 from gateway.access.roles import Principal, Role
 from gateway.core.clock import FakeClock
@@ -334,15 +333,8 @@ def test_the_listing_counts_each_case_s_members_in_its_own_range(world: World) -
     alone = world.cases.open_around(HANDLER, lone, "a matter of its own")
     merged = world.cases.open_around(HANDLER, other, "the same matter")
     world.cases.merge(HANDLER, merged.number, chained.number, "one matter after all")
-    statements: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "case_members" in statement:
-            statements.append((statement, parameters))
-
-    event.listen(world.engine, "before_cursor_execute", record)
-    listed = world.cases.listed(SUPERVISOR)
-    event.remove(world.engine, "before_cursor_execute", record)
+    with statements_run(world.engine, "case_members") as statements:
+        listed = world.cases.listed(SUPERVISOR)
 
     counted = {case.number: case.members for case in listed}
     assert counted == {chained.number: 4, alone.number: 1, merged.number: 0}
@@ -350,10 +342,7 @@ def test_the_listing_counts_each_case_s_members_in_its_own_range(world: World) -
         return
     [(statement, parameters)] = statements
     with world.engine.connect() as connection:
-        plan = " | ".join(
-            row[3]
-            for row in connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-        )
+        plan = sqlite_plan(connection, statement, parameters)
     assert "SEARCH case_members USING COVERING INDEX ix_case_members_case (case_id=?)" in plan
     assert "SCAN case_members" not in plan, plan
 

@@ -182,10 +182,10 @@ async def test_a_message_taken_in_while_the_index_is_rebuilt_is_indexed_once(
 
     def meanwhile(tx: Transaction, after: int, limit: int) -> list[MessageRow]:
         if not arrived:  # the index was emptied: the second message is indexed meanwhile
+            where = Where(second.id, "inbound", second.partner, second.desk, second.form)
             with services.ledger.transaction() as own:
-                arrived.append(len(index.index_rows(entities_of(services, second))))
-                where = Where(second.id, "inbound", second.partner, second.desk, second.form)
-                index.write_in(own, where, entities_of(services, second), second.created_at)
+                found = entities_of(services, second)
+                arrived.append(index.write_in(own, where, found, second.created_at))
         return read(tx, after, limit)
 
     monkeypatch.setattr(search_rows, "messages_after", meanwhile)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from dbkit import RECEIVED
-from sqlalchemy import Engine, event
+from dbkit import RECEIVED, sqlite_plan, statements_run
+from sqlalchemy import Engine
 
 from gateway.core.clock import FakeClock
 from gateway.forms.entities import REFERENCE, Entity
@@ -95,28 +94,12 @@ def test_the_alert_register_walks_an_index_in_its_order(engine: Engine) -> None:
     """The listing walks the partial index (by id), one alert its own range of (kind, key,
     born, message_id): neither sorts, neither reads every alert's entries."""
     ledger, _ = filled(engine, 4)
-    statements: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "search_entries" in statement:
-            statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", record)
-    with ledger.reading() as tx:
+    with statements_run(engine, "search_entries") as statements, ledger.reading() as tx:
         assert len(alert_rows.exchanges(tx)) == 4
         alert = index.fold(REFERENCE, FOUND[2].value)[1]
         assert len(alert_rows.exchanges(tx, alert=alert)) == 4
-    event.remove(engine, "before_cursor_execute", record)
     with ledger.reading() as tx:
-        plans = [
-            " | ".join(
-                row[3]
-                for row in tx.connection.exec_driver_sql(
-                    "EXPLAIN QUERY PLAN " + statement, parameters
-                )
-            )
-            for statement, parameters in statements
-        ]
+        plans = [sqlite_plan(tx.connection, *run) for run in statements]
     listing, one = plans
     assert "USING INDEX ix_search_entries_alerts (kind=?)" in listing, listing
     assert "USING INDEX ix_search_entries_kind_key_born (kind=? AND key=? AND born=?)" in one, one
