@@ -149,8 +149,8 @@ def rebuild(services: Services) -> Rebuilt:
     transaction per message; one taken in meanwhile, whose acceptance indexed it again, is left
     as it is. A form we sent is kept sealed to its partner only: its entries, written when it
     was queued, cannot be made again and are lost by a rebuild. The index's statistics are
-    gathered again at the end (the planner's choices follow them), and on PostgreSQL the name
-    parts and their trigrams vacuumed (their reads index-only)."""
+    gathered again at the end (the planner's choices follow them), and on PostgreSQL its tables
+    vacuumed (a search's reads index-only)."""
     done = Rebuilt()
     with services.ledger.transaction() as tx:
         search_rows.delete_all_in(tx)
@@ -162,7 +162,7 @@ def rebuild(services: Services) -> Rebuilt:
             with services.ledger.transaction() as tx:
                 case_refs.refill_in(tx)  # the grouping's copy of the references, made again
                 search_rows.analyze_in(tx)
-            search_rows.vacuum(services.ledger.engine)  # trigrams' parts read from the index alone
+            search_rows.vacuum(services.ledger.engine)  # a search's reads from the indexes alone
             return done
         for row in rows:
             after = row.id
