@@ -189,7 +189,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def measure(
-    kind: str, size: int, queries: int, folder: Path, keep: Path | None, warmup: int = 50
+    kind: str, size: int, queries: int, folder: Path, keep: Path | None, *, warmup: int = 50
 ) -> dict[str, object]:
     with database(kind, folder, size, keep) as url:
         engine = make_engine(url)
@@ -314,7 +314,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         for kind in kinds:
             for size in (int(value) for value in args.sizes.split(",")):
-                figures = measure(kind, size, args.queries, Path(folder), args.keep, args.warmup)
+                figures = measure(
+                    kind, size, args.queries, Path(folder), args.keep, warmup=args.warmup
+                )
                 runs.append(figures)
                 built = figures["index_seconds"]
                 print(
