@@ -258,17 +258,16 @@ def delete_all_in(tx: Transaction) -> int:
     return int(result.rowcount or 0)
 
 
+# The index's tables; on PostgreSQL its trigram table besides (SQLite's FTS5 tables are its own).
+_TABLES = (search_entries.name, search_parts.name, search_entry_parts.name)
+VACUUMED = (*_TABLES, search_ddl.PARTS_GRAMS)
+
+
 def analyze_in(tx: Transaction) -> None:
     """Gather the planner's statistics of the index's tables (after a rebuild, which changed
     every row: PostgreSQL's autovacuum would gather them some time later)."""
-    names = [table.name for table in (search_entries, search_parts, search_entry_parts)]
-    if tx.dialect == "postgresql":
-        names.append(search_ddl.PARTS_GRAMS)
-    for name in names:
+    for name in VACUUMED if tx.dialect == "postgresql" else _TABLES:
         tx.connection.exec_driver_sql(f"ANALYZE {name}")
-
-
-VACUUMED = (search_parts.name, search_ddl.PARTS_GRAMS, search_entry_parts.name, search_entries.name)
 
 
 def vacuum(engine: Engine) -> None:
